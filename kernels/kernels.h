@@ -28,9 +28,10 @@ void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_bias_add(float *out, const float *b, int M, int N);
 /* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind. */
 void cuda_activation(float *x, size_t n, int act);
-/* permute.cu: in_q/in_k/in_v (B, T, NH·HS) → q/k/v (B, NH, T, HS); unpermute: (B, NH, T, HS) → (B, T, NH·HS). */
-void cuda_permute_qkv(float *q, float *k, float *v, const float *in_q, const float *in_k, const float *in_v, int B,
-                      int T, int NH, int HS);
+/* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS);
+ * unpermute: (B, NH, T, HS) → (B, T, NH·HS). */
+void cuda_permute_qkv(float *q, float *k, float *v, const float *in_q, const float *in_k, const float *in_v, int ld,
+                      int B, int T, int NH, int HS);
 void cuda_unpermute(float *out, const float *in, int B, int T, int NH, int HS);
 /* softmax.cu: att (B, NH, T, T) scores → probabilities in place; keymask (B, T) 1 = real key,
  * 0 = padding; causal masks j > i. Masked keys get exactly 0; a fully masked row is uniform. */
@@ -45,6 +46,11 @@ void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int ca
  * (B, nh, nh) doubles receive Σ m ln m (m the mean of the two smoothed maps; a == b: Σ p' ln p')
  * and Σ p_a p_b over the n × n block; entries with a > b are not written. */
 void cuda_head_sim(double *mm, double *gram, const float *maps, const int *len, int B, int nh, int T);
+
+/* split.cu: in (M, K) → out (M, 3K) = [hi | hi | lo] (weight = 0: activations) or [hi | lo | hi]
+ * (weight = 1), hi = tf32(x), lo = tf32(x − hi), both rounded to nearest: one TF32 GEMM of the two
+ * with K' = 3K is the fp32 product up to the dropped lo·lo term ("3xTF32"). sm_80 and newer. */
+void cuda_split_tf32(float *out, const float *in, int M, int K, int weight);
 
 /* out[n] bfloat16 (round to nearest even) of in[n]. */
 void cuda_f32_to_bf16(void *out, const float *in, size_t n);

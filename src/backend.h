@@ -35,12 +35,13 @@ struct backend {
     /* x[i] = act(x[i]) in place; act as config.h act_kind */
     void (*activation)(backend *be, float *x, size_t n, int act);
     /* Multi-head attention over B sequences padded to T.
-     *   q, k, v (B, T, C) with head h at columns [h*HS, (h+1)*HS);  C = NH*HS
+     *   q, k, v (B, T, ·) rows of ld floats (ld >= C; C for separate tensors, 3C when they are the
+     *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS
      *   keymask (B, T): 1 = real token, 0 = padding (additive -FLT_MAX before softmax, as HF)
      *   probs (B, NH, T, T): post-softmax probabilities, written
      *   out (B, T, C): probs · v per head
      * scale = 1/sqrt(HS); causal adds the upper-triangular mask. */
-    void (*attention)(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
+    void (*attention)(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                       const float *keymask, int B, int T, int NH, int HS, int causal);
     /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host:
      *   len[B], sep/punct (B, T) token-class flags: host arrays (sep/punct may be NULL: masses 0)
@@ -67,6 +68,9 @@ struct backend {
     void (*head_sim)(backend *be, const float *maps, const int *len, int B, int nh, int T, double *js_sum, double *gram);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
+    /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),
+     * for model_batch_bytes. */
+    int linear_scratch;
 };
 
 /* The CPU backend (OpenBLAS sgemm + OpenMP). Never fails. */
@@ -75,10 +79,13 @@ backend *backend_cpu_init(void);
 #ifdef ATTNSCOPE_CUDA
 /* The CUDA backend on the current device (cuda_bind_device chose it): cuBLAS for the matrix
  * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c.
- * precision 0: fp32 GEMMs (no TF32); 1: TF32 tensor cores for the GEMMs (~1e-3 relative);
+ * precision 0: fp32 — the linear layers as 3xTF32 tensor-core GEMMs (split.cu: fp32 accuracy,
+ *   ~2.5x the SGEMM speed) on sm_80 and newer, SGEMM below; attention GEMMs in SGEMM;
+ * 1: TF32 tensor cores for every GEMM (~1e-3 relative);
  * 2: bf16 inputs to the linear layers (fp32 accumulation and outputs; attention GEMMs in TF32,
- * softmax and statistics in fp32/fp64).
- * Returns NULL with err_set() when no device is usable or precision is not 0/1. A CUDA error
+ *   softmax and statistics in fp32/fp64);
+ * 3: fp32 with every GEMM an SGEMM (the FFMA path PyTorch's fp32 takes).
+ * Returns NULL with err_set() when no device is usable or precision is not 0..3. A CUDA error
  * after init ends the job (check.h); only alloc's out-of-memory is reported (NULL). */
 backend *backend_cuda_init(int precision);
 #endif

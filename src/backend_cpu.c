@@ -75,7 +75,7 @@ static void cpu_activation(backend *be, float *x, size_t n, int act)
     }
 }
 
-static void cpu_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
+static void cpu_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                           const float *keymask, int B, int T, int NH, int HS, int causal)
 {
     const int C = NH * HS;
@@ -83,12 +83,12 @@ static void cpu_attention(backend *be, float *out, float *probs, const float *q,
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const float *qb = q + (size_t)b * T * C + (size_t)h * HS;
-            const float *kb = k + (size_t)b * T * C + (size_t)h * HS;
-            const float *vb = v + (size_t)b * T * C + (size_t)h * HS;
+            const float *qb = q + (size_t)b * T * ld + (size_t)h * HS;
+            const float *kb = k + (size_t)b * T * ld + (size_t)h * HS;
+            const float *vb = v + (size_t)b * T * ld + (size_t)h * HS;
             const float *mask = keymask + (size_t)b * T;
             float *P = probs + ((size_t)b * NH + h) * T * T;      /* (T, T) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qb, C, kb, C, 0.0f, P, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qb, ld, kb, ld, 0.0f, P, T);
             for (int i = 0; i < T; i++) {
                 float *row = P + (size_t)i * T;
                 float mx = -FLT_MAX;
@@ -106,7 +106,7 @@ static void cpu_attention(backend *be, float *out, float *probs, const float *q,
                 float inv = (float)(1.0 / sum);
                 for (int j = 0; j < T; j++) row[j] *= inv;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, P, T, vb, C, 0.0f,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, P, T, vb, ld, 0.0f,
                         out + (size_t)b * T * C + (size_t)h * HS, C);
         }
     }

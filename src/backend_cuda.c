@@ -17,24 +17,28 @@
 #include "util.h"
 #include <math.h>
 
-enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM, SCR_GRAM, SCR_N };
+enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
+       SCR_GRAM, SCR_SPLIT, SCR_N };
 
 /* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
 typedef struct {
     int M, K, N, bias;
+    cublasComputeType_t compute;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
 } lt_plan;
 #define LT_PLANS 64
 
-/* bf16 copies of the weights, made when a weight first meets a bf16 GEMM (weights never change) */
+/* Derived copies of the weights, made when a weight first meets a GEMM (weights never change):
+ * bf16 for `--precision bf16`, the [hi | lo | hi] TF32 split (N, 3K) for fp32 on tensor cores */
 typedef struct { const float *w; void *bf; } bf16_weight;
 
 typedef struct {
     cublasHandle_t blas;
-    int precision;                    /* 0 fp32, 1 tf32, 2 bf16 linear layers */
+    int precision;                    /* 0 fp32, 1 tf32, 2 bf16 linear layers, 3 fp32 through SGEMM */
+    int split;                        /* linear layers as 3xTF32 GEMMs (fp32 on a GPU with TF32) */
     bf16_weight *wcache; int n_wcache;
     cublasLtHandle_t lt; int use_lt;
     lt_plan plans[LT_PLANS]; int n_plans;
@@ -95,13 +99,19 @@ static void cuda_embed_op(backend *be, float *out, const int32_t *ids, const int
 
 /* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
  * column-major view) · inᵀ: one Sgemm with op(A) = T on W, no copies. */
-static const void *bf16_of(cuda_ctx *c, const float *W, size_t n)
+static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
 {
     for (int i = 0; i < c->n_wcache; i++)
         if (c->wcache[i].w == W) return c->wcache[i].bf;
     void *bf = NULL;
-    CHECK_CUDA(cudaMalloc(&bf, n * 2));
-    cuda_f32_to_bf16(bf, W, n);
+    const size_t n = (size_t)N * K;
+    if (c->split) {
+        CHECK_CUDA(cudaMalloc(&bf, n * 3 * sizeof(float)));
+        cuda_split_tf32(bf, W, N, K, 1);
+    } else {
+        CHECK_CUDA(cudaMalloc(&bf, n * 2));
+        cuda_f32_to_bf16(bf, W, n);
+    }
     c->wcache = xrealloc(c->wcache, (c->n_wcache + 1) * sizeof *c->wcache);
     c->wcache[c->n_wcache++] = (bf16_weight){W, bf};
     return bf;
@@ -113,16 +123,16 @@ static const size_t lt_workspace = (size_t)64 << 20;
 
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
  * no algorithm for it (the caller falls back to cublasSgemm). */
-static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias)
+static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute)
 {
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->M == M && p->K == K && p->N == N && p->bias == bias) return p;
+        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute) return p;
     }
     if (c->n_plans == LT_PLANS) return NULL;
     lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias};
-    CHECK_LT(cublasLtMatmulDescCreate(&p->op, c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute};
+    CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
@@ -155,7 +165,25 @@ static void cuda_linear(backend *be, float *out, const float *in, const float *W
 {
     cuda_ctx *c = be->ctx;
     const float one = 1.0f, zero = 0.0f;
-    lt_plan *p = c->use_lt && c->precision != 2 && c->workspace ? lt_plan_of(c, M, K, N, b != NULL) : NULL;
+    if (c->split) {            /* fp32 as 3xTF32: one TF32 GEMM over K' = 3K (split.cu) */
+        float *in3 = scratch(c, SCR_SPLIT, (size_t)M * 3 * K * sizeof(float));
+        cuda_split_tf32(in3, in, M, K, 0);
+        const float *W3 = derived_of(c, W, N, K);
+        K *= 3;
+        lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F_FAST_TF32) : NULL;
+        if (p) {
+            if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+            CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W3, p->a, in3, p->b, &zero, out, p->c, out, p->c, &p->algo,
+                                    c->workspace, lt_workspace, 0));
+            return;
+        }
+        CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W3, CUDA_R_32F, K, in3, CUDA_R_32F, K,
+                                  &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+        if (b) cuda_bias_add(out, b, M, N);
+        return;
+    }
+    const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    lt_plan *p = c->use_lt && c->precision != 2 && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute) : NULL;
     if (p) {
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
@@ -165,7 +193,7 @@ static void cuda_linear(backend *be, float *out, const float *in, const float *W
     if (c->precision == 2) {   /* bf16 inputs, fp32 accumulation and output */
         void *inb = scratch(c, SCR_BF16, (size_t)M * K * 2);
         cuda_f32_to_bf16(inb, in, (size_t)M * K);
-        CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, bf16_of(c, W, (size_t)N * K), CUDA_R_16BF, K,
+        CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, derived_of(c, W, N, K), CUDA_R_16BF, K,
                                   inb, CUDA_R_16BF, K, &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     } else {
         CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
@@ -182,14 +210,14 @@ static void cuda_add_op(backend *be, float *out, const float *a, const float *b,
 static void cuda_activation_op(backend *be, float *x, size_t n, int act) { cuda_activation(x, n, act); }
 
 /* probs doubles as the score buffer: QKᵀ·scale is written there and the softmax runs in place. */
-static void cuda_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
+static void cuda_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                            const float *keymask, int B, int T, int NH, int HS, int causal)
 {
     cuda_ctx *c = be->ctx;
     const size_t n = (size_t)B * T * NH * HS * sizeof(float);
     float *qh = scratch(c, SCR_Q, n), *kh = scratch(c, SCR_K, n), *vh = scratch(c, SCR_V, n);  /* (B, NH, T, HS) */
     float *yh = scratch(c, SCR_Y, n);                                                             /* (B, NH, T, HS) */
-    cuda_permute_qkv(qh, kh, vh, q, k, v, B, T, NH, HS);
+    cuda_permute_qkv(qh, kh, vh, q, k, v, ld, B, T, NH, HS);
     const float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
     const long long sH = (long long)T * HS, sP = (long long)T * T;
     /* per head, row-major S (T, T) = Q Kᵀ is column-major Sᵀ = K·Qᵀ: A = K with op T, B = Q */
@@ -308,8 +336,8 @@ static void cuda_release(backend *be)
 
 backend *backend_cuda_init(int precision)
 {
-    if (precision < 0 || precision > 2) {
-        err_set("CUDA backend: precision must be 0 (fp32), 1 (tf32) or 2 (bf16), not %d", precision);
+    if (precision < 0 || precision > 3) {
+        err_set("CUDA backend: precision must be 0 (fp32), 1 (tf32), 2 (bf16) or 3 (fp32 SGEMM), not %d", precision);
         return NULL;
     }
     int ndev = 0;
@@ -321,6 +349,10 @@ backend *backend_cuda_init(int precision)
     }
     cuda_ctx *c = xcalloc(1, sizeof *c);
     c->precision = precision;
+    int dev = 0, major = 0;
+    CHECK_CUDA(cudaGetDevice(&dev));
+    CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    c->split = precision == 0 && major >= 8 && !getenv("ATTNSCOPE_NO_SPLIT");   /* TF32 needs sm_80 */
     cublasStatus_t s = cublasCreate(&c->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         err_set("--backend cuda: cublasCreate failed: %s", cublasGetStatusString(s));
@@ -328,7 +360,7 @@ backend *backend_cuda_init(int precision)
         return NULL;
     }
     /* fp32: CUBLAS_DEFAULT_MATH never uses TF32 for Sgemm (only NVIDIA_TF32_OVERRIDE could turn it off further) */
-    CHECK_CUBLAS(cublasSetMathMode(c->blas, precision ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CHECK_CUBLAS(cublasSetMathMode(c->blas, precision == 1 || precision == 2 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     const size_t ws = lt_workspace;   /* shared by cuBLAS and cuBLASLt (same stream, never concurrent) */
     if (cudaMalloc(&c->workspace, ws) == cudaSuccess) CHECK_CUBLAS(cublasSetWorkspace(c->blas, c->workspace, ws));
     else { cudaGetLastError(); c->workspace = NULL; }
@@ -356,6 +388,7 @@ backend *backend_cuda_init(int precision)
     be->mem_free = cuda_mem_free;
     be->copy_rows = cuda_copy_rows;
     be->head_sim = cuda_head_sim_op;
+    be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     return be;
 }
 #endif

@@ -29,9 +29,9 @@ static void p_layernorm(backend *be, float *out, const float *in, const float *w
 { TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, in, w, b, M, C, eps)); }
 static void p_add(backend *be, float *out, const float *a, const float *b, size_t n) { TIMED(be, P_ADD, IN(be)->add(IN(be), out, a, b, n)); }
 static void p_act(backend *be, float *x, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, n, act)); }
-static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
+static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)
-{ TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, keymask, B, T, NH, HS, causal)); }
+{ TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, HS, causal)); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)
 { TIMED(be, P_STATS, IN(be)->attn_stats(IN(be), probs, len, sep, punct, B, NH, T, sp, out, ki, ti, tw)); }

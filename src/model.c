@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Loads tensor <prefix><name> of shape (d0[, d1]) to a new backend buffer. */
-static float *load_tensor(model *m, const st_model *st, const char *dir, const char *name, int d0, int d1)
+/* Checks tensor <prefix><name> against shape (d0[, d1]) and converts it to float32 at host[]. */
+static int read_tensor(model *m, const st_model *st, const char *dir, const char *name, int d0, int d1, float *host)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", m->weight_prefix, name);
@@ -21,26 +21,37 @@ static float *load_tensor(model *m, const st_model *st, const char *dir, const c
         p = strstr(alt, "LayerNorm.bias");
         if (!t && p) { strcpy(p, "LayerNorm.beta"); t = st_find(st, alt); }
     }
-    if (!t) { err_set("%s: missing tensor \"%s\"", dir, full); return NULL; }
+    if (!t) return err_set("%s: missing tensor \"%s\"", dir, full);
     const char *file = st->paths[t->file];
     int want_nd = d1 ? 2 : 1;
     if (t->ndim != want_nd || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
         char got[128] = "", *g = got;
         for (int i = 0; i < t->ndim; i++) g += snprintf(g, got + sizeof got - g, i ? ", %lld" : "%lld", (long long)t->shape[i]);
-        if (d1) err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d, %d]", file, full, got, d0, d1);
-        else err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d]", file, full, got, d0);
-        return NULL;
+        if (d1) return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d, %d]", file, full, got, d0, d1);
+        return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d]", file, full, got, d0);
     }
-    size_t n = (size_t)t->numel;
-    float *host = xmalloc(n * sizeof(float));
-    if (st_to_f32(t, host)) { free(host); return NULL; }
-    float *dev = m->be->alloc(m->be, n * sizeof(float));
-    if (!dev) { free(host); err_set("%s: out of backend memory loading \"%s\"", dir, full); return NULL; }
-    m->be->upload(m->be, dev, host, n * sizeof(float));
+    return st_to_f32(t, host);
+}
+
+/* Loads the n tensors names[] of shape (d0[, d1]) each, stacked along d0, to one new backend
+ * buffer (n = 1: a single tensor; n = 3: the fused q, k, v projection). */
+static float *load_stacked(model *m, const st_model *st, const char *dir, const char *const *names, int n, int d0, int d1)
+{
+    const size_t each = (size_t)d0 * (d1 ? d1 : 1);
+    float *host = xmalloc(n * each * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (read_tensor(m, st, dir, names[i], d0, d1, host + i * each)) { free(host); return NULL; }
+    float *dev = m->be->alloc(m->be, n * each * sizeof(float));
+    if (!dev) { free(host); err_set("%s: out of backend memory loading \"%s%s\"", dir, m->weight_prefix, names[0]); return NULL; }
+    m->be->upload(m->be, dev, host, n * each * sizeof(float));
     free(host);
     m->owned = xrealloc(m->owned, (m->n_owned + 1) * sizeof(void *));
     m->owned[m->n_owned++] = dev;
     return dev;
+}
+static float *load_tensor(model *m, const st_model *st, const char *dir, const char *name, int d0, int d1)
+{
+    return load_stacked(m, st, dir, &name, 1, d0, d1);
 }
 
 int model_load(model *m, const char *dir, backend *be)
@@ -78,12 +89,16 @@ int model_load(model *m, const char *dir, backend *be)
         layer_weights *w = &m->layers[l];
         char n[128];
 #define LL(dst, suffix, d0, d1) do { snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix); LOAD(dst, n, d0, d1); } while (0)
-        LL(w->wq, "attention.self.query.weight", C, C);
-        LL(w->bq, "attention.self.query.bias", C, 0);
-        LL(w->wk, "attention.self.key.weight", C, C);
-        LL(w->bk, "attention.self.key.bias", C, 0);
-        LL(w->wv, "attention.self.value.weight", C, C);
-        LL(w->bv, "attention.self.value.bias", C, 0);
+        /* q, k, v as one (3C, C) projection: one GEMM of N = 3C instead of three of N = C */
+        char qkv[6][128];
+        static const char *const part[] = {"query", "key", "value"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(qkv[i], sizeof qkv[i], "encoder.layer.%d.attention.self.%s.weight", l, part[i]);
+            snprintf(qkv[3 + i], sizeof qkv[3 + i], "encoder.layer.%d.attention.self.%s.bias", l, part[i]);
+        }
+        const char *wn[] = {qkv[0], qkv[1], qkv[2]}, *bn[] = {qkv[3], qkv[4], qkv[5]};
+        if (!(w->wqkv = load_stacked(m, &st, dir, wn, 3, C, C))) goto fail;
+        if (!(w->bqkv = load_stacked(m, &st, dir, bn, 3, C, 0))) goto fail;
         LL(w->wo, "attention.output.dense.weight", C, C);
         LL(w->bo, "attention.output.dense.bias", C, 0);
         LL(w->ln1_w, "attention.output.LayerNorm.weight", C, 0);
@@ -107,7 +122,7 @@ fail:
 
 static void free_activations(model *m)
 {
-    void **bufs[] = {(void **)&m->x, (void **)&m->q, (void **)&m->k, (void **)&m->v, (void **)&m->ctx,
+    void **bufs[] = {(void **)&m->x, (void **)&m->qkv, (void **)&m->ctx,
                      (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, (void **)&m->keymask,
                      (void **)&m->ids, (void **)&m->pos, (void **)&m->types};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
@@ -135,9 +150,11 @@ size_t model_batch_bytes(const model *m, int B, int T)
 {
     const model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, C = c->d_model, F = c->d_ff;
-    /* activations (x q k v ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
-     * (q k v y per head: 4 BT C) + the statistics' outputs (~ 8 bytes per key and head) */
-    return 4 * (BT * (10 * C + F + 4) + (size_t)B * c->n_head * T * T) + (size_t)B * c->n_head * T * 40;
+    /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
+     * (q k v y per head: 4 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
+     * linear layers' scratch (for the widest input, ff) */
+    return 4 * (BT * (10 * C + F + 4) + (size_t)B * c->n_head * T * T) + (size_t)B * c->n_head * T * 40 +
+           BT * F * (size_t)m->be->linear_scratch;
 }
 
 static int ensure_activations(model *m, int B, int T)
@@ -154,9 +171,7 @@ static int ensure_activations(model *m, int B, int T)
     backend *be = m->be;
     size_t C = c->d_model, F = c->d_ff;
     if (!(m->x = be->alloc(be, BT * C * sizeof(float)))) goto oom;
-    if (!(m->q = be->alloc(be, BT * C * sizeof(float)))) goto oom;
-    if (!(m->k = be->alloc(be, BT * C * sizeof(float)))) goto oom;
-    if (!(m->v = be->alloc(be, BT * C * sizeof(float)))) goto oom;
+    if (!(m->qkv = be->alloc(be, BT * 3 * C * sizeof(float)))) goto oom;
     if (!(m->ctx = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->ff = be->alloc(be, BT * F * sizeof(float)))) goto oom;
@@ -201,10 +216,9 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     be->layernorm(be, m->x, m->x, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        be->linear(be, m->q, m->x, w->wq, w->bq, BT, C, C);
-        be->linear(be, m->k, m->x, w->wk, w->bk, BT, C, C);
-        be->linear(be, m->v, m->x, w->wv, w->bv, BT, C, C);
-        be->attention(be, m->ctx, m->probs, m->q, m->k, m->v, m->keymask, B, T, c->n_head, c->head_dim, c->causal);
+        be->linear(be, m->qkv, m->x, w->wqkv, w->bqkv, BT, C, 3 * C);
+        be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->keymask, B, T, c->n_head,
+                      c->head_dim, c->causal);
         if (capture) capture(user, l, m->probs, B, T);
         be->linear(be, m->tmp, m->ctx, w->wo, w->bo, BT, C, C);
         be->add(be, m->x, m->x, m->tmp, (size_t)BT * C);

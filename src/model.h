@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 typedef struct {
-    float *wq, *bq, *wk, *bk, *wv, *bv;  /* (C, C), (C) each */
+    float *wqkv, *bqkv;                  /* (3C, C), (3C): query, key, value stacked */
     float *wo, *bo;                      /* (C, C), (C) */
     float *ln1_w, *ln1_b;                /* (C): after attention (post-norm) */
     float *w1, *b1;                      /* (F, C), (F) */
@@ -34,7 +34,8 @@ typedef struct {
     void **owned; int n_owned;           /* every backend buffer of the weights */
     /* activations for up to cap_BT tokens and cap_BTT attention entries */
     int64_t cap_BT, cap_BTT;
-    float *x, *q, *k, *v, *ctx, *tmp;    /* (B, T, C) */
+    float *x, *ctx, *tmp;                /* (B, T, C) */
+    float *qkv;                          /* (B, T, 3C): q | k | v */
     float *ff;                           /* (B, T, F) */
     float *probs;                        /* (B, NH, T, T) */
     float *keymask;                      /* (B, T) */

@@ -39,8 +39,9 @@ static const char *run_usage =
     "  --save-attention       also store /attention [N, layers, heads, Lmax, Lmax]\n"
     "  --attention-dtype T    f32 (default) or f16 for /attention\n"
     "  --backend B            cuda (default when built with CUDA and a GPU is visible) or cpu\n"
-    "  --precision P          fp32 (default: within 1e-5 of HF), tf32 (tensor-core GEMMs) or bf16 (bf16 linear\n"
-    "                         layers); softmax and statistics stay fp32/fp64\n"
+    "  --precision P          fp32 (default: within 1e-5 of HF; on a GPU the linear layers run as 3xTF32\n"
+    "                         tensor-core GEMMs), fp32-sgemm (every GEMM a plain fp32 SGEMM), tf32 (TF32\n"
+    "                         GEMMs, ~1e-3) or bf16 (bf16 linear layers); softmax and statistics stay fp32/fp64\n"
     "  --window W             locality window in tokens (default 3)\n"
     "  --topk K               keys kept per query in /stats/topk_* (default 3; 0: not stored)\n"
     "  --no-key-importance    do not store /stats/key_importance [N, layers, heads, Lmax]\n"
@@ -173,8 +174,9 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store)
     if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16")) return err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
     if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
         return err_set("--backend must be cpu or cuda, not '%s'", o->backend);
-    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "tf32") && strcmp(o->precision, "bf16"))
-        return err_set("--precision must be fp32, tf32 or bf16, not '%s'", o->precision);
+    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "fp32-sgemm") && strcmp(o->precision, "tf32") &&
+        strcmp(o->precision, "bf16"))
+        return err_set("--precision must be fp32, fp32-sgemm, tf32 or bf16, not '%s'", o->precision);
     return 0;
 }
 
@@ -263,8 +265,9 @@ int run_main(int argc, char **argv)
     ngpu = cuda_bind_device(local_rank, gpu, sizeof gpu);
 #endif
     const char *bname = o.backend ? o.backend : ngpu > 0 ? "cuda" : "cpu";
-    const int prec = !strcmp(o.precision, "tf32") ? 1 : !strcmp(o.precision, "bf16") ? 2 : 0;
-    backend *be = strcmp(bname, "cpu") || !prec ? backend_init(bname, prec)
+    const int prec = !strcmp(o.precision, "tf32") ? 1 : !strcmp(o.precision, "bf16") ? 2
+                   : !strcmp(o.precision, "fp32-sgemm") ? 3 : 0;
+    backend *be = strcmp(bname, "cpu") || !prec || prec == 3 ? backend_init(bname, prec)
                 : (err_set("--precision %s needs the CUDA backend (the CPU backend is fp32)", o.precision), NULL);
     if (par_agree(be ? 0 : -1, comm)) { if (be) backend_free(be); free(job_store); return 1; }
     if (o.profile) be = backend_profiled(be);

@@ -203,7 +203,7 @@ static void test_attn_stats(const char *what, const float *probs, const int *len
 
 /* attention on (B, T, NH·HS) inputs with per-sample lengths; the CPU probabilities then feed attn_stats */
 static void test_attention(backend *g, const char *prec, int B, int T, int NH, int HS, const int *len, int causal,
-                           float qscale, double tol_p, double tol_o, const char *why)
+                           float qscale, double tol_p, double tol_o, const char *why, int fused)
 {
     const int C = NH * HS;
     const size_t n = (size_t)B * T * C, nP = (size_t)B * NH * T * T;
@@ -212,14 +212,28 @@ static void test_attention(backend *g, const char *prec, int B, int T, int NH, i
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) mask[b * T + t] = t < len[b];
     float *out = xmalloc(n * 4), *P = xmalloc(nP * 4);
-    cpu->attention(cpu, out, P, q, k, v, mask, B, T, NH, HS, causal);
-    float *d_q = to_dev(q, n * 4), *d_k = to_dev(k, n * 4), *d_v = to_dev(v, n * 4), *d_m = to_dev(mask, (size_t)B * T * 4);
+    cpu->attention(cpu, out, P, q, k, v, C, mask, B, T, NH, HS, causal);
+    float *d_q, *d_k, *d_v, *d_m = to_dev(mask, (size_t)B * T * 4), *d_qkv = NULL;
+    if (fused) {      /* q | k | v as the thirds of one (B, T, 3C) buffer, as the fused QKV projection makes */
+        float *qkv = xmalloc(3 * n * 4);
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            memcpy(qkv + r * 3 * C, q + r * C, C * 4);
+            memcpy(qkv + r * 3 * C + C, k + r * C, C * 4);
+            memcpy(qkv + r * 3 * C + 2 * C, v + r * C, C * 4);
+        }
+        d_qkv = to_dev(qkv, 3 * n * 4);
+        free(qkv);
+        d_q = d_qkv; d_k = d_qkv + C; d_v = d_qkv + 2 * C;
+    } else {
+        d_q = to_dev(q, n * 4); d_k = to_dev(k, n * 4); d_v = to_dev(v, n * 4);
+    }
     float *d_out = g->alloc(g, n * 4), *d_P = g->alloc(g, nP * 4);
-    g->attention(g, d_out, d_P, d_q, d_k, d_v, d_m, B, T, NH, HS, causal);
+    g->attention(g, d_out, d_P, d_q, d_k, d_v, fused ? 3 * C : C, d_m, B, T, NH, HS, causal);
     float *got_P = to_host(d_P, nP * 4), *got_o = to_host(d_out, n * 4);
     char what[128], lens[48] = "", *l = lens;
     for (int b = 0; b < B && l < lens + sizeof lens - 8; b++) l += sprintf(l, b ? ",%d" : "%d", len[b]);
-    snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d", prec, B, T, NH, HS, lens, causal);
+    snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d%s", prec, B, T, NH, HS, lens, causal,
+             fused ? " qkv" : "");
     report("attention", what, compare(got_P, P, nP), tol_p, 0, why);
     report("attention", "  output P·V", compare(got_o, out, n), tol_o, 1, why);
     if (g == gpu) {
@@ -263,7 +277,9 @@ static void test_attention(backend *g, const char *prec, int B, int T, int NH, i
         test_attn_stats("on these probabilities", P, len, B, NH, T, causal, 3, 1);
         test_attn_stats("on these probabilities", P, len, B, NH, T, causal, 64, 0);
     }
-    gpu->free(gpu, d_q); gpu->free(gpu, d_k); gpu->free(gpu, d_v); gpu->free(gpu, d_m); gpu->free(gpu, d_out);
+    if (fused) gpu->free(gpu, d_qkv);
+    else { gpu->free(gpu, d_q); gpu->free(gpu, d_k); gpu->free(gpu, d_v); }
+    gpu->free(gpu, d_m); gpu->free(gpu, d_out);
     gpu->free(gpu, d_P);
     free(q); free(k); free(v); free(mask); free(out); free(P); free(got_P); free(got_o);
 }
@@ -345,15 +361,20 @@ int main(void)
         printf("test_backend_gpu: SKIP (%s)\n", err_get());
         return 0;
     }
-    backend *tf32 = backend_init("cuda", 1), *bf16 = backend_init("cuda", 2);
+    backend *tf32 = backend_init("cuda", 1), *bf16 = backend_init("cuda", 2), *sgemm = backend_init("cuda", 3);
     cpu = backend_init("cpu", 0);
 
     test_embed(130, 37, 1);
     test_embed(1, 64, 0);
-    const char *why32 = "fp32 GEMMs, summation order differs", *whytf = "TF32 inputs (10-bit mantissa)";
+    const char *why32 = "3xTF32 (hi·hi + hi·lo + lo·hi, fp32 accumulation)", *whytf = "TF32 inputs (10-bit mantissa)";
+    const char *whysg = "fp32 SGEMM, summation order differs";
     test_linear(gpu, "fp32", 130, 37, 37, 1, 1e-5, why32);
     test_linear(gpu, "fp32", 1, 64, 37, 0, 1e-5, why32);
     test_linear(gpu, "fp32", 257, 768, 3072, 1, 1e-5, why32);
+    test_linear(gpu, "fp32", 8192, 768, 2304, 1, 1e-5, why32);    /* bert-base's fused QKV */
+    test_linear(gpu, "fp32", 300, 3072, 768, 1, 1e-5, why32);
+    test_linear(sgemm, "fp32-sgemm", 130, 37, 37, 1, 1e-5, whysg);
+    test_linear(sgemm, "fp32-sgemm", 257, 768, 3072, 1, 1e-5, whysg);
     test_linear(tf32, "tf32", 130, 37, 37, 1, 2e-3, whytf);
     test_linear(tf32, "tf32", 257, 768, 3072, 1, 2e-3, whytf);
     test_linear(bf16, "bf16", 130, 37, 37, 1, 1e-2, "bf16 inputs (8-bit mantissa), fp32 accumulation");
@@ -367,11 +388,12 @@ int main(void)
 
     const char *whyp = "fp32 scores; softmax ops as the CPU";
     for (int causal = 0; causal < 2; causal++) {
-        test_attention(gpu, "fp32", 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 1e-5, 1e-5, whyp);
-        test_attention(gpu, "fp32", 2, 1, 3, 32, (int[]){1, 0}, causal, 1, 1e-5, 1e-5, whyp);
-        test_attention(gpu, "fp32", 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1e-5, 1e-5, whyp);  /* peaked rows */
+        test_attention(gpu, "fp32", 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 1e-5, 1e-5, whyp, 0);
+        test_attention(gpu, "fp32", 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 1e-5, 1e-5, whyp, 1);
+        test_attention(gpu, "fp32", 2, 1, 3, 32, (int[]){1, 0}, causal, 1, 1e-5, 1e-5, whyp, 0);
+        test_attention(gpu, "fp32", 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1e-5, 1e-5, whyp, 1);  /* peaked rows */
     }
-    test_attention(tf32, "tf32", 3, 130, 2, 64, (int[]){130, 77, 1}, 0, 1, 5e-3, 5e-3, "TF32 QKᵀ and P·V");
+    test_attention(tf32, "tf32", 3, 130, 2, 64, (int[]){130, 77, 1}, 0, 1, 5e-3, 5e-3, "TF32 QKᵀ and P·V", 0);
     test_attn_stats_ties();
 
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");
@@ -380,6 +402,7 @@ int main(void)
     backend_free(cpu);
     backend_free(tf32);
     backend_free(bf16);
+    backend_free(sgemm);
     backend_free(gpu);
     printf("test_backend_gpu: %d failure(s)\n", failures);
     return failures ? 1 : 0;

@@ -1,0 +1,41 @@
+// split.cu — fp32 operands as sums of two TF32 numbers, for the "3xTF32" GEMMs of
+// `--precision fp32` (as CUTLASS's OpMultiplyAddFastF32): x = hi + lo with hi = tf32(x) and
+// lo = tf32(x − hi), so a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi with only the lo·lo term
+// (~2⁻²² relative) dropped. Laid out along K so that one TF32 GEMM with K' = 3K sums the three
+// products: activations as [hi | hi | lo], weights as [hi | lo | hi]. Both halves are rounded
+// here (cvt.rna), so the tensor cores receive exact TF32 values whether they truncate or round.
+#include "kernels.h"
+#include "kernel_util.cuh"
+#include <stdint.h>
+
+__device__ static inline float tf32_rna(float x)
+{
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+}
+
+// out (M, 3K): row m = [hi(in[m]) | a(in[m]) | b(in[m])], (a, b) = (hi, lo) or (lo, hi)
+__global__ static void split_kernel(float *out, const float *in, int M, int K, int weight)
+{
+    const size_t n = (size_t)M * K;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = e / K, k = e % K;
+        const float x = in[e];
+#if __CUDA_ARCH__ >= 800
+        const float hi = tf32_rna(x), lo = tf32_rna(x - hi);
+#else
+        const float hi = x, lo = 0.0f;   // never launched below sm_80 (backend_cuda.c checks)
+#endif
+        float *row = out + m * 3 * (size_t)K;
+        row[k] = hi;
+        row[K + k] = weight ? lo : hi;
+        row[2 * (size_t)K + k] = weight ? hi : lo;
+    }
+}
+
+extern "C" void cuda_split_tf32(float *out, const float *in, int M, int K, int weight)
+{
+    split_kernel<<<kernel_blocks((size_t)M * K, 256), 256>>>(out, in, M, K, weight);
+    KERNEL_CHECK("split_kernel");
+}
