@@ -2,22 +2,24 @@
 // probabilities where they are, so that only (B, NH, STAT_N) scalars, key importances and top-k
 // lists cross the bus.
 //
-// Design: one block of 8 warps per (sample b, head h); no second kernel and no scratch memory.
-//  * Rows: warp w takes query rows i = w, w+8, ...; its 32 lanes read row i coalesced and keep
+// Design: one block of 8 warps per (sample b, head h, tile of AS_TILE query rows), so that a
+// batch of few long sequences still fills the GPU (B·NH·T/AS_TILE blocks), then a finalize
+// kernel per (b, h). Partial sums go through a small double scratch, summed in a fixed order:
+// the result is deterministic.
+//  * Rows: warp w takes rows w, w+8, ... of its tile; its 32 lanes read row i coalesced and keep
 //    the row sums (entropy, distance, locality, [SEP]/punctuation mass) in double, reduced with
-//    shuffles; lane 0 adds the row's values (and p_i0, p_ii, p_i,i±1) to the warp's double
-//    accumulators. The 8 warps' accumulators are summed in a fixed order at the end, so the
-//    result is deterministic and differs from the CPU's sequential double sums only by the
-//    order of double additions (~1e-16 relative) before the single rounding to float.
+//    shuffles (p ln p itself in float: logf has ~1 ulp, the sum stays double); lane 0 adds the
+//    row's values (and p_i0, p_ii, p_i,i±1) to the warp's double accumulators. The tile's sums
+//    and then the tiles' are added in a fixed order, so the result differs from the CPU's
+//    sequential double sums only by the order of double additions before the rounding to float.
 //  * Top-k per row: each lane keeps its keys' k best (value descending, ties to the lower
 //    index, by the same rule as stats_head) in a list of compile-time size (4, 16 or 64, the
 //    smallest that holds k; unrolled, so it stays in registers), then k rounds of a warp arg-max
 //    over the lanes' list heads under that total order pick the row's k best: exactly the CPU's
 //    list, ties included, since it is a pure selection of the stored floats. k = 0: no top-k.
-//  * Key importance α_j: thread j of the block sums column j over the rows that see key j
-//    (coalesced across threads), in double and in the CPU's order; α_0 is the sink statistic.
-// Occupancy is B·NH blocks; a block per (b, h, row tile) would help when B·NH is far below the
-// SM count, but this kernel reads each probability twice and is cheap next to the forward pass.
+//  * Key importance α_j: thread j of the block sums column j over its tile's rows that see key j
+//    (coalesced across threads; the tile is still in L2), in double; the finalize kernel adds the
+//    tiles in order. α_0 is the sink statistic: without --key-importance only column 0 is summed.
 #include "kernels.h"
 #include "kernel_util.cuh"
 #include <limits.h>
@@ -26,6 +28,7 @@ extern "C" {
 }
 
 #define AS_WARPS 8
+#define AS_TILE 32                /* query rows per block */
 #define AS_ROWSUMS STAT_SINK      /* STAT_ENTROPY .. STAT_ATTN_NEXT are means over rows */
 
 // (v1, i1) ranks before (v2, i2): larger probability, ties to the lower key; i = INT_MAX: empty
@@ -39,11 +42,12 @@ __device__ static inline bool ranks_before(float v1, int i1, float v2, int i2)
 template <int KMAX>
 __global__ static void __launch_bounds__(32 * AS_WARPS)
 attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int NH, int T,
-                  int causal, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w)
+                  int causal, int window, int k, int all_keys, double *part_rows, double *part_cols,
+                  int32_t *topk_idx, float *topk_w)
 {
     __shared__ double warp_acc[AS_WARPS][AS_ROWSUMS];
-    __shared__ double alpha0;
-    const int bh = blockIdx.x, b = bh / NH;
+    const int bh = blockIdx.y, b = bh / NH, tile = blockIdx.x, ntiles = gridDim.x;
+    const int r0 = tile * AS_TILE, r1 = min(T, r0 + AS_TILE);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
     const float *P = probs + (size_t)bh * T * T;
@@ -53,7 +57,7 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
     for (int s = 0; s < AS_ROWSUMS; s++) acc[s] = 0;
     float lw[KMAX];              // this lane's best keys of the row, in rank order; empty: INT_MAX
     int li[KMAX];                // (compile-time size, unrolled loops: the lists stay in registers)
-    for (int i = warp; i < T; i += AS_WARPS) {
+    for (int i = r0 + warp; i < r1; i += AS_WARPS) {
         int32_t *ti = topk_idx + ((size_t)bh * T + i) * k;
         float *tw = topk_w + ((size_t)bh * T + i) * k;
         if (i >= n) {
@@ -68,7 +72,7 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
         for (int j = lane; j < nk; j += 32) {
             const float pf = row[j];
             const double p = pf;
-            if (p > 0) h -= p * log(p);
+            if (pf > 0.0f) h -= (double)(pf * logf(pf));
             const int d = i > j ? i - j : j - i;
             dist += p * d;
             if (d <= window) loc += p;
@@ -119,51 +123,77 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
     if (lane == 0)
         for (int s = 0; s < AS_ROWSUMS; s++) warp_acc[warp][s] = acc[s];
 
-    // key importance: rows that see key j are all n rows, or rows i >= j when causal
-    if (threadIdx.x == 0) alpha0 = 0;
+    // key importance: this tile's rows that see key j (all rows < n, or rows i >= j when causal)
+    const int i1 = min(r1, n);
+    for (int j = threadIdx.x; j < (all_keys ? T : 1); j += blockDim.x) {
+        double a = 0;
+        if (j < n)
+            for (int i = causal ? max(j, r0) : r0; i < i1; i++) a += P[(size_t)i * T + j];
+        part_cols[((size_t)bh * ntiles + tile) * T + j] = a;
+    }
     __syncthreads();
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+    if (threadIdx.x < AS_ROWSUMS) {
+        double sum = 0;
+        for (int w = 0; w < AS_WARPS; w++) sum += warp_acc[w][threadIdx.x];
+        part_rows[((size_t)bh * ntiles + tile) * AS_ROWSUMS + threadIdx.x] = sum;
+    }
+}
+
+// per (b, h): the tiles' partial sums in tile order → means, sink and key importances
+__global__ static void attn_stats_finalize(const double *part_rows, const double *part_cols, const int *len, int NH,
+                                           int T, int ntiles, int causal, int all_keys, float *out, float *key_imp)
+{
+    const int bh = blockIdx.x, b = bh / NH;
+    const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
+    const double *pc = part_cols + (size_t)bh * ntiles * T;
+    for (int j = threadIdx.x; j < (all_keys ? T : 1); j += blockDim.x) {
         float a_out = 0.0f;
         if (j < n) {
             double a = 0;
-            for (int i = causal ? j : 0; i < n; i++) a += P[(size_t)i * T + j];
+            for (int t = 0; t < ntiles; t++) a += pc[(size_t)t * T + j];
             a /= causal ? n - j : n;
-            if (j == 0) alpha0 = a;
             a_out = (float)a;
         }
-        key_imp[(size_t)bh * T + j] = a_out;
+        if (j == 0) out[(size_t)bh * STAT_N + STAT_SINK] = n > 0 ? a_out : 0.0f;
+        if (all_keys) key_imp[(size_t)bh * T + j] = a_out;
     }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float *o = out + (size_t)bh * STAT_N;
-        for (int s = 0; s < AS_ROWSUMS; s++) {
-            double sum = 0;
-            for (int w = 0; w < AS_WARPS; w++) sum += warp_acc[w][s];
-            o[s] = n > 0 ? (float)(sum / n) : 0.0f;
-        }
+    if (threadIdx.x < AS_ROWSUMS) {
+        const int s = threadIdx.x;
+        double sum = 0;
+        for (int t = 0; t < ntiles; t++) sum += part_rows[((size_t)bh * ntiles + t) * AS_ROWSUMS + s];
         const int norm_rows = causal ? (n > 1 ? n - 1 : 0) : (n > 1 ? n : 0);   // rows with > 1 visible key
-        double en = 0;
-        for (int w = 0; w < AS_WARPS; w++) en += warp_acc[w][STAT_ENTROPY_NORM];
-        o[STAT_ENTROPY_NORM] = norm_rows ? (float)(en / norm_rows) : 0.0f;
-        o[STAT_SINK] = n > 0 ? (float)alpha0 : 0.0f;
+        const int rows = s == STAT_ENTROPY_NORM ? norm_rows : n;
+        out[(size_t)bh * STAT_N + s] = rows ? (float)(sum / rows) : 0.0f;
     }
+}
+
+extern "C" size_t cuda_attn_stats_scratch(int B, int NH, int T)
+{
+    const size_t tiles = (size_t)(T + AS_TILE - 1) / AS_TILE;
+    return (size_t)B * NH * tiles * (AS_ROWSUMS + (size_t)T) * sizeof(double);
 }
 
 extern "C" void cuda_attn_stats(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                                 int NH, int T, int causal, int window, int k, float *out, float *key_imp,
-                                int32_t *topk_idx, float *topk_w)
+                                int32_t *topk_idx, float *topk_w, void *scratch)
 {
     if (k < 0 || k > KERNEL_TOPK_MAX)
         check_fail(__FILE__, __LINE__, "cuda_attn_stats", "top-k must be in 0..KERNEL_TOPK_MAX");
+    if (B * NH == 0 || T == 0) return;
+    const int ntiles = (T + AS_TILE - 1) / AS_TILE, all_keys = key_imp != NULL;
+    double *part_rows = (double *)scratch, *part_cols = part_rows + (size_t)B * NH * ntiles * AS_ROWSUMS;
+    const dim3 grid(ntiles, B * NH);
     /* the smallest list size that holds k: small lists stay in registers */
     if (k <= 4)
-        attn_stats_kernel<4><<<B * NH, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, out, key_imp,
-                                                        topk_idx, topk_w);
+        attn_stats_kernel<4><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, all_keys, part_rows,
+                                                      part_cols, topk_idx, topk_w);
     else if (k <= 16)
-        attn_stats_kernel<16><<<B * NH, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, out, key_imp,
-                                                         topk_idx, topk_w);
+        attn_stats_kernel<16><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, all_keys, part_rows,
+                                                       part_cols, topk_idx, topk_w);
     else
-        attn_stats_kernel<KERNEL_TOPK_MAX><<<B * NH, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, out,
-                                                                      key_imp, topk_idx, topk_w);
+        attn_stats_kernel<KERNEL_TOPK_MAX><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k,
+                                                                    all_keys, part_rows, part_cols, topk_idx, topk_w);
     KERNEL_CHECK("attn_stats_kernel");
+    attn_stats_finalize<<<B * NH, 256>>>(part_rows, part_cols, len, NH, T, ntiles, causal, all_keys, out, key_imp);
+    KERNEL_CHECK("attn_stats_finalize");
 }

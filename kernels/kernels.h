@@ -39,7 +39,9 @@ void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int ca
 
 /* attn_stats.cu: stats_head() (stats.h) of every head of probs (B, NH, T, T). len[B] valid
  * tokens; sep/punct (B, T) flags or NULL; out (B, NH, STAT_N); key_imp (B, NH, T), 0 beyond
- * len; topk_idx/topk_w (B, NH, T, k) with 1 <= k <= KERNEL_TOPK_MAX (else the job ends). */
+ * len, or NULL (then only the sink α_0 is computed); topk_idx/topk_w (B, NH, T, k) with
+ * 0 <= k <= KERNEL_TOPK_MAX (else the job ends); scratch: cuda_attn_stats_scratch bytes. */
+size_t cuda_attn_stats_scratch(int B, int NH, int T);
 #define KERNEL_TOPK_MAX 64
 
 /* Per sample s < B and heads a <= b < nh of maps (B, nh, T, T), len[B] on the device: mm and gram
@@ -47,9 +49,10 @@ void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int ca
  * and Σ p_a p_b over the n × n block; entries with a > b are not written. */
 void cuda_head_sim(double *mm, double *gram, const float *maps, const int *len, int B, int nh, int T);
 
-/* split.cu: in (M, K) → out (M, 3K) = [hi | hi | lo] (weight = 0: activations) or [hi | lo | hi]
+/* split.cu: in (M, K) → out (M, 3K) = [hi | lo | hi] (weight = 0: activations) or [lo | hi | hi]
  * (weight = 1), hi = tf32(x), lo = tf32(x − hi), both rounded to nearest: one TF32 GEMM of the two
- * with K' = 3K is the fp32 product up to the dropped lo·lo term ("3xTF32"). sm_80 and newer. */
+ * with K' = 3K is the fp32 product up to the dropped lo·lo term ("3xTF32"), cross terms first.
+ * sm_80 and newer. */
 void cuda_split_tf32(float *out, const float *in, int M, int K, int weight);
 
 /* out[n] bfloat16 (round to nearest even) of in[n]. */
@@ -59,7 +62,8 @@ void cuda_f32_to_bf16(void *out, const float *in, size_t n);
  * of len[b] × len[b] (device array) at the top-left, zeros elsewhere; Lmax >= T. */
 void cuda_attn_pack(void *out, const float *probs, const int *len, int B, int NH, int T, int Lmax, int f16);
 void cuda_attn_stats(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B, int NH, int T,
-                     int causal, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w);
+                     int causal, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w,
+                     void *scratch);
 
 #ifdef __cplusplus
 }

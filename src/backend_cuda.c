@@ -16,14 +16,15 @@
 #include "kernels.h"
 #include "util.h"
 #include <math.h>
+#include <string.h>
 
 enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
-       SCR_GRAM, SCR_SPLIT, SCR_N };
+       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_N };
 
 /* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
 typedef struct {
-    int M, K, N, bias;
+    int M, K, N, bias, ld;           /* ld: of both inputs (K, or 3K' for a chunk of a split GEMM) */
     cublasComputeType_t compute;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -39,6 +40,7 @@ typedef struct {
     cublasHandle_t blas;
     int precision;                    /* 0 fp32, 1 tf32, 2 bf16 linear layers, 3 fp32 through SGEMM */
     int split;                        /* linear layers as 3xTF32 GEMMs (fp32 on a GPU with TF32) */
+    int chunks;                       /* pieces of the hi·hi part of a split GEMM (see cuda_linear) */
     bf16_weight *wcache; int n_wcache;
     cublasLtHandle_t lt; int use_lt;
     lt_plan plans[LT_PLANS]; int n_plans;
@@ -123,15 +125,15 @@ static const size_t lt_workspace = (size_t)64 << 20;
 
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
  * no algorithm for it (the caller falls back to cublasSgemm). */
-static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute)
+static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld)
 {
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute) return p;
+        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld) return p;
     }
     if (c->n_plans == LT_PLANS) return NULL;
     lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute};
+    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld};
     CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -140,9 +142,9 @@ static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasCom
         cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
         CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
     }
-    /* column-major: W is K x N (ld K) used transposed, in is K x M, out is N x M */
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, K, N, K));
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, K, M, K));
+    /* column-major: W is K x N (ld) used transposed, in is K x M (ld), out is N x M */
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, K, N, ld));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, K, M, ld));
     CHECK_LT(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N));
     cublasLtMatmulPreference_t pref;
     CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -165,25 +167,39 @@ static void cuda_linear(backend *be, float *out, const float *in, const float *W
 {
     cuda_ctx *c = be->ctx;
     const float one = 1.0f, zero = 0.0f;
-    if (c->split) {            /* fp32 as 3xTF32: one TF32 GEMM over K' = 3K (split.cu) */
+    if (c->split) {            /* fp32 as 3xTF32: TF32 GEMMs over K' = 3K (split.cu) */
         float *in3 = scratch(c, SCR_SPLIT, (size_t)M * 3 * K * sizeof(float));
         cuda_split_tf32(in3, in, M, K, 0);
         const float *W3 = derived_of(c, W, N, K);
-        K *= 3;
-        lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F_FAST_TF32) : NULL;
-        if (p) {
-            if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
-            CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W3, p->a, in3, p->b, &zero, out, p->c, out, p->c, &p->algo,
-                                    c->workspace, lt_workspace, 0));
-            return;
+        /* The tensor cores accumulate in fp32 with truncation: the error grows with the k-steps
+         * of one accumulation. So the big hi·hi part runs in c->chunks pieces, each added to out
+         * by the epilogue (beta = 1, fp32 round-to-nearest); the first also does the cross terms
+         * and the bias. */
+        const int ld = 3 * K;
+        int k0 = 0;
+        for (int ch = 0; ch < c->chunks; ch++) {
+            int k1 = ch + 1 == c->chunks ? ld : 2 * K + (int)((long long)K * (ch + 1) / c->chunks / 32 * 32);
+            if (k1 <= k0) continue;
+            const float beta = ch ? 1.0f : 0.0f;
+            const float *bias = ch ? NULL : b;
+            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld)
+                                                   : NULL;
+            if (p) {
+                if (bias) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+                CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W3 + k0, p->a, in3 + k0, p->b, &beta, out, p->c, out, p->c,
+                                        &p->algo, c->workspace, lt_workspace, 0));
+            } else {
+                CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, k1 - k0, &one, W3 + k0, CUDA_R_32F, ld,
+                                          in3 + k0, CUDA_R_32F, ld, &beta, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                          CUBLAS_GEMM_DEFAULT));
+                if (bias) cuda_bias_add(out, bias, M, N);
+            }
+            k0 = k1;
         }
-        CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W3, CUDA_R_32F, K, in3, CUDA_R_32F, K,
-                                  &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
-        if (b) cuda_bias_add(out, b, M, N);
         return;
     }
     const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    lt_plan *p = c->use_lt && c->precision != 2 && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute) : NULL;
+    lt_plan *p = c->use_lt && c->precision != 2 && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K) : NULL;
     if (p) {
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
@@ -246,7 +262,9 @@ static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, 
     CHECK_CUDA(cudaMemcpy(d_len, len, B * sizeof(int), cudaMemcpyHostToDevice));
     if (sep) CHECK_CUDA(cudaMemcpy(d_sep, sep, bt, cudaMemcpyHostToDevice));
     if (punct) CHECK_CUDA(cudaMemcpy(d_punct, punct, bt, cudaMemcpyHostToDevice));
-    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->window, k, d_out, d_kimp, d_ti, d_tw);
+    void *d_part = scratch(c, SCR_STATS, cuda_attn_stats_scratch(B, NH, T));
+    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->window, k, d_out, key_imp ? d_kimp : NULL,
+                    d_ti, d_tw, d_part);
     CHECK_CUDA(cudaMemcpy(out, d_out, heads * STAT_N * sizeof(float), cudaMemcpyDeviceToHost));
     if (key_imp) CHECK_CUDA(cudaMemcpy(key_imp, d_kimp, heads * T * sizeof(float), cudaMemcpyDeviceToHost));
     if (k > 0) {
@@ -352,7 +370,10 @@ backend *backend_cuda_init(int precision)
     int dev = 0, major = 0;
     CHECK_CUDA(cudaGetDevice(&dev));
     CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    c->split = precision == 0 && major >= 8 && !getenv("ATTNSCOPE_NO_SPLIT");   /* TF32 needs sm_80 */
+    const char *nosplit = getenv("ATTNSCOPE_NO_SPLIT");   /* for comparisons: fp32 through SGEMM */
+    c->split = precision == 0 && major >= 8 && !(nosplit && *nosplit && strcmp(nosplit, "0"));   /* TF32: sm_80+ */
+    const char *chunks = getenv("ATTNSCOPE_SPLIT_CHUNKS");      /* for measurements; see cuda_linear */
+    c->chunks = chunks && atoi(chunks) > 0 ? atoi(chunks) : 2;
     cublasStatus_t s = cublasCreate(&c->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         err_set("--backend cuda: cublasCreate failed: %s", cublasGetStatusString(s));
@@ -365,7 +386,8 @@ backend *backend_cuda_init(int precision)
     if (cudaMalloc(&c->workspace, ws) == cudaSuccess) CHECK_CUBLAS(cublasSetWorkspace(c->blas, c->workspace, ws));
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
-    c->use_lt = !getenv("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
+    const char *nolt = getenv("ATTNSCOPE_NO_CUBLASLT");
+    c->use_lt = !(nolt && *nolt && strcmp(nolt, "0"));   /* for comparisons: plain cublasSgemm + bias kernel */
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cuda";
     be->ctx = c;

@@ -153,7 +153,8 @@ size_t model_batch_bytes(const model *m, int B, int T)
     /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
      * (q k v y per head: 4 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
      * linear layers' scratch (for the widest input, ff) */
-    return 4 * (BT * (10 * C + F + 4) + (size_t)B * c->n_head * T * T) + (size_t)B * c->n_head * T * 40 +
+    const size_t BTT = (size_t)B * c->n_head * T * T;   /* + the statistics' partial sums: T/32 x T doubles */
+    return 4 * (BT * (10 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 +
            BT * F * (size_t)m->be->linear_scratch;
 }
 

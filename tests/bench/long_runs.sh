@@ -14,8 +14,8 @@ PY
 nvidia-smi --query-gpu=clocks.sm,clocks.max.sm --format=csv
 for L in 128 512; do
   B=$([ $L = 128 ] && echo 64 || echo 16)
-  for prec in fp32 tf32; do
-    for mode in scal all; do
+  for prec in ${PRECS:-fp32 tf32}; do
+    for mode in ${MODES:-scal all}; do
       extra=$([ $mode = scal ] && echo "--topk 0 --no-key-importance" || echo "")
       echo "== long L=$L $prec $mode"
       build-cuda/attnscope run --model /tmp/bb --input /tmp/bb/long_L$L.h5 --out /tmp/long.h5 --batch $B --max-tokens $((B*L)) --quiet --precision $prec $extra 2>&1 | grep -E 'wrote'

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+set -u
+# Accuracy of every --precision against the peer (GPU host, runtime sourced, repo root; needs
+# /tmp/bb from `peer.py --save /tmp/bb`): 8 sequences of 512 tokens of the bench's bert-base,
+# attnscope --save-attention in each precision vs transformers eager fp32 (TF32 off) on the
+# same GPU; prints the max abs error of the probabilities and of the entropy per head.
+PRECS=${PRECS:-"fp32 fp32-sgemm tf32 bf16"}
+python3 - <<'PY'
+import h5py, numpy as np
+ids = h5py.File("/tmp/bb/input_L512.h5")["input_ids"][:8]
+with h5py.File("/tmp/bb/acc_L512.h5", "w") as f:
+    f["input_ids"] = ids; f["attention_mask"] = np.ones(ids.shape, np.int32)
+PY
+for prec in $PRECS; do
+  build-cuda/attnscope run --model /tmp/bb --input /tmp/bb/acc_L512.h5 --out /tmp/bb/acc_$prec.h5 --batch 8 --quiet \
+    --save-attention --precision $prec 2>&1 | grep -E 'error|wrote' | head -2
+done
+PRECS="$PRECS" python3 - <<'PY'
+import os, h5py, numpy as np, torch
+from transformers import AutoModel
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+m = AutoModel.from_pretrained("/tmp/bb", attn_implementation="eager", torch_dtype=torch.float32).cuda().eval()
+ids = torch.tensor(h5py.File("/tmp/bb/acc_L512.h5")["input_ids"][:], dtype=torch.long).cuda()
+with torch.no_grad():
+    att = torch.stack(m(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True).attentions, 1)
+ref = att.double().cpu().numpy()                      # (N, layers, heads, L, L)
+ent = -(ref * np.log(np.where(ref > 0, ref, 1))).sum(-1).mean(-1)
+print(f"reference: transformers eager fp32 (TF32 off), {ref.shape}, max p {ref.max():.3g}")
+for prec in os.environ["PRECS"].split():
+    f = h5py.File(f"/tmp/bb/acc_{prec}.h5")
+    a = f["attention"][:].astype(np.float64)
+    e = np.abs(a - ref).max()
+    es = np.abs(f["stats/entropy"][:] - ent).max()
+    print(f"{prec:11s} attention max abs err {e:.3g}, entropy (mean over queries) max abs err {es:.3g}")
+PY
