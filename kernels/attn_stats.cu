@@ -6,12 +6,12 @@
 // batch of few long sequences still fills the GPU (B·NH·T/AS_TILE blocks), then a finalize
 // kernel per (b, h). Partial sums go through a small double scratch, summed in a fixed order:
 // the result is deterministic.
-//  * Rows: warp w takes rows w, w+8, ... of its tile; its 32 lanes read row i coalesced and keep
-//    the row sums (entropy, distance, locality, [SEP]/punctuation mass) in double, reduced with
-//    shuffles (p ln p itself in float: logf has ~1 ulp, the sum stays double); lane 0 adds the
-//    row's values (and p_i0, p_ii, p_i,i±1) to the warp's double accumulators. The tile's sums
-//    and then the tiles' are added in a fixed order, so the result differs from the CPU's
-//    sequential double sums only by the order of double additions before the rounding to float.
+//  * Rows: warp w takes rows w, w+8, ... of its tile; its 32 lanes read row i coalesced. Every
+//    row statistic is a sum of per-key terms (entropy_norm's 1/ln|K_i| is a per-row factor), so
+//    each lane adds its keys' terms over all of the warp's rows in double (p ln p itself in float:
+//    logf has ~1 ulp) and the warp reduces once at the end. The warps' and then the tiles' sums
+//    are added in a fixed order: deterministic, and different from the CPU's sequential double
+//    sums only by the order of double additions before the rounding to float.
 //  * Top-k per row: each lane keeps its keys' k best (value descending, ties to the lower
 //    index, by the same rule as stats_head) in a list of compile-time size (4, 16 or 64, the
 //    smallest that holds k; unrolled, so it stays in registers), then k rounds of a warp arg-max
@@ -29,6 +29,7 @@ extern "C" {
 
 #define AS_WARPS 8
 #define AS_TILE 32                /* query rows per block */
+#define AS_BATCH 8                /* loads in flight per lane */
 #define AS_ROWSUMS STAT_SINK      /* STAT_ENTROPY .. STAT_ATTN_NEXT are means over rows */
 
 // (v1, i1) ranks before (v2, i2): larger probability, ties to the lower key; i = INT_MAX: empty
@@ -53,6 +54,8 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
     const float *P = probs + (size_t)bh * T * T;
     const uint8_t *sepb = sep ? sep + (size_t)b * T : NULL, *punctb = punct ? punct + (size_t)b * T : NULL;
 
+    // every row statistic is a sum over rows of a sum over keys: each lane accumulates its own
+    // keys' terms over all of the warp's rows, and the warp reduces once at the end
     double acc[AS_ROWSUMS];
     for (int s = 0; s < AS_ROWSUMS; s++) acc[s] = 0;
     float lw[KMAX];              // this lane's best keys of the row, in rank order; empty: INT_MAX
@@ -66,31 +69,48 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
         }
         const float *row = P + (size_t)i * T;
         const int nk = causal ? i + 1 : n;               // visible keys 0..nk-1
-        double h = 0, dist = 0, loc = 0, ssep = 0, spunct = 0;
+        const double inv_ln = nk > 1 ? 1.0 / log((double)nk) : 0.0;
+        double h = 0;
+        if (k > 0) {
 #pragma unroll
-        for (int m = 0; m < KMAX; m++) { lw[m] = -INFINITY; li[m] = INT_MAX; }
-        for (int j = lane; j < nk; j += 32) {
-            const float pf = row[j];
-            const double p = pf;
-            if (pf > 0.0f) h -= (double)(pf * logf(pf));
-            const int d = i > j ? i - j : j - i;
-            dist += p * d;
-            if (d <= window) loc += p;
-            if (sepb && sepb[j]) ssep += p;
-            if (punctb && punctb[j]) spunct += p;
-            // bubble (pf, j) into the list: this lane's keys come in increasing j, so a strict >
-            // keeps an equal value behind the earlier key, as stats_head's insertion does
-            float v = pf;
-            int id = j;
-#pragma unroll
-            for (int m = 0; m < KMAX; m++)
-                if (m < k && (li[m] == INT_MAX || v > lw[m])) {
-                    const float tv = lw[m]; const int tid = li[m];
-                    lw[m] = v; li[m] = id; v = tv; id = tid;
-                }
+            for (int m = 0; m < KMAX; m++) { lw[m] = -INFINITY; li[m] = INT_MAX; }
         }
-        h = warp_sum(h); dist = warp_sum(dist); loc = warp_sum(loc);
-        ssep = warp_sum(ssep); spunct = warp_sum(spunct);
+        // AS_BATCH loads in flight per lane before any use: one load at a time per warp leaves
+        // the memory system idle (measured: 0.4 ms per bert-base layer at L = 512)
+        for (int j0 = lane; j0 < nk; j0 += 32 * AS_BATCH) {
+            float pv[AS_BATCH];
+#pragma unroll
+            for (int u = 0; u < AS_BATCH; u++) pv[u] = j0 + 32 * u < nk ? row[j0 + 32 * u] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < AS_BATCH; u++) {
+                const int j = j0 + 32 * u;
+                if (j >= nk) break;
+                const float pf = pv[u];
+                const double p = pf;
+                if (pf > 0.0f) h -= (double)(pf * logf(pf));
+                const int d = i > j ? i - j : j - i;
+                acc[STAT_DISTANCE] += p * d;
+                if (d <= window) acc[STAT_LOCALITY] += p;
+                if (sepb && sepb[j]) acc[STAT_ATTN_SEP] += p;
+                if (punctb && punctb[j]) acc[STAT_ATTN_PUNCT] += p;
+                if (j == 0) acc[STAT_ATTN_CLS] += p;
+                if (d == 0) acc[STAT_ATTN_SELF] += p;
+                else if (d == 1) acc[j < i ? STAT_ATTN_PREV : STAT_ATTN_NEXT] += p;
+                if (k == 0) continue;
+                // bubble (pf, j) into the list: this lane's keys come in increasing j, so a strict >
+                // keeps an equal value behind the earlier key, as stats_head's insertion does
+                float v = pf;
+                int id = j;
+#pragma unroll
+                for (int m = 0; m < KMAX; m++)
+                    if (m < k && (li[m] == INT_MAX || v > lw[m])) {
+                        const float tv = lw[m]; const int tid = li[m];
+                        lw[m] = v; li[m] = id; v = tv; id = tid;
+                    }
+            }
+        }
+        acc[STAT_ENTROPY] += h;
+        acc[STAT_ENTROPY_NORM] += h * inv_ln;
         for (int r = 0; r < k; r++) {                    // warp arg-max over the lanes' list heads
             float bv = li[0] == INT_MAX ? 0.0f : lw[0];
             int bi = li[0];
@@ -107,19 +127,8 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
                 li[KMAX - 1] = INT_MAX;
             }
         }
-        if (lane == 0) {
-            acc[STAT_ENTROPY] += h;
-            if (nk > 1) acc[STAT_ENTROPY_NORM] += h / log((double)nk);
-            acc[STAT_DISTANCE] += dist;
-            acc[STAT_LOCALITY] += loc;
-            acc[STAT_ATTN_CLS] += row[0];
-            acc[STAT_ATTN_SEP] += ssep;
-            acc[STAT_ATTN_PUNCT] += spunct;
-            acc[STAT_ATTN_SELF] += row[i];
-            if (i > 0) acc[STAT_ATTN_PREV] += row[i - 1];
-            if (i + 1 < nk) acc[STAT_ATTN_NEXT] += row[i + 1];
-        }
     }
+    for (int s = 0; s < AS_ROWSUMS; s++) acc[s] = warp_sum(acc[s]);
     if (lane == 0)
         for (int s = 0; s < AS_ROWSUMS; s++) warp_acc[warp][s] = acc[s];
 

@@ -28,10 +28,11 @@ void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_bias_add(float *out, const float *b, int M, int N);
 /* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind. */
 void cuda_activation(float *x, size_t n, int act);
-/* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS);
+/* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS); split (sm_80+):
+ * q and k rows of 3·HS instead, as split.cu's activations and weights (QKᵀ as one 3xTF32 GEMM).
  * unpermute: (B, NH, T, HS) → (B, T, NH·HS). */
 void cuda_permute_qkv(float *q, float *k, float *v, const float *in_q, const float *in_k, const float *in_v, int ld,
-                      int B, int T, int NH, int HS);
+                      int B, int T, int NH, int HS, int split);
 void cuda_unpermute(float *out, const float *in, int B, int T, int NH, int HS);
 /* softmax.cu: att (B, NH, T, T) scores → probabilities in place; keymask (B, T) 1 = real key,
  * 0 = padding; causal masks j > i. Masked keys get exactly 0; a fully masked row is uniform. */

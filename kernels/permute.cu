@@ -3,6 +3,7 @@
 // per element; pure copies (exact).
 #include "kernels.h"
 #include "kernel_util.cuh"
+#include <stdint.h>
 
 // e indexes the head-major (B, NH, T, HS) tensor; returns the matching (B, T, ·) offset, rows of ld
 __device__ static inline size_t bthd_offset(size_t e, int T, int NH, int HS, int ld)
@@ -14,15 +15,34 @@ __device__ static inline size_t bthd_offset(size_t e, int T, int NH, int HS, int
     return (b * T + t) * (size_t)ld + (size_t)h * HS + d;
 }
 
+__device__ static inline float tf32_rna(float x)
+{
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+}
+
+// split: q and k rows of 3·HS as split.cu lays out a GEMM's operands (q as activations
+// [hi | lo | hi], k as weights [lo | hi | hi]) for QKᵀ as one 3xTF32 GEMM; v stays fp32
 __global__ static void permute_kernel(float *q, float *k, float *v, const float *in_q, const float *in_k,
-                                      const float *in_v, int ld, int B, int T, int NH, int HS)
+                                      const float *in_v, int ld, int B, int T, int NH, int HS, int split)
 {
     const size_t n = (size_t)B * T * NH * HS;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
         const size_t src = bthd_offset(e, T, NH, HS, ld);
-        q[e] = in_q[src];
-        k[e] = in_k[src];
         v[e] = in_v[src];
+        if (!split) {
+            q[e] = in_q[src];
+            k[e] = in_k[src];
+            continue;
+        }
+#if __CUDA_ARCH__ >= 800
+        const size_t r = e / HS * 3 * HS, d = e % HS;
+        const float xq = in_q[src], qh = tf32_rna(xq), ql = tf32_rna(xq - qh);
+        const float xk = in_k[src], kh = tf32_rna(xk), kl = tf32_rna(xk - kh);
+        q[r + d] = qh; q[r + HS + d] = ql; q[r + 2 * HS + d] = qh;
+        k[r + d] = kl; k[r + HS + d] = kh; k[r + 2 * HS + d] = kh;
+#endif
     }
 }
 
@@ -34,9 +54,9 @@ __global__ static void unpermute_kernel(float *out, const float *in, int B, int 
 }
 
 extern "C" void cuda_permute_qkv(float *q, float *k, float *v, const float *in_q, const float *in_k, const float *in_v,
-                                 int ld, int B, int T, int NH, int HS)
+                                 int ld, int B, int T, int NH, int HS, int split)
 {
-    permute_kernel<<<kernel_blocks((size_t)B * T * NH * HS, 256), 256>>>(q, k, v, in_q, in_k, in_v, ld, B, T, NH, HS);
+    permute_kernel<<<kernel_blocks((size_t)B * T * NH * HS, 256), 256>>>(q, k, v, in_q, in_k, in_v, ld, B, T, NH, HS, split);
     KERNEL_CHECK("permute_kernel");
 }
 

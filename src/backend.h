@@ -79,8 +79,9 @@ backend *backend_cpu_init(void);
 #ifdef ATTNSCOPE_CUDA
 /* The CUDA backend on the current device (cuda_bind_device chose it): cuBLAS for the matrix
  * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c.
- * precision 0: fp32 — the linear layers as 3xTF32 tensor-core GEMMs (split.cu: fp32 accuracy,
- *   ~2.5x the SGEMM speed) on sm_80 and newer, SGEMM below; attention GEMMs in SGEMM;
+ * precision 0: fp32 — the linear layers and QKᵀ as 3xTF32 tensor-core GEMMs (split.cu: within
+ *   HF's fp32 tolerance, measured in tests/bench/accuracy.sh) on sm_80 and newer, SGEMM below;
+ *   P·V stays SGEMM (P is not split);
  * 1: TF32 tensor cores for every GEMM (~1e-3 relative);
  * 2: bf16 inputs to the linear layers (fp32 accumulation and outputs; attention GEMMs in TF32,
  *   softmax and statistics in fp32/fp64);

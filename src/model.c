@@ -151,10 +151,10 @@ size_t model_batch_bytes(const model *m, int B, int T)
     const model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, C = c->d_model, F = c->d_ff;
     /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
-     * (q k v y per head: 4 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
+     * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
      * linear layers' scratch (for the widest input, ff) */
     const size_t BTT = (size_t)B * c->n_head * T * T;   /* + the statistics' partial sums: T/32 x T doubles */
-    return 4 * (BT * (10 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 +
+    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 +
            BT * F * (size_t)m->be->linear_scratch;
 }
 
