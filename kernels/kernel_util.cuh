@@ -24,6 +24,14 @@ __device__ inline double warp_sum(double v)
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+// x rounded to TF32 (10-bit mantissa, nearest, ties away; sm_80+): the low 13 bits are zero, so
+// the tensor cores see exactly this value (split.cu, permute.cu: the 3xTF32 operands)
+__device__ inline float tf32_rna(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+}
 __device__ inline float warp_max(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

@@ -15,13 +15,6 @@ __device__ static inline size_t bthd_offset(size_t e, int T, int NH, int HS, int
     return (b * T + t) * (size_t)ld + (size_t)h * HS + d;
 }
 
-__device__ static inline float tf32_rna(float x)
-{
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return __uint_as_float(r);
-}
-
 // split: q and k rows of 3·HS as split.cu lays out a GEMM's operands (q as activations
 // [hi | lo | hi], k as weights [lo | hi | hi]) for QKᵀ as one 3xTF32 GEMM; v stays fp32
 __global__ static void permute_kernel(float *q, float *k, float *v, const float *in_q, const float *in_k,

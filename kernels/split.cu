@@ -10,13 +10,6 @@
 #include "kernel_util.cuh"
 #include <stdint.h>
 
-__device__ static inline float tf32_rna(float x)
-{
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return __uint_as_float(r);
-}
-
 // out (M, 3K): row m = [hi | lo | hi] of in[m] (activations) or [lo | hi | hi] (weights)
 __global__ static void split_kernel(float *out, const float *in, int M, int K, int weight)
 {
