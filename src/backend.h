@@ -43,6 +43,16 @@ struct backend {
      * scale = 1/sqrt(HS); causal adds the upper-triangular mask. */
     void (*attention)(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                       const float *keymask, int B, int T, int NH, int HS, int causal);
+    /* Attention and the per-head scalars of stats_head() (out[STAT_*]; no top-k or key importance:
+     * those need the probabilities) in one pass that never stores the probabilities — the fused
+     * kernel of the GPU (kernels/attn_fused.cu). As attention, but with len (B) valid tokens
+     * (right padding) in place of the key mask, tokcls (B, T) token flags (bit 0 [SEP]/EOS, bit 1
+     * punctuation; NULL: none) and stats (B, NH, STAT_N), all three in backend memory. Only where
+     * fused_ok(be, HS); both NULL on a backend without it. */
+    void (*attention_stats)(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+                            const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
+                            int window, float *stats);
+    int (*fused_ok)(backend *be, int HS);
     /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host:
      *   len[B], sep/punct (B, T) token-class flags: host arrays (sep/punct may be NULL: masses 0)
      *   out (B, NH, STAT_N); key_imp (B, NH, T), 0 beyond len, or NULL: not wanted;
@@ -83,8 +93,9 @@ backend *backend_cpu_init(void);
  *   HF's fp32 tolerance, measured in tests/bench/accuracy.sh) on sm_80 and newer, SGEMM below;
  *   P·V stays SGEMM (P is not split);
  * 1: TF32 tensor cores for every GEMM (~1e-3 relative);
- * 2: bf16 inputs to the linear layers (fp32 accumulation and outputs; attention GEMMs in TF32,
- *   softmax and statistics in fp32/fp64);
+ * 2: bf16 inputs to the linear layers (fp32 accumulation and outputs); attention with only
+ *   per-head scalars wanted: attention_stats on bf16 tensor cores (attn_fused.cu, softmax and
+ *   statistics in fp32); else attention GEMMs in TF32, softmax and statistics in fp32/fp64;
  * 3: fp32 with every GEMM an SGEMM (the FFMA path PyTorch's fp32 takes).
  * Returns NULL with err_set() when no device is usable or precision is not 0..3. A CUDA error
  * after init ends the job (check.h); only alloc's out-of-memory is reported (NULL). */

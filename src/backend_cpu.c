@@ -129,6 +129,31 @@ static void cpu_attn_stats(backend *be, const float *probs, const int *len, cons
         }
 }
 
+/* The CPU's "fused" path is the explicit one on a scratch copy of the probabilities: the
+ * reference that the GPU's fused kernel is checked against, and the same numbers as
+ * attention + attn_stats. */
+static void cpu_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+                                const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
+                                int window, float *stats)
+{
+    float *probs = xmalloc((size_t)B * NH * T * T * sizeof(float)), *mask = xmalloc((size_t)B * T * sizeof(float));
+    uint8_t *sep = xcalloc((size_t)B * T, 1), *punct = xcalloc((size_t)B * T, 1);
+    int *n = xmalloc(B * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        n[b] = len[b];
+        for (int t = 0; t < T; t++) {
+            const size_t i = (size_t)b * T + t;
+            mask[i] = t < len[b];
+            if (tokcls) { sep[i] = tokcls[i] & 1; punct[i] = (tokcls[i] >> 1) & 1; }
+        }
+    }
+    cpu_attention(be, out, probs, q, k, v, ld, mask, B, T, NH, HS, causal);
+    const stats_params sp = {.causal = causal, .window = window, .topk = 0};
+    cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, NULL, NULL, NULL);
+    free(probs); free(mask); free(sep); free(punct); free(n);
+}
+static int cpu_fused_ok(backend *be, int HS) { return 1; }
+
 static void cpu_attn_pack(backend *be, void *dst, const float *probs, const int *len, int B, int NH, int T, int Lmax, int f16)
 {
     const size_t LL = (size_t)Lmax * Lmax;
@@ -186,6 +211,8 @@ backend *backend_cpu_init(void)
     be->activation = cpu_activation;
     be->attention = cpu_attention;
     be->attn_stats = cpu_attn_stats;
+    be->attention_stats = cpu_attention_stats;
+    be->fused_ok = cpu_fused_ok;
     be->attn_pack = cpu_attn_pack;
     be->host_alloc = cpu_host_alloc;
     be->host_free = cpu_host_free;

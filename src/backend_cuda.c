@@ -41,6 +41,7 @@ typedef struct {
     int precision;                    /* 0 fp32, 1 tf32, 2 bf16 linear layers, 3 fp32 through SGEMM */
     int split;                        /* linear layers as 3xTF32 GEMMs (fp32 on a GPU with TF32) */
     int chunks;                       /* pieces of the hi·hi part of a split GEMM; 0: by K (cuda_linear) */
+    int sm;                           /* compute capability, 10 major + minor */
     bf16_weight *wcache; int n_wcache;
     cublasLtHandle_t lt; int use_lt;
     lt_plan plans[LT_PLANS]; int n_plans;
@@ -48,6 +49,13 @@ typedef struct {
     size_t scr_bytes[SCR_N];
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
 } cuda_ctx;
+
+/* a switch of the environment is on when set to anything but "" or "0" */
+static int env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0");
+}
 
 static void *cuda_alloc(backend *be, size_t bytes)
 {
@@ -255,6 +263,22 @@ static void cuda_attention(backend *be, float *out, float *probs, const float *q
     cuda_unpermute(out, yh, B, T, NH, HS);
 }
 
+/* bf16 only: fp32 keeps the explicit path, whose probabilities are within HF's fp32 tolerance */
+static int cuda_fused_ok(backend *be, int HS)
+{
+    cuda_ctx *c = be->ctx;
+    return c->precision == 2 && c->sm >= 80 && cuda_attn_fused_supported(HS) && !env_on("ATTNSCOPE_NO_FUSED");
+}
+
+static void cuda_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
+                                 int window, float *stats)
+{
+    cuda_ctx *c = be->ctx;
+    void *part = scratch(c, SCR_STATS, cuda_attn_fused_scratch(B, NH, T));
+    cuda_attn_fused(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+}
+
 static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, const uint8_t *sep,
                                const uint8_t *punct, int B, int NH, int T, const stats_params *sp, float *out,
                                float *key_imp, int32_t *topk_idx, float *topk_w)
@@ -360,13 +384,6 @@ static void cuda_release(backend *be)
     be->ctx = NULL;
 }
 
-/* a switch of the environment is on when set to anything but "" or "0" */
-static int env_on(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0");
-}
-
 backend *backend_cuda_init(int precision)
 {
     if (precision < 0 || precision > 3) {
@@ -382,9 +399,11 @@ backend *backend_cuda_init(int precision)
     }
     cuda_ctx *c = xcalloc(1, sizeof *c);
     c->precision = precision;
-    int dev = 0, major = 0;
+    int dev = 0, major = 0, minor = 0;
     CHECK_CUDA(cudaGetDevice(&dev));
     CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    c->sm = 10 * major + minor;
     c->split = precision == 0 && major >= 8 && !env_on("ATTNSCOPE_NO_SPLIT");   /* TF32: sm_80+; the env: comparisons */
     const char *chunks = getenv("ATTNSCOPE_SPLIT_CHUNKS");      /* for measurements; see cuda_linear */
     c->chunks = chunks && atoi(chunks) > 0 ? atoi(chunks) : 0;
@@ -417,6 +436,8 @@ backend *backend_cuda_init(int precision)
     be->activation = cuda_activation_op;
     be->attention = cuda_attention;
     be->attn_stats = cuda_attn_stats_op;
+    be->attention_stats = cuda_attention_stats;
+    be->fused_ok = cuda_fused_ok;
     be->attn_pack = cuda_attn_pack_op;
     be->host_alloc = cuda_host_alloc;
     be->host_free = cuda_host_free;

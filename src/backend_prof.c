@@ -6,9 +6,9 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADD, P_ACT, P_ATTENTION, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
+enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADD, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
 static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm", "add", "activation",
-                                            "attention (QK^T, softmax, PV)", "attn_stats", "attn_pack", "head similarity", "upload", "download"};
+                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
 #define IN(be) (((prof_ctx *)(be)->ctx)->in)
@@ -32,6 +32,11 @@ static void p_act(backend *be, float *x, size_t n, int act) { TIMED(be, P_ACT, I
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)
 { TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, HS, causal)); }
+static void p_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+                              const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
+                              int window, float *stats)
+{ TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, ld, len, tokcls, B, T, NH, HS, causal, window, stats)); }
+static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)
 { TIMED(be, P_STATS, IN(be)->attn_stats(IN(be), probs, len, sep, punct, B, NH, T, sp, out, ki, ti, tw)); }
@@ -54,6 +59,7 @@ backend *backend_profiled(backend *inner)
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
                     .layernorm = p_layernorm, .add = p_add, .activation = p_act, .attention = p_attention,
+                    .attention_stats = inner->attention_stats ? p_attention_stats : NULL, .fused_ok = p_fused_ok,
                     .attn_stats = p_stats, .attn_pack = p_pack, .host_alloc = p_host_alloc, .host_free = p_host_free,
                     .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim};
     return be;

@@ -118,6 +118,7 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
         if (c->pool_cap > 64) c->pool_cap = 64;
         c->pool = xcalloc(c->pool_cap, sizeof(void *));
     }
+    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity;
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
     c->wr = writer_start((size_t)1 << 30, o->threaded_writes);
@@ -200,13 +201,23 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
     c->batch_idx = idx;
     c->bsep = xrealloc(c->bsep, (size_t)B * T);
     c->bpunct = xrealloc(c->bpunct, (size_t)B * T);
+    c->btokcls = xrealloc(c->btokcls, (size_t)B * T);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             int i = idx[b], real = t < d->len[i];
             int32_t id = real ? d->ids[d->off[i] + t] : 0;
-            c->bsep[(size_t)b * T + t] = real && c->sep_of_id[id];
-            c->bpunct[(size_t)b * T + t] = real && c->punct_of_id[id];
+            const size_t e = (size_t)b * T + t;
+            c->bsep[e] = real && c->sep_of_id[id];
+            c->bpunct[e] = real && c->punct_of_id[id];
+            c->btokcls[e] = (uint8_t)(c->bsep[e] | c->bpunct[e] << 1);
         }
+    const size_t fs = (size_t)c->L * B * c->NH * STAT_N;
+    if (c->scalars_only && fs > c->fstat_cap) {
+        c->fstat = xrealloc(c->fstat, fs * sizeof(float));
+        c->fstat_cap = fs;
+    }
+    c->req = (attn_request){.capture = collect_capture, .user = c, .scalars_only = c->scalars_only,
+                            .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat};
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
         size_t need = (size_t)B * c->L * c->NH * T * T;
@@ -217,6 +228,18 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
             c->sim_cap = need;
         }
     }
+}
+
+/* one layer's per-head scalars of the batch, bstat (B, NH, STAT_N), into the window */
+static void scatter_scalars(collect *c, int layer, int B, const float *bstat)
+{
+    const int L = c->L, NH = c->NH;
+    const size_t wstride = (size_t)c->wn * L * NH;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
+            for (int s = 0; s < STAT_N; s++) c->stat[s * wstride + o] = bstat[src * STAT_N + s];
+        }
 }
 
 void collect_capture(void *user, int layer, const float *probs, int B, int T)
@@ -238,12 +261,11 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     }
     be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &c->sp, c->bstat, c->ki ? c->bki : NULL,
                    k ? c->bti : NULL, k ? c->btw : NULL);
-    const size_t wstride = (size_t)c->wn * L * NH;
+    scatter_scalars(c, layer, B, c->bstat);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const int w = c->batch_idx[b] - c->w0;
             const size_t o = ((size_t)w * L + layer) * NH + h, src = (size_t)b * NH + h;
-            for (int s = 0; s < STAT_N; s++) c->stat[s * wstride + o] = c->bstat[src * STAT_N + s];
             if (c->ki) memcpy(c->ki + o * Lmax, c->bki + src * T, (size_t)T * sizeof(float));
             if (k) {
                 memcpy(c->ti + o * Lmax * k, c->bti + src * T * k, (size_t)T * k * sizeof(int32_t));
@@ -267,6 +289,8 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
 
 void collect_batch_end(collect *c, int B, int T)
 {
+    if (c->req.fused)
+        for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
     if (!c->o.similarity) return;
     int *len = xmalloc(B * sizeof(int));
     for (int b = 0; b < B; b++) { len[b] = c->d->len[c->batch_idx[b]]; c->sim.n_rows += len[b]; }
@@ -381,7 +405,7 @@ double collect_finish(collect *c, h5out *out, MPI_Comm comm)
     if (c->str_t >= 0) H5Tclose(c->str_t);
     if (c->f16_t >= 0) H5Tclose(c->f16_t);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
-    free(c->bsep); free(c->bpunct);
+    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
     free(c->bstat); free(c->bki); free(c->bti); free(c->btw);
     for (int i = 0; i < c->pool_free; i++) c->m->be->host_free(c->m->be, c->pool[i]);

@@ -42,6 +42,10 @@ typedef struct {
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
     float *bstat, *bki; int32_t *bti; float *btw;   /* one layer's statistics of the batch */
+    uint8_t *btokcls;                  /* (B, T) the same flags for the fused path: bit 0 sep, bit 1 punct */
+    int scalars_only;                  /* no output needs the probabilities: the forward may fuse */
+    attn_request req;                  /* the batch's request to model_forward */
+    float *fstat; size_t fstat_cap;    /* (L, B, NH, STAT_N) the fused path's scalars */
     size_t bstat_cap;                  /* B·NH·T they have room for */
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of
@@ -59,9 +63,10 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
                   const collect_opts *o, int64_t N, int Lmax, int tokmax);
 /* The model's capture callback (user = collect*). */
 void collect_capture(void *user, int layer, const float *probs, int B, int T);
-/* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers. */
+/* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers, and the
+ * request for model_forward (c->req). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
-/* After the batch's forward: head similarity of each sample. */
+/* After the batch's forward: the fused path's scalars into the window, head similarity. */
 void collect_batch_end(collect *c, int B, int T);
 /* Starts window [w0, w0+wn) (wn ≤ wcap) / hands its results to the writer (independent I/O). */
 void collect_window_begin(collect *c, int w0, int wn);

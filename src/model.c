@@ -124,12 +124,13 @@ static void free_activations(model *m)
 {
     void **bufs[] = {(void **)&m->x, (void **)&m->qkv, (void **)&m->ctx,
                      (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, (void **)&m->keymask,
-                     (void **)&m->ids, (void **)&m->pos, (void **)&m->types};
+                     (void **)&m->ids, (void **)&m->pos, (void **)&m->types, (void **)&m->lens,
+                     (void **)&m->tokcls, (void **)&m->fstats};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         if (*bufs[i]) m->be->free(m->be, *bufs[i]);
         *bufs[i] = NULL;
     }
-    m->cap_BT = m->cap_BTT = 0;
+    m->cap_BT = m->cap_BTT = m->cap_B = 0;
 }
 
 void model_free(model *m)
@@ -146,28 +147,36 @@ void model_free(model *m)
     memset(m, 0, sizeof *m);
 }
 
-size_t model_batch_bytes(const model *m, int B, int T)
+int model_fuses(const model *m)
+{
+    return m->be->attention_stats && m->be->fused_ok && m->be->fused_ok(m->be, m->cfg.head_dim);
+}
+
+size_t model_batch_bytes(const model *m, int B, int T, int fused)
 {
     const model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, C = c->d_model, F = c->d_ff;
     /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
      * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
-     * linear layers' scratch (for the widest input, ff) */
+     * linear layers' scratch (for the widest input, ff). Fused: no probabilities, no per-head
+     * copies; the partial sums are T/64 x T doubles per head. */
     const size_t BTT = (size_t)B * c->n_head * T * T;   /* + the statistics' partial sums: T/32 x T doubles */
-    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 +
-           BT * F * (size_t)m->be->linear_scratch;
+    const size_t lin = BT * F * (size_t)m->be->linear_scratch;
+    if (fused) return 4 * BT * (6 * C + F + 5) + BTT / 8 + (size_t)B * c->n_head * c->n_layer * STAT_N * 4 + lin;
+    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 + lin;
 }
 
-static int ensure_activations(model *m, int B, int T)
+/* fused: the probabilities are not stored (cap_BTT stays 0 until a forward needs them) */
+static int ensure_activations(model *m, int B, int T, int fused)
 {
     const model_config *c = &m->cfg;
-    int64_t BT = (int64_t)B * T, BTT = (int64_t)B * c->n_head * T * T;
-    if (BT <= m->cap_BT && BTT <= m->cap_BTT) return 0;
+    int64_t BT = (int64_t)B * T, BTT = fused ? 0 : (int64_t)B * c->n_head * T * T;
+    if (BT <= m->cap_BT && BTT <= m->cap_BTT && B <= m->cap_B) return 0;
     free_activations(m);
     /* test hook: batches needing more than ATTNSCOPE_TEST_MEM_LIMIT bytes fail as if the backend
      * were out of memory, so that the tests exercise the halving without a GPU */
     const char *lim = getenv("ATTNSCOPE_TEST_MEM_LIMIT");
-    if (lim && model_batch_bytes(m, B, T) > strtoull(lim, NULL, 10))
+    if (lim && model_batch_bytes(m, B, T, fused) > strtoull(lim, NULL, 10))
         return err_set("out of %s memory for a batch of %d x %d tokens (ATTNSCOPE_TEST_MEM_LIMIT)", m->be->name, B, T);
     backend *be = m->be;
     size_t C = c->d_model, F = c->d_ff;
@@ -176,13 +185,17 @@ static int ensure_activations(model *m, int B, int T)
     if (!(m->ctx = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->ff = be->alloc(be, BT * F * sizeof(float)))) goto oom;
-    if (!(m->probs = be->alloc(be, BTT * sizeof(float)))) goto oom;
+    if (BTT && !(m->probs = be->alloc(be, BTT * sizeof(float)))) goto oom;
     if (!(m->keymask = be->alloc(be, BT * sizeof(float)))) goto oom;
     if (!(m->ids = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
     if (!(m->pos = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
     if (!(m->types = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
+    if (!(m->lens = be->alloc(be, (size_t)B * sizeof(int32_t)))) goto oom;
+    if (!(m->tokcls = be->alloc(be, BT))) goto oom;
+    if (!(m->fstats = be->alloc(be, (size_t)c->n_layer * B * c->n_head * STAT_N * sizeof(float)))) goto oom;
     m->cap_BT = BT;
     m->cap_BTT = BTT;
+    m->cap_B = B;
     return 0;
 oom:
     free_activations(m);
@@ -190,12 +203,15 @@ oom:
 }
 
 int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
-                  attn_capture_fn capture, void *user, float *hidden)
+                  attn_request *req, float *hidden)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
-    if (ensure_activations(m, B, T)) return -1;
-    const int C = c->d_model, F = c->d_ff, BT = B * T;
+    const int fused = req && req->scalars_only && model_fuses(m);
+    if (req) req->fused = 0;
+    if (ensure_activations(m, B, T, fused)) return -1;
+    const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head;
+    const size_t per_layer = (size_t)B * NH * STAT_N;
 
     /* host-side inputs: positions (RoBERTa counts from pad+1 over real tokens), key mask, types */
     int32_t *pos = xmalloc((size_t)BT * sizeof(int32_t)), *typ = xcalloc((size_t)BT, sizeof(int32_t));
@@ -212,15 +228,25 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     be->upload(be, m->types, typ, (size_t)BT * sizeof(int32_t));
     be->upload(be, m->keymask, mask, (size_t)BT * sizeof(float));
     free(pos); free(typ); free(mask);
+    if (fused) {
+        be->upload(be, m->lens, len, (size_t)B * sizeof(int32_t));
+        if (req->tokcls) be->upload(be, m->tokcls, req->tokcls, (size_t)BT);
+    }
 
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
     be->layernorm(be, m->x, m->x, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         be->linear(be, m->qkv, m->x, w->wqkv, w->bqkv, BT, C, 3 * C);
-        be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->keymask, B, T, c->n_head,
-                      c->head_dim, c->causal);
-        if (capture) capture(user, l, m->probs, B, T);
+        if (fused) {
+            be->attention_stats(be, m->ctx, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->lens,
+                                req->tokcls ? m->tokcls : NULL, B, T, NH, c->head_dim, c->causal, req->window,
+                                m->fstats + l * per_layer);
+        } else {
+            be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->keymask, B, T, NH,
+                          c->head_dim, c->causal);
+            if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
+        }
         be->linear(be, m->tmp, m->ctx, w->wo, w->bo, BT, C, C);
         be->add(be, m->x, m->x, m->tmp, (size_t)BT * C);
         be->layernorm(be, m->x, m->x, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
@@ -231,6 +257,10 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         be->layernorm(be, m->x, m->x, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
     }
     if (hidden) be->download(be, hidden, m->x, (size_t)BT * C * sizeof(float));
+    if (fused) {
+        be->download(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
+        req->fused = 1;
+    }
     be->sync(be);
     return 0;
 }

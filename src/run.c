@@ -394,8 +394,9 @@ int run_main(int argc, char **argv)
             /* from free backend memory (GPU): what the batch needs beyond what is already held */
             size_t avail = be->mem_free(be);
             if (avail) {
-                size_t held = model_batch_bytes(&m, (int)(m.cap_BT / T), T);   /* activations already allocated */
-                while (B > 1 && model_batch_bytes(&m, B, T) > held + avail * 9 / 10) B /= 2;
+                const int fused = col.scalars_only && model_fuses(&m);
+                size_t held = model_batch_bytes(&m, (int)(m.cap_BT / T), T, fused);   /* activations already allocated */
+                while (B > 1 && model_batch_bytes(&m, B, T, fused) > held + avail * 9 / 10) B /= 2;
             }
             for (;;) {
                 for (int b = 0; b < B; b++) {
@@ -408,7 +409,7 @@ int run_main(int argc, char **argv)
                     }
                 }
                 collect_batch_begin(&col, order + s, B, T);
-                if (!model_forward(&m, bids, btypes, blen, B, T, collect_capture, &col, NULL)) break;
+                if (!model_forward(&m, bids, btypes, blen, B, T, &col.req, NULL)) break;
                 if (B == 1) check_fail(__FILE__, __LINE__, "model_forward", err_get());   /* one sample does not fit */
                 fprintf(stderr, "[rank %d] %s: retrying with %d samples per batch\n", rank, err_get(), B / 2);
                 B /= 2;

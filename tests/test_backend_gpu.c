@@ -285,6 +285,57 @@ static void test_attention(backend *g, const char *prec, int B, int T, int NH, i
 }
 
 /* rows of few distinct values (0, 1/8, 1/4, 3/8): many exact ties for top-k */
+static float bf16_round(float x)            /* to the nearest bf16 (even on ties), as a float */
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1)) & 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* the per-stat comparison of two (heads, STAT_N) arrays: normwise per statistic */
+static void report_stats(const char *what, const float *got, const float *want, size_t heads, double tol, const char *why)
+{
+    for (int s = 0; s < STAT_N; s++) {
+        float *g = xmalloc(heads * 4), *w = xmalloc(heads * 4);
+        for (size_t i = 0; i < heads; i++) { g[i] = got[i * STAT_N + s]; w[i] = want[i * STAT_N + s]; }
+        char name[160];
+        snprintf(name, sizeof name, "%s %s", what, stats_names[s]);
+        report("fused", name, compare(g, w, heads), tol, 1, why);
+        free(g); free(w);
+    }
+}
+
+/* attention_stats (the fused kernel, bf16 tensor cores) against the CPU's explicit attention +
+ * stats_head. q, k, v are bf16 values, so that the GPU's products are exact and its scores differ
+ * from the CPU's only by the fp32 summation order: the statistics must agree to fp32 rounding;
+ * the output P·V rounds P to bf16 (as transformers' eager bf16 does). */
+static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const int *len, int causal, float qscale, int window)
+{
+    const int C = NH * HS;
+    const size_t n = (size_t)B * T * C;
+    float *qkv = rand_vec(3 * n, -1, 1);
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int c = 0; c < 3 * C; c++) qkv[r * 3 * C + c] = bf16_round(qkv[r * 3 * C + c] * (c < C ? qscale : 1.0f));
+    uint8_t *cls = xmalloc((size_t)B * T);
+    for (size_t i = 0; i < (size_t)B * T; i++) cls[i] = (uint8_t)(rnd() * 4);
+    float *out = xmalloc(n * 4), *st = xmalloc((size_t)B * NH * STAT_N * 4);
+    cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + 2 * C, 3 * C, len, cls, B, T, NH, HS, causal, window, st);
+    float *d_qkv = to_dev(qkv, 3 * n * 4), *d_out = g->alloc(g, n * 4), *d_st = g->alloc(g, (size_t)B * NH * STAT_N * 4);
+    int32_t *d_len = to_dev(len, B * 4);
+    uint8_t *d_cls = to_dev(cls, (size_t)B * T);
+    g->attention_stats(g, d_out, d_qkv, d_qkv + C, d_qkv + 2 * C, 3 * C, d_len, d_cls, B, T, NH, HS, causal, window, d_st);
+    float *got_o = to_host(d_out, n * 4), *got_s = to_host(d_st, (size_t)B * NH * STAT_N * 4);
+    char what[128], lens[48] = "", *l = lens;
+    for (int b = 0; b < B && l < lens + sizeof lens - 8; b++) l += sprintf(l, b ? ",%d" : "%d", len[b]);
+    snprintf(what, sizeof what, "B=%d T=%d NH=%d HS=%d len=%s causal=%d", B, T, NH, HS, lens, causal);
+    report_stats(what, got_s, st, (size_t)B * NH, 2e-5, "bf16 inputs exact, fp32 scores and softmax");
+    report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
+    g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len); g->free(g, d_cls);
+    free(qkv); free(cls); free(out); free(st); free(got_o); free(got_s);
+}
+
 static void test_attn_stats_ties(void)
 {
     const int B = 3, NH = 2, T = 70, len[3] = {70, 33, 0};
@@ -333,9 +384,10 @@ static void test_forward(const char *name, const char *dir)
     const size_t nP = (size_t)B * c->n_head * T * T;
     fwd_cmp cmp = {xmalloc(nP * c->n_layer * 4), c->n_head, T, B, len, 1, 0};
     float *h_cpu = xmalloc((size_t)B * T * C * 4), *h_gpu = xmalloc((size_t)B * T * C * 4);
-    model_forward(&mc, ids, types, len, B, T, fwd_capture, &cmp, h_cpu);
+    attn_request req = {.capture = fwd_capture, .user = &cmp};
+    model_forward(&mc, ids, types, len, B, T, &req, h_cpu);
     cmp.record = 0;
-    model_forward(&mg, ids, types, len, B, T, fwd_capture, &cmp, h_gpu);
+    model_forward(&mg, ids, types, len, B, T, &req, h_gpu);
     double e = 0, m = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < len[b]; t++)
@@ -394,6 +446,17 @@ int main(void)
         test_attention(gpu, "fp32", 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1e-5, 1e-5, whyp, 1);  /* peaked rows */
     }
     test_attention(tf32, "tf32", 3, 130, 2, 64, (int[]){130, 77, 1}, 0, 1, 5e-3, 5e-3, "TF32 QKᵀ and P·V", 0);
+    if (bf16->fused_ok(bf16, 64)) {
+        for (int causal = 0; causal < 2; causal++) {
+            test_attention_fused(bf16, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3);
+            test_attention_fused(bf16, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1);   /* peaked rows, empty sample */
+            test_attention_fused(bf16, 2, 200, 2, 128, (int[]){200, 64}, causal, 2, 5);
+        }
+        test_attention_fused(bf16, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3);
+    } else {
+        printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
+        failures++;
+    }
     test_attn_stats_ties();
 
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");

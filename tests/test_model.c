@@ -86,7 +86,8 @@ static void check_model(const char *name, const char *model_dir, const char *inp
     for (int n = 0; n < N; n++) len[n] = lenv[n];
     att_cmp cmp = {att, N, L, H, T, len, 0, be};
     float *out = xmalloc((size_t)N * T * C * sizeof(float));
-    model_forward(&m, ids, types, len, N, T, capture, &cmp, out);
+    attn_request req = {.capture = capture, .user = &cmp};
+    model_forward(&m, ids, types, len, N, T, &req, out);
     double hmax = 0, herr = 0;
     for (int n = 0; n < N; n++)
         for (int t = 0; t < len[n]; t++)

@@ -23,4 +23,4 @@ for L in 128 512; do
     done
   done
 done
-python3 tests/bench/peer.py --model bert-base --dtypes fp32 --shapes 64x128,16x512 --pipelines P0,P1 --batches 20 2>&1 | grep -E 'P[01] '
+python3 tests/bench/peer.py --model bert-base --dtypes ${PEER_DTYPES:-fp32} --shapes 64x128,16x512 --pipelines P0,P1 --batches 20 2>&1 | grep -E 'P[01] '
