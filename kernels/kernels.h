@@ -20,14 +20,15 @@ int cuda_bind_device(int local_rank, char *out, int cap);
 /* embed.cu: out (T, C) = wte[ids] + wpe[pos] (+ wtt[types] when wtt is not NULL). */
 void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                 const float *wpe, const float *wtt, int T, int C);
-/* layernorm.cu: out (M, C) = LayerNorm(in) · w + b, statistics in double; out may equal in. */
-void cuda_layernorm(float *out, const float *in, const float *w, const float *b, int M, int C, float eps);
-/* add.cu: out[i] = a[i] + b[i]; out may alias a or b. */
-void cuda_add(float *out, const float *a, const float *b, size_t n);
-/* bias.cu: out (M, N) += b (N) on every row. */
+/* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none), statistics in double;
+ * out may equal in. */
+void cuda_layernorm(float *out, const float *in, const float *res, const float *w, const float *b, int M, int C, float eps);
+/* bias.cu: out (M, N) += b (N) on every row; _bf16: out bfloat16. */
 void cuda_bias_add(float *out, const float *b, int M, int N);
-/* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind. */
+void cuda_bias_add_bf16(void *out, const float *b, int M, int N);
+/* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind; _bf16: n (even) bfloat16. */
 void cuda_activation(float *x, size_t n, int act);
+void cuda_activation_bf16(void *x, size_t n, int act);
 /* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS); split (sm_80+):
  * q and k rows of 3·HS instead, as split.cu's activations and weights (QKᵀ as one 3xTF32 GEMM).
  * unpermute: (B, NH, T, HS) → (B, T, NH·HS). */
@@ -47,14 +48,14 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
 
 /* attn_fused.cu: attention and stats_head()'s scalars (STAT_ENTROPY .. STAT_SINK; no top-k, no
  * key importance) in one kernel on bf16 tensor cores, the probabilities never stored. q, k, v
- * (B, T, ·) rows of ld elements, head h at columns h·HS (fp32, or bf16 for the _bf16 variant, whose
- * out is bf16 too); out (B, T, ldo); len[B] valid tokens (right padding); tokcls (B, T) bit 0
- * [SEP]/EOS, bit 1 punctuation, or NULL; stats (B, NH, STAT_N); scratch:
- * cuda_attn_fused_scratch bytes. HS must be one cuda_attn_fused_supported accepts (else the job
- * ends); ld a multiple of 4, the rows 16-byte aligned; sm_80 and newer. */
+ * (B, T, ·) bf16 rows of ld elements, head h at columns h·HS; out (B, T, ldo) fp32 (bf16 for the
+ * _bf16 variant); len[B] valid tokens (right padding); tokcls (B, T) bit 0 [SEP]/EOS, bit 1
+ * punctuation, or NULL; stats (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes. HS must be
+ * one cuda_attn_fused_supported accepts (else the job ends); ld a multiple of 8, the rows 16-byte
+ * aligned; sm_80 and newer. */
 int cuda_attn_fused_supported(int HS);
 size_t cuda_attn_fused_scratch(int B, int NH, int T);
-void cuda_attn_fused(float *out, int ldo, const float *q, const float *k, const float *v, int ld, const int *len,
+void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                      const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
                      void *scratch);
 void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,

@@ -1,7 +1,9 @@
 /* backend.h — the small interface the forward pass is written against: memory, copies and the
  * handful of ops a transformer needs. One table of function pointers per backend (ggml-style):
  * CPU (backend_cpu.c, the reference) and CUDA (backend_cuda.c + kernels/) behind it. All
- * tensors are float32, row-major, in the backend's memory; shapes are given in each contract.
+ * tensors are float32, row-major, in the backend's memory; shapes are given in each contract —
+ * except where an op takes an element type (dt): a backend with bf16_acts also accepts
+ * DT_BF16 there, for the activations that only feed GEMMs (`--precision bf16`).
  *
  * Invariant: an op never allocates; the model owns every buffer (allocated through alloc). */
 #ifndef ATTNSCOPE_BACKEND_H
@@ -11,6 +13,7 @@
 #include <stdint.h>
 
 typedef struct backend backend;
+enum { DT_F32, DT_BF16 };             /* element types of activations: float32, bfloat16 */
 struct backend {
     const char *name;                 /* "cpu", "cuda" */
     void *ctx;                        /* backend-private state */
@@ -26,14 +29,16 @@ struct backend {
     /* out[t,:] = wte[ids[t],:] + wpe[pos[t],:] + (wtt ? wtt[types[t],:] : 0);  out (T, C) */
     void (*embed)(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
                   const float *wte, const float *wpe, const float *wtt, int T, int C);
-    /* out (M, N) = in (M, K) · W (N, K)ᵀ + b (N) — b may be NULL (a torch Linear) */
-    void (*linear)(backend *be, float *out, const float *in, const float *W, const float *b, int M, int K, int N);
-    /* out (M, C) = LayerNorm(in (M, C)) with weight w, bias b; out may equal in */
-    void (*layernorm)(backend *be, float *out, const float *in, const float *w, const float *b, int M, int C, float eps);
-    /* out[i] = a[i] + b[i], n elements; out may alias a or b */
-    void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);
-    /* x[i] = act(x[i]) in place; act as config.h act_kind */
-    void (*activation)(backend *be, float *x, size_t n, int act);
+    /* out (M, N) = in (M, K) · W (N, K)ᵀ + b (N) — b may be NULL (a torch Linear); out and in of
+     * element types odt and idt (DT_F32 unless bf16_acts) */
+    void (*linear)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                   int K, int N);
+    /* out (M, C) = LayerNorm(in + res) with weight w, bias b — the residual add (a float add, as
+     * torch's) fused in; res (M, C) may be NULL (no residual); out may equal in */
+    void (*layernorm)(backend *be, float *out, const float *in, const float *res, const float *w, const float *b, int M,
+                      int C, float eps);
+    /* x[i] = act(x[i]) in place, elements of type dt; act as config.h act_kind */
+    void (*activation)(backend *be, void *x, int dt, size_t n, int act);
     /* Multi-head attention over B sequences padded to T.
      *   q, k, v (B, T, ·) rows of ld floats (ld >= C; C for separate tensors, 3C when they are the
      *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS
@@ -47,9 +52,9 @@ struct backend {
      * those need the probabilities) in one pass that never stores the probabilities — the fused
      * kernel of the GPU (kernels/attn_fused.cu). As attention, but with len (B) valid tokens
      * (right padding) in place of the key mask, tokcls (B, T) token flags (bit 0 [SEP]/EOS, bit 1
-     * punctuation; NULL: none) and stats (B, NH, STAT_N), all three in backend memory. Only where
-     * fused_ok(be, HS); both NULL on a backend without it. */
-    void (*attention_stats)(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+     * punctuation; NULL: none) and stats (B, NH, STAT_N), all three in backend memory; out, q, k, v
+     * of element type dt. Only where fused_ok(be, HS); both NULL on a backend without it. */
+    void (*attention_stats)(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                             const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
                             int window, float *stats);
     int (*fused_ok)(backend *be, int HS);
@@ -81,6 +86,9 @@ struct backend {
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),
      * for model_batch_bytes. */
     int linear_scratch;
+    /* 1: the GEMM-side activations of the fused path (q k v, the attention output, the MLP's
+     * hidden layer) may be DT_BF16 — they feed only bf16 GEMMs anyway (`--precision bf16`) */
+    int bf16_acts;
 };
 
 /* The CPU backend (OpenBLAS sgemm + OpenMP). Never fails. */

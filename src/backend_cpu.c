@@ -3,6 +3,7 @@
  * faster backends are compared with. */
 #include "backend.h"
 #include "config.h"
+#include "check.h"
 #include "util.h"
 #include <cblas.h>
 #include <float.h>
@@ -31,20 +32,36 @@ static void cpu_embed(backend *be, float *out, const int32_t *ids, const int32_t
     }
 }
 
-static void cpu_linear(backend *be, float *out, const float *in, const float *W, const float *b, int M, int K, int N)
+/* the CPU keeps every activation in float32 (bf16_acts = 0): another type is a caller's bug */
+static void need_f32(int dt, const char *op)
 {
+    if (dt != DT_F32) check_fail(__FILE__, __LINE__, op, "the CPU backend has float32 activations only");
+}
+
+static void cpu_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
+                       int K, int N)
+{
+    need_f32(odt, "cpu_linear");
+    need_f32(idt, "cpu_linear");
+    float *out = out_;
+    const float *in = in_;
     if (b) {
         for (int m = 0; m < M; m++) memcpy(out + (size_t)m * N, b, (size_t)N * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, W, K, b ? 1.0f : 0.0f, out, N);
 }
 
-static void cpu_layernorm(backend *be, float *out, const float *in, const float *w, const float *b, int M, int C, float eps)
+static void cpu_layernorm(backend *be, float *out, const float *in, const float *res, const float *w, const float *b, int M,
+                          int C, float eps)
 {
 #pragma omp parallel for
     for (int m = 0; m < M; m++) {
-        const float *x = in + (size_t)m * C;
         float *y = out + (size_t)m * C;
+        const float *x = in + (size_t)m * C;
+        if (res) {                   /* the residual sum, in out's row (each row is its own) */
+            for (int i = 0; i < C; i++) y[i] = x[i] + res[(size_t)m * C + i];
+            x = y;
+        }
         double mean = 0, var = 0;
         for (int i = 0; i < C; i++) mean += x[i];
         mean /= C;
@@ -55,14 +72,10 @@ static void cpu_layernorm(backend *be, float *out, const float *in, const float 
     }
 }
 
-static void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n)
+static void cpu_activation(backend *be, void *x_, int dt, size_t n, int act)
 {
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-static void cpu_activation(backend *be, float *x, size_t n, int act)
-{
+    need_f32(dt, "cpu_activation");
+    float *x = x_;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
@@ -132,10 +145,11 @@ static void cpu_attn_stats(backend *be, const float *probs, const int *len, cons
 /* The CPU's "fused" path is the explicit one on a scratch copy of the probabilities: the
  * reference that the GPU's fused kernel is checked against, and the same numbers as
  * attention + attn_stats. */
-static void cpu_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
                                 int window, float *stats)
 {
+    need_f32(dt, "cpu_attention_stats");
     float *probs = xmalloc((size_t)B * NH * T * T * sizeof(float)), *mask = xmalloc((size_t)B * T * sizeof(float));
     uint8_t *sep = xcalloc((size_t)B * T, 1), *punct = xcalloc((size_t)B * T, 1);
     int *n = xmalloc(B * sizeof(int));
@@ -207,7 +221,6 @@ backend *backend_cpu_init(void)
     be->embed = cpu_embed;
     be->linear = cpu_linear;
     be->layernorm = cpu_layernorm;
-    be->add = cpu_add;
     be->activation = cpu_activation;
     be->attention = cpu_attention;
     be->attn_stats = cpu_attn_stats;

@@ -25,6 +25,7 @@ enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIM
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
 typedef struct {
     int M, K, N, bias, ld;           /* ld: of both inputs (K, or 3K' for a chunk of a split GEMM) */
+    cudaDataType_t ab, d;            /* element types of the inputs, of the output (and bias) */
     cublasComputeType_t compute;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -133,15 +134,18 @@ static const size_t lt_workspace = (size_t)64 << 20;
 
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
  * no algorithm for it (the caller falls back to cublasSgemm). */
-static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld)
+static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld,
+                           cudaDataType_t ab, cudaDataType_t d)
 {
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld) return p;
+        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld &&
+            p->ab == ab && p->d == d)
+            return p;
     }
     if (c->n_plans == LT_PLANS) return NULL;
     lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld};
+    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld, .ab = ab, .d = d};
     CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -151,9 +155,9 @@ static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasCom
         CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
     }
     /* column-major: W is K x N (ld) used transposed, in is K x M (ld), out is N x M */
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, K, N, ld));
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, K, M, ld));
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, ab, K, N, ld));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, ab, K, M, ld));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->c, d, N, M, N));
     cublasLtMatmulPreference_t pref;
     CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
     CHECK_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_workspace, sizeof lt_workspace));
@@ -171,9 +175,42 @@ static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasCom
     return p;
 }
 
-static void cuda_linear(backend *be, float *out, const float *in, const float *W, const float *b, int M, int K, int N)
+/* --precision bf16: bf16 inputs (converted here when idt is DT_F32) and weights, fp32 accumulation,
+ * output in odt with the bias (bf16 output: a bf16 copy of the bias, as cuBLASLt wants the
+ * output's type) added by the epilogue */
+static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                        int K, int N)
+{
+    const float one = 1.0f, zero = 0.0f;
+    if (idt == DT_F32) {
+        void *inb = scratch(c, SCR_BF16, (size_t)M * K * 2);
+        cuda_f32_to_bf16(inb, in, (size_t)M * K);
+        in = inb;
+    }
+    const void *Wb = derived_of(c, W, N, K);
+    const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d) : NULL;
+    if (p) {
+        const void *bias = b && odt == DT_BF16 ? derived_of(c, b, N, 1) : b;
+        if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
+                                c->workspace, lt_workspace, 0));
+        return;
+    }
+    CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
+                              &zero, out, d, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (b && odt == DT_BF16) cuda_bias_add_bf16(out, b, M, N);
+    else if (b) cuda_bias_add(out, b, M, N);
+}
+
+static void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
+                        int K, int N)
 {
     cuda_ctx *c = be->ctx;
+    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N); return; }
+    if (odt != DT_F32 || idt != DT_F32) check_fail(__FILE__, __LINE__, "cuda_linear", "bf16 activations need --precision bf16");
+    float *out = out_;
+    const float *in = in_;
     const float one = 1.0f, zero = 0.0f;
     if (c->split) {            /* fp32 as 3xTF32: TF32 GEMMs over K' = 3K (split.cu) */
         float *in3 = scratch(c, SCR_SPLIT, (size_t)M * 3 * K * sizeof(float));
@@ -192,7 +229,8 @@ static void cuda_linear(backend *be, float *out, const float *in, const float *W
             if (k1 <= k0) continue;
             const float beta = ch ? 1.0f : 0.0f;
             const float *bias = ch ? NULL : b;
-            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld)
+            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld,
+                                                                CUDA_R_32F, CUDA_R_32F)
                                                    : NULL;
             if (p) {
                 if (bias) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
@@ -209,31 +247,27 @@ static void cuda_linear(backend *be, float *out, const float *in, const float *W
         return;
     }
     const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    lt_plan *p = c->use_lt && c->precision != 2 && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K) : NULL;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
     if (p) {
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
                                 c->workspace, lt_workspace, 0));
         return;
     }
-    if (c->precision == 2) {   /* bf16 inputs, fp32 accumulation and output */
-        void *inb = scratch(c, SCR_BF16, (size_t)M * K * 2);
-        cuda_f32_to_bf16(inb, in, (size_t)M * K);
-        CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, derived_of(c, W, N, K), CUDA_R_16BF, K,
-                                  inb, CUDA_R_16BF, K, &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    } else {
-        CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
-    }
+    CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
     if (b) cuda_bias_add(out, b, M, N);
 }
 
-static void cuda_layernorm_op(backend *be, float *out, const float *in, const float *w, const float *b, int M, int C,
-                              float eps)
+static void cuda_layernorm_op(backend *be, float *out, const float *in, const float *res, const float *w, const float *b,
+                              int M, int C, float eps)
 {
-    cuda_layernorm(out, in, w, b, M, C, eps);
+    cuda_layernorm(out, in, res, w, b, M, C, eps);
 }
-static void cuda_add_op(backend *be, float *out, const float *a, const float *b, size_t n) { cuda_add(out, a, b, n); }
-static void cuda_activation_op(backend *be, float *x, size_t n, int act) { cuda_activation(x, n, act); }
+static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
+{
+    if (dt == DT_BF16) cuda_activation_bf16(x, n, act);
+    else cuda_activation(x, n, act);
+}
 
 /* probs doubles as the score buffer: QKᵀ·scale is written there and the softmax runs in place. */
 static void cuda_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
@@ -270,13 +304,24 @@ static int cuda_fused_ok(backend *be, int HS)
     return c->precision == 2 && c->sm >= 80 && cuda_attn_fused_supported(HS) && !env_on("ATTNSCOPE_NO_FUSED");
 }
 
-static void cuda_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                  const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
                                  int window, float *stats)
 {
     cuda_ctx *c = be->ctx;
     void *part = scratch(c, SCR_STATS, cuda_attn_fused_scratch(B, NH, T));
-    cuda_attn_fused(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+    if (dt == DT_BF16) {
+        cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+        return;
+    }
+    /* float32 q, k, v (the thirds of one fused projection): a bf16 copy, the kernel's input type */
+    const int C = NH * HS;
+    const float *qf = q;
+    if ((const float *)k != qf + C || (const float *)v != qf + 2 * C || ld != 3 * C)
+        check_fail(__FILE__, __LINE__, "cuda_attention_stats", "float32 q, k, v must be the thirds of one (B, T, 3C) buffer");
+    char *qb = scratch(c, SCR_Q, (size_t)B * T * ld * 2);
+    cuda_f32_to_bf16(qb, qf, (size_t)B * T * ld);
+    cuda_attn_fused(out, C, qb, qb + 2 * C, qb + 4 * C, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
 }
 
 static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, const uint8_t *sep,
@@ -432,7 +477,6 @@ backend *backend_cuda_init(int precision)
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
     be->layernorm = cuda_layernorm_op;
-    be->add = cuda_add_op;
     be->activation = cuda_activation_op;
     be->attention = cuda_attention;
     be->attn_stats = cuda_attn_stats_op;
@@ -445,6 +489,7 @@ backend *backend_cuda_init(int precision)
     be->copy_rows = cuda_copy_rows;
     be->head_sim = cuda_head_sim_op;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
+    be->bf16_acts = precision == 2;
     return be;
 }
 #endif

@@ -6,8 +6,8 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADD, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
-static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm", "add", "activation",
+enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
+static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "activation",
                                             "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
@@ -23,19 +23,20 @@ static void p_sync(backend *be) { IN(be)->sync(IN(be)); }
 static void p_embed(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                     const float *wpe, const float *wtt, int T, int C)
 { TIMED(be, P_EMBED, IN(be)->embed(IN(be), out, ids, pos, types, wte, wpe, wtt, T, C)); }
-static void p_linear(backend *be, float *out, const float *in, const float *W, const float *b, int M, int K, int N)
-{ TIMED(be, P_LINEAR, IN(be)->linear(IN(be), out, in, W, b, M, K, N)); }
-static void p_layernorm(backend *be, float *out, const float *in, const float *w, const float *b, int M, int C, float eps)
-{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, in, w, b, M, C, eps)); }
-static void p_add(backend *be, float *out, const float *a, const float *b, size_t n) { TIMED(be, P_ADD, IN(be)->add(IN(be), out, a, b, n)); }
-static void p_act(backend *be, float *x, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, n, act)); }
+static void p_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
+                     int N)
+{ TIMED(be, P_LINEAR, IN(be)->linear(IN(be), out, odt, in, idt, W, b, M, K, N)); }
+static void p_layernorm(backend *be, float *out, const float *in, const float *res, const float *w, const float *b, int M,
+                        int C, float eps)
+{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, in, res, w, b, M, C, eps)); }
+static void p_act(backend *be, void *x, int dt, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, dt, n, act)); }
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)
 { TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, HS, causal)); }
-static void p_attention_stats(backend *be, float *out, const float *q, const float *k, const float *v, int ld,
+static void p_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                               const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
                               int window, float *stats)
-{ TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, ld, len, tokcls, B, T, NH, HS, causal, window, stats)); }
+{ TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, dt, ld, len, tokcls, B, T, NH, HS, causal, window, stats)); }
 static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)
@@ -58,10 +59,11 @@ backend *backend_profiled(backend *inner)
     p->in = inner;
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
-                    .layernorm = p_layernorm, .add = p_add, .activation = p_act, .attention = p_attention,
+                    .layernorm = p_layernorm, .activation = p_act, .attention = p_attention,
                     .attention_stats = inner->attention_stats ? p_attention_stats : NULL, .fused_ok = p_fused_ok,
                     .attn_stats = p_stats, .attn_pack = p_pack, .host_alloc = p_host_alloc, .host_free = p_host_free,
-                    .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim};
+                    .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim,
+                    .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts};
     return be;
 }
 

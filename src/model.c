@@ -212,6 +212,11 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     if (ensure_activations(m, B, T, fused)) return -1;
     const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head;
     const size_t per_layer = (size_t)B * NH * STAT_N;
+    /* the GEMM-side activations (q k v, the attention output, the MLP's hidden layer) in bf16
+     * where the backend's GEMMs take bf16 anyway and the fused attention reads them */
+    const int dt = fused && be->bf16_acts ? DT_BF16 : DT_F32;
+    const size_t es = dt == DT_BF16 ? 2 : 4;
+    char *qkv = (char *)m->qkv;
 
     /* host-side inputs: positions (RoBERTa counts from pad+1 over real tokens), key mask, types */
     int32_t *pos = xmalloc((size_t)BT * sizeof(int32_t)), *typ = xcalloc((size_t)BT, sizeof(int32_t));
@@ -234,12 +239,12 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     }
 
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
-    be->layernorm(be, m->x, m->x, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
+    be->layernorm(be, m->x, m->x, NULL, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        be->linear(be, m->qkv, m->x, w->wqkv, w->bqkv, BT, C, 3 * C);
+        be->linear(be, m->qkv, dt, m->x, DT_F32, w->wqkv, w->bqkv, BT, C, 3 * C);
         if (fused) {
-            be->attention_stats(be, m->ctx, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->lens,
+            be->attention_stats(be, m->ctx, qkv, qkv + C * es, qkv + 2 * C * es, dt, 3 * C, m->lens,
                                 req->tokcls ? m->tokcls : NULL, B, T, NH, c->head_dim, c->causal, req->window,
                                 m->fstats + l * per_layer);
         } else {
@@ -247,14 +252,12 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
                           c->head_dim, c->causal);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
-        be->linear(be, m->tmp, m->ctx, w->wo, w->bo, BT, C, C);
-        be->add(be, m->x, m->x, m->tmp, (size_t)BT * C);
-        be->layernorm(be, m->x, m->x, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
-        be->linear(be, m->ff, m->x, w->w1, w->b1, BT, C, F);
-        be->activation(be, m->ff, (size_t)BT * F, c->act);
-        be->linear(be, m->tmp, m->ff, w->w2, w->b2, BT, F, C);
-        be->add(be, m->x, m->x, m->tmp, (size_t)BT * C);
-        be->layernorm(be, m->x, m->x, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
+        be->linear(be, m->tmp, DT_F32, m->ctx, dt, w->wo, w->bo, BT, C, C);
+        be->layernorm(be, m->x, m->x, m->tmp, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
+        be->linear(be, m->ff, dt, m->x, DT_F32, w->w1, w->b1, BT, C, F);
+        be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
+        be->linear(be, m->tmp, DT_F32, m->ff, dt, w->w2, w->b2, BT, F, C);
+        be->layernorm(be, m->x, m->x, m->tmp, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
     }
     if (hidden) be->download(be, hidden, m->x, (size_t)BT * C * sizeof(float));
     if (fused) {

@@ -26,7 +26,7 @@ int main(void)
 #else
 
 static int failures;
-static backend *cpu, *gpu;
+static backend *cpu, *gpu, *gpu_bf16;
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static double rnd(void)                     /* uniform [0, 1), xorshift64* */
@@ -101,10 +101,10 @@ static void test_linear(backend *g, const char *prec, int M, int K, int N, int b
 {
     float *in = rand_vec((size_t)M * K, -1, 1), *W = rand_vec((size_t)N * K, -1, 1), *b = rand_vec(N, -1, 1);
     float *want = xmalloc((size_t)M * N * sizeof(float));
-    cpu->linear(cpu, want, in, W, bias ? b : NULL, M, K, N);
+    cpu->linear(cpu, want, DT_F32, in, DT_F32, W, bias ? b : NULL, M, K, N);
     float *d_in = to_dev(in, (size_t)M * K * 4), *d_W = to_dev(W, (size_t)N * K * 4), *d_b = to_dev(b, N * 4);
     float *d_out = g->alloc(g, (size_t)M * N * 4);
-    g->linear(g, d_out, d_in, d_W, bias ? d_b : NULL, M, K, N);
+    g->linear(g, d_out, DT_F32, d_in, DT_F32, d_W, bias ? d_b : NULL, M, K, N);
     float *got = to_host(d_out, (size_t)M * N * 4);
     char what[96];
     snprintf(what, sizeof what, "%s M=%d K=%d N=%d %s", prec, M, K, N, bias ? "bias" : "no bias");
@@ -113,44 +113,34 @@ static void test_linear(backend *g, const char *prec, int M, int K, int N, int b
     free(in); free(W); free(b); free(want); free(got);
 }
 
-static void test_layernorm(int M, int C, int in_place)
+/* with_res: the residual add fused in (out = LayerNorm(in + res), in place as the model calls it) */
+static void test_layernorm(int M, int C, int in_place, int with_res)
 {
     float *x = rand_vec((size_t)M * C, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1);  /* mean ≠ 0 */
+    float *r = with_res ? rand_vec((size_t)M * C, -3, 3) : NULL;
     float *want = xmalloc((size_t)M * C * sizeof(float));
-    cpu->layernorm(cpu, want, x, w, b, M, C, 1e-12f);
+    cpu->layernorm(cpu, want, x, r, w, b, M, C, 1e-12f);
     float *d_x = to_dev(x, (size_t)M * C * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
+    float *d_r = r ? to_dev(r, (size_t)M * C * 4) : NULL;
     float *d_out = in_place ? d_x : gpu->alloc(gpu, (size_t)M * C * 4);
-    gpu->layernorm(gpu, d_out, d_x, d_w, d_b, M, C, 1e-12f);
+    gpu->layernorm(gpu, d_out, d_x, d_r, d_w, d_b, M, C, 1e-12f);
     float *got = to_host(d_out, (size_t)M * C * 4);
     char what[96];
-    snprintf(what, sizeof what, "M=%d C=%d%s", M, C, in_place ? " in place" : "");
-    report("layernorm", what, compare(got, want, (size_t)M * C), 1e-5, 1, "double statistics on both sides");
+    snprintf(what, sizeof what, "M=%d C=%d%s%s", M, C, in_place ? " in place" : "", r ? " + residual" : "");
+    report("layernorm", what, compare(got, want, (size_t)M * C), 1e-5, 1, "float add, double statistics on both sides");
     if (!in_place) gpu->free(gpu, d_out);
+    if (d_r) gpu->free(gpu, d_r);
     gpu->free(gpu, d_x); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
-    free(x); free(w); free(b); free(want); free(got);
-}
-
-static void test_add(size_t n)
-{
-    float *a = rand_vec(n, -1, 1), *b = rand_vec(n, -1, 1), *want = xmalloc(n * sizeof(float));
-    cpu->add(cpu, want, a, b, n);
-    float *d_a = to_dev(a, n * 4), *d_b = to_dev(b, n * 4);
-    gpu->add(gpu, d_a, d_a, d_b, n);                       /* out aliases a, as the residual add does */
-    float *got = to_host(d_a, n * 4);
-    char what[64];
-    snprintf(what, sizeof what, "n=%zu out=a", n);
-    report("add", what, compare(got, want, n), 0, 0, "one float add");
-    gpu->free(gpu, d_a); gpu->free(gpu, d_b);
-    free(a); free(b); free(want); free(got);
+    free(x); free(r); free(w); free(b); free(want); free(got);
 }
 
 static void test_activation(int act, const char *name, size_t n)
 {
     float *x = rand_vec(n, -6, 6), *want = xmalloc(n * sizeof(float));
     memcpy(want, x, n * sizeof(float));
-    cpu->activation(cpu, want, n, act);
+    cpu->activation(cpu, want, DT_F32, n, act);
     float *d_x = to_dev(x, n * 4);
-    gpu->activation(gpu, d_x, n, act);
+    gpu->activation(gpu, d_x, DT_F32, n, act);
     float *got = to_host(d_x, n * 4);
     char what[64];
     snprintf(what, sizeof what, "%s n=%zu", name, n);
@@ -294,6 +284,73 @@ static float bf16_round(float x)            /* to the nearest bf16 (even on ties
     return x;
 }
 
+/* bf16 bits (upper half of the float) of values already rounded to bf16, and back */
+static uint16_t *to_bf16_bits(const float *x, size_t n)
+{
+    uint16_t *o = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        float r = bf16_round(x[i]);
+        memcpy(&u, &r, 4);
+        o[i] = (uint16_t)(u >> 16);
+    }
+    return o;
+}
+static float *from_bf16_bits(const uint16_t *h, size_t n)
+{
+    float *o = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&o[i], &u, 4);
+    }
+    return o;
+}
+
+/* linear under --precision bf16 with bf16 activations in and/or out (the fused path's GEMMs) */
+static void test_linear_bf16(backend *g, int M, int K, int N, int idt, int odt)
+{
+    float *in = rand_vec((size_t)M * K, -1, 1), *W = rand_vec((size_t)N * K, -1, 1), *b = rand_vec(N, -1, 1);
+    for (size_t i = 0; i < (size_t)M * K; i++) in[i] = bf16_round(in[i]);
+    float *want = xmalloc((size_t)M * N * 4);
+    cpu->linear(cpu, want, DT_F32, in, DT_F32, W, b, M, K, N);
+    uint16_t *inb = to_bf16_bits(in, (size_t)M * K);
+    void *d_in = idt == DT_BF16 ? to_dev(inb, (size_t)M * K * 2) : to_dev(in, (size_t)M * K * 4);
+    float *d_W = to_dev(W, (size_t)N * K * 4), *d_b = to_dev(b, N * 4);
+    void *d_out = g->alloc(g, (size_t)M * N * 4);
+    g->linear(g, d_out, odt, d_in, idt, d_W, d_b, M, K, N);
+    float *got;
+    if (odt == DT_BF16) {
+        uint16_t *h = to_host(d_out, (size_t)M * N * 2);
+        got = from_bf16_bits(h, (size_t)M * N);
+        free(h);
+    } else {
+        got = to_host(d_out, (size_t)M * N * 4);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "bf16 M=%d K=%d N=%d in %s out %s", M, K, N, idt ? "bf16" : "f32", odt ? "bf16" : "f32");
+    report("linear", what, compare(got, want, (size_t)M * N), 1e-2, 1, "bf16 weights (8-bit mantissa), bf16 output rounding");
+    g->free(g, d_in); g->free(g, d_W); g->free(g, d_b); g->free(g, d_out);
+    free(in); free(W); free(b); free(want); free(inb); free(got);
+}
+
+/* activation in place on bf16 (the MLP's hidden layer of the fused path) */
+static void test_activation_bf16(int act, const char *name, size_t n)
+{
+    float *x = rand_vec(n, -4, 4);
+    for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+    uint16_t *xb = to_bf16_bits(x, n);
+    cpu->activation(cpu, x, DT_F32, n, act);
+    void *d_x = to_dev(xb, n * 2);
+    gpu_bf16->activation(gpu_bf16, d_x, DT_BF16, n, act);
+    uint16_t *h = to_host(d_x, n * 2);
+    float *got = from_bf16_bits(h, n);
+    char what[64];
+    snprintf(what, sizeof what, "bf16 %s n=%zu", name, n);
+    report("activation", what, compare(got, x, n), 4e-3, 1, "the float result rounded once to bf16 (2^-8)");
+    gpu_bf16->free(gpu_bf16, d_x);
+    free(x); free(xb); free(h); free(got);
+}
+
 /* the per-stat comparison of two (heads, STAT_N) arrays: normwise per statistic */
 static void report_stats(const char *what, const float *got, const float *want, size_t heads, double tol, const char *why)
 {
@@ -311,7 +368,8 @@ static void report_stats(const char *what, const float *got, const float *want, 
  * stats_head. q, k, v are bf16 values, so that the GPU's products are exact and its scores differ
  * from the CPU's only by the fp32 summation order: the statistics must agree to fp32 rounding;
  * the output P·V rounds P to bf16 (as transformers' eager bf16 does). */
-static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const int *len, int causal, float qscale, int window)
+static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const int *len, int causal, float qscale, int window,
+                                 int dt)
 {
     const int C = NH * HS;
     const size_t n = (size_t)B * T * C;
@@ -321,19 +379,32 @@ static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const
     uint8_t *cls = xmalloc((size_t)B * T);
     for (size_t i = 0; i < (size_t)B * T; i++) cls[i] = (uint8_t)(rnd() * 4);
     float *out = xmalloc(n * 4), *st = xmalloc((size_t)B * NH * STAT_N * 4);
-    cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + 2 * C, 3 * C, len, cls, B, T, NH, HS, causal, window, st);
-    float *d_qkv = to_dev(qkv, 3 * n * 4), *d_out = g->alloc(g, n * 4), *d_st = g->alloc(g, (size_t)B * NH * STAT_N * 4);
+    cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + 2 * C, DT_F32, 3 * C, len, cls, B, T, NH, HS, causal, window, st);
+    const size_t es = dt == DT_BF16 ? 2 : 4;
+    uint16_t *qkvb = to_bf16_bits(qkv, 3 * n);
+    char *d_qkv = dt == DT_BF16 ? to_dev(qkvb, 3 * n * 2) : to_dev(qkv, 3 * n * 4);
+    void *d_out = g->alloc(g, n * 4);
+    float *d_st = g->alloc(g, (size_t)B * NH * STAT_N * 4);
     int32_t *d_len = to_dev(len, B * 4);
     uint8_t *d_cls = to_dev(cls, (size_t)B * T);
-    g->attention_stats(g, d_out, d_qkv, d_qkv + C, d_qkv + 2 * C, 3 * C, d_len, d_cls, B, T, NH, HS, causal, window, d_st);
-    float *got_o = to_host(d_out, n * 4), *got_s = to_host(d_st, (size_t)B * NH * STAT_N * 4);
+    g->attention_stats(g, d_out, d_qkv, d_qkv + C * es, d_qkv + 2 * C * es, dt, 3 * C, d_len, d_cls, B, T, NH, HS, causal,
+                       window, d_st);
+    float *got_o, *got_s = to_host(d_st, (size_t)B * NH * STAT_N * 4);
+    if (dt == DT_BF16) {
+        uint16_t *h = to_host(d_out, n * 2);
+        got_o = from_bf16_bits(h, n);
+        free(h);
+    } else {
+        got_o = to_host(d_out, n * 4);
+    }
     char what[128], lens[48] = "", *l = lens;
     for (int b = 0; b < B && l < lens + sizeof lens - 8; b++) l += sprintf(l, b ? ",%d" : "%d", len[b]);
-    snprintf(what, sizeof what, "B=%d T=%d NH=%d HS=%d len=%s causal=%d", B, T, NH, HS, lens, causal);
+    snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d", dt == DT_BF16 ? "bf16 io" : "f32 io", B, T, NH,
+             HS, lens, causal);
     report_stats(what, got_s, st, (size_t)B * NH, 2e-5, "bf16 inputs exact, fp32 scores and softmax");
     report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
     g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len); g->free(g, d_cls);
-    free(qkv); free(cls); free(out); free(st); free(got_o); free(got_s);
+    free(qkv); free(qkvb); free(cls); free(out); free(st); free(got_o); free(got_s);
 }
 
 static void test_attn_stats_ties(void)
@@ -431,12 +502,19 @@ int main(void)
     test_linear(tf32, "tf32", 257, 768, 3072, 1, 2e-3, whytf);
     test_linear(bf16, "bf16", 130, 37, 37, 1, 1e-2, "bf16 inputs (8-bit mantissa), fp32 accumulation");
     test_linear(bf16, "bf16", 257, 768, 3072, 1, 1e-2, "bf16 inputs (8-bit mantissa), fp32 accumulation");
-    test_layernorm(130, 37, 0);
-    test_layernorm(3, 768, 1);
-    test_add(1001);
+    for (int idt = DT_F32; idt <= DT_BF16; idt++)
+        for (int odt = DT_F32; odt <= DT_BF16; odt++) test_linear_bf16(bf16, 257, 768, 2304, idt, odt);
+    test_linear_bf16(bf16, 130, 37, 38, DT_BF16, DT_BF16);
+    test_layernorm(130, 37, 0, 0);
+    test_layernorm(3, 768, 1, 0);
+    test_layernorm(130, 37, 0, 1);
+    test_layernorm(257, 768, 1, 1);
     test_activation(ACT_GELU, "gelu (erf)", 4099);
     test_activation(ACT_GELU_TANH, "gelu (tanh)", 4099);
     test_activation(ACT_RELU, "relu", 4099);
+    gpu_bf16 = bf16;
+    test_activation_bf16(ACT_GELU, "gelu (erf)", 4098);
+    test_activation_bf16(ACT_GELU_TANH, "gelu (tanh)", 4098);
 
     const char *whyp = "fp32 scores; softmax ops as the CPU";
     for (int causal = 0; causal < 2; causal++) {
@@ -448,11 +526,13 @@ int main(void)
     test_attention(tf32, "tf32", 3, 130, 2, 64, (int[]){130, 77, 1}, 0, 1, 5e-3, 5e-3, "TF32 QKᵀ and P·V", 0);
     if (bf16->fused_ok(bf16, 64)) {
         for (int causal = 0; causal < 2; causal++) {
-            test_attention_fused(bf16, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3);
-            test_attention_fused(bf16, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1);   /* peaked rows, empty sample */
-            test_attention_fused(bf16, 2, 200, 2, 128, (int[]){200, 64}, causal, 2, 5);
+            for (int dt = DT_F32; dt <= DT_BF16; dt++) {
+                test_attention_fused(bf16, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3, dt);
+                test_attention_fused(bf16, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1, dt);   /* peaked rows, empty sample */
+                test_attention_fused(bf16, 2, 200, 2, 128, (int[]){200, 64}, causal, 2, 5, dt);
+            }
         }
-        test_attention_fused(bf16, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3);
+        test_attention_fused(bf16, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3, DT_BF16);
     } else {
         printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
         failures++;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 set -u
 # Long runs (1,024,000 tokens each, 5-10 s) on the GPU host: the bench tokens repeated 25 times, so
-# that the GPU is at full clock for most of the run (short runs start at idle clocks).
+# that the GPU is at full clock for most of the run (short runs start at idle clocks). PRECS, MODES
+# (scal: --topk 0 --no-key-importance; all) and PEER_DTYPES (fp32, bf16, "fp32 bf16" or none) choose.
 python3 tests/bench/peer.py --model bert-base --save /tmp/bb --save-only --shapes 64x128,16x512 --batches 5 2>&1 | tail -1
 python3 - <<'PY'
 import h5py, numpy as np
@@ -23,4 +24,4 @@ for L in 128 512; do
     done
   done
 done
-python3 tests/bench/peer.py --model bert-base --dtypes ${PEER_DTYPES:-fp32} --shapes 64x128,16x512 --pipelines P0,P1 --batches 20 2>&1 | grep -E 'P[01] '
+[ "${PEER_DTYPES:-fp32}" = none ] || python3 tests/bench/peer.py --model bert-base --dtypes ${PEER_DTYPES:-fp32} --shapes 64x128,16x512 --pipelines P0,P1 --batches 20 2>&1 | grep -E 'P[01] '
