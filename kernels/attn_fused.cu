@@ -131,7 +131,8 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         }
 
     // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf)
-    auto scores = [&](int kt, int buf, float s[AF_KEYS / 8][4]) {
+    // full: every key of the tile visible to every row of the block (no padding, below the diagonal)
+    auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
@@ -139,6 +140,11 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
             for (int ks = 0; ks < HS / 16; ks++) {
                 const __nv_bfloat16 *kr = &sm.k[buf][nt * 8 + g][ks * 16 + 2 * t];
                 mma_bf16(s[nt], qa[ks], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
+            }
+            if (full) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] *= sl2;
+                continue;
             }
 #pragma unroll
             for (int e = 0; e < 4; e++) {
@@ -185,7 +191,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         cp_async_wait<1>();                                // this tile's copies are done
         __syncthreads();
         float s[AF_KEYS / 8][4];
-        scores(kt, buf, s);
+        scores(kt, buf, !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0), s);
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float mt = m[r];
@@ -208,6 +214,8 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         // warp-uniform: only tiles near the warp's rows (or holding key 0) need the per-key tests
         // of locality, self, previous, next and [CLS]; the others add entropy, distance, classes
         const bool near = kt == 0 || (kt <= wrow0 + 15 + reach && kt + AF_KEYS - 1 >= wrow0 - reach);
+        // j − i as a float: a per-tile base and a compile-time offset per element
+        const float dj[2] = {(float)(kt + 2 * t - row[0]), (float)(kt + 2 * t - row[1])};
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++)
 #pragma unroll
@@ -218,7 +226,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
                 s[nt][e] = p;
                 l[r] += p;
                 acc[r][STAT_ENTROPY] += p * x;
-                acc[r][STAT_DISTANCE] += p * fabsf((float)(j - i));
+                acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
                 const uint8_t cls = sm.cls[buf][jl];
                 if (cls & 1) acc[r][STAT_ATTN_SEP] += p;
                 if (cls & 2) acc[r][STAT_ATTN_PUNCT] += p;

@@ -21,12 +21,13 @@ int cuda_bind_device(int local_rank, char *out, int cap);
 void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                 const float *wpe, const float *wtt, int T, int C);
 /* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none), statistics in double;
- * out may equal in. */
-void cuda_layernorm(float *out, const float *in, const float *res, const float *w, const float *b, int M, int C, float eps);
+ * out may equal in; out_bf16 (M, C) bfloat16 receives the same values rounded, or NULL. */
+void cuda_layernorm(float *out, void *out_bf16, const float *in, const float *res, const float *w, const float *b, int M,
+                    int C, float eps);
 /* bias.cu: out (M, N) += b (N) on every row; _bf16: out bfloat16. */
 void cuda_bias_add(float *out, const float *b, int M, int N);
 void cuda_bias_add_bf16(void *out, const float *b, int M, int N);
-/* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind; _bf16: n (even) bfloat16. */
+/* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind; _bf16: n bfloat16 (x 16-byte aligned). */
 void cuda_activation(float *x, size_t n, int act);
 void cuda_activation_bf16(void *x, size_t n, int act);
 /* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS); split (sm_80+):

@@ -3,12 +3,16 @@
 // it back from L1/L2 instead of two inputs). Two passes with double accumulation (mean, then
 // Σ(x−mean)²) and the final scale/shift rounded in the CPU backend's order (__fmul_rn/__fadd_rn:
 // no FMA contraction), so results match backend_cpu.c to about one float ulp. out may equal in:
-// each lane rewrites only the elements it read.
+// each lane rewrites only the elements it read. Rows of 128·V (bert-base, MiniLM, ...) stay in
+// registers (float4 loads); a bf16 copy of the output can be written on the way (the next GEMM's
+// input under --precision bf16).
 #include "kernels.h"
 #include "kernel_util.cuh"
+#include <cuda_bf16.h>
 
-__global__ static void layernorm_kernel(float *out, const float *in, const float *res, const float *w, const float *b,
-                                        int M, int C, float eps)
+// any C: lanes take elements lane, lane + 32, ...
+__global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const float *in, const float *res, const float *w,
+                                        const float *b, int M, int C, float eps)
 {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
@@ -25,13 +29,68 @@ __global__ static void layernorm_kernel(float *out, const float *in, const float
     for (int i = lane; i < C; i += 32) var += (x[i] - mean) * (x[i] - mean);
     var = warp_sum(var) / C;
     const double rstd = 1.0 / sqrt(var + eps);
-    for (int i = lane; i < C; i += 32) y[i] = __fadd_rn(__fmul_rn((float)((x[i] - mean) * rstd), w[i]), b[i]);
+    for (int i = lane; i < C; i += 32) {
+        const float v = __fadd_rn(__fmul_rn((float)((x[i] - mean) * rstd), w[i]), b[i]);
+        y[i] = v;
+        if (outb) outb[(size_t)row * C + i] = __float2bfloat16_rn(v);
+    }
 }
 
-extern "C" void cuda_layernorm(float *out, const float *in, const float *res, const float *w, const float *b, int M, int C,
-                               float eps)
+// C = 128·V: the row in registers (V float4 per lane), read once and written once — the same
+// operations as layernorm_kernel, the double sums in another order
+template <int V>
+__global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, const float *in, const float *res,
+                                            const float *w, const float *b, int M, float eps)
 {
-    const int rows_per_block = 8;
-    layernorm_kernel<<<(M + rows_per_block - 1) / rows_per_block, 32 * rows_per_block>>>(out, in, res, w, b, M, C, eps);
+    const int C = 128 * V, row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= M) return;
+    const float4 *x = reinterpret_cast<const float4 *>(in + (size_t)row * C);
+    const float4 *r = res ? reinterpret_cast<const float4 *>(res + (size_t)row * C) : NULL;
+    float v[4 * V];
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        float4 a = x[lane + 32 * k];
+        if (r) {
+            const float4 c = r[lane + 32 * k];
+            a = make_float4(__fadd_rn(a.x, c.x), __fadd_rn(a.y, c.y), __fadd_rn(a.z, c.z), __fadd_rn(a.w, c.w));
+        }
+        v[4 * k] = a.x; v[4 * k + 1] = a.y; v[4 * k + 2] = a.z; v[4 * k + 3] = a.w;
+    }
+    double mean = 0, var = 0;
+#pragma unroll
+    for (int e = 0; e < 4 * V; e++) mean += v[e];
+    mean = warp_sum(mean) / C;
+#pragma unroll
+    for (int e = 0; e < 4 * V; e++) var += (v[e] - mean) * (v[e] - mean);
+    var = warp_sum(var) / C;
+    const double rstd = 1.0 / sqrt(var + eps);
+    float4 *y = reinterpret_cast<float4 *>(out + (size_t)row * C);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int c = 4 * (lane + 32 * k);
+        float o[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[e] = __fadd_rn(__fmul_rn((float)((v[4 * k + e] - mean) * rstd), w[c + e]), b[c + e]);
+        y[lane + 32 * k] = make_float4(o[0], o[1], o[2], o[3]);
+        if (outb) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(o[0], o[1]), hi = __floats2bfloat162_rn(o[2], o[3]);
+            *reinterpret_cast<uint2 *>(outb + (size_t)row * C + c) =
+                make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
+        }
+    }
+}
+
+extern "C" void cuda_layernorm(float *out, void *out_bf16, const float *in, const float *res, const float *w,
+                               const float *b, int M, int C, float eps)
+{
+    const int rows_per_block = 8, blocks = (M + rows_per_block - 1) / rows_per_block;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)out_bf16;
+    const bool aligned = (size_t)in % 16 == 0 && (size_t)out % 16 == 0 && (!res || (size_t)res % 16 == 0);
+    switch (aligned && C % 128 == 0 ? C / 128 : 0) {
+#define LN_VEC(V) case V: layernorm_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(out, ob, in, res, w, b, M, eps); break;
+    LN_VEC(1) LN_VEC(2) LN_VEC(3) LN_VEC(4) LN_VEC(5) LN_VEC(6) LN_VEC(7) LN_VEC(8)
+#undef LN_VEC
+    default: layernorm_kernel<<<blocks, 32 * rows_per_block>>>(out, ob, in, res, w, b, M, C, eps);
+    }
     KERNEL_CHECK("layernorm_kernel");
 }

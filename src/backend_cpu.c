@@ -20,6 +20,12 @@ static void cpu_free(backend *be, void *p) { free(p); }
 static void cpu_copy(backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_sync(backend *be) {}
 
+/* the CPU keeps every activation in float32 (bf16_acts = 0): another type is a caller's bug */
+static void need_f32(int dt, const char *op)
+{
+    if (dt != DT_F32) check_fail(__FILE__, __LINE__, op, "the CPU backend has float32 activations only");
+}
+
 static void cpu_embed(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
                       const float *wte, const float *wpe, const float *wtt, int T, int C)
 {
@@ -30,12 +36,6 @@ static void cpu_embed(backend *be, float *out, const int32_t *ids, const int32_t
         float *o = out + (size_t)t * C;
         for (int i = 0; i < C; i++) o[i] = a[i] + b[i] + (c ? c[i] : 0.0f);
     }
-}
-
-/* the CPU keeps every activation in float32 (bf16_acts = 0): another type is a caller's bug */
-static void need_f32(int dt, const char *op)
-{
-    if (dt != DT_F32) check_fail(__FILE__, __LINE__, op, "the CPU backend has float32 activations only");
 }
 
 static void cpu_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
@@ -51,9 +51,10 @@ static void cpu_linear(backend *be, void *out_, int odt, const void *in_, int id
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, W, K, b ? 1.0f : 0.0f, out, N);
 }
 
-static void cpu_layernorm(backend *be, float *out, const float *in, const float *res, const float *w, const float *b, int M,
-                          int C, float eps)
+static void cpu_layernorm(backend *be, float *out, void *out_bf16, const float *in, const float *res, const float *w,
+                          const float *b, int M, int C, float eps)
 {
+    if (out_bf16) need_f32(DT_BF16, "cpu_layernorm");
 #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         float *y = out + (size_t)m * C;

@@ -122,7 +122,7 @@ fail:
 
 static void free_activations(model *m)
 {
-    void **bufs[] = {(void **)&m->x, (void **)&m->qkv, (void **)&m->ctx,
+    void **bufs[] = {(void **)&m->x, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
                      (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, (void **)&m->keymask,
                      (void **)&m->ids, (void **)&m->pos, (void **)&m->types, (void **)&m->lens,
                      (void **)&m->tokcls, (void **)&m->fstats};
@@ -181,6 +181,7 @@ static int ensure_activations(model *m, int B, int T, int fused)
     backend *be = m->be;
     size_t C = c->d_model, F = c->d_ff;
     if (!(m->x = be->alloc(be, BT * C * sizeof(float)))) goto oom;
+    if (be->bf16_acts && !(m->xb = be->alloc(be, BT * C * 2))) goto oom;
     if (!(m->qkv = be->alloc(be, BT * 3 * C * sizeof(float)))) goto oom;
     if (!(m->ctx = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
@@ -239,10 +240,13 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     }
 
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
-    be->layernorm(be, m->x, m->x, NULL, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
+    /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */
+    void *xb = dt == DT_BF16 ? m->xb : NULL;
+    const void *lin_in = xb ? xb : (const void *)m->x;
+    be->layernorm(be, m->x, xb, m->x, NULL, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        be->linear(be, m->qkv, dt, m->x, DT_F32, w->wqkv, w->bqkv, BT, C, 3 * C);
+        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * C);
         if (fused) {
             be->attention_stats(be, m->ctx, qkv, qkv + C * es, qkv + 2 * C * es, dt, 3 * C, m->lens,
                                 req->tokcls ? m->tokcls : NULL, B, T, NH, c->head_dim, c->causal, req->window,
@@ -253,11 +257,11 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
         be->linear(be, m->tmp, DT_F32, m->ctx, dt, w->wo, w->bo, BT, C, C);
-        be->layernorm(be, m->x, m->x, m->tmp, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
-        be->linear(be, m->ff, dt, m->x, DT_F32, w->w1, w->b1, BT, C, F);
+        be->layernorm(be, m->x, xb, m->x, m->tmp, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
+        be->linear(be, m->ff, dt, lin_in, dt, w->w1, w->b1, BT, C, F);
         be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
         be->linear(be, m->tmp, DT_F32, m->ff, dt, w->w2, w->b2, BT, F, C);
-        be->layernorm(be, m->x, m->x, m->tmp, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
+        be->layernorm(be, m->x, xb, m->x, m->tmp, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
     }
     if (hidden) be->download(be, hidden, m->x, (size_t)BT * C * sizeof(float));
     if (fused) {

@@ -35,6 +35,7 @@ typedef struct {
     /* activations for up to cap_BT tokens, cap_BTT attention entries and cap_B sequences */
     int64_t cap_BT, cap_BTT, cap_B;
     float *x, *ctx, *tmp;                /* (B, T, C) */
+    void *xb;                            /* (B, T, C) bf16 copy of x (backends with bf16_acts) */
     float *qkv;                          /* (B, T, 3C): q | k | v */
     float *ff;                           /* (B, T, F) */
     float *probs;                        /* (B, NH, T, T) */

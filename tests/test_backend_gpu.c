@@ -113,21 +113,60 @@ static void test_linear(backend *g, const char *prec, int M, int K, int N, int b
     free(in); free(W); free(b); free(want); free(got);
 }
 
+static float bf16_round(float x)            /* to the nearest bf16 (even on ties), as a float */
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1)) & 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* bf16 bits (upper half of the float) of values already rounded to bf16, and back */
+static uint16_t *to_bf16_bits(const float *x, size_t n)
+{
+    uint16_t *o = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        float r = bf16_round(x[i]);
+        memcpy(&u, &r, 4);
+        o[i] = (uint16_t)(u >> 16);
+    }
+    return o;
+}
+static float *from_bf16_bits(const uint16_t *h, size_t n)
+{
+    float *o = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&o[i], &u, 4);
+    }
+    return o;
+}
+
 /* with_res: the residual add fused in (out = LayerNorm(in + res), in place as the model calls it) */
 static void test_layernorm(int M, int C, int in_place, int with_res)
 {
     float *x = rand_vec((size_t)M * C, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1);  /* mean ≠ 0 */
     float *r = with_res ? rand_vec((size_t)M * C, -3, 3) : NULL;
     float *want = xmalloc((size_t)M * C * sizeof(float));
-    cpu->layernorm(cpu, want, x, r, w, b, M, C, 1e-12f);
+    cpu->layernorm(cpu, want, NULL, x, r, w, b, M, C, 1e-12f);
     float *d_x = to_dev(x, (size_t)M * C * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
     float *d_r = r ? to_dev(r, (size_t)M * C * 4) : NULL;
     float *d_out = in_place ? d_x : gpu->alloc(gpu, (size_t)M * C * 4);
-    gpu->layernorm(gpu, d_out, d_x, d_r, d_w, d_b, M, C, 1e-12f);
+    void *d_ob = gpu->alloc(gpu, (size_t)M * C * 2);
+    gpu->layernorm(gpu, d_out, d_ob, d_x, d_r, d_w, d_b, M, C, 1e-12f);
     float *got = to_host(d_out, (size_t)M * C * 4);
+    uint16_t *ob = to_host(d_ob, (size_t)M * C * 2), *want_b = to_bf16_bits(got, (size_t)M * C);
     char what[96];
     snprintf(what, sizeof what, "M=%d C=%d%s%s", M, C, in_place ? " in place" : "", r ? " + residual" : "");
     report("layernorm", what, compare(got, want, (size_t)M * C), 1e-5, 1, "float add, double statistics on both sides");
+    const int bdiff = memcmp(ob, want_b, (size_t)M * C * 2) != 0;
+    printf("%s layernorm    bf16 copy of the output: %s (tol 0: the same floats, rounded to nearest even)\n",
+           bdiff ? "FAIL" : "ok  ", bdiff ? "differs" : "bit-identical");
+    failures += bdiff;
+    gpu->free(gpu, d_ob);
+    free(ob); free(want_b);
     if (!in_place) gpu->free(gpu, d_out);
     if (d_r) gpu->free(gpu, d_r);
     gpu->free(gpu, d_x); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
@@ -275,37 +314,6 @@ static void test_attention(backend *g, const char *prec, int B, int T, int NH, i
 }
 
 /* rows of few distinct values (0, 1/8, 1/4, 3/8): many exact ties for top-k */
-static float bf16_round(float x)            /* to the nearest bf16 (even on ties), as a float */
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1)) & 0xFFFF0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
-/* bf16 bits (upper half of the float) of values already rounded to bf16, and back */
-static uint16_t *to_bf16_bits(const float *x, size_t n)
-{
-    uint16_t *o = xmalloc(n * 2);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        float r = bf16_round(x[i]);
-        memcpy(&u, &r, 4);
-        o[i] = (uint16_t)(u >> 16);
-    }
-    return o;
-}
-static float *from_bf16_bits(const uint16_t *h, size_t n)
-{
-    float *o = xmalloc(n * 4);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)h[i] << 16;
-        memcpy(&o[i], &u, 4);
-    }
-    return o;
-}
-
 /* linear under --precision bf16 with bf16 activations in and/or out (the fused path's GEMMs) */
 static void test_linear_bf16(backend *g, int M, int K, int N, int idt, int odt)
 {

@@ -2,7 +2,7 @@
 set -u
 # Long runs (1,024,000 tokens each, 5-10 s) on the GPU host: the bench tokens repeated 25 times, so
 # that the GPU is at full clock for most of the run (short runs start at idle clocks). PRECS, MODES
-# (scal: --topk 0 --no-key-importance; all) and PEER_DTYPES (fp32, bf16, "fp32 bf16" or none) choose.
+# (scal: --topk 0 --no-key-importance; all) and PEER_DTYPES (fp32, bf16, fp32,bf16 or none) choose.
 python3 tests/bench/peer.py --model bert-base --save /tmp/bb --save-only --shapes 64x128,16x512 --batches 5 2>&1 | tail -1
 python3 - <<'PY'
 import h5py, numpy as np
