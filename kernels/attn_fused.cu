@@ -52,6 +52,15 @@ __device__ static inline void mma_bf16(float c[4], const uint32_t a[4], uint32_t
 #endif
 }
 
+// 2^x in one MUFU op; results below 2^-126 flush to 0 (p that small adds nothing to a float sum
+// of probabilities; x = -1e4 for masked keys gives exactly 0)
+__device__ static inline float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ static inline void store2(float *p, float a, float b) { *reinterpret_cast<float2 *>(p) = make_float2(a, b); }
 __device__ static inline void store2(__nv_bfloat16 *p, float a, float b) { *reinterpret_cast<uint32_t *>(p) = pack_bf16(a, b); }
 
@@ -89,7 +98,7 @@ __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
 template <int HS> struct af_smem {
     __nv_bfloat16 k[2][AF_KEYS][HS + AF_PAD];    // key tiles (double-buffered): keys × dims
     __nv_bfloat16 v[2][AF_KEYS][HS + AF_PAD];
-    uint8_t cls[2][AF_KEYS];
+    float cls[2][2][AF_KEYS];                    // [buffer][0: [SEP], 1: punctuation][key]: 1 or 0
     double acc[AF_WARPS][AF_ROWSUMS];
 };
 
@@ -111,7 +120,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
     const int kend = causal_ ? min(nkeys, q0 + AF_QROWS) : nkeys;
     const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
     const size_t base = (size_t)b * T;
-    const float sl2 = scale * 1.4426950408889634f;        // scores in log2 units: exp2f
+    const float sl2 = scale * 1.4426950408889634f;        // scores in log2 units: ex2
 
     // Q fragments of the warp's 16 rows (A operand, row-major 16 x 16 per k-step): pairs 2t, 2t+1
     // and 2t+8, 2t+9 of each row, one 32-bit load each
@@ -164,7 +173,9 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         }
         if (with_v && threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
-            sm.cls[buf][threadIdx.x] = tokcls && j < T ? tokcls[base + j] : 0;
+            const uint8_t c = tokcls && j < T ? tokcls[base + j] : 0;
+            sm.cls[buf][0][threadIdx.x] = c & 1 ? 1.0f : 0.0f;
+            sm.cls[buf][1][threadIdx.x] = c & 2 ? 1.0f : 0.0f;
         }
         cp_async_commit();
     };
@@ -201,7 +212,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
             if (mt == -INFINITY || mt == m[r]) continue;   // nothing visible yet, or no rescale
             if (m[r] != -INFINITY) {                       // (before the first visible key all sums are 0)
-                const float delta = mt - m[r], alpha = exp2f(-delta);
+                const float delta = mt - m[r], alpha = ex2(-delta);
                 acc[r][STAT_ENTROPY] = alpha * (acc[r][STAT_ENTROPY] - delta * l[r]);
                 l[r] *= alpha;
 #pragma unroll
@@ -222,14 +233,14 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1, i = row[r], jl = nt * 8 + 2 * t + (e & 1), j = kt + jl;
                 // masked: s = −inf → x clamps to −1e4 → p̃ = 0 exactly, and p̃·x = 0 (not NaN)
-                const float x = fmaxf(s[nt][e] - m[r], -1.0e4f), p = exp2f(x);
+                const float x = fmaxf(s[nt][e] - m[r], -1.0e4f), p = ex2(x);
                 s[nt][e] = p;
                 l[r] += p;
                 acc[r][STAT_ENTROPY] += p * x;
                 acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
-                const uint8_t cls = sm.cls[buf][jl];
-                if (cls & 1) acc[r][STAT_ATTN_SEP] += p;
-                if (cls & 2) acc[r][STAT_ATTN_PUNCT] += p;
+                // times 1 or 0 (exact): no branch per key and row
+                acc[r][STAT_ATTN_SEP] += p * sm.cls[buf][0][jl];
+                acc[r][STAT_ATTN_PUNCT] += p * sm.cls[buf][1][jl];
                 if (near) {
                     const int d = i > j ? i - j : j - i;
                     if (d <= window) acc[r][STAT_LOCALITY] += p;
