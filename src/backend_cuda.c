@@ -128,8 +128,11 @@ static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
     return bf;
 }
 
-#define CHECK_LT(call) do { cublasStatus_t s_ = (call); if (s_ != CUBLAS_STATUS_SUCCESS) \
-    check_fail(__FILE__, __LINE__, #call, cublasGetStatusString(s_)); } while (0)
+/* a cuBLASLt call: its status, and a launch that failed without changing it (cudaGetLastError,
+ * which does not synchronise) — a GEMM that did not run must not pass as a result */
+#define CHECK_LT(call) do { cublasStatus_t s_ = (call); \
+    if (s_ != CUBLAS_STATUS_SUCCESS) check_fail(__FILE__, __LINE__, #call, cublasGetStatusString(s_)); \
+    CHECK_CUDA(cudaGetLastError()); } while (0)
 static const size_t lt_workspace = (size_t)64 << 20;
 
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has

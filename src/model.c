@@ -123,14 +123,31 @@ fail:
 static void free_activations(model *m)
 {
     void **bufs[] = {(void **)&m->x, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
-                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, (void **)&m->keymask,
-                     (void **)&m->ids, (void **)&m->pos, (void **)&m->types, (void **)&m->lens,
-                     (void **)&m->tokcls, (void **)&m->fstats};
+                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, &m->inputs, (void **)&m->fstats};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         if (*bufs[i]) m->be->free(m->be, *bufs[i]);
         *bufs[i] = NULL;
     }
+    if (m->stage) m->be->host_free(m->be, m->stage);
+    m->stage = NULL;
+    m->ids = m->pos = m->types = m->lens = NULL;
+    m->keymask = NULL;
+    m->tokcls = NULL;
     m->cap_BT = m->cap_BTT = m->cap_B = 0;
+}
+
+/* The batch's inputs in one block (device: inputs, host: stage), so that one copy uploads them:
+ * ids, pos, types (int32) and the key mask (float) per token, lens (int32) per sequence, tokcls
+ * (bytes) per token; off[] receives the sections' byte offsets for BT tokens and B sequences. */
+static size_t inputs_layout(int64_t BT, int64_t B, size_t off[6])
+{
+    off[0] = 0;                                    /* ids */
+    off[1] = off[0] + BT * 4;                      /* pos */
+    off[2] = off[1] + BT * 4;                      /* types */
+    off[3] = off[2] + BT * 4;                      /* keymask */
+    off[4] = off[3] + BT * 4;                      /* lens */
+    off[5] = off[4] + B * 4;                       /* tokcls */
+    return off[5] + BT;
 }
 
 void model_free(model *m)
@@ -187,12 +204,17 @@ static int ensure_activations(model *m, int B, int T, int fused)
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->ff = be->alloc(be, BT * F * sizeof(float)))) goto oom;
     if (BTT && !(m->probs = be->alloc(be, BTT * sizeof(float)))) goto oom;
-    if (!(m->keymask = be->alloc(be, BT * sizeof(float)))) goto oom;
-    if (!(m->ids = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
-    if (!(m->pos = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
-    if (!(m->types = be->alloc(be, BT * sizeof(int32_t)))) goto oom;
-    if (!(m->lens = be->alloc(be, (size_t)B * sizeof(int32_t)))) goto oom;
-    if (!(m->tokcls = be->alloc(be, BT))) goto oom;
+    size_t off[6];
+    m->inputs_bytes = inputs_layout(BT, B, off);
+    if (!(m->inputs = be->alloc(be, m->inputs_bytes))) goto oom;
+    if (!(m->stage = be->host_alloc(be, m->inputs_bytes))) goto oom;
+    char *in = m->inputs;
+    m->ids = (int32_t *)(in + off[0]);
+    m->pos = (int32_t *)(in + off[1]);
+    m->types = (int32_t *)(in + off[2]);
+    m->keymask = (float *)(in + off[3]);
+    m->lens = (int32_t *)(in + off[4]);
+    m->tokcls = (uint8_t *)(in + off[5]);
     if (!(m->fstats = be->alloc(be, (size_t)c->n_layer * B * c->n_head * STAT_N * sizeof(float)))) goto oom;
     m->cap_BT = BT;
     m->cap_BTT = BTT;
@@ -219,25 +241,28 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     const size_t es = dt == DT_BF16 ? 2 : 4;
     char *qkv = (char *)m->qkv;
 
-    /* host-side inputs: positions (RoBERTa counts from pad+1 over real tokens), key mask, types */
-    int32_t *pos = xmalloc((size_t)BT * sizeof(int32_t)), *typ = xcalloc((size_t)BT, sizeof(int32_t));
-    float *mask = xmalloc((size_t)BT * sizeof(float));
-    for (int b = 0; b < B; b++)
+    /* host-side inputs into the staging block (the capacity's layout: the device block's):
+     * positions (RoBERTa counts from pad+1 over real tokens), key mask, types, lengths, token
+     * classes — then one upload (pinned memory on a GPU) */
+    size_t off[6];
+    inputs_layout(m->cap_BT, m->cap_B, off);
+    char *st = m->stage;
+    int32_t *s_ids = (int32_t *)(st + off[0]), *pos = (int32_t *)(st + off[1]), *typ = (int32_t *)(st + off[2]);
+    float *mask = (float *)(st + off[3]);
+    int32_t *lens = (int32_t *)(st + off[4]);
+    uint8_t *cls = (uint8_t *)(st + off[5]);
+    memcpy(s_ids, ids, (size_t)BT * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        lens[b] = len[b];
         for (int t = 0; t < T; t++) {
             int i = b * T + t, real = t < len[b];
             mask[i] = real ? 1.0f : 0.0f;
             pos[i] = c->arch == ARCH_ROBERTA ? (real ? c->pos_offset + t : c->pad_token_id) : t;
-            if (types && c->type_vocab > 0) typ[i] = types[i];
+            typ[i] = types && c->type_vocab > 0 ? types[i] : 0;
         }
-    be->upload(be, m->ids, ids, (size_t)BT * sizeof(int32_t));
-    be->upload(be, m->pos, pos, (size_t)BT * sizeof(int32_t));
-    be->upload(be, m->types, typ, (size_t)BT * sizeof(int32_t));
-    be->upload(be, m->keymask, mask, (size_t)BT * sizeof(float));
-    free(pos); free(typ); free(mask);
-    if (fused) {
-        be->upload(be, m->lens, len, (size_t)B * sizeof(int32_t));
-        if (req->tokcls) be->upload(be, m->tokcls, req->tokcls, (size_t)BT);
     }
+    if (fused && req->tokcls) memcpy(cls, req->tokcls, (size_t)BT);
+    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
 
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
     /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */

@@ -40,9 +40,13 @@ typedef struct {
     float *ff;                           /* (B, T, F) */
     float *probs;                        /* (B, NH, T, T) */
     float *keymask;                      /* (B, T) */
-    int32_t *ids, *pos, *types;          /* (B, T) */
-    int32_t *lens;                       /* (B) valid tokens, for the fused attention */
-    uint8_t *tokcls;                     /* (B, T) token flags, for the fused attention */
+    /* the batch's inputs, one block in backend memory (uploaded at once from the host block stage):
+     * ids, pos, types (B, T); keymask above; lens (B) valid tokens and tokcls (B, T) token
+     * flags for the fused attention */
+    void *inputs, *stage; size_t inputs_bytes;
+    int32_t *ids, *pos, *types;
+    int32_t *lens;
+    uint8_t *tokcls;
     float *fstats;                       /* (L, B, NH, STAT_N) fused per-head scalars */
 } model;
 
