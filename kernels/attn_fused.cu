@@ -25,6 +25,7 @@
 #include <cuda_bf16.h>
 #include <float.h>
 #include <stdint.h>
+#include <type_traits>
 extern "C" {
 #include "stats.h"
 }
@@ -103,8 +104,11 @@ template <int HS> struct af_smem {
 };
 
 template <int HS, typename TOut>
-// 4 blocks per SM for HS <= 64 (a few spilled registers; measured 3% faster than 3 blocks at L = 512)
-__global__ static void __launch_bounds__(32 * AF_WARPS, HS <= 64 ? 4 : 1)
+// AF_MINB blocks per SM for HS <= 64 (4: a few spilled registers, measured 3% faster than 3 at L = 512)
+#ifndef AF_MINB
+#define AF_MINB 4
+#endif
+__global__ static void __launch_bounds__(32 * AF_WARPS, HS <= 64 ? AF_MINB : 1)
 attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, int ld,
                   const int *len, const uint8_t *tokcls, int NH, int T, float scale, int causal, int window,
                   double *part_rows, double *part_cols)
@@ -139,8 +143,9 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
             qa[ks][r + 2] = hi;                           // a2, a3: the same rows, columns + 8
         }
 
-    // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf)
-    // full: every key of the tile visible to every row of the block (no padding, below the diagonal)
+    // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf);
+    // full: every key of the tile visible to every row of the block (no padding, below the
+    // diagonal), S is left unscaled (the scale is folded into x = S·sl2 − m below)
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
@@ -150,11 +155,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
                 const __nv_bfloat16 *kr = &sm.k[buf][nt * 8 + g][ks * 16 + 2 * t];
                 mma_bf16(s[nt], qa[ks], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
             }
-            if (full) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] *= sl2;
-                continue;
-            }
+            if (full) continue;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int j = kt + nt * 8 + 2 * t + (e & 1), i = row[e >> 1];
@@ -202,12 +203,14 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         cp_async_wait<1>();                                // this tile's copies are done
         __syncthreads();
         float s[AF_KEYS / 8][4];
-        scores(kt, buf, !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0), s);
+        const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0);
+        scores(kt, buf, full, s);
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float mt = m[r];
+            float mt = -INFINITY;
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) mt = fmaxf(mt, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+            mt = fmaxf(m[r], full ? mt * sl2 : mt);        // (rounding is monotonic: max, then scale)
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
             if (mt == -INFINITY || mt == m[r]) continue;   // nothing visible yet, or no rescale
@@ -227,13 +230,16 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         const bool near = kt == 0 || (kt <= wrow0 + 15 + reach && kt + AF_KEYS - 1 >= wrow0 - reach);
         // j − i as a float: a per-tile base and a compile-time offset per element
         const float dj[2] = {(float)(kt + 2 * t - row[0]), (float)(kt + 2 * t - row[1])};
+        // the element loop, compiled twice: full tiles (no mask, the scale folded into one FMA)
+        auto elements = [&](auto full_tile) {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1, i = row[r], jl = nt * 8 + 2 * t + (e & 1), j = kt + jl;
                 // masked: s = −inf → x clamps to −1e4 → p̃ = 0 exactly, and p̃·x = 0 (not NaN)
-                const float x = fmaxf(s[nt][e] - m[r], -1.0e4f), p = ex2(x);
+                const float x = decltype(full_tile)::value ? fmaf(s[nt][e], sl2, -m[r]) : fmaxf(s[nt][e] - m[r], -1.0e4f);
+                const float p = ex2(x);
                 s[nt][e] = p;
                 l[r] += p;
                 acc[r][STAT_ENTROPY] += p * x;
@@ -252,6 +258,9 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
                     }
                 }
             }
+        };
+        if (full) elements(std::true_type{});
+        else elements(std::false_type{});
         // P̃ (16 x AF_KEYS) as A fragments: the C layout of key columns 16kk.. is the A layout
 #pragma unroll
         for (int kk = 0; kk < AF_KEYS / 16; kk++) {

@@ -19,7 +19,9 @@ struct backend {
     void *ctx;                        /* backend-private state */
     void (*release)(backend *be);     /* frees ctx (called by backend_free); NULL: nothing to free */
 
-    /* bytes of backend memory, or NULL when exhausted (not fatal: the caller may retry smaller) */
+    /* bytes of backend memory, or NULL when exhausted (not fatal: the caller may retry smaller).
+     * A weight's derived copies (CUDA: bf16 or 3xTF32 split) are keyed by its address and go
+     * with it: free a buffer through the backend that used it. */
     void *(*alloc)(backend *be, size_t bytes);
     void (*free)(backend *be, void *p);
     void (*upload)(backend *be, void *dst, const void *src, size_t bytes);

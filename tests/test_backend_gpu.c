@@ -109,7 +109,10 @@ static void test_linear(backend *g, const char *prec, int M, int K, int N, int b
     char what[96];
     snprintf(what, sizeof what, "%s M=%d K=%d N=%d %s", prec, M, K, N, bias ? "bias" : "no bias");
     report("linear", what, compare(got, want, (size_t)M * N), tol, 1, why);
-    gpu->free(gpu, d_in); gpu->free(gpu, d_W); gpu->free(gpu, d_b); gpu->free(gpu, d_out);
+    /* freed through g, the backend that used them: its derived copy of W (3xTF32 split or bf16)
+     * goes too — freed through another backend, a later buffer at the same address would find
+     * the stale copy (seen under compute-sanitizer, whose allocator reuses addresses) */
+    g->free(g, d_in); g->free(g, d_W); g->free(g, d_b); g->free(g, d_out);
     free(in); free(W); free(b); free(want); free(got);
 }
 
