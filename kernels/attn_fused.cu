@@ -1,15 +1,21 @@
 // attn_fused.cu — attention and the per-head scalar statistics of stats_head() (STAT_ENTROPY ..
-// STAT_SINK) in one kernel, the probabilities never stored: the fused path of `--precision bf16`
-// when no per-token output (top-k, key importance, /attention, head similarity) wants them.
+// STAT_SINK) in one kernel, the probabilities never stored: the fused path when no per-token
+// output (top-k, key importance, /attention, head similarity) wants them. Two operand policies
+// share everything but the matrix products:
+//  * ops_bf16 (`--precision bf16`): bf16 q, k, v; mma.sync m16n8k16 bf16, fp32 accumulation.
+//  * ops_tf32x3 (`--precision fp32`): fp32 q, k, v; every product as 3xTF32 (x = hi + lo, both
+//    TF32: hi·hi + hi·lo + lo·hi, as split.cu) on mma.sync m16n8k8, the small terms first and
+//    each key tile's P·V in a fresh accumulator (the tensor cores' fp32 accumulation truncates):
+//    scores and output within fp32 rounding of the CPU's.
 //
-// Design (flash-attention style, bf16 tensor cores: mma.sync m16n8k16, fp32 accumulation):
+// Design (flash-attention style):
 //  * One block of AF_WARPS warps per (sample b, head h, tile of 16·AF_WARPS query rows); warp w
 //    owns 16 rows, its Q fragments stay in registers. Keys go through shared memory in tiles of
 //    AF_KEYS, only the tiles below the sample's length (and the diagonal when causal): padding
 //    costs nothing.
 //  * One pass over the keys with the online softmax: every statistic is a p-weighted sum, so it is
-//    kept unnormalised and rescaled with the running max like the output O (P̃·V with P̃ rounded
-//    to bf16, as transformers' eager bf16 rounds P before P·V: the same relative rounding).
+//    kept unnormalised and rescaled with the running max like the output O (bf16: P̃·V with P̃
+//    rounded to bf16, as transformers' eager bf16 rounds P before P·V: the same relative rounding).
 //  * Entropy without a log per element: ln p = (s − m) − ln l, so H = ln l − Σ p (s − m).
 //  * Key tiles far from the warp's rows skip the tests of locality, self, previous and next.
 //  * Row sums reduce over the quad (the 4 lanes of a row), then over the block's rows in double,
@@ -17,8 +23,10 @@
 //  * Masking as softmax.cu: keys ≥ len and (causal) j > i get probability exactly 0; a sample of
 //    length 0 attends uniformly to all T keys (HF adds finfo.min to every score).
 //  * Key tiles are copied global → shared with cp.async into two buffers: the next tile's copies
-//    run while this one is computed. V stays row-major; ldmatrix.trans makes P·V's B fragments.
-// The inputs are bf16 rows of ld elements ((B, T, ·), head h at columns h·HS); the output is
+//    run while this one is computed. V stays row-major (bf16: ldmatrix.trans makes P·V's B
+//    fragments; tf32: the keys of an 8-key step are taken in the order 0 2 4 6 | 1 3 5 7 on both
+//    sides, so that S's accumulator layout is P's A layout).
+// The inputs are rows of ld elements ((B, T, ·), head h at columns h·HS); the output is
 // (B, T, ldo) fp32 or bf16.
 #include "kernels.h"
 #include "kernel_util.cuh"
@@ -33,7 +41,6 @@ extern "C" {
 #define AF_WARPS 4
 #define AF_QROWS (16 * AF_WARPS)   // query rows per block
 #define AF_KEYS 64                 // keys per shared-memory tile
-#define AF_PAD 8                   // bf16 of padding per shared row: conflict-free fragment loads
 #define AF_ROWSUMS STAT_SINK       // STAT_ENTROPY .. STAT_ATTN_NEXT: means over rows
 
 __device__ static inline uint32_t pack_bf16(float lo, float hi)
@@ -50,6 +57,27 @@ __device__ static inline void mma_bf16(float c[4], const uint32_t a[4], uint32_t
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// c (16x8, fp32) += a (16x8, tf32, row) · b (8x8, tf32, col): the operands' registers hold floats
+// already rounded to TF32
+__device__ static inline void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+// x = hi + lo, both TF32 (3xTF32 operands), as the 32-bit registers mma_tf32 takes
+__device__ static inline void split_tf32(float x, uint32_t &hi, uint32_t &lo)
+{
+#if __CUDA_ARCH__ >= 800
+    const float h = tf32_rna(x);
+    hi = __float_as_uint(h);
+    lo = __float_as_uint(tf32_rna(x - h));
 #endif
 }
 
@@ -96,25 +124,151 @@ __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
 #endif
 }
 
-template <int HS> struct af_smem {
-    __nv_bfloat16 k[2][AF_KEYS][HS + AF_PAD];    // key tiles (double-buffered): keys × dims
-    __nv_bfloat16 v[2][AF_KEYS][HS + AF_PAD];
+// ---- the operand policies: element type, shared-memory padding, Q fragments, S = Q·Kᵀ, O += P̃·V.
+// S and O use the m16n8 accumulator layout (lane g = lane/4, t = lane%4 holds rows g and g + 8,
+// columns 2t and 2t + 1 of each 8-column tile).
+
+// bf16 tensor cores (m16n8k16). Rows padded by 8 elements: conflict-free fragment loads.
+template <int HS> struct ops_bf16 {
+    typedef __nv_bfloat16 elem;
+    static constexpr int PAD = 8;
+    typedef elem krow[HS + PAD];
+    struct qfrag { uint32_t a[HS / 16][4]; };
+    // A fragments of 16 rows: pairs 2t, 2t+1 and 2t+8, 2t+9 of rows g (src0) and g + 8 (src1)
+    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
+    {
+#pragma unroll
+        for (int ks = 0; ks < HS / 16; ks++) {
+            f.a[ks][0] = src0 ? *reinterpret_cast<const uint32_t *>(src0 + ks * 16 + 2 * t) : 0;
+            f.a[ks][1] = src1 ? *reinterpret_cast<const uint32_t *>(src1 + ks * 16 + 2 * t) : 0;
+            f.a[ks][2] = src0 ? *reinterpret_cast<const uint32_t *>(src0 + ks * 16 + 2 * t + 8) : 0;
+            f.a[ks][3] = src1 ? *reinterpret_cast<const uint32_t *>(src1 + ks * 16 + 2 * t + 8) : 0;
+        }
+    }
+    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int g, int t)
+    {
+#pragma unroll
+        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < HS / 16; ks++) {
+                const elem *kr = &K[nt * 8 + g][ks * 16 + 2 * t];
+                mma_bf16(s[nt], f.a[ks], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
+            }
+        }
+    }
+    // P̃ (the s registers) as A fragments: the C layout of key columns 16kk.. is the A layout. V's
+    // B fragments by ldmatrix.trans: lane l addresses row 16kk + 8((l/8) & 1) + l%8, columns
+    // 8(dn + l/16): matrices 0, 1 are b0, b1 of d-tile dn, matrices 2, 3 those of dn + 1
+    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, int lane)
+    {
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
+            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dn = 0; dn < HS / 8; dn += 2) {
+                uint32_t vb[4];
+                ldsm_x4_trans(vb, &V[kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)][(dn + (lane >> 4)) * 8]);
+                mma_bf16(o[dn], pa, vb[0], vb[1]);
+                mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
+            }
+        }
+    }
+};
+
+// 3xTF32 (m16n8k8). Rows padded by 4 floats: the K fragments (row g, column t) and V fragments
+// (rows 2t, 2t + 1, column g) fall on distinct banks.
+template <int HS> struct ops_tf32x3 {
+    typedef float elem;
+    static constexpr int PAD = 4;
+    typedef elem krow[HS + PAD];
+    struct qfrag { uint32_t hi[HS / 8][4], lo[HS / 8][4]; };
+    // A fragments: a0 (row g, column t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
+    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
+    {
+#pragma unroll
+        for (int ks = 0; ks < HS / 8; ks++) {
+            const float x[4] = {src0 ? src0[ks * 8 + t] : 0.0f, src1 ? src1[ks * 8 + t] : 0.0f,
+                                src0 ? src0[ks * 8 + t + 4] : 0.0f, src1 ? src1[ks * 8 + t + 4] : 0.0f};
+#pragma unroll
+            for (int e = 0; e < 4; e++) split_tf32(x[e], f.hi[ks][e], f.lo[ks][e]);
+        }
+    }
+    // per 8-key tile: the cross terms over all of HS first, then hi·hi (its truncation stays ~ulp)
+    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int g, int t)
+    {
+#pragma unroll
+        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            uint32_t kh[HS / 8][2], kl[HS / 8][2];
+#pragma unroll
+            for (int ks = 0; ks < HS / 8; ks++) {          // b0 (k = t, n = g), b1 (k = t + 4, n = g)
+                split_tf32(K[nt * 8 + g][ks * 8 + t], kh[ks][0], kl[ks][0]);
+                split_tf32(K[nt * 8 + g][ks * 8 + t + 4], kh[ks][1], kl[ks][1]);
+                mma_tf32(s[nt], f.lo[ks], kh[ks][0], kh[ks][1]);
+                mma_tf32(s[nt], f.hi[ks], kl[ks][0], kl[ks][1]);
+            }
+#pragma unroll
+            for (int ks = 0; ks < HS / 8; ks++) mma_tf32(s[nt], f.hi[ks], kh[ks][0], kh[ks][1]);
+        }
+    }
+    // 8-key step kk: its S tile holds keys 2t, 2t + 1 of rows g, g + 8; as the A operand's
+    // columns t and t + 4 they pair with V's rows 2t and 2t + 1 (b0, b1). Each key tile's product
+    // in a fresh accumulator, added to O in round-to-nearest.
+    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, int lane)
+    {
+        const int g = lane >> 2, t = lane & 3;
+        float ot[HS / 8][4];
+#pragma unroll
+        for (int dn = 0; dn < HS / 8; dn++) ot[dn][0] = ot[dn][1] = ot[dn][2] = ot[dn][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 8; kk++) {
+            uint32_t ph[4], pl[4];
+            split_tf32(s[kk][0], ph[0], pl[0]);           // (g, key 2t)
+            split_tf32(s[kk][2], ph[1], pl[1]);           // (g + 8, key 2t)
+            split_tf32(s[kk][1], ph[2], pl[2]);           // (g, key 2t + 1)
+            split_tf32(s[kk][3], ph[3], pl[3]);           // (g + 8, key 2t + 1)
+#pragma unroll
+            for (int dn = 0; dn < HS / 8; dn++) {
+                uint32_t vh0, vl0, vh1, vl1;
+                split_tf32(V[kk * 8 + 2 * t][dn * 8 + g], vh0, vl0);
+                split_tf32(V[kk * 8 + 2 * t + 1][dn * 8 + g], vh1, vl1);
+                mma_tf32(ot[dn], pl, vh0, vh1);
+                mma_tf32(ot[dn], ph, vl0, vl1);
+                mma_tf32(ot[dn], ph, vh0, vh1);
+            }
+        }
+#pragma unroll
+        for (int dn = 0; dn < HS / 8; dn++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[dn][e] += ot[dn][e];
+    }
+};
+
+template <class Ops, int HS> struct af_smem {
+    typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
+    typename Ops::krow v[2][AF_KEYS];
     float cls[2][2][AF_KEYS];                    // [buffer][0: [SEP], 1: punctuation][key]: 1 or 0
     double acc[AF_WARPS][AF_ROWSUMS];
 };
 
-template <int HS, typename TOut>
-// AF_MINB blocks per SM for HS <= 64 (4: a few spilled registers, measured 3% faster than 3 at L = 512)
-#ifndef AF_MINB
-#define AF_MINB 4
-#endif
-__global__ static void __launch_bounds__(32 * AF_WARPS, HS <= 64 ? AF_MINB : 1)
-attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, int ld,
-                  const int *len, const uint8_t *tokcls, int NH, int T, float scale, int causal, int window,
-                  double *part_rows, double *part_cols)
+// bf16: 4 blocks per SM for HS <= 64 (a few spilled registers, measured 3% faster than 3 at
+// L = 512); tf32x3 holds twice the Q fragments: no minimum
+template <class Ops, int HS>
+constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : 4; }
+
+template <class Ops, int HS, typename TOut>
+__global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
+attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
+                  const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int T, float scale,
+                  int causal, int window, double *part_rows, double *part_cols)
 {
+    typedef typename Ops::elem elem;
+    constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
     extern __shared__ __align__(16) unsigned char af_raw[];
-    af_smem<HS> &sm = *reinterpret_cast<af_smem<HS> *>(af_raw);
+    af_smem<Ops, HS> &sm = *reinterpret_cast<af_smem<Ops, HS> *>(af_raw);
 
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, tile = blockIdx.x;
     const int q0 = tile * AF_QROWS, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -126,36 +280,19 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
     const size_t base = (size_t)b * T;
     const float sl2 = scale * 1.4426950408889634f;        // scores in log2 units: ex2
 
-    // Q fragments of the warp's 16 rows (A operand, row-major 16 x 16 per k-step): pairs 2t, 2t+1
-    // and 2t+8, 2t+9 of each row, one 32-bit load each
-    uint32_t qa[HS / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HS / 16; ks++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            uint32_t lo = 0, hi = 0;
-            if (row[r] < T) {
-                const __nv_bfloat16 *src = q + (base + row[r]) * ld + h * HS + ks * 16 + 2 * t;
-                lo = *reinterpret_cast<const uint32_t *>(src);
-                hi = *reinterpret_cast<const uint32_t *>(src + 8);
-            }
-            qa[ks][r] = lo;                               // a0: row g, a1: row g + 8
-            qa[ks][r + 2] = hi;                           // a2, a3: the same rows, columns + 8
-        }
+    // Q fragments of the warp's 16 rows, in registers for the whole kernel
+    typename Ops::qfrag qf;
+    Ops::load_q(qf, row[0] < T ? q + (base + row[0]) * ld + h * HS : NULL, row[1] < T ? q + (base + row[1]) * ld + h * HS : NULL,
+                t);
 
     // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf);
     // full: every key of the tile visible to every row of the block (no padding, below the
     // diagonal), S is left unscaled (the scale is folded into x = S·sl2 − m below)
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
+        Ops::scores(s, qf, sm.k[buf], g, t);
+        if (full) return;
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < HS / 16; ks++) {
-                const __nv_bfloat16 *kr = &sm.k[buf][nt * 8 + g][ks * 16 + 2 * t];
-                mma_bf16(s[nt], qa[ks], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
-            }
-            if (full) continue;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int j = kt + nt * 8 + 2 * t + (e & 1), i = row[e >> 1];
@@ -166,11 +303,11 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
     };
     // starts the copies of key tile kt (and its V rows and token flags) into buffer buf
     auto issue = [&](int kt, int buf, bool with_v) {
-        for (int c = threadIdx.x; c < AF_KEYS * HS / 8; c += blockDim.x) {
-            const int r = c / (HS / 8), c8 = (c % (HS / 8)) * 8, j = kt + r;
-            const size_t src = (base + (j < T ? j : T - 1)) * ld + h * HS + c8;
-            cp_async16(&sm.k[buf][r][c8], k + src, j < T);
-            if (with_v) cp_async16(&sm.v[buf][r][c8], v + src, j < T);
+        for (int c = threadIdx.x; c < AF_KEYS * HS / VEC; c += blockDim.x) {
+            const int r = c / (HS / VEC), cv = (c % (HS / VEC)) * VEC, j = kt + r;
+            const size_t src = (base + (j < T ? j : T - 1)) * ld + h * HS + cv;
+            cp_async16(&sm.k[buf][r][cv], k + src, j < T);
+            if (with_v) cp_async16(&sm.v[buf][r][cv], v + src, j < T);
         }
         if (with_v && threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
@@ -261,22 +398,7 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
         };
         if (full) elements(std::true_type{});
         else elements(std::false_type{});
-        // P̃ (16 x AF_KEYS) as A fragments: the C layout of key columns 16kk.. is the A layout
-#pragma unroll
-        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
-            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            // lane l addresses row 16kk + 8((l/8) & 1) + l%8, columns 8(dn + l/16): matrices 0, 1 are
-            // b0, b1 of d-tile dn, matrices 2, 3 those of dn + 1
-#pragma unroll
-            for (int dn = 0; dn < HS / 8; dn += 2) {
-                uint32_t vb[4];
-                ldsm_x4_trans(vb, &sm.v[buf][kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)][(dn + (lane >> 4)) * 8]);
-                mma_bf16(o[dn], pa, vb[0], vb[1]);
-                mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
-            }
-        }
+        Ops::pv(o, s, sm.v[buf], lane);
         __syncthreads();                                   // buffer buf is free again
     }
 
@@ -331,39 +453,47 @@ attn_fused_kernel(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat1
     }
 }
 
-extern "C" int cuda_attn_fused_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
-
-template <int HS, typename TOut>
-static void launch(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, int ld,
-                   const int *len, const uint8_t *tokcls, int B, int NH, int T, int causal, int window,
-                   double *part_rows, double *part_cols)
+extern "C" int cuda_attn_fused_supported(int HS, int fp32)
 {
-    static int attr_set;                                   // > 48 KiB of shared memory is opt-in (HS = 128)
-    const size_t smem = sizeof(af_smem<HS>);
+    return HS == 32 || HS == 64 || (HS == 128 && !fp32);   // fp32 at 128: Q's hi/lo do not fit
+}
+
+template <class Ops, int HS, typename TOut>
+static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
+                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int T,
+                   int causal, int window, double *part_rows, double *part_cols)
+{
+    static int attr_set;                                   // > 48 KiB of shared memory is opt-in
+    const size_t smem = sizeof(af_smem<Ops, HS>);
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(attn_fused_kernel<HS, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(attn_fused_kernel<Ops, HS, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
         if (e != cudaSuccess) check_fail(__FILE__, __LINE__, "cudaFuncSetAttribute", cudaGetErrorString(e));
         attr_set = 1;
     }
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
-    attn_fused_kernel<HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, T,
-                                                              1.0f / sqrtf((float)HS), causal, window, part_rows, part_cols);
+    attn_fused_kernel<Ops, HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, T,
+                                                                   1.0f / sqrtf((float)HS), causal, window, part_rows,
+                                                                   part_cols);
     KERNEL_CHECK("attn_fused_kernel");
 }
 
-template <typename TOut>
-static void dispatch(TOut *out, int ldo, const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, int ld,
-                     const int *len, const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window,
-                     float *stats, void *scratch)
+template <template <int> class Ops, typename Elem, typename TOut>
+static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Elem *v, int ld, const int *len,
+                     const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
+                     void *scratch)
 {
-    if (!cuda_attn_fused_supported(HS) || ld % 8 || ldo % 2 || (size_t)q % 16 || (size_t)k % 16 || (size_t)v % 16)
-        check_fail(__FILE__, __LINE__, "cuda_attn_fused", "head size must be 32, 64 or 128, rows 16-byte aligned");
+    const int fp32 = sizeof(Elem) == 4;
+    if (!cuda_attn_fused_supported(HS, fp32) || (ld * sizeof(Elem)) % 16 || ldo % 2 || (size_t)q % 16 ||
+        (size_t)k % 16 || (size_t)v % 16)
+        check_fail(__FILE__, __LINE__, "cuda_attn_fused", "head size not supported, or rows not 16-byte aligned");
     if (B * NH == 0 || T == 0) return;
     const int ntiles = (T + AF_QROWS - 1) / AF_QROWS;
     double *part_rows = (double *)scratch, *part_cols = part_rows + (size_t)B * NH * ntiles * AF_ROWSUMS;
-    if (HS == 32) launch<32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
-    else if (HS == 64) launch<64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
-    else launch<128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
+    if (HS == 32) launch<Ops<32>, 32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
+    else if (HS == 64) launch<Ops<64>, 64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
+    else if constexpr (sizeof(Elem) == 2)
+        launch<Ops<128>, 128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
     attn_stats_finish(part_rows, part_cols, len, B, NH, T, ntiles, causal, stats);
 }
 
@@ -377,14 +507,21 @@ extern "C" void cuda_attn_fused(float *out, int ldo, const void *q, const void *
                                 const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window,
                                 float *stats, void *scratch)
 {
-    dispatch(out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ld, len, tokcls, B,
-             NH, T, HS, causal, window, stats, scratch);
+    dispatch<ops_bf16>(out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ld, len,
+                       tokcls, B, NH, T, HS, causal, window, stats, scratch);
 }
 
 extern "C" void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld,
                                      const int *len, const uint8_t *tokcls, int B, int NH, int T, int HS, int causal,
                                      int window, float *stats, void *scratch)
 {
-    dispatch((__nv_bfloat16 *)out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ld,
-             len, tokcls, B, NH, T, HS, causal, window, stats, scratch);
+    dispatch<ops_bf16>((__nv_bfloat16 *)out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k,
+                       (const __nv_bfloat16 *)v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, scratch);
+}
+
+extern "C" void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
+                                    const int *len, const uint8_t *tokcls, int B, int NH, int T, int HS, int causal,
+                                    int window, float *stats, void *scratch)
+{
+    dispatch<ops_tf32x3>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, scratch);
 }

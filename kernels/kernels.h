@@ -48,13 +48,14 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
 #define KERNEL_TOPK_MAX 64
 
 /* attn_fused.cu: attention and stats_head()'s scalars (STAT_ENTROPY .. STAT_SINK; no top-k, no
- * key importance) in one kernel on bf16 tensor cores, the probabilities never stored. q, k, v
- * (B, T, ·) bf16 rows of ld elements, head h at columns h·HS; out (B, T, ldo) fp32 (bf16 for the
- * _bf16 variant); len[B] valid tokens (right padding); tokcls (B, T) bit 0 [SEP]/EOS, bit 1
- * punctuation, or NULL; stats (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes. HS must be
- * one cuda_attn_fused_supported accepts (else the job ends); ld a multiple of 8, the rows 16-byte
- * aligned; sm_80 and newer. */
-int cuda_attn_fused_supported(int HS);
+ * key importance) in one kernel on tensor cores, the probabilities never stored. q, k, v (B, T, ·)
+ * rows of ld elements, head h at columns h·HS: bf16 (cuda_attn_fused: fp32 out; _bf16: bf16 out)
+ * or fp32 (_f32: every product as 3xTF32, fp32-accurate); out (B, T, ldo); len[B] valid tokens
+ * (right padding); tokcls (B, T) bit 0 [SEP]/EOS, bit 1 punctuation, or NULL; stats
+ * (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes. HS must be one that
+ * cuda_attn_fused_supported(HS, fp32) accepts (else the job ends); rows 16-byte aligned;
+ * sm_80 and newer. */
+int cuda_attn_fused_supported(int HS, int fp32);
 size_t cuda_attn_fused_scratch(int B, int NH, int T);
 void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                      const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
@@ -62,6 +63,9 @@ void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const vo
 void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                           const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
                           void *scratch);
+void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld, const int *len,
+                         const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
+                         void *scratch);
 
 /* Per sample s < B and heads a <= b < nh of maps (B, nh, T, T), len[B] on the device: mm and gram
  * (B, nh, nh) doubles receive Σ m ln m (m the mean of the two smoothed maps; a == b: Σ p' ln p')

@@ -300,11 +300,13 @@ static void cuda_attention(backend *be, float *out, float *probs, const float *q
     cuda_unpermute(out, yh, B, T, NH, HS);
 }
 
-/* bf16 only: fp32 keeps the explicit path, whose probabilities are within HF's fp32 tolerance */
+/* bf16: the bf16 kernel; fp32 (on tensor cores) and tf32: the 3xTF32 kernel, fp32-accurate;
+ * fp32-sgemm keeps the explicit path (every product an SGEMM, by its definition) */
 static int cuda_fused_ok(backend *be, int HS)
 {
     cuda_ctx *c = be->ctx;
-    return c->precision == 2 && c->sm >= 80 && cuda_attn_fused_supported(HS) && !env_on("ATTNSCOPE_NO_FUSED");
+    const int fp32 = c->precision != 2;
+    return c->precision != 3 && c->sm >= 80 && cuda_attn_fused_supported(HS, fp32) && !env_on("ATTNSCOPE_NO_FUSED");
 }
 
 static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
@@ -317,7 +319,11 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
         cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
         return;
     }
-    /* float32 q, k, v (the thirds of one fused projection): a bf16 copy, the kernel's input type */
+    if (c->precision != 2) {           /* fp32: the 3xTF32 kernel on the float32 rows as they are */
+        cuda_attn_fused_f32(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+        return;
+    }
+    /* bf16 with float32 q, k, v (the thirds of one fused projection): a bf16 copy, the kernel's input */
     const int C = NH * HS;
     const float *qf = q;
     if ((const float *)k != qf + C || (const float *)v != qf + 2 * C || ld != 3 * C)

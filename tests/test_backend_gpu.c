@@ -375,18 +375,22 @@ static void report_stats(const char *what, const float *got, const float *want, 
     }
 }
 
-/* attention_stats (the fused kernel, bf16 tensor cores) against the CPU's explicit attention +
- * stats_head. q, k, v are bf16 values, so that the GPU's products are exact and its scores differ
- * from the CPU's only by the fp32 summation order: the statistics must agree to fp32 rounding;
- * the output P·V rounds P to bf16 (as transformers' eager bf16 does). */
+/* attention_stats (the fused kernel) against the CPU's explicit attention + stats_head.
+ * bf16 backend: q, k, v are bf16 values, so that the GPU's products are exact and its scores differ
+ * from the CPU's only by the fp32 summation order: the statistics must agree to fp32 rounding; the
+ * output P·V rounds P to bf16 (as transformers' eager bf16 does). fp32 backend (3xTF32): any
+ * float inputs, everything to fp32 rounding. */
 static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const int *len, int causal, float qscale, int window,
                                  int dt)
 {
-    const int C = NH * HS;
+    const int C = NH * HS, fp32 = g != gpu_bf16;
     const size_t n = (size_t)B * T * C;
     float *qkv = rand_vec(3 * n, -1, 1);
     for (size_t r = 0; r < (size_t)B * T; r++)
-        for (int c = 0; c < 3 * C; c++) qkv[r * 3 * C + c] = bf16_round(qkv[r * 3 * C + c] * (c < C ? qscale : 1.0f));
+        for (int c = 0; c < 3 * C; c++) {
+            const float x = qkv[r * 3 * C + c] * (c < C ? qscale : 1.0f);
+            qkv[r * 3 * C + c] = fp32 ? x : bf16_round(x);
+        }
     uint8_t *cls = xmalloc((size_t)B * T);
     for (size_t i = 0; i < (size_t)B * T; i++) cls[i] = (uint8_t)(rnd() * 4);
     float *out = xmalloc(n * 4), *st = xmalloc((size_t)B * NH * STAT_N * 4);
@@ -410,10 +414,11 @@ static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const
     }
     char what[128], lens[48] = "", *l = lens;
     for (int b = 0; b < B && l < lens + sizeof lens - 8; b++) l += sprintf(l, b ? ",%d" : "%d", len[b]);
-    snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d", dt == DT_BF16 ? "bf16 io" : "f32 io", B, T, NH,
-             HS, lens, causal);
-    report_stats(what, got_s, st, (size_t)B * NH, 2e-5, "bf16 inputs exact, fp32 scores and softmax");
-    report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
+    snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d", fp32 ? "fp32 3xTF32" : dt == DT_BF16 ? "bf16 io" : "f32 io",
+             B, T, NH, HS, lens, causal);
+    report_stats(what, got_s, st, (size_t)B * NH, 2e-5, fp32 ? "3xTF32 products, fp32 softmax" : "bf16 inputs exact, fp32 scores and softmax");
+    if (fp32) report("fused", "  output P·V", compare(got_o, out, n), 1e-5, 1, "3xTF32, each key tile's P·V summed apart");
+    else report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
     g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len); g->free(g, d_cls);
     free(qkv); free(qkvb); free(cls); free(out); free(st); free(got_o); free(got_s);
 }
@@ -544,6 +549,12 @@ int main(void)
             }
         }
         test_attention_fused(bf16, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3, DT_BF16);
+        for (int causal = 0; causal < 2; causal++) {            /* fp32: the 3xTF32 kernel */
+            test_attention_fused(gpu, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3, DT_F32);
+            test_attention_fused(gpu, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1, DT_F32);
+            test_attention_fused(gpu, 2, 520, 2, 64, (int[]){520, 300}, causal, 2, 5, DT_F32);
+        }
+        test_attention_fused(gpu, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3, DT_F32);
     } else {
         printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
         failures++;
