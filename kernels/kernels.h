@@ -20,10 +20,11 @@ int cuda_bind_device(int local_rank, char *out, int cap);
 /* embed.cu: out (T, C) = wte[ids] + wpe[pos] (+ wtt[types] when wtt is not NULL). */
 void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                 const float *wpe, const float *wtt, int T, int C);
-/* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none), statistics in double;
- * out may equal in; out_bf16 (M, C) bfloat16 receives the same values rounded, or NULL. */
-void cuda_layernorm(float *out, void *out_bf16, const float *in, const float *res, const float *w, const float *b, int M,
-                    int C, float eps);
+/* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none; float32, or bfloat16
+ * when res_bf16), statistics in double; out may equal in; out_bf16 (M, C) bfloat16 receives the
+ * same values rounded, or NULL. */
+void cuda_layernorm(float *out, void *out_bf16, const float *in, const void *res, int res_bf16, const float *w,
+                    const float *b, int M, int C, float eps);
 /* bias.cu: out (M, N) += b (N) on every row; _bf16: out bfloat16. */
 void cuda_bias_add(float *out, const float *b, int M, int N);
 void cuda_bias_add_bf16(void *out, const float *b, int M, int N);

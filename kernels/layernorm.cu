@@ -10,8 +10,12 @@
 #include "kernel_util.cuh"
 #include <cuda_bf16.h>
 
-// any C: lanes take elements lane, lane + 32, ...
-__global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const float *in, const float *res, const float *w,
+__device__ static inline float as_float(float x) { return x; }
+__device__ static inline float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// any C: lanes take elements lane, lane + 32, ...; TR: the residual's element type
+template <typename TR>
+__global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const float *in, const TR *res, const float *w,
                                         const float *b, int M, int C, float eps)
 {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -19,8 +23,8 @@ __global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const f
     const float *x = in + (size_t)row * C;
     float *y = out + (size_t)row * C;
     if (res) {
-        const float *r = res + (size_t)row * C;
-        for (int i = lane; i < C; i += 32) y[i] = __fadd_rn(x[i], r[i]);
+        const TR *r = res + (size_t)row * C;
+        for (int i = lane; i < C; i += 32) y[i] = __fadd_rn(x[i], as_float(r[i]));
         x = y;
     }
     double mean = 0, var = 0;
@@ -38,20 +42,30 @@ __global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const f
 
 // C = 128·V: the row in registers (V float4 per lane), read once and written once — the same
 // operations as layernorm_kernel, the double sums in another order
-template <int V>
-__global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, const float *in, const float *res,
+// four residual elements at element offset e of row r
+__device__ static inline float4 load_res4(const float *r, int e) { return *reinterpret_cast<const float4 *>(r + e); }
+__device__ static inline float4 load_res4(const __nv_bfloat16 *r, int e)
+{
+    const uint2 u = *reinterpret_cast<const uint2 *>(r + e);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+
+template <int V, typename TR>
+__global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, const float *in, const TR *res,
                                             const float *w, const float *b, int M, float eps)
 {
     const int C = 128 * V, row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
     const float4 *x = reinterpret_cast<const float4 *>(in + (size_t)row * C);
-    const float4 *r = res ? reinterpret_cast<const float4 *>(res + (size_t)row * C) : NULL;
+    const TR *r = res ? res + (size_t)row * C : NULL;
     float v[4 * V];
 #pragma unroll
     for (int k = 0; k < V; k++) {
         float4 a = x[lane + 32 * k];
         if (r) {
-            const float4 c = r[lane + 32 * k];
+            const float4 c = load_res4(r, 4 * (lane + 32 * k));
             a = make_float4(__fadd_rn(a.x, c.x), __fadd_rn(a.y, c.y), __fadd_rn(a.z, c.z), __fadd_rn(a.w, c.w));
         }
         v[4 * k] = a.x; v[4 * k + 1] = a.y; v[4 * k + 2] = a.z; v[4 * k + 3] = a.w;
@@ -80,11 +94,11 @@ __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, con
     }
 }
 
-extern "C" void cuda_layernorm(float *out, void *out_bf16, const float *in, const float *res, const float *w,
-                               const float *b, int M, int C, float eps)
+template <typename TR>
+static void launch(float *out, __nv_bfloat16 *ob, const float *in, const TR *res, const float *w, const float *b, int M,
+                   int C, float eps)
 {
     const int rows_per_block = 8, blocks = (M + rows_per_block - 1) / rows_per_block;
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)out_bf16;
     const bool aligned = (size_t)in % 16 == 0 && (size_t)out % 16 == 0 && (!res || (size_t)res % 16 == 0);
     switch (aligned && C % 128 == 0 ? C / 128 : 0) {
 #define LN_VEC(V) case V: layernorm_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(out, ob, in, res, w, b, M, eps); break;
@@ -93,4 +107,12 @@ extern "C" void cuda_layernorm(float *out, void *out_bf16, const float *in, cons
     default: layernorm_kernel<<<blocks, 32 * rows_per_block>>>(out, ob, in, res, w, b, M, C, eps);
     }
     KERNEL_CHECK("layernorm_kernel");
+}
+
+extern "C" void cuda_layernorm(float *out, void *out_bf16, const float *in, const void *res, int res_bf16, const float *w,
+                               const float *b, int M, int C, float eps)
+{
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)out_bf16;
+    if (res_bf16) launch(out, ob, in, (const __nv_bfloat16 *)res, w, b, M, C, eps);
+    else launch(out, ob, in, (const float *)res, w, b, M, C, eps);
 }

@@ -36,10 +36,10 @@ struct backend {
     void (*linear)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
                    int K, int N);
     /* out (M, C) = LayerNorm(in + res) with weight w, bias b — the residual add (a float add, as
-     * torch's) fused in; res (M, C) may be NULL (no residual); out may equal in; out_bf16 (M, C)
-     * receives a bf16 copy of out (only with bf16_acts; else NULL) */
-    void (*layernorm)(backend *be, float *out, void *out_bf16, const float *in, const float *res, const float *w,
-                      const float *b, int M, int C, float eps);
+     * torch's) fused in; res (M, C) of element type res_dt may be NULL (no residual); out may
+     * equal in; out_bf16 (M, C) receives a bf16 copy of out (only with bf16_acts; else NULL) */
+    void (*layernorm)(backend *be, float *out, void *out_bf16, const float *in, const void *res, int res_dt,
+                      const float *w, const float *b, int M, int C, float eps);
     /* x[i] = act(x[i]) in place, elements of type dt; act as config.h act_kind */
     void (*activation)(backend *be, void *x, int dt, size_t n, int act);
     /* Multi-head attention over B sequences padded to T.

@@ -261,10 +261,10 @@ static void cuda_linear(backend *be, void *out_, int odt, const void *in_, int i
     if (b) cuda_bias_add(out, b, M, N);
 }
 
-static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const float *in, const float *res, const float *w,
-                              const float *b, int M, int C, float eps)
+static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const float *in, const void *res, int res_dt,
+                              const float *w, const float *b, int M, int C, float eps)
 {
-    cuda_layernorm(out, out_bf16, in, res, w, b, M, C, eps);
+    cuda_layernorm(out, out_bf16, in, res, res_dt == DT_BF16, w, b, M, C, eps);
 }
 static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
 {

@@ -26,9 +26,9 @@ static void p_embed(backend *be, float *out, const int32_t *ids, const int32_t *
 static void p_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
                      int N)
 { TIMED(be, P_LINEAR, IN(be)->linear(IN(be), out, odt, in, idt, W, b, M, K, N)); }
-static void p_layernorm(backend *be, float *out, void *ob, const float *in, const float *res, const float *w, const float *b,
-                        int M, int C, float eps)
-{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, res, w, b, M, C, eps)); }
+static void p_layernorm(backend *be, float *out, void *ob, const float *in, const void *res, int rdt, const float *w,
+                        const float *b, int M, int C, float eps)
+{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, res, rdt, w, b, M, C, eps)); }
 static void p_act(backend *be, void *x, int dt, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, dt, n, act)); }
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)

@@ -268,7 +268,7 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */
     void *xb = dt == DT_BF16 ? m->xb : NULL;
     const void *lin_in = xb ? xb : (const void *)m->x;
-    be->layernorm(be, m->x, xb, m->x, NULL, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
+    be->layernorm(be, m->x, xb, m->x, NULL, DT_F32, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * C);
@@ -281,12 +281,13 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
                           c->head_dim, c->causal);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
-        be->linear(be, m->tmp, DT_F32, m->ctx, dt, w->wo, w->bo, BT, C, C);
-        be->layernorm(be, m->x, xb, m->x, m->tmp, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
+        /* the residual branches (attention output, MLP output) in dt too: LayerNorm adds them in fp32 */
+        be->linear(be, m->tmp, dt, m->ctx, dt, w->wo, w->bo, BT, C, C);
+        be->layernorm(be, m->x, xb, m->x, m->tmp, dt, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
         be->linear(be, m->ff, dt, lin_in, dt, w->w1, w->b1, BT, C, F);
         be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
-        be->linear(be, m->tmp, DT_F32, m->ff, dt, w->w2, w->b2, BT, F, C);
-        be->layernorm(be, m->x, xb, m->x, m->tmp, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
+        be->linear(be, m->tmp, dt, m->ff, dt, w->w2, w->b2, BT, F, C);
+        be->layernorm(be, m->x, xb, m->x, m->tmp, dt, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
     }
     if (hidden) be->download(be, hidden, m->x, (size_t)BT * C * sizeof(float));
     if (fused) {

@@ -147,22 +147,27 @@ static float *from_bf16_bits(const uint16_t *h, size_t n)
     return o;
 }
 
-/* with_res: the residual add fused in (out = LayerNorm(in + res), in place as the model calls it) */
+/* with_res: the residual add fused in (out = LayerNorm(in + res), in place as the model calls it),
+ * 1: a float32 residual, 2: a bfloat16 one (the bf16 path's attention and MLP outputs) */
 static void test_layernorm(int M, int C, int in_place, int with_res)
 {
     float *x = rand_vec((size_t)M * C, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1);  /* mean ≠ 0 */
     float *r = with_res ? rand_vec((size_t)M * C, -3, 3) : NULL;
+    if (with_res == 2)
+        for (size_t i = 0; i < (size_t)M * C; i++) r[i] = bf16_round(r[i]);
     float *want = xmalloc((size_t)M * C * sizeof(float));
-    cpu->layernorm(cpu, want, NULL, x, r, w, b, M, C, 1e-12f);
+    cpu->layernorm(cpu, want, NULL, x, r, DT_F32, w, b, M, C, 1e-12f);
     float *d_x = to_dev(x, (size_t)M * C * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
-    float *d_r = r ? to_dev(r, (size_t)M * C * 4) : NULL;
+    uint16_t *rb = with_res == 2 ? to_bf16_bits(r, (size_t)M * C) : NULL;
+    void *d_r = !r ? NULL : rb ? to_dev(rb, (size_t)M * C * 2) : to_dev(r, (size_t)M * C * 4);
     float *d_out = in_place ? d_x : gpu->alloc(gpu, (size_t)M * C * 4);
     void *d_ob = gpu->alloc(gpu, (size_t)M * C * 2);
-    gpu->layernorm(gpu, d_out, d_ob, d_x, d_r, d_w, d_b, M, C, 1e-12f);
+    gpu->layernorm(gpu, d_out, d_ob, d_x, d_r, rb ? DT_BF16 : DT_F32, d_w, d_b, M, C, 1e-12f);
     float *got = to_host(d_out, (size_t)M * C * 4);
     uint16_t *ob = to_host(d_ob, (size_t)M * C * 2), *want_b = to_bf16_bits(got, (size_t)M * C);
     char what[96];
-    snprintf(what, sizeof what, "M=%d C=%d%s%s", M, C, in_place ? " in place" : "", r ? " + residual" : "");
+    snprintf(what, sizeof what, "M=%d C=%d%s%s", M, C, in_place ? " in place" : "",
+             with_res == 2 ? " + bf16 residual" : r ? " + residual" : "");
     report("layernorm", what, compare(got, want, (size_t)M * C), 1e-5, 1, "float add, double statistics on both sides");
     const int bdiff = memcmp(ob, want_b, (size_t)M * C * 2) != 0;
     printf("%s layernorm    bf16 copy of the output: %s (tol 0: the same floats, rounded to nearest even)\n",
@@ -173,7 +178,7 @@ static void test_layernorm(int M, int C, int in_place, int with_res)
     if (!in_place) gpu->free(gpu, d_out);
     if (d_r) gpu->free(gpu, d_r);
     gpu->free(gpu, d_x); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
-    free(x); free(r); free(w); free(b); free(want); free(got);
+    free(x); free(r); free(rb); free(w); free(b); free(want); free(got);
 }
 
 static void test_activation(int act, const char *name, size_t n)
@@ -525,6 +530,8 @@ int main(void)
     test_layernorm(3, 768, 1, 0);
     test_layernorm(130, 37, 0, 1);
     test_layernorm(257, 768, 1, 1);
+    test_layernorm(130, 37, 0, 2);
+    test_layernorm(257, 768, 1, 2);
     test_activation(ACT_GELU, "gelu (erf)", 4099);
     test_activation(ACT_GELU_TANH, "gelu (tanh)", 4099);
     test_activation(ACT_RELU, "relu", 4099);
