@@ -145,15 +145,33 @@ static void cpu_attn_stats(backend *be, const float *probs, const int *len, cons
         }
 }
 
-/* The CPU's "fused" path is the explicit one on a scratch copy of the probabilities: the
+/* The CPU's "fused" path is the explicit one on a scratch copy of the probabilities (kept between
+ * calls, grown on demand: a fresh buffer per layer would fault its pages in every time): the
  * reference that the GPU's fused kernel is checked against, and the same numbers as
  * attention + attn_stats. */
+typedef struct { float *probs; size_t cap; } cpu_ctx;
+
+static void cpu_release(backend *be)
+{
+    cpu_ctx *c = be->ctx;
+    if (c) free(c->probs);
+    free(c);
+    be->ctx = NULL;
+}
+
 static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
                                 int window, float *stats)
 {
     need_f32(dt, "cpu_attention_stats");
-    float *probs = xmalloc((size_t)B * NH * T * T * sizeof(float)), *mask = xmalloc((size_t)B * T * sizeof(float));
+    cpu_ctx *cc = be->ctx;
+    const size_t np = (size_t)B * NH * T * T;
+    if (np > cc->cap) {
+        free(cc->probs);
+        cc->probs = xmalloc(np * sizeof(float));
+        cc->cap = np;
+    }
+    float *probs = cc->probs, *mask = xmalloc((size_t)B * T * sizeof(float));
     uint8_t *sep = xcalloc((size_t)B * T, 1), *punct = xcalloc((size_t)B * T, 1);
     int *n = xmalloc(B * sizeof(int));
     for (int b = 0; b < B; b++) {
@@ -167,7 +185,7 @@ static void cpu_attention_stats(backend *be, void *out, const void *q, const voi
     cpu_attention(be, out, probs, q, k, v, ld, mask, B, T, NH, HS, causal);
     const stats_params sp = {.causal = causal, .window = window, .topk = 0};
     cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, NULL, NULL, NULL);
-    free(probs); free(mask); free(sep); free(punct); free(n);
+    free(mask); free(sep); free(punct); free(n);
 }
 static int cpu_fused_ok(backend *be, int HS) { return 1; }
 
@@ -216,6 +234,8 @@ backend *backend_cpu_init(void)
 {
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cpu";
+    be->ctx = xcalloc(1, sizeof(cpu_ctx));
+    be->release = cpu_release;
     be->alloc = cpu_alloc;
     be->free = cpu_free;
     be->upload = cpu_copy;
