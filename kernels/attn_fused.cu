@@ -42,6 +42,7 @@ extern "C" {
 #define AF_QROWS (16 * AF_WARPS)   // query rows per block
 #define AF_KEYS 64                 // keys per shared-memory tile
 #define AF_ROWSUMS STAT_SINK       // STAT_ENTROPY .. STAT_ATTN_NEXT: means over rows
+#define AF_SLACK 8.0f              // log2 units the running max may lag the true one
 
 __device__ static inline uint32_t pack_bf16(float lo, float hi)
 {
@@ -113,6 +114,16 @@ template <int N> __device__ static inline void cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
+// four 8x8 bf16 matrices: the B fragments of Q·Kᵀ straight from K's rows
+__device__ static inline void ldsm_x4(uint32_t r[4], const void *p)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+#endif
+}
 // four 8x8 bf16 matrices, transposed: the B fragments of P·V straight from V's rows
 __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
 {
@@ -133,6 +144,7 @@ template <int HS> struct ops_bf16 {
     typedef __nv_bfloat16 elem;
     static constexpr int PAD = 8;
     typedef elem krow[HS + PAD];
+    typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x), 48-byte rows
     struct qfrag { uint32_t a[HS / 16][4]; };
     // A fragments of 16 rows: pairs 2t, 2t+1 and 2t+8, 2t+9 of rows g (src0) and g + 8 (src1)
     __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
@@ -145,34 +157,53 @@ template <int HS> struct ops_bf16 {
             f.a[ks][3] = src1 ? *reinterpret_cast<const uint32_t *>(src1 + ks * 16 + 2 * t + 8) : 0;
         }
     }
-    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int g, int t)
+    // K's B fragments by ldmatrix: lane l addresses key row 8nt + l%8, columns 16ks + 8(l/8):
+    // matrices 0, 1 are b0, b1 of step ks, matrices 2, 3 those of ks + 1
+    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int lane)
     {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
-            for (int ks = 0; ks < HS / 16; ks++) {
-                const elem *kr = &K[nt * 8 + g][ks * 16 + 2 * t];
-                mma_bf16(s[nt], f.a[ks], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
+            for (int ks = 0; ks < HS / 16; ks += 2) {
+                uint32_t kb[4];
+                ldsm_x4(kb, &K[nt * 8 + (lane & 7)][ks * 16 + (lane >> 3) * 8]);
+                mma_bf16(s[nt], f.a[ks], kb[0], kb[1]);
+                mma_bf16(s[nt], f.a[ks + 1], kb[2], kb[3]);
             }
         }
     }
     // P̃ (the s registers) as A fragments: the C layout of key columns 16kk.. is the A layout. V's
     // B fragments by ldmatrix.trans: lane l addresses row 16kk + 8((l/8) & 1) + l%8, columns
     // 8(dn + l/16): matrices 0, 1 are b0, b1 of d-tile dn, matrices 2, 3 those of dn + 1
-    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, int lane)
+    // The key columns the same way (matrices 0, 1: the class tile, 2, 3: the distance tile), into
+    // the fresh per-tile accumulators xc, xd; the distance tile takes sgn·P̃ (sign bits flipped)
+    // and only when dsign != 0.
+    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
+                              float xc[4], float xd[4], int dsign)
     {
+        const uint32_t flip = dsign < 0 ? 0x80008000u : 0u;
+#pragma unroll
+        for (int e = 0; e < 4; e++) xc[e] = xd[e] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < AF_KEYS / 16; kk++) {
             const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                                     pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const int vr = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
 #pragma unroll
             for (int dn = 0; dn < HS / 8; dn += 2) {
                 uint32_t vb[4];
-                ldsm_x4_trans(vb, &V[kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)][(dn + (lane >> 4)) * 8]);
+                ldsm_x4_trans(vb, &V[vr][(dn + (lane >> 4)) * 8]);
                 mma_bf16(o[dn], pa, vb[0], vb[1]);
                 mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
+            }
+            uint32_t xb[4];
+            ldsm_x4_trans(xb, &X[vr][(lane >> 4) * 8]);
+            mma_bf16(xc, pa, xb[0], xb[1]);
+            if (dsign) {
+                const uint32_t ps[4] = {pa[0] ^ flip, pa[1] ^ flip, pa[2] ^ flip, pa[3] ^ flip};
+                mma_bf16(xd, ps, xb[2], xb[3]);
             }
         }
     }
@@ -184,6 +215,7 @@ template <int HS> struct ops_tf32x3 {
     typedef float elem;
     static constexpr int PAD = 4;
     typedef elem krow[HS + PAD];
+    typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x)
     struct qfrag { uint32_t hi[HS / 8][4], lo[HS / 8][4]; };
     // A fragments: a0 (row g, column t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
     __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
@@ -197,8 +229,9 @@ template <int HS> struct ops_tf32x3 {
         }
     }
     // per 8-key tile: the cross terms over all of HS first, then hi·hi (its truncation stays ~ulp)
-    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int g, int t)
+    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int lane)
     {
+        const int g = lane >> 2, t = lane & 3;
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
@@ -217,9 +250,15 @@ template <int HS> struct ops_tf32x3 {
     // 8-key step kk: its S tile holds keys 2t, 2t + 1 of rows g, g + 8; as the A operand's
     // columns t and t + 4 they pair with V's rows 2t and 2t + 1 (b0, b1). Each key tile's product
     // in a fresh accumulator, added to O in round-to-nearest.
-    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, int lane)
+    // The key columns (integers and 0/1: exact in TF32, no lo part) times P̃'s hi and lo, into the
+    // fresh per-tile accumulators xc, xd (distance: sgn·P̃, only when dsign != 0).
+    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
+                              float xc[4], float xd[4], int dsign)
     {
         const int g = lane >> 2, t = lane & 3;
+        const uint32_t flip = dsign < 0 ? 0x80000000u : 0u;
+#pragma unroll
+        for (int e = 0; e < 4; e++) xc[e] = xd[e] = 0.0f;
         float ot[HS / 8][4];
 #pragma unroll
         for (int dn = 0; dn < HS / 8; dn++) ot[dn][0] = ot[dn][1] = ot[dn][2] = ot[dn][3] = 0.0f;
@@ -239,6 +278,16 @@ template <int HS> struct ops_tf32x3 {
                 mma_tf32(ot[dn], ph, vl0, vl1);
                 mma_tf32(ot[dn], ph, vh0, vh1);
             }
+            const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
+            mma_tf32(xc, pl, c0, c1);
+            mma_tf32(xc, ph, c0, c1);
+            if (dsign) {
+                const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
+                const uint32_t nl[4] = {pl[0] ^ flip, pl[1] ^ flip, pl[2] ^ flip, pl[3] ^ flip};
+                const uint32_t nh[4] = {ph[0] ^ flip, ph[1] ^ flip, ph[2] ^ flip, ph[3] ^ flip};
+                mma_tf32(xd, nl, d0, d1);
+                mma_tf32(xd, nh, d0, d1);
+            }
         }
 #pragma unroll
         for (int dn = 0; dn < HS / 8; dn++)
@@ -250,14 +299,19 @@ template <int HS> struct ops_tf32x3 {
 template <class Ops, int HS> struct af_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
     typename Ops::krow v[2][AF_KEYS];
-    float cls[2][2][AF_KEYS];                    // [buffer][0: [SEP], 1: punctuation][key]: 1 or 0
+    // per key j of the tile, columns that P̃ multiplies on the tensor cores like V: the class tile
+    // 0: [SEP] (1/0), 1: punctuation (1/0), 2: j == 0; the distance tile 8: 1, 9: j − kt; others 0
+    typename Ops::xrow x[2][AF_KEYS];
     double acc[AF_WARPS][AF_ROWSUMS];
 };
 
 // bf16: 4 blocks per SM for HS <= 64 (a few spilled registers, measured 3% faster than 3 at
 // L = 512); tf32x3 holds twice the Q fragments: no minimum
+#ifndef AF_MIN_BLOCKS
+#define AF_MIN_BLOCKS 4
+#endif
 template <class Ops, int HS>
-constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : 4; }
+constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : AF_MIN_BLOCKS; }
 
 template <class Ops, int HS, typename TOut>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
@@ -289,7 +343,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     // full: every key of the tile visible to every row of the block (no padding, below the
     // diagonal), S is left unscaled (the scale is folded into x = S·sl2 − m below)
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
-        Ops::scores(s, qf, sm.k[buf], g, t);
+        Ops::scores(s, qf, sm.k[buf], lane);
         if (full) return;
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
@@ -301,29 +355,47 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             }
         }
     };
-    // starts the copies of key tile kt (and its V rows and token flags) into buffer buf
+    // starts the copies of key tile kt (and its V rows and key columns) into buffer buf
+    // (thread: a fixed 16-byte column cv of rows r0, r0 + CP_ROWS, ...; rows ≥ T zero-filled from row T − 1)
+    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
+    static_assert(AF_KEYS % CP_ROWS == 0, "key tile rows per copy pass");
+    const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
+    const size_t cp_off = base * ld + (size_t)h * HS + cp_cv;
     auto issue = [&](int kt, int buf, bool with_v) {
-        for (int c = threadIdx.x; c < AF_KEYS * HS / VEC; c += blockDim.x) {
-            const int r = c / (HS / VEC), cv = (c % (HS / VEC)) * VEC, j = kt + r;
-            const size_t src = (base + (j < T ? j : T - 1)) * ld + h * HS + cv;
-            cp_async16(&sm.k[buf][r][cv], k + src, j < T);
-            if (with_v) cp_async16(&sm.v[buf][r][cv], v + src, j < T);
+        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
+            const int j = kt + r;
+            const size_t src = cp_off + (size_t)(j < T ? j : T - 1) * ld;
+            cp_async16(&sm.k[buf][r][cp_cv], k + src, j < T);
+            if (with_v) cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
         }
         if (with_v && threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
             const uint8_t c = tokcls && j < T ? tokcls[base + j] : 0;
-            sm.cls[buf][0][threadIdx.x] = c & 1 ? 1.0f : 0.0f;
-            sm.cls[buf][1][threadIdx.x] = c & 2 ? 1.0f : 0.0f;
+            __align__(16) elem x[16];
+#pragma unroll
+            for (int e = 0; e < 16; e++) x[e] = (elem)0.0f;
+            x[0] = (elem)(c & 1 ? 1.0f : 0.0f);
+            x[1] = (elem)(c & 2 ? 1.0f : 0.0f);
+            x[2] = (elem)(j == 0 ? 1.0f : 0.0f);
+            x[8] = (elem)1.0f;
+            x[9] = (elem)(float)threadIdx.x;
+#pragma unroll
+            for (int q = 0; q < (int)sizeof x / 16; q++)       // 16-byte stores
+                reinterpret_cast<uint4 *>(sm.x[buf][threadIdx.x])[q] = reinterpret_cast<const uint4 *>(x)[q];
         }
         cp_async_commit();
     };
 
-    // one pass, online softmax (as flash attention): per row the running max m (log2 units, the
+    // one pass, online softmax (as flash attention): per row a reference max m (log2 units, the
     // same in the quad's 4 lanes), and this lane's sums of p̃ = 2^(x), x = s − m: l = Σ p̃, the
-    // statistics' Σ p̃·f and U = Σ p̃·x; when m grows by δ every sum scales by 2^−δ (U also loses
-    // δ·l). At the end p = p̃ / l, so each statistic is its sum / l and H = ln l − ln 2 · U / l.
+    // statistics' Σ p̃·f and U = Σ p̃·x; when m moves by δ every sum scales by 2^−δ (U also loses
+    // δ·l). m moves only when a score exceeds it by more than AF_SLACK (p̃ ≤ 2^AF_SLACK: far from
+    // overflow; most tiles then skip the rescale). At the end p = p̃ / l, so each statistic is its
+    // sum / l and H = ln l − ln 2 · U / l, whatever m is.
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    float acc[2][AF_ROWSUMS];                              // [row][stat]; STAT_ENTROPY holds U
+    // [row][stat]: STAT_ENTROPY holds U; STAT_ATTN_SEP and STAT_ATTN_PUNCT hold this lane's two
+    // columns of the class tile (t = 0: [SEP], punctuation; t = 1: key 0, nothing)
+    float acc[2][AF_ROWSUMS];
 #pragma unroll
     for (int r = 0; r < 2; r++)
 #pragma unroll
@@ -335,10 +407,11 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     issue(0, 0, true);
     for (int kt = 0, it = 0; kt < kend; kt += AF_KEYS, it++) {
         const int buf = it & 1;
-        if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true);
-        else cp_async_commit();                            // an empty group keeps the count
-        cp_async_wait<1>();                                // this tile's copies are done
+        cp_async_wait<0>();                                // this tile's copies are done
+        // one barrier per tile: every thread's copies of this tile are visible, and every warp is
+        // done with the previous tile, whose buffer the next tile's copies (issued now) reuse
         __syncthreads();
+        if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true);
         float s[AF_KEYS / 8][4];
         const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0);
         scores(kt, buf, full, s);
@@ -347,10 +420,10 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             float mt = -INFINITY;
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) mt = fmaxf(mt, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-            mt = fmaxf(m[r], full ? mt * sl2 : mt);        // (rounding is monotonic: max, then scale)
+            if (full) mt *= sl2;                           // (rounding is monotonic: max, then scale)
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-            if (mt == -INFINITY || mt == m[r]) continue;   // nothing visible yet, or no rescale
+            if (!(mt > m[r] + AF_SLACK)) continue;         // nothing visible yet, or within the slack
             if (m[r] != -INFINITY) {                       // (before the first visible key all sums are 0)
                 const float delta = mt - m[r], alpha = ex2(-delta);
                 acc[r][STAT_ENTROPY] = alpha * (acc[r][STAT_ENTROPY] - delta * l[r]);
@@ -362,13 +435,18 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             }
             m[r] = mt;
         }
-        // warp-uniform: only tiles near the warp's rows (or holding key 0) need the per-key tests
-        // of locality, self, previous, next and [CLS]; the others add entropy, distance, classes
-        const bool near = kt == 0 || (kt <= wrow0 + 15 + reach && kt + AF_KEYS - 1 >= wrow0 - reach);
+        // warp-uniform: only tiles near the warp's rows need the per-key tests of distance,
+        // locality, self, previous and next; the others have every key on one side of every row
+        // (dsign: +1 right, −1 left) and get the distance from the tensor cores
+        const bool near = kt <= wrow0 + 15 + reach && kt + AF_KEYS - 1 >= wrow0 - reach;
+        const int dsign = near ? 0 : kt > wrow0 ? 1 : -1;
         // j − i as a float: a per-tile base and a compile-time offset per element
         const float dj[2] = {(float)(kt + 2 * t - row[0]), (float)(kt + 2 * t - row[1])};
-        // the element loop, compiled twice: full tiles (no mask, the scale folded into one FMA)
-        auto elements = [&](auto full_tile) {
+        // the element loop, compiled for each kind of tile: full (no mask, the scale folded into
+        // one FMA) or not, near or not
+        // (l and U of the tile in two chains per row, by nt's parity: half the dependent adds)
+        float lt[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}, ut[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+        auto elements = [&](auto full_tile, auto near_tile) {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++)
 #pragma unroll
@@ -378,16 +456,12 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                 const float x = decltype(full_tile)::value ? fmaf(s[nt][e], sl2, -m[r]) : fmaxf(s[nt][e] - m[r], -1.0e4f);
                 const float p = ex2(x);
                 s[nt][e] = p;
-                l[r] += p;
-                acc[r][STAT_ENTROPY] += p * x;
-                acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
-                // times 1 or 0 (exact): no branch per key and row
-                acc[r][STAT_ATTN_SEP] += p * sm.cls[buf][0][jl];
-                acc[r][STAT_ATTN_PUNCT] += p * sm.cls[buf][1][jl];
-                if (near) {
+                lt[r][nt & 1] += p;
+                ut[r][nt & 1] = fmaf(p, x, ut[r][nt & 1]);
+                if (decltype(near_tile)::value) {
+                    acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
                     const int d = i > j ? i - j : j - i;
                     if (d <= window) acc[r][STAT_LOCALITY] += p;
-                    if (j == 0) acc[r][STAT_ATTN_CLS] += p;
                     if (d == 0) acc[r][STAT_ATTN_SELF] += p;
                     else if (d == 1) {                     // constant indices: acc stays in registers
                         if (j < i) acc[r][STAT_ATTN_PREV] += p;
@@ -396,12 +470,29 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                 }
             }
         };
-        if (full) elements(std::true_type{});
-        else elements(std::false_type{});
-        Ops::pv(o, s, sm.v[buf], lane);
-        __syncthreads();                                   // buffer buf is free again
+        if (full) {
+            if (near) elements(std::true_type{}, std::true_type{});
+            else elements(std::true_type{}, std::false_type{});
+        } else {
+            if (near) elements(std::false_type{}, std::true_type{});
+            else elements(std::false_type{}, std::false_type{});
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            l[r] += lt[r][0] + lt[r][1];
+            acc[r][STAT_ENTROPY] += ut[r][0] + ut[r][1];
+        }
+        float xc[4], xd[4];
+        Ops::pv(o, s, sm.v[buf], sm.x[buf], lane, xc, xd, dsign);
+        // the tile's column sums, added in round-to-nearest; distance Σ sgn·p̃·((j − kt) + (kt − i))
+        // (columns 8, 9 sit in lane t = 0; the other lanes' xd are 0)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            acc[r][STAT_ATTN_SEP] += xc[2 * r];
+            acc[r][STAT_ATTN_PUNCT] += xc[2 * r + 1];
+            if (dsign) acc[r][STAT_DISTANCE] += fmaf((float)(kt - row[r]), xd[2 * r], xd[2 * r + 1]);
+        }
     }
-
     // l over the quad; the output rows O / l
     float inv_l[2];
 #pragma unroll
@@ -423,6 +514,9 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     for (int s = 0; s < AF_ROWSUMS; s++) wacc[s] = 0.0;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
+        // the class tile's columns to their statistics (lane t holds columns 2t, 2t + 1)
+        acc[r][STAT_ATTN_CLS] = t == 1 ? acc[r][STAT_ATTN_SEP] : 0.0f;
+        if (t != 0) acc[r][STAT_ATTN_SEP] = acc[r][STAT_ATTN_PUNCT] = 0.0f;
 #pragma unroll
         for (int s = 0; s < AF_ROWSUMS; s++) {
             acc[r][s] += __shfl_xor_sync(0xffffffffu, acc[r][s], 1);

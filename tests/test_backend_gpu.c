@@ -350,32 +350,51 @@ static void test_linear_bf16(backend *g, int M, int K, int N, int idt, int odt)
 }
 
 /* activation in place on bf16 (the MLP's hidden layer of the fused path) */
+/* Each element against its own magnitude. GELU over [-10, 10], its negative tail included, against
+ * x·erfc(−x/√2)/2 in double: the CPU's (and PyTorch's) 0.5·x·(1 + erf(x/√2)) cancels there (from
+ * x ≈ −5 on), the GPU's bf16 kernel does not. The tanh form as the CPU computes it, over
+ * [-2.5, 2.5] (the float tanhf on the GPU cancels in the tail as PyTorch's does). */
 static void test_activation_bf16(int act, const char *name, size_t n)
 {
-    float *x = rand_vec(n, -4, 4);
+    const float range = act == ACT_GELU ? 10.0f : 2.5f;
+    float *x = rand_vec(n, -range, range);
     for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
     uint16_t *xb = to_bf16_bits(x, n);
-    cpu->activation(cpu, x, DT_F32, n, act);
+    if (act == ACT_GELU)
+        for (size_t i = 0; i < n; i++) x[i] = (float)(0.5 * x[i] * erfc(-x[i] * 0.70710678118654752440));
+    else
+        cpu->activation(cpu, x, DT_F32, n, act);
     void *d_x = to_dev(xb, n * 2);
     gpu_bf16->activation(gpu_bf16, d_x, DT_BF16, n, act);
     uint16_t *h = to_host(d_x, n * 2);
     float *got = from_bf16_bits(h, n);
     char what[64];
     snprintf(what, sizeof what, "bf16 %s n=%zu", name, n);
-    report("activation", what, compare(got, x, n), 4e-3, 1, "the float result rounded once to bf16 (2^-8)");
+    /* one bf16 rounding (≤ 2^-8 relative) of a float within 5e-5 */
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - x[i]) / (x[i] != 0 ? fabs(x[i]) : 1.0);
+        if (!(e <= worst)) worst = e;
+    }
+    report("activation", what, (err){worst, worst}, 1.0 / 256 + 5e-5, 1, "elementwise rel: bf16 rounding 2^-8 + 5e-5");
     gpu_bf16->free(gpu_bf16, d_x);
     free(x); free(xb); free(h); free(got);
 }
 
 /* the per-stat comparison of two (heads, STAT_N) arrays: normwise per statistic */
-static void report_stats(const char *what, const float *got, const float *want, size_t heads, double tol, const char *why)
+/* tol_cols, why_cols: the statistics the fused kernel takes from the tensor cores' product of P̃
+ * with the key columns (distance off the diagonal, [CLS], [SEP], punctuation) */
+static void report_stats(const char *what, const float *got, const float *want, size_t heads, double tol, const char *why,
+                         double tol_cols, const char *why_cols)
 {
     for (int s = 0; s < STAT_N; s++) {
         float *g = xmalloc(heads * 4), *w = xmalloc(heads * 4);
         for (size_t i = 0; i < heads; i++) { g[i] = got[i * STAT_N + s]; w[i] = want[i * STAT_N + s]; }
         char name[160];
         snprintf(name, sizeof name, "%s %s", what, stats_names[s]);
-        report("fused", name, compare(g, w, heads), tol, 1, why);
+        const int cols = s == STAT_DISTANCE || s == STAT_ATTN_CLS || s == STAT_ATTN_SEP || s == STAT_ATTN_PUNCT ||
+                         s == STAT_SINK;   /* (the sink α_0 is the mass on key 0, as attn_cls) */
+        report("fused", name, compare(g, w, heads), cols ? tol_cols : tol, 1, cols ? why_cols : why);
         free(g); free(w);
     }
 }
@@ -421,7 +440,12 @@ static void test_attention_fused(backend *g, int B, int T, int NH, int HS, const
     for (int b = 0; b < B && l < lens + sizeof lens - 8; b++) l += sprintf(l, b ? ",%d" : "%d", len[b]);
     snprintf(what, sizeof what, "%s B=%d T=%d NH=%d HS=%d len=%s causal=%d", fp32 ? "fp32 3xTF32" : dt == DT_BF16 ? "bf16 io" : "f32 io",
              B, T, NH, HS, lens, causal);
-    report_stats(what, got_s, st, (size_t)B * NH, 2e-5, fp32 ? "3xTF32 products, fp32 softmax" : "bf16 inputs exact, fp32 scores and softmax");
+    if (fp32)
+        report_stats(what, got_s, st, (size_t)B * NH, 2e-5, "3xTF32 products, fp32 softmax", 2e-5,
+                     "P̃ as hi + lo TF32 times exact columns");
+    else
+        report_stats(what, got_s, st, (size_t)B * NH, 2e-5, "bf16 inputs exact, fp32 scores and softmax", 4e-3,
+                     "P̃ rounded to bf16 (≤ 2^-8 rel), as for P·V");
     if (fp32) report("fused", "  output P·V", compare(got_o, out, n), 1e-5, 1, "3xTF32, each key tile's P·V summed apart");
     else report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
     g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len); g->free(g, d_cls);
@@ -553,6 +577,7 @@ int main(void)
                 test_attention_fused(bf16, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3, dt);
                 test_attention_fused(bf16, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1, dt);   /* peaked rows, empty sample */
                 test_attention_fused(bf16, 2, 200, 2, 128, (int[]){200, 64}, causal, 2, 5, dt);
+                test_attention_fused(bf16, 2, 520, 2, 64, (int[]){520, 300}, causal, 2, 5, dt);   /* far tiles */
             }
         }
         test_attention_fused(bf16, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3, DT_BF16);
