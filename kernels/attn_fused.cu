@@ -19,7 +19,8 @@
 //  * Entropy without a log per element: ln p = (s − m) − ln l, so H = ln l − Σ p (s − m).
 //  * Key tiles far from the warp's rows skip the tests of locality, self, previous and next.
 //  * Row sums reduce over the quad (the 4 lanes of a row), then over the block's rows in double,
-//    in a fixed order; the tiles go through the same finalize as attn_stats.cu (deterministic).
+//    in a fixed order; the last block of a head to finish sums the tiles in tile order
+//    (deterministic) and writes the head's means.
 //  * Masking as softmax.cu: keys ≥ len and (causal) j > i get probability exactly 0; a sample of
 //    length 0 attends uniformly to all T keys (HF adds finfo.min to every score).
 //  * Key tiles are copied global → shared with cp.async into two buffers: the next tile's copies
@@ -303,6 +304,7 @@ template <class Ops, int HS> struct af_smem {
     // 0: [SEP] (1/0), 1: punctuation (1/0), 2: j == 0; the distance tile 8: 1, 9: j − kt; others 0
     typename Ops::xrow x[2][AF_KEYS];
     double acc[AF_WARPS][AF_ROWSUMS];
+    int last;                                    // this block is the last of its (b, h) to finish
 };
 
 // bf16: 4 blocks per SM for HS <= 64 (a few spilled registers, measured 3% faster than 3 at
@@ -317,7 +319,7 @@ template <class Ops, int HS, typename TOut>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int T, float scale,
-                  int causal, int window, double *part_rows, double *part_cols)
+                  int causal, int window, double *part_rows, unsigned *count, float *stats)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
@@ -417,9 +419,14 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         scores(kt, buf, full, s);
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float mt = -INFINITY;
+            float mx[AF_KEYS / 8];                         // (a tree: 4 dependent steps, not 16)
 #pragma unroll
-            for (int nt = 0; nt < AF_KEYS / 8; nt++) mt = fmaxf(mt, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+            for (int nt = 0; nt < AF_KEYS / 8; nt++) mx[nt] = fmaxf(s[nt][2 * r], s[nt][2 * r + 1]);
+#pragma unroll
+            for (int w = AF_KEYS / 16; w > 0; w /= 2)
+#pragma unroll
+                for (int nt = 0; nt < w; nt++) mx[nt] = fmaxf(mx[nt], mx[nt + w]);
+            float mt = mx[0];
             if (full) mt *= sl2;                           // (rounding is monotonic: max, then scale)
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
@@ -460,12 +467,15 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                 ut[r][nt & 1] = fmaf(p, x, ut[r][nt & 1]);
                 if (decltype(near_tile)::value) {
                     acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
-                    const int d = i > j ? i - j : j - i;
-                    if (d <= window) acc[r][STAT_LOCALITY] += p;
-                    if (d == 0) acc[r][STAT_ATTN_SELF] += p;
-                    else if (d == 1) {                     // constant indices: acc stays in registers
-                        if (j < i) acc[r][STAT_ATTN_PREV] += p;
-                        else acc[r][STAT_ATTN_NEXT] += p;
+                    // (warp-uniform: only the 8-key groups within reach of the warp's rows)
+                    if (kt + nt * 8 <= wrow0 + 15 + reach && kt + nt * 8 + 7 >= wrow0 - reach) {
+                        const int d = i > j ? i - j : j - i;
+                        if (d <= window) acc[r][STAT_LOCALITY] += p;
+                        if (d == 0) acc[r][STAT_ATTN_SELF] += p;
+                        else if (d == 1) {                 // constant indices: acc stays in registers
+                            if (j < i) acc[r][STAT_ATTN_PREV] += p;
+                            else acc[r][STAT_ATTN_NEXT] += p;
+                        }
                     }
                 }
             }
@@ -525,26 +535,47 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const int i = row[r];
         if (t != 0 || i >= n) continue;                    // one lane per valid query row
         const int nk = causal ? i + 1 : n;                 // visible keys
-        const double H = (double)logf(l[r]) - 0.6931471805599453 * (double)(acc[r][STAT_ENTROPY] * inv_l[r]);
+        const float H = logf(l[r]) - 0.6931471805599453f * (acc[r][STAT_ENTROPY] * inv_l[r]);
         for (int s = 0; s < AF_ROWSUMS; s++)
             if (s != STAT_ENTROPY && s != STAT_ENTROPY_NORM) wacc[s] += acc[r][s] * inv_l[r];
         wacc[STAT_ENTROPY] += H;
-        if (nk > 1) wacc[STAT_ENTROPY_NORM] += H / log((double)nk);
+        if (nk > 1) wacc[STAT_ENTROPY_NORM] += H / logf((float)nk);
     }
+    // over the warp's 8 row-holding lanes (t = 0): lanes 4 apart
 #pragma unroll
-    for (int s = 0; s < AF_ROWSUMS; s++) wacc[s] = warp_sum(wacc[s]);
+    for (int s = 0; s < AF_ROWSUMS; s++)
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) wacc[s] += __shfl_xor_sync(0xffffffffu, wacc[s], o);
     if (lane == 0)
 #pragma unroll
         for (int s = 0; s < AF_ROWSUMS; s++) sm.acc[warp][s] = wacc[s];
     __syncthreads();
-    const size_t ntiles = gridDim.x;
+    const int ntiles = gridDim.x;
     if (threadIdx.x < AF_ROWSUMS) {
         double sum = 0;
         for (int w = 0; w < AF_WARPS; w++) sum += sm.acc[w][threadIdx.x];
         part_rows[((size_t)bh * ntiles + tile) * AF_ROWSUMS + threadIdx.x] = sum;
-        // the sink α_0 is the mean of p_i0 over the rows that see key 0: all valid rows, as attn_cls
-        if (threadIdx.x == STAT_ATTN_CLS) part_cols[((size_t)bh * ntiles + tile) * T] = sum;
+        __threadfence();                                   // (only the writers fence)
     }
+    // the last block of (b, h) to finish sums the tiles in tile order (deterministic) and writes
+    // the means: no finalize kernel. count[bh] goes back to 0 for the next launch.
+    __syncthreads();
+    if (threadIdx.x == 0) sm.last = atomicAdd(&count[bh], 1u) == (unsigned)ntiles - 1;
+    __syncthreads();
+    if (!sm.last) return;
+    __threadfence();
+    if (threadIdx.x < AF_ROWSUMS) {
+        const int st = threadIdx.x;
+        double sum = 0;
+        for (int tl = 0; tl < ntiles; tl++) sum += __ldcg(&part_rows[((size_t)bh * ntiles + tl) * AF_ROWSUMS + st]);
+        const int norm_rows = causal ? (n > 1 ? n - 1 : 0) : (n > 1 ? n : 0);   // rows with > 1 visible key
+        const int rows = st == STAT_ENTROPY_NORM ? norm_rows : n;
+        const float mean = rows ? (float)(sum / rows) : 0.0f;
+        stats[(size_t)bh * STAT_N + st] = mean;
+        // the sink α_0 is the mean of p_i0 over the rows that see key 0: all valid rows, as attn_cls
+        if (st == STAT_ATTN_CLS) stats[(size_t)bh * STAT_N + STAT_SINK] = mean;
+    }
+    if (threadIdx.x == 0) count[bh] = 0;
 }
 
 extern "C" int cuda_attn_fused_supported(int HS, int fp32)
@@ -552,10 +583,13 @@ extern "C" int cuda_attn_fused_supported(int HS, int fp32)
     return HS == 32 || HS == 64 || (HS == 128 && !fp32);   // fp32 at 128: Q's hi/lo do not fit
 }
 
+// the scratch's head: one finish counter per (b, h), zero between launches
+static size_t af_count_bytes(int B, int NH) { return ((size_t)B * NH * sizeof(unsigned) + 255) / 256 * 256; }
+
 template <class Ops, int HS, typename TOut>
 static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                    const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int T,
-                   int causal, int window, double *part_rows, double *part_cols)
+                   int causal, int window, double *part_rows, unsigned *count, float *stats)
 {
     static int attr_set;                                   // > 48 KiB of shared memory is opt-in
     const size_t smem = sizeof(af_smem<Ops, HS>);
@@ -568,7 +602,7 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
     attn_fused_kernel<Ops, HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, T,
                                                                    1.0f / sqrtf((float)HS), causal, window, part_rows,
-                                                                   part_cols);
+                                                                   count, stats);
     KERNEL_CHECK("attn_fused_kernel");
 }
 
@@ -582,19 +616,18 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
         (size_t)k % 16 || (size_t)v % 16)
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "head size not supported, or rows not 16-byte aligned");
     if (B * NH == 0 || T == 0) return;
-    const int ntiles = (T + AF_QROWS - 1) / AF_QROWS;
-    double *part_rows = (double *)scratch, *part_cols = part_rows + (size_t)B * NH * ntiles * AF_ROWSUMS;
-    if (HS == 32) launch<Ops<32>, 32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
-    else if (HS == 64) launch<Ops<64>, 64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
+    unsigned *count = (unsigned *)scratch;
+    double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
+    if (HS == 32) launch<Ops<32>, 32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
+    else if (HS == 64) launch<Ops<64>, 64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
     else if constexpr (sizeof(Elem) == 2)
-        launch<Ops<128>, 128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, part_cols);
-    attn_stats_finish(part_rows, part_cols, len, B, NH, T, ntiles, causal, stats);
+        launch<Ops<128>, 128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
 }
 
 extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
 {
     const size_t tiles = (size_t)(T + AF_QROWS - 1) / AF_QROWS;
-    return (size_t)B * NH * tiles * (AF_ROWSUMS + (size_t)T) * sizeof(double);
+    return af_count_bytes(B, NH) + (size_t)B * NH * tiles * AF_ROWSUMS * sizeof(double);
 }
 
 extern "C" void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,

@@ -176,14 +176,6 @@ __global__ static void attn_stats_finalize(const double *part_rows, const double
     }
 }
 
-// the finalize of tiles' partial sums, for attn_fused.cu too (kernel_util.cuh)
-void attn_stats_finish(const double *part_rows, const double *part_cols, const int *len, int B, int NH, int T,
-                       int ntiles, int causal, float *out)
-{
-    attn_stats_finalize<<<B * NH, 256>>>(part_rows, part_cols, len, NH, T, ntiles, causal, 0, out, NULL);
-    KERNEL_CHECK("attn_stats_finalize");
-}
-
 extern "C" size_t cuda_attn_stats_scratch(int B, int NH, int T)
 {
     const size_t tiles = (size_t)(T + AS_TILE - 1) / AS_TILE;

@@ -37,8 +37,4 @@ __device__ inline float warp_max(float v)
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-// attn_stats.cu: per (b, h) the tiles' partial row sums part_rows (B·NH, ntiles, STAT_SINK) and
-// column-0 sums part_cols (B·NH, ntiles, T) → out (B, NH, STAT_N); shared with attn_fused.cu
-void attn_stats_finish(const double *part_rows, const double *part_cols, const int *len, int B, int NH, int T,
-                       int ntiles, int causal, float *out);
 #endif

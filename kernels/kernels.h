@@ -53,7 +53,8 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
  * rows of ld elements, head h at columns h·HS: bf16 (cuda_attn_fused: fp32 out; _bf16: bf16 out)
  * or fp32 (_f32: every product as 3xTF32, fp32-accurate); out (B, T, ldo); len[B] valid tokens
  * (right padding); tokcls (B, T) bit 0 [SEP]/EOS, bit 1 punctuation, or NULL; stats
- * (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes. HS must be one that
+ * (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes, all zero before the first launch (its
+ * head holds per-head finish counters, which every launch leaves at zero). HS must be one that
  * cuda_attn_fused_supported(HS, fp32) accepts (else the job ends); rows 16-byte aligned;
  * sm_80 and newer. */
 int cuda_attn_fused_supported(int HS, int fp32);

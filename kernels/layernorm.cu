@@ -82,9 +82,11 @@ __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, con
 #pragma unroll
     for (int k = 0; k < V; k++) {
         const int c = 4 * (lane + 32 * k);
+        const float4 w4 = *reinterpret_cast<const float4 *>(w + c), b4 = *reinterpret_cast<const float4 *>(b + c);
+        const float wv[4] = {w4.x, w4.y, w4.z, w4.w}, bv[4] = {b4.x, b4.y, b4.z, b4.w};
         float o[4];
 #pragma unroll
-        for (int e = 0; e < 4; e++) o[e] = __fadd_rn(__fmul_rn((float)((v[4 * k + e] - mean) * rstd), w[c + e]), b[c + e]);
+        for (int e = 0; e < 4; e++) o[e] = __fadd_rn(__fmul_rn((float)((v[4 * k + e] - mean) * rstd), wv[e]), bv[e]);
         y[lane + 32 * k] = make_float4(o[0], o[1], o[2], o[3]);
         if (outb) {
             __nv_bfloat162 lo = __floats2bfloat162_rn(o[0], o[1]), hi = __floats2bfloat162_rn(o[2], o[3]);
@@ -99,7 +101,8 @@ static void launch(float *out, __nv_bfloat16 *ob, const float *in, const TR *res
                    int C, float eps)
 {
     const int rows_per_block = 8, blocks = (M + rows_per_block - 1) / rows_per_block;
-    const bool aligned = (size_t)in % 16 == 0 && (size_t)out % 16 == 0 && (!res || (size_t)res % 16 == 0);
+    const bool aligned = (size_t)in % 16 == 0 && (size_t)out % 16 == 0 && (!res || (size_t)res % 16 == 0) &&
+                         (size_t)w % 16 == 0 && (size_t)b % 16 == 0;
     switch (aligned && C % 128 == 0 ? C / 128 : 0) {
 #define LN_VEC(V) case V: layernorm_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(out, ob, in, res, w, b, M, eps); break;
     LN_VEC(1) LN_VEC(2) LN_VEC(3) LN_VEC(4) LN_VEC(5) LN_VEC(6) LN_VEC(7) LN_VEC(8)

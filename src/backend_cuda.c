@@ -19,7 +19,7 @@
 #include <string.h>
 
 enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
-       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_N };
+       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_FUSED, SCR_N };
 
 /* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
@@ -98,6 +98,7 @@ static void *scratch(cuda_ctx *c, int s, size_t bytes)
     if (c->scr[s]) CHECK_CUDA(cudaFree(c->scr[s]));
     c->scr[s] = NULL;
     CHECK_CUDA(cudaMalloc(&c->scr[s], bytes));
+    if (s == SCR_FUSED) CHECK_CUDA(cudaMemset(c->scr[s], 0, bytes));   /* the fused kernel's counters start at 0 */
     c->scr_bytes[s] = bytes;
     return c->scr[s];
 }
@@ -314,7 +315,7 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
                                  int window, float *stats)
 {
     cuda_ctx *c = be->ctx;
-    void *part = scratch(c, SCR_STATS, cuda_attn_fused_scratch(B, NH, T));
+    void *part = scratch(c, SCR_FUSED, cuda_attn_fused_scratch(B, NH, T));
     if (dt == DT_BF16) {
         cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
         return;
