@@ -2,11 +2,7 @@
 #include "collect.h"
 #include "check.h"
 #include "util.h"
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <string.h>
-#include <unistd.h>
 #include <utf8proc.h>
 
 /* A token is punctuation when every character of it (after a "##" continuation prefix) is in a
@@ -75,7 +71,6 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
     c->ds_row = make_ds(out, "/samples/source_row", H5T_STD_I64LE, 1, dN, NULL, NULL);
     c->ds_ids = make_ds(out, "/samples/input_ids", H5T_STD_I32LE, 2, dNL, NULL, "token ids, padded with pad_token_id");
     c->str_t = c->ds_tok = c->f16_t = c->ds_att = -1;
-    c->att_fd = -1;
     if (tok) {
         c->str_t = h5_type_str(tokmax);
         c->ds_tok = make_ds(out, "/samples/tokens", c->str_t, 2, dNL, NULL, "token strings, empty beyond the length");
@@ -114,19 +109,9 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
     if (o->save_attention) {
         if (o->att_f16) c->f16_t = h5_type_f16();
         hsize_t dA[5] = {(hsize_t)N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
-        /* contiguous (parallel HDF5 allocates it at creation): each (sample, layer) block has a
-         * fixed place in the file, written there by several threads without HDF5 (att_job_run) */
-        c->ds_att = h5out_dataset(out, "/attention", o->att_f16 ? c->f16_t : H5T_IEEE_F32LE, 5, dA, NULL);
+        hsize_t cA[5] = {1, 1, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
+        c->ds_att = h5out_dataset(out, "/attention", o->att_f16 ? c->f16_t : H5T_IEEE_F32LE, 5, dA, cA);
         h5_attr_str(c->ds_att, "layout", "[sample, layer, head, query, key]; entries outside the sample's length are 0");
-        const haddr_t a = H5Dget_offset(c->ds_att);
-        const char *nt = getenv("ATTNSCOPE_WRITE_THREADS");
-        c->att_threads = nt ? atoi(nt) : 4;
-        if (c->att_threads > 64) c->att_threads = 64;
-        c->att_path = out->tmp_path;
-        if (a != HADDR_UNDEF && c->att_threads > 0) {
-            c->att_fd = open(out->tmp_path, O_WRONLY);
-            c->att_off = (int64_t)a;
-        }
         c->pool_bytes = (size_t)o->batch * NH * Lmax * Lmax * (o->att_f16 ? 2 : 4);
         c->pool_cap = (int)(((size_t)1 << 30) / c->pool_bytes);
         if (c->pool_cap < 2) c->pool_cap = 2;
@@ -193,58 +178,17 @@ static void pool_put(collect *c, void *p)
 }
 
 typedef struct { collect *c; void *buf; int layer, B; int64_t *rows; } att_job;
-typedef struct { const att_job *j; int t, nt; } att_part;
 
-/* one thread's share of a job's raw writes: pieces t, t + nt, ... of the (sample, layer) blocks,
- * each block cut in 4 MiB pieces so that the threads stay busy when B is small */
-static void *att_part_run(void *arg)
-{
-    const att_part *p = arg;
-    const att_job *j = p->j;
-    const collect *c = j->c;
-    const size_t per = (size_t)c->NH * c->Lmax * c->Lmax * (c->o.att_f16 ? 2 : 4), piece = (size_t)4 << 20;
-    const size_t npiece = (per + piece - 1) / piece;
-    for (size_t q = p->t; q < (size_t)j->B * npiece; q += p->nt) {
-        const int b = (int)(q / npiece);
-        const size_t o = q % npiece * piece, n = per - o < piece ? per - o : piece;
-        const char *src = (const char *)j->buf + b * per + o;
-        off_t at = (off_t)(c->att_off + (((int64_t)j->rows[b] * c->L + j->layer) * (int64_t)per) + (int64_t)o);
-        for (size_t done = 0; done < n;) {
-            const ssize_t w = pwrite(c->att_fd, src + done, n - done, at + (off_t)done);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                char msg[512];
-                snprintf(msg, sizeof msg, "%s: writing /attention: %s", c->att_path, w < 0 ? strerror(errno) : "no progress");
-                check_fail(__FILE__, __LINE__, "pwrite", msg);
-            }
-            done += (size_t)w;
-        }
-    }
-    return NULL;
-}
-
-/* writer thread: the batch's (sample, layer) blocks of one layer — raw, from att_threads threads
- * (contiguous /attention), or through HDF5 */
+/* writer thread: one (sample, layer) chunk per sample of the batch */
 static void att_job_run(void *ctx)
 {
     att_job *j = ctx;
     collect *c = j->c;
     const size_t per = (size_t)c->NH * c->Lmax * c->Lmax * (c->o.att_f16 ? 2 : 4);
-    if (c->att_fd >= 0) {
-        pthread_t th[64];
-        att_part parts[64];
-        for (int t = 0; t < c->att_threads; t++) parts[t] = (att_part){j, t, c->att_threads};
-        for (int t = 1; t < c->att_threads; t++)
-            if (pthread_create(&th[t], NULL, att_part_run, &parts[t]) != 0)
-                check_fail(__FILE__, __LINE__, "pthread_create", "cannot start a writer thread");
-        att_part_run(&parts[0]);
-        for (int t = 1; t < c->att_threads; t++) pthread_join(th[t], NULL);
-    } else {
-        for (int b = 0; b < j->B; b++) {
-            hsize_t start[5] = {(hsize_t)j->rows[b], (hsize_t)j->layer, 0, 0, 0};
-            hsize_t count[5] = {1, 1, (hsize_t)c->NH, (hsize_t)c->Lmax, (hsize_t)c->Lmax};
-            h5out_write_block(c->ds_att, c->o.att_f16 ? c->f16_t : H5T_NATIVE_FLOAT, 5, start, count, (char *)j->buf + b * per);
-        }
+    for (int b = 0; b < j->B; b++) {
+        hsize_t start[5] = {(hsize_t)j->rows[b], (hsize_t)j->layer, 0, 0, 0};
+        hsize_t count[5] = {1, 1, (hsize_t)c->NH, (hsize_t)c->Lmax, (hsize_t)c->Lmax};
+        h5out_write_block(c->ds_att, c->o.att_f16 ? c->f16_t : H5T_NATIVE_FLOAT, 5, start, count, (char *)j->buf + b * per);
     }
     pool_put(c, j->buf);
     free(j->rows);
@@ -454,12 +398,6 @@ double collect_finish(collect *c, h5out *out, MPI_Comm comm)
         free(js); free(gram); free(mean); free(cosv);
         stats_sim_free(&c->sim);
     }
-    if (c->att_fd >= 0 && close(c->att_fd) != 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s: writing /attention: %s", c->att_path, strerror(errno));
-        check_fail(__FILE__, __LINE__, "close", msg);
-    }
-    c->att_fd = -1;
     hid_t dss[] = {c->ds_len, c->ds_full, c->ds_row, c->ds_ids, c->ds_tok, c->ds_ki, c->ds_ti, c->ds_tw, c->ds_sink, c->ds_att};
     for (size_t i = 0; i < sizeof dss / sizeof *dss; i++)
         if (dss[i] >= 0) H5Dclose(dss[i]);

@@ -55,12 +55,6 @@ typedef struct {
     size_t pool_bytes;
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
-    /* /attention is contiguous in the file: its blocks go straight to att_fd (the temporary file,
-     * opened again) at att_off + their position, from att_threads threads at once; att_fd < 0:
-     * through HDF5 */
-    int att_fd, att_threads;
-    int64_t att_off;
-    const char *att_path;
     stats_sim sim;
 } collect;
 
