@@ -165,7 +165,9 @@ static void *pool_get(collect *c)
             if (!p) { fprintf(stderr, "attnscope: out of host memory for /attention buffers (%zu bytes)\n", c->pool_bytes); exit(1); }
             return p;
         }
+        const double t0 = util_now();                  /* every buffer is still being written */
         pthread_cond_wait(&c->pool_cv, &c->pool_mu);
+        c->pool_wait_s += util_now() - t0;
     }
 }
 
@@ -362,7 +364,9 @@ void collect_window_write(collect *c)
 
 double collect_finish(collect *c, h5out *out, MPI_Comm comm)
 {
-    const double waited = writer_finish(c->wr);   /* every write done: HDF5 and MPI are ours again */
+    /* every write done: HDF5 and MPI are ours again. Waited: in the writer's queue, and for a
+     * free /attention buffer (the ones in flight are all being written) */
+    const double waited = writer_finish(c->wr) + c->pool_wait_s;
     if (c->o.similarity) {
         const int nh = c->L * c->NH;
         const size_t nn = (size_t)nh * nh;

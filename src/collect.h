@@ -55,6 +55,7 @@ typedef struct {
     size_t pool_bytes;
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
+    double pool_wait_s;                /* time the main thread waited for a free buffer */
     stats_sim sim;
 } collect;
 
