@@ -307,8 +307,9 @@ template <class Ops, int HS> struct af_smem {
     int last;                                    // this block is the last of its (b, h) to finish
 };
 
-// bf16: 4 blocks per SM for HS <= 64 (a few spilled registers, measured 3% faster than 3 at
-// L = 512); tf32x3 holds twice the Q fragments: no minimum
+// bf16: 4 blocks per SM for HS <= 64 (a few spilled registers; 3% faster than 3 at L = 512 before
+// the key columns, within 0.5% after: -DAF_MIN_BLOCKS=3 to compare); tf32x3 holds twice the Q
+// fragments: no minimum
 #ifndef AF_MIN_BLOCKS
 #define AF_MIN_BLOCKS 4
 #endif

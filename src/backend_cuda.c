@@ -109,8 +109,8 @@ static void cuda_embed_op(backend *be, float *out, const int32_t *ids, const int
     cuda_embed(out, ids, pos, types, wte, wpe, wtt, T, C);
 }
 
-/* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
- * column-major view) · inᵀ: one Sgemm with op(A) = T on W, no copies. */
+/* The device copy of weight W (N, K) that the GEMMs take, made on first use and kept: bf16, or the
+ * 3xTF32 split (N, 3K) rows [lo | hi | hi] (split.cu) */
 static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
 {
     for (int i = 0; i < c->n_wcache; i++)
@@ -207,6 +207,8 @@ static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt
     else if (b) cuda_bias_add(out, b, M, N);
 }
 
+/* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
+ * column-major view) · inᵀ: one GEMM with op(A) = T on W, no copies. */
 static void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
                         int K, int N)
 {
