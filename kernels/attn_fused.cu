@@ -17,14 +17,22 @@
 //    kept unnormalised and rescaled with the running max like the output O (bf16: P̃·V with P̃
 //    rounded to bf16, as transformers' eager bf16 rounds P before P·V: the same relative rounding).
 //  * Entropy without a log per element: ln p = (s − m) − ln l, so H = ln l − Σ p (s − m).
-//  * Key tiles far from the warp's rows skip the tests of locality, self, previous and next.
+//  * Statistics that weight p by a property of the key alone go through the tensor cores: P̃ times
+//    per-key columns (af_smem::x) in one more n-tile of P·V gives the [SEP], punctuation and
+//    [CLS] masses; on key tiles wholly left or right of the warp's rows the distance is
+//    Σ sgn·p̃·((j − kt) + (kt − i)), from the columns 1 and j − kt with P̃'s sign flipped on left
+//    tiles. The bf16 policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32
+//    keeps them fp32-accurate. Only tiles within reach of the warp's rows test |i − j| per
+//    element (distance, locality, self, previous, next), and there only the 8-key groups within
+//    reach; a far tile costs four instructions per probability (FFMA, EX2, two adds).
+//  * The running max may lag the true one by AF_SLACK (log2 units): most tiles skip the rescale.
 //  * Row sums reduce over the quad (the 4 lanes of a row), then over the block's rows in double,
 //    in a fixed order; the last block of a head to finish sums the tiles in tile order
 //    (deterministic) and writes the head's means.
 //  * Masking as softmax.cu: keys ≥ len and (causal) j > i get probability exactly 0; a sample of
 //    length 0 attends uniformly to all T keys (HF adds finfo.min to every score).
 //  * Key tiles are copied global → shared with cp.async into two buffers: the next tile's copies
-//    run while this one is computed. V stays row-major (bf16: ldmatrix.trans makes P·V's B
+//    run while this one is computed; one barrier per tile. V stays row-major (bf16: ldmatrix.trans makes P·V's B
 //    fragments; tf32: the keys of an 8-key step are taken in the order 0 2 4 6 | 1 3 5 7 on both
 //    sides, so that S's accumulator layout is P's A layout).
 // The inputs are rows of ld elements ((B, T, ·), head h at columns h·HS); the output is
