@@ -54,7 +54,7 @@ static void cpu_linear(backend *be, void *out_, int odt, const void *in_, int id
 static void cpu_layernorm(backend *be, float *out, void *out_bf16, const float *in, const void *res_, int res_dt,
                           const float *w, const float *b, int M, int C, float eps)
 {
-    if (out_bf16) need_f32(DT_BF16, "cpu_layernorm");
+    if (out_bf16) check_fail(__FILE__, __LINE__, "cpu_layernorm", "no bf16 copy: the CPU backend has float32 activations only");
     need_f32(res_dt, "cpu_layernorm");
     const float *res = res_;
 #pragma omp parallel for

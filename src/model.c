@@ -174,13 +174,14 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused)
     const model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, C = c->d_model, F = c->d_ff;
     /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
-     * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per key and head) + the
-     * linear layers' scratch (for the widest input, ff). Fused: no probabilities, no per-head
-     * copies; the partial sums are T/64 x T doubles per head. */
-    const size_t BTT = (size_t)B * c->n_head * T * T;   /* + the statistics' partial sums: T/32 x T doubles */
+     * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per
+     * key and head) and partial sums (T/32 x T doubles per head) + the linear layers' scratch (for
+     * the widest input, ff). Fused: no probabilities, no per-head copies; per head ⌈T/64⌉ rows of
+     * partial sums (< STAT_N doubles) and every layer's STAT_N scalars. */
+    const size_t BTT = (size_t)B * c->n_head * T * T, heads = (size_t)B * c->n_head;
     const size_t lin = BT * F * (size_t)m->be->linear_scratch;
-    if (fused) return 4 * BT * (6 * C + F + 5) + BTT / 8 + (size_t)B * c->n_head * c->n_layer * STAT_N * 4 + lin;
-    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + (size_t)B * c->n_head * T * 40 + lin;
+    if (fused) return 4 * BT * (6 * C + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
+    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
 
 /* fused: the probabilities are not stored (cap_BTT stays 0 until a forward needs them) */
