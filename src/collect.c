@@ -3,6 +3,7 @@
 #include "check.h"
 #include "util.h"
 #include <math.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 /* A token is punctuation when every character of it (after a "##" continuation prefix) is in a
@@ -24,94 +25,39 @@ static int token_is_punct(const char *s)
     return 1;
 }
 
-static hid_t make_ds(h5out *out, const char *name, hid_t type, int nd, const hsize_t *dims, const char *units, const char *def)
-{
-    hid_t ds = h5out_dataset(out, name, type, nd, dims, NULL);
-    if (units) h5_attr_str(ds, "units", units);
-    if (def) h5_attr_str(ds, "definition", def);
-    return ds;
-}
-
-static const char *const stat_defs[STAT_N] = {
-    "mean over the sample's valid query rows i of -sum_j p_ij ln p_ij (Clark et al. 2019)",
-    "mean over valid query rows with more than one visible key of H_i / ln(number of visible keys)",
-    "mean over valid query rows of sum_j p_ij |i - j|, in tokens",
-    "mean over valid query rows of the mass on keys with |i - j| <= window (attribute of /stats)",
-    "mean over valid query rows of p_i0, the first token ([CLS] or BOS) (Clark et al. 2019)",
-    "mean over valid query rows of the mass on [SEP]/EOS tokens (Clark et al. 2019)",
-    "mean over valid query rows of the mass on punctuation tokens (every character Unicode P*)",
-    "mean over valid query rows of p_ii",
-    "mean over valid query rows of p_i,i-1 (row 0 contributes 0)",
-    "mean over valid query rows of p_i,i+1 (the last row contributes 0)",
-    "alpha_0 = mean of p_i0 over the query rows that see key 0 (Gu et al. 2025, importance score)"};
-
-void collect_init(collect *c, h5out *out, const model *m, const dataset *d, const tokenizer *tok,
+void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax)
 {
     memset(c, 0, sizeof *c);
     const model_config *mc = &m->cfg;
-    c->m = m; c->d = d; c->tok = tok; c->o = *o;
+    c->m = m; c->d = d; c->tok = tok; c->o = *o; c->N = N;
     c->L = mc->n_layer; c->NH = mc->n_head; c->Lmax = Lmax; c->tokmax = tokmax;
     c->sp = (stats_params){.causal = mc->causal, .window = o->window, .topk = o->topk};
+    c->fd = -1;
     const int L = c->L, NH = c->NH, k = o->topk;
 
     /* token-class flags per vocabulary id */
     c->sep_of_id = xcalloc(mc->vocab, 1);
     c->punct_of_id = xcalloc(mc->vocab, 1);
-    int sep = tok ? tok_sep_id(tok) : mc->sep_token_id;
-    if (sep >= 0 && sep < mc->vocab) c->sep_of_id[sep] = 1;
+    c->sep_id = tok ? tok_sep_id(tok) : mc->sep_token_id;
+    if (c->sep_id >= 0 && c->sep_id < mc->vocab) c->sep_of_id[c->sep_id] = 1;
     if (tok)
         for (int id = 0; id < tok_vocab_size(tok) && id < mc->vocab; id++) c->punct_of_id[id] = (uint8_t)token_is_punct(tok_id_to_token(tok, id));
 
-    hsize_t dN[1] = {(hsize_t)N}, dNL[2] = {(hsize_t)N, (hsize_t)Lmax}, dNLH[3] = {(hsize_t)N, (hsize_t)L, (hsize_t)NH};
-    hsize_t dKI[4] = {(hsize_t)N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax};
-    hsize_t dTK[5] = {(hsize_t)N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)k};
-    c->ds_len = make_ds(out, "/samples/length", H5T_STD_I32LE, 1, dN, "tokens", "valid tokens of the sample after truncation");
-    c->ds_full = make_ds(out, "/samples/length_untruncated", H5T_STD_I32LE, 1, dN, "tokens", "tokens before truncation");
-    c->ds_row = make_ds(out, "/samples/source_row", H5T_STD_I64LE, 1, dN, NULL, NULL);
-    c->ds_ids = make_ds(out, "/samples/input_ids", H5T_STD_I32LE, 2, dNL, NULL, "token ids, padded with pad_token_id");
-    c->str_t = c->ds_tok = c->f16_t = c->ds_att = -1;
-    if (tok) {
-        c->str_t = h5_type_str(tokmax);
-        c->ds_tok = make_ds(out, "/samples/tokens", c->str_t, 2, dNL, NULL, "token strings, empty beyond the length");
-    }
-    char name[128];
+    /* the datasets of this run's output */
+    static const char *const fixed[CO_STAT] = {
+        "/samples/length", "/samples/length_untruncated", "/samples/source_row", "/samples/input_ids", "/samples/tokens",
+        "/stats/key_importance", "/stats/topk_index", "/stats/topk_weight", "/stats/sink_rate", "/attention",
+        "/summary/head_similarity_js_sum", "/summary/head_similarity_js_mean", "/summary/head_similarity_cos",
+        "/summary/head_similarity_gram"};
+    const int present[CO_STAT] = {1, 1, 1, 1, tok != NULL, o->key_importance, k > 0, k > 0, 1, o->save_attention,
+                                  o->similarity, o->similarity, o->similarity, o->similarity};
+    for (int i = 0; i < CO_STAT; i++) c->names[i] = present[i] ? fixed[i] : NULL;
     for (int s = 0; s < STAT_N; s++) {
-        snprintf(name, sizeof name, "/stats/%s", stats_names[s]);
-        c->ds_stat[s] = make_ds(out, name, H5T_IEEE_F32LE, 3, dNLH, stats_units[s], stat_defs[s]);
+        snprintf(c->stat_names[s], sizeof c->stat_names[s], "/stats/%s", stats_names[s]);
+        c->names[CO_STAT + s] = c->stat_names[s];
     }
-    c->ds_ki = c->ds_ti = c->ds_tw = -1;
-    if (o->key_importance)
-        c->ds_ki = make_ds(out, "/stats/key_importance", H5T_IEEE_F32LE, 4, dKI, "mean probability",
-                           "alpha_k = mean of p_ik over the query rows that see key k (Gu et al. 2025); 0 beyond the length");
-    if (k > 0) {
-        c->ds_ti = make_ds(out, "/stats/topk_index", H5T_STD_I32LE, 5, dTK, "key position",
-                           "the k most attended keys of each query row, largest first; -1 for padding");
-        c->ds_tw = make_ds(out, "/stats/topk_weight", H5T_IEEE_F32LE, 5, dTK, "probability", "their probabilities; 0 for padding");
-    }
-    c->ds_sink = make_ds(out, "/stats/sink_rate", H5T_IEEE_F32LE, 1, dN, "fraction of heads",
-                         "fraction of the sample's layer x head pairs with sink_importance > sink_eps (Gu et al. 2025)");
-    hid_t g = H5Gopen2(out->file, "/stats", H5P_DEFAULT);
-    h5_attr_i64(g, "window", o->window);
-    h5_attr_i64(g, "topk", k);
-    h5_attr_f64(g, "sink_eps", o->sink_eps);
-    h5_attr_i64(g, "causal", mc->causal);
-    h5_attr_i64(g, "sep_token_id", sep);
-    H5Gclose(g);
-    /* which query heads share a key/value head (GQA); identity without GQA */
-    int32_t *kvg = xmalloc(NH * sizeof(int32_t));
-    for (int h = 0; h < NH; h++) kvg[h] = h / (NH / mc->n_kv_head);
-    hsize_t dH[1] = {(hsize_t)NH};
-    hid_t ds_kv = make_ds(out, "/model/kv_group", H5T_STD_I32LE, 1, dH, NULL, "key/value head of each query head");
-    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, out->rank == 0 ? NH : 0, kvg, 1);
-    H5Dclose(ds_kv);
-    free(kvg);
     if (o->save_attention) {
-        if (o->att_f16) c->f16_t = h5_type_f16();
-        hsize_t dA[5] = {(hsize_t)N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
-        hsize_t cA[5] = {1, 1, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
-        c->ds_att = h5out_dataset(out, "/attention", o->att_f16 ? c->f16_t : H5T_IEEE_F32LE, 5, dA, cA);
-        h5_attr_str(c->ds_att, "layout", "[sample, layer, head, query, key]; entries outside the sample's length are 0");
         c->pool_bytes = (size_t)o->batch * NH * Lmax * Lmax * (o->att_f16 ? 2 : 4);
         c->pool_cap = (int)(((size_t)1 << 30) / c->pool_bytes);
         if (c->pool_cap < 2) c->pool_cap = 2;
@@ -121,7 +67,7 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
     c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity;
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
-    c->wr = writer_start((size_t)1 << 30, o->threaded_writes);
+    c->wr = writer_start((size_t)1 << 30, 1);
     if (o->similarity) stats_sim_init(&c->sim, L * NH);
 
     /* window capacity: about 256 MiB of per-sample outputs */
@@ -130,24 +76,43 @@ void collect_init(collect *c, h5out *out, const model *m, const dataset *d, cons
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
 }
 
+void collect_restore_similarity(collect *c, const progress_rec *p)
+{
+    if (!c->o.similarity || p->nsim != (int64_t)c->L * c->NH * c->L * c->NH) return;
+    memcpy(c->sim.js_sum, p->js, (size_t)p->nsim * sizeof(double));
+    memcpy(c->sim.gram, p->gram, (size_t)p->nsim * sizeof(double));
+    c->sim.n_rows = p->n_rows;
+}
+
 /* A window's buffers: each window gets new ones, the writer frees them after their write. */
 static void window_alloc(collect *c)
 {
     const size_t heads = (size_t)c->wcap * c->L * c->NH, k = c->o.topk;
     c->stat = xmalloc(STAT_N * heads * sizeof(float));
-    c->ki = c->ds_ki >= 0 ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL;
+    c->ki = c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL;
     c->ti = k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL;
     c->tw = k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL;
 }
 
-void collect_window_begin(collect *c, int w0, int wn)
+int collect_window_begin(collect *c, int w0, int wn, int resume)
 {
     c->w0 = w0;
     c->wn = wn;
     window_alloc(c);
     const size_t heads = (size_t)wn * c->L * c->NH, rows = heads * c->Lmax * c->o.topk;
+    const int64_t g0 = c->d->first + w0;
+    if (resume) {   /* part of the window is done: its rows come back from the file */
+        int rc = 0;
+        for (int s = 0; s < STAT_N && !rc; s++) rc = h5raw_read_rows(c->fd, &c->raw[CO_STAT + s], g0, wn, c->stat + s * heads);
+        if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_KI], g0, wn, c->ki);
+        if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_TI], g0, wn, c->ti);
+        if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_TW], g0, wn, c->tw);
+        return rc ? err_set("%s: cannot read back the interrupted window: %s", c->data_path, strerror(errno)) : 0;
+    }
+    memset(c->stat, 0, STAT_N * heads * sizeof(float));
     if (c->ki) memset(c->ki, 0, heads * c->Lmax * sizeof(float));
     for (size_t i = 0; i < rows; i++) { c->ti[i] = -1; c->tw[i] = 0.0f; }
+    return 0;
 }
 
 /* ---- the pool of /attention buffers ------------------------------------------------------------ */
@@ -187,11 +152,9 @@ static void att_job_run(void *ctx)
     att_job *j = ctx;
     collect *c = j->c;
     const size_t per = (size_t)c->NH * c->Lmax * c->Lmax * (c->o.att_f16 ? 2 : 4);
-    for (int b = 0; b < j->B; b++) {
-        hsize_t start[5] = {(hsize_t)j->rows[b], (hsize_t)j->layer, 0, 0, 0};
-        hsize_t count[5] = {1, 1, (hsize_t)c->NH, (hsize_t)c->Lmax, (hsize_t)c->Lmax};
-        h5out_write_block(c->ds_att, c->o.att_f16 ? c->f16_t : H5T_NATIVE_FLOAT, 5, start, count, (char *)j->buf + b * per);
-    }
+    for (int b = 0; b < j->B && !collect_write_failed(c); b++)
+        if (h5raw_write(c->fd, &c->raw[CO_ATT], (j->rows[b] * c->L + j->layer) * (int64_t)per, per, (char *)j->buf + b * per))
+            collect_write_error(c, CO_ATT, errno);
     pool_put(c, j->buf);
     free(j->rows);
     free(j);
@@ -274,7 +237,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                 memcpy(c->tw + o * Lmax * k, c->btw + src * T * k, (size_t)T * k * sizeof(float));
             }
         }
-    if (c->ds_att >= 0) {
+    if (c->names[CO_ATT]) {
         /* packed (and converted to half) where the probabilities are; written by the writer */
         att_job *j = xmalloc(sizeof *j);
         *j = (att_job){c, pool_get(c), layer, B, xmalloc(B * sizeof(int64_t))};
@@ -301,113 +264,11 @@ void collect_batch_end(collect *c, int B, int T)
 }
 
 
-typedef struct {
-    collect *c;
-    int64_t g0; int w0, wn;
-    float *stat, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
-} window_job;
-
-/* writer thread: every per-sample output of one window, one contiguous block per dataset */
-static void window_job_run(void *ctx)
+void collect_free(collect *c)
 {
-    window_job *j = ctx;
-    collect *c = j->c;
-    const dataset *d = c->d;
-    const size_t wstride = (size_t)j->wn * c->L * c->NH;
-    h5out_write_rows(c->ds_len, H5T_NATIVE_INT, j->g0, j->wn, d->len + j->w0, 0);
-    h5out_write_rows(c->ds_full, H5T_NATIVE_INT, j->g0, j->wn, d->len_full + j->w0, 0);
-    h5out_write_rows(c->ds_row, H5T_NATIVE_INT64, j->g0, j->wn, d->source_row + j->w0, 0);
-    h5out_write_rows(c->ds_ids, H5T_NATIVE_INT32, j->g0, j->wn, j->ids, 0);
-    h5out_write_rows(c->ds_tok, c->str_t, j->g0, j->wn, j->toks, 0);
-    for (int s = 0; s < STAT_N; s++) h5out_write_rows(c->ds_stat[s], H5T_NATIVE_FLOAT, j->g0, j->wn, j->stat + s * wstride, 0);
-    h5out_write_rows(c->ds_ki, H5T_NATIVE_FLOAT, j->g0, j->wn, j->ki, 0);
-    h5out_write_rows(c->ds_ti, H5T_NATIVE_INT32, j->g0, j->wn, j->ti, 0);
-    h5out_write_rows(c->ds_tw, H5T_NATIVE_FLOAT, j->g0, j->wn, j->tw, 0);
-    h5out_write_rows(c->ds_sink, H5T_NATIVE_FLOAT, j->g0, j->wn, j->sink, 0);
-    free(j->stat); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
-    free(j);
-}
-
-void collect_window_write(collect *c)
-{
-    const dataset *d = c->d;
-    const int L = c->L, NH = c->NH, Lmax = c->Lmax, wn = c->wn, w0 = c->w0;
-    const size_t wstride = (size_t)wn * L * NH;
-    window_job *j = xcalloc(1, sizeof *j);
-    j->c = c; j->g0 = d->first + w0; j->w0 = w0; j->wn = wn;
-    /* sink rate: fraction of heads whose first-token importance exceeds eps */
-    j->sink = xmalloc((wn ? wn : 1) * sizeof(float));
-    for (int w = 0; w < wn; w++) {
-        int cnt = 0;
-        for (int a = 0; a < L * NH; a++) cnt += c->stat[STAT_SINK * wstride + (size_t)w * L * NH + a] > c->o.sink_eps;
-        j->sink[w] = (float)cnt / (L * NH);
-    }
-    j->ids = xmalloc(((size_t)wn * Lmax + 1) * sizeof(int32_t));
-    j->toks = c->ds_tok >= 0 ? xcalloc((size_t)wn * Lmax + 1, c->tokmax) : NULL;
-    for (int w = 0; w < wn; w++) {
-        int i = w0 + w;
-        for (int t = 0; t < Lmax; t++) {
-            int real = t < d->len[i];
-            j->ids[(size_t)w * Lmax + t] = real ? d->ids[d->off[i] + t] : c->m->cfg.pad_token_id;
-            if (j->toks && real) {
-                const char *s = tok_id_to_token(c->tok, d->ids[d->off[i] + t]);
-                if (s) memcpy(j->toks + ((size_t)w * Lmax + t) * c->tokmax, s, strlen(s));
-            }
-        }
-    }
-    j->stat = c->stat; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;   /* the writer owns them now */
-    c->stat = c->ki = c->tw = NULL;
-    c->ti = NULL;
-    size_t bytes = wstride * (STAT_N * 4 + (j->ki ? (size_t)Lmax * 4 : 0) + (size_t)Lmax * c->o.topk * 8) + (size_t)wn * Lmax * (4 + c->tokmax);
-    writer_submit(c->wr, window_job_run, j, bytes);
-}
-
-double collect_finish(collect *c, h5out *out, MPI_Comm comm)
-{
-    /* every write done: HDF5 and MPI are ours again. Waited: in the writer's queue, and for a
-     * free /attention buffer (the ones in flight are all being written) */
-    const double waited = writer_finish(c->wr) + c->pool_wait_s;
-    if (c->o.similarity) {
-        const int nh = c->L * c->NH;
-        const size_t nn = (size_t)nh * nh;
-        double *js = out->rank == 0 ? xmalloc(nn * sizeof(double)) : NULL, *gram = out->rank == 0 ? xmalloc(nn * sizeof(double)) : NULL;
-        double rows = 0;
-        CHECK_MPI(MPI_Reduce(c->sim.js_sum, js, (int)nn, MPI_DOUBLE, MPI_SUM, 0, comm));
-        CHECK_MPI(MPI_Reduce(c->sim.gram, gram, (int)nn, MPI_DOUBLE, MPI_SUM, 0, comm));
-        CHECK_MPI(MPI_Allreduce(&c->sim.n_rows, &rows, 1, MPI_DOUBLE, MPI_SUM, comm));
-        double *mean = NULL, *cosv = NULL;
-        if (out->rank == 0) {
-            mean = xmalloc(nn * sizeof(double));
-            cosv = xmalloc(nn * sizeof(double));
-            for (size_t e = 0; e < nn; e++) mean[e] = rows > 0 ? js[e] / rows : 0;
-            for (int a = 0; a < nh; a++)
-                for (int b = 0; b < nh; b++) {
-                    double den = sqrt(gram[(size_t)a * nh + a] * gram[(size_t)b * nh + b]);
-                    cosv[(size_t)a * nh + b] = den > 0 ? gram[(size_t)a * nh + b] / den : 0;
-                }
-        }
-        hsize_t d2[2] = {(hsize_t)nh, (hsize_t)nh};
-        struct { const char *name; double *v; const char *def; } outs[] = {
-            {"/summary/head_similarity_js_sum", js, "sum over samples and query rows of the Jensen-Shannon divergence between two heads' rows, Clark et al. 2019 smoothing (nats); head index layer*heads + head"},
-            {"/summary/head_similarity_js_mean", mean, "head_similarity_js_sum / n_rows: mean JS divergence per query row (nats)"},
-            {"/summary/head_similarity_cos", cosv, "cosine similarity of the heads' attention maps over the dataset: G_ab / sqrt(G_aa G_bb), G = sum over samples of <A_a, A_b>"},
-            {"/summary/head_similarity_gram", gram, "G: sum over samples of the inner products of the heads' attention maps"}};
-        for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
-            hid_t ds = h5out_dataset(out, outs[i].name, H5T_IEEE_F64LE, 2, d2, NULL);
-            h5_attr_str(ds, "definition", outs[i].def);
-            h5_attr_f64(ds, "n_rows", rows);
-            h5out_write_rows(ds, H5T_NATIVE_DOUBLE, 0, out->rank == 0 ? nh : 0, outs[i].v, 1);
-            H5Dclose(ds);
-        }
-        free(js); free(gram); free(mean); free(cosv);
-        stats_sim_free(&c->sim);
-    }
-    hid_t dss[] = {c->ds_len, c->ds_full, c->ds_row, c->ds_ids, c->ds_tok, c->ds_ki, c->ds_ti, c->ds_tw, c->ds_sink, c->ds_att};
-    for (size_t i = 0; i < sizeof dss / sizeof *dss; i++)
-        if (dss[i] >= 0) H5Dclose(dss[i]);
-    for (int s = 0; s < STAT_N; s++) H5Dclose(c->ds_stat[s]);
-    if (c->str_t >= 0) H5Tclose(c->str_t);
-    if (c->f16_t >= 0) H5Tclose(c->f16_t);
+    if (c->wr) writer_finish(c->wr);
+    if (c->fd >= 0) close(c->fd);
+    if (c->o.similarity) stats_sim_free(&c->sim);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
@@ -416,5 +277,4 @@ double collect_finish(collect *c, h5out *out, MPI_Comm comm)
     free(c->pool);
     pthread_mutex_destroy(&c->pool_mu);
     pthread_cond_destroy(&c->pool_cv);
-    return waited;
 }

@@ -3,12 +3,18 @@
  * samples, the optional /attention tensors, the head-similarity accumulators, and the HDF5
  * datasets they go to. One rank's samples are processed window by window (consecutive samples,
  * sorted by length inside the window for batching) so that every output is written as one
- * contiguous block per window and memory stays bounded whatever N is. */
+ * contiguous block per window and memory stays bounded whatever N is.
+ *
+ * Output (collect_out.c): the datasets are created once, complete, when a run starts fresh
+ * (collect_create); every start then finds their file offsets (collect_attach) and the writer
+ * thread puts the bytes there with pwrite, followed, for each window or checkpoint, by fdatasync
+ * and this rank's progress record (runstate.h): what the record says is done is on disk. */
 #ifndef ATTNSCOPE_COLLECT_H
 #define ATTNSCOPE_COLLECT_H
 #include "dataset.h"
 #include "h5out.h"
 #include "model.h"
+#include "runstate.h"
 #include "stats.h"
 #include "tokenizer.h"
 #include "writer.h"
@@ -17,9 +23,12 @@
 typedef struct {
     int window, topk, key_importance, similarity, save_attention, att_f16;
     int batch;                 /* the most samples in one batch (sizes the attention buffers) */
-    int threaded_writes;       /* 1: HDF5 writes on the writer thread (MPI_THREAD_SERIALIZED) */
     float sink_eps;
 } collect_opts;
+
+/* the datasets collect writes, in the order of collect_out.c's table */
+enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO_ATT,
+       CO_SIM_JS_SUM, CO_SIM_JS_MEAN, CO_SIM_COS, CO_SIM_GRAM, CO_STAT, CO_N = CO_STAT + STAT_N };
 
 typedef struct {
     /* fixed for the run */
@@ -28,11 +37,19 @@ typedef struct {
     const tokenizer *tok;
     collect_opts o;
     stats_params sp;
-    int L, NH, Lmax, tokmax;
+    int L, NH, Lmax, tokmax, sep_id;
     uint8_t *sep_of_id, *punct_of_id;  /* [vocab] token-class flags */
-    /* datasets */
-    hid_t ds_len, ds_full, ds_row, ds_ids, ds_tok, ds_stat[STAT_N], ds_ki, ds_ti, ds_tw, ds_sink, ds_att;
-    hid_t str_t, f16_t;
+    int64_t N;
+    /* the output file: datasets as raw byte ranges, the descriptor the writer writes through */
+    const char *names[CO_N];           /* NULL: not in this run's output */
+    char stat_names[STAT_N][64];
+    h5raw raw[CO_N];
+    int fd;
+    const char *data_path, *state_dir;
+    int rank, nranks;
+    uint64_t run_id;
+    int werr;                          /* set once by the writer thread on a failed write */
+    char werr_msg[1024];
     /* the current window [w0, w0 + wn) of local samples */
     int w0, wn, wcap;
     float *stat;                       /* [STAT_N][wcap, L, NH] */
@@ -59,9 +76,17 @@ typedef struct {
     stats_sim sim;
 } collect;
 
-/* Creates every output dataset (collective) and the window buffers; wcap from a memory budget. */
-void collect_init(collect *c, h5out *out, const model *m, const dataset *d, const tokenizer *tok,
+/* The window buffers (wcap from a memory budget) and the list of output datasets. */
+void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax);
+/* Collective, a fresh start only: creates every output dataset in out with its units and
+ * definition (n_tokens: the head similarity's number of rows). */
+void collect_create(collect *c, h5out *out, int64_t n_tokens);
+/* Collective, every start: finds the datasets in the (closed) file data_path and opens it for
+ * the raw writes; progress records go to state_dir. 0, or -1 with err_set. */
+int collect_attach(collect *c, const char *data_path, const char *state_dir, uint64_t run_id, MPI_Comm comm);
+/* Restores the head-similarity sums of a progress record. */
+void collect_restore_similarity(collect *c, const progress_rec *p);
 /* The model's capture callback (user = collect*). */
 void collect_capture(void *user, int layer, const float *probs, int B, int T);
 /* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers, and the
@@ -69,11 +94,26 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T);
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
 /* After the batch's forward: the fused path's scalars into the window, head similarity. */
 void collect_batch_end(collect *c, int B, int T);
-/* Starts window [w0, w0+wn) (wn ≤ wcap) / hands its results to the writer (independent I/O). */
-void collect_window_begin(collect *c, int w0, int wn);
-void collect_window_write(collect *c);
-/* Waits for the writer; reduces the head similarity over ranks and writes
- * /summary/head_similarity_* (collective); closes the datasets and frees everything. Returns the
- * seconds the compute waited for the disk. */
-double collect_finish(collect *c, h5out *out, MPI_Comm comm);
+/* Starts window [w0, w0+wn) (wn ≤ wcap). resume: its rows are read back from the file first (a
+ * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
+int collect_window_begin(collect *c, int w0, int wn, int resume);
+/* Hands the window's rows to the writer, then (rec != NULL) fdatasync and the progress record
+ * rec. keep = 1: a checkpoint in the middle of the window (the rows are copied, the window goes
+ * on); keep = 0: the window is complete (the writer takes its buffers). */
+void collect_window_write(collect *c, const progress_rec *rec, int keep);
+/* A write of the writer thread failed (message in c->werr_msg); later writes are skipped. */
+int collect_write_failed(const collect *c);
+/* Waits for every write, fdatasync. Returns the seconds the compute waited for the disk. */
+double collect_drain(collect *c);
+/* Collective, only when every rank completed: sums the head similarity over ranks; rank 0
+ * writes /summary/head_similarity_* into the file. 0, or -1 with err_set. */
+int collect_write_similarity(collect *c, MPI_Comm comm);
+/* Closes the file descriptor and frees everything. */
+void collect_free(collect *c);
+/* Records a failure (the first one wins): a write of dataset co (-1: the progress record) with
+ * errno err, or any message. Safe on the writer thread. */
+void collect_write_error(collect *c, int co, int err);
+void collect_fail(collect *c, const char *msg);
+/* Bytes of dataset co in the file (0 when absent). */
+int64_t collect_dataset_bytes(const collect *c, int co);
 #endif

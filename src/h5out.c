@@ -11,28 +11,20 @@ int h5out_create(h5out *o, const char *path, MPI_Comm comm)
     o->file = -1;
     o->comm = comm;
     MPI_Comm_rank(comm, &o->rank);
-    if (strlen(path) + 32 >= sizeof o->final_path) return err_set("%s: output path too long", path);
-    snprintf(o->final_path, sizeof o->final_path, "%s", path);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    const char *d = dirname(dir);
-    if (access(d, F_OK) != 0) return err_set("%s: output directory %s does not exist", path, d);
-    if (access(d, W_OK) != 0) return err_set("%s: output directory %s is not writable", path, d);
-    /* one temporary name for all ranks: rank 0's pid */
-    long pid = getpid();
-    CHECK_MPI(MPI_Bcast(&pid, 1, MPI_LONG, 0, comm));
-    snprintf(o->tmp_path, sizeof o->tmp_path, "%s.tmp.%ld", path, pid);
+    if (strlen(path) >= sizeof o->path) return err_set("%s: output path too long", path);
+    snprintf(o->path, sizeof o->path, "%s", path);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     CHECK_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
     CHECK_H5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
-    H5E_BEGIN_TRY { o->file = H5Fcreate(o->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); } H5E_END_TRY;
+    /* EXCL: O_CREAT|O_EXCL, so neither an existing file nor a planted link is opened */
+    H5E_BEGIN_TRY { o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl); } H5E_END_TRY;
     H5Pclose(fapl);
     int ok = o->file >= 0, all = 0;
     CHECK_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm));
     if (!all) {
         if (o->file >= 0) H5Fclose(o->file);
         o->file = -1;
-        return err_set("%s: cannot create the temporary output file %s", path, o->tmp_path);
+        return err_set("%s: cannot create the output file (it exists, or the directory is not writable)", path);
     }
     return 0;
 }
@@ -43,6 +35,8 @@ hid_t h5out_dataset(h5out *o, const char *name, hid_t type, int ndim, const hsiz
     CHECK_H5(H5Pset_create_intermediate_group(lcpl, 1));
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (chunk) CHECK_H5(H5Pset_chunk(dcpl, ndim, chunk));
+    else CHECK_H5(H5Pset_layout(dcpl, H5D_CONTIGUOUS));
+    CHECK_H5(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY));
     /* every element is written by us: skip the fill pass (parallel HDF5 allocates early) */
     CHECK_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
     hid_t sp = H5Screate_simple(ndim, dims, NULL);
@@ -131,22 +125,90 @@ hid_t h5_type_str(size_t size)
     return t;
 }
 
-int h5out_close(h5out *o, int ok_all)
+void h5out_close(h5out *o)
 {
     if (o->file >= 0) CHECK_H5(H5Fclose(o->file));
     o->file = -1;
-    CHECK_MPI(MPI_Barrier(o->comm));
-    int rc = 0;
-    if (o->rank == 0) {
-        if (ok_all) {
-            if (rename(o->tmp_path, o->final_path) != 0) {
-                rc = err_set("%s: cannot rename %s to it: %s", o->final_path, o->tmp_path, strerror(errno));
-                unlink(o->tmp_path);
-            }
-        } else {
-            unlink(o->tmp_path);
+}
+
+int h5out_locate(const char *path, const char *const *names, int n, h5raw *raw, MPI_Comm comm)
+{
+    int rank, rc = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        hid_t f;
+        H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+        if (f < 0) rc = err_set("%s: cannot open as HDF5", path);
+        for (int i = 0; i < n && !rc; i++) {
+            raw[i] = (h5raw){-1, 0, 0};
+            if (!names[i]) continue;
+            hid_t ds = -1;
+            H5E_BEGIN_TRY { if (H5Lexists(f, names[i], H5P_DEFAULT) > 0) ds = H5Dopen2(f, names[i], H5P_DEFAULT); } H5E_END_TRY;
+            if (ds < 0) { rc = err_set("%s: no dataset %s", path, names[i]); break; }
+            hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds), pl = H5Dget_create_plist(ds);
+            hsize_t dims[8] = {0};
+            int nd = H5Sget_simple_extent_ndims(sp);
+            haddr_t off = H5Dget_offset(ds);
+            if (nd >= 1 && nd <= 8 && H5Pget_layout(pl) == H5D_CONTIGUOUS && off != HADDR_UNDEF) {
+                H5Sget_simple_extent_dims(sp, dims, NULL);
+                size_t row = H5Tget_size(ty);
+                for (int k = 1; k < nd; k++) row *= dims[k];
+                raw[i] = (h5raw){(int64_t)off, (int64_t)dims[0], row};
+            } else rc = err_set("%s: %s is not a contiguous, allocated dataset", path, names[i]);
+            H5Pclose(pl); H5Tclose(ty); H5Sclose(sp); H5Dclose(ds);
         }
+        if (f >= 0) H5Fclose(f);
     }
-    CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, o->comm));
-    return rc;
+    CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
+    if (rc) return rank ? err_set("%s: rank 0 could not locate the datasets", path) : -1;
+    CHECK_MPI(MPI_Bcast(raw, (int)(n * sizeof *raw), MPI_BYTE, 0, comm));
+    return 0;
+}
+
+static int in_range(const h5raw *ds, int64_t at, size_t nbytes)
+{
+    if (ds->off < 0 || at < 0 || (uint64_t)at + nbytes > (uint64_t)ds->rows * ds->row_bytes) { errno = EINVAL; return 0; }
+    return 1;
+}
+
+int h5raw_write(int fd, const h5raw *ds, int64_t at, size_t nbytes, const void *buf)
+{
+    if (!in_range(ds, at, nbytes)) return -1;
+    const char *p = buf;
+    off_t o = (off_t)(ds->off + at);
+    while (nbytes) {
+        ssize_t w = pwrite(fd, p, nbytes, o);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) { errno = EIO; return -1; }
+        p += w; o += w; nbytes -= (size_t)w;
+    }
+    return 0;
+}
+
+int h5raw_read(int fd, const h5raw *ds, int64_t at, size_t nbytes, void *buf)
+{
+    if (!in_range(ds, at, nbytes)) return -1;
+    char *p = buf;
+    off_t o = (off_t)(ds->off + at);
+    while (nbytes) {
+        ssize_t r = pread(fd, p, nbytes, o);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) { memset(p, 0, nbytes); return 0; }   /* a hole at the end of a sparse file */
+        p += r; o += r; nbytes -= (size_t)r;
+    }
+    return 0;
+}
+
+int h5raw_write_rows(int fd, const h5raw *ds, int64_t first, int64_t n, const void *buf)
+{
+    if (ds->off < 0 || n == 0) return 0;
+    return h5raw_write(fd, ds, first * (int64_t)ds->row_bytes, (size_t)n * ds->row_bytes, buf);
+}
+
+int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf)
+{
+    if (ds->off < 0 || n == 0) return 0;
+    return h5raw_read(fd, ds, first * (int64_t)ds->row_bytes, (size_t)n * ds->row_bytes, buf);
 }

@@ -1,6 +1,9 @@
-/* h5out.h — the parallel-HDF5 output file: created under a temporary name beside the target by
- * all ranks of a communicator (MPI-IO driver), renamed to the target only when every rank
- * succeeded, removed otherwise, so a failed run never leaves a file at --out.
+/* h5out.h — the output file. It is created complete by all ranks of a communicator (parallel
+ * HDF5, MPI-IO driver): every dataset contiguous and allocated at creation, every attribute
+ * written, then closed. The run's data then go in as raw bytes at each dataset's file offset
+ * (h5raw_*): HDF5's metadata is never written again, so a process killed in the middle of a write
+ * leaves a file whose structure is intact (HDF5 itself has no crash consistency). The file types
+ * are little-endian, as the hosts we run on: the bytes in memory are the bytes in the file.
  *
  * Collective rules (HDF5 parallel): every rank creates the same datasets and attributes with the
  * same values; a collective h5out_write_rows is called by every rank (one with no rows too). */
@@ -14,16 +17,16 @@ typedef struct {
     hid_t file;
     MPI_Comm comm;
     int rank;
-    char final_path[4096];
-    char tmp_path[4096];
+    char path[4096];
 } h5out;
 
-/* Checks that path's directory exists and is writable (err_set, -1 otherwise), then creates the
- * temporary file collectively. Every rank must call it. */
+/* Creates the file at path collectively, exclusively (an existing file or link there is an error,
+ * never truncated or followed). Every rank must call it. 0, or -1 with err_set. */
 int h5out_create(h5out *o, const char *path, MPI_Comm comm);
 
 /* Creates dataset name (parent groups made as needed) of the given type and dims; chunk may be
- * NULL (contiguous). Returns the dataset id; aborts on HDF5 failure (our own file). */
+ * NULL (contiguous, allocated now: h5out_locate finds it). Returns the dataset id; aborts on
+ * HDF5 failure (our own file). */
 hid_t h5out_dataset(h5out *o, const char *name, hid_t type, int ndim, const hsize_t *dims, const hsize_t *chunk);
 
 /* Write of rows [first, first+n) (along dim 0) of a dataset from buf, which holds n rows of the
@@ -45,7 +48,26 @@ hid_t h5_type_f16(void);
 /* A fixed-length UTF-8 string type of size bytes, NUL-padded. Caller closes. */
 hid_t h5_type_str(size_t size);
 
-/* Closes the file; if ok on every rank (ok_all), renames the temporary to the final path,
- * else removes it. Returns 0 on success, -1 (err_set) if the rename failed. Collective. */
-int h5out_close(h5out *o, int ok_all);
+/* Closes the file (collective). */
+void h5out_close(h5out *o);
+
+/* A contiguous dataset as raw bytes: dim 0 has `rows` rows of row_bytes each from file offset
+ * `off`; off < 0 for a dataset that is not there. */
+typedef struct {
+    int64_t off, rows;
+    size_t row_bytes;
+} h5raw;
+
+/* Collective: rank 0 opens path read-only and finds every named dataset (NULL names are skipped:
+ * raw[i].off = -1), checks that it is contiguous and allocated, and the result is broadcast.
+ * 0, or -1 with err_set naming the file and the dataset. */
+int h5out_locate(const char *path, const char *const *names, int n, h5raw *raw, MPI_Comm comm);
+
+/* pwrite / pread of nbytes at byte `at` inside a raw dataset (at + nbytes within it; EINTR and
+ * short transfers handled). 0, or -1 with errno set. */
+int h5raw_write(int fd, const h5raw *ds, int64_t at, size_t nbytes, const void *buf);
+int h5raw_read(int fd, const h5raw *ds, int64_t at, size_t nbytes, void *buf);
+/* Rows [first, first + n) of a raw dataset. */
+int h5raw_write_rows(int fd, const h5raw *ds, int64_t first, int64_t n, const void *buf);
+int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf);
 #endif

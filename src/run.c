@@ -12,11 +12,17 @@
 #endif
 #include "model.h"
 #include "par.h"
+#include "runctl.h"
+#include "runloop.h"
+#include "runstate.h"
 #include "tokenizer.h"
 #include "util.h"
 #include <limits.h>
 #include <omp.h>
 #include <time.h>
+#include <nettle/sha2.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 typedef struct {
@@ -24,6 +30,8 @@ typedef struct {
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
     double sink_eps;
+    int overwrite, restart, force;
+    double progress_every, checkpoint_every;
 } run_opts;
 
 static const char *run_usage =
@@ -48,6 +56,11 @@ static const char *run_usage =
     "  --no-key-importance    do not store /stats/key_importance [N, layers, heads, Lmax]\n"
     "  --sink-eps E           sink threshold of /stats/sink_rate (default 0.3)\n"
     "  --head-similarity      accumulate /summary/head_similarity_* (JS and cosine between all heads)\n"
+    "  --overwrite            replace an existing --out (kept until the new run completes)\n"
+    "  --restart              discard the partial results of an interrupted run of the same --out\n"
+    "  --force                run even if the output will not fit in the free space\n"
+    "  --progress-every S     seconds between progress lines when stdout is not a terminal (default 10)\n"
+    "  --checkpoint-every S   seconds between durable checkpoints of each rank's progress (default 30)\n"
     "  --quiet                no progress lines\n"
     "  --profile              time every backend op (slower) and print where rank 0's time went\n";
 
@@ -81,13 +94,17 @@ static int apply_opt(run_opts *o, const char *key, const char *val, int from_job
     struct { const char *name; int *dst; int lo, hi; } ints[] = {
         {"max-len", &o->max_len, 2, 1 << 20}, {"batch", &o->batch, 1, 1 << 20}, {"max-tokens", &o->max_tokens, 2, 1 << 30},
         {"window", &o->window, 0, 1 << 20}, {"topk", &o->topk, 0, 64}};
-    if (!strcmp(key, "sink-eps")) {
-        char *end;
-        if (!val) return err_set("--sink-eps needs a value");
-        o->sink_eps = strtod(val, &end);
-        if (*end || end == val || !(o->sink_eps >= 0 && o->sink_eps <= 1)) return err_set("--sink-eps: '%s' is not a number in [0, 1]", val);
-        return 1;
-    }
+    struct { const char *name; double *dst, lo, hi; } dbls[] = {
+        {"sink-eps", &o->sink_eps, 0, 1}, {"progress-every", &o->progress_every, 0.1, 86400}, {"checkpoint-every", &o->checkpoint_every, 0, 86400}};
+    for (size_t i = 0; i < sizeof dbls / sizeof *dbls; i++)
+        if (!strcmp(key, dbls[i].name)) {
+            char *end;
+            if (!val) return err_set("--%s needs a value", key);
+            *dbls[i].dst = strtod(val, &end);
+            if (*end || end == val || !(*dbls[i].dst >= dbls[i].lo && *dbls[i].dst <= dbls[i].hi))
+                return err_set("--%s: '%s' is not a number in [%g, %g]", key, val, dbls[i].lo, dbls[i].hi);
+            return 1;
+        }
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(key, ints[i].name)) {
             if (!val) return err_set("--%s needs a value", key);
@@ -95,7 +112,8 @@ static int apply_opt(run_opts *o, const char *key, const char *val, int from_job
         }
     struct { const char *name; int *dst; } flags[] = {
         {"save-attention", &o->save_attention}, {"quiet", &o->quiet}, {"head-similarity", &o->similarity},
-        {"no-key-importance", &o->no_key_importance}, {"profile", &o->profile}};
+        {"no-key-importance", &o->no_key_importance}, {"profile", &o->profile}, {"overwrite", &o->overwrite},
+        {"restart", &o->restart}, {"force", &o->force}};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
         if (!strcmp(key, flags[i].name)) {
             if (from_job && val) {
@@ -159,6 +177,8 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store)
     o->window = 3;
     o->topk = 3;
     o->sink_eps = 0.3;
+    o->progress_every = 10;
+    o->checkpoint_every = 30;
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--job") && read_job(o, argv[i + 1], job_store)) return -1;
     for (int i = 1; i < argc; i++) {
@@ -220,12 +240,103 @@ static char *weights_sha_json(const model *m, MPI_Comm comm, int rank)
     return s;
 }
 
-static int cmp_len_desc(const void *a, const void *b, void *ctx)
+/* SHA-256 of the samples (lengths, rows, ids, types) of every rank's shard, combined on rank 0 in
+ * rank order: the identity of the data a resumed run must find again. Hex on rank 0. */
+static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, char hex[65])
 {
-    const int *len = ctx;
-    int x = *(const int *)a, y = *(const int *)b;
-    if (len[x] != len[y]) return len[y] - len[x];
-    return x - y;
+    struct sha256_ctx ctx;
+    uint8_t mine[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    sha256_update(&ctx, sizeof d->first, (const uint8_t *)&d->first);
+    sha256_update(&ctx, (size_t)d->n * sizeof(int), (const uint8_t *)d->len);
+    sha256_update(&ctx, (size_t)d->n * sizeof(int), (const uint8_t *)d->len_full);
+    sha256_update(&ctx, (size_t)d->n * sizeof(int64_t), (const uint8_t *)d->source_row);
+    sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->ids);
+    if (d->types) sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->types);
+    sha256_digest(&ctx, sizeof mine, mine);
+    uint8_t *all = rank == 0 ? xmalloc((size_t)nranks * sizeof mine) : NULL;
+    CHECK_MPI(MPI_Gather(mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, comm));
+    hex[0] = 0;
+    if (rank) return;
+    sha256_init(&ctx);
+    sha256_update(&ctx, (size_t)nranks * sizeof mine, all);
+    sha256_digest(&ctx, sizeof mine, mine);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) sprintf(hex + 2 * i, "%02x", mine[i]);
+    free(all);
+}
+
+/* The run's identity for a resume: every option that changes the output (named as on the
+ * command line), the ranks, the weights and the samples. */
+static char *make_manifest(const run_opts *o, const char *backend_name, int nranks, const char *weights, const char *samples, int64_t N)
+{
+    size_t cap = strlen(weights) + strlen(o->model) + strlen(o->text ? o->text : o->input) + 4096;
+    char *m = xmalloc(cap), *p = m;
+    p += sprintf(p, "format=1\nranks=%d\n--model=%s\nweights_sha256=%s\n%s=%s\nsamples=%lld\nsamples_sha256=%s\n", nranks, o->model,
+                 weights, o->text ? "--text" : "--input", o->text ? o->text : o->input, (long long)N, samples);
+    p += sprintf(p, "--max-len=%d\n--batch=%d\n--max-tokens=%d\n--save-attention=%d\n--attention-dtype=%s\n--backend=%s\n",
+                 o->max_len, o->batch, o->max_tokens, o->save_attention, o->att_dtype, backend_name);
+    sprintf(p, "--precision=%s\n--window=%d\n--topk=%d\n--no-key-importance=%d\n--sink-eps=%.17g\n--head-similarity=%d\n",
+            o->precision, o->window, o->topk, o->no_key_importance, o->sink_eps, o->similarity);
+    return m;
+}
+
+static void fmt_bytes(char *b, size_t n, double v)
+{
+    if (v >= 1e12) snprintf(b, n, "%.2f TB", v / 1e12);
+    else if (v >= 1e9) snprintf(b, n, "%.2f GB", v / 1e9);
+    else if (v >= 1e6) snprintf(b, n, "%.1f MB", v / 1e6);
+    else snprintf(b, n, "%.0f kB", v / 1e3);
+}
+
+/* Rank 0: prints the output's size per dataset and the free space where it goes; refuses (unless
+ * force) a run whose remaining writes do not fit. */
+static int check_space(const collect *col, const runstate *st, int resume, int force)
+{
+    int64_t total = 0, big[CO_N];
+    int idx[CO_N], n = 0;
+    for (int i = 0; i < CO_N; i++) {
+        big[i] = col->names[i] ? collect_dataset_bytes(col, i) : 0;
+        total += big[i];
+        if (big[i]) idx[n++] = i;
+    }
+    for (int a = 1; a < n; a++)   /* largest first */
+        for (int b = a; b > 0 && big[idx[b]] > big[idx[b - 1]]; b--) { int t = idx[b]; idx[b] = idx[b - 1]; idx[b - 1] = t; }
+    char line[2048], v[32];
+    fmt_bytes(v, sizeof v, (double)total);
+    int k = snprintf(line, sizeof line, "attnscope: output %s:", v);
+    for (int a = 0; a < n && a < 4; a++) {
+        fmt_bytes(v, sizeof v, (double)big[idx[a]]);
+        k += snprintf(line + k, sizeof line - k, "%s %s %s", a ? "," : "", col->names[idx[a]], v);
+    }
+    if (n > 4) k += snprintf(line + k, sizeof line - k, ", %d more", n - 4);
+    /* what is still to be written: a resumed file already holds its finished part */
+    struct stat sb;
+    int64_t held = resume && !stat(st->data, &sb) ? (int64_t)sb.st_blocks * 512 : 0, need = total > held ? total - held : 0;
+    struct statvfs fs;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", st->dir);
+    if (statvfs(dir, &fs)) { printf("%s\n", line); return 0; }
+    const int64_t avail = (int64_t)fs.f_bavail * (int64_t)fs.f_frsize;
+    char fv[32], nv[32];
+    fmt_bytes(fv, sizeof fv, (double)avail);
+    fmt_bytes(nv, sizeof nv, (double)need);
+    printf("%s; %s%s to write, %s free there\n", line, nv, resume ? " still" : "", fv);
+    fflush(stdout);
+    if (need > avail && !force)
+        return err_set("%s: the output needs %s more and only %s is free on that file system; free space, write elsewhere, or add --force",
+                       st->out, nv, fv);
+    return 0;
+}
+
+/* A run that failed before saving anything leaves nothing beside --out (rank 0 removes the
+ * partial directory unless it holds an earlier run's work); the barrier keeps mpirun from
+ * killing rank 0 while it does, when another rank exits first. */
+static void abandon(runstate *st, MPI_Comm comm)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) runstate_abandon(st);
+    CHECK_MPI(MPI_Barrier(comm));
 }
 
 /* ---- run ------------------------------------------------------------------------------------ */
@@ -238,6 +349,7 @@ int run_main(int argc, char **argv)
     MPI_Comm_size(comm, &nranks);
     run_opts o;
     char *job_store = NULL;
+    runctl_signals_install();       /* outside the compute loop a signal ends the run at once */
     if (par_agree(parse_opts(&o, argc, argv, &job_store), comm)) {
         if (rank == 0) fputs(run_usage, stderr);
         free(job_store);
@@ -245,13 +357,15 @@ int run_main(int argc, char **argv)
     }
     const double t0 = util_now();
 
-    /* output directory first: fail before any expensive work */
-    char outdir[4096];
-    snprintf(outdir, sizeof outdir, "%s", o.out);
-    char *slash = strrchr(outdir, '/');
-    if (slash) *slash = 0; else snprintf(outdir, sizeof outdir, ".");
-    int rc = access(outdir, W_OK) ? err_set("%s: output directory %s does not exist or is not writable", o.out, outdir) : 0;
-    if (par_agree(rc, comm)) { free(job_store); return 1; }
+    /* the output first: fail before any expensive work (an existing --out, --out an input, a
+     * run already working on it); rank 0 holds the partial directory's lock from here on */
+    runstate st;
+    const char *inputs[2] = {o.text, o.input};
+    int rc = rank == 0 ? runstate_open(&st, o.out, o.overwrite, o.restart, inputs, 2) : 0;
+    if (par_agree(rc, comm)) { abandon(&st, comm); free(job_store); return 1; }
+    if (rank) memset(&st, 0, sizeof st), st.lock_fd = -1;
+    CHECK_MPI(MPI_Bcast(&st, sizeof st, MPI_BYTE, 0, comm));
+    if (rank) st.lock_fd = -1;
 
     char what[512], gpu[256] = "gpu=none (built without CUDA)";
     int local_rank, local_size;
@@ -270,13 +384,13 @@ int run_main(int argc, char **argv)
                    : !strcmp(o.precision, "fp32-sgemm") ? 3 : 0;
     backend *be = strcmp(bname, "cpu") || !prec || prec == 3 ? backend_init(bname, prec)
                 : (err_set("--precision %s needs the CUDA backend (the CPU backend is fp32)", o.precision), NULL);
-    if (par_agree(be ? 0 : -1, comm)) { if (be) backend_free(be); free(job_store); return 1; }
+    if (par_agree(be ? 0 : -1, comm)) { if (be) backend_free(be); abandon(&st, comm); free(job_store); return 1; }
     if (o.profile) be = backend_profiled(be);
     snprintf(what, sizeof what, "backend=%s precision=%s threads=%d %s", be->name, o.precision, omp_get_max_threads(), gpu);
     par_banner(comm, what);
 
     model m;
-    if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); free(job_store); return 1; }
+    if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); abandon(&st, comm); free(job_store); return 1; }
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;
     const int pos_limit = c->max_pos - c->pos_offset;
@@ -324,135 +438,142 @@ int run_main(int argc, char **argv)
         fflush(stdout);
     }
 
-    h5out out;
-    if (par_agree(h5out_create(&out, o.out, comm), comm)) goto fail_early;
-
-    /* root attributes: identical on every rank (collective metadata) */
-    char *cmdline = join_argv(argc, argv);
-    char *sha = weights_sha_json(&m, comm, rank);
-    char created[64] = "";
-    if (rank == 0) {
-        time_t now = time(NULL);
-        strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    }
-    CHECK_MPI(MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm));
-    h5_attr_str(out.file, "attnscope_version", ATTNSCOPE_VERSION);
-    h5_attr_str(out.file, "git_commit", ATTNSCOPE_GIT_COMMIT);
-    h5_attr_str(out.file, "command_line", cmdline);
-    h5_attr_str(out.file, "model_dir", o.model);
-    h5_attr_str(out.file, "model_type", c->model_type);
-    h5_attr_str(out.file, "config_json", c->json_text);
-    h5_attr_str(out.file, "weights_sha256", sha);
-    h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
-    h5_attr_str(out.file, "input", o.text ? o.text : o.input);
-    h5_attr_str(out.file, "input_kind", o.text ? "text" : "hdf5");
-    h5_attr_str(out.file, "dtype", "float32");
-    h5_attr_str(out.file, "precision", o.precision);
-    h5_attr_str(out.file, "backend", be->name);
-    h5_attr_str(out.file, "created", created);
-    h5_attr_i64(out.file, "n_ranks", nranks);
-    h5_attr_i64(out.file, "n_samples", N);
-    h5_attr_i64(out.file, "n_layers", L);
-    h5_attr_i64(out.file, "n_heads", NH);
-    h5_attr_i64(out.file, "max_len", o.max_len);
-    h5_attr_i64(out.file, "n_truncated", n_trunc);
-    free(cmdline);
-    free(sha);
-
-    h5_attr_f64(out.file, "sink_eps", o.sink_eps);
-    h5_attr_i64(out.file, "window", o.window);
-    h5_attr_i64(out.file, "topk", o.topk);
-
-    /* the forward, window by window, batched by similar lengths inside a window */
+    /* the run's identity: resume what an interrupted run of the same command left, or start */
+    char *sha = weights_sha_json(&m, comm, rank), shex[65];
+    samples_sha(&d, comm, rank, nranks, shex);
+    char *manifest = make_manifest(&o, be->name, nranks, sha, shex, N);
+    const uint64_t run_id = runstate_hash(manifest);
+    int resume = rank == 0 ? runstate_match(&st, manifest) : 0;
+    rc = resume < 0 ? -1 : 0;
+    CHECK_MPI(MPI_Bcast(&resume, 1, MPI_INT, 0, comm));
     collect col;
     collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
-                       .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
-                       .threaded_writes = mpi_thread_level >= MPI_THREAD_SERIALIZED};
-    collect_init(&col, &out, &m, &d, tok, &co, N, Lmax, tokmax);
-    int *order = xmalloc((d.n ? d.n : 1) * sizeof(int));
-    int32_t *bids = xmalloc((size_t)o.batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)o.batch * Lmax * sizeof(int32_t));
-    int *blen = xmalloc(o.batch * sizeof(int));
-    double last_print = util_now(), t_loop = util_now();
-    int bcap = o.batch;
-    int64_t done_tok = 0;
-    for (int w0 = 0; w0 < d.n; w0 += col.wcap) {
-        const int wn = d.n - w0 < col.wcap ? d.n - w0 : col.wcap;
-        collect_window_begin(&col, w0, wn);
-        for (int i = 0; i < wn; i++) order[i] = w0 + i;
-        qsort_r(order, wn, sizeof(int), cmp_len_desc, d.len);
-        for (int s = 0; s < wn;) {
-            const int T = d.len[order[s]];
-            int B = o.max_tokens / T;
-            if (B > o.batch) B = o.batch;
-            if (B > bcap) B = bcap;
-            if (o.similarity) {           /* the batch keeps every layer's maps: cap at 1 GiB */
-                int64_t per = (int64_t)L * NH * T * T * 4, cap = ((int64_t)1 << 30) / per;
-                if (B > cap) B = (int)cap;
-            }
-            if (B < 1) B = 1;
-            if (B > wn - s) B = wn - s;
-            /* from free backend memory (GPU): what the batch needs beyond what is already held */
-            size_t avail = be->mem_free(be);
-            if (avail) {
-                const int fused = col.scalars_only && model_fuses(&m);
-                size_t held = model_batch_bytes(&m, (int)(m.cap_BT / T), T, fused);   /* activations already allocated */
-                while (B > 1 && model_batch_bytes(&m, B, T, fused) > held + avail * 9 / 10) B /= 2;
-            }
-            for (;;) {
-                for (int b = 0; b < B; b++) {
-                    int i = order[s + b];
-                    blen[b] = d.len[i];
-                    for (int t = 0; t < T; t++) {
-                        int real = t < d.len[i];
-                        bids[b * T + t] = real ? d.ids[d.off[i] + t] : c->pad_token_id;
-                        btypes[b * T + t] = real && d.types ? d.types[d.off[i] + t] : 0;
-                    }
-                }
-                collect_batch_begin(&col, order + s, B, T);
-                if (!model_forward(&m, bids, btypes, blen, B, T, &col.req, NULL)) break;
-                if (B == 1) check_fail(__FILE__, __LINE__, "model_forward", err_get());   /* one sample does not fit */
-                fprintf(stderr, "[rank %d] %s: retrying with %d samples per batch\n", rank, err_get(), B / 2);
-                B /= 2;
-                bcap = B;                 /* the error is not sticky; later batches start no larger */
-            }
-            collect_batch_end(&col, B, T);
-            for (int b = 0; b < B; b++) done_tok += d.len[order[s + b]];
-            s += B;
-            double now = util_now();
-            int done = w0 + s;
-            if (rank == 0 && !o.quiet && (now - last_print > 2.0 || done == d.n)) {
-                double el = now - t0;
-                printf("[progress] rank 0: %d/%d samples (%.0f%%), %.0f tokens/s, elapsed %.1f s, eta %.0f s\n", done, d.n,
-                       100.0 * done / d.n, done_tok / (now - t0), el, el * (d.n - done) / done);
-                fflush(stdout);
-                last_print = now;
-            }
+                       .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch};
+    collect_init(&col, &m, &d, tok, &co, N, Lmax, tokmax);
+    if (!rc && rank == 0) rc = check_space(&col, &st, resume == 1, o.force);
+    if (par_agree(rc, comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
+
+    if (resume != 1) {
+        /* the file, complete with every dataset and attribute, before any data: created as
+         * data.h5.new, renamed to data.h5 with the manifest once it is whole and on disk */
+        h5out out;
+        if (par_agree(h5out_create(&out, st.data_new, comm), comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
+        char *cmdline = join_argv(argc, argv);
+        char created[64] = "";
+        if (rank == 0) {
+            time_t now = time(NULL);
+            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
         }
-        collect_window_write(&col);
+        CHECK_MPI(MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm));
+        h5_attr_str(out.file, "attnscope_version", ATTNSCOPE_VERSION);
+        h5_attr_str(out.file, "git_commit", ATTNSCOPE_GIT_COMMIT);
+        h5_attr_str(out.file, "command_line", cmdline);
+        h5_attr_str(out.file, "model_dir", o.model);
+        h5_attr_str(out.file, "model_type", c->model_type);
+        h5_attr_str(out.file, "config_json", c->json_text);
+        h5_attr_str(out.file, "weights_sha256", sha);
+        h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
+        h5_attr_str(out.file, "input", o.text ? o.text : o.input);
+        h5_attr_str(out.file, "input_kind", o.text ? "text" : "hdf5");
+        h5_attr_str(out.file, "dtype", "float32");
+        h5_attr_str(out.file, "precision", o.precision);
+        h5_attr_str(out.file, "backend", be->name);
+        h5_attr_str(out.file, "created", created);
+        h5_attr_i64(out.file, "n_ranks", nranks);
+        h5_attr_i64(out.file, "n_samples", N);
+        h5_attr_i64(out.file, "n_layers", L);
+        h5_attr_i64(out.file, "n_heads", NH);
+        h5_attr_i64(out.file, "max_len", o.max_len);
+        h5_attr_i64(out.file, "n_truncated", n_trunc);
+        h5_attr_f64(out.file, "sink_eps", o.sink_eps);
+        h5_attr_i64(out.file, "window", o.window);
+        h5_attr_i64(out.file, "topk", o.topk);
+        free(cmdline);
+        collect_create(&col, &out, n_tokens);
+        h5out_close(&out);
+        CHECK_MPI(MPI_Barrier(comm));
+        rc = rank == 0 ? runstate_commit_creation(&st, manifest) : 0;
+        if (par_agree(rc, comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
     }
+    free(sha);
+    free(manifest);
+    if (par_agree(collect_attach(&col, st.data, st.dir, run_id, comm), comm)) { collect_free(&col); goto fail_early; }
+
+    /* this rank's durable progress */
+    progress_rec pr;
+    const int64_t nsim = o.similarity ? (int64_t)L * NH * L * NH : 0;
+    int have = resume == 1 ? progress_read(st.dir, rank, nranks, run_id, d.first, d.n, nsim, &pr) : 0;
+    if (have < 0) {
+        fprintf(stderr, "attnscope: warning: %s; rank %d starts its shard again\n", err_get(), rank);
+        have = 0;
+    }
+    if (!have) memset(&pr, 0, sizeof pr);
+    if (have) collect_restore_similarity(&col, &pr);
+
+    run_loop_result res;
+    run_loop_opts lo = {.batch = o.batch, .max_tokens = o.max_tokens, .similarity = o.similarity,
+                        .checkpoint_every = o.checkpoint_every, .nsim = nsim};
+    runctl ctl;
+    runctl_init(&ctl, comm, N, n_tokens, pr.samples_done, pr.tokens_done, o.quiet, o.progress_every);
+    const double t_loop = util_now();
+    runctl_set_graceful(1);
+    int state = run_loop(&res, &col, &m, &d, &ctl, &lo, have ? &pr : NULL);
+    free(pr.js); free(pr.gram);
     be->sync(be);
     double loop_s = util_now() - t_loop, loop_max = 0;
-    CHECK_MPI(MPI_Allreduce(&loop_s, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
     if (rank == 0 && o.profile) backend_profile_print(be, loop_s, stdout);
-    double waited = collect_finish(&col, &out, comm), waited_max = 0;
-    CHECK_MPI(MPI_Allreduce(&waited, &waited_max, 1, MPI_DOUBLE, MPI_MAX, comm));
-    free(order); free(bids); free(btypes); free(blen);
-
-    rc = h5out_close(&out, 1);
-    if (rank == 0 && !rc) {
-        double el = util_now() - t0;
-        printf("attnscope: wrote %s: %lld samples, %lld tokens in %.1f s (%.0f tokens/s on %d rank(s); "
-               "forward, statistics and writes %.2f s: %.0f tokens/s; waited %.2f s for the disk)\n", o.out,
-               (long long)N, (long long)n_tokens, el, n_tokens / el, nranks, loop_max, n_tokens / loop_max, waited_max);
+    double waited = collect_drain(&col);
+    if (collect_write_failed(&col)) {
+        state = RUNCTL_FAILED;
+        fprintf(stderr, "attnscope: %s; the finished work is kept in %s: make room and run the same command again to resume\n",
+                col.werr_msg, st.dir);
     }
+    const int verdict = runctl_finish(&ctl, state, res.samples_done, res.tokens_done);
+    runctl_set_graceful(0);
+    int64_t pad[2] = {res.tokens_computed, res.tokens_padded}, pad_all[2];
+    double waited_max = 0;
+    CHECK_MPI(MPI_Allreduce(&loop_s, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
+    CHECK_MPI(MPI_Allreduce(&waited, &waited_max, 1, MPI_DOUBLE, MPI_MAX, comm));
+    CHECK_MPI(MPI_Allreduce(pad, pad_all, 2, MPI_INT64_T, MPI_SUM, comm));
+    rc = 0;
+    if (verdict == RUNCTL_DONE) {
+        rc = collect_write_similarity(&col, comm);
+        collect_free(&col);
+        if (!par_agree(rc, comm)) rc = par_agree(rank == 0 ? runstate_finish(&st) : 0, comm);
+        else rc = -1;
+        if (!rc && rank == 0) {
+            double el = util_now() - t0;
+            printf("attnscope: wrote %s: %lld samples, %lld tokens in %.1f s (%.0f tokens/s on %d rank(s); "
+                   "forward, statistics and writes %.2f s: %.0f tokens/s; padding %.1f%% of %lld tokens computed; waited %.2f s for the disk)\n",
+                   o.out, (long long)N, (long long)n_tokens, el, n_tokens / el, nranks, loop_max,
+                   pad_all[0] / loop_max, pad_all[0] + pad_all[1] ? 100.0 * pad_all[1] / (pad_all[0] + pad_all[1]) : 0.0,
+                   (long long)(pad_all[0] + pad_all[1]), waited_max);
+        }
+    } else {
+        collect_free(&col);
+        int64_t done[2] = {res.samples_done, res.tokens_done}, done_all[2];
+        CHECK_MPI(MPI_Allreduce(done, done_all, 2, MPI_INT64_T, MPI_SUM, comm));
+        if (rank == 0) {
+            char why[64] = "failed";
+            if (verdict == RUNCTL_STOPPED)
+                snprintf(why, sizeof why, "stopped%s%s", runctl_signal() ? " by " : "", runctl_signal() ? runctl_signal_name(runctl_signal()) : "");
+            fprintf(stderr, "attnscope: %s: %lld of %lld samples (%lld of %lld tokens) done and saved in %s; "
+                    "run the same command again to resume\n", why, (long long)done_all[0], (long long)N, (long long)done_all[1],
+                    (long long)n_tokens, st.dir);
+        }
+    }
+    if (rank == 0) runstate_close(&st);
+    /* every rank's message is out before any rank exits non-zero (mpirun then kills the rest) */
+    CHECK_MPI(MPI_Barrier(comm));
     dataset_free(&d);
     tok_free(tok);
     model_free(&m);
     backend_free(be);
     free(job_store);
-    return par_agree(rc, comm) ? 1 : 0;
+    return verdict == RUNCTL_STOPPED ? RUNCTL_EXIT_STOPPED : verdict == RUNCTL_FAILED || rc ? 1 : 0;
 
 fail_early:
+    abandon(&st, comm);
     dataset_free(&d);
     if (tok) tok_free(tok);
     model_free(&m);

@@ -1,8 +1,7 @@
 /* writer.h — output on a thread of its own, so that the next batch computes while the previous
- * results go to disk. A job is a function with its context (it does its HDF5 writes and frees
- * what it owns); jobs run in submission order. While the writer runs it is the job's only caller
- * of HDF5 (the library is not built thread-safe) and of MPI (MPI_THREAD_SERIALIZED): the main
- * thread must call neither between writer_start and writer_finish.
+ * results go to disk. A job is a function with its context (it does its writes — raw pwrites
+ * into the output file, never HDF5 or MPI calls — and frees what it owns); jobs run in
+ * submission order, so a job that records progress runs after every write submitted before it.
  *
  * Memory is bounded: writer_submit blocks while more than max_bytes of submitted jobs wait. */
 #ifndef ATTNSCOPE_WRITER_H

@@ -1,0 +1,287 @@
+/* collect_out.c — the output side of collect.h: creating the run's datasets, finding them again,
+ * and the writer thread's jobs (a window's rows, /attention blocks, progress records). */
+#include "collect.h"
+#include "check.h"
+#include "util.h"
+#include <fcntl.h>
+#include <math.h>
+#include <unistd.h>
+
+static hid_t make_ds(h5out *out, const char *name, hid_t type, int nd, const hsize_t *dims, const char *units, const char *def)
+{
+    hid_t ds = h5out_dataset(out, name, type, nd, dims, NULL);
+    if (units) h5_attr_str(ds, "units", units);
+    if (def) h5_attr_str(ds, "definition", def);
+    return ds;
+}
+
+static const char *const stat_defs[STAT_N] = {
+    "mean over the sample's valid query rows i of -sum_j p_ij ln p_ij (Clark et al. 2019)",
+    "mean over valid query rows with more than one visible key of H_i / ln(number of visible keys)",
+    "mean over valid query rows of sum_j p_ij |i - j|, in tokens",
+    "mean over valid query rows of the mass on keys with |i - j| <= window (attribute of /stats)",
+    "mean over valid query rows of p_i0, the first token ([CLS] or BOS) (Clark et al. 2019)",
+    "mean over valid query rows of the mass on [SEP]/EOS tokens (Clark et al. 2019)",
+    "mean over valid query rows of the mass on punctuation tokens (every character Unicode P*)",
+    "mean over valid query rows of p_ii",
+    "mean over valid query rows of p_i,i-1 (row 0 contributes 0)",
+    "mean over valid query rows of p_i,i+1 (the last row contributes 0)",
+    "alpha_0 = mean of p_i0 over the query rows that see key 0 (Gu et al. 2025, importance score)"};
+
+static const char *const sim_defs[4] = {
+    "sum over samples and query rows of the Jensen-Shannon divergence between two heads' rows, Clark et al. 2019 smoothing (nats); head index layer*heads + head",
+    "head_similarity_js_sum / n_rows: mean JS divergence per query row (nats)",
+    "cosine similarity of the heads' attention maps over the dataset: G_ab / sqrt(G_aa G_bb), G = sum over samples of <A_a, A_b>",
+    "G: sum over samples of the inner products of the heads' attention maps"};
+
+void collect_create(collect *c, h5out *out, int64_t n_tokens)
+{
+    const model_config *mc = &c->m->cfg;
+    const int L = c->L, NH = c->NH, Lmax = c->Lmax, k = c->o.topk;
+    const hsize_t N = (hsize_t)c->N;
+    hsize_t dN[1] = {N}, dNL[2] = {N, (hsize_t)Lmax}, dNLH[3] = {N, (hsize_t)L, (hsize_t)NH};
+    hsize_t dKI[4] = {N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax};
+    hsize_t dTK[5] = {N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)k};
+    hid_t ds[CO_N];
+    for (int i = 0; i < CO_N; i++) ds[i] = -1;
+    ds[CO_LEN] = make_ds(out, c->names[CO_LEN], H5T_STD_I32LE, 1, dN, "tokens", "valid tokens of the sample after truncation");
+    ds[CO_FULL] = make_ds(out, c->names[CO_FULL], H5T_STD_I32LE, 1, dN, "tokens", "tokens before truncation");
+    ds[CO_ROW] = make_ds(out, c->names[CO_ROW], H5T_STD_I64LE, 1, dN, NULL, NULL);
+    ds[CO_IDS] = make_ds(out, c->names[CO_IDS], H5T_STD_I32LE, 2, dNL, NULL, "token ids, padded with pad_token_id");
+    if (c->names[CO_TOK]) {
+        hid_t str_t = h5_type_str(c->tokmax);
+        ds[CO_TOK] = make_ds(out, c->names[CO_TOK], str_t, 2, dNL, NULL, "token strings, empty beyond the length");
+        H5Tclose(str_t);
+    }
+    for (int s = 0; s < STAT_N; s++)
+        ds[CO_STAT + s] = make_ds(out, c->names[CO_STAT + s], H5T_IEEE_F32LE, 3, dNLH, stats_units[s], stat_defs[s]);
+    if (c->names[CO_KI])
+        ds[CO_KI] = make_ds(out, c->names[CO_KI], H5T_IEEE_F32LE, 4, dKI, "mean probability",
+                            "alpha_k = mean of p_ik over the query rows that see key k (Gu et al. 2025); 0 beyond the length");
+    if (c->names[CO_TI]) {
+        ds[CO_TI] = make_ds(out, c->names[CO_TI], H5T_STD_I32LE, 5, dTK, "key position",
+                            "the k most attended keys of each query row, largest first; -1 for padding");
+        ds[CO_TW] = make_ds(out, c->names[CO_TW], H5T_IEEE_F32LE, 5, dTK, "probability", "their probabilities; 0 for padding");
+    }
+    ds[CO_SINK] = make_ds(out, c->names[CO_SINK], H5T_IEEE_F32LE, 1, dN, "fraction of heads",
+                          "fraction of the sample's layer x head pairs with sink_importance > sink_eps (Gu et al. 2025)");
+    hid_t g = H5Gopen2(out->file, "/stats", H5P_DEFAULT);
+    h5_attr_i64(g, "window", c->o.window);
+    h5_attr_i64(g, "topk", k);
+    h5_attr_f64(g, "sink_eps", c->o.sink_eps);
+    h5_attr_i64(g, "causal", mc->causal);
+    h5_attr_i64(g, "sep_token_id", c->sep_id);
+    H5Gclose(g);
+    /* which query heads share a key/value head (GQA); identity without GQA */
+    int32_t *kvg = xmalloc(NH * sizeof(int32_t));
+    for (int h = 0; h < NH; h++) kvg[h] = h / (NH / mc->n_kv_head);
+    hsize_t dH[1] = {(hsize_t)NH};
+    hid_t ds_kv = make_ds(out, "/model/kv_group", H5T_STD_I32LE, 1, dH, NULL, "key/value head of each query head");
+    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, out->rank == 0 ? NH : 0, kvg, 1);
+    H5Dclose(ds_kv);
+    free(kvg);
+    if (c->names[CO_ATT]) {
+        hid_t f16_t = h5_type_f16();
+        hsize_t dA[5] = {N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
+        ds[CO_ATT] = make_ds(out, c->names[CO_ATT], c->o.att_f16 ? f16_t : H5T_IEEE_F32LE, 5, dA, NULL, NULL);
+        h5_attr_str(ds[CO_ATT], "layout", "[sample, layer, head, query, key]; entries outside the sample's length are 0");
+        H5Tclose(f16_t);
+    }
+    if (c->names[CO_SIM_JS_SUM]) {
+        const hsize_t d2[2] = {(hsize_t)L * NH, (hsize_t)L * NH};
+        for (int i = 0; i < 4; i++) {
+            ds[CO_SIM_JS_SUM + i] = make_ds(out, c->names[CO_SIM_JS_SUM + i], H5T_IEEE_F64LE, 2, d2, NULL, sim_defs[i]);
+            h5_attr_f64(ds[CO_SIM_JS_SUM + i], "n_rows", (double)n_tokens);   /* every valid query row of the dataset */
+        }
+    }
+    for (int i = 0; i < CO_N; i++)
+        if (ds[i] >= 0) H5Dclose(ds[i]);
+}
+
+int collect_attach(collect *c, const char *data_path, const char *state_dir, uint64_t run_id, MPI_Comm comm)
+{
+    MPI_Comm_rank(comm, &c->rank);
+    MPI_Comm_size(comm, &c->nranks);
+    c->data_path = data_path;
+    c->state_dir = state_dir;
+    c->run_id = run_id;
+    if (h5out_locate(data_path, c->names, CO_N, c->raw, comm)) return -1;
+    int rc = 0;
+    for (int i = 0; i < CO_N; i++)
+        if (c->names[i] && i < CO_SIM_JS_SUM && c->raw[i].rows != c->N)
+            rc = err_set("%s: %s has %lld rows, this run %lld", data_path, c->names[i], (long long)c->raw[i].rows, (long long)c->N);
+    c->fd = rc ? -1 : open(data_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (!rc && c->fd < 0) rc = err_set("%s: cannot open for writing: %s", data_path, strerror(errno));
+    return rc;
+}
+
+void collect_fail(collect *c, const char *msg)
+{
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&c->werr, &expected, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+    snprintf(c->werr_msg, sizeof c->werr_msg, "%s", msg);
+    __atomic_store_n(&c->werr, 1, __ATOMIC_RELEASE);
+}
+
+void collect_write_error(collect *c, int co, int err)
+{
+    char m[1024];
+    snprintf(m, sizeof m, "%s: cannot write %s: %s", c->data_path, co >= 0 ? c->names[co] : "the progress record", strerror(err));
+    collect_fail(c, m);
+}
+
+int64_t collect_dataset_bytes(const collect *c, int co)
+{
+    if (!c->names[co]) return 0;
+    const int64_t N = c->N, LH = (int64_t)c->L * c->NH, Lmax = c->Lmax, k = c->o.topk;
+    switch (co) {
+    case CO_LEN: case CO_FULL: case CO_SINK: return N * 4;
+    case CO_ROW: return N * 8;
+    case CO_IDS: return N * Lmax * 4;
+    case CO_TOK: return N * Lmax * c->tokmax;
+    case CO_KI: return N * LH * Lmax * 4;
+    case CO_TI: case CO_TW: return N * LH * Lmax * k * 4;
+    case CO_ATT: return N * LH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4);
+    case CO_SIM_JS_SUM: case CO_SIM_JS_MEAN: case CO_SIM_COS: case CO_SIM_GRAM: return LH * LH * 8;
+    default: return N * LH * 4;   /* /stats/<statistic> */
+    }
+}
+
+int collect_write_failed(const collect *c) { return __atomic_load_n(&c->werr, __ATOMIC_ACQUIRE) != 0; }
+
+/* ---- a window's rows on the writer thread ------------------------------------------------------- */
+
+typedef struct {
+    collect *c;
+    int64_t g0; int w0, wn;
+    float *stat, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
+    progress_rec *rec;
+} window_job;
+
+static void put_rows(collect *c, int co, int64_t g0, int wn, const void *buf)
+{
+    if (collect_write_failed(c) || !c->names[co]) return;
+    if (h5raw_write_rows(c->fd, &c->raw[co], g0, wn, buf)) collect_write_error(c, co, errno);
+}
+
+/* writer thread: every per-sample output of one window, one contiguous block per dataset; then
+ * (with a record) fdatasync and the record, so that what a record says is done is on disk */
+static void window_job_run(void *ctx)
+{
+    window_job *j = ctx;
+    collect *c = j->c;
+    const dataset *d = c->d;
+    const size_t wstride = (size_t)j->wn * c->L * c->NH;
+    put_rows(c, CO_LEN, j->g0, j->wn, d->len + j->w0);
+    put_rows(c, CO_FULL, j->g0, j->wn, d->len_full + j->w0);
+    put_rows(c, CO_ROW, j->g0, j->wn, d->source_row + j->w0);
+    put_rows(c, CO_IDS, j->g0, j->wn, j->ids);
+    put_rows(c, CO_TOK, j->g0, j->wn, j->toks);
+    for (int s = 0; s < STAT_N; s++) put_rows(c, CO_STAT + s, j->g0, j->wn, j->stat + s * wstride);
+    put_rows(c, CO_KI, j->g0, j->wn, j->ki);
+    put_rows(c, CO_TI, j->g0, j->wn, j->ti);
+    put_rows(c, CO_TW, j->g0, j->wn, j->tw);
+    put_rows(c, CO_SINK, j->g0, j->wn, j->sink);
+    if (j->rec && !collect_write_failed(c)) {
+        if (fdatasync(c->fd)) collect_write_error(c, CO_LEN, errno);
+        else if (progress_write(c->state_dir, c->rank, c->nranks, c->run_id, j->rec)) collect_fail(c, err_get());
+    }
+    if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
+    free(j->stat); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
+    free(j);
+}
+
+static void *dup_or_null(const void *p, size_t n)
+{
+    if (!p) return NULL;
+    void *q = xmalloc(n ? n : 1);
+    memcpy(q, p, n);
+    return q;
+}
+
+void collect_window_write(collect *c, const progress_rec *rec, int keep)
+{
+    const dataset *d = c->d;
+    const int L = c->L, NH = c->NH, Lmax = c->Lmax, wn = c->wn, w0 = c->w0, k = c->o.topk;
+    const size_t wstride = (size_t)wn * L * NH;
+    window_job *j = xcalloc(1, sizeof *j);
+    j->c = c; j->g0 = d->first + w0; j->w0 = w0; j->wn = wn;
+    /* sink rate: fraction of heads whose first-token importance exceeds eps */
+    j->sink = xmalloc((wn ? wn : 1) * sizeof(float));
+    for (int w = 0; w < wn; w++) {
+        int cnt = 0;
+        for (int a = 0; a < L * NH; a++) cnt += c->stat[STAT_SINK * wstride + (size_t)w * L * NH + a] > c->o.sink_eps;
+        j->sink[w] = (float)cnt / (L * NH);
+    }
+    j->ids = xmalloc(((size_t)wn * Lmax + 1) * sizeof(int32_t));
+    j->toks = c->names[CO_TOK] ? xcalloc((size_t)wn * Lmax + 1, c->tokmax) : NULL;
+    for (int w = 0; w < wn; w++) {
+        int i = w0 + w;
+        for (int t = 0; t < Lmax; t++) {
+            int real = t < d->len[i];
+            j->ids[(size_t)w * Lmax + t] = real ? d->ids[d->off[i] + t] : c->m->cfg.pad_token_id;
+            if (j->toks && real) {
+                const char *s = tok_id_to_token(c->tok, d->ids[d->off[i] + t]);
+                if (s) memcpy(j->toks + ((size_t)w * Lmax + t) * c->tokmax, s, strlen(s));
+            }
+        }
+    }
+    const size_t per_tok = wstride * Lmax;
+    if (keep) {   /* a checkpoint: the window goes on filling its buffers */
+        j->stat = dup_or_null(c->stat, STAT_N * wstride * sizeof(float));
+        j->ki = dup_or_null(c->ki, per_tok * sizeof(float));
+        j->ti = dup_or_null(c->ti, per_tok * k * sizeof(int32_t));
+        j->tw = dup_or_null(c->tw, per_tok * k * sizeof(float));
+    } else {      /* the writer owns them now */
+        j->stat = c->stat; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+        c->stat = c->ki = c->tw = NULL;
+        c->ti = NULL;
+    }
+    if (rec) {
+        j->rec = xmalloc(sizeof *j->rec);
+        *j->rec = *rec;
+        j->rec->js = dup_or_null(rec->js, (size_t)rec->nsim * sizeof(double));
+        j->rec->gram = dup_or_null(rec->gram, (size_t)rec->nsim * sizeof(double));
+    }
+    size_t bytes = wstride * (STAT_N * 4 + (j->ki ? (size_t)Lmax * 4 : 0) + (size_t)Lmax * k * 8) + (size_t)wn * Lmax * (4 + c->tokmax);
+    writer_submit(c->wr, window_job_run, j, bytes);
+}
+
+double collect_drain(collect *c)
+{
+    /* waited: in the writer's queue, and for a free /attention buffer (all were being written) */
+    const double waited = writer_finish(c->wr) + c->pool_wait_s;
+    c->wr = NULL;
+    if (!collect_write_failed(c) && c->fd >= 0 && fdatasync(c->fd)) collect_write_error(c, CO_LEN, errno);
+    return waited;
+}
+
+int collect_write_similarity(collect *c, MPI_Comm comm)
+{
+    if (!c->names[CO_SIM_JS_SUM]) return 0;
+    const int nh = c->L * c->NH;
+    const size_t nn = (size_t)nh * nh;
+    double *js = c->rank == 0 ? xmalloc(nn * sizeof(double)) : NULL, *gram = c->rank == 0 ? xmalloc(nn * sizeof(double)) : NULL;
+    double rows = 0;
+    CHECK_MPI(MPI_Reduce(c->sim.js_sum, js, (int)nn, MPI_DOUBLE, MPI_SUM, 0, comm));
+    CHECK_MPI(MPI_Reduce(c->sim.gram, gram, (int)nn, MPI_DOUBLE, MPI_SUM, 0, comm));
+    CHECK_MPI(MPI_Allreduce(&c->sim.n_rows, &rows, 1, MPI_DOUBLE, MPI_SUM, comm));
+    int rc = 0;
+    if (c->rank == 0) {
+        double *mean = xmalloc(nn * sizeof(double)), *cosv = xmalloc(nn * sizeof(double));
+        for (size_t e = 0; e < nn; e++) mean[e] = rows > 0 ? js[e] / rows : 0;
+        for (int a = 0; a < nh; a++)
+            for (int b = 0; b < nh; b++) {
+                double den = sqrt(gram[(size_t)a * nh + a] * gram[(size_t)b * nh + b]);
+                cosv[(size_t)a * nh + b] = den > 0 ? gram[(size_t)a * nh + b] / den : 0;
+            }
+        const double *v[4] = {js, mean, cosv, gram};
+        for (int i = 0; i < 4 && !rc; i++)
+            if (h5raw_write_rows(c->fd, &c->raw[CO_SIM_JS_SUM + i], 0, nh, v[i]))
+                rc = err_set("%s: cannot write %s: %s", c->data_path, c->names[CO_SIM_JS_SUM + i], strerror(errno));
+        if (!rc && fdatasync(c->fd)) rc = err_set("%s: cannot write: %s", c->data_path, strerror(errno));
+        free(mean); free(cosv);
+    }
+    free(js); free(gram);
+    return rc;
+}

@@ -1,0 +1,137 @@
+/* runloop.c — see runloop.h. */
+#include "runloop.h"
+#include "check.h"
+#include "util.h"
+#include <stdio.h>
+
+static int cmp_len_desc(const void *a, const void *b, void *ctx)
+{
+    const int *len = ctx;
+    int x = *(const int *)a, y = *(const int *)b;
+    if (len[x] != len[y]) return len[y] - len[x];
+    return x - y;
+}
+
+int run_batch_size(const int *order, const int *len, int s, int wn, int bmax)
+{
+    const int64_t T = len[order[s]];
+    int64_t real = 0;
+    int B = 0;
+    /* longest first: each sample added brings more padding than the one before it */
+    while (B < bmax && s + B < wn) {
+        const int64_t l = len[order[s + B]], cells = (B + 1) * T;
+        if (B > 0 && 10 * (cells - real - l) > cells) break;
+        real += l;
+        B++;
+    }
+    return B ? B : 1;
+}
+
+/* the progress record for "window [w0, w0+wn) done up to sorted position q" */
+static progress_rec record(const collect *col, const dataset *d, int w0, int wn, int q, int64_t tokens_done)
+{
+    progress_rec r = {.first = d->first, .n = d->n, .wstart = q == wn ? w0 + wn : w0, .wn = q == wn ? 0 : wn, .q = q == wn ? 0 : q,
+                      .samples_done = w0 + q, .tokens_done = tokens_done};
+    if (col->o.similarity) {
+        r.nsim = (int64_t)col->L * col->NH * col->L * col->NH;
+        r.js = col->sim.js_sum;
+        r.gram = col->sim.gram;
+        r.n_rows = col->sim.n_rows;
+    }
+    return r;
+}
+
+int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, runctl *ctl, const run_loop_opts *lo,
+             const progress_rec *restored)
+{
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const int L = c->n_layer, NH = c->n_head, Lmax = col->Lmax;
+    int rank;
+    MPI_Comm_rank(ctl->comm, &rank);
+    memset(res, 0, sizeof *res);
+    int *order = xmalloc((d->n ? d->n : 1) * sizeof(int));
+    int32_t *bids = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t));
+    int *blen = xmalloc(lo->batch * sizeof(int));
+    int bcap = lo->batch, state = RUNCTL_RUNNING;
+    int64_t done_tok = restored ? restored->tokens_done : 0;
+    int w0 = restored ? (int)restored->wstart : 0;
+    int64_t done_s = restored ? restored->samples_done : 0;
+    double last_ckpt = util_now();
+    for (int first = 1; w0 < d->n && state == RUNCTL_RUNNING; first = 0) {
+        const int resume_part = first && restored && restored->q > 0;
+        const int wn = resume_part ? (int)restored->wn : d->n - w0 < col->wcap ? d->n - w0 : col->wcap;
+        if (collect_window_begin(col, w0, wn, resume_part)) {
+            collect_fail(col, err_get());
+            state = RUNCTL_FAILED;
+            break;
+        }
+        for (int i = 0; i < wn; i++) order[i] = w0 + i;
+        qsort_r(order, wn, sizeof(int), cmp_len_desc, d->len);
+        int s = resume_part ? (int)restored->q : 0;
+        while (s < wn) {
+            const int T = d->len[order[s]];
+            int B = lo->max_tokens / T;
+            if (B > lo->batch) B = lo->batch;
+            if (B > bcap) B = bcap;
+            if (lo->similarity) {           /* the batch keeps every layer's maps: cap at 1 GiB */
+                int64_t per = (int64_t)L * NH * T * T * 4, cap = ((int64_t)1 << 30) / per;
+                if (B > cap) B = (int)cap;
+            }
+            if (B < 1) B = 1;
+            /* from free backend memory (GPU): what the batch needs beyond what is already held */
+            size_t avail = be->mem_free(be);
+            if (avail) {
+                const int fused = col->scalars_only && model_fuses(m);
+                size_t held = model_batch_bytes(m, (int)(m->cap_BT / T), T, fused);   /* activations already allocated */
+                while (B > 1 && model_batch_bytes(m, B, T, fused) > held + avail * 9 / 10) B /= 2;
+            }
+            B = run_batch_size(order, d->len, s, wn, B);
+            for (;;) {
+                for (int b = 0; b < B; b++) {
+                    int i = order[s + b];
+                    blen[b] = d->len[i];
+                    for (int t = 0; t < T; t++) {
+                        int real = t < d->len[i];
+                        bids[b * T + t] = real ? d->ids[d->off[i] + t] : c->pad_token_id;
+                        btypes[b * T + t] = real && d->types ? d->types[d->off[i] + t] : 0;
+                    }
+                }
+                collect_batch_begin(col, order + s, B, T);
+                if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) break;
+                if (B == 1) check_fail(__FILE__, __LINE__, "model_forward", err_get());   /* one sample does not fit */
+                fprintf(stderr, "[rank %d] %s: retrying with %d samples per batch\n", rank, err_get(), B / 2);
+                B /= 2;
+                bcap = B;                 /* the error is not sticky; later batches start no larger */
+            }
+            collect_batch_end(col, B, T);
+            int64_t real = 0;
+            for (int b = 0; b < B; b++) real += d->len[order[s + b]];
+            done_tok += real;
+            res->tokens_computed += real;
+            res->tokens_padded += (int64_t)B * T - real;
+            s += B;
+            done_s = w0 + s;
+            const int stop = runctl_poll(ctl, w0 + s, done_tok);
+            if (collect_write_failed(col)) { state = RUNCTL_FAILED; break; }
+            const double now = util_now();
+            if (s < wn && (stop || now - last_ckpt >= lo->checkpoint_every)) {
+                progress_rec r = record(col, d, w0, wn, s, done_tok);
+                collect_window_write(col, &r, 1);
+                last_ckpt = now;
+            }
+            if (stop) { state = RUNCTL_STOPPED; break; }
+        }
+        if (s == wn) {      /* the window is complete */
+            progress_rec r = record(col, d, w0, wn, wn, done_tok);
+            collect_window_write(col, &r, 0);
+            last_ckpt = util_now();
+            w0 += wn;
+        }
+    }
+    res->samples_done = done_s;
+    if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
+    res->tokens_done = done_tok;
+    free(order); free(bids); free(btypes); free(blen);
+    return state;
+}
