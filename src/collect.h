@@ -49,6 +49,7 @@ typedef struct {
     int rank, nranks;
     uint64_t run_id;
     int werr;                          /* set once by the writer thread on a failed write */
+    int64_t saved_samples, saved_tokens;   /* what this rank's last durable record says is done */
     char werr_msg[1024];
     /* the current window [w0, w0 + wn) of local samples */
     int w0, wn, wcap;

@@ -185,6 +185,10 @@ static void window_job_run(void *ctx)
     if (j->rec && !collect_write_failed(c)) {
         if (fdatasync(c->fd)) collect_write_error(c, CO_LEN, errno);
         else if (progress_write(c->state_dir, c->rank, c->nranks, c->run_id, j->rec)) collect_fail(c, err_get());
+        else {
+            __atomic_store_n(&c->saved_samples, j->rec->samples_done, __ATOMIC_RELEASE);
+            __atomic_store_n(&c->saved_tokens, j->rec->tokens_done, __ATOMIC_RELEASE);
+        }
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
     free(j->stat); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);

@@ -19,11 +19,17 @@ int h5out_create(h5out *o, const char *path, MPI_Comm comm)
     /* EXCL: O_CREAT|O_EXCL, so neither an existing file nor a planted link is opened */
     H5E_BEGIN_TRY { o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl); } H5E_END_TRY;
     H5Pclose(fapl);
+    /* until h5out_close, a failed HDF5 call is a failed write of this file: one line, no stack */
+    H5Eget_auto2(H5E_DEFAULT, &o->efunc, &o->edata);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    check_set_writing(o->path);
     int ok = o->file >= 0, all = 0;
     CHECK_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm));
     if (!all) {
         if (o->file >= 0) H5Fclose(o->file);
         o->file = -1;
+        check_set_writing(NULL);
+        H5Eset_auto2(H5E_DEFAULT, o->efunc, o->edata);
         return err_set("%s: cannot create the output file (it exists, or the directory is not writable)", path);
     }
     return 0;
@@ -129,6 +135,8 @@ void h5out_close(h5out *o)
 {
     if (o->file >= 0) CHECK_H5(H5Fclose(o->file));
     o->file = -1;
+    check_set_writing(NULL);
+    H5Eset_auto2(H5E_DEFAULT, o->efunc, o->edata);
 }
 
 int h5out_locate(const char *path, const char *const *names, int n, h5raw *raw, MPI_Comm comm)

@@ -18,6 +18,8 @@ typedef struct {
     MPI_Comm comm;
     int rank;
     char path[4096];
+    H5E_auto2_t efunc;   /* HDF5's error printing, silenced while the file is created */
+    void *edata;
 } h5out;
 
 /* Creates the file at path collectively, exclusively (an existing file or link there is an error,

@@ -337,6 +337,7 @@ static void abandon(runstate *st, MPI_Comm comm)
     MPI_Comm_rank(comm, &rank);
     if (rank == 0) runstate_abandon(st);
     CHECK_MPI(MPI_Barrier(comm));
+    runctl_set_silent();
 }
 
 /* ---- run ------------------------------------------------------------------------------------ */
@@ -349,7 +350,7 @@ int run_main(int argc, char **argv)
     MPI_Comm_size(comm, &nranks);
     run_opts o;
     char *job_store = NULL;
-    runctl_signals_install();       /* outside the compute loop a signal ends the run at once */
+    runctl_signals_install(rank);       /* outside the compute loop a signal ends the run at once */
     if (par_agree(parse_opts(&o, argc, argv, &job_store), comm)) {
         if (rank == 0) fputs(run_usage, stderr);
         free(job_store);
@@ -509,6 +510,8 @@ int run_main(int argc, char **argv)
     }
     if (!have) memset(&pr, 0, sizeof pr);
     if (have) collect_restore_similarity(&col, &pr);
+    col.saved_samples = pr.samples_done;
+    col.saved_tokens = pr.tokens_done;
 
     run_loop_result res;
     run_loop_opts lo = {.batch = o.batch, .max_tokens = o.max_tokens, .similarity = o.similarity,
@@ -523,11 +526,7 @@ int run_main(int argc, char **argv)
     double loop_s = util_now() - t_loop, loop_max = 0;
     if (rank == 0 && o.profile) backend_profile_print(be, loop_s, stdout);
     double waited = collect_drain(&col);
-    if (collect_write_failed(&col)) {
-        state = RUNCTL_FAILED;
-        fprintf(stderr, "attnscope: %s; the finished work is kept in %s: make room and run the same command again to resume\n",
-                col.werr_msg, st.dir);
-    }
+    if (collect_write_failed(&col)) state = RUNCTL_FAILED;
     const int verdict = runctl_finish(&ctl, state, res.samples_done, res.tokens_done);
     runctl_set_graceful(0);
     int64_t pad[2] = {res.tokens_computed, res.tokens_padded}, pad_all[2];
@@ -550,21 +549,25 @@ int run_main(int argc, char **argv)
                    (long long)(pad_all[0] + pad_all[1]), waited_max);
         }
     } else {
-        collect_free(&col);
-        int64_t done[2] = {res.samples_done, res.tokens_done}, done_all[2];
+        /* what the durable records say is done: a resume starts there */
+        int64_t done[2] = {col.saved_samples, col.saved_tokens}, done_all[2];
         CHECK_MPI(MPI_Allreduce(done, done_all, 2, MPI_INT64_T, MPI_SUM, comm));
-        if (rank == 0) {
-            char why[64] = "failed";
-            if (verdict == RUNCTL_STOPPED)
-                snprintf(why, sizeof why, "stopped%s%s", runctl_signal() ? " by " : "", runctl_signal() ? runctl_signal_name(runctl_signal()) : "");
-            fprintf(stderr, "attnscope: %s: %lld of %lld samples (%lld of %lld tokens) done and saved in %s; "
-                    "run the same command again to resume\n", why, (long long)done_all[0], (long long)N, (long long)done_all[1],
-                    (long long)n_tokens, st.dir);
-        }
+        char saved[5000];
+        snprintf(saved, sizeof saved, "%lld of %lld samples (%lld of %lld tokens) are saved in %s",
+                 (long long)done_all[0], (long long)N, (long long)done_all[1], (long long)n_tokens, st.dir);
+        if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
+            const int bad = collect_write_failed(&col);
+            if (bad) err_set("%s; %s: make room and run the same command again to resume", col.werr_msg, saved);
+            par_agree(bad ? -1 : 0, comm);
+        } else if (rank == 0)
+            fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",
+                    runctl_signal() ? runctl_signal_name(runctl_signal()) : "", saved);
+        collect_free(&col);
     }
     if (rank == 0) runstate_close(&st);
     /* every rank's message is out before any rank exits non-zero (mpirun then kills the rest) */
     CHECK_MPI(MPI_Barrier(comm));
+    runctl_set_silent();
     dataset_free(&d);
     tok_free(tok);
     model_free(&m);

@@ -10,7 +10,7 @@
 enum { TAG_STATUS = 7101, TAG_CTL, TAG_VERDICT };
 enum { CTL_NONE, CTL_STOP };
 
-static volatile sig_atomic_t g_signal, g_graceful;
+static volatile sig_atomic_t g_signal, g_graceful, g_speaks;
 
 static void on_signal(int sig)
 {
@@ -19,13 +19,16 @@ static void on_signal(int sig)
         return;
     }
     static const char msg[] = "attnscope: interrupted; finished work is kept, run the same command again to resume\n";
-    ssize_t w = write(2, msg, sizeof msg - 1);
-    (void)w;
+    if (g_speaks) {
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+    }
     _exit(RUNCTL_EXIT_STOPPED);
 }
 
-void runctl_signals_install(void)
+void runctl_signals_install(int rank)
 {
+    g_speaks = rank == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -37,6 +40,7 @@ void runctl_signals_install(void)
 }
 
 void runctl_set_graceful(int graceful) { g_graceful = graceful; }
+void runctl_set_silent(void) { g_speaks = 0; g_graceful = 0; }
 int runctl_signal(void) { return g_signal; }
 
 const char *runctl_signal_name(int s) { return s == SIGTERM ? "SIGTERM" : s == SIGINT ? "SIGINT" : s == SIGUSR1 ? "SIGUSR1" : "a signal"; }

@@ -19,12 +19,15 @@
 enum { RUNCTL_RUNNING, RUNCTL_DONE, RUNCTL_STOPPED, RUNCTL_FAILED };
 #define RUNCTL_EXIT_STOPPED 75   /* EX_TEMPFAIL: stopped with progress saved; run again to resume */
 
-/* Installs the handlers (once, on every rank). */
-void runctl_signals_install(void);
+/* Installs the handlers (once, on every rank; rank 0 is the one that prints). */
+void runctl_signals_install(int rank);
 /* graceful = 1 while the ranks compute (a signal asks for a stop), 0 elsewhere (exit at once). */
 void runctl_set_graceful(int graceful);
 /* The signal received in the graceful phase, or 0; its name ("SIGTERM"). */
 int runctl_signal(void);
+/* Once every rank has said what it had to say: a signal (mpirun ending the ranks after one
+ * exited non-zero) exits without a word. */
+void runctl_set_silent(void);
 const char *runctl_signal_name(int sig);
 
 typedef struct {

@@ -19,13 +19,21 @@ int err_set(const char *fmt, ...)
 
 const char *err_get(void) { return err_msg; }
 
+static const char *g_writing;   /* the file being created, for check_fail's message */
+
+void check_set_writing(const char *path) { g_writing = path; }
+
 _Noreturn void check_fail(const char *file, int line, const char *call, const char *msg)
 {
+    const int err = errno;
     int up = 0, fin = 0, rank = 0;
     MPI_Initialized(&up);
     MPI_Finalized(&fin);
     if (up && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", rank, file, line, call, msg);
+    if (g_writing) /* a failed write of our own file (a full disk, say): the file and the reason */
+        fprintf(stderr, "attnscope: %s: cannot write: %s (rank %d, %s:%d)\n", g_writing, err ? strerror(err) : msg, rank, file, line);
+    else
+        fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", rank, file, line, call, msg);
     fflush(stderr);
     if (up && !fin) MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Interrupted runs: kills at random points, resumes, refusals, a full disk.
+
+A 2-rank run of the HF fixture bert_tiny over a few thousand random samples (a few seconds) is
+the reference. Each trial sends SIGKILL or SIGTERM to the whole job (mpirun and its ranks, as a
+cluster's scheduler does) at a random moment, then starts the same command again, and checks:
+the final path held nothing or a complete file; the second run resumed from what the first one
+saved (printed: how much was saved, how much was computed again); its output equals the
+uninterrupted run's dataset by dataset (bit for bit: the same batches in the same order); nothing
+else of the run remains beside the output. Then: SIGTERM is answered within 30 s with one line
+saying what is saved; SIGUSR1 to the ranks alone stops them with exit status 75; one rank killed
+alone ends the job within 10 s; a resume with another option is refused naming it, --restart
+discards; an existing --out is kept without --overwrite; --out equal to the input is refused; a
+second run on the same --out while one works on it is refused; a run that does not fit in the
+free space is refused with the numbers, and a disk that fills up mid-run (--force, a small tmpfs)
+ends with one line naming the file and the errno text, the finished work kept for a resume.
+
+RESUME_TRIALS sets the number of kill trials (make test: 4; make test-long: 24), RESUME_SEED the
+random seed. Exits non-zero on any failure."""
+import os, random, re, shutil, signal, subprocess, sys, tempfile, time
+import numpy as np, h5py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+MODEL = os.path.join(ROOT, "tests/fixtures/hf/bert_tiny")
+MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
+TMP = tempfile.mkdtemp(prefix="attnscope-resume-")
+TRIALS = int(os.environ.get("RESUME_TRIALS", "4"))
+SEED = int(os.environ.get("RESUME_SEED", str(int(time.time()) % 100000)))
+rng = random.Random(SEED)
+print(f"seed {SEED} (RESUME_SEED to repeat), {TRIALS} kill trials, work in {TMP}")
+
+
+def make_input(path, n, seed=0):
+    r = np.random.default_rng(seed)
+    lens = r.integers(3, 65, n)
+    ids = np.zeros((n, 64), np.int32)
+    mask = np.zeros((n, 64), np.int8)
+    for i, l in enumerate(lens):
+        ids[i, :l] = r.integers(1, 120, l)
+        mask[i, :l] = 1
+    with h5py.File(path, "w") as f:
+        f["input_ids"] = ids
+        f["attention_mask"] = mask
+
+
+INPUT = f"{TMP}/input.h5"
+make_input(INPUT, 6000)
+ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3"]
+
+
+def cmd(out, *extra, np_=2):
+    return MPIRUN + ["-n", str(np_), "-x", "OMP_NUM_THREADS=1", "-x", "OPENBLAS_NUM_THREADS=1", BIN, "run"] + ARGS + \
+        ["--out", out] + [str(a) for a in extra]
+
+
+def run(out, *extra, np_=2):
+    return subprocess.run(cmd(out, *extra, np_=np_), capture_output=True, text=True, cwd=ROOT)
+
+
+def start(out, *extra, np_=2):
+    return subprocess.Popen(cmd(out, *extra, np_=np_), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, start_new_session=True)
+
+
+def kill_job(p, sig):
+    """sig to mpirun and every rank: mpirun puts its ranks in process groups of their own, so the
+    job is its session (what a scheduler's kill reaches through its cgroup)"""
+    subprocess.run(["pkill", f"-{sig.value}", "-s", str(p.pid)])
+
+
+def datasets(f):
+    names = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return sorted(names)
+
+
+def differing(path, ref):
+    with h5py.File(path, "r") as a, h5py.File(ref, "r") as b:
+        na, nb = datasets(a), datasets(b)
+        if na != nb:
+            return [f"dataset lists differ: {sorted(set(na) ^ set(nb))}"]
+        return [n for n in na if not np.array_equal(a[n][:], b[n][:])]
+
+
+def att_lines(p):
+    return [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+
+
+def leftovers(d, keep):
+    return sorted(x for x in os.listdir(d) if x not in keep)
+
+
+# ---- the reference: uninterrupted -------------------------------------------------------------
+REF = f"{TMP}/ref.h5"
+t = time.time()
+p = run(REF)
+ref_s = time.time() - t
+check(p.returncode == 0 and os.path.exists(REF), f"uninterrupted reference run exits 0 in {ref_s:.1f} s")
+if p.returncode:
+    print(p.stdout, p.stderr)
+    summary()
+m = re.search(r"padding ([0-9.]+)% of", p.stdout)
+N = h5py.File(REF, "r")["samples/length"].shape[0]
+
+# ---- kill trials -------------------------------------------------------------------------------
+work = f"{TMP}/trials"
+os.makedirs(work)
+for trial in range(TRIALS):
+    out = f"{work}/out.h5"
+    sig = signal.SIGKILL if trial % 2 == 0 else signal.SIGTERM
+    at = rng.uniform(0.3, max(0.6, ref_s * 1.1))
+    p = start(out)
+    time.sleep(at)
+    t_sig = time.time()
+    kill_job(p, sig)
+    so, se = p.communicate(timeout=120)
+    dt = time.time() - t_sig
+    final_state = "complete" if os.path.exists(out) else "absent"
+    ok_final = final_state == "absent" or not differing(out, REF)
+    if sig == signal.SIGTERM:
+        lines = [l for l in se.splitlines() if l.startswith("attnscope:")]
+        stopped = [l for l in lines if "stopped by SIGTERM" in l or "interrupted" in l]
+        check(dt < 30 and (final_state == "complete" or len(stopped) >= 1),
+              f"trial {trial}: SIGTERM at {at:.2f} s: exit after {dt:.2f} s (limit 30), {stopped[:1] or lines[:1] or 'no line'}")
+    p2 = run(out)
+    m = re.search(r"resuming: (\d+) of (\d+) samples", p2.stdout)
+    saved = int(m.group(1)) if m else 0
+    if final_state == "complete":
+        check(p2.returncode != 0 and "exists" in (att_lines(p2) or [""])[0],
+              f"trial {trial}: {sig.name} at {at:.2f} s came after completion; the re-run refuses to overwrite: {att_lines(p2)}")
+        os.remove(out)
+        continue
+    if p2.returncode:
+        print(p2.stdout[-2000:], p2.stderr[-2000:])
+    d = differing(out, REF) if p2.returncode == 0 and os.path.exists(out) else ["(no output)"]
+    left = leftovers(work, {"out.h5"})
+    check(p2.returncode == 0 and ok_final and not d and not left,
+          f"trial {trial}: {sig.name} at {at:.2f} s, final path {final_state}; re-run saved {saved}/{N} samples, "
+          f"computed {N - saved} again; output == uninterrupted over every dataset (differ: {d}); left beside it: {left}")
+    if os.path.exists(out):
+        os.remove(out)
+    shutil.rmtree(out + ".partial", ignore_errors=True)
+
+# ---- SIGUSR1 to the ranks alone (Slurm's --signal): exit status 75, then resume ----------------
+out = f"{TMP}/usr1.h5"
+p = start(out)
+time.sleep(max(0.5, ref_s * 0.4))
+ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "attnscope"], capture_output=True, text=True).stdout.split()
+for r in ranks:
+    os.kill(int(r), signal.SIGUSR1)
+so, se = p.communicate(timeout=120)
+lines = [l for l in se.splitlines() if l.startswith("attnscope:")]
+check(p.returncode == 75 and len(ranks) == 2 and any("stopped by SIGUSR1" in l for l in lines),
+      f"SIGUSR1 to the 2 ranks: exit status {p.returncode} (75 expected), {[l for l in lines if 'stopped' in l]}")
+p2 = run(out)
+check(p2.returncode == 0 and not differing(out, REF) and not os.path.exists(out + ".partial"),
+      "after SIGUSR1 the same command resumes and completes with the uninterrupted output, partial directory gone")
+
+# ---- one rank killed alone: the job ends within 10 s ------------------------------------------
+out = f"{TMP}/onerank.h5"
+p = start(out)
+time.sleep(max(0.5, ref_s * 0.3))
+ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "attnscope"], capture_output=True, text=True).stdout.split()
+t = time.time()
+if ranks:
+    os.kill(int(ranks[-1]), signal.SIGKILL)
+try:
+    p.communicate(timeout=60)
+except subprocess.TimeoutExpired:
+    kill_job(p, signal.SIGKILL)
+    p.communicate()
+dt = time.time() - t
+check(ranks and p.returncode != 0 and dt < 10, f"one rank SIGKILLed: the job exits {p.returncode} after {dt:.1f} s (limit 10)")
+p2 = run(out)
+check(p2.returncode == 0 and not differing(out, REF), "and the same command then resumes to the uninterrupted output")
+
+# ---- refusals: other options, --restart, existing --out, --out == input, a second run ----------
+out = f"{TMP}/opts.h5"
+p = start(out)
+time.sleep(max(0.5, ref_s * 0.4))
+kill_job(p, signal.SIGTERM)
+p.communicate(timeout=60)
+p2 = run(out, "--topk", 2)
+l2 = att_lines(p2)
+check(p2.returncode != 0 and len(l2) == 1 and "--topk (was 3, now 2)" in l2[0] and "--restart" in l2[0],
+      f"a resume with another --topk is refused naming it: {l2}")
+p2 = run(out, "--topk", 2, "--restart")
+with h5py.File(out, "r") as f:
+    k = f["stats/topk_index"].shape[-1] if p2.returncode == 0 else -1
+check(p2.returncode == 0 and k == 2 and not os.path.exists(out + ".partial"), f"--restart discards it and runs anew (topk {k})")
+p2 = run(out, "--topk", 2)
+check(p2.returncode != 0 and "add --overwrite" in (att_lines(p2) or [""])[0] and os.path.exists(out),
+      f"an existing --out is kept: {att_lines(p2)}")
+before = os.stat(out).st_mtime_ns
+p2 = run(out, "--overwrite")
+check(p2.returncode == 0 and os.stat(out).st_mtime_ns != before and not differing(out, REF), "--overwrite replaces it")
+p2 = subprocess.run(MPIRUN + ["-n", "1", BIN, "run", "--model", MODEL, "--input", INPUT, "--out", INPUT, "--overwrite"],
+                    capture_output=True, text=True)
+with h5py.File(INPUT, "r") as f:
+    intact = f["input_ids"].shape == (6000, 64)
+check(p2.returncode != 0 and "input file" in (att_lines(p2) or [""])[0] and intact, f"--out equal to --input is refused, input intact: {att_lines(p2)}")
+out = f"{TMP}/locked.h5"
+pa = start(out)
+time.sleep(max(0.5, ref_s * 0.3))
+pb = run(out)
+check(pb.returncode != 0 and "another attnscope run is writing it" in (att_lines(pb) or [""])[0],
+      f"a second run on the same --out is refused while the first works: {att_lines(pb)}")
+pa.communicate(timeout=120)
+check(pa.returncode == 0 and not differing(out, REF), "the first run completes undisturbed")
+
+# ---- the free space: refused up front; a disk that fills up mid-run ----------------------------
+mnt = f"{TMP}/small"
+os.makedirs(mnt)
+mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", mnt], capture_output=True).returncode == 0
+check(mounted, "a 50 MB tmpfs for the full-disk checks (mount as root)")
+if mounted:
+    try:
+        out = f"{mnt}/full.h5"
+        p = run(out)
+        l = att_lines(p)
+        check(p.returncode != 0 and len(l) == 1 and "only" in l[0] and "--force" in l[0] and not os.listdir(mnt),
+              f"a run that does not fit is refused with the numbers, nothing left: {l}")
+        p = run(out, "--force")
+        l = att_lines(p)
+        partial = os.path.isdir(out + ".partial")
+        check(p.returncode != 0 and len(l) == 1 and "No space left on device" in l[0] and "full.h5.partial" in l[0] and
+              not os.path.exists(out) and partial, f"the disk fills up mid-run: {l}; nothing at the final path, the partial run kept")
+        subprocess.run(["mount", "-o", "remount,size=256m", mnt], check=True)
+        p2 = run(out)
+        m = re.search(r"resuming: (\d+) of", p2.stdout)
+        check(p2.returncode == 0 and not differing(out, REF) and not os.path.exists(out + ".partial"),
+              f"after making room the same command resumes ({m.group(1) if m else 0} samples were saved) to the uninterrupted output")
+    finally:
+        subprocess.run(["umount", "-l", mnt])
+
+shutil.rmtree(TMP, ignore_errors=True)
+summary()
