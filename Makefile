@@ -3,6 +3,7 @@
 #   make              build build/attnscope (CPU backend; Open MPI, parallel HDF5, OpenBLAS)
 #   make CUDA=1       also compile kernels/*.cu with nvcc and link cuBLAS (needs the CUDA toolkit)
 #   make test         install what is missing, build, run every test (what CI runs)
+#   make test-long    the same installs and build, then 24 kill-and-resume trials (tests/test_resume.py)
 #   make demo         install what is missing, build, run the demo job on 2 MPI ranks + reducer
 #   make sanitize     build with AddressSanitizer/UBSan into build-asan/
 #   make deps         only the installs (apt-get as root; pip into .deps/py for what Debian lacks)
@@ -89,7 +90,7 @@ TEST_SRCS := $(wildcard tests/test_*.c tests/probe_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # tests/test_*.c are run by tests/run_all.sh; tests/probe_*.c are helpers the Python tests drive
 
-.PHONY: all test demo deps sanitize clean FORCE
+.PHONY: all test test-long demo deps sanitize clean FORCE
 all: $(BUILD)/attnscope $(TEST_BINS)
 	@echo "built $(BUILD)/attnscope (CUDA=$(CUDA) SANITIZE=$(SANITIZE) commit $(GIT_COMMIT))"
 
@@ -163,6 +164,11 @@ export MPIRUN PYTHON DEMO_MODEL BUILD
 test: deps
 	@$(MAKE) --no-print-directory all
 	@PYTHONPATH=$(PYPATH) tests/run_all.sh
+
+# the kill-and-resume trials at length: 24 random SIGKILL/SIGTERM trials instead of make test's 4
+test-long: deps
+	@$(MAKE) --no-print-directory all
+	@PYTHONPATH=$(PYPATH) RESUME_TRIALS=24 $(PYTHON) tests/test_resume.py
 
 demo: deps
 	@$(MAKE) --no-print-directory all

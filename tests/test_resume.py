@@ -101,7 +101,7 @@ ref_s = time.time() - t
 check(p.returncode == 0 and os.path.exists(REF), f"uninterrupted reference run exits 0 in {ref_s:.1f} s")
 if p.returncode:
     print(p.stdout, p.stderr)
-    summary()
+    sys.exit(summary())
 m = re.search(r"padding ([0-9.]+)% of", p.stdout)
 N = h5py.File(REF, "r")["samples/length"].shape[0]
 
@@ -237,4 +237,4 @@ if mounted:
         subprocess.run(["umount", "-l", mnt])
 
 shutil.rmtree(TMP, ignore_errors=True)
-summary()
+sys.exit(summary())
