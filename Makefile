@@ -94,9 +94,9 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/attnscope $(TEST_BINS)
 	@echo "built $(BUILD)/attnscope (CUDA=$(CUDA) SANITIZE=$(SANITIZE) commit $(GIT_COMMIT))"
 
-# run.o and main.o carry the git commit: rebuild them every time so that the HDF5 attribute and
+# run.o and cli.o carry the git commit: rebuild them every time so that the HDF5 attribute and
 # `attnscope version` are never stale
-$(BUILD)/obj/run.o $(BUILD)/obj/main.o: FORCE
+$(BUILD)/obj/run.o $(BUILD)/obj/cli.o: FORCE
 FORCE:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@

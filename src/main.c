@@ -1,16 +1,17 @@
 /* main.c — the attnscope binary: MPI up, one subcommand, MPI down. */
 #include "run.h"
 #include "check.h"
+#include "cli.h"
 #include <hdf5.h>
 
 static const char *usage =
     "attnscope " ATTNSCOPE_VERSION " — what every attention head of a transformer does, over a dataset\n"
     "usage: attnscope run    --model DIR (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n"
     "       attnscope reduce OUT.h5 [--figures DIR] [--sample I --layer L --head H]\n"
-    "       attnscope version\n"
-    "run with mpirun/srun for several ranks; 'attnscope run --help' lists the options\n";
-
-
+    "       attnscope version | --version\n"
+    "       attnscope help | -h | --help\n"
+    "run with mpirun/srun for several ranks; 'attnscope run --help' and 'attnscope reduce --help'\n"
+    "list the options (--opt value or --opt=value)\n";
 
 int main(int argc, char **argv)
 {
@@ -22,17 +23,31 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     /* HDF5 prints its error stacks for our own files only through CHECK_H5; input files are
      * probed with H5E_BEGIN_TRY and reported in one line */
-    int rc = 2;
-    const char *cmd = argc > 1 ? argv[1] : "";
-    if (!strcmp(cmd, "run") && !(argc > 2 && !strcmp(argv[2], "--help"))) rc = run_main(argc - 1, argv + 1);
+    int rc = 0;
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (!cmd) {
+        if (rank == 0) fputs(usage, stderr);
+        rc = 2;
+    } else if (!strcmp(cmd, "run")) rc = run_main(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reduce")) rc = reduce_main(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "version")) {
-        if (rank == 0) printf("attnscope %s (commit %s)\n", ATTNSCOPE_VERSION, ATTNSCOPE_GIT_COMMIT);
-        rc = 0;
-    } else if (!strcmp(cmd, "run")) {
-        if (rank == 0) fputs(run_usage_text(), stdout);
-        rc = 0;
-    } else if (rank == 0) fputs(usage, stderr);
+    else if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        if (rank == 0) cli_version(stdout);
+    } else if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        if (rank == 0) fputs(usage, stdout);
+    } else {
+        /* argv is the same on every rank: each takes this branch, rank 0 says why */
+        static const char *const commands[] = {"run", "reduce", "version", "help", NULL};
+        static const char *const options[] = {"--help", "--version", NULL};
+        const char *near = cli_suggest(cmd, cmd[0] == '-' ? options : commands);
+        if (rank == 0) {
+            if (cmd[0] == '-') fprintf(stderr, "attnscope: unknown option %s", cmd);
+            else fprintf(stderr, "attnscope: unknown command '%s'", cmd);
+            if (near) fprintf(stderr, cmd[0] == '-' ? "; did you mean %s?" : "; did you mean '%s'?", near);
+            else if (cmd[0] == '-') fputs(" (options follow the command: attnscope run|reduce [options])", stderr);
+            fputs("\ntry 'attnscope --help'\n", stderr);
+        }
+        rc = 2;
+    }
     MPI_Finalize();
     return rc;
 }

@@ -3,65 +3,68 @@
  * Everything read from the file is checked (shapes, ranges) since a user may hand us any file. */
 #include "run.h"
 #include "check.h"
+#include "cli.h"
 #include "report.h"
 #include "h5out.h"
 #include "par.h"
 #include "summary.h"
 #include "util.h"
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <sys/stat.h>
 
-static const char *reduce_usage =
-    "usage: attnscope reduce OUT.h5 [--figures DIR] [--sample I] [--layer L --head H] [--bins B] [--exemplars K]\n"
-    "                        [--exemplar-stat S]\n"
-    "  writes /summary (mean, std, histogram, group mean and exemplars of every statistic, clustered\n"
-    "  head order) into OUT.h5; with --figures, the figures and an index.html into DIR; with\n"
-    "  --sample I every head of sample I (and --layer/--head that head large); the exemplar samples of\n"
-    "  --exemplar-stat S (default attn_prev) for --layer/--head or the head scoring highest on S\n"
-    "  (sample maps need a file written with --save-attention)\n";
-
 typedef struct {
     const char *file, *figures;
-    long sample, layer, head, bins, exemplars;
+    int sample, layer, head, bins, exemplars;
     const char *exemplar_stat;
 } reduce_opts;
 
-static int parse(reduce_opts *o, int argc, char **argv)
+/* The options of `attnscope reduce` (cli.h). Columns: name, kind, field, placeholder, help, then
+ * .lo/.hi (ranges) and .def (default) where they apply. */
+#define F(field) offsetof(reduce_opts, field)
+static const cli_opt reduce_options[] = {
+    CLI_OPT("OUT.h5", CLI_POS, F(file), NULL, NULL),
+    CLI_OPT("figures", CLI_STR, F(figures), "DIR", "draw the figures and an index.html into DIR"),
+    CLI_OPT("sample", CLI_INT, F(sample), "I", "draw every head of sample I (needs /attention)", .lo = 0, .hi = INT_MAX),
+    CLI_OPT("layer", CLI_INT, F(layer), "L", "with --head H: the head whose exemplar samples are drawn (default: the head\n"
+            "scoring highest on --exemplar-stat), and drawn large for --sample", .lo = 0, .hi = INT_MAX),
+    CLI_OPT("head", CLI_INT, F(head), "H", "see --layer", .lo = 0, .hi = INT_MAX),
+    CLI_OPT("bins", CLI_INT, F(bins), "B", "histogram bins of every statistic", .lo = 1, .hi = 4096, .def = "32"),
+    CLI_OPT("exemplars", CLI_INT, F(exemplars), "K", "exemplar samples kept per head", .lo = 1, .hi = 64, .def = "3"),
+    CLI_OPT("exemplar-stat", CLI_STR, F(exemplar_stat), "S", "the statistic whose exemplar samples are kept and drawn", .def = "attn_prev"),
+    {0}};
+#undef F
+
+static const cli_spec reduce_cli = {
+    .cmd = "reduce",
+    .synopsis = "usage: attnscope reduce OUT.h5 [--figures DIR] [--sample I] [--layer L --head H] [--bins B] [--exemplars K]\n"
+                "                        [--exemplar-stat S]\n",
+    .about = "  writes /summary (mean, std, histogram, group mean and exemplars of every statistic, clustered\n"
+             "  head order) into OUT.h5; with --figures, the figures and an index.html into DIR (sample\n"
+             "  maps need a file written with --save-attention)\n",
+    .opts = reduce_options};
+
+/* Collective. Returns -1 when reduce should go on, else the exit status (cli_agree). */
+static int parse(reduce_opts *o, int argc, char **argv, MPI_Comm comm)
 {
-    o->file = o->figures = NULL;
-    o->sample = o->layer = o->head = -1;
-    o->bins = 32;
-    o->exemplars = 3;
-    o->exemplar_stat = "attn_prev";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2)) {
-            if (o->file) return err_set("unexpected argument '%s'", a);
-            o->file = a;
-            continue;
-        }
-        if (i + 1 >= argc) return err_set("%s needs a value", a);
-        const char *v = argv[++i];
-        long *dst = !strcmp(a, "--sample") ? &o->sample : !strcmp(a, "--layer") ? &o->layer : !strcmp(a, "--head") ? &o->head
-                  : !strcmp(a, "--bins") ? &o->bins : !strcmp(a, "--exemplars") ? &o->exemplars : NULL;
-        if (!strcmp(a, "--figures")) o->figures = v;
-        else if (!strcmp(a, "--exemplar-stat")) o->exemplar_stat = v;
-        else if (dst) {
-            char *end;
-            *dst = strtol(v, &end, 10);
-            if (*end || end == v || *dst < 0) return err_set("%s: '%s' is not a non-negative integer", a, v);
-        } else return err_set("unknown option %s", a);
-    }
-    if (!o->file) return err_set("no input file given");
-    if (o->bins < 1 || o->bins > 4096) return err_set("--bins must be in [1, 4096]");
-    if (o->exemplars < 1 || o->exemplars > 64) return err_set("--exemplars must be in [1, 64]");
-    if ((o->layer >= 0) != (o->head >= 0)) return err_set("--layer and --head go together");
-    if ((o->sample >= 0 || o->layer >= 0) && !o->figures) return err_set("--sample/--layer/--head choose figures: give --figures DIR");
+    memset(o, 0, sizeof *o);
+    o->sample = o->layer = o->head = -1;   /* not given */
+    int rc = cli_parse(&reduce_cli, o, argc, argv, NULL);
+    if (rc != CLI_OK) return cli_agree(&reduce_cli, rc, comm);
+    const char *stats[STAT_N + 1] = {NULL};
     int known = 0;
-    for (int st = 0; st < STAT_N; st++) known |= !strcmp(stats_names[st], o->exemplar_stat);
-    if (!known) return err_set("--exemplar-stat: '%s' is not a statistic (entropy, distance, attn_prev, ...)", o->exemplar_stat);
-    return 0;
+    for (int st = 0; st < STAT_N; st++) {
+        stats[st] = stats_names[st];
+        known |= !strcmp(stats_names[st], o->exemplar_stat);
+    }
+    const char *near = known ? NULL : cli_suggest(o->exemplar_stat, stats);
+    if (!o->file) rc = err_set("no input file given");
+    else if ((o->layer >= 0) != (o->head >= 0)) rc = err_set("--layer and --head go together");
+    else if ((o->sample >= 0 || o->layer >= 0) && !o->figures) rc = err_set("--sample/--layer/--head choose figures: give --figures DIR");
+    else if (!known && near) rc = err_set("--exemplar-stat: '%s' is not a statistic; did you mean %s?", o->exemplar_stat, near);
+    else if (!known) rc = err_set("--exemplar-stat: '%s' is not a statistic (entropy, distance, attn_prev, ...)", o->exemplar_stat);
+    return cli_agree(&reduce_cli, rc, comm);
 }
 
 int reduce_main(int argc, char **argv)
@@ -70,10 +73,8 @@ int reduce_main(int argc, char **argv)
     int rank;
     MPI_Comm_rank(comm, &rank);
     reduce_opts o;
-    if (par_agree(parse(&o, argc, argv), comm)) {
-        if (rank == 0) fputs(reduce_usage, stderr);
-        return 2;
-    }
+    int st = parse(&o, argc, argv, comm);
+    if (st >= 0) return st;
     summary s;
     if (par_agree(summary_compute(&s, o.file, o.bins, o.exemplars, comm), comm)) return 1;
     int rc = 0;

@@ -4,6 +4,7 @@
  * agree on each step (par_agree) so that a bad input ends every rank cleanly with one message. */
 #include "run.h"
 #include "check.h"
+#include "cli.h"
 #include "collect.h"
 #include "dataset.h"
 #include "h5out.h"
@@ -26,7 +27,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *text, *input, *out, *backend, *att_dtype, *precision;
+    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
     double sink_eps;
@@ -34,171 +35,70 @@ typedef struct {
     double progress_every, checkpoint_every;
 } run_opts;
 
-static const char *run_usage =
-    "usage: attnscope run --model DIR (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n"
-    "  --job FILE             read options from a job file (key = value lines; the command line wins)\n"
-    "  --model DIR            Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt\n"
-    "  --text FILE            UTF-8 corpus, one sample per line (blank lines skipped)\n"
-    "  --input FILE.h5        pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids\n"
-    "  --out OUT.h5           output file (written to a temporary name, renamed on success)\n"
-    "  --max-len N            truncate samples to N tokens (default: the model's max positions)\n"
-    "  --batch N              samples per forward batch (default 32)\n"
-    "  --max-tokens N         cap on batch x padded length (default 16384)\n"
-    "  --save-attention       also store /attention [N, layers, heads, Lmax, Lmax]\n"
-    "  --attention-dtype T    f32 (default) or f16 for /attention\n"
-    "  --backend B            cuda (default when built with CUDA and a GPU is visible) or cpu\n"
-    "  --precision P          fp32 (default), fp32-sgemm, tf32 or bf16. fp32: within 1e-5 of HF (on a GPU the\n"
-    "                         linear layers and QKᵀ run as 3xTF32 tensor-core GEMMs); fp32-sgemm: every GEMM a\n"
-    "                         plain SGEMM; tf32: TF32 GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and\n"
-    "                         statistics stay fp32/fp64\n"
-    "  --window W             locality window in tokens (default 3)\n"
-    "  --topk K               keys kept per query in /stats/topk_* (default 3; 0: not stored)\n"
-    "  --no-key-importance    do not store /stats/key_importance [N, layers, heads, Lmax]\n"
-    "  --sink-eps E           sink threshold of /stats/sink_rate (default 0.3)\n"
-    "  --head-similarity      accumulate /summary/head_similarity_* (JS and cosine between all heads)\n"
-    "  --overwrite            replace an existing --out (kept until the new run completes)\n"
-    "  --restart              discard the partial results of an interrupted run of the same --out\n"
-    "  --force                run even if the output will not fit in the free space\n"
-    "  --progress-every S     seconds between progress lines when stdout is not a terminal (default 10)\n"
-    "  --checkpoint-every S   seconds between durable checkpoints of each rank's progress (default 30)\n"
-    "  --quiet                no progress lines\n"
-    "  --profile              time every backend op (slower) and print where rank 0's time went\n";
-
 int mpi_thread_level = MPI_THREAD_SINGLE;
-const char *run_usage_text(void) { return run_usage; }
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-static int set_int(int *dst, const char *key, const char *v, int lo, int hi)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) return err_set("--%s: '%s' is not an integer in [%d, %d]", key, v, lo, hi);
-    *dst = (int)x;
-    return 0;
-}
+/* The options of `attnscope run`, command line and job file alike (cli.h). Columns: name, kind,
+ * field, placeholder, help, then .lo/.hi (ranges) and .def (default) where they apply. */
+#define F(field) offsetof(run_opts, field)
+static const cli_opt run_options[] = {
+    CLI_OPT("job", CLI_JOB, F(job), "FILE", "read options from a job file (key = value lines; the command line wins)"),
+    CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt"),
+    CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)"),
+    CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids"),
+    CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (written to a temporary name, renamed on success)"),
+    CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20),
+    CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32"),
+    CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384"),
+    CLI_OPT("save-attention", CLI_FLAG, F(save_attention), NULL, "also store /attention [N, layers, heads, Lmax, Lmax]"),
+    CLI_OPT("attention-dtype", CLI_STR, F(att_dtype), "T", "f32 or f16 for /attention", .def = "f32"),
+    CLI_OPT("backend", CLI_STR, F(backend), "B", "cuda (default when built with CUDA and a GPU is visible) or cpu"),
+    CLI_OPT("precision", CLI_STR, F(precision), "P",
+            "fp32, fp32-sgemm, tf32 or bf16. fp32: within 1e-5 of HF (on a GPU the linear layers and\n"
+            "QKᵀ run as 3xTF32 tensor-core GEMMs); fp32-sgemm: every GEMM a plain SGEMM; tf32: TF32\n"
+            "GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and statistics stay fp32/fp64", .def = "fp32"),
+    CLI_OPT("window", CLI_INT, F(window), "W", "locality window in tokens", .lo = 0, .hi = 1 << 20, .def = "3"),
+    CLI_OPT("topk", CLI_INT, F(topk), "K", "keys kept per query in /stats/topk_* (0: not stored)", .lo = 0, .hi = 64, .def = "3"),
+    CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance [N, layers, heads, Lmax]"),
+    CLI_OPT("sink-eps", CLI_DOUBLE, F(sink_eps), "E", "sink threshold of /stats/sink_rate", .lo = 0, .hi = 1, .def = "0.3"),
+    CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)"),
+    CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
+    CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
+    CLI_OPT("force", CLI_FLAG, F(force), NULL, "run even if the output will not fit in the free space"),
+    CLI_OPT("progress-every", CLI_DOUBLE, F(progress_every), "S", "seconds between progress lines when stdout is not a terminal",
+            .lo = 0.1, .hi = 86400, .def = "10"),
+    CLI_OPT("checkpoint-every", CLI_DOUBLE, F(checkpoint_every), "S", "seconds between durable checkpoints of each rank's progress",
+            .lo = 0, .hi = 86400, .def = "30"),
+    CLI_OPT("quiet", CLI_FLAG, F(quiet), NULL, "no progress lines"),
+    CLI_OPT("profile", CLI_FLAG, F(profile), NULL, "time every backend op (slower) and print where rank 0's time went"),
+    {0}};
+#undef F
 
-/* Applies one option; value NULL for flags. Returns 0, 1 if it consumed a value, -1 (err_set). */
-static int apply_opt(run_opts *o, const char *key, const char *val, int from_job)
-{
-    struct { const char *name; const char **dst; } strs[] = {
-        {"model", &o->model}, {"text", &o->text}, {"input", &o->input}, {"out", &o->out},
-        {"backend", &o->backend}, {"attention-dtype", &o->att_dtype}, {"precision", &o->precision}};
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        if (!strcmp(key, strs[i].name)) {
-            if (!val) return err_set("--%s needs a value", key);
-            *strs[i].dst = val;
-            return 1;
-        }
-    struct { const char *name; int *dst; int lo, hi; } ints[] = {
-        {"max-len", &o->max_len, 2, 1 << 20}, {"batch", &o->batch, 1, 1 << 20}, {"max-tokens", &o->max_tokens, 2, 1 << 30},
-        {"window", &o->window, 0, 1 << 20}, {"topk", &o->topk, 0, 64}};
-    struct { const char *name; double *dst, lo, hi; } dbls[] = {
-        {"sink-eps", &o->sink_eps, 0, 1}, {"progress-every", &o->progress_every, 0.1, 86400}, {"checkpoint-every", &o->checkpoint_every, 0, 86400}};
-    for (size_t i = 0; i < sizeof dbls / sizeof *dbls; i++)
-        if (!strcmp(key, dbls[i].name)) {
-            char *end;
-            if (!val) return err_set("--%s needs a value", key);
-            *dbls[i].dst = strtod(val, &end);
-            if (*end || end == val || !(*dbls[i].dst >= dbls[i].lo && *dbls[i].dst <= dbls[i].hi))
-                return err_set("--%s: '%s' is not a number in [%g, %g]", key, val, dbls[i].lo, dbls[i].hi);
-            return 1;
-        }
-    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
-        if (!strcmp(key, ints[i].name)) {
-            if (!val) return err_set("--%s needs a value", key);
-            return set_int(ints[i].dst, key, val, ints[i].lo, ints[i].hi) ? -1 : 1;
-        }
-    struct { const char *name; int *dst; } flags[] = {
-        {"save-attention", &o->save_attention}, {"quiet", &o->quiet}, {"head-similarity", &o->similarity},
-        {"no-key-importance", &o->no_key_importance}, {"profile", &o->profile}, {"overwrite", &o->overwrite},
-        {"restart", &o->restart}, {"force", &o->force}};
-    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
-        if (!strcmp(key, flags[i].name)) {
-            if (from_job && val) {
-                if (!strcmp(val, "true") || !strcmp(val, "1") || !strcmp(val, "yes")) *flags[i].dst = 1;
-                else if (!strcmp(val, "false") || !strcmp(val, "0") || !strcmp(val, "no")) *flags[i].dst = 0;
-                else return err_set("%s: expected true or false, got '%s'", key, val);
-                return 1;
-            }
-            *flags[i].dst = 1;
-            return 0;
-        }
-    return err_set("unknown option --%s", key);
-}
+static const cli_spec run_cli = {
+    .cmd = "run",
+    .synopsis = "usage: attnscope run --model DIR (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n",
+    .opts = run_options};
 
-/* Job file: "key = value" lines, '#' comments, keys as the long options. Values are kept in
- * *store (freed by the caller). */
-static int read_job(run_opts *o, const char *path, char **store)
-{
-    size_t n;
-    char *text = util_read_file(path, 1 << 20, &n);
-    if (!text) return -1;
-    *store = text;
-    int lineno = 0;
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        lineno++;
-        char *h = strchr(line, '#');
-        if (h) *h = 0;
-        char *k = line;
-        while (*k == ' ' || *k == '\t') k++;
-        if (!*k || *k == '\r') continue;
-        char *eq = strchr(k, '=');
-        if (!eq) return err_set("%s:%d: expected 'key = value'", path, lineno);
-        char *ke = eq;
-        while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
-        *ke = 0;
-        char *v = eq + 1;
-        while (*v == ' ' || *v == '\t') v++;
-        char *ve = v + strlen(v);
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r')) ve--;
-        *ve = 0;
-        if (!strcmp(k, "job")) return err_set("%s:%d: a job file cannot name another job file", path, lineno);
-        if (apply_opt(o, k, v, 1) < 0) {
-            char m[1024];
-            snprintf(m, sizeof m, "%s", err_get());
-            return err_set("%s:%d: %s", path, lineno, m);
-        }
-    }
-    return 0;
-}
-
-static int parse_opts(run_opts *o, int argc, char **argv, char **job_store)
+/* Collective. Fills *o from the job file and the command line (*job_store: the job file's text,
+ * which o's strings may point into; the caller frees it). Returns -1 when run should go on, else
+ * the exit status: 0 after --help/--version, 2 after a usage error (reported once, cli_agree). */
+static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_Comm comm)
 {
     memset(o, 0, sizeof *o);
-    o->batch = 32;
-    o->max_tokens = 16384;
-    o->backend = NULL;
-    o->precision = "fp32";
-    o->att_dtype = "f32";
-    o->window = 3;
-    o->topk = 3;
-    o->sink_eps = 0.3;
-    o->progress_every = 10;
-    o->checkpoint_every = 30;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--job") && read_job(o, argv[i + 1], job_store)) return -1;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2)) return err_set("unexpected argument '%s'", argv[i]);
-        const char *key = argv[i] + 2;
-        if (!strcmp(key, "job")) { i++; continue; }
-        int r = apply_opt(o, key, i + 1 < argc ? argv[i + 1] : NULL, 0);
-        if (r < 0) return -1;
-        i += r;
-    }
-    if (!o->model) return err_set("--model DIR is required");
-    if (!o->out) return err_set("--out OUT.h5 is required");
-    if (!!o->text == !!o->input) return err_set("give exactly one of --text FILE and --input FILE.h5");
-    if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16")) return err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
-    if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
-        return err_set("--backend must be cpu or cuda, not '%s'", o->backend);
-    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "fp32-sgemm") && strcmp(o->precision, "tf32") &&
-        strcmp(o->precision, "bf16"))
-        return err_set("--precision must be fp32, fp32-sgemm, tf32 or bf16, not '%s'", o->precision);
-    return 0;
+    int rc = cli_parse(&run_cli, o, argc, argv, job_store);
+    if (rc != CLI_OK) return cli_agree(&run_cli, rc, comm);
+    if (!o->model) rc = err_set("--model DIR is required");
+    else if (!o->out) rc = err_set("--out OUT.h5 is required");
+    else if (!!o->text == !!o->input) rc = err_set("give exactly one of --text FILE and --input FILE.h5");
+    else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
+        rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
+    else if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
+        rc = err_set("--backend must be cpu or cuda, not '%s'", o->backend);
+    else if (strcmp(o->precision, "fp32") && strcmp(o->precision, "fp32-sgemm") && strcmp(o->precision, "tf32") &&
+             strcmp(o->precision, "bf16"))
+        rc = err_set("--precision must be fp32, fp32-sgemm, tf32 or bf16, not '%s'", o->precision);
+    return cli_agree(&run_cli, rc, comm);
 }
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -351,11 +251,8 @@ int run_main(int argc, char **argv)
     run_opts o;
     char *job_store = NULL;
     runctl_signals_install(rank);       /* outside the compute loop a signal ends the run at once */
-    if (par_agree(parse_opts(&o, argc, argv, &job_store), comm)) {
-        if (rank == 0) fputs(run_usage, stderr);
-        free(job_store);
-        return 2;
-    }
+    int parsed = parse_opts(&o, argc, argv, &job_store, comm);
+    if (parsed >= 0) { free(job_store); return parsed; }
     const double t0 = util_now();
 
     /* the output first: fail before any expensive work (an existing --out, --out an input, a

@@ -12,6 +12,4 @@ int run_main(int argc, char **argv);
 int reduce_main(int argc, char **argv);
 /* The thread support MPI_Init_thread granted (main.c). */
 extern int mpi_thread_level;
-/* The option list of `attnscope run`. */
-const char *run_usage_text(void);
 #endif
