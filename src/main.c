@@ -2,6 +2,8 @@
 #include "run.h"
 #include "check.h"
 #include "cli.h"
+#include "par.h"
+#include "util.h"
 #include <hdf5.h>
 
 static const char *usage =
@@ -21,6 +23,12 @@ int main(int argc, char **argv)
     mpi_thread_level = provided;
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    /* srun without PMI support makes N 1-rank jobs that would each write the whole output */
+    if (par_check_launch(MPI_COMM_WORLD)) {
+        if (err_get()[0]) fprintf(stderr, "attnscope: %s\n", err_get());
+        MPI_Finalize();
+        return 2;
+    }
     /* HDF5 prints its error stacks for our own files only through CHECK_H5; input files are
      * probed with H5E_BEGIN_TRY and reported in one line */
     int rc = 0;
