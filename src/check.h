@@ -12,9 +12,9 @@
 
 /* Prints the message prefixed with the rank and aborts the job. Never returns. */
 _Noreturn void check_fail(const char *file, int line, const char *call, const char *msg);
-/* While path is set (not NULL), a failure is reported as "attnscope: PATH: cannot write: <errno
- * text>": the output file is being created and HDF5's own error stack is silenced. */
-void check_set_writing(const char *path);
+/* While path is set (not NULL), a failure is reported as "attnscope: PATH: cannot write: <why()
+ * or the errno text>": the output file is being created and HDF5's own error stack is silenced. */
+void check_set_writing(const char *path, const char *(*why)(void));
 
 #define CHECK_MPI(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { \
     char m_[MPI_MAX_ERROR_STRING]; int n_ = 0; MPI_Error_string(rc_, m_, &n_); \

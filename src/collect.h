@@ -48,7 +48,7 @@ typedef struct {
     const char *data_path, *state_dir;
     int rank, nranks;
     uint64_t run_id;
-    int werr;                          /* set once by the writer thread on a failed write */
+    int werr, werr_errno;              /* set once by the writer thread on a failed write */
     int64_t saved_samples, saved_tokens;   /* what this rank's last durable record says is done */
     char werr_msg[1024];
     /* the current window [w0, w0 + wn) of local samples */
@@ -80,7 +80,7 @@ typedef struct {
 /* The window buffers (wcap from a memory budget) and the list of output datasets. */
 void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax);
-/* Collective, a fresh start only: creates every output dataset in out with its units and
+/* Rank 0, a fresh start only: creates every output dataset in out with its units and
  * definition (n_tokens: the head similarity's number of rows). */
 void collect_create(collect *c, h5out *out, int64_t n_tokens);
 /* Collective, every start: finds the datasets in the (closed) file data_path and opens it for
@@ -111,8 +111,8 @@ double collect_drain(collect *c);
 int collect_write_similarity(collect *c, MPI_Comm comm);
 /* Closes the file descriptor and frees everything. */
 void collect_free(collect *c);
-/* Records a failure (the first one wins): a write of dataset co (-1: the progress record) with
- * errno err, or any message. Safe on the writer thread. */
+/* Records a failure (the first one wins): a write of dataset co (-1: the fdatasync) with errno
+ * err, or any message. Safe on the writer thread. */
 void collect_write_error(collect *c, int co, int err);
 void collect_fail(collect *c, const char *msg);
 /* Bytes of dataset co in the file (0 when absent). */

@@ -77,7 +77,7 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
     for (int h = 0; h < NH; h++) kvg[h] = h / (NH / mc->n_kv_head);
     hsize_t dH[1] = {(hsize_t)NH};
     hid_t ds_kv = make_ds(out, "/model/kv_group", H5T_STD_I32LE, 1, dH, NULL, "key/value head of each query head");
-    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, out->rank == 0 ? NH : 0, kvg, 1);
+    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, NH, kvg, 0);
     H5Dclose(ds_kv);
     free(kvg);
     if (c->names[CO_ATT]) {
@@ -126,7 +126,9 @@ void collect_fail(collect *c, const char *msg)
 void collect_write_error(collect *c, int co, int err)
 {
     char m[1024];
-    snprintf(m, sizeof m, "%s: cannot write %s: %s", c->data_path, co >= 0 ? c->names[co] : "the progress record", strerror(err));
+    if (co >= 0) snprintf(m, sizeof m, "%s: cannot write %s: %s", c->data_path, c->names[co], strerror(err));
+    else snprintf(m, sizeof m, "%s: cannot flush to disk (fdatasync): %s", c->data_path, strerror(err));
+    c->werr_errno = err;
     collect_fail(c, m);
 }
 
@@ -183,7 +185,7 @@ static void window_job_run(void *ctx)
     put_rows(c, CO_TW, j->g0, j->wn, j->tw);
     put_rows(c, CO_SINK, j->g0, j->wn, j->sink);
     if (j->rec && !collect_write_failed(c)) {
-        if (fdatasync(c->fd)) collect_write_error(c, CO_LEN, errno);
+        if (fdatasync(c->fd)) collect_write_error(c, -1, errno);
         else if (progress_write(c->state_dir, c->rank, c->nranks, c->run_id, j->rec)) collect_fail(c, err_get());
         else {
             __atomic_store_n(&c->saved_samples, j->rec->samples_done, __ATOMIC_RELEASE);
@@ -256,7 +258,7 @@ double collect_drain(collect *c)
     /* waited: in the writer's queue, and for a free /attention buffer (all were being written) */
     const double waited = writer_finish(c->wr) + c->pool_wait_s;
     c->wr = NULL;
-    if (!collect_write_failed(c) && c->fd >= 0 && fdatasync(c->fd)) collect_write_error(c, CO_LEN, errno);
+    if (!collect_write_failed(c) && c->fd >= 0 && fdatasync(c->fd)) collect_write_error(c, -1, errno);
     return waited;
 }
 

@@ -5,33 +5,47 @@
 #include <libgen.h>
 #include <unistd.h>
 
-int h5out_create(h5out *o, const char *path, MPI_Comm comm)
+/* the system error behind a failed HDF5 write (the sec2 driver records "errno = N, error message
+ * = '...'" in its stack entry), for check_fail's one line */
+static herr_t find_syserr(unsigned n, const H5E_error2_t *e, void *buf)
+{
+    const char *m = e->desc ? strstr(e->desc, "error message = '") : NULL;
+    if (m) {
+        m += strlen("error message = '");
+        size_t k = strcspn(m, "'");
+        snprintf(buf, 256, "%.*s", (int)k, m);
+    }
+    return 0;
+}
+
+static const char *h5_syserr(void)
+{
+    static char buf[256];
+    buf[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_syserr, buf);
+    return buf[0] ? buf : NULL;
+}
+
+int h5out_create(h5out *o, const char *path)
 {
     memset(o, 0, sizeof *o);
     o->file = -1;
-    o->comm = comm;
-    MPI_Comm_rank(comm, &o->rank);
     if (strlen(path) >= sizeof o->path) return err_set("%s: output path too long", path);
     snprintf(o->path, sizeof o->path, "%s", path);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    CHECK_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
     CHECK_H5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
     /* EXCL: O_CREAT|O_EXCL, so neither an existing file nor a planted link is opened */
+    errno = 0;
     H5E_BEGIN_TRY { o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl); } H5E_END_TRY;
+    const int err = errno;
+    const char *why = o->file < 0 ? h5_syserr() : NULL;   /* before the next call clears the stack */
+    if (o->file < 0) err_set("%s: cannot create the output file: %s", path, why ? why : err ? strerror(err) : "it exists, or the directory is not writable");
     H5Pclose(fapl);
+    if (o->file < 0) return -1;
     /* until h5out_close, a failed HDF5 call is a failed write of this file: one line, no stack */
     H5Eget_auto2(H5E_DEFAULT, &o->efunc, &o->edata);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    check_set_writing(o->path);
-    int ok = o->file >= 0, all = 0;
-    CHECK_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm));
-    if (!all) {
-        if (o->file >= 0) H5Fclose(o->file);
-        o->file = -1;
-        check_set_writing(NULL);
-        H5Eset_auto2(H5E_DEFAULT, o->efunc, o->edata);
-        return err_set("%s: cannot create the output file (it exists, or the directory is not writable)", path);
-    }
+    check_set_writing(o->path, h5_syserr);
     return 0;
 }
 
@@ -135,7 +149,7 @@ void h5out_close(h5out *o)
 {
     if (o->file >= 0) CHECK_H5(H5Fclose(o->file));
     o->file = -1;
-    check_set_writing(NULL);
+    check_set_writing(NULL, NULL);
     H5Eset_auto2(H5E_DEFAULT, o->efunc, o->edata);
 }
 

@@ -1,12 +1,11 @@
-/* h5out.h — the output file. It is created complete by all ranks of a communicator (parallel
- * HDF5, MPI-IO driver): every dataset contiguous and allocated at creation, every attribute
- * written, then closed. The run's data then go in as raw bytes at each dataset's file offset
+/* h5out.h — the output file. It is created complete by one rank (serial HDF5: a failed write
+ * cannot leave other ranks waiting in a collective): every dataset contiguous and allocated at
+ * creation, every attribute written, then closed. The run's data then go in as raw bytes at each dataset's file offset
  * (h5raw_*): HDF5's metadata is never written again, so a process killed in the middle of a write
  * leaves a file whose structure is intact (HDF5 itself has no crash consistency). The file types
  * are little-endian, as the hosts we run on: the bytes in memory are the bytes in the file.
- *
- * Collective rules (HDF5 parallel): every rank creates the same datasets and attributes with the
- * same values; a collective h5out_write_rows is called by every rank (one with no rows too). */
+ * h5out_write_rows also serves files opened by other modules through the MPI-IO driver (then a
+ * collective write is called by every rank, one with no rows too). */
 #ifndef ATTNSCOPE_H5OUT_H
 #define ATTNSCOPE_H5OUT_H
 #include <hdf5.h>
@@ -15,16 +14,15 @@
 
 typedef struct {
     hid_t file;
-    MPI_Comm comm;
-    int rank;
     char path[4096];
     H5E_auto2_t efunc;   /* HDF5's error printing, silenced while the file is created */
     void *edata;
 } h5out;
 
-/* Creates the file at path collectively, exclusively (an existing file or link there is an error,
- * never truncated or followed). Every rank must call it. 0, or -1 with err_set. */
-int h5out_create(h5out *o, const char *path, MPI_Comm comm);
+/* Creates the file at path (one rank), exclusively: an existing file or link there is an error,
+ * never truncated or followed. 0, or -1 with err_set. Until h5out_close, a failed HDF5 call ends
+ * the job with one line naming the file and the system error (check_set_writing). */
+int h5out_create(h5out *o, const char *path);
 
 /* Creates dataset name (parent groups made as needed) of the given type and dims; chunk may be
  * NULL (contiguous, allocated now: h5out_locate finds it). Returns the dataset id; aborts on
@@ -50,7 +48,7 @@ hid_t h5_type_f16(void);
 /* A fixed-length UTF-8 string type of size bytes, NUL-padded. Caller closes. */
 hid_t h5_type_str(size_t size);
 
-/* Closes the file (collective). */
+/* Closes the file. */
 void h5out_close(h5out *o);
 
 /* A contiguous dataset as raw bytes: dim 0 has `rows` rows of row_bytes each from file offset

@@ -3,6 +3,7 @@
 #include "check.h"
 #include "cli.h"
 #include "par.h"
+#include "runctl.h"
 #include "util.h"
 #include <hdf5.h>
 
@@ -17,10 +18,12 @@ static const char *usage =
 
 int main(int argc, char **argv)
 {
-    /* SERIALIZED: the writer thread (writer.h) does MPI-IO while the main thread computes */
+    /* a signal during start-up already gets one line (from rank 0, as the launcher numbers it) */
+    const char *r0 = getenv("OMPI_COMM_WORLD_RANK") ? getenv("OMPI_COMM_WORLD_RANK") : getenv("PMIX_RANK") ? getenv("PMIX_RANK") : getenv("SLURM_PROCID");
+    runctl_signals_install(r0 ? atoi(r0) : 0);
+    /* FUNNELED: the writer thread (writer.h) only writes files; MPI is the main thread's */
     int provided = MPI_THREAD_SINGLE;
-    CHECK_MPI(MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided));
-    mpi_thread_level = provided;
+    CHECK_MPI(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     /* srun without PMI support makes N 1-rank jobs that would each write the whole output */

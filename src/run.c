@@ -35,7 +35,6 @@ typedef struct {
     double progress_every, checkpoint_every;
 } run_opts;
 
-int mpi_thread_level = MPI_THREAD_SINGLE;
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -352,45 +351,47 @@ int run_main(int argc, char **argv)
     if (par_agree(rc, comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
 
     if (resume != 1) {
-        /* the file, complete with every dataset and attribute, before any data: created as
-         * data.h5.new, renamed to data.h5 with the manifest once it is whole and on disk */
-        h5out out;
-        if (par_agree(h5out_create(&out, st.data_new, comm), comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
-        char *cmdline = join_argv(argc, argv);
-        char created[64] = "";
+        /* the file, complete with every dataset and attribute, before any data: created by rank 0
+         * alone (serial HDF5: a failed write there cannot leave the other ranks waiting in a
+         * collective) as data.h5.new, renamed to data.h5 with the manifest once whole and on disk */
+        rc = 0;
         if (rank == 0) {
-            time_t now = time(NULL);
-            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+            h5out out;
+            rc = h5out_create(&out, st.data_new);
+            if (!rc) {
+                char *cmdline = join_argv(argc, argv);
+                char created[64] = "";
+                time_t now = time(NULL);
+                strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+                h5_attr_str(out.file, "attnscope_version", ATTNSCOPE_VERSION);
+                h5_attr_str(out.file, "git_commit", ATTNSCOPE_GIT_COMMIT);
+                h5_attr_str(out.file, "command_line", cmdline);
+                h5_attr_str(out.file, "model_dir", o.model);
+                h5_attr_str(out.file, "model_type", c->model_type);
+                h5_attr_str(out.file, "config_json", c->json_text);
+                h5_attr_str(out.file, "weights_sha256", sha);
+                h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
+                h5_attr_str(out.file, "input", o.text ? o.text : o.input);
+                h5_attr_str(out.file, "input_kind", o.text ? "text" : "hdf5");
+                h5_attr_str(out.file, "dtype", "float32");
+                h5_attr_str(out.file, "precision", o.precision);
+                h5_attr_str(out.file, "backend", be->name);
+                h5_attr_str(out.file, "created", created);
+                h5_attr_i64(out.file, "n_ranks", nranks);
+                h5_attr_i64(out.file, "n_samples", N);
+                h5_attr_i64(out.file, "n_layers", L);
+                h5_attr_i64(out.file, "n_heads", NH);
+                h5_attr_i64(out.file, "max_len", o.max_len);
+                h5_attr_i64(out.file, "n_truncated", n_trunc);
+                h5_attr_f64(out.file, "sink_eps", o.sink_eps);
+                h5_attr_i64(out.file, "window", o.window);
+                h5_attr_i64(out.file, "topk", o.topk);
+                free(cmdline);
+                collect_create(&col, &out, n_tokens);
+                h5out_close(&out);
+                rc = runstate_commit_creation(&st, manifest);
+            }
         }
-        CHECK_MPI(MPI_Bcast(created, sizeof created, MPI_CHAR, 0, comm));
-        h5_attr_str(out.file, "attnscope_version", ATTNSCOPE_VERSION);
-        h5_attr_str(out.file, "git_commit", ATTNSCOPE_GIT_COMMIT);
-        h5_attr_str(out.file, "command_line", cmdline);
-        h5_attr_str(out.file, "model_dir", o.model);
-        h5_attr_str(out.file, "model_type", c->model_type);
-        h5_attr_str(out.file, "config_json", c->json_text);
-        h5_attr_str(out.file, "weights_sha256", sha);
-        h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
-        h5_attr_str(out.file, "input", o.text ? o.text : o.input);
-        h5_attr_str(out.file, "input_kind", o.text ? "text" : "hdf5");
-        h5_attr_str(out.file, "dtype", "float32");
-        h5_attr_str(out.file, "precision", o.precision);
-        h5_attr_str(out.file, "backend", be->name);
-        h5_attr_str(out.file, "created", created);
-        h5_attr_i64(out.file, "n_ranks", nranks);
-        h5_attr_i64(out.file, "n_samples", N);
-        h5_attr_i64(out.file, "n_layers", L);
-        h5_attr_i64(out.file, "n_heads", NH);
-        h5_attr_i64(out.file, "max_len", o.max_len);
-        h5_attr_i64(out.file, "n_truncated", n_trunc);
-        h5_attr_f64(out.file, "sink_eps", o.sink_eps);
-        h5_attr_i64(out.file, "window", o.window);
-        h5_attr_i64(out.file, "topk", o.topk);
-        free(cmdline);
-        collect_create(&col, &out, n_tokens);
-        h5out_close(&out);
-        CHECK_MPI(MPI_Barrier(comm));
-        rc = rank == 0 ? runstate_commit_creation(&st, manifest) : 0;
         if (par_agree(rc, comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
     }
     free(sha);
@@ -454,7 +455,8 @@ int run_main(int argc, char **argv)
                  (long long)done_all[0], (long long)N, (long long)done_all[1], (long long)n_tokens, st.dir);
         if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
             const int bad = collect_write_failed(&col);
-            if (bad) err_set("%s; %s: make room and run the same command again to resume", col.werr_msg, saved);
+            const int full = col.werr_errno == ENOSPC || col.werr_errno == EDQUOT;
+            if (bad) err_set("%s; %s: %s and run the same command again to resume", col.werr_msg, saved, full ? "make room" : "fix the cause");
             par_agree(bad ? -1 : 0, comm);
         } else if (rank == 0)
             fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",

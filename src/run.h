@@ -10,6 +10,4 @@
 /* Each returns the process exit status (0 ok, 1 failure reported, 2 usage). Collective. */
 int run_main(int argc, char **argv);
 int reduce_main(int argc, char **argv);
-/* The thread support MPI_Init_thread granted (main.c). */
-extern int mpi_thread_level;
 #endif

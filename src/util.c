@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <nettle/sha2.h>
 
 static _Thread_local char err_msg[1024];
@@ -19,9 +20,10 @@ int err_set(const char *fmt, ...)
 
 const char *err_get(void) { return err_msg; }
 
-static const char *g_writing;   /* the file being created, for check_fail's message */
+static const char *g_writing;            /* the file being created, for check_fail's message */
+static const char *(*g_why)(void);       /* its last system error, if known */
 
-void check_set_writing(const char *path) { g_writing = path; }
+void check_set_writing(const char *path, const char *(*why)(void)) { g_writing = path; g_why = why; }
 
 _Noreturn void check_fail(const char *file, int line, const char *call, const char *msg)
 {
@@ -30,8 +32,10 @@ _Noreturn void check_fail(const char *file, int line, const char *call, const ch
     MPI_Initialized(&up);
     MPI_Finalized(&fin);
     if (up && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const char *why = g_writing && g_why ? g_why() : NULL;
     if (g_writing) /* a failed write of our own file (a full disk, say): the file and the reason */
-        fprintf(stderr, "attnscope: %s: cannot write: %s (rank %d, %s:%d)\n", g_writing, err ? strerror(err) : msg, rank, file, line);
+        fprintf(stderr, "attnscope: %s: cannot write: %s (rank %d, %s:%d)\n", g_writing, why ? why : err ? strerror(err) : msg, rank,
+                file, line);
     else
         fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", rank, file, line, call, msg);
     fflush(stderr);
