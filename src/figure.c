@@ -5,12 +5,13 @@
  *
  * Pipeline: layout() decides every rectangle (cells, colorbar, text boxes) from the data size and
  * the measured label widths; heatmap_draw() paints an RGB buffer (origin top-left) following that
- * layout; fig_png_save() writes it through libpng to "path.tmp.<pid>" and renames it into place.
+ * layout; fig_png_save() encodes it with libpng in memory and replaces the file atomically (afile.h).
  * Text is rendered by FreeType into a one-line alpha mask whose box is 1.25 em high (1 em ascent,
  * 0.25 em descent), then blended upright or rotated 90° counter-clockwise.
  * Invariants: tick labels are thinned by a regular step so that their boxes never overlap; labels
  * longer than LABEL_MAXW are cut with an ellipsis; every text box lies inside the image. */
 #include "figure_int.h"
+#include "afile.h"
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -493,8 +494,24 @@ static void png_on_error(png_structp png, png_const_charp msg)
 
 static void png_on_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
 
-/* Encodes im into fp. Returns 0, or -1 with libpng's message in msg[200]. */
-static int png_emit(FILE *fp, const image *im, char *msg)
+typedef struct { unsigned char *p; size_t n, cap; } membuf;
+
+static void png_to_mem(png_structp png, png_bytep data, png_size_t len)
+{
+    membuf *m = png_get_io_ptr(png);
+    if (m->n + len > m->cap) {
+        m->cap = (m->n + len) * 2;
+        m->p = xrealloc(m->p, m->cap);
+    }
+    memcpy(m->p + m->n, data, len);
+    m->n += len;
+}
+
+static void png_flush_none(png_structp png) { (void)png; }
+
+/* Encodes im into out (in memory: the file is written in one checked piece). Returns 0, or -1 with
+ * libpng's message in msg[200]. */
+static int png_emit(membuf *out, const image *im, char *msg)
 {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, png_on_error, png_on_warning);
     if (!png) return snprintf(msg, 200, "cannot create the libpng writer"), -1;
@@ -507,7 +524,7 @@ static int png_emit(FILE *fp, const image *im, char *msg)
         png_destroy_write_struct(&png, &info);
         return -1;
     }
-    png_init_io(png, fp);
+    png_set_write_fn(png, out, png_to_mem, png_flush_none);
     png_set_IHDR(png, info, im->w, im->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
@@ -517,25 +534,16 @@ static int png_emit(FILE *fp, const image *im, char *msg)
     return 0;
 }
 
-/* Writes im to path.tmp.<pid>, then renames it to path; on failure removes the temporary. */
+/* Encodes im and replaces path with it atomically (afile.h: a temporary beside it, fsynced and
+ * renamed; on failure path is untouched and the temporary removed). */
 int fig_png_save(const char *path, const image *im)
 {
-    size_t n = strlen(path) + 32;
-    char *tmp = xmalloc(n), msg[200] = "";
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        err_set("figure: cannot write %s (temporary %s): %s", path, tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    int rc = png_emit(fp, im, msg);
-    if (rc) err_set("figure: cannot write %s: libpng: %s", path, msg);
-    if (fclose(fp) != 0 && rc == 0) rc = err_set("figure: cannot write %s: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = err_set("figure: cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) remove(tmp);
-    free(tmp);
+    char msg[200] = "";
+    membuf m = {NULL, 0, 0};
+    int rc = png_emit(&m, im, msg);
+    if (rc) err_set("%s: figure: libpng: %s", path, msg);
+    else rc = afile_write_file(path, m.p, m.n);
+    free(m.p);
     return rc;
 }
 

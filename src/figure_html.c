@@ -4,8 +4,10 @@
  * Invariants: every string from the caller is written through html_text() (element text and
  * attribute values) or js_string() (inside the script), both of which turn invalid UTF-8 into
  * U+FFFD; js_string() never writes '<', '>' or '&', so no data can close the <script> element.
- * The file is written to "path.tmp.<pid>" and renamed; on any failure nothing is left. */
+ * The page is built in memory and replaces the file atomically (afile.h); on any failure the old
+ * file stays and no temporary is left. */
 #include "figure_int.h"
+#include "afile.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -213,21 +215,13 @@ int fig_html_index(const char *path, const fig_html_entry *entries, int n, const
     if (n < 0 || (n > 0 && !entries)) return err_set("%s: figure: html index of %d entries", path, n);
     for (int i = 0; i < n; i++)
         if (entry_check(&entries[i], i)) return fig_err_prefix(path);
-    size_t len = strlen(path) + 32;
-    char *tmp = xmalloc(len);
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        err_set("%s: figure: cannot write the temporary %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);     /* written in one checked piece by afile */
+    if (!out) return err_set("%s: figure: %s", path, strerror(errno));
     emit(out, entries, n, title);
-    int rc = ferror(out) ? err_set("%s: figure: write error: %s", path, strerror(errno)) : 0;
-    if (fclose(out) != 0 && rc == 0) rc = err_set("%s: figure: cannot write: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = err_set("%s: figure: cannot rename %s to it: %s", path, tmp, strerror(errno));
-    if (rc) remove(tmp);
-    free(tmp);
+    int rc = ferror(out) | fclose(out) ? err_set("%s: figure: building the page: %s", path, strerror(errno)) : 0;
+    if (!rc) rc = afile_write_file(path, buf, len);
+    free(buf);
     return rc;
 }

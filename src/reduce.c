@@ -1,6 +1,8 @@
 /* reduce.c — `attnscope reduce OUT.h5`: the dataset-level summaries (summary.c, every rank reading
- * its block of samples) written back under /summary by rank 0, and the figures drawn from them.
- * Everything read from the file is checked (shapes, ranges) since a user may hand us any file. */
+ * its block of samples) written under /summary by rank 0 into a copy of OUT.h5 that replaces it
+ * atomically (never in place: a failed or killed reduce leaves OUT.h5 as it was), and the figures
+ * drawn from them. Every rank returns the same code. Everything read from the file is checked
+ * (shapes, ranges) since a user may hand us any file. */
 #include "run.h"
 #include "check.h"
 #include "cli.h"
@@ -79,8 +81,12 @@ int reduce_main(int argc, char **argv)
     if (par_agree(summary_compute(&s, o.file, o.bins, o.exemplars, comm), comm)) return 1;
     int rc = 0;
     if (rank == 0) {
-        rc = summary_write(&s, o.file);
-        if (!rc) printf("attnscope reduce: /summary of %lld samples x %d layers x %d heads written to %s\n", (long long)s.N, s.L, s.H, o.file);
+        summary_write_info wi;
+        rc = summary_write(&s, o.file, &wi);
+        if (wi.removed) printf("attnscope reduce: removed %d leftover temporary file(s) of killed reduces beside %s\n", wi.removed, o.file);
+        if (!rc)
+            printf("attnscope reduce: /summary of %lld samples x %d layers x %d heads written to %s (a copy of %.1f MB by %s in %.2f s, renamed over it)\n",
+                   (long long)s.N, s.L, s.H, o.file, wi.bytes / 1e6, wi.kernel ? "copy_file_range" : "read/write", wi.copy_s);
         if (!rc && o.figures) {
             report_opts ro = {.dir = o.figures, .sample = o.sample, .layer = o.layer, .head = o.head, .exemplar_stat = o.exemplar_stat};
             rc = report_write(o.file, &s, &ro);

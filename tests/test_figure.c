@@ -196,7 +196,7 @@ static int temps_left(const char *dir, const char *prefix)
     DIR *dp = opendir(dir);
     struct dirent *e;
     int n = 0;
-    while (dp && (e = readdir(dp))) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0 && strstr(e->d_name, ".tmp.");
+    while (dp && (e = readdir(dp))) n += strstr(e->d_name, prefix) && strstr(e->d_name, ".tmp.");   /* ".NAME.tmp.XXXXXX" */
     if (dp) closedir(dp);
     return n;
 }
