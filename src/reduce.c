@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 typedef struct {
-    const char *file, *figures;
+    const char *file, *figures, *summary_out;
     int sample, layer, head, bins, exemplars;
     const char *exemplar_stat;
 } reduce_opts;
@@ -35,16 +35,18 @@ static const cli_opt reduce_options[] = {
     CLI_OPT("bins", CLI_INT, F(bins), "B", "histogram bins of every statistic", .lo = 1, .hi = 4096, .def = "32"),
     CLI_OPT("exemplars", CLI_INT, F(exemplars), "K", "exemplar samples kept per head", .lo = 1, .hi = 64, .def = "3"),
     CLI_OPT("exemplar-stat", CLI_STR, F(exemplar_stat), "S", "the statistic whose exemplar samples are kept and drawn", .def = "attn_prev"),
+    CLI_OPT("summary-out", CLI_STR, F(summary_out), "FILE", "write /summary into a new FILE that links to OUT.h5's data; OUT.h5 stays\n"
+            "untouched (for runs whose /attention is too large to copy)"),
     {0}};
 #undef F
 
 static const cli_spec reduce_cli = {
     .cmd = "reduce",
     .synopsis = "usage: attnscope reduce OUT.h5 [--figures DIR] [--sample I] [--layer L --head H] [--bins B] [--exemplars K]\n"
-                "                        [--exemplar-stat S]\n",
+                "                        [--exemplar-stat S] [--summary-out FILE]\n",
     .about = "  writes /summary (mean, std, histogram, group mean and exemplars of every statistic, clustered\n"
-             "  head order) into OUT.h5; with --figures, the figures and an index.html into DIR (sample\n"
-             "  maps need a file written with --save-attention)\n",
+             "  head order) into a copy of OUT.h5 that is renamed over it (or into --summary-out FILE); with\n"
+             "  --figures, the figures and an index.html into DIR (sample maps need --save-attention)\n",
     .opts = reduce_options};
 
 /* Collective. Returns -1 when reduce should go on, else the exit status (cli_agree). */
@@ -82,9 +84,12 @@ int reduce_main(int argc, char **argv)
     int rc = 0;
     if (rank == 0) {
         summary_write_info wi;
-        rc = summary_write(&s, o.file, &wi);
+        rc = o.summary_out ? summary_write_separate(&s, o.file, o.summary_out, &wi) : summary_write(&s, o.file, &wi);
         if (wi.removed) printf("attnscope reduce: removed %d leftover temporary file(s) of killed reduces beside %s\n", wi.removed, o.file);
-        if (!rc)
+        if (!rc && o.summary_out)
+            printf("attnscope reduce: /summary of %lld samples x %d layers x %d heads written to %s (linking to %s's data)\n",
+                   (long long)s.N, s.L, s.H, o.summary_out, o.file);
+        else if (!rc)
             printf("attnscope reduce: /summary of %lld samples x %d layers x %d heads written to %s (a copy of %.1f MB by %s in %.2f s, renamed over it)\n",
                    (long long)s.N, s.L, s.H, o.file, wi.bytes / 1e6, wi.kernel ? "copy_file_range" : "read/write", wi.copy_s);
         if (!rc && o.figures) {

@@ -16,7 +16,7 @@ Faults (found with a first traced run, `strace -y`, that lists every pwrite64 wi
   one; ENOSPC and EXDEV on copy_file_range
   (EXDEV: the read/write fallback, itself given ENOSPC); EIO on fsync of the file and of the
   directory; EACCES on rename; SIGKILL at the same places; ENOSPC with 2 ranks; ENOSPC and EIO
-  on the figures; the same for the summary in its own file (tests/probe_summary_out).
+  on the figures; the same for the summary in its own file (reduce --summary-out).
 The close's own writes go to an in-memory stand-in (src/summary.c: HDF5 1.10 crashes at exit after
 a failed H5Fclose); faults on those are not injected: memory does not fill up like a disk.
 Prints every comparison; exits non-zero on any failure."""
@@ -223,7 +223,7 @@ for rule, what, cause in ((f"pwrite64:error=ENOSPC:when={fig_k[0]}", "ENOSPC on 
 
 # ---- the summary in its own file (the run's file untouched) -----------------------------------------
 SEP = f"{TMP}/sep.h5"
-PROBE = [os.path.join(BUILD, "tests/probe_summary_out"), RUN, SEP]
+PROBE = [BIN, "reduce", RUN, "--summary-out", SEP]
 fresh()
 p = reduce(binary=PROBE)
 ok = p.returncode == 0 and filecmp.cmp(RUN, OUT, shallow=False)
@@ -240,7 +240,7 @@ p = reduce("pwrite64:error=ENOSPC:when=20", binary=PROBE)
 err = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
 check(p.returncode == 1 and len(err) == 1 and "No space left" in err[0] and open(SEP, "rb").read() == before and not leftovers(),
       f"summary file, ENOSPC: the old summary file kept, no temporary: {err}")
-p = reduce(binary=PROBE[:2] + [RUN])
+p = reduce(binary=PROBE[:3] + ["--summary-out", RUN])
 err = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
 check(p.returncode == 1 and filecmp.cmp(RUN, OUT, shallow=False) and len(err) == 1 and "run file itself" in err[0],
       f"summary file named as the run file is refused: {err}")
