@@ -12,24 +12,13 @@ import os, re, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
+from inputs import write_input
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
 MODEL = os.path.join(ROOT, "tests/fixtures/hf/bert_tiny")
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 TMP = tempfile.mkdtemp(prefix="attnscope-batching-")
-
-
-def corpus(path, lens, seed=1):
-    r = np.random.default_rng(seed)
-    ids = np.zeros((len(lens), 64), np.int32)
-    mask = np.zeros((len(lens), 64), np.int8)
-    for i, l in enumerate(lens):
-        ids[i, :l] = r.integers(1, 120, l)
-        mask[i, :l] = 1
-    with h5py.File(path, "w") as f:
-        f["input_ids"] = ids
-        f["attention_mask"] = mask
 
 
 def run(inp, out, *extra):
@@ -50,7 +39,7 @@ cases = {
 for name, lens in cases.items():
     r.shuffle(lens)
     inp = f"{TMP}/in.h5"
-    corpus(inp, lens)
+    write_input(inp, lens, seed=1)
     a, b = f"{TMP}/a.h5", f"{TMP}/b.h5"
     for f in (a, b):
         if os.path.exists(f): os.remove(f)

@@ -13,6 +13,7 @@ import os, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
+from inputs import write_input, random_lengths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -23,17 +24,8 @@ if not shutil.which("strace"):
     check(False, "strace is installed (make deps installs it)")
     sys.exit(summary())
 
-r = np.random.default_rng(0)
-lens = r.integers(3, 65, 600)
-ids = np.zeros((600, 64), np.int32)
-mask = np.zeros((600, 64), np.int8)
-for i, l in enumerate(lens):
-    ids[i, :l] = r.integers(1, 120, l)
-    mask[i, :l] = 1
 INPUT = f"{TMP}/input.h5"
-with h5py.File(INPUT, "w") as f:
-    f["input_ids"] = ids
-    f["attention_mask"] = mask
+write_input(INPUT, random_lengths(600))
 RUN = [BIN, "run", "--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0"]
 
 

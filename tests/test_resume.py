@@ -21,6 +21,7 @@ import os, random, re, shutil, signal, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
+from inputs import write_input, random_lengths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -33,21 +34,8 @@ rng = random.Random(SEED)
 print(f"seed {SEED} (RESUME_SEED to repeat), {TRIALS} kill trials, work in {TMP}")
 
 
-def make_input(path, n, seed=0):
-    r = np.random.default_rng(seed)
-    lens = r.integers(3, 65, n)
-    ids = np.zeros((n, 64), np.int32)
-    mask = np.zeros((n, 64), np.int8)
-    for i, l in enumerate(lens):
-        ids[i, :l] = r.integers(1, 120, l)
-        mask[i, :l] = 1
-    with h5py.File(path, "w") as f:
-        f["input_ids"] = ids
-        f["attention_mask"] = mask
-
-
 INPUT = f"{TMP}/input.h5"
-make_input(INPUT, 6000)
+write_input(INPUT, random_lengths(6000))
 ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3"]
 
 
