@@ -125,7 +125,7 @@ APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmp
             libpng-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev \
             fonts-noto-cjk fonts-dejavu-core \
             python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib \
-            slurm-wlm munge strace
+            slurm-wlm munge strace procps
 # wait for another apt-get instead of failing on its lock
 APT_OPTS := -qq -o DPkg::Lock::Timeout=600
 PY_MODS  := numpy h5py pandas matplotlib

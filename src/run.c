@@ -46,7 +46,7 @@ static const cli_opt run_options[] = {
     CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt"),
     CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)"),
     CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids"),
-    CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (the run works in OUT.h5.partial/, renamed to OUT.h5 when complete; run again to resume)"),
+    CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (built in OUT.h5.partial/, renamed when complete; run again to resume)"),
     CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20),
     CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32"),
     CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384"),

@@ -16,7 +16,8 @@ free space is refused with the numbers, and a disk that fills up mid-run (--forc
 ends with one line naming the file and the errno text, the finished work kept for a resume.
 
 RESUME_TRIALS sets the number of kill trials (make test: 4; make test-long: 24), RESUME_SEED the
-random seed. Exits non-zero on any failure."""
+random seed, RESUME_SAMPLES the input's size (6000; on a GPU more, so that a run lasts long enough
+to be interrupted), BUILD the build directory (build; build-cuda for the GPU). Exits non-zero on any failure."""
 import os, random, re, shutil, signal, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,8 @@ print(f"seed {SEED} (RESUME_SEED to repeat), {TRIALS} kill trials, work in {TMP}
 
 
 INPUT = f"{TMP}/input.h5"
-write_input(INPUT, random_lengths(6000))
+NSAMPLES = int(os.environ.get("RESUME_SAMPLES", "6000"))   # more on a GPU, where 6000 take a blink
+write_input(INPUT, random_lengths(NSAMPLES))
 ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3"]
 
 
@@ -51,6 +53,18 @@ def run(out, *extra, np_=2):
 def start(out, *extra, np_=2):
     return subprocess.Popen(cmd(out, *extra, np_=np_), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, start_new_session=True)
+
+
+def start_computing(out, *extra):
+    """start() and wait until the ranks compute (rank 0's first progress line): a signal before
+    that ends the start-up, where nothing is saved yet"""
+    p = start(out, *extra)
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        line = p.stdout.readline()
+        if not line or line.startswith("[progress]"):
+            break
+    return p
 
 
 def kill_job(p, sig):
@@ -136,8 +150,7 @@ for trial in range(TRIALS):
 
 # ---- SIGUSR1 to the ranks alone (Slurm's --signal): exit status 75, then resume ----------------
 out = f"{TMP}/usr1.h5"
-p = start(out)
-time.sleep(max(0.5, ref_s * 0.4))
+p = start_computing(out)
 ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "attnscope"], capture_output=True, text=True).stdout.split()
 for r in ranks:
     os.kill(int(r), signal.SIGUSR1)
@@ -151,8 +164,7 @@ check(p2.returncode == 0 and not differing(out, REF) and not os.path.exists(out 
 
 # ---- one rank killed alone: the job ends within 10 s ------------------------------------------
 out = f"{TMP}/onerank.h5"
-p = start(out)
-time.sleep(max(0.5, ref_s * 0.3))
+p = start_computing(out)
 ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "attnscope"], capture_output=True, text=True).stdout.split()
 t = time.time()
 if ranks:
@@ -169,8 +181,7 @@ check(p2.returncode == 0 and not differing(out, REF), "and the same command then
 
 # ---- refusals: other options, --restart, existing --out, --out == input, a second run ----------
 out = f"{TMP}/opts.h5"
-p = start(out)
-time.sleep(max(0.5, ref_s * 0.4))
+p = start_computing(out)
 kill_job(p, signal.SIGTERM)
 p.communicate(timeout=60)
 p2 = run(out, "--topk", 2)
@@ -190,11 +201,10 @@ check(p2.returncode == 0 and os.stat(out).st_mtime_ns != before and not differin
 p2 = subprocess.run(MPIRUN + ["-n", "1", BIN, "run", "--model", MODEL, "--input", INPUT, "--out", INPUT, "--overwrite"],
                     capture_output=True, text=True)
 with h5py.File(INPUT, "r") as f:
-    intact = f["input_ids"].shape == (6000, 64)
+    intact = f["input_ids"].shape == (NSAMPLES, 64)
 check(p2.returncode != 0 and "input file" in (att_lines(p2) or [""])[0] and intact, f"--out equal to --input is refused, input intact: {att_lines(p2)}")
 out = f"{TMP}/locked.h5"
-pa = start(out)
-time.sleep(max(0.5, ref_s * 0.3))
+pa = start_computing(out)
 pb = run(out)
 check(pb.returncode != 0 and "another attnscope run is writing it" in (att_lines(pb) or [""])[0],
       f"a second run on the same --out is refused while the first works: {att_lines(pb)}")
@@ -218,7 +228,8 @@ if mounted:
         partial = os.path.isdir(out + ".partial")
         check(p.returncode != 0 and len(l) == 1 and "No space left on device" in l[0] and "full.h5.partial" in l[0] and
               not os.path.exists(out) and partial, f"the disk fills up mid-run: {l}; nothing at the final path, the partial run kept")
-        subprocess.run(["mount", "-o", "remount,size=256m", mnt], check=True)
+        room = max(256 << 20, 2 * os.path.getsize(REF))
+        subprocess.run(["mount", "-o", f"remount,size={room}", mnt], check=True)
         p2 = run(out)
         m = re.search(r"resuming: (\d+) of", p2.stdout)
         check(p2.returncode == 0 and not differing(out, REF) and not os.path.exists(out + ".partial"),
