@@ -135,6 +135,15 @@ PartitionName=debug Nodes={node['NodeName']} Default=YES MaxTime=INFINITE State=
         self.conf_text = self.conf(node)
         with open(f"{d}/slurm.conf", "w") as f:
             f.write(self.conf_text)
+        # slurmd 22.05 always starts its cgroup plugin. Where nothing is mounted on /sys/fs/cgroup
+        # (a bare chroot; a booted Debian has systemd's mounts), it mounts the cgroup v1
+        # controllers itself under the test's directory; stop() unmounts them.
+        self.cgroup_dir = None
+        if not os.path.ismount("/sys/fs/cgroup"):
+            self.cgroup_dir = f"{d}/cgroup"
+            os.mkdir(self.cgroup_dir)
+            with open(f"{d}/cgroup.conf", "w") as f:
+                f.write(f"CgroupPlugin=cgroup/v1\nCgroupAutomount=yes\nCgroupMountpoint={self.cgroup_dir}\n")
         self.env = clean_env(SLURM_CONF=f"{d}/slurm.conf")
         self.spawn("munged", [SBIN["munged"], "--foreground", f"--socket={d}/munge.sock", f"--key-file={d}/munge.key",
                               f"--log-file={d}/munged.log", f"--pid-file={d}/munged.pid", f"--seed-file={d}/munged.seed"])
@@ -198,6 +207,9 @@ PartitionName=debug Nodes={node['NodeName']} Default=YES MaxTime=INFINITE State=
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        if self.cgroup_dir:
+            for m in sorted((l.split()[1] for l in open("/proc/mounts") if l.split()[1].startswith(self.cgroup_dir)), reverse=True):
+                subprocess.run(["umount", "-l", m])
         left = [n for n, p in self.procs if p.returncode is None]
         check(not left, f"every daemon started was stopped ({', '.join(n for n, _ in self.procs)})")
 
