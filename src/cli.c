@@ -284,6 +284,26 @@ static void print_row(FILE *f, const char *left, const char *help, const char *d
     fputc('\n', f);
 }
 
+char *cli_identity(const cli_spec *s, const void *opts)
+{
+    size_t cap = 256, n = 0;
+    char *out = xmalloc(cap);
+    out[0] = 0;
+    for (const cli_opt *o = s->opts; o->name; o++) {
+        if (!o->identity) continue;
+        const void *p = (const char *)opts + o->off;
+        char num[64];
+        const char *v = num;
+        if (o->kind == CLI_INT || o->kind == CLI_FLAG) snprintf(num, sizeof num, "%d", *(const int *)p);
+        else if (o->kind == CLI_DOUBLE) snprintf(num, sizeof num, "%.17g", *(const double *)p);
+        else v = *(const char *const *)p ? *(const char *const *)p : "";
+        const size_t need = strlen(o->name) + strlen(v) + 5;
+        if (n + need > cap) { cap = 2 * (n + need); out = xrealloc(out, cap); }
+        n += (size_t)sprintf(out + n, "--%s=%s\n", o->name, v);
+    }
+    return out;
+}
+
 void cli_usage(const cli_spec *s, FILE *f)
 {
     fputs(s->synopsis, f);

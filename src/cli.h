@@ -40,6 +40,8 @@ typedef struct {
     double lo, hi;      /* CLI_INT, CLI_DOUBLE: the accepted range, both ends included */
     const char *def;    /* default, parsed like a value before anything else is read and shown
                          * as "[default: DEF]"; NULL: cli_parse leaves the field as the caller set it */
+    int identity;       /* 1: the value changes the output, so it is part of a run's identity
+                         * (cli_identity; a resumed run must have the same) */
 } cli_opt;
 
 /* One row, every field designated (so that -Wextra is content with the optional ones):
@@ -77,6 +79,10 @@ void cli_usage(const cli_spec *spec, FILE *f);
 
 /* Writes "attnscope VERSION (commit X)\n". */
 void cli_version(FILE *f);
+
+/* "--name=value\n" for every row marked identity, in table order, from the parsed struct at
+ * opts (strings as given, "" when unset; flags 0/1; doubles to 17 digits). Caller frees. */
+char *cli_identity(const cli_spec *spec, const void *opts);
 
 /* The candidate closest to word by edit distance (a transposition counts as one edit; close:
  * at most max(1, min(3, len/3)) edits), else the one candidate word is a prefix of (2 or more

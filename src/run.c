@@ -43,25 +43,25 @@ typedef struct {
 #define F(field) offsetof(run_opts, field)
 static const cli_opt run_options[] = {
     CLI_OPT("job", CLI_JOB, F(job), "FILE", "read options from a job file (key = value lines; the command line wins)"),
-    CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt"),
-    CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)"),
-    CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids"),
+    CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt", .identity = 1),
+    CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)", .identity = 1),
+    CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids", .identity = 1),
     CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (built in OUT.h5.partial/, renamed when complete; run again to resume)"),
-    CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20),
-    CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32"),
-    CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384"),
-    CLI_OPT("save-attention", CLI_FLAG, F(save_attention), NULL, "also store /attention [N, layers, heads, Lmax, Lmax]"),
-    CLI_OPT("attention-dtype", CLI_STR, F(att_dtype), "T", "f32 or f16 for /attention", .def = "f32"),
+    CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20, .identity = 1),
+    CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32", .identity = 1),
+    CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384", .identity = 1),
+    CLI_OPT("save-attention", CLI_FLAG, F(save_attention), NULL, "also store /attention [N, layers, heads, Lmax, Lmax]", .identity = 1),
+    CLI_OPT("attention-dtype", CLI_STR, F(att_dtype), "T", "f32 or f16 for /attention", .def = "f32", .identity = 1),
     CLI_OPT("backend", CLI_STR, F(backend), "B", "cuda (default when built with CUDA and a GPU is visible) or cpu"),
     CLI_OPT("precision", CLI_STR, F(precision), "P",
             "fp32, fp32-sgemm, tf32 or bf16. fp32: within 1e-5 of HF (on a GPU the linear layers and\n"
             "QKᵀ run as 3xTF32 tensor-core GEMMs); fp32-sgemm: every GEMM a plain SGEMM; tf32: TF32\n"
-            "GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and statistics stay fp32/fp64", .def = "fp32"),
-    CLI_OPT("window", CLI_INT, F(window), "W", "locality window in tokens", .lo = 0, .hi = 1 << 20, .def = "3"),
-    CLI_OPT("topk", CLI_INT, F(topk), "K", "keys kept per query in /stats/topk_* (0: not stored)", .lo = 0, .hi = 64, .def = "3"),
-    CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance [N, layers, heads, Lmax]"),
-    CLI_OPT("sink-eps", CLI_DOUBLE, F(sink_eps), "E", "sink threshold of /stats/sink_rate", .lo = 0, .hi = 1, .def = "0.3"),
-    CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)"),
+            "GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and statistics stay fp32/fp64", .def = "fp32", .identity = 1),
+    CLI_OPT("window", CLI_INT, F(window), "W", "locality window in tokens", .lo = 0, .hi = 1 << 20, .def = "3", .identity = 1),
+    CLI_OPT("topk", CLI_INT, F(topk), "K", "keys kept per query in /stats/topk_* (0: not stored)", .lo = 0, .hi = 64, .def = "3", .identity = 1),
+    CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance [N, layers, heads, Lmax]", .identity = 1),
+    CLI_OPT("sink-eps", CLI_DOUBLE, F(sink_eps), "E", "sink threshold of /stats/sink_rate", .lo = 0, .hi = 1, .def = "0.3", .identity = 1),
+    CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)", .identity = 1),
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
     CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
     CLI_OPT("force", CLI_FLAG, F(force), NULL, "run even if the output will not fit in the free space"),
@@ -164,18 +164,16 @@ static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, c
     free(all);
 }
 
-/* The run's identity for a resume: every option that changes the output (named as on the
- * command line), the ranks, the weights and the samples. */
+/* The run's identity for a resume: every option that changes the output (the table's identity
+ * column, named as on the command line), the backend in use, the ranks, the weights, the samples. */
 static char *make_manifest(const run_opts *o, const char *backend_name, int nranks, const char *weights, const char *samples, int64_t N)
 {
-    size_t cap = strlen(weights) + strlen(o->model) + strlen(o->text ? o->text : o->input) + 4096;
-    char *m = xmalloc(cap), *p = m;
-    p += sprintf(p, "format=1\nranks=%d\n--model=%s\nweights_sha256=%s\n%s=%s\nsamples=%lld\nsamples_sha256=%s\n", nranks, o->model,
-                 weights, o->text ? "--text" : "--input", o->text ? o->text : o->input, (long long)N, samples);
-    p += sprintf(p, "--max-len=%d\n--batch=%d\n--max-tokens=%d\n--save-attention=%d\n--attention-dtype=%s\n--backend=%s\n",
-                 o->max_len, o->batch, o->max_tokens, o->save_attention, o->att_dtype, backend_name);
-    sprintf(p, "--precision=%s\n--window=%d\n--topk=%d\n--no-key-importance=%d\n--sink-eps=%.17g\n--head-similarity=%d\n",
-            o->precision, o->window, o->topk, o->no_key_importance, o->sink_eps, o->similarity);
+    char *opts = cli_identity(&run_cli, o);
+    size_t cap = strlen(weights) + strlen(opts) + 1024;
+    char *m = xmalloc(cap);
+    snprintf(m, cap, "format=1\nranks=%d\n%s--backend=%s\nweights_sha256=%s\nsamples=%lld\nsamples_sha256=%s\n", nranks, opts,
+             backend_name, weights, (long long)N, samples);
+    free(opts);
     return m;
 }
 
