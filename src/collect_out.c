@@ -77,7 +77,7 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
     for (int h = 0; h < NH; h++) kvg[h] = h / (NH / mc->n_kv_head);
     hsize_t dH[1] = {(hsize_t)NH};
     hid_t ds_kv = make_ds(out, "/model/kv_group", H5T_STD_I32LE, 1, dH, NULL, "key/value head of each query head");
-    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, NH, kvg, 0);
+    h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, NH, kvg);
     H5Dclose(ds_kv);
     free(kvg);
     if (c->names[CO_ATT]) {

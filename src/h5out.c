@@ -5,6 +5,9 @@
 #include <libgen.h>
 #include <unistd.h>
 
+/* the raw writes put memory's bytes into little-endian file types */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "h5raw writes assume a little-endian host");
+
 /* the system error behind a failed HDF5 write (the sec2 driver records "errno = N, error message
  * = '...'" in its stack entry), for check_fail's one line */
 static herr_t find_syserr(unsigned n, const H5E_error2_t *e, void *buf)
@@ -66,44 +69,20 @@ hid_t h5out_dataset(h5out *o, const char *name, hid_t type, int ndim, const hsiz
     return ds;
 }
 
-static void write_sel(hid_t ds, hid_t memtype, int ndim, const hsize_t *start, const hsize_t *count,
-                      const void *buf, H5FD_mpio_xfer_t mode)
+void h5out_write_rows(hid_t ds, hid_t memtype, int64_t first, int64_t n, const void *buf)
 {
-    hid_t fs = H5Dget_space(ds);
-    hsize_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= count[i];
-    hid_t ms;
-    if (n) {
-        CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
-        ms = H5Screate_simple(ndim, count, NULL);
-    } else {
-        CHECK_H5(H5Sselect_none(fs));
-        hsize_t one = 1;
-        ms = H5Screate_simple(1, &one, NULL);
-        CHECK_H5(H5Sselect_none(ms));
-    }
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    CHECK_H5(H5Pset_dxpl_mpio(dxpl, mode));
-    CHECK_H5(H5Dwrite(ds, memtype, ms, fs, dxpl, buf));
-    H5Pclose(dxpl); H5Sclose(ms); H5Sclose(fs);
-}
-
-void h5out_write_rows(hid_t ds, hid_t memtype, int64_t first, int64_t n, const void *buf, int collective)
-{
-    if (!collective && (ds < 0 || n == 0)) return;   /* independent: nothing to do */
+    if (ds < 0 || n == 0) return;
     hid_t fs = H5Dget_space(ds);
     int nd = H5Sget_simple_extent_ndims(fs);
     hsize_t dims[8], start[8] = {0};
     H5Sget_simple_extent_dims(fs, dims, NULL);
-    H5Sclose(fs);
     start[0] = (hsize_t)first;
     dims[0] = (hsize_t)n;
-    write_sel(ds, memtype, nd, start, dims, buf, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
-}
-
-void h5out_write_block(hid_t ds, hid_t memtype, int ndim, const hsize_t *start, const hsize_t *count, const void *buf)
-{
-    write_sel(ds, memtype, ndim, start, count, buf, H5FD_MPIO_INDEPENDENT);
+    CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL));
+    hid_t ms = H5Screate_simple(nd, dims, NULL);
+    CHECK_H5(H5Dwrite(ds, memtype, ms, fs, H5P_DEFAULT, buf));
+    H5Sclose(ms);
+    H5Sclose(fs);
 }
 
 static void attr_write(hid_t obj, const char *name, hid_t type, const void *buf)

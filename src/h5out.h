@@ -1,11 +1,10 @@
 /* h5out.h — the output file. It is created complete by one rank (serial HDF5: a failed write
  * cannot leave other ranks waiting in a collective): every dataset contiguous and allocated at
- * creation, every attribute written, then closed. The run's data then go in as raw bytes at each dataset's file offset
- * (h5raw_*): HDF5's metadata is never written again, so a process killed in the middle of a write
- * leaves a file whose structure is intact (HDF5 itself has no crash consistency). The file types
- * are little-endian, as the hosts we run on: the bytes in memory are the bytes in the file.
- * h5out_write_rows also serves files opened by other modules through the MPI-IO driver (then a
- * collective write is called by every rank, one with no rows too). */
+ * creation, every attribute written, then closed. The run's data then go in as raw bytes at each
+ * dataset's file offset (h5raw_*): HDF5's metadata is never written again, so a process killed in
+ * the middle of a write leaves a file whose structure is intact (HDF5 itself has no crash
+ * consistency). The file types are little-endian, as the hosts we run on: the bytes in memory
+ * are the bytes in the file. */
 #ifndef ATTNSCOPE_H5OUT_H
 #define ATTNSCOPE_H5OUT_H
 #include <hdf5.h>
@@ -29,13 +28,9 @@ int h5out_create(h5out *o, const char *path);
  * HDF5 failure (our own file). */
 hid_t h5out_dataset(h5out *o, const char *name, hid_t type, int ndim, const hsize_t *dims, const hsize_t *chunk);
 
-/* Write of rows [first, first+n) (along dim 0) of a dataset from buf, which holds n rows of the
- * dataset's row shape in memtype; collective (every rank calls it) or independent (ds < 0 or
- * n = 0 then do nothing). */
-void h5out_write_rows(hid_t ds, hid_t memtype, int64_t first, int64_t n, const void *buf, int collective);
-
-/* Independent write of one block: start/count of rank ndim, buf dense in memtype. */
-void h5out_write_block(hid_t ds, hid_t memtype, int ndim, const hsize_t *start, const hsize_t *count, const void *buf);
+/* Writes rows [first, first+n) (along dim 0) of a dataset of a file being created, from buf,
+ * which holds n rows of the dataset's row shape in memtype (ds < 0 or n = 0: nothing). */
+void h5out_write_rows(hid_t ds, hid_t memtype, int64_t first, int64_t n, const void *buf);
 
 /* Attributes (variable-length UTF-8 strings, int64, double) on any object. */
 void h5_attr_str(hid_t obj, const char *name, const char *value);

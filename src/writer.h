@@ -11,7 +11,7 @@
 typedef struct writer writer;
 typedef void (*writer_fn)(void *ctx);
 
-/* threaded = 0: every job runs at once inside writer_submit (when MPI lacks thread support). */
+/* threaded = 0: every job runs at once inside writer_submit (no overlap; for debugging). */
 writer *writer_start(size_t max_bytes, int threaded);
 /* Queues fn(ctx), which holds about bytes of memory until it has run. */
 void writer_submit(writer *w, writer_fn fn, void *ctx, size_t bytes);
