@@ -11,7 +11,10 @@
  * (a copy of floats, tolerance 0). Corrupted files: gguf_open must return -1, leave g empty and
  * give one message that names the file and contains a recognisable phrase; the count cases
  * (2^63 keys, tensors, array elements, string bytes) would abort in xmalloc if anything were
- * allocated from them first. Run from the repo root. Exit 1 on any failure. */
+ * allocated from them first. The peer's quant.gguf is also cut at every byte of its header (all
+ * refused) and copied 3000 times with random bit flips in the header (each refused naming the file,
+ * or opened with every tensor readable; make sanitize runs this under ASan/UBSan). Run from the repo
+ * root. Exit 1 on any failure. */
 #include "gguf.h"
 #include "quant.h"
 #include "util.h"
@@ -422,7 +425,47 @@ static void file_cases(void)
         else if (!strstr(m, p) || (!strstr(m, "truncated") && !strstr(m, "past the end"))) fail("%s: %s", label, m);
         else printf("ok   reject %-34s %s\n", label, m);
     }
+    /* every cut inside the header, quietly: each must be refused with the file named */
+    int bad = 0;
+    for (size_t cut = 0; cut < (size_t)data_at; cut++) {
+        write_bytes(p, v, cut);
+        gguf_file h;
+        if (gguf_open(&h, p) == 0) { gguf_close(&h); bad++; }
+        else if (!strstr(err_get(), p)) bad++;
+    }
+    if (bad) fail("%d of the %llu header cuts accepted or unnamed", bad, (unsigned long long)data_at);
+    else printf("ok   reject every one of the %llu cuts inside the header and tensor infos\n", (unsigned long long)data_at);
     unsigned char *w = xmalloc(L);
+    /* random byte flips in the header: refused with the file named, or opened and fully readable
+     * (run under ASan by make sanitize: no out-of-bounds access either way) */
+    uint64_t seed = 12345;
+    int opened = 0, refused = 0;
+    float *all = xmalloc(L * sizeof *all);
+    p = tmp_path("flip.gguf");
+    for (int it = 0; it < 3000; it++) {
+        memcpy(w, v, L);
+        int nflip = 1 + it % 4;
+        for (int k = 0; k < nflip; k++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            w[(seed >> 33) % data_at] ^= (unsigned char)(1u << ((seed >> 20) & 7));
+        }
+        write_bytes(p, w, L);
+        gguf_file h;
+        if (gguf_open(&h, p) != 0) {
+            if (!strstr(err_get(), p)) { fail("flip %d: message does not name the file: %s", it, err_get()); break; }
+            refused++;
+            continue;
+        }
+        opened++;
+        for (int64_t t = 0; t < h.ntensors; t++)
+            if (h.tensors[t].numel <= (int64_t)L && quant_type(h.tensors[t].type)->to_f32)
+                if (gguf_tensor_f32(&h, h.tensors[t].name, all, (size_t)h.tensors[t].numel) != 0)
+                    fail("flip %d: opened but tensor %s unreadable: %s", it, h.tensors[t].name, err_get());
+        gguf_close(&h);
+    }
+    free(all);
+    printf("ok   3000 copies with 1-4 random bit flips in the header: %d refused with the file named, %d opened and read\n",
+           refused, opened);
     memcpy(w, v, L);
     w[4] = 2;                       /* v2 has the same layout as v3 for little-endian files */
     p = tmp_path("v2.gguf");
@@ -464,8 +507,8 @@ int main(void)
     printf("== corrupted files (temp dir %s)\n", tmpdir);
     built_cases();
     file_cases();
-    const char *names[] = { "c.gguf", "cut.gguf", "v2.gguf", "shrink.gguf" };
-    for (int i = 0; i < 4; i++) unlink(tmp_path(names[i]));
+    const char *names[] = { "c.gguf", "cut.gguf", "v2.gguf", "shrink.gguf", "flip.gguf" };
+    for (int i = 0; i < 5; i++) unlink(tmp_path(names[i]));
     rmdir(tmpdir);
     if (failures) { printf("test_gguf: %d FAILED\n", failures); return 1; }
     printf("test_gguf: all passed\n");
