@@ -166,28 +166,29 @@ static int read_value(reader *r, gguf_kv *kv)
     return 0;
 }
 
-/* index sorting for duplicate detection and lookup */
-static const gguf_file *sort_ctx;
-static int cmp_kv(const void *a, const void *b)
+/* index sorting for duplicate detection and lookup (glibc's qsort_r: no shared state) */
+static int cmp_kv(const void *a, const void *b, void *ctx)
 {
-    return strcmp(sort_ctx->kv[*(const int64_t *)a].key, sort_ctx->kv[*(const int64_t *)b].key);
+    const gguf_file *g = ctx;
+    return strcmp(g->kv[*(const int64_t *)a].key, g->kv[*(const int64_t *)b].key);
 }
-static int cmp_tensor(const void *a, const void *b)
+static int cmp_tensor(const void *a, const void *b, void *ctx)
 {
-    return strcmp(sort_ctx->tensors[*(const int64_t *)a].name, sort_ctx->tensors[*(const int64_t *)b].name);
+    const gguf_file *g = ctx;
+    return strcmp(g->tensors[*(const int64_t *)a].name, g->tensors[*(const int64_t *)b].name);
 }
-static int cmp_offset(const void *a, const void *b)
+static int cmp_offset(const void *a, const void *b, void *ctx)
 {
-    const gguf_tensor *x = &sort_ctx->tensors[*(const int64_t *)a], *y = &sort_ctx->tensors[*(const int64_t *)b];
+    const gguf_file *g = ctx;
+    const gguf_tensor *x = &g->tensors[*(const int64_t *)a], *y = &g->tensors[*(const int64_t *)b];
     if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
     return 0;
 }
-static int64_t *sorted_index(const gguf_file *g, int64_t n, int (*cmp)(const void *, const void *))
+static int64_t *sorted_index(gguf_file *g, int64_t n, int (*cmp)(const void *, const void *, void *))
 {
     int64_t *ix = xmalloc((size_t)(n ? n : 1) * sizeof *ix);
     for (int64_t i = 0; i < n; i++) ix[i] = i;
-    sort_ctx = g;  /* qsort has no context argument in C11; opening is single-threaded per file */
-    if (n > 1) qsort(ix, (size_t)n, sizeof *ix, cmp);
+    if (n > 1) qsort_r(ix, (size_t)n, sizeof *ix, cmp, g);
     return ix;
 }
 

@@ -234,9 +234,12 @@ int quant_to_f32(uint32_t type, const void *src, float *dst, int64_t nblocks)
     const quant_type_info *t = quant_type(type);
     if (!t || !t->to_f32) return -1;
     const uint8_t *b = src;
+    if (type == QT_F32) {
+        if (nblocks) memcpy(dst, src, (size_t)nblocks * 4);
+        return 0;
+    }
     for (int64_t i = 0; i < nblocks; i++, b += t->tsize, dst += t->blck) {
         switch (type) {
-        case QT_F32: memcpy(dst, b, 4); break;
         case QT_F16: dst[0] = f16_at(b); break;
         case QT_BF16: {                       /* ggml's GGML_BF16_TO_FP32: the high half */
             uint32_t u = ((uint32_t)b[0] | (uint32_t)b[1] << 8) << 16;

@@ -119,7 +119,7 @@ static int dump(const gguf_file *g, const char *name, int heads)
     if (!t) return err_set("%s: no tensor \"%s\"", g->path, name);
     float *out = xmalloc((size_t)t->numel * sizeof *out + 1);
     int rc = gguf_tensor_f32(g, name, out, (size_t)t->numel);
-    if (rc == 0 && heads > 0) rc = gguf_unpermute_qk(out, heads, (int)(t->numel / t->ne[0]), (int)t->ne[0]);
+    if (rc == 0 && heads > 0 && t->ne[0] > 0) rc = gguf_unpermute_qk(out, heads, (int)(t->numel / t->ne[0]), (int)t->ne[0]);
     if (rc == 0 && fwrite(out, sizeof *out, (size_t)t->numel, stdout) != (size_t)t->numel) rc = err_set("stdout: write error");
     free(out);
     return rc;
