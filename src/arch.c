@@ -32,9 +32,9 @@
 
 static const arch_row rows[] = {
     {.family = "bert", .model_types = "bert", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
-     .default_act = "gelu", .prefixes = "|bert.", .names = BERT_NAMES, .keys = BERT_KEYS},
+     .default_act = "gelu", .prefixes = "|bert.|roberta.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
     {.family = "roberta", .model_types = "roberta|xlm-roberta", .norm = NORM_LAYER, .pos = POS_LEARNED_OFFSET,
-     .mlp = MLP_PLAIN, .default_act = "gelu", .prefixes = "|roberta.", .names = BERT_NAMES, .keys = BERT_KEYS},
+     .mlp = MLP_PLAIN, .default_act = "gelu", .prefixes = "|roberta.|bert.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
     {.family = "gpt2", .model_types = "gpt2", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN, .pre_norm = 1,
      .causal = 1, .transposed = 1, .default_act = "gelu_new", .d_ff_mult = 4, .prefixes = "|transformer.",
      .names = {[ROLE_TOK_EMB] = "wte", [ROLE_POS_EMB] = "wpe", [ROLE_QKV] = "h.%d.attn.c_attn",
