@@ -28,7 +28,8 @@ struct backend {
     void (*download)(backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(backend *be);
 
-    /* out[t,:] = wte[ids[t],:] + wpe[pos[t],:] + (wtt ? wtt[types[t],:] : 0);  out (T, C) */
+    /* out[t,:] = wte[ids[t],:] + (wpe ? wpe[pos[t],:] : 0) + (wtt ? wtt[types[t],:] : 0);  out (T, C);
+     * wpe NULL (rotary families) only on a backend with rope */
     void (*embed)(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
                   const float *wte, const float *wpe, const float *wtt, int T, int C);
     /* out (M, N) = in (M, K) · W (N, K)ᵀ + b (N) — b may be NULL (a torch Linear); out and in of
@@ -42,9 +43,27 @@ struct backend {
                       const float *w, const float *b, int M, int C, float eps);
     /* x[i] = act(x[i]) in place, elements of type dt; act as config.h act_kind */
     void (*activation)(backend *be, void *x, int dt, size_t n, int act);
+    /* The ops of the pre-norm, RMSNorm, rotary and gated-MLP families (GPT-2, Llama, Qwen2, Mistral),
+     * float32 only; NULL on a backend that lacks them (the model refuses such a family at load).
+     * add_norm: x (M, C) += res (M, C) when res is not NULL (a float add, as torch's); then
+     *   xn (M, C) = norm(x)·w (+ b when b is not NULL) with norm LayerNorm (rms 0: (x - mean) /
+     *   sqrt(var + eps)) or RMSNorm (rms 1: x / sqrt(mean(x²) + eps)); w NULL: xn = x (the add
+     *   alone). xn may equal x: post-norm, x replaced by its norm (then as layernorm). The pre-norm
+     *   residual step: the stream stays in x, the next sub-block's input is xn. */
+    void (*add_norm)(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
+                     float eps, int rms);
+    /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld floats, heads
+     * [0, nh) of HS columns at h·HS; in each head the pair (i, i + HS/2) turns by the angle
+     * θ = float(pos[t]·inv_freq[i]): (a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ).
+     * pos (T) int32 and inv_freq (HS/2) in backend memory. */
+    void (*rope)(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS);
+    /* The gated MLP's activation: out (M, F) = act(in[:, :F]) · in[:, F:] with in (M, 2F) the
+     * gate | up projections side by side (SwiGLU: act = ACT_SILU); out does not overlap in. */
+    void (*gated_act)(backend *be, float *out, const float *in, int M, int F, int act);
     /* Multi-head attention over B sequences padded to T.
      *   q, k, v (B, T, ·) rows of ld floats (ld >= C; C for separate tensors, 3C when they are the
-     *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS
+     *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS (the
+     *   attention width, which need not be the model's hidden size)
      *   keymask (B, T): 1 = real token, 0 = padding (additive -FLT_MAX before softmax, as HF)
      *   probs (B, NH, T, T): post-softmax probabilities, written
      *   out (B, T, C): probs · v per head

@@ -31,10 +31,10 @@ static void cpu_embed(backend *be, float *out, const int32_t *ids, const int32_t
 {
 #pragma omp parallel for
     for (int t = 0; t < T; t++) {
-        const float *a = wte + (size_t)ids[t] * C, *b = wpe + (size_t)pos[t] * C;
+        const float *a = wte + (size_t)ids[t] * C, *b = wpe ? wpe + (size_t)pos[t] * C : NULL;
         const float *c = wtt ? wtt + (size_t)types[t] * C : NULL;
         float *o = out + (size_t)t * C;
-        for (int i = 0; i < C; i++) o[i] = a[i] + b[i] + (c ? c[i] : 0.0f);
+        for (int i = 0; i < C; i++) o[i] = a[i] + (b ? b[i] : 0.0f) + (c ? c[i] : 0.0f);
     }
 }
 
@@ -75,19 +75,76 @@ static void cpu_layernorm(backend *be, float *out, void *out_bf16, const float *
     }
 }
 
+/* act (config.h act_kind) in double */
+static double act_apply(double v, int act)
+{
+    switch (act) {
+    case ACT_GELU: return 0.5 * v * (1.0 + erf(v * M_SQRT1_2));
+    case ACT_GELU_TANH: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_SILU: return v / (1.0 + exp(-v));
+    }
+    return v;
+}
+
 static void cpu_activation(backend *be, void *x_, int dt, size_t n, int act)
 {
     need_f32(dt, "cpu_activation");
     float *x = x_;
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        double v = x[i];
-        switch (act) {
-        case ACT_GELU: v = 0.5 * v * (1.0 + erf(v * M_SQRT1_2)); break;
-        case ACT_GELU_TANH: v = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); break;
-        case ACT_RELU: v = v > 0 ? v : 0; break;
+    for (size_t i = 0; i < n; i++) x[i] = (float)act_apply(x[i], act);
+}
+
+static void cpu_add_norm(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
+                         float eps, int rms)
+{
+#pragma omp parallel for
+    for (int m = 0; m < M; m++) {
+        float *r = x + (size_t)m * C, *y = xn + (size_t)m * C;
+        if (res)
+            for (int i = 0; i < C; i++) r[i] += res[(size_t)m * C + i];
+        if (!w) {
+            if (y != r) memcpy(y, r, (size_t)C * sizeof(float));
+            continue;
         }
-        x[i] = (float)v;
+        double mean = 0, var = 0;
+        if (!rms) {
+            for (int i = 0; i < C; i++) mean += r[i];
+            mean /= C;
+        }
+        for (int i = 0; i < C; i++) var += (r[i] - mean) * (r[i] - mean);
+        var /= C;
+        const double rstd = 1.0 / sqrt(var + eps);
+        for (int i = 0; i < C; i++) y[i] = (float)((r[i] - mean) * rstd) * w[i] + (b ? b[i] : 0.0f);
+    }
+}
+
+static void cpu_rope(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
+{
+    const int half = HS / 2;
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        float *row = x + (size_t)t * ld;
+        for (int i = 0; i < half; i++) {
+            const float th = (float)pos[t] * inv_freq[i];       /* float32, as torch's position · inv_freq */
+            const float c = (float)cos(th), s = (float)sin(th);
+            for (int h = 0; h < nh; h++) {
+                float *a = row + (size_t)h * HS + i, *b = a + half;
+                const float a0 = *a, b0 = *b;
+                *a = a0 * c - b0 * s;
+                *b = b0 * c + a0 * s;
+            }
+        }
+    }
+}
+
+static void cpu_gated_act(backend *be, float *out, const float *in, int M, int F, int act)
+{
+#pragma omp parallel for
+    for (int m = 0; m < M; m++) {
+        const float *g = in + (size_t)m * 2 * F, *u = g + F;
+        float *o = out + (size_t)m * F;
+        for (int i = 0; i < F; i++) o[i] = (float)act_apply(g[i], act) * u[i];   /* act(g) in float, times u: torch's order */
     }
 }
 
@@ -245,6 +302,9 @@ backend *backend_cpu_init(void)
     be->linear = cpu_linear;
     be->layernorm = cpu_layernorm;
     be->activation = cpu_activation;
+    be->add_norm = cpu_add_norm;
+    be->rope = cpu_rope;
+    be->gated_act = cpu_gated_act;
     be->attention = cpu_attention;
     be->attn_stats = cpu_attn_stats;
     be->attention_stats = cpu_attention_stats;

@@ -13,6 +13,7 @@
 #include <cublasLt.h>
 #include "backend.h"
 #include "check.h"
+#include "config.h"
 #include "kernels.h"
 #include "util.h"
 #include <math.h>
@@ -106,6 +107,8 @@ static void *scratch(cuda_ctx *c, int s, size_t bytes)
 static void cuda_embed_op(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
                           const float *wte, const float *wpe, const float *wtt, int T, int C)
 {
+    /* no position table: a rotary family, which model_load refuses here (no rope op) */
+    if (!wpe) check_fail(__FILE__, __LINE__, "cuda_embed_op", "no position table: the CUDA backend has no rotary embeddings yet");
     cuda_embed(out, ids, pos, types, wte, wpe, wtt, T, C);
 }
 
@@ -271,6 +274,8 @@ static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const flo
 }
 static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
 {
+    /* kernels/activation.cu has gelu, gelu_tanh and relu; model_load refuses silu models here */
+    if (act == ACT_SILU) check_fail(__FILE__, __LINE__, "cuda_activation_op", "no silu activation on the CUDA backend yet");
     if (dt == DT_BF16) cuda_activation_bf16(x, n, act);
     else cuda_activation(x, n, act);
 }

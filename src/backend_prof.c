@@ -6,8 +6,8 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
-static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "activation",
+enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_UPLOAD, P_DOWNLOAD, P_N };
+static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
                                             "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
@@ -29,6 +29,13 @@ static void p_linear(backend *be, void *out, int odt, const void *in, int idt, c
 static void p_layernorm(backend *be, float *out, void *ob, const float *in, const void *res, int rdt, const float *w,
                         const float *b, int M, int C, float eps)
 { TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, res, rdt, w, b, M, C, eps)); }
+static void p_add_norm(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
+                       float eps, int rms)
+{ TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, res, w, b, M, C, eps, rms)); }
+static void p_rope(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
+{ TIMED(be, P_ROPE, IN(be)->rope(IN(be), x, ld, pos, inv_freq, T, nh, HS)); }
+static void p_gated(backend *be, float *out, const float *in, int M, int F, int act)
+{ TIMED(be, P_GATED, IN(be)->gated_act(IN(be), out, in, M, F, act)); }
 static void p_act(backend *be, void *x, int dt, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, dt, n, act)); }
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)
@@ -59,7 +66,9 @@ backend *backend_profiled(backend *inner)
     p->in = inner;
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
-                    .layernorm = p_layernorm, .activation = p_act, .attention = p_attention,
+                    .layernorm = p_layernorm, .activation = p_act,
+                    .add_norm = inner->add_norm ? p_add_norm : NULL, .rope = inner->rope ? p_rope : NULL,
+                    .gated_act = inner->gated_act ? p_gated : NULL, .attention = p_attention,
                     .attention_stats = inner->attention_stats ? p_attention_stats : NULL, .fused_ok = p_fused_ok,
                     .attn_stats = p_stats, .attn_pack = p_pack, .host_alloc = p_host_alloc, .host_free = p_host_free,
                     .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim,

@@ -1,20 +1,102 @@
-/* config.c — see config.h. Every size is range-checked here so that later arithmetic on it
- * (weights, buffers) cannot overflow. */
+/* config.c — see config.h. The family's row (arch.c) names the keys; every size is range-checked
+ * here so that later arithmetic on it (weights, buffers) cannot overflow. */
 #include "config.h"
 #include "jsonutil.h"
 #include "util.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-/* required positive integer in [1, max] */
-static int get_dim(json_object *o, const char *key, int *out, int64_t max, const char *path)
+/* The first of the '|'-separated keys present in o (non-null), or NULL; keys NULL: none. */
+static const char *find_key(json_object *o, const char *keys, char *buf, size_t cap)
 {
+    for (const char *p = keys; p && *p;) {
+        const char *e = strchr(p, '|');
+        const int k = e ? (int)(e - p) : (int)strlen(p);
+        snprintf(buf, cap, "%.*s", k, p);
+        json_object *v;
+        if (json_object_object_get_ex(o, buf, &v) && v) return buf;
+        p += k + (e != NULL);
+    }
+    return NULL;
+}
+
+/* integer in [lo, max] under the row's key k: absent -> *out = def, or an error when def < lo */
+static int get_int_key(json_object *o, const model_config *c, config_key k, int *out, int64_t lo, int64_t max, int def,
+                       const char *path)
+{
+    char key[64];
+    const char *name = find_key(o, c->arch->keys[k], key, sizeof key);
+    if (!name) {
+        if (def < lo) return err_set("%s: missing \"%s\"", path, c->arch->keys[k] ? c->arch->keys[k] : "?");
+        *out = def;
+        return 0;
+    }
     int64_t v;
-    int r = json_get_int(o, key, &v, path);
-    if (r < 0) return -1;
-    if (r == 0) return err_set("%s: missing \"%s\"", path, key);
-    if (v < 1 || v > max) return err_set("%s: \"%s\" = %lld is out of range [1, %lld]", path, key, (long long)v, (long long)max);
+    if (json_get_int(o, name, &v, path) < 0) return -1;
+    if (v < lo || v > max) return err_set("%s: \"%s\" = %lld is out of range [%lld, %lld]", path, name, (long long)v, (long long)lo, (long long)max);
     *out = (int)v;
+    return 0;
+}
+
+/* An id key (pad/sep/eos): an integer, or a list whose first element is taken (Llama 3's
+ * eos_token_id lists); absent or null: -1. */
+static int get_id(json_object *o, const char *key, int vocab, int *out, const char *path)
+{
+    json_object *v;
+    *out = -1;
+    if (!json_object_object_get_ex(o, key, &v) || !v) return 0;
+    if (json_object_is_type(v, json_type_array)) {
+        if (json_object_array_length(v) == 0) return 0;
+        v = json_object_array_get_idx(v, 0);
+    }
+    if (!json_object_is_type(v, json_type_int)) return err_set("%s: \"%s\" is not an integer", path, key);
+    int64_t x = json_object_get_int64(v);
+    if (x < 0 || x >= vocab) return err_set("%s: \"%s\" = %lld is outside the vocabulary", path, key, (long long)x);
+    *out = (int)x;
+    return 0;
+}
+
+/* rope_theta and the scaling, from the top level (rope_theta, rope_scaling) or from
+ * rope_parameters (transformers >= 5) */
+static int read_rope(json_object *o, model_config *c, const char *path)
+{
+    c->rope_theta = 10000.0;
+    c->rope_type = ROPE_DEFAULT;
+    json_object *rp = NULL;
+    if (json_get_double(o, "rope_theta", &c->rope_theta, path) < 0) return -1;
+    const char *where = "rope_parameters";
+    if (!json_object_object_get_ex(o, where, &rp) || !rp) { where = "rope_scaling"; json_object_object_get_ex(o, where, &rp); }
+    if (rp && !json_object_is_type(rp, json_type_object)) return err_set("%s: \"%s\" is not an object", path, where);
+    if (rp) {
+        const char *type = "default";
+        if (json_get_double(rp, "rope_theta", &c->rope_theta, path) < 0) return -1;
+        if (json_get_string(rp, "rope_type", &type, path) < 0 || json_get_string(rp, "type", &type, path) < 0) return -1;
+        if (!strcmp(type, "default")) c->rope_type = ROPE_DEFAULT;
+        else if (!strcmp(type, "linear")) c->rope_type = ROPE_LINEAR;
+        else if (!strcmp(type, "dynamic")) c->rope_type = ROPE_DYNAMIC;
+        else if (!strcmp(type, "llama3")) c->rope_type = ROPE_LLAMA3;
+        else return err_set("%s: %s type \"%s\" is not supported (default, linear, dynamic, llama3)", path, where, type);
+        double prf = 1.0;
+        if (json_get_double(rp, "partial_rotary_factor", &prf, path) < 0) return -1;
+        if (prf != 1.0) return err_set("%s: %s partial_rotary_factor %g is not supported (1)", path, where, prf);
+        c->rope_factor = 1.0;
+        c->rope_low_freq = 1.0;
+        c->rope_high_freq = 4.0;
+        int64_t om = c->max_pos;
+        if (json_get_double(rp, "factor", &c->rope_factor, path) < 0 ||
+            json_get_double(rp, "low_freq_factor", &c->rope_low_freq, path) < 0 ||
+            json_get_double(rp, "high_freq_factor", &c->rope_high_freq, path) < 0 ||
+            json_get_int(rp, "original_max_position_embeddings", &om, path) < 0)
+            return -1;
+        if (c->rope_type != ROPE_DEFAULT && !(c->rope_factor >= 1.0 && c->rope_factor < 1e6))
+            return err_set("%s: %s factor %g is not in [1, 1e6)", path, where, c->rope_factor);
+        if (c->rope_type == ROPE_LLAMA3 && !(c->rope_high_freq > c->rope_low_freq && c->rope_low_freq > 0))
+            return err_set("%s: %s needs 0 < low_freq_factor < high_freq_factor", path, where);
+        if (om < 1 || om > (1 << 24)) return err_set("%s: %s original_max_position_embeddings = %lld is out of range", path, where, (long long)om);
+        c->rope_orig_max_pos = (int)om;
+    }
+    if (!(c->rope_theta > 1 && c->rope_theta < 1e12)) return err_set("%s: rope_theta = %g is not in (1, 1e12)", path, c->rope_theta);
     return 0;
 }
 
@@ -33,64 +115,91 @@ int config_load(model_config *c, const char *dir)
         return err_set("%s: not a JSON object", path);
     }
     int rc = -1;
-    const char *mt = NULL, *act = "gelu";
+    const char *mt = NULL, *act;
     int r = json_get_string(o, "model_type", &mt, path);
     if (r <= 0) {
         if (r == 0) err_set("%s: missing \"model_type\"", path);
         goto done;
     }
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-    if (!strcmp(mt, "bert")) c->arch = ARCH_BERT;
-    else if (!strcmp(mt, "roberta") || !strcmp(mt, "xlm-roberta")) c->arch = ARCH_ROBERTA;
-    else { err_set("%s: model_type \"%s\" is not supported yet (supported: bert, roberta, xlm-roberta)", path, mt); goto done; }
-
-    if (get_dim(o, "num_hidden_layers", &c->n_layer, 1024, path) ||
-        get_dim(o, "num_attention_heads", &c->n_head, 1024, path) ||
-        get_dim(o, "hidden_size", &c->d_model, 1 << 16, path) ||
-        get_dim(o, "intermediate_size", &c->d_ff, 1 << 18, path) ||
-        get_dim(o, "vocab_size", &c->vocab, 1 << 24, path) ||
-        get_dim(o, "max_position_embeddings", &c->max_pos, 1 << 20, path))
-        goto done;
-    if (c->d_model % c->n_head) {
-        err_set("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->d_model, c->n_head);
+    if (!(c->arch = arch_find(mt))) {
+        err_set("%s: model_type \"%s\" is not supported yet (supported: %s)", path, mt, arch_supported());
         goto done;
     }
-    c->head_dim = c->d_model / c->n_head;
-    c->n_kv_head = c->n_head;
-    int64_t v = 0;
-    if (json_get_int(o, "type_vocab_size", &v, path) < 0) goto done;
-    if (v < 0 || v > 1024) { err_set("%s: \"type_vocab_size\" = %lld is out of range [0, 1024]", path, (long long)v); goto done; }
-    c->type_vocab = (int)v;
-    v = 0;
-    if (json_get_int(o, "pad_token_id", &v, path) < 0) goto done;
-    if (v < 0 || v >= c->vocab) { err_set("%s: \"pad_token_id\" = %lld is outside the vocabulary", path, (long long)v); goto done; }
-    c->pad_token_id = (int)v;
+    const arch_row *a = c->arch;
+    if (get_int_key(o, c, KEY_N_LAYER, &c->n_layer, 1, 1024, 0, path) ||
+        get_int_key(o, c, KEY_N_HEAD, &c->n_head, 1, 1024, 0, path) ||
+        get_int_key(o, c, KEY_D_MODEL, &c->d_model, 1, 1 << 16, 0, path) ||
+        get_int_key(o, c, KEY_VOCAB, &c->vocab, 1, 1 << 24, 0, path) ||
+        get_int_key(o, c, KEY_MAX_POS, &c->max_pos, 1, 1 << 24, 0, path))
+        goto done;
+    if (get_int_key(o, c, KEY_D_FF, &c->d_ff, 1, 1 << 18, a->d_ff_mult ? a->d_ff_mult * c->d_model : 0, path) ||
+        get_int_key(o, c, KEY_N_KV_HEAD, &c->n_kv_head, 1, c->n_head, c->n_head, path) ||
+        get_int_key(o, c, KEY_HEAD_DIM, &c->head_dim, 1, 1024, c->d_model / c->n_head > 0 ? c->d_model / c->n_head : 1, path) ||
+        get_int_key(o, c, KEY_TYPE_VOCAB, &c->type_vocab, 0, 1024, 0, path))
+        goto done;
+    char key[64];
+    if (!find_key(o, a->keys[KEY_HEAD_DIM], key, sizeof key) && c->d_model % c->n_head) {
+        err_set("%s: hidden size %d is not a multiple of the %d attention heads", path, c->d_model, c->n_head);
+        goto done;
+    }
+    if (c->n_head % c->n_kv_head) {
+        err_set("%s: %d attention heads are not a multiple of the %d key/value heads", path, c->n_head, c->n_kv_head);
+        goto done;
+    }
+    int id;
+    if (get_id(o, "pad_token_id", c->vocab, &id, path)) goto done;
+    c->pad_token_id = id < 0 ? 0 : id;
     c->sep_token_id = -1;
-    for (const char *const *key = (const char *const[]){"sep_token_id", "eos_token_id", NULL}; *key && c->sep_token_id < 0; key++) {
-        v = -1;
-        if (json_get_int(o, *key, &v, path) < 0) goto done;
-        if (v >= c->vocab) { err_set("%s: \"%s\" = %lld is outside the vocabulary", path, *key, (long long)v); goto done; }
-        if (v >= 0) c->sep_token_id = (int)v;
-    }
-    double eps = 1e-12;
-    if (json_get_double(o, "layer_norm_eps", &eps, path) < 0) goto done;
-    if (!(eps > 0 && eps < 1)) { err_set("%s: \"layer_norm_eps\" = %g is not in (0, 1)", path, eps); goto done; }
+    if (get_id(o, "sep_token_id", c->vocab, &c->sep_token_id, path)) goto done;
+    if (c->sep_token_id < 0 && get_id(o, "eos_token_id", c->vocab, &c->sep_token_id, path)) goto done;
+    double eps = a->norm == NORM_RMS ? 1e-6 : a->pre_norm ? 1e-5 : 1e-12;
+    const char *eps_key = find_key(o, a->keys[KEY_EPS], key, sizeof key);
+    if (eps_key && json_get_double(o, eps_key, &eps, path) < 0) goto done;
+    if (!(eps > 0 && eps < 1)) { err_set("%s: \"%s\" = %g is not in (0, 1)", path, eps_key ? eps_key : "eps", eps); goto done; }
     c->ln_eps = (float)eps;
-    if (json_get_string(o, "hidden_act", &act, path) < 0) goto done;
+    act = a->default_act;
+    const char *act_key = find_key(o, a->keys[KEY_ACT], key, sizeof key);
+    if (act_key && json_get_string(o, act_key, &act, path) < 0) goto done;
     if (!strcmp(act, "gelu")) c->act = ACT_GELU;
     else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->act = ACT_GELU_TANH;
     else if (!strcmp(act, "relu")) c->act = ACT_RELU;
-    else { err_set("%s: hidden_act \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)", path, act); goto done; }
+    else if (!strcmp(act, "silu") || !strcmp(act, "swish")) c->act = ACT_SILU;
+    else { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
     const char *pet = "absolute";
     if (json_get_string(o, "position_embedding_type", &pet, path) < 0) goto done;
     if (strcmp(pet, "absolute")) { err_set("%s: position_embedding_type \"%s\" is not supported (absolute)", path, pet); goto done; }
-    int dec = 0;
-    if (json_get_bool(o, "is_decoder", &dec, path) < 0) goto done;
-    if (dec) { err_set("%s: is_decoder=true BERT models are not supported", path); goto done; }
-    c->causal = 0;
-    if (c->arch == ARCH_ROBERTA) {
+    int flag = 0;
+    if (json_get_bool(o, "is_decoder", &flag, path) < 0) goto done;
+    if (flag && !a->causal) { err_set("%s: is_decoder=true %s models are not supported", path, a->family); goto done; }
+    /* GPT-2's attention options that change the numbers */
+    flag = 1;
+    if (json_get_bool(o, "scale_attn_weights", &flag, path) < 0) goto done;
+    if (!flag) { err_set("%s: scale_attn_weights=false is not supported", path); goto done; }
+    flag = 0;
+    if (json_get_bool(o, "scale_attn_by_inverse_layer_idx", &flag, path) < 0) goto done;
+    if (flag) { err_set("%s: scale_attn_by_inverse_layer_idx=true is not supported", path); goto done; }
+    c->causal = a->causal;
+    if (a->pos == POS_LEARNED_OFFSET) {
         c->pos_offset = c->pad_token_id + 1;
         if (c->max_pos <= c->pos_offset) { err_set("%s: max_position_embeddings too small for RoBERTa positions", path); goto done; }
+    }
+    if (a->pos == POS_ROPE) {
+        if (c->head_dim % 2) { err_set("%s: head_dim %d is odd: rotary embeddings need pairs", path, c->head_dim); goto done; }
+        if (read_rope(o, c, path)) goto done;
+    }
+    /* Mistral's sliding window (null or absent: none; Qwen2 applies it only with use_sliding_window) */
+    int64_t sw = 0;
+    flag = 1;
+    if (json_get_bool(o, "use_sliding_window", &flag, path) < 0) goto done;
+    if (flag && json_get_int(o, "sliding_window", &sw, path) < 0) goto done;
+    if (sw < 0 || sw > (1 << 24)) { err_set("%s: \"sliding_window\" = %lld is out of range", path, (long long)sw); goto done; }
+    c->sliding_window = flag ? (int)sw : 0;
+    /* sequences never exceed max_position_embeddings (run.c): a window at least that long masks nothing */
+    if (c->sliding_window && c->sliding_window < c->max_pos) {
+        err_set("%s: sliding_window %d < max_position_embeddings %d: sliding-window attention is not supported yet",
+                path, c->sliding_window, c->max_pos);
+        goto done;
     }
     c->json_text = text;
     text = NULL;
@@ -99,6 +208,29 @@ done:
     json_object_put(o);
     free(text);
     return rc;
+}
+
+void config_rope_inv_freq(const model_config *c, int T, float *inv_freq)
+{
+    const int D = c->head_dim;
+    double base = c->rope_theta;
+    if (c->rope_type == ROPE_DYNAMIC && T > c->max_pos)
+        base *= pow(c->rope_factor * T / c->max_pos - (c->rope_factor - 1), (double)D / (D - 2));
+    for (int i = 0; i < D / 2; i++) {
+        /* torch: 1 / base ** (arange(0, D, 2).float() / D), in float32 */
+        float f = (float)(1.0 / pow(base, (double)(float)(2.0f * i / D)));
+        if (c->rope_type == ROPE_LINEAR) f = (float)(f / c->rope_factor);
+        if (c->rope_type == ROPE_LLAMA3) {
+            const double old = c->rope_orig_max_pos, lo = old / c->rope_low_freq, hi = old / c->rope_high_freq;
+            const double wavelen = 2 * M_PI / f;
+            if (wavelen > lo) f = (float)(f / c->rope_factor);
+            else if (wavelen >= hi) {
+                const double s = (old / wavelen - c->rope_low_freq) / (c->rope_high_freq - c->rope_low_freq);
+                f = (float)((1 - s) * f / c->rope_factor + s * f);
+            }
+        }
+        inv_freq[i] = f;
+    }
 }
 
 void config_free(model_config *c)

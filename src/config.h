@@ -1,30 +1,38 @@
 /* config.h — the model hyper-parameters read from a Hugging Face config.json, in one struct that
- * every model family fills (BERT-family encoders now; GPT-2, Llama/Qwen2, ViT later add their
- * fields here, not a second struct). The forward pass (model.c) switches on these flags only. */
+ * every model family fills; the family's row (arch.h) says which keys hold them and which steps
+ * the forward pass takes. The forward (model.c) reads the row and these fields only. */
 #ifndef ATTNSCOPE_CONFIG_H
 #define ATTNSCOPE_CONFIG_H
+#include "arch.h"
 
-typedef enum { ARCH_BERT, ARCH_ROBERTA } model_arch;
-typedef enum { ACT_GELU, ACT_GELU_TANH, ACT_RELU } act_kind;
+typedef enum { ACT_GELU, ACT_GELU_TANH, ACT_RELU, ACT_SILU } act_kind;
+/* rope_scaling / rope_parameters "rope_type" (transformers' modeling_rope_utils.py) */
+typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_DYNAMIC, ROPE_LLAMA3 } rope_kind;
 
 typedef struct {
-    model_arch arch;
-    char model_type[32];   /* as in config.json: "bert", "roberta", ... */
+    const arch_row *arch;  /* the family (arch.c), never NULL after config_load */
+    char model_type[32];   /* as in config.json: "bert", "roberta", "gpt2", "llama", ... */
     int n_layer;           /* L  */
     int n_head;            /* NH */
-    int n_kv_head;         /* key/value heads (== NH without GQA) */
+    int n_kv_head;         /* key/value heads (== NH without GQA; NH a multiple of it) */
     int d_model;           /* C  */
-    int head_dim;          /* HS = C / NH */
+    int head_dim;          /* HS (C / NH unless config.json says head_dim) */
     int d_ff;              /* intermediate size */
     int vocab;
     int max_pos;           /* max_position_embeddings */
     int type_vocab;        /* token types (0: none) */
     int pad_token_id;
     int sep_token_id;      /* [SEP]/EOS id from config.json (sep_token_id, else eos_token_id), -1 if none */
-    int pos_offset;        /* RoBERTa: positions start at pad_token_id + 1 */
-    float ln_eps;
+    int pos_offset;        /* POS_LEARNED_OFFSET: positions start at pad_token_id + 1 */
+    float ln_eps;          /* LayerNorm or RMSNorm epsilon */
     act_kind act;
     int causal;            /* 1: decoder (causal mask) */
+    /* POS_ROPE: theta and scaling from rope_theta / rope_scaling, or the newer rope_parameters */
+    double rope_theta;
+    rope_kind rope_type;
+    double rope_factor, rope_low_freq, rope_high_freq;   /* linear/dynamic/llama3 factors */
+    int rope_orig_max_pos;                               /* llama3/dynamic: original_max_position_embeddings */
+    int sliding_window;    /* Mistral: keys further back than this are masked; 0: none */
     char *json_text;       /* config.json as read, for the HDF5 attributes (owned) */
 } model_config;
 
@@ -32,4 +40,7 @@ typedef struct {
  * (unsupported model_type, missing or inconsistent sizes, unknown hidden_act, ...). */
 int config_load(model_config *c, const char *dir);
 void config_free(model_config *c);
+/* The rotary inverse frequencies inv_freq[HS/2] for sequences of up to T positions, as
+ * transformers' rope init functions compute them (dynamic scaling depends on T). */
+void config_rope_inv_freq(const model_config *c, int T, float *inv_freq);
 #endif

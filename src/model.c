@@ -1,16 +1,27 @@
-/* model.c — see model.h. One forward pass for every family; weights are named after the
- * Hugging Face module paths of each family. */
+/* model.c — see model.h. One forward pass for every family; weights are loaded by role under the
+ * Hugging Face module names of the family's row (arch.c). */
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"
 #include <stdio.h>
 #include <string.h>
 
-/* Checks tensor <prefix><name> against shape (d0[, d1]) and converts it to float32 at host[]. */
-static int read_tensor(model *m, const st_model *st, const char *dir, const char *name, int d0, int d1, float *host)
+/* The name of role (arch.h) for layer l with suffix (".weight", ".bias") and the model's prefix. */
+static void role_name(const model *m, weight_role role, int l, const char *suffix, char *out, size_t cap)
+{
+    char base[192];
+    snprintf(base, sizeof base, m->cfg.arch->names[role], l);
+    snprintf(out, cap, "%s%s%s", m->weight_prefix, base, suffix);
+}
+
+/* Reads role's tensor (suffix ".weight" or ".bias") for layer l into host as float32 of shape
+ * (d0[, d1]) — transposed from the file's (d1, d0) where the row stores linear weights (in, out).
+ * Returns 1, 0 when absent and not required, -1 with err_set(). */
+static int read_role(model *m, const st_model *st, const char *dir, weight_role role, int l, const char *suffix,
+                     int d0, int d1, int required, float *host)
 {
     char full[256];
-    snprintf(full, sizeof full, "%s%s", m->weight_prefix, name);
+    role_name(m, role, l, suffix, full, sizeof full);
     const st_tensor *t = st_find(st, full);
     if (!t) {
         /* checkpoints from older BERT code name LayerNorm parameters gamma/beta */
@@ -21,37 +32,138 @@ static int read_tensor(model *m, const st_model *st, const char *dir, const char
         p = strstr(alt, "LayerNorm.bias");
         if (!t && p) { strcpy(p, "LayerNorm.beta"); t = st_find(st, alt); }
     }
-    if (!t) return err_set("%s: missing tensor \"%s\"", dir, full);
+    if (!t) return required ? err_set("%s: missing tensor \"%s\"", dir, full) : 0;
     const char *file = st->paths[t->file];
-    int want_nd = d1 ? 2 : 1;
-    if (t->ndim != want_nd || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+    const int tr = d1 && m->cfg.arch->transposed;
+    const int f0 = tr ? d1 : d0, f1 = tr ? d0 : d1, want_nd = d1 ? 2 : 1;
+    if (t->ndim != want_nd || t->shape[0] != f0 || (d1 && t->shape[1] != f1)) {
         char got[128] = "", *g = got;
         for (int i = 0; i < t->ndim; i++) g += snprintf(g, got + sizeof got - g, i ? ", %lld" : "%lld", (long long)t->shape[i]);
-        if (d1) return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d, %d]", file, full, got, d0, d1);
+        if (d1) return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d, %d]", file, full, got, f0, f1);
         return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%d]", file, full, got, d0);
     }
-    return st_to_f32(t, host);
+    if (!tr) return st_to_f32(t, host) ? -1 : 1;
+    float *tmp = xmalloc((size_t)d0 * d1 * sizeof(float));
+    if (st_to_f32(t, tmp)) { free(tmp); return -1; }
+    for (int i = 0; i < d0; i++)
+        for (int j = 0; j < d1; j++) host[(size_t)i * d1 + j] = tmp[(size_t)j * d0 + i];
+    free(tmp);
+    return 1;
 }
 
-/* Loads the n tensors names[] of shape (d0[, d1]) each, stacked along d0, to one new backend
- * buffer (n = 1: a single tensor; n = 3: the fused q, k, v projection). */
-static float *load_stacked(model *m, const st_model *st, const char *dir, const char *const *names, int n, int d0, int d1)
+/* host[0..n) to a new backend buffer that the model owns; frees host. NULL with err_set(). */
+static float *upload_owned(model *m, const char *dir, float *host, size_t n, weight_role role, int l)
 {
-    const size_t each = (size_t)d0 * (d1 ? d1 : 1);
-    float *host = xmalloc(n * each * sizeof(float));
-    for (int i = 0; i < n; i++)
-        if (read_tensor(m, st, dir, names[i], d0, d1, host + i * each)) { free(host); return NULL; }
-    float *dev = m->be->alloc(m->be, n * each * sizeof(float));
-    if (!dev) { free(host); err_set("%s: out of backend memory loading \"%s%s\"", dir, m->weight_prefix, names[0]); return NULL; }
-    m->be->upload(m->be, dev, host, n * each * sizeof(float));
+    float *dev = m->be->alloc(m->be, n * sizeof(float));
+    if (dev) m->be->upload(m->be, dev, host, n * sizeof(float));
     free(host);
+    if (!dev) {
+        char name[256];
+        role_name(m, role, l, "", name, sizeof name);
+        err_set("%s: out of %s memory loading \"%s\"", dir, m->be->name, name);
+        return NULL;
+    }
     m->owned = xrealloc(m->owned, (m->n_owned + 1) * sizeof(void *));
     m->owned[m->n_owned++] = dev;
     return dev;
 }
-static float *load_tensor(model *m, const st_model *st, const char *dir, const char *name, int d0, int d1)
+
+/* Weight (and optional bias) of n parts stacked along the rows: roles[i] of (rows[i], K) each;
+ * rep > 1 repeats each part's heads of HS rows to NH heads (GQA: rows[i] = NKV·HS). A bias is
+ * taken when the first part has one; then every part must. *w and *b (NULL: no bias) are set.
+ * Returns 0, or -1 with err_set(). */
+static int load_linear(model *m, const st_model *st, const char *dir, const weight_role *roles, const int *rows,
+                       const int *rep, int n, int l, int K, float **w, float **b)
 {
-    return load_stacked(m, st, dir, &name, 1, d0, d1);
+    const int HS = m->cfg.head_dim;
+    int total = 0;
+    for (int i = 0; i < n; i++) total += rows[i] * rep[i];
+    float *hw = xmalloc((size_t)total * K * sizeof(float)), *hb = xmalloc((size_t)total * sizeof(float));
+    float *tw = NULL, *tb = NULL;
+    int has_bias = 0, at = 0;
+    for (int i = 0; i < n; i++) {
+        const int R = rows[i];
+        tw = xrealloc(tw, (size_t)R * K * sizeof(float));
+        tb = xrealloc(tb, (size_t)R * sizeof(float));
+        if (read_role(m, st, dir, roles[i], l, ".weight", R, K, 1, tw) < 0) goto fail;
+        int r = read_role(m, st, dir, roles[i], l, ".bias", R, 0, i > 0 && has_bias, tb);
+        if (r < 0) goto fail;
+        if (i == 0) has_bias = r;
+        /* output row (h, j) of a repeated part comes from head h / rep: HF's repeat_kv order */
+        for (int o = 0; o < R * rep[i]; o++) {
+            const int src = rep[i] > 1 ? (o / HS / rep[i]) * HS + o % HS : o;
+            memcpy(hw + (size_t)(at + o) * K, tw + (size_t)src * K, (size_t)K * sizeof(float));
+            hb[at + o] = tb[src];
+        }
+        at += R * rep[i];
+    }
+    free(tw); free(tb);
+    if (!(*w = upload_owned(m, dir, hw, (size_t)total * K, roles[0], l))) { free(hb); return -1; }
+    if (!has_bias) { free(hb); *b = NULL; return 0; }
+    return (*b = upload_owned(m, dir, hb, total, roles[0], l)) ? 0 : -1;
+fail:
+    free(tw); free(tb); free(hw); free(hb);
+    return -1;
+}
+
+/* A norm of role for layer l: weight (C), optional bias (C); a role the row does not name leaves
+ * *n empty (no norm). */
+static int load_norm(model *m, const st_model *st, const char *dir, weight_role role, int l, norm_weights *n)
+{
+    const int C = m->cfg.d_model;
+    n->w = n->b = NULL;
+    if (!m->cfg.arch->names[role]) return 0;
+    float *h = xmalloc(C * sizeof(float));
+    if (read_role(m, st, dir, role, l, ".weight", C, 0, 1, h) < 0) { free(h); return -1; }
+    if (!(n->w = upload_owned(m, dir, h, C, role, l))) return -1;
+    h = xmalloc(C * sizeof(float));
+    const int r = read_role(m, st, dir, role, l, ".bias", C, 0, 0, h);
+    if (r <= 0) { free(h); return r; }
+    return (n->b = upload_owned(m, dir, h, C, role, l)) ? 0 : -1;
+}
+
+/* An embedding table of role (rows, C), or NULL when the row does not name it. */
+static int load_table(model *m, const st_model *st, const char *dir, weight_role role, int rows, float **out)
+{
+    *out = NULL;
+    if (!m->cfg.arch->names[role] || rows <= 0) return 0;
+    const int C = m->cfg.d_model;
+    float *h = xmalloc((size_t)rows * C * sizeof(float));
+    /* tables are (rows, C) in every family, Conv1D or not: never transposed */
+    char full[256];
+    role_name(m, role, 0, ".weight", full, sizeof full);
+    const st_tensor *t = st_find(st, full);
+    if (!t) { free(h); return err_set("%s: missing tensor \"%s\"", dir, full); }
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != C) {
+        free(h);
+        return err_set("%s: tensor \"%s\" has shape [%lld, %lld], config.json implies [%d, %d]", st->paths[t->file], full,
+                       (long long)t->shape[0], t->ndim > 1 ? (long long)t->shape[1] : 0LL, rows, C);
+    }
+    if (st_to_f32(t, h)) { free(h); return -1; }
+    return (*out = upload_owned(m, dir, h, (size_t)rows * C, role, 0)) ? 0 : -1;
+}
+
+/* The op of backend be that model c needs and be lacks, or NULL. */
+static const char *missing_op(const backend *be, const model_config *c)
+{
+    const arch_row *a = c->arch;
+    if ((a->pre_norm || a->norm == NORM_RMS) && !be->add_norm) return "add_norm";
+    if (a->pos == POS_ROPE && !be->rope) return "rope";
+    if (a->mlp == MLP_GATED && !be->gated_act) return "gated_act";
+    /* silu came with the gated MLP's ops: a backend without them has no silu activation either */
+    if (c->act == ACT_SILU && !be->gated_act) return "silu activation";
+    return NULL;
+}
+
+/* The rotary frequencies for sequences of T positions, into m->inv_freq. */
+static void upload_inv_freq(model *m, int T)
+{
+    const int half = m->cfg.head_dim / 2;
+    float *h = xmalloc(half * sizeof(float));
+    config_rope_inv_freq(&m->cfg, T, h);
+    m->be->upload(m->be, m->inv_freq, h, half * sizeof(float));
+    free(h);
+    m->rope_T = T;
 }
 
 int model_load(model *m, const char *dir, backend *be)
@@ -59,59 +171,73 @@ int model_load(model *m, const char *dir, backend *be)
     memset(m, 0, sizeof *m);
     m->be = be;
     if (config_load(&m->cfg, dir)) return -1;
+    const model_config *c = &m->cfg;
+    const arch_row *a = c->arch;
+    const char *lack = missing_op(be, c);
+    if (lack) {
+        err_set("%s: the %s backend does not run %s models yet (it has no %s op); use --backend cpu", dir, be->name,
+                a->family, lack);
+        config_free(&m->cfg);
+        return -1;
+    }
     st_model st;
     if (st_open_dir(&st, dir)) { config_free(&m->cfg); return -1; }
-    const model_config *c = &m->cfg;
     m->n_weight_files = st.nfiles;
     m->weight_files = xcalloc(st.nfiles, sizeof(char *));
     for (int i = 0; i < st.nfiles; i++) m->weight_files[i] = xstrdup(st.paths[i]);
-    static const char *prefixes[] = {"", "bert.", "roberta.", "model."};
     int found = 0;
-    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes && !found; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", prefixes[i]);
-        if (st_find(&st, name)) { snprintf(m->weight_prefix, sizeof m->weight_prefix, "%s", prefixes[i]); found = 1; }
+    for (const char *p = a->prefixes; !found;) {
+        const char *e = strchr(p, '|');
+        const int k = e ? (int)(e - p) : (int)strlen(p);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s%s.weight", k, p, a->names[ROLE_TOK_EMB]);
+        if (st_find(&st, name)) { snprintf(m->weight_prefix, sizeof m->weight_prefix, "%.*s", k, p); found = 1; }
+        if (!e) break;
+        p = e + 1;
     }
     if (!found) {
-        err_set("%s: no tensor \"embeddings.word_embeddings.weight\" (with or without a bert./roberta. prefix): not a %s checkpoint",
-                dir, c->model_type);
+        err_set("%s: no tensor \"%s.weight\" (with any of the prefixes \"%s\"): not a %s checkpoint", dir,
+                a->names[ROLE_TOK_EMB], a->prefixes, a->family);
         goto fail;
     }
-    const int C = c->d_model, F = c->d_ff;
-#define LOAD(dst, name, d0, d1) do { if (!((dst) = load_tensor(m, &st, dir, name, d0, d1))) goto fail; } while (0)
-    LOAD(m->wte, "embeddings.word_embeddings.weight", c->vocab, C);
-    LOAD(m->wpe, "embeddings.position_embeddings.weight", c->max_pos, C);
-    if (c->type_vocab > 0) LOAD(m->wtt, "embeddings.token_type_embeddings.weight", c->type_vocab, C);
-    LOAD(m->emb_ln_w, "embeddings.LayerNorm.weight", C, 0);
-    LOAD(m->emb_ln_b, "embeddings.LayerNorm.bias", C, 0);
+    const int C = c->d_model, F = c->d_ff, NH = c->n_head, HS = c->head_dim, A = NH * HS;
+    const int KV = c->n_kv_head * HS, G = NH / c->n_kv_head;
+    if (a->names[ROLE_QKV] && G != 1) { err_set("%s: a fused q|k|v projection with %d kv heads is not supported", dir, c->n_kv_head); goto fail; }
+    if (load_table(m, &st, dir, ROLE_TOK_EMB, c->vocab, &m->wte) ||
+        load_table(m, &st, dir, ROLE_POS_EMB, c->max_pos, &m->wpe) ||
+        load_table(m, &st, dir, ROLE_TYPE_EMB, c->type_vocab, &m->wtt) ||
+        load_norm(m, &st, dir, ROLE_EMB_NORM, 0, &m->emb_norm) ||
+        load_norm(m, &st, dir, ROLE_FINAL_NORM, 0, &m->final_norm))
+        goto fail;
     m->layers = xcalloc(c->n_layer, sizeof *m->layers);
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->layers[l];
-        char n[128];
-#define LL(dst, suffix, d0, d1) do { snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix); LOAD(dst, n, d0, d1); } while (0)
-        /* q, k, v as one (3C, C) projection: one GEMM of N = 3C instead of three of N = C */
-        char qkv[6][128];
-        static const char *const part[] = {"query", "key", "value"};
-        for (int i = 0; i < 3; i++) {
-            snprintf(qkv[i], sizeof qkv[i], "encoder.layer.%d.attention.self.%s.weight", l, part[i]);
-            snprintf(qkv[3 + i], sizeof qkv[3 + i], "encoder.layer.%d.attention.self.%s.bias", l, part[i]);
-        }
-        const char *wn[] = {qkv[0], qkv[1], qkv[2]}, *bn[] = {qkv[3], qkv[4], qkv[5]};
-        if (!(w->wqkv = load_stacked(m, &st, dir, wn, 3, C, C))) goto fail;
-        if (!(w->bqkv = load_stacked(m, &st, dir, bn, 3, C, 0))) goto fail;
-        LL(w->wo, "attention.output.dense.weight", C, C);
-        LL(w->bo, "attention.output.dense.bias", C, 0);
-        LL(w->ln1_w, "attention.output.LayerNorm.weight", C, 0);
-        LL(w->ln1_b, "attention.output.LayerNorm.bias", C, 0);
-        LL(w->w1, "intermediate.dense.weight", F, C);
-        LL(w->b1, "intermediate.dense.bias", F, 0);
-        LL(w->w2, "output.dense.weight", C, F);
-        LL(w->b2, "output.dense.bias", C, 0);
-        LL(w->ln2_w, "output.LayerNorm.weight", C, 0);
-        LL(w->ln2_b, "output.LayerNorm.bias", C, 0);
-#undef LL
+        /* q, k, v as one (3A, C) projection: one GEMM of N = 3A instead of three */
+        const weight_role qkv[] = {ROLE_Q, ROLE_K, ROLE_V}, fused[] = {ROLE_QKV}, o[] = {ROLE_O}, down[] = {ROLE_DOWN};
+        const int qkv_rows[] = {A, KV, KV}, qkv_rep[] = {1, G, G}, one[] = {1}, fused_rows[] = {3 * A};
+        const int C1[] = {C}, F1[] = {F}, FF[] = {F, F}, rep2[] = {1, 1};
+        const weight_role gu[] = {ROLE_GATE, ROLE_UP}, up[] = {ROLE_UP};
+        const int gated = a->mlp == MLP_GATED;
+        if ((a->names[ROLE_QKV] ? load_linear(m, &st, dir, fused, fused_rows, one, 1, l, C, &w->wqkv, &w->bqkv)
+                                : load_linear(m, &st, dir, qkv, qkv_rows, qkv_rep, 3, l, C, &w->wqkv, &w->bqkv)) ||
+            load_linear(m, &st, dir, o, C1, one, 1, l, A, &w->wo, &w->bo) ||
+            load_linear(m, &st, dir, gated ? gu : up, gated ? FF : F1, rep2, gated ? 2 : 1, l, C, &w->wup, &w->bup) ||
+            load_linear(m, &st, dir, down, C1, one, 1, l, F, &w->wdown, &w->bdown) ||
+            load_norm(m, &st, dir, ROLE_ATTN_NORM, l, &w->attn_norm) ||
+            load_norm(m, &st, dir, ROLE_MLP_NORM, l, &w->mlp_norm))
+            goto fail;
     }
-#undef LOAD
+    /* the chain of residual steps (model.h): which norm follows each add */
+    m->first = a->pre_norm ? m->layers[0].attn_norm : m->emb_norm;
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        w->after_attn = a->pre_norm ? w->mlp_norm : w->attn_norm;
+        w->after_mlp = !a->pre_norm ? w->mlp_norm : l + 1 < c->n_layer ? m->layers[l + 1].attn_norm : m->final_norm;
+    }
+    if (a->pos == POS_ROPE) {
+        if (!(m->inv_freq = upload_owned(m, dir, xcalloc(HS / 2, sizeof(float)), HS / 2, ROLE_Q, 0))) goto fail;
+        upload_inv_freq(m, 0);
+    }
     st_close(&st);
     return 0;
 fail:
@@ -122,8 +248,10 @@ fail:
 
 static void free_activations(model *m)
 {
-    void **bufs[] = {(void **)&m->x, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
-                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->probs, &m->inputs, (void **)&m->fstats};
+    if (m->xn == m->x) m->xn = NULL;       /* aliases (post-norm, plain MLP): freed once */
+    if (m->ffa == m->ff) m->ffa = NULL;
+    void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
+                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->ffa, (void **)&m->probs, &m->inputs, (void **)&m->fstats};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         if (*bufs[i]) m->be->free(m->be, *bufs[i]);
         *bufs[i] = NULL;
@@ -169,10 +297,22 @@ int model_fuses(const model *m)
     return m->be->attention_stats && m->be->fused_ok && m->be->fused_ok(m->be, m->cfg.head_dim);
 }
 
+/* the attention width A = NH·HS, the up projection's width Fg and the activation's extra output */
+static void widths(const model_config *c, size_t *A, size_t *Fg, size_t *Fa)
+{
+    *A = (size_t)c->n_head * c->head_dim;
+    *Fg = (size_t)c->d_ff * (c->arch->mlp == MLP_GATED ? 2 : 1);
+    *Fa = c->arch->mlp == MLP_GATED ? (size_t)c->d_ff : 0;
+}
+
 size_t model_batch_bytes(const model *m, int B, int T, int fused)
 {
     const model_config *c = &m->cfg;
-    const size_t BT = (size_t)B * T, C = c->d_model, F = c->d_ff;
+    size_t A, Fg, Fa;
+    widths(c, &A, &Fg, &Fa);
+    /* W: the widest of C and A (every C-sized buffer counted as W); F: the MLP's buffers */
+    const size_t BT = (size_t)B * T, C = (size_t)c->d_model > A ? (size_t)c->d_model : A, F = Fg + Fa;
+    const size_t xn = c->arch->pre_norm ? 4 * BT * c->d_model : 0;
     /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
      * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per
      * key and head) and partial sums (T/32 x T doubles per head) + the linear layers' scratch (for
@@ -180,8 +320,8 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused)
      * partial sums (< STAT_N doubles) and every layer's STAT_N scalars. */
     const size_t BTT = (size_t)B * c->n_head * T * T, heads = (size_t)B * c->n_head;
     const size_t lin = BT * F * (size_t)m->be->linear_scratch;
-    if (fused) return 4 * BT * (6 * C + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
-    return 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
+    if (fused) return xn + 4 * BT * (6 * C + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
+    return xn + 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
 
 /* fused: the probabilities are not stored (cap_BTT stays 0 until a forward needs them) */
@@ -197,13 +337,18 @@ static int ensure_activations(model *m, int B, int T, int fused)
     if (lim && model_batch_bytes(m, B, T, fused) > strtoull(lim, NULL, 10))
         return err_set("out of %s memory for a batch of %d x %d tokens (ATTNSCOPE_TEST_MEM_LIMIT)", m->be->name, B, T);
     backend *be = m->be;
-    size_t C = c->d_model, F = c->d_ff;
+    size_t C = c->d_model, A, Fg, Fa;
+    widths(c, &A, &Fg, &Fa);
     if (!(m->x = be->alloc(be, BT * C * sizeof(float)))) goto oom;
+    m->xn = m->x;
+    if (c->arch->pre_norm && !(m->xn = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (be->bf16_acts && !(m->xb = be->alloc(be, BT * C * 2))) goto oom;
-    if (!(m->qkv = be->alloc(be, BT * 3 * C * sizeof(float)))) goto oom;
-    if (!(m->ctx = be->alloc(be, BT * C * sizeof(float)))) goto oom;
+    if (!(m->qkv = be->alloc(be, BT * 3 * A * sizeof(float)))) goto oom;
+    if (!(m->ctx = be->alloc(be, BT * A * sizeof(float)))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
-    if (!(m->ff = be->alloc(be, BT * F * sizeof(float)))) goto oom;
+    if (!(m->ff = be->alloc(be, BT * Fg * sizeof(float)))) goto oom;
+    m->ffa = m->ff;
+    if (Fa && !(m->ffa = be->alloc(be, BT * Fa * sizeof(float)))) goto oom;
     if (BTT && !(m->probs = be->alloc(be, BTT * sizeof(float)))) goto oom;
     size_t off[6];
     m->inputs_bytes = inputs_layout(BT, B, off);
@@ -226,15 +371,30 @@ oom:
     return err_set("out of %s memory for a batch of %d x %d tokens", be->name, B, T);
 }
 
+/* One residual step of the chain (model.h): x += res, then xn = norm(x) (xn == x: post-norm). A
+ * post-norm LayerNorm takes the backend's layernorm, which every backend has (and which writes
+ * the bf16 copy xb where the backend keeps one); every other step add_norm. */
+static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT)
+{
+    const model_config *c = &m->cfg;
+    backend *be = m->be;
+    if (m->xn == m->x && c->arch->norm == NORM_LAYER && n->w)
+        be->layernorm(be, m->x, xb, m->x, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
+    else
+        be->add_norm(be, m->x, m->xn, res, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
+}
+
 int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
                   attn_request *req, float *hidden)
 {
     const model_config *c = &m->cfg;
+    const arch_row *a = c->arch;
     backend *be = m->be;
     const int fused = req && req->scalars_only && model_fuses(m);
     if (req) req->fused = 0;
     if (ensure_activations(m, B, T, fused)) return -1;
-    const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head;
+    const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head, HS = c->head_dim, A = NH * HS;
+    const int Fg = a->mlp == MLP_GATED ? 2 * F : F;
     const size_t per_layer = (size_t)B * NH * STAT_N;
     /* the GEMM-side activations (q k v, the attention output, the MLP's hidden layer) in bf16
      * where the backend's GEMMs take bf16 anyway and the fused attention reads them */
@@ -243,8 +403,8 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     char *qkv = (char *)m->qkv;
 
     /* host-side inputs into the staging block (the capacity's layout: the device block's):
-     * positions (RoBERTa counts from pad+1 over real tokens), key mask, types, lengths, token
-     * classes — then one upload (pinned memory on a GPU) */
+     * positions (learned+offset: RoBERTa counts from pad+1 over real tokens), key mask, types,
+     * lengths, token classes — then one upload (pinned memory on a GPU) */
     size_t off[6];
     inputs_layout(m->cap_BT, m->cap_B, off);
     char *st = m->stage;
@@ -258,39 +418,44 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         for (int t = 0; t < T; t++) {
             int i = b * T + t, real = t < len[b];
             mask[i] = real ? 1.0f : 0.0f;
-            pos[i] = c->arch == ARCH_ROBERTA ? (real ? c->pos_offset + t : c->pad_token_id) : t;
+            pos[i] = a->pos == POS_LEARNED_OFFSET ? (real ? c->pos_offset + t : c->pad_token_id) : t;
             typ[i] = types && c->type_vocab > 0 ? types[i] : 0;
         }
     }
     if (fused && req->tokcls) memcpy(cls, req->tokcls, (size_t)BT);
     be->upload(be, m->inputs, m->stage, m->inputs_bytes);
+    if (m->inv_freq && c->rope_type == ROPE_DYNAMIC && T != m->rope_T) upload_inv_freq(m, T);
 
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
     /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */
     void *xb = dt == DT_BF16 ? m->xb : NULL;
-    const void *lin_in = xb ? xb : (const void *)m->x;
-    be->layernorm(be, m->x, xb, m->x, NULL, DT_F32, m->emb_ln_w, m->emb_ln_b, BT, C, c->ln_eps);
+    const void *lin_in = xb ? xb : (const void *)m->xn;
+    residual_step(m, NULL, DT_F32, &m->first, xb, BT);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * C);
+        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * A);
+        /* q and k are the first 2·NH heads of each q | k | v row */
+        if (m->inv_freq) be->rope(be, m->qkv, 3 * A, m->pos, m->inv_freq, BT, 2 * NH, HS);
         if (fused) {
-            be->attention_stats(be, m->ctx, qkv, qkv + C * es, qkv + 2 * C * es, dt, 3 * C, m->lens,
-                                req->tokcls ? m->tokcls : NULL, B, T, NH, c->head_dim, c->causal, req->window,
+            be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + 2 * A * es, dt, 3 * A, m->lens,
+                                req->tokcls ? m->tokcls : NULL, B, T, NH, HS, c->causal, req->window,
                                 m->fstats + l * per_layer);
         } else {
-            be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + C, m->qkv + 2 * C, 3 * C, m->keymask, B, T, NH,
-                          c->head_dim, c->causal);
+            be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + A, m->qkv + 2 * A, 3 * A, m->keymask, B, T, NH, HS,
+                          c->causal);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
-        /* the residual branches (attention output, MLP output) in dt too: LayerNorm adds them in fp32 */
-        be->linear(be, m->tmp, dt, m->ctx, dt, w->wo, w->bo, BT, C, C);
-        be->layernorm(be, m->x, xb, m->x, m->tmp, dt, w->ln1_w, w->ln1_b, BT, C, c->ln_eps);
-        be->linear(be, m->ff, dt, lin_in, dt, w->w1, w->b1, BT, C, F);
-        be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
-        be->linear(be, m->tmp, dt, m->ff, dt, w->w2, w->b2, BT, F, C);
-        be->layernorm(be, m->x, xb, m->x, m->tmp, dt, w->ln2_w, w->ln2_b, BT, C, c->ln_eps);
+        /* the residual branches (attention output, MLP output) in dt too: the norm adds them in fp32 */
+        be->linear(be, m->tmp, dt, m->ctx, dt, w->wo, w->bo, BT, A, C);
+        residual_step(m, m->tmp, dt, &w->after_attn, xb, BT);
+        be->linear(be, m->ff, dt, lin_in, dt, w->wup, w->bup, BT, C, Fg);
+        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, BT, F, c->act);
+        else be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
+        be->linear(be, m->tmp, dt, m->ffa, dt, w->wdown, w->bdown, BT, F, C);
+        residual_step(m, m->tmp, dt, &w->after_mlp, xb, BT);
     }
-    if (hidden) be->download(be, hidden, m->x, (size_t)BT * C * sizeof(float));
+    /* the last hidden state: after the final norm (pre-norm) or the last post-norm */
+    if (hidden) be->download(be, hidden, m->xn, (size_t)BT * C * sizeof(float));
     if (fused) {
         be->download(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
         req->fused = 1;

@@ -4,40 +4,57 @@
  * memory, so that the statistics and the writer share one path; when only the per-head scalars
  * are wanted, a fused kernel computes them inside the same forward instead (attn_request).
  *
- * Families: BERT-family encoders (BERT, MiniLM, bert-base-chinese, RoBERTa/XLM-R positions).
- * Post-norm (BERT) only for now; pre-norm decoders and ViT will add a flag to config.h and a
- * branch here, not a second forward. */
+ * Families: the rows of arch.c — BERT-family encoders (BERT, MiniLM, RoBERTa/XLM-R positions),
+ * GPT-2, Llama, Qwen2, Mistral. What differs is data (the family's row and config.json); the
+ * forward follows it and an absent weight switches its step off.
+ *
+ * The block, pre- or post-norm alike, is a chain of residual steps add_norm(x, xn, res, norm):
+ * the stream x gets the sub-block's output and xn the next sub-block's input. Post-norm (BERT)
+ * has xn == x; pre-norm keeps x and normalises into xn with the next norm in the chain (the MLP's,
+ * the next layer's attention norm, or the final norm after the last layer).
+ *
+ * GQA: the key/value projections are repeated to the NH query heads on load (query head h reads
+ * kv head h / (NH / NKV), as HF's repeat_kv), so that the attention ops see NH heads. */
 #ifndef ATTNSCOPE_MODEL_H
 #define ATTNSCOPE_MODEL_H
 #include "backend.h"
 #include "config.h"
 #include <stdint.h>
 
+typedef struct { const float *w, *b; } norm_weights;   /* (C), (C) or NULL (RMSNorm; none: w NULL) */
+
+/* A = NH·HS the attention width, F the MLP's width (Fg = 2F gated: gate | up, else F) */
 typedef struct {
-    float *wqkv, *bqkv;                  /* (3C, C), (3C): query, key, value stacked */
-    float *wo, *bo;                      /* (C, C), (C) */
-    float *ln1_w, *ln1_b;                /* (C): after attention (post-norm) */
-    float *w1, *b1;                      /* (F, C), (F) */
-    float *w2, *b2;                      /* (C, F), (C) */
-    float *ln2_w, *ln2_b;                /* (C): after the MLP (post-norm) */
+    float *wqkv, *bqkv;                  /* (3A, C), (3A) or NULL: q | k | v stacked, kv repeated to NH heads */
+    float *wo, *bo;                      /* (C, A), (C) or NULL */
+    float *wup, *bup;                    /* (Fg, C), (Fg) or NULL */
+    float *wdown, *bdown;                /* (C, F), (C) or NULL */
+    norm_weights attn_norm, mlp_norm;    /* the sub-blocks' norms (arch.h ROLE_ATTN_NORM, ROLE_MLP_NORM) */
+    norm_weights after_attn, after_mlp;  /* the norms of the residual steps after attention and MLP */
 } layer_weights;
 
 typedef struct {
     model_config cfg;
     backend *be;
-    char weight_prefix[16];              /* "", "bert.", "roberta." as found in the checkpoint */
+    char weight_prefix[16];              /* one of the row's prefixes ("", "bert.", "model.", ...) as found */
     char **weight_files;                 /* [n_weight_files] paths of the safetensors files read */
     int n_weight_files;
-    float *wte, *wpe, *wtt;              /* (V, C), (P, C), (TT, C) or NULL */
-    float *emb_ln_w, *emb_ln_b;          /* (C) */
+    float *wte, *wpe, *wtt;              /* (V, C), (P, C) or NULL, (TT, C) or NULL */
+    norm_weights emb_norm, final_norm;   /* BERT's embedding LayerNorm; the pre-norm families' last norm */
+    norm_weights first;                  /* the first residual step's norm: emb_norm, or layer 0's attn_norm */
+    float *inv_freq;                     /* (HS/2) rotary inverse frequencies, or NULL */
+    int rope_T;                          /* the T that inv_freq was made for (dynamic scaling depends on it) */
     layer_weights *layers;               /* [n_layer] */
     void **owned; int n_owned;           /* every backend buffer of the weights */
     /* activations for up to cap_BT tokens, cap_BTT attention entries and cap_B sequences */
     int64_t cap_BT, cap_BTT, cap_B;
-    float *x, *ctx, *tmp;                /* (B, T, C) */
+    float *x, *tmp;                      /* (B, T, C): the residual stream, a sub-block's output */
+    float *xn;                           /* (B, T, C) the next sub-block's input: == x for post-norm */
+    float *ctx;                          /* (B, T, A) */
     void *xb;                            /* (B, T, C) bf16 copy of x (backends with bf16_acts) */
-    float *qkv;                          /* (B, T, 3C): q | k | v */
-    float *ff;                           /* (B, T, F) */
+    float *qkv;                          /* (B, T, 3A): q | k | v */
+    float *ff;                           /* (B, T, Fg) */
+    float *ffa;                          /* (B, T, F) the activation's output: == ff unless gated */
     float *probs;                        /* (B, NH, T, T) */
     float *keymask;                      /* (B, T) */
     /* the batch's inputs, one block in backend memory (uploaded at once from the host block stage):
@@ -52,7 +69,8 @@ typedef struct {
 
 /* Loads config.json and the safetensors weights of dir onto backend be, checking every tensor's
  * presence, dtype (F32/F16/BF16) and shape against the config. Returns 0, or -1 with err_set()
- * naming the file and tensor. */
+ * naming the file and tensor, or the family and the op when backend be lacks an op the family
+ * needs ("the cuda backend does not run llama yet ...; use --backend cpu"). */
 int model_load(model *m, const char *dir, backend *be);
 void model_free(model *m);
 

@@ -272,9 +272,9 @@ def bad(name, args, must, np_=1):
     check(ok, f"bad input, {name}: rc={p.returncode}, {lines[0] if lines else p.stderr.strip()[:200]!r}")
 
 
-def model_copy(tag, tensors_edit=None, raw_edit=None, config_edit=None):
+def model_copy(tag, tensors_edit=None, raw_edit=None, config_edit=None, src="bert_tiny"):
     d = f"{TMP}/m_{tag}"
-    shutil.copytree(f"{FX}/bert_tiny", d)
+    shutil.copytree(f"{FX}/{src}", d)
     st = f"{d}/model.safetensors"
     data = bytearray(open(st, "rb").read())
     if tensors_edit:
@@ -293,8 +293,7 @@ def model_copy(tag, tensors_edit=None, raw_edit=None, config_edit=None):
     return d
 
 
-def drop_tensor(hdr, body):
-    name = "encoder.layer.1.output.dense.weight"
+def drop_tensor(hdr, body, name="encoder.layer.1.output.dense.weight"):
     b, e = hdr[name]["data_offsets"]
     del hdr[name]
     for v in hdr.values():
@@ -333,6 +332,32 @@ badids = f"{TMP}/badids.h5"
 with h5py.File(badids, "w") as f:
     f["input_ids"] = np.array([[1, 5, 2], [1, 500, 2]], np.int64)
 bad("ids outside the vocabulary", ["--model", f"{FX}/bert_tiny", "--input", badids], ["badids.h5", "/input_ids[1, 1] = 500"], np_=2)
+
+# ---- decoders (the family table's rows): a run on --input, and their config/weight checks ------
+dec_in = ["--input", f"{FX}/input_decoder.h5"]
+for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny"):
+    o = f"{TMP}/{fam}.h5"
+    attnscope("run", "--model", f"{FX}/{fam}", *dec_in, "--out", o, "--save-attention", "--backend", "cpu", "--quiet")
+    with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{fam}.h5", "r") as e:
+        err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
+        kvg = f["model/kv_group"][:].tolist()
+        tol = 1e-5 if fam.startswith("gpt2") else 1e-4
+        want = [0, 1, 2, 3] if fam.startswith("gpt2") else [0, 0, 1, 1]
+        check(err <= tol and kvg == want, f"run {fam} on --input: /attention vs HF max abs err {err:.3g} (tol {tol:g}), /model/kv_group {kvg}")
+bad("llama with an unsupported rope type", ["--model", model_copy("rope", src="llama_tiny", config_edit=lambda c: c.update(
+    rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=1e4)))] + dec_in, ["config.json", "\"yarn\" is not supported"])
+bad("llama with heads not a multiple of the kv heads", ["--model", model_copy("kv3", src="llama_tiny", config_edit=lambda c: c.update(
+    num_key_value_heads=3))] + dec_in, ["config.json", "not a multiple of the 3 key/value heads"])
+bad("llama whose k_proj does not match num_key_value_heads", ["--model", model_copy("kv4", src="llama_tiny", config_edit=lambda c: c.update(
+    num_key_value_heads=4))] + dec_in, ["model.safetensors", "layers.0.self_attn.k_proj.weight", "shape"])
+bad("mistral with a sliding window shorter than its positions", ["--model", model_copy("sw", src="mistral_tiny", config_edit=lambda c: c.update(
+    sliding_window=16))] + dec_in, ["config.json", "sliding_window 16", "not supported"])
+bad("gpt2 without a layer's c_attn", ["--model", model_copy("noattn", src="gpt2_tiny", tensors_edit=lambda h, b: drop_tensor(h, b, "h.1.attn.c_attn.weight"))]
+    + dec_in, ["missing tensor \"h.1.attn.c_attn.weight\""])
+bad("qwen2 with a q bias but no k bias", ["--model", model_copy("nokb", src="qwen2_tiny", tensors_edit=lambda h, b: drop_tensor(h, b, "model.layers.0.self_attn.k_proj.bias"))]
+    + dec_in, ["missing tensor \"model.layers.0.self_attn.k_proj.bias\""])
+bad("an unsupported model_type", ["--model", model_copy("bloom", src="gpt2_tiny", config_edit=lambda c: c.update(model_type="bloom"))] + dec_in,
+    ["config.json", "\"bloom\" is not supported", "gpt2", "llama", "qwen2", "mistral"])
 
 open(job, "a").write("windw = 3\n")
 bad("job file with an unknown key", ["--job", job], ["t.job:7", "unknown option --windw"])

@@ -1,0 +1,89 @@
+/* arch.c — see arch.h. The family table. Names follow each family's transformers modeling file
+ * (modeling_bert.py, modeling_gpt2.py, modeling_llama.py, modeling_qwen2.py, modeling_mistral.py);
+ * the prefixes cover the base model saved alone ("") and inside a task model ("bert.",
+ * "transformer.", "model."). */
+#include "arch.h"
+#include <stdio.h>
+#include <string.h>
+
+#define BERT_NAMES                                                                                                   \
+    {[ROLE_TOK_EMB] = "embeddings.word_embeddings", [ROLE_POS_EMB] = "embeddings.position_embeddings",               \
+     [ROLE_TYPE_EMB] = "embeddings.token_type_embeddings", [ROLE_EMB_NORM] = "embeddings.LayerNorm",                 \
+     [ROLE_Q] = "encoder.layer.%d.attention.self.query", [ROLE_K] = "encoder.layer.%d.attention.self.key",            \
+     [ROLE_V] = "encoder.layer.%d.attention.self.value", [ROLE_O] = "encoder.layer.%d.attention.output.dense",        \
+     [ROLE_ATTN_NORM] = "encoder.layer.%d.attention.output.LayerNorm", [ROLE_UP] = "encoder.layer.%d.intermediate.dense", \
+     [ROLE_DOWN] = "encoder.layer.%d.output.dense", [ROLE_MLP_NORM] = "encoder.layer.%d.output.LayerNorm"}
+#define BERT_KEYS                                                                                                    \
+    {[KEY_N_LAYER] = "num_hidden_layers", [KEY_N_HEAD] = "num_attention_heads", [KEY_D_MODEL] = "hidden_size",       \
+     [KEY_D_FF] = "intermediate_size", [KEY_VOCAB] = "vocab_size", [KEY_MAX_POS] = "max_position_embeddings",        \
+     [KEY_EPS] = "layer_norm_eps", [KEY_ACT] = "hidden_act", [KEY_TYPE_VOCAB] = "type_vocab_size"}
+/* Llama and its descendants: the same module names and keys */
+#define LLAMA_NAMES                                                                                                  \
+    {[ROLE_TOK_EMB] = "embed_tokens", [ROLE_Q] = "layers.%d.self_attn.q_proj", [ROLE_K] = "layers.%d.self_attn.k_proj", \
+     [ROLE_V] = "layers.%d.self_attn.v_proj", [ROLE_O] = "layers.%d.self_attn.o_proj",                              \
+     [ROLE_ATTN_NORM] = "layers.%d.input_layernorm", [ROLE_GATE] = "layers.%d.mlp.gate_proj",                       \
+     [ROLE_UP] = "layers.%d.mlp.up_proj", [ROLE_DOWN] = "layers.%d.mlp.down_proj",                                  \
+     [ROLE_MLP_NORM] = "layers.%d.post_attention_layernorm", [ROLE_FINAL_NORM] = "norm"}
+#define LLAMA_KEYS                                                                                                   \
+    {[KEY_N_LAYER] = "num_hidden_layers", [KEY_N_HEAD] = "num_attention_heads", [KEY_N_KV_HEAD] = "num_key_value_heads", \
+     [KEY_D_MODEL] = "hidden_size", [KEY_D_FF] = "intermediate_size", [KEY_VOCAB] = "vocab_size",                   \
+     [KEY_MAX_POS] = "max_position_embeddings", [KEY_EPS] = "rms_norm_eps", [KEY_ACT] = "hidden_act",               \
+     [KEY_HEAD_DIM] = "head_dim"}
+
+static const arch_row rows[] = {
+    {.family = "bert", .model_types = "bert", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
+     .default_act = "gelu", .prefixes = "|bert.|roberta.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
+    {.family = "roberta", .model_types = "roberta|xlm-roberta", .norm = NORM_LAYER, .pos = POS_LEARNED_OFFSET,
+     .mlp = MLP_PLAIN, .default_act = "gelu", .prefixes = "|roberta.|bert.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
+    {.family = "gpt2", .model_types = "gpt2", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN, .pre_norm = 1,
+     .causal = 1, .transposed = 1, .default_act = "gelu_new", .d_ff_mult = 4, .prefixes = "|transformer.",
+     .names = {[ROLE_TOK_EMB] = "wte", [ROLE_POS_EMB] = "wpe", [ROLE_QKV] = "h.%d.attn.c_attn",
+               [ROLE_O] = "h.%d.attn.c_proj", [ROLE_ATTN_NORM] = "h.%d.ln_1", [ROLE_UP] = "h.%d.mlp.c_fc",
+               [ROLE_DOWN] = "h.%d.mlp.c_proj", [ROLE_MLP_NORM] = "h.%d.ln_2", [ROLE_FINAL_NORM] = "ln_f"},
+     .keys = {[KEY_N_LAYER] = "n_layer|num_hidden_layers", [KEY_N_HEAD] = "n_head|num_attention_heads",
+              [KEY_D_MODEL] = "n_embd|hidden_size", [KEY_D_FF] = "n_inner", [KEY_VOCAB] = "vocab_size",
+              [KEY_MAX_POS] = "n_positions|max_position_embeddings", [KEY_EPS] = "layer_norm_epsilon",
+              [KEY_ACT] = "activation_function"}},
+    {.family = "llama", .model_types = "llama", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
+     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+    {.family = "qwen2", .model_types = "qwen2", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
+     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+    {.family = "mistral", .model_types = "mistral", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
+     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+};
+
+/* whether s is one of the '|'-separated items of list */
+static int in_list(const char *list, const char *s)
+{
+    const size_t n = strlen(s);
+    for (const char *p = list;; p++) {
+        const char *e = strchr(p, '|');
+        const size_t k = e ? (size_t)(e - p) : strlen(p);
+        if (k == n && !strncmp(p, s, n)) return 1;
+        if (!e) return 0;
+        p = e;
+    }
+}
+
+const arch_row *arch_find(const char *model_type)
+{
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        if (in_list(rows[i].model_types, model_type)) return &rows[i];
+    return NULL;
+}
+
+const char *arch_supported(void)
+{
+    static char buf[256];
+    if (!buf[0]) {
+        char *b = buf;
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+            for (const char *p = rows[i].model_types; *p;) {
+                const char *e = strchr(p, '|');
+                const int k = e ? (int)(e - p) : (int)strlen(p);
+                b += snprintf(b, buf + sizeof buf - b, "%s%.*s", b == buf ? "" : ", ", k, p);
+                p += k + (e != NULL);
+            }
+    }
+    return buf;
+}
