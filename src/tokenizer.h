@@ -53,10 +53,29 @@ const char *tok_id_to_token(const tokenizer *t, int32_t id);
 /* Number of ids: the WordPiece vocabulary plus added tokens past it. */
 int32_t tok_vocab_size(const tokenizer *t);
 /* Ids of the special tokens; -1 when the vocabulary has none. cls/sep: the first and last
- * special token of the post-processor; pad: padding.pad_id, else "[PAD]". */
+ * special token of the post-processor (so a "<|begin_of_text|> $A" template gives cls = BOS and
+ * sep = -1; a byte-level GPT-2 without one gives -1 and -1); pad: padding.pad_id, else "[PAD]"
+ * (WordPiece) or "<pad>" (BPE). */
 int32_t tok_cls_id(const tokenizer *t);
 int32_t tok_sep_id(const tokenizer *t);
 int32_t tok_pad_id(const tokenizer *t);
+/* The first special token before the sequence (BOS, [CLS]) and the last after it (EOS,
+ * [SEP]); -1 when the post-processor adds none. */
+int32_t tok_bos_id(const tokenizer *t);
+int32_t tok_eos_id(const tokenizer *t);
+
+/* The text a token stands for, NUL-terminated into buf[cap] (cut to cap-1 bytes; cap 0 writes
+ * nothing): byte-level tokens decoded to their bytes ("Ġ," -> " ,"; may be part of a UTF-8
+ * character), "▁" of Metaspace/Replace as a space, "<0xXX>" byte-fallback tokens as that byte,
+ * WordPiece continuations without "##", added tokens as written. Returns its full length in
+ * bytes, or (size_t)-1 for an id out of range. */
+size_t tok_id_surface(const tokenizer *t, int32_t id, char *buf, size_t cap);
+/* What a token is, from its surface form: TOK_SPECIAL (a special added token or one the
+ * post-processor inserts; no other bit then), TOK_WORD_START (it begins a word: a leading space
+ * in its surface for BPE, no "##" for WordPiece), TOK_PUNCT (after leading spaces, one or more
+ * characters all of Unicode category P*). 0 for an id out of range. */
+enum { TOK_SPECIAL = 1, TOK_WORD_START = 2, TOK_PUNCT = 4 };
+unsigned tok_id_class(const tokenizer *t, int32_t id);
 /* A short description for the HDF5 attributes, e.g. "WordPiece (tokenizer.json), lowercase". */
 const char *tok_describe(const tokenizer *t);
 #endif
