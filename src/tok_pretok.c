@@ -71,18 +71,21 @@ static void apply_behavior(const cut_buf *c, int b, int invert, const tok_span *
 /* the regex matches of s[0..n) as cuts covering it (empty matches advance one code point) */
 static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w, cut_buf *c)
 {
-    if (!w->md) {
-        w->md = pcre2_match_data_create(1, NULL);
-        w->mctx = pcre2_match_context_create(NULL);
-        w->jstack = pcre2_jit_stack_create(32 << 10, 8 << 20, NULL);
-        if (!w->md || !w->mctx || !w->jstack) { fprintf(stderr, "attnscope: out of memory (PCRE2 match data)\n"); abort(); }
-        pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
-    }
+    if (!w->md && !(w->md = pcre2_match_data_create(1, NULL))) { fprintf(stderr, "attnscope: out of memory (PCRE2)\n"); abort(); }
     c->n = 0;
     size_t prev = 0, at = 0;
     while (at <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
-        if (rc < 0) break; /* no match (or a resource limit: the rest stays one piece) */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !w->jstack) {
+            /* the JIT's default 32 KiB stack is enough but for long runs that backtrack (a
+             * \s+(?!\S) over many spaces): then a larger one, made once per call */
+            w->mctx = pcre2_match_context_create(NULL);
+            w->jstack = pcre2_jit_stack_create(32 << 10, 64 << 20, NULL);
+            if (!w->mctx || !w->jstack) { fprintf(stderr, "attnscope: out of memory (PCRE2 JIT stack)\n"); abort(); }
+            pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
+            continue;
+        }
+        if (rc < 0) break; /* no match (or another resource limit: the rest stays one piece) */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
         size_t ms = ov[0], me = ov[1];
         if (ms > prev) cut_push(c, prev, ms, 0);

@@ -1,0 +1,222 @@
+/* test_tokenizer_bpe.c — the BPE tokenizers (src/tok_bpe.c and the byte-level, Split, Metaspace,
+ * Prepend/Replace, NFC stages) against Hugging Face `tokenizers`.
+ *
+ * tests/fixtures/make_bpe_fixtures.py trained one tokenizer per style with HF tokenizers 0.23.3
+ * on a small multilingual corpus (GPT-2 byte-level; Llama-3 Split regex + ByteLevel +
+ * ignore_merges + BOS template; Qwen2 NFC + Split regex + ByteLevel; Llama-2 Prepend/Replace +
+ * byte_fallback + fuse_unk; the same model behind Metaspace prepend_scheme first / always+split)
+ * and stored HF's ids for a held-out corpus (tests/fixtures/bpe/heldout.txt: English, CJK,
+ * accents, emoji, URLs, numbers, code, runs of spaces and tabs, control characters; then
+ * tests/fixtures/tokenizer_corpus.txt). Compared, and required identical: every line, full and
+ * truncated to 8; an FNV-1a hash of the ids of "a" + c + "b" for every code point c, per block of
+ * 4096; the GPT-2 style again from vocab.json + merges.txt. Also checked: the special ids and the
+ * token classes. Printed, not asserted: MB/s of tok_encode on one core next to HF's single-threaded
+ * MB/s measured on the same text when the fixtures were made.
+ *
+ *   build/tests/test_tokenizer_bpe        (FIXTURES defaults to tests/fixtures)
+ * Exits non-zero on any failure. */
+#include "tokenizer.h"
+#include "jsonutil.h"
+#include "util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+static int failures;
+#define EXPECT(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+    printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static json_object *member(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(o, key, &v);
+    return v;
+}
+
+static void print_ids(const char *label, const int32_t *ids, int n)
+{
+    printf("    %s (%d):", label, n);
+    for (int i = 0; i < n && i < 60; i++) printf(" %d", ids[i]);
+    printf("%s\n", n > 60 ? " ..." : "");
+}
+
+static int same_ids(json_object *want, const int32_t *ids, int n)
+{
+    if ((int)json_object_array_length(want) != n) return 0;
+    for (int k = 0; k < n; k++) if (ids[k] != json_object_get_int(json_object_array_get_idx(want, k))) return 0;
+    return 1;
+}
+
+static void compare_lines(const tokenizer *t, json_object *lines, const char *style, const char *label)
+{
+    int n_lines = (int)json_object_array_length(lines), ok = 0, trunc_ok = 0, shown = 0;
+    long n_ids = 0;
+    for (int i = 0; i < n_lines; i++) {
+        json_object *rec = json_object_array_get_idx(lines, i), *jt = member(rec, "text");
+        json_object *want = member(member(rec, "ids"), style), *want8 = member(member(rec, "ids_trunc"), style);
+        const char *text = json_object_get_string(jt);
+        size_t len = (size_t)json_object_get_string_len(jt);
+        int cap = (int)(4 * len + 16), nw = (int)json_object_array_length(want);
+        int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
+        int full = -1, n = tok_encode(t, text, len, cap, ids, &full);
+        int same = full == nw && same_ids(want, ids, n);
+        ok += same;
+        n_ids += nw;
+        if (!same && shown++ < 3) {
+            printf("FAIL [%s] line %d %s: %d ids, expected %d\n", label, i + 1, json_object_to_json_string(jt), n, nw);
+            print_ids("got     ", ids, n);
+            int32_t *e = xmalloc((size_t)(nw + 1) * sizeof *e);
+            for (int k = 0; k < nw; k++) e[k] = (int32_t)json_object_get_int(json_object_array_get_idx(want, k));
+            print_ids("expected", e, nw);
+            free(e);
+        }
+        n = tok_encode(t, text, len, 8, ids, &full);
+        int same8 = full == nw && same_ids(want8, ids, n);
+        trunc_ok += same8;
+        if (!same8 && shown++ < 3) printf("FAIL [%s] line %d truncated to 8\n", label, i + 1);
+        free(ids);
+    }
+    printf("[%s] held-out lines: %d/%d identical (%ld ids), %d/%d truncated to 8 identical\n", label, ok, n_lines, n_ids,
+           trunc_ok, n_lines);
+    if (ok != n_lines || trunc_ok != n_lines) failures++;
+}
+
+static void compare_sweep(const tokenizer *t, json_object *hashes, int block, const char *label)
+{
+    int n_blocks = (int)json_object_array_length(hashes), ok = 0, shown = 0;
+    long n_enc = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (int32_t c = b * block; c < (b + 1) * block && c < 0x110000; c++) {
+            if (c >= 0xD800 && c <= 0xDFFF) continue;
+            char text[8] = "a";
+            int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)text + 1);
+            text[1 + k] = 'b';
+            int32_t ids[16];
+            int full, n = tok_encode(t, text, (size_t)k + 2, 16, ids, &full);
+            n_enc++;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
+        }
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        if (!strcmp(hex, json_object_get_string(json_object_array_get_idx(hashes, b)))) ok++;
+        else if (shown++ < 5) printf("FAIL [%s] code points U+%04X..U+%04X: ids differ from HF\n", label, b * block, (b + 1) * block - 1);
+    }
+    printf("[%s] every code point: %d/%d blocks of %d identical (%ld texts)\n", label, ok, n_blocks, block, n_enc);
+    if (ok != n_blocks) failures++;
+}
+
+/* MB/s of tok_encode over the speed text: the held-out lines and the training lines, 8 times */
+static void speed(const tokenizer *t, json_object *lines, const char *train, size_t train_len, int repeat, double hf, const char *label)
+{
+    size_t bytes = 0;
+    int32_t ids[1 << 14];
+    double t0 = util_now();
+    for (int r = 0; r < repeat; r++) {
+        for (size_t i = 0; i < json_object_array_length(lines); i++) {
+            json_object *jt = member(json_object_array_get_idx(lines, i), "text");
+            size_t len = (size_t)json_object_get_string_len(jt);
+            int full;
+            tok_encode(t, json_object_get_string(jt), len, 1 << 14, ids, &full);
+            bytes += len;
+        }
+        for (const char *s = train; s < train + train_len;) {
+            const char *nl = memchr(s, '\n', (size_t)(train + train_len - s)), *e = nl ? nl : train + train_len;
+            int full;
+            tok_encode(t, s, (size_t)(e - s), 1 << 14, ids, &full);
+            bytes += (size_t)(e - s);
+            s = nl ? nl + 1 : e;
+        }
+    }
+    double dt = util_now() - t0;
+    printf("[%s] speed, one core: %.2f MB/s (%.1f MB); HF tokenizers single-threaded on the same text: %.2f MB/s\n", label,
+           bytes / dt / 1e6, bytes / 1e6, hf);
+}
+
+static void check_api(const tokenizer *t, const char *style)
+{
+    if (!strcmp(style, "gpt2")) {
+        EXPECT(tok_cls_id(t) == -1 && tok_sep_id(t) == -1 && tok_bos_id(t) == -1, "gpt2: cls %d sep %d", tok_cls_id(t), tok_sep_id(t));
+        /* a byte-level "Ġ" + punctuation token ("Ġ(", "Ġ\"", ...), a bare "," and <|endoftext|> */
+        int32_t sp_punct = -1, comma = -1, eot = -1;
+        for (int32_t id = 0; id < tok_vocab_size(t); id++) {
+            const char *s = tok_id_to_token(t, id);
+            if (s && sp_punct < 0 && !strncmp(s, "\xc4\xa0", 2) && s[2] && strchr("(\"'-#[{*", s[2]) && !s[3]) sp_punct = id;
+            if (s && !strcmp(s, ",")) comma = id;
+            if (s && !strcmp(s, "<|endoftext|>")) eot = id;
+        }
+        char buf[64];
+        EXPECT(sp_punct >= 0 && tok_id_class(t, sp_punct) == (TOK_PUNCT | TOK_WORD_START) && tok_id_surface(t, sp_punct, buf, sizeof buf) == 2 &&
+               buf[0] == ' ', "gpt2: \"%s\" (id %d) should be a word-initial punctuation with a leading space",
+               sp_punct >= 0 ? tok_id_to_token(t, sp_punct) : "?", sp_punct);
+        EXPECT(comma >= 0 && tok_id_class(t, comma) == TOK_PUNCT, "gpt2: \",\" should be punctuation, not word-initial");
+        EXPECT(eot >= 0 && tok_id_class(t, eot) == TOK_SPECIAL, "gpt2: <|endoftext|> should be special");
+        int32_t ids[8];
+        int full, n = tok_encode(t, "the", 3, 8, ids, &full);
+        EXPECT(n >= 1 && !(tok_id_class(t, ids[0]) & TOK_WORD_START), "gpt2: \"the\" at the start has no leading space");
+        n = tok_encode(t, " the", 4, 8, ids, &full);
+        EXPECT(n >= 1 && (tok_id_class(t, ids[0]) & TOK_WORD_START), "gpt2: \" the\" is word-initial");
+    } else if (!strcmp(style, "llama3")) {
+        EXPECT(tok_cls_id(t) >= 0 && !strcmp(tok_id_to_token(t, tok_cls_id(t)), "<|begin_of_text|>") && tok_sep_id(t) == -1,
+               "llama3: cls should be <|begin_of_text|>, sep -1 (got %d, %d)", tok_cls_id(t), tok_sep_id(t));
+        EXPECT(tok_id_class(t, tok_cls_id(t)) == TOK_SPECIAL, "llama3: BOS should be special");
+    } else if (!strcmp(style, "llama2")) {
+        EXPECT(tok_bos_id(t) >= 0 && !strcmp(tok_id_to_token(t, tok_bos_id(t)), "<s>") && tok_eos_id(t) == -1, "llama2: bos <s>");
+        char buf[16];
+        int32_t ids[64];
+        int full, n = tok_encode(t, "\xea\x99\xae", 3, 64, ids, &full); /* U+A66E, not in the training text */
+        size_t k = n == 5 ? tok_id_surface(t, ids[3], buf, sizeof buf) : 0; /* <s> ▁ <0xEA> <0x99> <0xAE> */
+        EXPECT(n == 5 && k == 1 && (unsigned char)buf[0] == 0x99, "llama2: byte fallback surface of U+A66E's 2nd byte (%d ids: %s %s %s)",
+               n, n > 1 ? tok_id_to_token(t, ids[1]) : "", n > 2 ? tok_id_to_token(t, ids[2]) : "", n > 3 ? tok_id_to_token(t, ids[3]) : "");
+    }
+}
+
+int main(void)
+{
+    const char *fx = getenv("FIXTURES");
+    if (!fx || !*fx) fx = "tests/fixtures";
+    char path[1100], dir[1024];
+    snprintf(path, sizeof path, "%s/bpe/expected.json", fx);
+    json_object *exp = json_parse_file(path, 1u << 26);
+    if (!exp) { printf("FAIL: %s\n", err_get()); return 1; }
+    snprintf(path, sizeof path, "%s/bpe/train.txt", fx);
+    size_t train_len = 0;
+    char *train = util_read_file(path, 1u << 26, &train_len);
+    if (!train) { printf("FAIL: %s\n", err_get()); return 1; }
+    printf("reference: HF tokenizers %s\n", json_object_get_string(member(exp, "tokenizers_version")));
+    json_object *lines = member(exp, "lines");
+    int block = json_object_get_int(member(exp, "sweep_block")), repeat = json_object_get_int(member(exp, "speed_repeat"));
+    json_object_object_foreach(member(exp, "styles"), name, st) {
+        snprintf(dir, sizeof dir, "%s/bpe/%s", fx, name);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        char sha[65];
+        if (util_sha256_file(path, sha) != 0 || strcmp(sha, json_object_get_string(member(st, "sha256")))) {
+            printf("FAIL [%s]: %s is not the file the expected ids were made from\n", name, path);
+            failures++;
+            continue;
+        }
+        double t0 = util_now();
+        tokenizer *t = tok_load(dir);
+        if (!t) { printf("FAIL [%s]: %s\n", name, err_get()); failures++; continue; }
+        printf("[%s] %s, loaded in %.3f s\n", name, tok_describe(t), util_now() - t0);
+        compare_lines(t, lines, name, name);
+        compare_sweep(t, member(st, "sweep"), block, name);
+        check_api(t, name);
+        speed(t, lines, train, train_len, repeat, json_object_get_double(member(st, "hf_mb_per_s")), name);
+        tok_free(t);
+        if (!strcmp(name, "gpt2")) {
+            snprintf(dir, sizeof dir, "%s/bpe/gpt2_files", fx);
+            if (!(t = tok_load(dir))) { printf("FAIL [gpt2 vocab.json + merges.txt]: %s\n", err_get()); failures++; continue; }
+            printf("[gpt2_files] %s\n", tok_describe(t));
+            compare_lines(t, lines, name, "gpt2_files");
+            compare_sweep(t, member(st, "sweep"), block, "gpt2_files");
+            tok_free(t);
+        }
+    }
+    free(train);
+    json_object_put(exp);
+    printf("%s: %d failure%s\n", failures ? "FAILED" : "OK", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
