@@ -11,7 +11,8 @@
  * truncated to 8; an FNV-1a hash of the ids of "a" + c + "b" for every code point c, per block of
  * 4096; the GPT-2 style again from vocab.json + merges.txt. Also checked: the special ids and the
  * token classes. Printed, not asserted: MB/s of tok_encode on one core next to HF's single-threaded
- * MB/s measured on the same text when the fixtures were made.
+ * MB/s (encode_batch_fast, RAYON_NUM_THREADS=1: ids only, as ours) measured on the same text when the
+ * fixtures were made (make_bpe_fixtures.py --speed-only measures it again).
  *
  *   build/tests/test_tokenizer_bpe        (FIXTURES defaults to tests/fixtures)
  * Exits non-zero on any failure. */
