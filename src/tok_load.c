@@ -30,8 +30,9 @@ void tok_free(tokenizer *t)
         if (t->added[i].s != t->added[i].content) free(t->added[i].s);
         free(t->added[i].content);
     }
-    for (int i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
-    for (int i = 0; i < t->n_pre_tok; i++) { if (t->pre_tok[i].re) pcre2_code_free(t->pre_tok[i].re); free(t->pre_tok[i].lit); }
+    /* every slot, not only the n_ counted: a step rejected half-way may hold its regex */
+    for (int i = 0; i < TOK_MAX_STAGES; i++) { free(t->norm[i].a); free(t->norm[i].b); }
+    for (int i = 0; i < TOK_MAX_STAGES; i++) { if (t->pre_tok[i].re) pcre2_code_free(t->pre_tok[i].re); free(t->pre_tok[i].lit); }
     bpe_free(t);
     free(t->added); free(t->vocab); free(t->vocab_len); free(t->ht); free(t->id_str); free(t->pool);
     free(t);

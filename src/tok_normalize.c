@@ -2,9 +2,11 @@
  * strip accents, lowercase, in HF's order), the Unicode forms NFC/NFD/NFKC/NFKD (utf8proc),
  * Lowercase, Strip, Prepend and Replace (a String pattern), and Sequence of them.
  *
- * Unicode: utf8proc 2.8 (Unicode 15); HF's unicode-normalization-alignments crate carries its
- * own tables, so a character new in Unicode 15 could compose differently; the fixtures' corpus
- * (tests/test_tokenizer_bpe.c) finds no difference. Lowercase is per character as HF's
+ * Unicode: utf8proc 2.8 (Unicode 15); HF's unicode-normalization-alignments crate carries older
+ * tables, which lack the decompositions of 135 characters of Unicode 13-15 (tokunicode.c lists
+ * them; found by comparing every code point): those are left whole, as HF does. A composition
+ * across one of them is not undone (HF's tables would not compose a pair new in 13-15 either,
+ * but we do not enumerate those). Lowercase is per character as HF's
  * NormalizedString::lowercase (no final-sigma rule), with Rust's tables (tku_lower). */
 #include "tok_int.h"
 #include "jsonutil.h"
@@ -79,15 +81,31 @@ static void bert_normalize(const tokenizer *t, const char *s, size_t n, scratch 
     }
 }
 
+/* one Unicode form of s[0..n) by utf8proc, leaving whole the characters whose decomposition
+ * HF's older tables lack (tku_no_nfd / tku_no_nfkd): the text is cut around them */
 static void unicode_form(int kind, const char *s, size_t n, byte_buf *out)
 {
+    int compat = kind == NM_NFKC || kind == NM_NFKD;
     int opt = UTF8PROC_STABLE | (kind == NM_NFC || kind == NM_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
-              (kind == NM_NFKC || kind == NM_NFKD ? UTF8PROC_COMPAT : 0);
-    utf8proc_uint8_t *r = NULL;
-    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &r, (utf8proc_option_t)opt);
-    if (k < 0) byte_append(out, s, n); /* the text is valid UTF-8 (tok_encode): not reached */
-    else byte_append(out, (const char *)r, (size_t)k);
-    free(r);
+              (compat ? UTF8PROC_COMPAT : 0);
+    size_t seg = 0;
+    for (size_t i = 0; i <= n;) {
+        int k = 1;
+        uint32_t c = i < n ? tok_next_cp(s + i, n - i, &k) : 0;
+        int keep = i < n && c >= 0x32FF && (compat ? tku_no_nfkd(c) : tku_no_nfd(c));
+        if (i == n || keep) {
+            if (i > seg) {
+                utf8proc_uint8_t *r = NULL;
+                utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + seg, (utf8proc_ssize_t)(i - seg), &r, (utf8proc_option_t)opt);
+                if (m < 0) byte_append(out, s + seg, i - seg); /* the text is valid UTF-8 (tok_encode): not reached */
+                else byte_append(out, (const char *)r, (size_t)m);
+                free(r);
+            }
+            if (keep) byte_append(out, s + i, (size_t)k);
+            seg = i + (size_t)k;
+        }
+        i += (size_t)k;
+    }
 }
 
 static void step(const tokenizer *t, const tok_norm *m, const char *s, size_t n, scratch *w, byte_buf *out)

@@ -4,15 +4,20 @@
  * tests/fixtures/make_bpe_fixtures.py trained one tokenizer per style with HF tokenizers 0.23.3
  * on a small multilingual corpus (GPT-2 byte-level; Llama-3 Split regex + ByteLevel +
  * ignore_merges + BOS template; Qwen2 NFC + Split regex + ByteLevel; Llama-2 Prepend/Replace +
- * byte_fallback + fuse_unk; the same model behind Metaspace prepend_scheme first / always+split)
- * and stored HF's ids for a held-out corpus (tests/fixtures/bpe/heldout.txt: English, CJK,
- * accents, emoji, URLs, numbers, code, runs of spaces and tabs, control characters; then
- * tests/fixtures/tokenizer_corpus.txt). Compared, and required identical: every line, full and
- * truncated to 8; an FNV-1a hash of the ids of "a" + c + "b" for every code point c, per block of
- * 4096; the GPT-2 style again from vocab.json + merges.txt. Also checked: the special ids and the
- * token classes. Printed, not asserted: MB/s of tok_encode on one core next to HF's single-threaded
- * MB/s (encode_batch_fast, RAYON_NUM_THREADS=1: ids only, as ours) measured on the same text when the
- * fixtures were made (make_bpe_fixtures.py --speed-only measures it again).
+ * byte_fallback + fuse_unk; the same model behind Metaspace prepend_scheme first / always+split;
+ * GPT-2's model behind a backtracking Split regex) and stored HF's ids for a held-out corpus
+ * (tests/fixtures/bpe/heldout.txt: English, CJK, accents, emoji, URLs, numbers, code, runs of
+ * spaces and tabs, control characters; then tests/fixtures/tokenizer_corpus.txt). Compared, and
+ * required identical: every line, full and truncated to 8; an FNV-1a hash of the ids of
+ * "a" + c + "b" for every code point c, per block of 4096; count and hash of the ids of long
+ * texts (50000 spaces, a 30000-letter word, 300 KB that outgrows PCRE2's default JIT stack...);
+ * the GPT-2 style again from vocab.json + merges.txt and with merges as "a b" strings. Also
+ * checked: the special ids, token surfaces and classes, and bad files (unknown merge tokens,
+ * dropout, a regex that does not compile, unknown behaviours and schemes, a broken merges.txt)
+ * rejected with a message naming the file. Printed, not asserted: MB/s of tok_encode on one core
+ * next to HF's single-threaded MB/s (encode_batch_fast, RAYON_NUM_THREADS=1: ids only, as ours)
+ * measured on the same text when the fixtures were made (make_bpe_fixtures.py --no-train
+ * measures it again).
  *
  *   build/tests/test_tokenizer_bpe        (FIXTURES defaults to tests/fixtures)
  * Exits non-zero on any failure. */
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <utf8proc.h>
 
 static int failures;
@@ -94,8 +100,9 @@ static void compare_sweep(const tokenizer *t, json_object *hashes, int block, co
             char text[8] = "a";
             int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)text + 1);
             text[1 + k] = 'b';
-            int32_t ids[16];
-            int full, n = tok_encode(t, text, (size_t)k + 2, 16, ids, &full);
+            int32_t ids[128]; /* NFKC makes up to 18 characters of one (U+FDFA) */
+            int full, n = tok_encode(t, text, (size_t)k + 2, 128, ids, &full);
+            if (full > 128) { printf("FAIL [%s] U+%04X: %d ids\n", label, c, full); failures++; }
             n_enc++;
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
@@ -107,6 +114,40 @@ static void compare_sweep(const tokenizer *t, json_object *hashes, int block, co
     }
     printf("[%s] every code point: %d/%d blocks of %d identical (%ld texts)\n", label, ok, n_blocks, block, n_enc);
     if (ok != n_blocks) failures++;
+}
+
+/* The long texts (runs of spaces and tabs, one long word, repeated words): count and hash. */
+static void compare_long(const tokenizer *t, json_object *longs, const char *style, const char *label)
+{
+    int n_cases = (int)json_object_array_length(longs), ok = 0;
+    for (int c = 0; c < n_cases; c++) {
+        json_object *rec = json_object_array_get_idx(longs, c), *parts = member(rec, "parts");
+        char *text = NULL;
+        size_t len = 0;
+        for (size_t i = 0; i < json_object_array_length(parts); i++) {
+            json_object *p = json_object_array_get_idx(parts, i);
+            const char *piece = json_object_get_string(json_object_array_get_idx(p, 0));
+            size_t pl = strlen(piece);
+            int k = json_object_get_int(json_object_array_get_idx(p, 1));
+            text = xrealloc(text, len + pl * (size_t)k + 1);
+            for (int j = 0; j < k; j++, len += pl) memcpy(text + len, piece, pl);
+        }
+        int cap = (int)len + 16, full;
+        int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
+        int n = tok_encode(t, text, len, cap, ids, &full);
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        int want_n = json_object_get_int(member(member(rec, "n"), style));
+        if (n == want_n && full == n && !strcmp(hex, json_object_get_string(member(member(rec, "hash"), style)))) ok++;
+        else printf("FAIL [%s] long text %d (%zu bytes): %d ids, HF %d, or different ids\n", label, c + 1, len, n, want_n);
+        free(ids);
+        free(text);
+    }
+    printf("[%s] long texts: %d/%d identical\n", label, ok, n_cases);
+    if (ok != n_cases) failures++;
 }
 
 /* MB/s of tok_encode over the speed text: the held-out lines and the training lines, 8 times */
@@ -174,6 +215,127 @@ static void check_api(const tokenizer *t, const char *style)
     }
 }
 
+static char tmp[256];
+
+static const char *write_variant(const char *name, json_object *root)
+{
+    static char dir[512];
+    char path[600];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (json_object_to_file_ext(path, root, JSON_C_TO_STRING_PLAIN) != 0) { printf("FAIL: cannot write %s\n", path); exit(1); }
+    return dir;
+}
+
+static void expect_fail(const char *dir, const char *what, const char *word)
+{
+    tokenizer *t = tok_load(dir);
+    const char *msg = err_get();
+    int good = !t && strstr(msg, word);
+    printf("[bad input] %-40s %s: %s\n", what, good ? "rejected" : "NOT REJECTED AS EXPECTED", t ? "(loaded)" : msg);
+    if (!good) failures++;
+    tok_free(t);
+}
+
+/* A copy of a style's tokenizer.json with one member changed by fn. */
+static const char *variant(const char *fx, const char *style, const char *name, void (*fn)(json_object *root))
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/bpe/%s/tokenizer.json", fx, style);
+    json_object *root = json_parse_file(path, 1u << 26);
+    if (!root) { printf("FAIL: %s\n", err_get()); exit(1); }
+    fn(root);
+    const char *dir = write_variant(name, root);
+    json_object_put(root);
+    return dir;
+}
+
+static json_object *model_of(json_object *root) { return member(root, "model"); }
+/* merges as "a b" strings, the format of files before tokenizers 0.20 */
+static void legacy_merges(json_object *root)
+{
+    json_object *m = member(model_of(root), "merges"), *out = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(m); i++) {
+        json_object *p = json_object_array_get_idx(m, i);
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s %s", json_object_get_string(json_object_array_get_idx(p, 0)),
+                 json_object_get_string(json_object_array_get_idx(p, 1)));
+        json_object_array_add(out, json_object_new_string(buf));
+    }
+    json_object_object_add(model_of(root), "merges", out);
+}
+static void merge_unknown(json_object *root)
+{
+    json_object *p = json_object_array_get_idx(member(model_of(root), "merges"), 3);
+    json_object_array_put_idx(p, 1, json_object_new_string("NOT-A-TOKEN"));
+}
+static void merge_three(json_object *root)
+{
+    json_object_array_put_idx(member(model_of(root), "merges"), 0, json_object_new_string("a b c"));
+}
+static void dropout(json_object *root) { json_object_object_add(model_of(root), "dropout", json_object_new_double(0.1)); }
+static void unk_missing(json_object *root) { json_object_object_add(model_of(root), "unk_token", json_object_new_string("<nope>")); }
+static void bad_regex(json_object *root)
+{
+    json_object *split = json_object_array_get_idx(member(member(root, "pre_tokenizer"), "pretokenizers"), 0);
+    json_object_object_add(member(split, "pattern"), "Regex", json_object_new_string("(?<!unclosed"));
+}
+static void bad_behavior(json_object *root)
+{
+    json_object *split = json_object_array_get_idx(member(member(root, "pre_tokenizer"), "pretokenizers"), 0);
+    json_object_object_add(split, "behavior", json_object_new_string("Sideways"));
+}
+static void bad_scheme(json_object *root) { json_object_object_add(member(root, "pre_tokenizer"), "prepend_scheme", json_object_new_string("sometimes")); }
+static void bad_pretok(json_object *root)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("Digits"));
+    json_object_object_add(root, "pre_tokenizer", o);
+}
+
+static void variants_and_bad_inputs(const char *fx, json_object *lines)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/test_tokenizer_bpe.XXXXXX");
+    if (!mkdtemp(tmp)) { printf("FAIL: mkdtemp\n"); exit(1); }
+    tokenizer *t = tok_load(variant(fx, "gpt2", "legacy_merges", legacy_merges));
+    if (!t) { printf("FAIL [gpt2 legacy merges]: %s\n", err_get()); failures++; }
+    else { compare_lines(t, lines, "gpt2", "gpt2, merges as \"a b\" strings"); tok_free(t); }
+
+    expect_fail(variant(fx, "gpt2", "merge_unknown", merge_unknown), "merge of a token not in the vocabulary", "NOT-A-TOKEN");
+    expect_fail(variant(fx, "gpt2", "merge_three", merge_three), "merge \"a b c\"", "merges[0]");
+    expect_fail(variant(fx, "gpt2", "dropout", dropout), "BPE dropout 0.1", "dropout");
+    expect_fail(variant(fx, "llama2", "unk_missing", unk_missing), "unk_token not in the vocabulary", "<nope>");
+    expect_fail(variant(fx, "llama3", "bad_regex", bad_regex), "Split regex that does not compile", "regex");
+    expect_fail(variant(fx, "llama3", "bad_behavior", bad_behavior), "Split behavior \"Sideways\"", "Sideways");
+    expect_fail(variant(fx, "metaspace_first", "bad_scheme", bad_scheme), "Metaspace prepend_scheme \"sometimes\"", "sometimes");
+    expect_fail(variant(fx, "gpt2", "digits", bad_pretok), "pre_tokenizer Digits (unsupported)", "Digits");
+
+    /* vocab.json + merges.txt with a broken merges line, and without merges.txt */
+    char from[1100], dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/gpt2_bad_merges", tmp);
+    mkdir(dir, 0700);
+    for (int k = 0; k < 2; k++) {
+        static const char *names[2] = {"vocab.json", "merges.txt"};
+        size_t n;
+        snprintf(from, sizeof from, "%s/bpe/gpt2_files/%s", fx, names[k]);
+        char *data = util_read_file(from, 1u << 26, &n);
+        if (!data) { printf("FAIL: %s\n", err_get()); exit(1); }
+        if (k == 1) { char *nl = strchr(strchr(data, '\n') + 1, '\n'); if (nl) nl[-1] = ' ', nl[-2] = ' '; }
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(data, 1, n, f) != n || fclose(f)) { printf("FAIL: write %s\n", path); exit(1); }
+        free(data);
+    }
+    expect_fail(dir, "merges.txt line with three parts", "merges.txt:2");
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    remove(path);
+    expect_fail(dir, "vocab.json without merges.txt", "merges.txt");
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", tmp);
+}
+
 int main(void)
 {
     const char *fx = getenv("FIXTURES");
@@ -204,6 +366,7 @@ int main(void)
         printf("[%s] %s, loaded in %.3f s\n", name, tok_describe(t), util_now() - t0);
         compare_lines(t, lines, name, name);
         compare_sweep(t, member(st, "sweep"), block, name);
+        compare_long(t, member(exp, "long"), name, name);
         check_api(t, name);
         speed(t, lines, train, train_len, repeat, json_object_get_double(member(st, "hf_mb_per_s")), name);
         tok_free(t);
@@ -216,6 +379,7 @@ int main(void)
             tok_free(t);
         }
     }
+    variants_and_bad_inputs(fx, lines);
     free(train);
     json_object_put(exp);
     printf("%s: %d failure%s\n", failures ? "FAILED" : "OK", failures, failures == 1 ? "" : "s");
