@@ -12,7 +12,7 @@
  * "a" + c + "b" for every code point c, per block of 4096; count and hash of the ids of long
  * texts (50000 spaces, a 30000-letter word, 300 KB that outgrows PCRE2's default JIT stack...);
  * the GPT-2 style again from vocab.json + merges.txt and with merges as "a b" strings. Also
- * checked: the special ids, token surfaces and classes, and bad files (unknown merge tokens,
+ * checked: 4 threads encoding at once, the special ids, token surfaces and classes, and bad files (unknown merge tokens,
  * dropout, a regex that does not compile, unknown behaviours and schemes, a broken merges.txt)
  * rejected with a message naming the file. Printed, not asserted: MB/s of tok_encode on one core
  * next to HF's single-threaded MB/s (encode_batch_fast, RAYON_NUM_THREADS=1: ids only, as ours)
@@ -114,6 +114,25 @@ static void compare_sweep(const tokenizer *t, json_object *hashes, int block, co
     }
     printf("[%s] every code point: %d/%d blocks of %d identical (%ld texts)\n", label, ok, n_blocks, block, n_enc);
     if (ok != n_blocks) failures++;
+}
+
+/* Several threads encoding at once (the word cache is shared, under its mutex): every line 20
+ * times over 4 threads must still give HF's ids. */
+static void compare_threads(const tokenizer *t, json_object *lines, const char *style, const char *label)
+{
+    int n_lines = (int)json_object_array_length(lines), bad = 0, total = 20 * n_lines;
+#pragma omp parallel for num_threads(4) reduction(+ : bad) schedule(dynamic, 7)
+    for (int j = 0; j < total; j++) {
+        json_object *rec = json_object_array_get_idx(lines, j % n_lines), *jt = member(rec, "text");
+        size_t len = (size_t)json_object_get_string_len(jt);
+        int cap = (int)(4 * len + 16), full;
+        int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
+        int n = tok_encode(t, json_object_get_string(jt), len, cap, ids, &full);
+        bad += !same_ids(member(member(rec, "ids"), style), ids, n);
+        free(ids);
+    }
+    printf("[%s] 4 threads at once: %d/%d encodings identical\n", label, total - bad, total);
+    if (bad) failures++;
 }
 
 /* The long texts (runs of spaces and tabs, one long word, repeated words): count and hash. */
@@ -367,6 +386,7 @@ int main(void)
         compare_lines(t, lines, name, name);
         compare_sweep(t, member(st, "sweep"), block, name);
         compare_long(t, member(exp, "long"), name, name);
+        compare_threads(t, lines, name, name);
         check_api(t, name);
         speed(t, lines, train, train_len, repeat, json_object_get_double(member(st, "hf_mb_per_s")), name);
         tok_free(t);
