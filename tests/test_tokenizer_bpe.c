@@ -313,6 +313,47 @@ static void bad_pretok(json_object *root)
     json_object_object_add(root, "pre_tokenizer", o);
 }
 
+/* vocab.json + merges.txt + tokenizer_config.json {add_prefix_space, add_bos_token}: HF's
+ * roberta style (ByteLevel add_prefix_space, <|endoftext|> $A <|endoftext|>) without its last id */
+static void gpt2_config(const char *fx, json_object *lines)
+{
+    char dir[600], from[1100], path[700];
+    snprintf(dir, sizeof dir, "%s/gpt2_config", tmp);
+    mkdir(dir, 0700);
+    for (int k = 0; k < 2; k++) {
+        static const char *names[2] = {"vocab.json", "merges.txt"};
+        size_t n;
+        snprintf(from, sizeof from, "%s/bpe/gpt2_files/%s", fx, names[k]);
+        char *data = util_read_file(from, 1u << 26, &n);
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        FILE *f = data ? fopen(path, "wb") : NULL;
+        if (!f || fwrite(data, 1, n, f) != n || fclose(f)) { printf("FAIL: copy %s\n", from); exit(1); }
+        free(data);
+    }
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs("{\"add_prefix_space\": true, \"add_bos_token\": true, \"bos_token\": {\"content\": \"<|endoftext|>\"}}", f) < 0 || fclose(f)) {
+        printf("FAIL: write %s\n", path);
+        exit(1);
+    }
+    tokenizer *t = tok_load(dir);
+    if (!t) { printf("FAIL [gpt2_config]: %s\n", err_get()); failures++; return; }
+    int n_lines = (int)json_object_array_length(lines), ok = 0;
+    for (int i = 0; i < n_lines; i++) {
+        json_object *rec = json_object_array_get_idx(lines, i), *jt = member(rec, "text"), *want = member(member(rec, "ids"), "roberta");
+        size_t len = (size_t)json_object_get_string_len(jt);
+        int cap = (int)(4 * len + 16), full, nw = (int)json_object_array_length(want) - 1;
+        int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
+        int n = tok_encode(t, json_object_get_string(jt), len, cap, ids, &full), same = n == nw;
+        for (int k = 0; same && k < n; k++) same = ids[k] == json_object_get_int(json_object_array_get_idx(want, k));
+        ok += same;
+        free(ids);
+    }
+    printf("[gpt2_config] %s: %d/%d lines identical to HF's roberta style less its final id\n", tok_describe(t), ok, n_lines);
+    if (ok != n_lines) failures++;
+    tok_free(t);
+}
+
 static void variants_and_bad_inputs(const char *fx, json_object *lines)
 {
     snprintf(tmp, sizeof tmp, "/tmp/test_tokenizer_bpe.XXXXXX");
@@ -347,6 +388,7 @@ static void variants_and_bad_inputs(const char *fx, json_object *lines)
         free(data);
     }
     expect_fail(dir, "merges.txt line with three parts", "merges.txt:2");
+    gpt2_config(fx, lines);
     snprintf(path, sizeof path, "%s/merges.txt", dir);
     remove(path);
     expect_fail(dir, "vocab.json without merges.txt", "merges.txt");
