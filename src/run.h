@@ -10,4 +10,6 @@
 /* Each returns the process exit status (0 ok, 1 failure reported, 2 usage). Collective. */
 int run_main(int argc, char **argv);
 int reduce_main(int argc, char **argv);
+/* `attnscope tokenize` (tokenize.c): ids of each input line, for diffing against HF. */
+int tokenize_main(int argc, char **argv);
 #endif

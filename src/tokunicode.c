@@ -64,6 +64,12 @@ static const cp_range hf_extra_mn[] = {
 static const cp_range hf_no_nfd[] = {
     {0x11938, 0x11938},
 };
+/* compatibility decompositions of Unicode 13-15 that HF's NFKD/NFKC tables lack (found by
+ * comparing every code point with tokenizers 0.23.3's normalizers; U+11938 is canonical) */
+static const cp_range hf_no_nfkd[] = {
+    {0x32FF, 0x32FF}, {0xA7F2, 0xA7F4}, {0xAB69, 0xAB69}, {0x10781, 0x10785}, {0x10787, 0x107B0}, {0x107B2, 0x107BA},
+    {0x11938, 0x11938}, {0x1E030, 0x1E06D}, {0x1F16C, 0x1F16C}, {0x1FBF0, 0x1FBF9},
+};
 static const uint32_t hf_lower[][2] = { /* Unicode 16 additions */
     {0x1C89, 0x1C8A}, {0xA7CB, 0x264}, {0xA7CC, 0xA7CD}, {0xA7CE, 0xA7CF}, {0xA7D2, 0xA7D3}, {0xA7D4, 0xA7D5},
     {0xA7DA, 0xA7DB}, {0xA7DC, 0x19B}, {0x10D50, 0x10D70}, {0x10D51, 0x10D71}, {0x10D52, 0x10D72}, {0x10D53, 0x10D73},
@@ -145,3 +151,4 @@ int tku_is_word_char(uint32_t c)
 }
 
 int tku_no_nfd(uint32_t c) { return in_ranges(c, hf_no_nfd, NR(hf_no_nfd)); }
+int tku_no_nfkd(uint32_t c) { return c >= 0x32FF && in_ranges(c, hf_no_nfkd, NR(hf_no_nfkd)); }

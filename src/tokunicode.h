@@ -1,7 +1,8 @@
 /* tokunicode.h — the Unicode character classes of Hugging Face's BertNormalizer and
  * BertPreTokenizer, as tokenizers 0.23.3 computes them: utf8proc's tables corrected where the Rust
  * crates HF uses (unicode_categories, an older Unicode; Rust std's newer lowercase) disagree.
- * Checked for every code point by tests/test_tokenizer.c. Used only by tokenizer.c. */
+ * Checked for every code point by tests/test_tokenizer.c and tests/test_tokenizer_bpe.c. Used only
+ * by the tokenizer (tok_*.c). */
 #ifndef ATTNSCOPE_TOKUNICODE_H
 #define ATTNSCOPE_TOKUNICODE_H
 #include <stdint.h>
@@ -28,6 +29,8 @@ int tku_is_chinese(uint32_t c);
 int tku_is_mn(uint32_t c);
 /* HF's NFD leaves c whole (its tables predate c's decomposition). */
 int tku_no_nfd(uint32_t c);
+/* HF's NFKD/NFKC leave c whole (the same, for compatibility decompositions). */
+int tku_no_nfkd(uint32_t c);
 /* Rust char::to_lowercase into out[2]; returns how many code points (2 only for U+0130). */
 int tku_lower(uint32_t c, uint32_t out[2]);
 /* \w of the regex crate (for single_word added tokens). */

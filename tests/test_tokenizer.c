@@ -185,13 +185,14 @@ static void bad_inputs(const char *model)
     }
     snprintf(path, sizeof path, "%s/does-not-exist", tmp);
     expect_fail(path, "missing directory", "does-not-exist", NULL);
-    expect_fail(subdir("empty"), "empty directory", "no tokenizer.json or vocab.txt", NULL);
+    expect_fail(subdir("empty"), "empty directory", "no tokenizer.json, vocab.txt or vocab.json", NULL);
 
     dir = subdir("not_json");
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     write_file(path, "{ \"model\": this is not JSON", 27);
     expect_fail(dir, "tokenizer.json not JSON", "tokenizer.json", "invalid JSON");
-    expect_fail(tiny_json("bpe", "BPE", vocab, bert, "BertPreTokenizer"), "model type BPE", "tokenizer.json", "\"BPE\"");
+    expect_fail(tiny_json("unigram", "Unigram", vocab, bert, "BertPreTokenizer"), "model type Unigram", "tokenizer.json", "\"Unigram\"");
+    expect_fail(tiny_json("bpe", "BPE", vocab, bert, "BertPreTokenizer"), "model BPE without merges", "tokenizer.json", "merges");
     expect_fail(tiny_json("dup", "WordPiece", "{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":1}", bert, "BertPreTokenizer"),
                 "duplicate vocab id", "tokenizer.json", "id 1");
     expect_fail(tiny_json("range", "WordPiece", "{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":7}", bert, "BertPreTokenizer"),
@@ -200,8 +201,8 @@ static void bad_inputs(const char *model)
                 "vocab id not an integer", "tokenizer.json", "[SEP]");
     expect_fail(tiny_json("nounk", "WordPiece", "{\"[UNKNOWN]\":0,\"[CLS]\":1,\"[SEP]\":2}", bert, "BertPreTokenizer"),
                 "tokenizer.json vocab without [UNK]", "tokenizer.json", "[UNK]");
-    expect_fail(tiny_json("nfc", "WordPiece", vocab, "{\"type\":\"NFC\"}", "BertPreTokenizer"), "normalizer NFC",
-                "tokenizer.json", "\"NFC\"");
+    expect_fail(tiny_json("precompiled", "WordPiece", vocab, "{\"type\":\"Precompiled\"}", "BertPreTokenizer"), "normalizer Precompiled",
+                "tokenizer.json", "\"Precompiled\"");
     expect_fail(tiny_json("ws", "WordPiece", vocab, bert, "Whitespace"), "pre_tokenizer Whitespace", "tokenizer.json", "\"Whitespace\"");
     expect_fail(tiny_json("bool", "WordPiece", vocab, "{\"type\":\"BertNormalizer\",\"lowercase\":\"yes\"}", "BertPreTokenizer"),
                 "lowercase not a boolean", "tokenizer.json", "lowercase");

