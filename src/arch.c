@@ -50,7 +50,12 @@ static const arch_row rows[] = {
      .keys = {[KEY_N_LAYER] = "n_layer|num_hidden_layers", [KEY_N_HEAD] = "n_head|num_attention_heads",
               [KEY_D_MODEL] = "n_embd|hidden_size", [KEY_D_FF] = "n_inner", [KEY_VOCAB] = "vocab_size",
               [KEY_MAX_POS] = "n_positions|max_position_embeddings", [KEY_EPS] = "layer_norm_epsilon",
-              [KEY_ACT] = "activation_function"}},
+              [KEY_ACT] = "activation_function"},
+     /* the converter (GPT2Model) writes the Conv1D weights transposed to (out, in), like nn.Linear */
+     .gguf_archs = "gpt2",
+     .gguf_names = {[ROLE_TOK_EMB] = "token_embd", [ROLE_POS_EMB] = "position_embd", [ROLE_QKV] = "blk.%d.attn_qkv",
+                    [ROLE_O] = "blk.%d.attn_output", [ROLE_ATTN_NORM] = "blk.%d.attn_norm", [ROLE_UP] = "blk.%d.ffn_up",
+                    [ROLE_DOWN] = "blk.%d.ffn_down", [ROLE_MLP_NORM] = "blk.%d.ffn_norm", [ROLE_FINAL_NORM] = "output_norm"}},
     {.family = "llama", .model_types = "llama", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
      .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
      .gguf_archs = "llama", .gguf_names = LLAMA_GGUF_NAMES, .gguf_permute_qk = 1},

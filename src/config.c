@@ -100,6 +100,17 @@ static int read_rope(json_object *o, model_config *c, const char *path)
     return 0;
 }
 
+/* transformers' activation names (ACT2FN keys) -> act_kind; -1 when unknown */
+static int act_from_name(const char *act, act_kind *out)
+{
+    if (!strcmp(act, "gelu")) *out = ACT_GELU;
+    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) *out = ACT_GELU_TANH;
+    else if (!strcmp(act, "relu")) *out = ACT_RELU;
+    else if (!strcmp(act, "silu") || !strcmp(act, "swish")) *out = ACT_SILU;
+    else return -1;
+    return 0;
+}
+
 int config_load(model_config *c, const char *dir)
 {
     memset(c, 0, sizeof *c);
@@ -161,11 +172,7 @@ int config_load(model_config *c, const char *dir)
     act = a->default_act;
     const char *act_key = find_key(o, a->keys[KEY_ACT], key, sizeof key);
     if (act_key && json_get_string(o, act_key, &act, path) < 0) goto done;
-    if (!strcmp(act, "gelu")) c->act = ACT_GELU;
-    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->act = ACT_GELU_TANH;
-    else if (!strcmp(act, "relu")) c->act = ACT_RELU;
-    else if (!strcmp(act, "silu") || !strcmp(act, "swish")) c->act = ACT_SILU;
-    else { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
+    if (act_from_name(act, &c->act)) { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
     const char *pet = "absolute";
     if (json_get_string(o, "position_embedding_type", &pet, path) < 0) goto done;
     if (strcmp(pet, "absolute")) { err_set("%s: position_embedding_type \"%s\" is not supported (absolute)", path, pet); goto done; }
@@ -300,7 +307,8 @@ int config_load_gguf(model_config *c, const gguf_file *g)
         goto fail;
     if (!(eps > 0 && eps < 1)) { err_set("%s: %s norm epsilon %g is not in (0, 1)", g->path, arch, eps); goto fail; }
     c->ln_eps = (float)eps;
-    c->act = ACT_SILU;   /* every GGUF row is a SwiGLU decoder (arch.c) */
+    /* GGUF has no activation key: llama.cpp's graph for each architecture fixes it, as the row does */
+    if (act_from_name(a->default_act, &c->act)) { err_set("%s: activation \"%s\" is not supported", g->path, a->default_act); goto fail; }
     c->causal = a->causal;
     if (a->pos == POS_ROPE) {
         int rd;

@@ -44,7 +44,8 @@ int config_load(model_config *c, const char *dir);
  * row (arch_find_gguf), then <arch>.block_count, .embedding_length, .feed_forward_length,
  * .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length
  * (default embedding_length / head_count; value_length must agree), .context_length,
- * .attention.layer_norm_rms_epsilon (RMSNorm rows), .rope.freq_base (default 10000),
+ * .attention.layer_norm_rms_epsilon (RMSNorm rows; .attention.layer_norm_epsilon for LayerNorm
+ * rows), the activation the row's default_act (GGUF has no key for it), .rope.freq_base (default 10000),
  * .rope.dimension_count (must be head_dim: no partial rotary), .rope.scaling.type none|linear
  * (.rope.scaling.factor), .vocab_size (default token_embd's rows); tokenizer.ggml.padding_token_id
  * and eos_token_id. json_text receives these values as a JSON object (the run's config_json).

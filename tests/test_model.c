@@ -7,7 +7,7 @@
  * embeddings, Mistral; causal, right-padded). GGUF models (make_gguf_model_fixtures.py):
  * SmolLM2-135M-Instruct Q4_1 against transformers loading the same GGUF (attention ≤ 1e-4, rotary
  * embeddings; hidden ≤ 1e-4 relative); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
- * and qwen2_tiny against their safetensors twins (≤ 1e-5 abs: the same float32 weights once
+ * and qwen2_tiny, gpt2_tiny (Conv1D weights written as (out, in)) against their safetensors twins (≤ 1e-5 abs: the same float32 weights once
  * dequantized and unpermuted); bad GGUFs refused with one line naming the file and the problem.
  * Exits non-zero on any failure.
  * ATTNSCOPE_BACKEND=cuda runs the same checks on the CUDA backend (probabilities are downloaded in
@@ -248,6 +248,9 @@ static void check_gguf(const char *fx)
     check_twins("qwen2_tiny.gguf", a, b, d, 1e-5);
     snprintf(c, sizeof c, "%s/expected_qwen2_tiny.h5", fx);
     check_model("qwen2_tiny.gguf", a, d, c, 1e-4);
+    snprintf(a, sizeof a, "%s/gguf/gpt2_tiny.gguf", fx);
+    snprintf(b, sizeof b, "%s/gpt2_tiny", fx);
+    check_twins("gpt2_tiny.gguf", a, b, d, 1e-5);
     static const struct { const char *file, *problem; } bad[] = {
         {"bad_arch.gguf", "general.architecture \"falcon\" is not supported"},
         {"bad_missing.gguf", "missing tensor \"blk.1.ffn_down.weight\""},
