@@ -337,9 +337,22 @@ int config_load_gguf(model_config *c, const gguf_file *g)
             goto fail;
         }
         /* llama3-style scaling: the converter writes per-frequency factors as a tensor instead */
-        if (gguf_find_tensor(g, "rope_freqs.weight")) {
-            err_set("%s: tensor \"rope_freqs.weight\" (llama3 rope scaling factors) is not supported yet", g->path);
-            goto fail;
+        const gguf_tensor *rf = gguf_find_tensor(g, "rope_freqs.weight");
+        if (rf) {
+            const int half = c->head_dim / 2;
+            if (rf->n_dims != 1 || rf->ne[0] != half) {
+                err_set("%s: tensor \"rope_freqs.weight\" has %lld values, head_dim %d implies %d", g->path,
+                        (long long)rf->numel, c->head_dim, half);
+                goto fail;
+            }
+            c->rope_freq_div = xmalloc(half * sizeof(float));
+            if (gguf_tensor_f32(g, "rope_freqs.weight", c->rope_freq_div, half)) goto fail;
+            for (int i = 0; i < half; i++)
+                if (!(c->rope_freq_div[i] >= 1e-6f && c->rope_freq_div[i] <= 1e6f)) {
+                    err_set("%s: rope_freqs.weight[%d] = %g is not in [1e-6, 1e6]", g->path, i, c->rope_freq_div[i]);
+                    goto fail;
+                }
+            p += snprintf(p, end - p, ", \"rope_freqs.weight\": \"%d factors\"", half);
         }
     }
     int id;
@@ -351,6 +364,7 @@ int config_load_gguf(model_config *c, const gguf_file *g)
     return 0;
 fail:
     free(js);
+    config_free(c);
     return -1;
 }
 
@@ -364,6 +378,7 @@ void config_rope_inv_freq(const model_config *c, int T, float *inv_freq)
         /* torch: 1 / base ** (arange(0, D, 2).float() / D), in float32 */
         float f = (float)(1.0 / pow(base, (double)(float)(2.0f * i / D)));
         if (c->rope_type == ROPE_LINEAR) f = (float)(f / c->rope_factor);
+        if (c->rope_freq_div) f /= c->rope_freq_div[i];
         if (c->rope_type == ROPE_LLAMA3) {
             const double old = c->rope_orig_max_pos, lo = old / c->rope_low_freq, hi = old / c->rope_high_freq;
             const double wavelen = 2 * M_PI / f;
@@ -381,4 +396,6 @@ void config_free(model_config *c)
 {
     free(c->json_text);
     c->json_text = NULL;
+    free(c->rope_freq_div);
+    c->rope_freq_div = NULL;
 }

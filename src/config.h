@@ -33,6 +33,7 @@ typedef struct {
     rope_kind rope_type;
     double rope_factor, rope_low_freq, rope_high_freq;   /* linear/dynamic/llama3 factors */
     int rope_orig_max_pos;                               /* llama3/dynamic: original_max_position_embeddings */
+    float *rope_freq_div;  /* (head_dim/2) or NULL: GGUF's rope_freqs.weight, each inv_freq divided by it (owned) */
     int sliding_window;    /* Mistral: keys further back than this are masked; 0: none */
     char *json_text;       /* config.json as read, for the HDF5 attributes (owned) */
 } model_config;
@@ -47,7 +48,8 @@ int config_load(model_config *c, const char *dir);
  * .attention.layer_norm_rms_epsilon (RMSNorm rows; .attention.layer_norm_epsilon for LayerNorm
  * rows), the activation the row's default_act (GGUF has no key for it), .rope.freq_base (default 10000),
  * .rope.dimension_count (must be head_dim: no partial rotary), .rope.scaling.type none|linear
- * (.rope.scaling.factor), .vocab_size (default token_embd's rows); tokenizer.ggml.padding_token_id
+ * (.rope.scaling.factor), the tensor rope_freqs.weight if present (llama3 scaling as the converter
+ * writes it: per-frequency divisors of inv_freq, as llama.cpp applies them), .vocab_size (default token_embd's rows); tokenizer.ggml.padding_token_id
  * and eos_token_id. json_text receives these values as a JSON object (the run's config_json).
  * Returns 0, or -1 with err_set() naming the file and the key. */
 int config_load_gguf(model_config *c, const gguf_file *g);

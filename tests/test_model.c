@@ -7,7 +7,8 @@
  * embeddings, Mistral; causal, right-padded). GGUF models (make_gguf_model_fixtures.py):
  * SmolLM2-135M-Instruct Q4_1 against transformers loading the same GGUF (attention ≤ 1e-4, rotary
  * embeddings; hidden ≤ 1e-4 relative); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
- * and qwen2_tiny, gpt2_tiny (Conv1D weights written as (out, in)) against their safetensors twins (≤ 1e-5 abs: the same float32 weights once
+ * llama3_tiny (llama3 scaling as the tensor rope_freqs.weight), qwen2_tiny and gpt2_tiny (Conv1D
+ * weights written as (out, in)) against their safetensors twins (≤ 1e-5 abs: the same float32 weights once
  * dequantized and unpermuted); bad GGUFs refused with one line naming the file and the problem.
  * Exits non-zero on any failure.
  * ATTNSCOPE_BACKEND=cuda runs the same checks on the CUDA backend (probabilities are downloaded in
@@ -243,6 +244,12 @@ static void check_gguf(const char *fx)
     snprintf(b, sizeof b, "%s/gguf/llama_tiny_f16r", fx);
     snprintf(d, sizeof d, "%s/input_decoder.h5", fx);
     check_twins("llama_tiny.gguf", a, b, d, 1e-5);
+    /* llama3 rope scaling as the converter writes it: rope_freqs.weight divides the frequencies */
+    snprintf(a, sizeof a, "%s/gguf/llama3_tiny.gguf", fx);
+    snprintf(b, sizeof b, "%s/llama3_tiny", fx);
+    check_twins("llama3_tiny.gguf", a, b, d, 1e-5);
+    snprintf(c, sizeof c, "%s/expected_llama3_tiny.h5", fx);
+    check_model("llama3_tiny.gguf", a, d, c, 1e-4);
     snprintf(a, sizeof a, "%s/gguf/qwen2_tiny.gguf", fx);
     snprintf(b, sizeof b, "%s/qwen2_tiny", fx);
     check_twins("qwen2_tiny.gguf", a, b, d, 1e-5);
