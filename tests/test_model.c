@@ -6,7 +6,7 @@
  * Llama with GQA and head_dim, Llama with llama3 RoPE scaling, Qwen2 with q/k/v biases and tied
  * embeddings, Mistral; causal, right-padded). GGUF models (make_gguf_model_fixtures.py):
  * SmolLM2-135M-Instruct Q4_1 against transformers loading the same GGUF (attention ≤ 1e-4, rotary
- * embeddings; hidden ≤ 1e-4 relative); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
+ * embeddings; hidden ≤ 5e-4 relative: 30 layers); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
  * llama3_tiny (llama3 scaling as the tensor rope_freqs.weight), qwen2_tiny and gpt2_tiny (Conv1D
  * weights written as (out, in)) against their safetensors twins (≤ 1e-5 abs: the same float32 weights once
  * dequantized and unpermuted); bad GGUFs refused with one line naming the file and the problem.
@@ -120,8 +120,8 @@ static void check_rows(const char *name, const char *model_dir, const char *inpu
 
 /* att_tol: the attention's max abs error allowed — 1e-5, 1e-4 with rotary embeddings (the angles
  * pos·inv_freq, their cos/sin and the rotation round differently from torch's float32 kernels) */
-static void check_model(const char *name, const char *model_dir, const char *input_h5, const char *expected_h5,
-                        double att_tol)
+static void check_model_tol(const char *name, const char *model_dir, const char *input_h5, const char *expected_h5,
+                            double att_tol, double hid_tol)
 {
     backend *be = backend_init(backend_name, 0);
     if (!be) { printf("FAIL %s: %s\n", name, err_get()); failures++; return; }
@@ -152,15 +152,21 @@ static void check_model(const char *name, const char *model_dir, const char *inp
                 if (fabs(out[i] - hid[i]) > herr) herr = fabs(out[i] - hid[i]);
             }
     double hrel = herr / (hmax > 0 ? hmax : 1);
-    int ok = cmp.max_err <= att_tol && hrel <= 1e-4 && m.cfg.n_layer == L && m.cfg.n_head == H;
-    printf("%s %-20s [%s] %s N=%d T=%d layers=%d heads=%d kv=%d: attention max abs err %.3g (tol %g), hidden max rel err %.3g (tol 1e-4)\n",
-           ok ? "ok  " : "FAIL", name, be->name, m.cfg.arch->family, N, T, L, H, m.cfg.n_kv_head, cmp.max_err, att_tol, hrel);
+    int ok = cmp.max_err <= att_tol && hrel <= hid_tol && m.cfg.n_layer == L && m.cfg.n_head == H;
+    printf("%s %-20s [%s] %s N=%d T=%d layers=%d heads=%d kv=%d: attention max abs err %.3g (tol %g), hidden max rel err %.3g (tol %g)\n",
+           ok ? "ok  " : "FAIL", name, be->name, m.cfg.arch->family, N, T, L, H, m.cfg.n_kv_head, cmp.max_err, att_tol, hrel, hid_tol);
     failures += !ok;
     if (input_h5) H5Fclose(fi);
     H5Fclose(fe);
     free(att); free(hid); free(lenv); free(ids); free(types); free(len); free(out);
     model_free(&m);
     backend_free(be);
+}
+
+static void check_model(const char *name, const char *model_dir, const char *input_h5, const char *expected_h5,
+                        double att_tol)
+{
+    check_model_tol(name, model_dir, input_h5, expected_h5, att_tol, 1e-4);
 }
 
 /* ---- GGUF models (make_gguf_model_fixtures.py) ------------------------------------------------ */
@@ -238,7 +244,10 @@ static void check_gguf(const char *fx)
     snprintf(b, sizeof b, "%s/gguf/input_smollm2.h5", fx);
     snprintf(c, sizeof c, "%s/gguf/expected_smollm2_gguf.h5", fx);
     if (access(smol, R_OK)) { printf("FAIL smollm2_gguf: %s not here (make deps installs it)\n", smol); failures++; }
-    else check_model("smollm2_gguf", smol, b, c, 1e-4);
+    /* hidden ≤ 5e-4 relative: 30 layers amplify the GEMMs' different summation orders (layer 0's
+     * attention differs by 8e-7, layer 12's by 4e-5); measured 5e-5 (-O2, 2 threads) to 9e-5
+     * (-O1 sanitized, 1 thread) */
+    else check_model_tol("smollm2_gguf", smol, b, c, 1e-4, 5e-4);
     /* converter-style GGUFs of the tiny checkpoints against their safetensors twins */
     snprintf(a, sizeof a, "%s/gguf/llama_tiny.gguf", fx);
     snprintf(b, sizeof b, "%s/gguf/llama_tiny_f16r", fx);
