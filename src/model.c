@@ -54,9 +54,9 @@ static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, 
         if (!t) return required ? err_set("%s: missing tensor \"%s\"", s->path, full) : 0;
         if (t->n_dims != want_nd || t->ne[want_nd - 1] != f0 || (d1 && t->ne[0] != f1)) {
             shape_str(t->ne, t->n_dims, 1, got, sizeof got);
-            return err_set("%s: tensor \"%s\" has shape %s%s%s, %s %s", s->path, full, "[", got, "]", implied, want);
+            return err_set("%s: tensor \"%s\" has shape [%s], %s %s", s->path, full, got, implied, want);
         }
-        return gguf_tensor_f32(s->gg, full, host, (size_t)(d1 ? (size_t)d0 * d1 : (size_t)d0)) ? -1 : 1;
+        return gguf_tensor_f32(s->gg, full, host, (size_t)d0 * (d1 ? d1 : 1)) ? -1 : 1;
     }
     const st_model *st = s->st;
     const st_tensor *t = st_find(st, full);
