@@ -30,6 +30,13 @@
      [KEY_MAX_POS] = "max_position_embeddings", [KEY_EPS] = "rms_norm_eps", [KEY_ACT] = "hidden_act",               \
      [KEY_HEAD_DIM] = "head_dim"}
 
+/* llama.cpp's names for the same modules (gguf-py's constants.py TENSOR_NAMES / MODEL_TENSOR) */
+#define LLAMA_GGUF_NAMES                                                                                             \
+    {[ROLE_TOK_EMB] = "token_embd", [ROLE_Q] = "blk.%d.attn_q", [ROLE_K] = "blk.%d.attn_k", [ROLE_V] = "blk.%d.attn_v", \
+     [ROLE_O] = "blk.%d.attn_output", [ROLE_ATTN_NORM] = "blk.%d.attn_norm", [ROLE_GATE] = "blk.%d.ffn_gate",         \
+     [ROLE_UP] = "blk.%d.ffn_up", [ROLE_DOWN] = "blk.%d.ffn_down", [ROLE_MLP_NORM] = "blk.%d.ffn_norm",               \
+     [ROLE_FINAL_NORM] = "output_norm"}
+
 static const arch_row rows[] = {
     {.family = "bert", .model_types = "bert", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
      .default_act = "gelu", .prefixes = "|bert.|roberta.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
@@ -43,11 +50,18 @@ static const arch_row rows[] = {
      .keys = {[KEY_N_LAYER] = "n_layer|num_hidden_layers", [KEY_N_HEAD] = "n_head|num_attention_heads",
               [KEY_D_MODEL] = "n_embd|hidden_size", [KEY_D_FF] = "n_inner", [KEY_VOCAB] = "vocab_size",
               [KEY_MAX_POS] = "n_positions|max_position_embeddings", [KEY_EPS] = "layer_norm_epsilon",
-              [KEY_ACT] = "activation_function"}},
+              [KEY_ACT] = "activation_function"},
+     /* the converter (GPT2Model) writes the Conv1D weights transposed to (out, in), like nn.Linear */
+     .gguf_archs = "gpt2",
+     .gguf_names = {[ROLE_TOK_EMB] = "token_embd", [ROLE_POS_EMB] = "position_embd", [ROLE_QKV] = "blk.%d.attn_qkv",
+                    [ROLE_O] = "blk.%d.attn_output", [ROLE_ATTN_NORM] = "blk.%d.attn_norm", [ROLE_UP] = "blk.%d.ffn_up",
+                    [ROLE_DOWN] = "blk.%d.ffn_down", [ROLE_MLP_NORM] = "blk.%d.ffn_norm", [ROLE_FINAL_NORM] = "output_norm"}},
     {.family = "llama", .model_types = "llama", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
-     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
+     .gguf_archs = "llama", .gguf_names = LLAMA_GGUF_NAMES, .gguf_permute_qk = 1},
     {.family = "qwen2", .model_types = "qwen2", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
-     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
+     .gguf_archs = "qwen2", .gguf_names = LLAMA_GGUF_NAMES},
     {.family = "mistral", .model_types = "mistral", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
      .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
 };
@@ -72,18 +86,36 @@ const arch_row *arch_find(const char *model_type)
     return NULL;
 }
 
+const arch_row *arch_find_gguf(const char *architecture)
+{
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        if (rows[i].gguf_archs && in_list(rows[i].gguf_archs, architecture)) return &rows[i];
+    return NULL;
+}
+
+/* the lists of every row ('|'-separated, gguf: gguf_archs else model_types) joined by ", " */
+static void join_lists(char *buf, size_t cap, int gguf)
+{
+    char *b = buf;
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        for (const char *p = gguf ? rows[i].gguf_archs : rows[i].model_types; p && *p;) {
+            const char *e = strchr(p, '|');
+            const int k = e ? (int)(e - p) : (int)strlen(p);
+            b += snprintf(b, buf + cap - b, "%s%.*s", b == buf ? "" : ", ", k, p);
+            p += k + (e != NULL);
+        }
+}
+
+const char *arch_supported_gguf(void)
+{
+    static char buf[256];
+    if (!buf[0]) join_lists(buf, sizeof buf, 1);
+    return buf;
+}
+
 const char *arch_supported(void)
 {
     static char buf[256];
-    if (!buf[0]) {
-        char *b = buf;
-        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
-            for (const char *p = rows[i].model_types; *p;) {
-                const char *e = strchr(p, '|');
-                const int k = e ? (int)(e - p) : (int)strlen(p);
-                b += snprintf(b, buf + sizeof buf - b, "%s%.*s", b == buf ? "" : ", ", k, p);
-                p += k + (e != NULL);
-            }
-    }
+    if (!buf[0]) join_lists(buf, sizeof buf, 0);
     return buf;
 }

@@ -51,10 +51,22 @@ typedef struct {
     const char *prefixes;               /* weight-name prefixes tried in order, '|'-separated ("" first) */
     const char *names[ROLE_N];          /* NULL: the family has no such weight */
     const char *keys[KEY_N];            /* NULL: the family has no such key (a default applies) */
+    /* GGUF files (llama.cpp's convert_hf_to_gguf.py): the general.architecture values this row
+     * runs ('|'-separated; NULL: none — llama.cpp writes Mistral as "llama"), llama.cpp's tensor
+     * names per role (as names; linear weights always (out, in): ggml stores no Conv1D layout),
+     * and whether the converter permuted the Q and K rows (LlamaModel.permute; Qwen2 does not).
+     * The metadata keys are "<arch>.block_count" etc. for every architecture (config.c). */
+    const char *gguf_archs;
+    const char *gguf_names[ROLE_N];
+    int gguf_permute_qk;
 } arch_row;
 
 /* The row whose model_types lists model_type, or NULL. */
 const arch_row *arch_find(const char *model_type);
 /* Every supported model_type, ", "-separated, for messages (static storage). */
 const char *arch_supported(void);
+/* The row whose gguf_archs lists a GGUF general.architecture value, or NULL. */
+const arch_row *arch_find_gguf(const char *architecture);
+/* Every supported general.architecture, ", "-separated (static storage). */
+const char *arch_supported_gguf(void);
 #endif

@@ -100,6 +100,17 @@ static int read_rope(json_object *o, model_config *c, const char *path)
     return 0;
 }
 
+/* transformers' activation names (ACT2FN keys) -> act_kind; -1 when unknown */
+static int act_from_name(const char *act, act_kind *out)
+{
+    if (!strcmp(act, "gelu")) *out = ACT_GELU;
+    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) *out = ACT_GELU_TANH;
+    else if (!strcmp(act, "relu")) *out = ACT_RELU;
+    else if (!strcmp(act, "silu") || !strcmp(act, "swish")) *out = ACT_SILU;
+    else return -1;
+    return 0;
+}
+
 int config_load(model_config *c, const char *dir)
 {
     memset(c, 0, sizeof *c);
@@ -161,11 +172,7 @@ int config_load(model_config *c, const char *dir)
     act = a->default_act;
     const char *act_key = find_key(o, a->keys[KEY_ACT], key, sizeof key);
     if (act_key && json_get_string(o, act_key, &act, path) < 0) goto done;
-    if (!strcmp(act, "gelu")) c->act = ACT_GELU;
-    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->act = ACT_GELU_TANH;
-    else if (!strcmp(act, "relu")) c->act = ACT_RELU;
-    else if (!strcmp(act, "silu") || !strcmp(act, "swish")) c->act = ACT_SILU;
-    else { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
+    if (act_from_name(act, &c->act)) { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
     const char *pet = "absolute";
     if (json_get_string(o, "position_embedding_type", &pet, path) < 0) goto done;
     if (strcmp(pet, "absolute")) { err_set("%s: position_embedding_type \"%s\" is not supported (absolute)", path, pet); goto done; }
@@ -210,6 +217,157 @@ done:
     return rc;
 }
 
+/* ---- GGUF metadata --------------------------------------------------------------------------- */
+
+/* <arch>.<key> as an integer in [lo, hi]: absent -> def (an error when def < lo). Appends
+ * "key": value to the JSON text at *js. */
+static int gguf_int(const gguf_file *g, const char *arch, const char *key, int64_t lo, int64_t hi, int def, int *out,
+                    char **js, const char *js_end)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    uint32_t v = 0;
+    if (!gguf_find_kv(g, full)) {
+        if (def < lo) return err_set("%s: missing GGUF key \"%s\"", g->path, full);
+        *out = def;
+        return 0;
+    }
+    if (gguf_get_u32(g, full, &v)) return -1;
+    if (v < lo || v > hi) return err_set("%s: \"%s\" = %u is out of range [%lld, %lld]", g->path, full, v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    *js += snprintf(*js, js_end - *js, ", \"%s\": %d", full, *out);
+    return 0;
+}
+
+/* <arch>.<key> as a float: absent -> def; appended to the JSON text like gguf_int */
+static int gguf_float(const gguf_file *g, const char *arch, const char *key, double def, double *out, char **js,
+                      const char *js_end)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    *out = def;
+    if (!gguf_find_kv(g, full)) return 0;
+    float f;
+    if (gguf_get_f32(g, full, &f)) return -1;
+    *out = f;
+    *js += snprintf(*js, js_end - *js, ", \"%s\": %.9g", full, f);
+    return 0;
+}
+
+/* a token id key of tokenizer.ggml (absent: -1), in [0, vocab) */
+static int gguf_id(const gguf_file *g, const char *key, int vocab, int *out)
+{
+    uint32_t v;
+    *out = -1;
+    if (!gguf_find_kv(g, key)) return 0;
+    if (gguf_get_u32(g, key, &v)) return -1;
+    if ((int64_t)v >= vocab) return err_set("%s: \"%s\" = %u is outside the vocabulary (%d)", g->path, key, v, vocab);
+    *out = (int)v;
+    return 0;
+}
+
+int config_load_gguf(model_config *c, const gguf_file *g)
+{
+    memset(c, 0, sizeof *c);
+    const char *arch;
+    if (gguf_get_str(g, "general.architecture", &arch, NULL)) return -1;
+    if (!(c->arch = arch_find_gguf(arch)))
+        return err_set("%s: general.architecture \"%s\" is not supported (GGUF architectures: %s)", g->path, arch,
+                       arch_supported_gguf());
+    const arch_row *a = c->arch;
+    snprintf(c->model_type, sizeof c->model_type, "%s", arch);
+    char *js = xmalloc(4096), *p = js, *end = js + 4096;
+    p += snprintf(p, end - p, "{\"source\": \"gguf\", \"general.architecture\": \"%s\"", arch);
+    if (gguf_int(g, arch, "block_count", 1, 1024, 0, &c->n_layer, &p, end) ||
+        gguf_int(g, arch, "attention.head_count", 1, 1024, 0, &c->n_head, &p, end) ||
+        gguf_int(g, arch, "embedding_length", 1, 1 << 16, 0, &c->d_model, &p, end) ||
+        gguf_int(g, arch, "feed_forward_length", 1, 1 << 18, 0, &c->d_ff, &p, end) ||
+        gguf_int(g, arch, "context_length", 1, 1 << 24, 0, &c->max_pos, &p, end) ||
+        gguf_int(g, arch, "attention.head_count_kv", 1, c->n_head, c->n_head, &c->n_kv_head, &p, end))
+        goto fail;
+    const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    if (gguf_int(g, arch, "vocab_size", 1, 1 << 24, emb && emb->n_dims == 2 && emb->ne[1] <= (1 << 24) ? (int)emb->ne[1] : 0,
+                 &c->vocab, &p, end))
+        goto fail;
+    int hd_def = c->d_model % c->n_head ? 0 : c->d_model / c->n_head, vl;
+    if (gguf_int(g, arch, "attention.key_length", 1, 1024, hd_def, &c->head_dim, &p, end) ||
+        gguf_int(g, arch, "attention.value_length", 1, 1024, c->head_dim, &vl, &p, end))
+        goto fail;
+    if (vl != c->head_dim) {
+        err_set("%s: %s.attention.value_length %d differs from key_length %d: not supported", g->path, arch, vl, c->head_dim);
+        goto fail;
+    }
+    if (c->n_head % c->n_kv_head) {
+        err_set("%s: %d attention heads are not a multiple of the %d key/value heads", g->path, c->n_head, c->n_kv_head);
+        goto fail;
+    }
+    double eps;
+    if (gguf_float(g, arch, a->norm == NORM_RMS ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon",
+                   a->norm == NORM_RMS ? 1e-6 : 1e-5, &eps, &p, end))
+        goto fail;
+    if (!(eps > 0 && eps < 1)) { err_set("%s: %s norm epsilon %g is not in (0, 1)", g->path, arch, eps); goto fail; }
+    c->ln_eps = (float)eps;
+    /* GGUF has no activation key: llama.cpp's graph for each architecture fixes it, as the row does */
+    if (act_from_name(a->default_act, &c->act)) { err_set("%s: activation \"%s\" is not supported", g->path, a->default_act); goto fail; }
+    c->causal = a->causal;
+    if (a->pos == POS_ROPE) {
+        int rd;
+        if (gguf_float(g, arch, "rope.freq_base", 10000.0, &c->rope_theta, &p, end) ||
+            gguf_int(g, arch, "rope.dimension_count", 1, 1024, c->head_dim, &rd, &p, end))
+            goto fail;
+        if (rd != c->head_dim || c->head_dim % 2) {
+            err_set("%s: %s.rope.dimension_count %d with head_dim %d: partial rotary embeddings are not supported", g->path,
+                    arch, rd, c->head_dim);
+            goto fail;
+        }
+        if (!(c->rope_theta > 1 && c->rope_theta < 1e12)) { err_set("%s: %s.rope.freq_base %g is not in (1, 1e12)", g->path, arch, c->rope_theta); goto fail; }
+        c->rope_type = ROPE_DEFAULT;
+        c->rope_factor = 1.0;
+        char key[128];
+        snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+        const char *st = "none";
+        if (gguf_find_kv(g, key) && gguf_get_str(g, key, &st, NULL)) goto fail;
+        if (!strcmp(st, "linear")) {
+            c->rope_type = ROPE_LINEAR;
+            if (gguf_float(g, arch, "rope.scaling.factor", 1.0, &c->rope_factor, &p, end)) goto fail;
+            if (!(c->rope_factor >= 1.0 && c->rope_factor < 1e6)) { err_set("%s: %s.rope.scaling.factor %g is not in [1, 1e6)", g->path, arch, c->rope_factor); goto fail; }
+            p += snprintf(p, end - p, ", \"%s\": \"linear\"", key);
+        } else if (strcmp(st, "none")) {
+            err_set("%s: %s \"%s\" is not supported (none, linear)", g->path, key, st);
+            goto fail;
+        }
+        /* llama3-style scaling: the converter writes per-frequency factors as a tensor instead */
+        const gguf_tensor *rf = gguf_find_tensor(g, "rope_freqs.weight");
+        if (rf) {
+            const int half = c->head_dim / 2;
+            if (rf->n_dims != 1 || rf->ne[0] != half) {
+                err_set("%s: tensor \"rope_freqs.weight\" has %lld values, head_dim %d implies %d", g->path,
+                        (long long)rf->numel, c->head_dim, half);
+                goto fail;
+            }
+            c->rope_freq_div = xmalloc(half * sizeof(float));
+            if (gguf_tensor_f32(g, "rope_freqs.weight", c->rope_freq_div, half)) goto fail;
+            for (int i = 0; i < half; i++)
+                if (!(c->rope_freq_div[i] >= 1e-6f && c->rope_freq_div[i] <= 1e6f)) {
+                    err_set("%s: rope_freqs.weight[%d] = %g is not in [1e-6, 1e6]", g->path, i, c->rope_freq_div[i]);
+                    goto fail;
+                }
+            p += snprintf(p, end - p, ", \"rope_freqs.weight\": \"%d factors\"", half);
+        }
+    }
+    int id;
+    if (gguf_id(g, "tokenizer.ggml.padding_token_id", c->vocab, &id)) goto fail;
+    c->pad_token_id = id < 0 ? 0 : id;
+    if (gguf_id(g, "tokenizer.ggml.eos_token_id", c->vocab, &c->sep_token_id)) goto fail;
+    snprintf(p, end - p, "}");
+    c->json_text = js;
+    return 0;
+fail:
+    free(js);
+    config_free(c);
+    return -1;
+}
+
 void config_rope_inv_freq(const model_config *c, int T, float *inv_freq)
 {
     const int D = c->head_dim;
@@ -220,6 +378,7 @@ void config_rope_inv_freq(const model_config *c, int T, float *inv_freq)
         /* torch: 1 / base ** (arange(0, D, 2).float() / D), in float32 */
         float f = (float)(1.0 / pow(base, (double)(float)(2.0f * i / D)));
         if (c->rope_type == ROPE_LINEAR) f = (float)(f / c->rope_factor);
+        if (c->rope_freq_div) f /= c->rope_freq_div[i];
         if (c->rope_type == ROPE_LLAMA3) {
             const double old = c->rope_orig_max_pos, lo = old / c->rope_low_freq, hi = old / c->rope_high_freq;
             const double wavelen = 2 * M_PI / f;
@@ -237,4 +396,6 @@ void config_free(model_config *c)
 {
     free(c->json_text);
     c->json_text = NULL;
+    free(c->rope_freq_div);
+    c->rope_freq_div = NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef ATTNSCOPE_CONFIG_H
 #define ATTNSCOPE_CONFIG_H
 #include "arch.h"
+#include "gguf.h"
 
 typedef enum { ACT_GELU, ACT_GELU_TANH, ACT_RELU, ACT_SILU } act_kind;
 /* rope_scaling / rope_parameters "rope_type" (transformers' modeling_rope_utils.py) */
@@ -32,6 +33,7 @@ typedef struct {
     rope_kind rope_type;
     double rope_factor, rope_low_freq, rope_high_freq;   /* linear/dynamic/llama3 factors */
     int rope_orig_max_pos;                               /* llama3/dynamic: original_max_position_embeddings */
+    float *rope_freq_div;  /* (head_dim/2) or NULL: GGUF's rope_freqs.weight, each inv_freq divided by it (owned) */
     int sliding_window;    /* Mistral: keys further back than this are masked; 0: none */
     char *json_text;       /* config.json as read, for the HDF5 attributes (owned) */
 } model_config;
@@ -39,6 +41,18 @@ typedef struct {
 /* Reads <dir>/config.json. Returns 0, or -1 with err_set() naming the file and the field
  * (unsupported model_type, missing or inconsistent sizes, unknown hidden_act, ...). */
 int config_load(model_config *c, const char *dir);
+/* The same fields from a GGUF file's metadata (llama.cpp's keys): general.architecture picks the
+ * row (arch_find_gguf), then <arch>.block_count, .embedding_length, .feed_forward_length,
+ * .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length
+ * (default embedding_length / head_count; value_length must agree), .context_length,
+ * .attention.layer_norm_rms_epsilon (RMSNorm rows; .attention.layer_norm_epsilon for LayerNorm
+ * rows), the activation the row's default_act (GGUF has no key for it), .rope.freq_base (default 10000),
+ * .rope.dimension_count (must be head_dim: no partial rotary), .rope.scaling.type none|linear
+ * (.rope.scaling.factor), the tensor rope_freqs.weight if present (llama3 scaling as the converter
+ * writes it: per-frequency divisors of inv_freq, as llama.cpp applies them), .vocab_size (default token_embd's rows); tokenizer.ggml.padding_token_id
+ * and eos_token_id. json_text receives these values as a JSON object (the run's config_json).
+ * Returns 0, or -1 with err_set() naming the file and the key. */
+int config_load_gguf(model_config *c, const gguf_file *g);
 void config_free(model_config *c);
 /* The rotary inverse frequencies inv_freq[HS/2] for sequences of up to T positions, as
  * transformers' rope init functions compute them (dynamic scaling depends on T). */

@@ -36,6 +36,7 @@ typedef struct {
 typedef struct {
     model_config cfg;
     backend *be;
+    int gguf;                            /* 1: loaded from a GGUF file (the row's gguf_names), 0: a directory */
     char weight_prefix[16];              /* one of the row's prefixes ("", "bert.", "model.", ...) as found */
     char **weight_files;                 /* [n_weight_files] paths of the safetensors files read */
     int n_weight_files;
@@ -68,7 +69,11 @@ typedef struct {
 } model;
 
 /* Loads config.json and the safetensors weights of dir onto backend be, checking every tensor's
- * presence, dtype (F32/F16/BF16) and shape against the config. Returns 0, or -1 with err_set()
+ * presence, dtype (F32/F16/BF16) and shape against the config; or, when dir is a file, a GGUF
+ * model: the config from its metadata (config_load_gguf), the weights by llama.cpp's names (the
+ * row's gguf_names), dequantized to float32 (gguf_tensor_f32), Q/K unpermuted where the row says
+ * the converter permuted them, shapes checked against the metadata; weight_files = {dir}; no
+ * output/lm_head is read (attention needs none, so tied or not is moot). Returns 0, or -1 with err_set()
  * naming the file and tensor, or the family and the op when backend be lacks an op the family
  * needs ("the cuda backend does not run llama yet ...; use --backend cpu"). */
 int model_load(model *m, const char *dir, backend *be);

@@ -43,7 +43,7 @@ typedef struct {
 #define F(field) offsetof(run_opts, field)
 static const cli_opt run_options[] = {
     CLI_OPT("job", CLI_JOB, F(job), "FILE", "read options from a job file (key = value lines; the command line wins)"),
-    CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint: config.json, *.safetensors, tokenizer.json|vocab.txt", .identity = 1),
+    CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint (config.json, *.safetensors, tokenizer.json|vocab.txt) or a GGUF file", .identity = 1),
     CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)", .identity = 1),
     CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids", .identity = 1),
     CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (built in OUT.h5.partial/, renamed when complete; run again to resume)"),
@@ -76,7 +76,7 @@ static const cli_opt run_options[] = {
 
 static const cli_spec run_cli = {
     .cmd = "run",
-    .synopsis = "usage: attnscope run --model DIR (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n",
+    .synopsis = "usage: attnscope run --model DIR|FILE.gguf (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n",
     .opts = run_options};
 
 /* Collective. Fills *o from the job file and the command line (*job_store: the job file's text,
@@ -290,12 +290,16 @@ int run_main(int argc, char **argv)
     const int L = c->n_layer, NH = c->n_head;
     const int pos_limit = c->max_pos - c->pos_offset;
     if (!o.max_len) o.max_len = pos_limit;
-    rc = o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s/config.json)", o.max_len, pos_limit, o.model) : 0;
+    rc = o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s%s)", o.max_len, pos_limit, o.model,
+                                         m.gguf ? ": context_length" : "/config.json") : 0;
 
     tokenizer *tok = NULL;
     if (!rc) {
         tok = tok_load(o.model);
-        if (!tok && o.text) rc = -1;
+        /* a GGUF model's tokenizer is in its metadata, which tok_load does not read (yet) */
+        if (!tok && o.text)
+            rc = m.gguf ? err_set("%s: --text needs a tokenizer and none is available for this GGUF model yet; "
+                                  "give pre-tokenized ids with --input FILE.h5", o.model) : -1;
         if (tok && tok_vocab_size(tok) > c->vocab)
             rc = err_set("%s: the tokenizer has %d tokens, the model's vocabulary %d", o.model, tok_vocab_size(tok), c->vocab);
     }

