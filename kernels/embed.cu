@@ -1,5 +1,5 @@
-// embed.cu — token + position (+ token type) embedding gather: out[t,:] = wte[ids[t]] + wpe[pos[t]]
-// (+ wtt[types[t]]), one thread per output element, summed in the CPU backend's order so the
+// embed.cu — token + position (+ token type) embedding gather: out[t,:] = wte[ids[t]] (+ wpe[pos[t]])
+// (+ wtt[types[t]]) (no position table: the rotary families), one thread per output element, summed in the CPU backend's order so the
 // result is bit-identical to it. ids/pos/types are trusted (validated by the caller).
 #include "kernels.h"
 #include "kernel_util.cuh"
@@ -10,7 +10,7 @@ __global__ static void embed_kernel(float *out, const int32_t *ids, const int32_
     const size_t n = (size_t)T * C;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
         const int t = (int)(e / C), i = (int)(e % C);
-        float v = wte[(size_t)ids[t] * C + i] + wpe[(size_t)pos[t] * C + i];
+        float v = wte[(size_t)ids[t] * C + i] + (wpe ? wpe[(size_t)pos[t] * C + i] : 0.0f);
         out[e] = v + (wtt ? wtt[(size_t)types[t] * C + i] : 0.0f);
     }
 }

@@ -4,6 +4,7 @@
 #ifndef ATTNSCOPE_KERNEL_UTIL_CUH
 #define ATTNSCOPE_KERNEL_UTIL_CUH
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <stddef.h>
 
 extern "C" [[noreturn]] void check_fail(const char *file, int line, const char *call, const char *msg);
@@ -36,5 +37,26 @@ __device__ inline float warp_max(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+// float32 or bfloat16 activations, read and written as float (bf16: rounded to nearest even)
+__device__ inline float as_float(float x) { return x; }
+__device__ inline float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline void store_as(float *p, float v) { *p = v; }
+__device__ inline void store_as(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+// four consecutive elements at p (16-byte aligned for float, 8-byte for bf16)
+__device__ inline float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+__device__ inline float4 load4(const __nv_bfloat16 *p)
+{
+    const uint2 u = *reinterpret_cast<const uint2 *>(p);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+__device__ inline void store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
+__device__ inline void store4(__nv_bfloat16 *p, float4 v)
+{
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    *reinterpret_cast<uint2 *>(p) = make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
 }
 #endif

@@ -17,7 +17,7 @@ extern "C" {
  * (0: none, out says so; the CPU backend is used). */
 int cuda_bind_device(int local_rank, char *out, int cap);
 
-/* embed.cu: out (T, C) = wte[ids] + wpe[pos] (+ wtt[types] when wtt is not NULL). */
+/* embed.cu: out (T, C) = wte[ids] (+ wpe[pos] when wpe is not NULL) (+ wtt[types] when wtt is not NULL). */
 void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                 const float *wpe, const float *wtt, int T, int C);
 /* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none; float32, or bfloat16
@@ -25,6 +25,18 @@ void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_
  * same values rounded, or NULL. */
 void cuda_layernorm(float *out, void *out_bf16, const float *in, const void *res, int res_bf16, const float *w,
                     const float *b, int M, int C, float eps);
+/* add_norm.cu: backend.h add_norm — x (M, C) += res (res NULL: none; float32, or bfloat16 when
+ * res_bf16); then xn (M, C) = norm(x)·w (+ b when b is not NULL), norm LayerNorm (rms 0) or RMSNorm
+ * (rms 1), statistics in double; w NULL: xn = x. xn may equal x. xn_bf16 (M, C) bfloat16 receives
+ * xn rounded (the next GEMM's input under --precision bf16), or NULL. */
+void cuda_add_norm(float *x, float *xn, void *xn_bf16, const void *res, int res_bf16, const float *w, const float *b,
+                   int M, int C, float eps, int rms);
+/* rope.cu: backend.h rope — in place on T rows of ld elements (float32, or bfloat16 when bf16),
+ * heads [0, nh) of HS columns; pos (T) int32, inv_freq (HS/2) float32. */
+void cuda_rope(void *x, int bf16, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS);
+/* gated_act.cu: backend.h gated_act — out (M, F) = act(in[:, :F]) · in[:, F:], in (M, 2F); each
+ * float32 or bfloat16 (out_bf16, in_bf16); out does not overlap in. */
+void cuda_gated_act(void *out, int out_bf16, const void *in, int in_bf16, int M, int F, int act);
 /* bias.cu: out (M, N) += b (N) on every row; _bf16: out bfloat16. */
 void cuda_bias_add(float *out, const float *b, int M, int N);
 void cuda_bias_add_bf16(void *out, const float *b, int M, int N);

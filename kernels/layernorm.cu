@@ -10,9 +10,6 @@
 #include "kernel_util.cuh"
 #include <cuda_bf16.h>
 
-__device__ static inline float as_float(float x) { return x; }
-__device__ static inline float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
 // any C: lanes take elements lane, lane + 32, ...; TR: the residual's element type
 template <typename TR>
 __global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const float *in, const TR *res, const float *w,
@@ -42,16 +39,6 @@ __global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const f
 
 // C = 128·V: the row in registers (V float4 per lane), read once and written once — the same
 // operations as layernorm_kernel, the double sums in another order
-// four residual elements at element offset e of row r
-__device__ static inline float4 load_res4(const float *r, int e) { return *reinterpret_cast<const float4 *>(r + e); }
-__device__ static inline float4 load_res4(const __nv_bfloat16 *r, int e)
-{
-    const uint2 u = *reinterpret_cast<const uint2 *>(r + e);
-    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
-    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
-    return make_float4(lo.x, lo.y, hi.x, hi.y);
-}
-
 template <int V, typename TR>
 __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, const float *in, const TR *res,
                                             const float *w, const float *b, int M, float eps)
@@ -65,7 +52,7 @@ __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, con
     for (int k = 0; k < V; k++) {
         float4 a = x[lane + 32 * k];
         if (r) {
-            const float4 c = load_res4(r, 4 * (lane + 32 * k));
+            const float4 c = load4(r + 4 * (lane + 32 * k));
             a = make_float4(__fadd_rn(a.x, c.x), __fadd_rn(a.y, c.y), __fadd_rn(a.z, c.z), __fadd_rn(a.w, c.w));
         }
         v[4 * k] = a.x; v[4 * k + 1] = a.y; v[4 * k + 2] = a.z; v[4 * k + 3] = a.w;
@@ -89,9 +76,7 @@ __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, con
         for (int e = 0; e < 4; e++) o[e] = __fadd_rn(__fmul_rn((float)((v[4 * k + e] - mean) * rstd), wv[e]), bv[e]);
         y[lane + 32 * k] = make_float4(o[0], o[1], o[2], o[3]);
         if (outb) {
-            __nv_bfloat162 lo = __floats2bfloat162_rn(o[0], o[1]), hi = __floats2bfloat162_rn(o[2], o[3]);
-            *reinterpret_cast<uint2 *>(outb + (size_t)row * C + c) =
-                make_uint2(*reinterpret_cast<uint32_t *>(&lo), *reinterpret_cast<uint32_t *>(&hi));
+            store4(outb + (size_t)row * C + c, make_float4(o[0], o[1], o[2], o[3]));
         }
     }
 }

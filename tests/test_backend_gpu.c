@@ -24,6 +24,7 @@ int main(void)
     return 0;
 }
 #else
+#include "kernels.h"      /* the bf16 variants of the decoder ops, which the backend table does not carry yet */
 
 static int failures;
 static backend *cpu, *gpu, *gpu_bf16;
@@ -76,21 +77,22 @@ static void report(const char *op, const char *what, err e, double tol, int rel,
     failures += !ok;
 }
 
-static void test_embed(int T, int C, int with_types)
+static void test_embed(int T, int C, int with_types, int with_pos)
 {
     const int V = 50, P = T + 3, TT = 2;
     int32_t *ids = xmalloc(T * sizeof(int32_t)), *pos = xmalloc(T * sizeof(int32_t)), *typ = xmalloc(T * sizeof(int32_t));
     for (int t = 0; t < T; t++) { ids[t] = (int32_t)(rnd() * V); pos[t] = (int32_t)(rnd() * P); typ[t] = (int32_t)(rnd() * TT); }
     float *wte = rand_vec((size_t)V * C, -1, 1), *wpe = rand_vec((size_t)P * C, -1, 1), *wtt = rand_vec((size_t)TT * C, -1, 1);
     float *want = xmalloc((size_t)T * C * sizeof(float));
-    cpu->embed(cpu, want, ids, pos, typ, wte, wpe, with_types ? wtt : NULL, T, C);
+    cpu->embed(cpu, want, ids, pos, typ, wte, with_pos ? wpe : NULL, with_types ? wtt : NULL, T, C);
     int32_t *d_ids = to_dev(ids, T * 4), *d_pos = to_dev(pos, T * 4), *d_typ = to_dev(typ, T * 4);
     float *d_wte = to_dev(wte, (size_t)V * C * 4), *d_wpe = to_dev(wpe, (size_t)P * C * 4), *d_wtt = to_dev(wtt, (size_t)TT * C * 4);
     float *d_out = gpu->alloc(gpu, (size_t)T * C * 4);
-    gpu->embed(gpu, d_out, d_ids, d_pos, d_typ, d_wte, d_wpe, with_types ? d_wtt : NULL, T, C);
+    gpu->embed(gpu, d_out, d_ids, d_pos, d_typ, d_wte, with_pos ? d_wpe : NULL, with_types ? d_wtt : NULL, T, C);
     float *got = to_host(d_out, (size_t)T * C * 4);
     char what[96];
-    snprintf(what, sizeof what, "T=%d C=%d %s", T, C, with_types ? "with token types" : "no token types");
+    snprintf(what, sizeof what, "T=%d C=%d %s%s", T, C, with_types ? "with token types" : "no token types",
+             with_pos ? "" : ", no position table (rotary)");
     report("embed", what, compare(got, want, (size_t)T * C), 0, 0, "same float adds in the same order");
     void *dv[] = {d_ids, d_pos, d_typ, d_wte, d_wpe, d_wtt, d_out};
     for (size_t i = 0; i < sizeof dv / sizeof *dv; i++) gpu->free(gpu, dv[i]);
@@ -353,10 +355,11 @@ static void test_linear_bf16(backend *g, int M, int K, int N, int idt, int odt)
 /* Each element against its own magnitude. GELU over [-10, 10], its negative tail included, against
  * x·erfc(−x/√2)/2 in double: the CPU's (and PyTorch's) 0.5·x·(1 + erf(x/√2)) cancels there (from
  * x ≈ −5 on), the GPU's bf16 kernel does not. The tanh form as the CPU computes it, over
- * [-2.5, 2.5] (the float tanhf on the GPU cancels in the tail as PyTorch's does). */
+ * [-2.5, 2.5] (the float tanhf on the GPU cancels in the tail as PyTorch's does); SiLU over
+ * [-10, 10] (x / (1 + e^-x) does not cancel). */
 static void test_activation_bf16(int act, const char *name, size_t n)
 {
-    const float range = act == ACT_GELU ? 10.0f : 2.5f;
+    const float range = act == ACT_GELU || act == ACT_SILU ? 10.0f : 2.5f;
     float *x = rand_vec(n, -range, range);
     for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
     uint16_t *xb = to_bf16_bits(x, n);
@@ -379,6 +382,126 @@ static void test_activation_bf16(int act, const char *name, size_t n)
     report("activation", what, (err){worst, worst}, 1.0 / 256 + 5e-5, 1, "elementwise rel: bf16 rounding 2^-8 + 5e-5");
     gpu_bf16->free(gpu_bf16, d_x);
     free(x); free(xb); free(h); free(got);
+}
+
+/* add_norm (the pre-norm residual step): the stream x (x + res) and the normed xn against the CPU,
+ * LayerNorm or RMSNorm, with and without bias and residual, xn == x (post-norm) and w NULL (the add
+ * alone). bf16: through the kernel (kernels.h) — a bf16 residual and the bf16 copy of xn that the
+ * bf16 path's next GEMM would read; the backend op is float32 by its contract. */
+static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_place, int no_w)
+{
+    const size_t n = (size_t)M * C;
+    float *x = rand_vec(n, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1);      /* mean ≠ 0 */
+    float *r = with_res ? rand_vec(n, -3, 3) : NULL;
+    if (with_res == 2)
+        for (size_t i = 0; i < n; i++) r[i] = bf16_round(r[i]);
+    float *wx = xmalloc(n * 4), *wn = in_place ? wx : xmalloc(n * 4);
+    memcpy(wx, x, n * 4);
+    cpu->add_norm(cpu, wx, wn, r, no_w ? NULL : w, bias ? b : NULL, M, C, 1e-6f, rms);
+    float *d_x = to_dev(x, n * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
+    uint16_t *rb = with_res == 2 ? to_bf16_bits(r, n) : NULL;
+    void *d_r = !r ? NULL : rb ? to_dev(rb, n * 2) : to_dev(r, n * 4);
+    float *d_n = in_place ? d_x : gpu->alloc(gpu, n * 4);
+    void *d_nb = with_res == 2 ? gpu->alloc(gpu, n * 2) : NULL;
+    if (with_res == 2) {
+        cuda_add_norm(d_x, d_n, d_nb, d_r, 1, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms);
+        gpu->sync(gpu);
+    } else {
+        gpu->add_norm(gpu, d_x, d_n, d_r, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms);
+    }
+    float *gx = to_host(d_x, n * 4), *gn = to_host(d_n, n * 4);
+    char what[128];
+    snprintf(what, sizeof what, "%s M=%d C=%d%s%s%s%s", no_w ? "add only" : rms ? "rms" : "layer", M, C,
+             bias ? " bias" : "", with_res == 2 ? " + bf16 res (kernel)" : r ? " + res" : "", in_place ? " xn=x" : "",
+             d_nb ? " + bf16 copy" : "");
+    const char *why = "float add, double statistics on both sides";
+    if (!in_place) report("add_norm", what, compare(gx, wx, n), 0, 0, "  the stream x + res: one float add");
+    report("add_norm", what, compare(gn, wn, n), 1e-5, 1, why);
+    if (d_nb) {
+        uint16_t *ob = to_host(d_nb, n * 2), *want_b = to_bf16_bits(gn, n);
+        const int bdiff = memcmp(ob, want_b, n * 2) != 0;
+        printf("%s add_norm   bf16 copy of xn: %s (tol 0: the same floats, rounded to nearest even)\n",
+               bdiff ? "FAIL" : "ok  ", bdiff ? "differs" : "bit-identical");
+        failures += bdiff;
+        free(ob); free(want_b);
+        gpu->free(gpu, d_nb);
+    }
+    if (!in_place) { gpu->free(gpu, d_n); free(wn); }
+    if (d_r) gpu->free(gpu, d_r);
+    gpu->free(gpu, d_x); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
+    free(x); free(r); free(rb); free(w); free(b); free(wx); free(gx); free(gn);
+}
+
+/* rope in place on the q | k heads of a fused (T, ld) row (the v third untouched), positions
+ * as the model gives them (padding rows too) up to pmax, inv_freq = base^(-2i/HS) / scale (a
+ * linear scaling's shape); bf16 (the kernel): against the CPU on the bf16 inputs, rounded */
+static void test_rope(int T, int nh, int HS, int ld, int pmax, double base, double scale, int bf16)
+{
+    const size_t n = (size_t)T * ld;
+    float *x = rand_vec(n, -2, 2), *f = xmalloc(HS / 2 * 4);
+    int32_t *pos = xmalloc(T * 4);
+    for (int t = 0; t < T; t++) pos[t] = (int32_t)(rnd() * (pmax + 1));
+    pos[0] = 0;
+    for (int i = 0; i < HS / 2; i++) f[i] = (float)(pow(base, -2.0 * i / HS) / scale);
+    if (bf16)
+        for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+    float *want = xmalloc(n * 4);
+    memcpy(want, x, n * 4);
+    cpu->rope(cpu, want, ld, pos, f, T, nh, HS);
+    int32_t *d_pos = to_dev(pos, T * 4);
+    float *d_f = to_dev(f, HS / 2 * 4), *got;
+    uint16_t *xb = bf16 ? to_bf16_bits(x, n) : NULL;
+    void *d_x = bf16 ? to_dev(xb, n * 2) : to_dev(x, n * 4);
+    if (bf16) {
+        cuda_rope(d_x, 1, ld, d_pos, d_f, T, nh, HS);
+        uint16_t *h = to_host(d_x, n * 2);
+        got = from_bf16_bits(h, n);
+        free(h);
+        for (size_t i = 0; i < n; i++) want[i] = bf16_round(want[i]);
+    } else {
+        gpu->rope(gpu, d_x, ld, d_pos, d_f, T, nh, HS);
+        got = to_host(d_x, n * 4);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%sT=%d nh=%d HS=%d ld=%d pos<=%d", bf16 ? "bf16 (kernel) " : "", T, nh, HS, ld, pmax);
+    if (bf16) report("rope", what, compare(got, want, n), 1.0 / 256, 1, "one bf16 rounding (2^-8) of the same floats");
+    else report("rope", what, compare(got, want, n), 1e-6, 1, "same float ops; cos/sin in double, rounded");
+    gpu->free(gpu, d_x); gpu->free(gpu, d_pos); gpu->free(gpu, d_f);
+    free(x); free(f); free(pos); free(want); free(got); free(xb);
+}
+
+/* gated_act: out (M, F) = act(gate) · up; bf16 in and/or out through the kernel, against the CPU
+ * on the bf16 inputs (a bf16 output: rounded once) */
+static void test_gated_act(int M, int F, int act, const char *name, int in_bf16, int out_bf16)
+{
+    const size_t n = (size_t)M * F;
+    float *in = rand_vec(2 * n, -6, 6), *want = xmalloc(n * 4);
+    if (in_bf16)
+        for (size_t i = 0; i < 2 * n; i++) in[i] = bf16_round(in[i]);
+    cpu->gated_act(cpu, want, in, M, F, act);
+    uint16_t *ib = in_bf16 ? to_bf16_bits(in, 2 * n) : NULL;
+    void *d_in = in_bf16 ? to_dev(ib, 2 * n * 2) : to_dev(in, 2 * n * 4);
+    void *d_out = gpu->alloc(gpu, n * 4);
+    if (in_bf16 || out_bf16) {
+        cuda_gated_act(d_out, out_bf16, d_in, in_bf16, M, F, act);
+        gpu->sync(gpu);
+    } else {
+        gpu->gated_act(gpu, d_out, d_in, M, F, act);
+    }
+    float *got;
+    if (out_bf16) {
+        uint16_t *h = to_host(d_out, n * 2);
+        got = from_bf16_bits(h, n);
+        free(h);
+    } else {
+        got = to_host(d_out, n * 4);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s M=%d F=%d%s%s", name, M, F, in_bf16 ? " bf16 in" : "", out_bf16 ? " bf16 out" : "");
+    if (out_bf16) report("gated_act", what, compare(got, want, n), 1.0 / 256 + 1e-6, 1, "bf16 rounding 2^-8 + float act");
+    else report("gated_act", what, compare(got, want, n), 1e-6, 1, "float act (<= 2 ulp) vs the CPU in double, one float mul");
+    gpu->free(gpu, d_in); gpu->free(gpu, d_out);
+    free(in); free(want); free(ib); free(got);
 }
 
 /* the per-stat comparison of two (heads, STAT_N) arrays: normwise per statistic */
@@ -521,6 +644,19 @@ static void test_forward(const char *name, const char *dir)
     model_free(&mg);
 }
 
+/* --precision bf16 has no decoder ops yet (backend_cuda_init says why): the load must refuse,
+ * naming the op and the way out */
+static void test_refused(backend *g, const char *prec, const char *name, const char *dir)
+{
+    model m;
+    const int refused = model_load(&m, dir, g) != 0;
+    const int named = refused && strstr(err_get(), "does not run") && strstr(err_get(), "add_norm");
+    printf("%s refused   %s [%s] at load: %s\n", named ? "ok  " : "FAIL", name, prec,
+           refused ? err_get() : "loaded (expected a refusal)");
+    failures += !named;
+    if (!refused) model_free(&m);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);        /* lines reach the log even if something crashes */
@@ -532,8 +668,9 @@ int main(void)
     backend *tf32 = backend_init("cuda", 1), *bf16 = backend_init("cuda", 2), *sgemm = backend_init("cuda", 3);
     cpu = backend_init("cpu", 0);
 
-    test_embed(130, 37, 1);
-    test_embed(1, 64, 0);
+    test_embed(130, 37, 1, 1);
+    test_embed(1, 64, 0, 1);
+    test_embed(130, 37, 0, 0);
     const char *why32 = "3xTF32 (hi·hi + hi·lo + lo·hi, fp32 accumulation)", *whytf = "TF32 inputs (10-bit mantissa)";
     const char *whysg = "fp32 SGEMM, summation order differs";
     test_linear(gpu, "fp32", 130, 37, 37, 1, 1e-5, why32);
@@ -559,9 +696,39 @@ int main(void)
     test_activation(ACT_GELU, "gelu (erf)", 4099);
     test_activation(ACT_GELU_TANH, "gelu (tanh)", 4099);
     test_activation(ACT_RELU, "relu", 4099);
+    test_activation(ACT_SILU, "silu", 4099);
+    /* the decoder families' ops: odd C (the scalar kernel), C = 128·V (the registers kernel),
+     * padding rows (positions beyond the sequence), both norm kinds */
+    for (int rms = 0; rms < 2; rms++) {
+        test_add_norm(130, 37, rms, 0, 1, 0, 0);
+        test_add_norm(130, 37, rms, 1, 1, 0, 0);
+        test_add_norm(257, 768, rms, 0, 1, 0, 0);
+        test_add_norm(257, 768, rms, 1, 1, 0, 0);
+        test_add_norm(3, 896, rms, 1, 0, 0, 0);            /* the first step: no residual */
+        test_add_norm(130, 37, rms, 1, 1, 1, 0);           /* xn == x (post-norm) */
+        test_add_norm(257, 768, rms, 0, 1, 1, 0);
+        test_add_norm(130, 37, rms, 0, 2, 0, 0);           /* bf16 residual + bf16 copy (kernel) */
+        test_add_norm(257, 2048, rms, 1, 2, 0, 0);
+    }
+    test_add_norm(130, 37, 0, 0, 1, 0, 1);                 /* w NULL: the add alone */
+    test_add_norm(257, 768, 0, 0, 1, 0, 1);
+    test_add_norm(257, 768, 0, 0, 1, 1, 1);
+    test_rope(130, 8, 64, 3 * 512, 129, 10000.0, 1.0, 0);  /* q and k of a fused QKV row: 2·NH heads of 3·NH */
+    test_rope(39, 6, 16, 3 * 48, 38, 10000.0, 1.0, 0);
+    test_rope(300, 4, 128, 4 * 128, 8191, 500000.0, 8.0, 0);   /* far positions, llama3-like base, scaled */
+    test_rope(7, 3, 10, 37, 6, 10000.0, 1.0, 0);            /* HS/2 odd, ld odd */
+    test_rope(130, 8, 64, 3 * 512, 129, 10000.0, 1.0, 1);
+    test_rope(39, 6, 16, 3 * 48, 38, 1000000.0, 1.0, 1);
+    test_gated_act(130, 37, ACT_SILU, "silu", 0, 0);
+    test_gated_act(257, 1376, ACT_SILU, "silu", 0, 0);
+    test_gated_act(3, 37, ACT_GELU_TANH, "gelu (tanh)", 0, 0);
+    for (int ib = 0; ib < 2; ib++)
+        for (int ob = !ib; ob < 2; ob++) test_gated_act(130, 37, ACT_SILU, "silu", ib, ob);
+    test_gated_act(257, 1376, ACT_SILU, "silu", 1, 1);
     gpu_bf16 = bf16;
     test_activation_bf16(ACT_GELU, "gelu (erf)", 4098);
     test_activation_bf16(ACT_GELU_TANH, "gelu (tanh)", 4098);
+    test_activation_bf16(ACT_SILU, "silu", 4098);
 
     const char *whyp = "fp32 scores; softmax ops as the CPU";
     for (int causal = 0; causal < 2; causal++) {
@@ -595,6 +762,13 @@ int main(void)
 
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");
     test_forward("roberta_tiny", "tests/fixtures/hf/roberta_tiny");
+    static const char *dec[] = {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_tiny", "mistral_tiny"};
+    char dir[128];
+    for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/hf/%s", dec[i]);
+        test_forward(dec[i], dir);
+        test_refused(bf16, "bf16", dec[i], dir);
+    }
 
     backend_free(cpu);
     backend_free(tf32);
