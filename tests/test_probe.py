@@ -14,6 +14,11 @@ TransformerLens's previous/duplicate/induction heads on [BOS] + R + R, Olsson et
    /attention (which test_e2e.py checks against HF within 1e-5 / 1e-4) within 1e-6, and
    /probe/<score> is their mean over the samples within 1e-6. Refusals: an unknown kind, --probe
    with --input, a probe longer than the positions.
+4. Against the peer on the probe itself: expected_probe_{gpt2,llama,qwen2}_tiny.h5 hold Hugging
+   Face's eager attentions on the ids of --probe-len 10 --probe-samples 3 --probe-seed 7
+   (tests/fixtures/hf/make_probe_fixtures.py); the run with those options must draw the same ids,
+   and its /probe scores (computed from its own probabilities) must equal the reference applied to
+   HF's attentions within 1e-6.
 Tolerance 1e-6: the C code sums in double and rounds to float32 once; the reference sums float32
 inputs in float64. Prints one line per comparison; exits 1 on any failure."""
 import os, shutil, subprocess, sys, tempfile
@@ -134,6 +139,28 @@ def binary():
         check(r.returncode != 0 and must in msg, f"refuses {what}: exit {r.returncode}, says {must!r}: {msg.splitlines()[-1] if msg else ''}")
 
 
+def against_hf_probe():
+    for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny"):
+        with h5py.File(os.path.join(FX, f"expected_probe_{fam}.h5"), "r") as e:
+            hf_ids, hf_att = e["input_ids"][()], e["attentions"][()]
+            K, seed, b = int(e.attrs["probe_len"]), int(e.attrs["probe_seed"]), int(e.attrs["probe_bos"])
+            ver = e.attrs["transformers_version"]
+        out = os.path.join(TMP, f"hfprobe_{fam}.h5")
+        r = attnscope("--probe", "induction", "--model", os.path.join(FX, fam), "--out", out, "--probe-len", K,
+                      "--probe-samples", hf_ids.shape[0], "--probe-seed", seed, "--backend", "cpu", "--quiet")
+        if not check(r.returncode == 0, f"hf probe {fam}: exit {r.returncode} {r.stderr.strip()[-300:]}"):
+            continue
+        ref = stats_ref.all_probe_scores(hf_att, K, b)
+        with h5py.File(out, "r") as f:
+            same = np.array_equal(f["samples/input_ids"][()], hf_ids)
+            errs = {n: (maxerr(f["probe"][n + "_per_sample"][()], ref[n]), maxerr(f["probe"][n][()], ref[n].mean(axis=0)))
+                    for n in stats_ref.PROBE_SCORES}
+        check(same, f"hf probe {fam}: --probe-seed {seed} draws the fixture's ids {hf_ids.shape}")
+        for n, (e1, e2) in errs.items():
+            check(same and e1 <= TOL and e2 <= TOL, f"hf probe {fam}: {n:<22s} vs reference on HF {ver} eager attentions: "
+                  f"per sample {e1:.3e}, mean {e2:.3e} (tol {TOL:g})")
+
+
 def main():
     for p in (BIN, PROBE):
         if not os.path.exists(p):
@@ -142,6 +169,7 @@ def main():
     exact_heads()
     c_vs_ref_on_hf()
     binary()
+    against_hf_probe()
     status = summary()
     shutil.rmtree(TMP, ignore_errors=True)
     return status
