@@ -45,14 +45,20 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         for (int id = 0; id < tok_vocab_size(tok) && id < mc->vocab; id++) c->punct_of_id[id] = (uint8_t)token_is_punct(tok_id_to_token(tok, id));
 
     /* the datasets of this run's output */
-    static const char *const fixed[CO_STAT] = {
+    static const char *const fixed[CO_PROBE] = {
         "/samples/length", "/samples/length_untruncated", "/samples/source_row", "/samples/input_ids", "/samples/tokens",
         "/stats/key_importance", "/stats/topk_index", "/stats/topk_weight", "/stats/sink_rate", "/attention",
         "/summary/head_similarity_js_sum", "/summary/head_similarity_js_mean", "/summary/head_similarity_cos",
         "/summary/head_similarity_gram"};
-    const int present[CO_STAT] = {1, 1, 1, 1, tok != NULL, o->key_importance, k > 0, k > 0, 1, o->save_attention,
+    const int present[CO_PROBE] = {1, 1, 1, 1, tok != NULL, o->key_importance, k > 0, k > 0, 1, o->save_attention,
                                   o->similarity, o->similarity, o->similarity, o->similarity};
-    for (int i = 0; i < CO_STAT; i++) c->names[i] = present[i] ? fixed[i] : NULL;
+    for (int i = 0; i < CO_PROBE; i++) c->names[i] = present[i] ? fixed[i] : NULL;
+    for (int s = 0; s < PROBE_N && o->probe; s++) {
+        snprintf(c->probe_names[s], sizeof c->probe_names[s], "/probe/%s_per_sample", probe_names[s]);
+        snprintf(c->probe_names[PROBE_N + s], sizeof c->probe_names[PROBE_N + s], "/probe/%s", probe_names[s]);
+        c->names[CO_PROBE + s] = c->probe_names[s];
+        c->names[CO_PROBE_MEAN + s] = c->probe_names[PROBE_N + s];
+    }
     for (int s = 0; s < STAT_N; s++) {
         snprintf(c->stat_names[s], sizeof c->stat_names[s], "/stats/%s", stats_names[s]);
         c->names[CO_STAT + s] = c->stat_names[s];
@@ -64,14 +70,14 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         if (c->pool_cap > 64) c->pool_cap = 64;
         c->pool = xcalloc(c->pool_cap, sizeof(void *));
     }
-    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity;
+    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity && !o->probe;
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
     c->wr = writer_start((size_t)1 << 30, 1);
     if (o->similarity) stats_sim_init(&c->sim, L * NH);
 
     /* window capacity: about 256 MiB of per-sample outputs */
-    size_t per = (size_t)L * NH * (STAT_N * 4 + (size_t)Lmax * (4 + 8 * (size_t)k));
+    size_t per = (size_t)L * NH * ((STAT_N + PROBE_N) * 4 + (size_t)Lmax * (4 + 8 * (size_t)k));
     size_t cap = ((size_t)256 << 20) / per;
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
 }
@@ -89,6 +95,7 @@ static void window_alloc(collect *c)
 {
     const size_t heads = (size_t)c->wcap * c->L * c->NH, k = c->o.topk;
     c->stat = xmalloc(STAT_N * heads * sizeof(float));
+    c->probe = c->o.probe ? xcalloc(PROBE_N * heads, sizeof(float)) : NULL;
     c->ki = c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL;
     c->ti = k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL;
     c->tw = k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL;
@@ -104,6 +111,8 @@ int collect_window_begin(collect *c, int w0, int wn, int resume)
     if (resume) {   /* part of the window is done: its rows come back from the file */
         int rc = 0;
         for (int s = 0; s < STAT_N && !rc; s++) rc = h5raw_read_rows(c->fd, &c->raw[CO_STAT + s], g0, wn, c->stat + s * heads);
+        for (int s = 0; s < PROBE_N && c->probe && !rc; s++)
+            rc = h5raw_read_rows(c->fd, &c->raw[CO_PROBE + s], g0, wn, c->probe + s * heads);
         if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_KI], g0, wn, c->ki);
         if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_TI], g0, wn, c->ti);
         if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_TW], g0, wn, c->tw);
@@ -237,6 +246,22 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                 memcpy(c->tw + o * Lmax * k, c->btw + src * T * k, (size_t)T * k * sizeof(float));
             }
         }
+    if (c->probe) {
+        /* the probe's scores on the host, from a packed copy (on the GPU the probabilities are
+         * in device memory; the probe's sequences are short) */
+        const size_t need = bh * TT;
+        if (need > c->bprobe_cap) { free(c->bprobe); c->bprobe = xmalloc(need * sizeof(float)); c->bprobe_cap = need; }
+        be->attn_pack(be, c->bprobe, probs, len, B, NH, T, T, 0);
+        const int b0 = c->o.probe->bos >= 0, K = c->o.probe->K;
+        const size_t wstride = (size_t)c->wn * L * NH;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                float sc[PROBE_N];
+                probe_head(c->bprobe + ((size_t)b * NH + h) * TT, K, b0, sc);
+                const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h;
+                for (int s = 0; s < PROBE_N; s++) c->probe[s * wstride + o] = sc[s];
+            }
+    }
     if (c->names[CO_ATT]) {
         /* packed (and converted to half) where the probabilities are; written by the writer */
         att_job *j = xmalloc(sizeof *j);
@@ -269,6 +294,7 @@ void collect_free(collect *c)
     if (c->wr) writer_finish(c->wr);
     if (c->fd >= 0) close(c->fd);
     if (c->o.similarity) stats_sim_free(&c->sim);
+    free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);

@@ -14,6 +14,7 @@
 #include "dataset.h"
 #include "h5out.h"
 #include "model.h"
+#include "probe.h"
 #include "runstate.h"
 #include "stats.h"
 #include "tokenizer.h"
@@ -24,11 +25,15 @@ typedef struct {
     int window, topk, key_importance, similarity, save_attention, att_f16;
     int batch;                 /* the most samples in one batch (sizes the attention buffers) */
     float sink_eps;
+    const probe_params *probe; /* --probe induction: the probe's scores too (NULL: off) */
 } collect_opts;
 
 /* the datasets collect writes, in the order of collect_out.c's table */
 enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO_ATT,
-       CO_SIM_JS_SUM, CO_SIM_JS_MEAN, CO_SIM_COS, CO_SIM_GRAM, CO_STAT, CO_N = CO_STAT + STAT_N };
+       CO_SIM_JS_SUM, CO_SIM_JS_MEAN, CO_SIM_COS, CO_SIM_GRAM,
+       CO_PROBE,                           /* PROBE_N per-sample scores [N, L, NH] */
+       CO_PROBE_MEAN = CO_PROBE + PROBE_N, /* PROBE_N means over the samples [L, NH] */
+       CO_STAT = CO_PROBE_MEAN + PROBE_N, CO_N = CO_STAT + STAT_N };
 
 typedef struct {
     /* fixed for the run */
@@ -42,7 +47,7 @@ typedef struct {
     int64_t N;
     /* the output file: datasets as raw byte ranges, the descriptor the writer writes through */
     const char *names[CO_N];           /* NULL: not in this run's output */
-    char stat_names[STAT_N][64];
+    char stat_names[STAT_N][64], probe_names[2 * PROBE_N][80];
     h5raw raw[CO_N];
     int fd;
     const char *data_path, *state_dir;
@@ -54,6 +59,8 @@ typedef struct {
     /* the current window [w0, w0 + wn) of local samples */
     int w0, wn, wcap;
     float *stat;                       /* [STAT_N][wcap, L, NH] */
+    float *probe;                      /* [PROBE_N][wcap, L, NH] the probe's scores, or NULL */
+    float *bprobe; size_t bprobe_cap;  /* (B, NH, T, T) host copy of a layer's probabilities for them */
     float *ki;                         /* (wcap, L, NH, Lmax) */
     int32_t *ti; float *tw;            /* (wcap, L, NH, Lmax, k) */
     /* the current batch */
@@ -109,6 +116,10 @@ double collect_drain(collect *c);
 /* Collective, only when every rank completed: sums the head similarity over ranks; rank 0
  * writes /summary/head_similarity_* into the file. 0, or -1 with err_set. */
 int collect_write_similarity(collect *c, MPI_Comm comm);
+/* Collective, only when every rank completed: rank 0 reads every sample's probe scores back
+ * from the file and writes their means /probe/<score> [L, NH]. 0 (nothing without a probe), or
+ * -1 with err_set. */
+int collect_write_probe(collect *c, MPI_Comm comm);
 /* Closes the file descriptor and frees everything. */
 void collect_free(collect *c);
 /* Records a failure (the first one wins): a write of dataset co (-1: the fdatasync) with errno

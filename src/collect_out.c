@@ -94,6 +94,28 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
             h5_attr_f64(ds[CO_SIM_JS_SUM + i], "n_rows", (double)n_tokens);   /* every valid query row of the dataset */
         }
     }
+    if (c->o.probe) {
+        const probe_params *pp = c->o.probe;
+        const hsize_t dLH[2] = {(hsize_t)L, (hsize_t)NH};
+        for (int s = 0; s < PROBE_N; s++) {
+            ds[CO_PROBE + s] = make_ds(out, c->names[CO_PROBE + s], H5T_IEEE_F32LE, 3, dNLH, "probability mass", probe_defs[s]);
+            ds[CO_PROBE_MEAN + s] = make_ds(out, c->names[CO_PROBE_MEAN + s], H5T_IEEE_F32LE, 2, dLH, "probability mass", probe_defs[s]);
+            h5_attr_str(ds[CO_PROBE_MEAN + s], "averaged", "mean of the per-sample score over the probe's samples");
+        }
+        hid_t g = H5Gopen2(out->file, "/probe", H5P_DEFAULT);
+        h5_attr_str(g, "probe", "induction");
+        h5_attr_str(g, "sequence", "[BOS] + R + R: R is probe_len token ids drawn uniformly (with replacement) from the vocabulary "
+                                   "without its special ids; no BOS when bos_token_id is -1");
+        h5_attr_str(g, "token_ids", "/samples/input_ids");
+        h5_attr_i64(g, "probe_len", pp->K);
+        h5_attr_i64(g, "probe_samples", pp->N);
+        h5_attr_i64(g, "probe_seed", (int64_t)pp->seed);
+        h5_attr_i64(g, "bos_token_id", pp->bos);
+        h5_attr_i64(g, "n_allowed_ids", pp->n_allowed);
+        h5_attr_str(g, "source", "Olsson et al. 2022, In-context Learning and Induction Heads (repeated random tokens); "
+                                 "TransformerLens head_detector.py and its induction-head demo (the three head types)");
+        H5Gclose(g);
+    }
     for (int i = 0; i < CO_N; i++)
         if (ds[i] >= 0) H5Dclose(ds[i]);
 }
@@ -108,7 +130,7 @@ int collect_attach(collect *c, const char *data_path, const char *state_dir, uin
     if (h5out_locate(data_path, c->names, CO_N, c->raw, comm)) return -1;
     int rc = 0;
     for (int i = 0; i < CO_N; i++)
-        if (c->names[i] && i < CO_SIM_JS_SUM && c->raw[i].rows != c->N)
+        if (c->names[i] && (i < CO_SIM_JS_SUM || (i >= CO_PROBE && i < CO_PROBE_MEAN)) && c->raw[i].rows != c->N)
             rc = err_set("%s: %s has %lld rows, this run %lld", data_path, c->names[i], (long long)c->raw[i].rows, (long long)c->N);
     c->fd = rc ? -1 : open(data_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (!rc && c->fd < 0) rc = err_set("%s: cannot open for writing: %s", data_path, strerror(errno));
@@ -145,6 +167,7 @@ int64_t collect_dataset_bytes(const collect *c, int co)
     case CO_TI: case CO_TW: return N * LH * Lmax * k * 4;
     case CO_ATT: return N * LH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4);
     case CO_SIM_JS_SUM: case CO_SIM_JS_MEAN: case CO_SIM_COS: case CO_SIM_GRAM: return LH * LH * 8;
+    case CO_PROBE_MEAN: case CO_PROBE_MEAN + 1: case CO_PROBE_MEAN + 2: return LH * 4;
     default: return N * LH * 4;   /* /stats/<statistic> */
     }
 }
@@ -156,7 +179,7 @@ int collect_write_failed(const collect *c) { return __atomic_load_n(&c->werr, __
 typedef struct {
     collect *c;
     int64_t g0; int w0, wn;
-    float *stat, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
+    float *stat, *probe, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
     progress_rec *rec;
 } window_job;
 
@@ -180,6 +203,7 @@ static void window_job_run(void *ctx)
     put_rows(c, CO_IDS, j->g0, j->wn, j->ids);
     put_rows(c, CO_TOK, j->g0, j->wn, j->toks);
     for (int s = 0; s < STAT_N; s++) put_rows(c, CO_STAT + s, j->g0, j->wn, j->stat + s * wstride);
+    for (int s = 0; s < PROBE_N && j->probe; s++) put_rows(c, CO_PROBE + s, j->g0, j->wn, j->probe + s * wstride);
     put_rows(c, CO_KI, j->g0, j->wn, j->ki);
     put_rows(c, CO_TI, j->g0, j->wn, j->ti);
     put_rows(c, CO_TW, j->g0, j->wn, j->tw);
@@ -193,7 +217,7 @@ static void window_job_run(void *ctx)
         }
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
-    free(j->stat); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
+    free(j->stat); free(j->probe); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
     free(j);
 }
 
@@ -235,12 +259,13 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
     const size_t per_tok = wstride * Lmax;
     if (keep) {   /* a checkpoint: the window goes on filling its buffers */
         j->stat = dup_or_null(c->stat, STAT_N * wstride * sizeof(float));
+        j->probe = dup_or_null(c->probe, PROBE_N * wstride * sizeof(float));
         j->ki = dup_or_null(c->ki, per_tok * sizeof(float));
         j->ti = dup_or_null(c->ti, per_tok * k * sizeof(int32_t));
         j->tw = dup_or_null(c->tw, per_tok * k * sizeof(float));
     } else {      /* the writer owns them now */
-        j->stat = c->stat; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
-        c->stat = c->ki = c->tw = NULL;
+        j->stat = c->stat; j->probe = c->probe; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+        c->stat = c->probe = c->ki = c->tw = NULL;
         c->ti = NULL;
     }
     if (rec) {
@@ -289,5 +314,31 @@ int collect_write_similarity(collect *c, MPI_Comm comm)
         free(mean); free(cosv);
     }
     free(js); free(gram);
+    return rc;
+}
+
+int collect_write_probe(collect *c, MPI_Comm comm)
+{
+    if (!c->o.probe) return 0;
+    CHECK_MPI(MPI_Barrier(comm));     /* every rank's rows are on disk (collect_drain) */
+    if (c->rank != 0) return 0;
+    const int64_t LH = (int64_t)c->L * c->NH, N = c->N;
+    float *rows = xmalloc((size_t)(N * LH + 1) * sizeof(float)), *mean = xmalloc(LH * sizeof(float));
+    int rc = 0;
+    for (int s = 0; s < PROBE_N && !rc; s++) {
+        if (h5raw_read_rows(c->fd, &c->raw[CO_PROBE + s], 0, N, rows)) {
+            rc = err_set("%s: cannot read back %s: %s", c->data_path, c->names[CO_PROBE + s], strerror(errno));
+            break;
+        }
+        for (int64_t a = 0; a < LH; a++) {
+            double acc = 0;
+            for (int64_t i = 0; i < N; i++) acc += rows[i * LH + a];
+            mean[a] = N > 0 ? (float)(acc / N) : 0.0f;
+        }
+        if (h5raw_write_rows(c->fd, &c->raw[CO_PROBE_MEAN + s], 0, c->L, mean))
+            rc = err_set("%s: cannot write %s: %s", c->data_path, c->names[CO_PROBE_MEAN + s], strerror(errno));
+    }
+    if (!rc && fdatasync(c->fd)) rc = err_set("%s: cannot write: %s", c->data_path, strerror(errno));
+    free(rows); free(mean);
     return rc;
 }

@@ -13,6 +13,7 @@
 #endif
 #include "model.h"
 #include "par.h"
+#include "probe.h"
 #include "runctl.h"
 #include "runloop.h"
 #include "runstate.h"
@@ -27,7 +28,8 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job;
+    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job, *probe;
+    int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
     double sink_eps;
@@ -47,6 +49,11 @@ static const cli_opt run_options[] = {
     CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)", .identity = 1),
     CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids", .identity = 1),
     CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (built in OUT.h5.partial/, renamed when complete; run again to resume)"),
+    CLI_OPT("probe", CLI_STR, F(probe), "KIND", "instead of --text/--input: induction, N sequences [BOS] + R + R of K random ids;\n"
+            "writes /probe/{previous_token,duplicate_token,induction}_score [layers, heads]", .identity = 1),
+    CLI_OPT("probe-len", CLI_INT, F(probe_len), "K", "the probe's repeat length (tokens of R)", .lo = 1, .hi = 1 << 19, .def = "50", .identity = 1),
+    CLI_OPT("probe-samples", CLI_INT, F(probe_samples), "N", "the probe's number of sequences", .lo = 1, .hi = 1 << 24, .def = "10", .identity = 1),
+    CLI_OPT("probe-seed", CLI_INT, F(probe_seed), "S", "the probe's random seed", .lo = 0, .hi = INT_MAX, .def = "0", .identity = 1),
     CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20, .identity = 1),
     CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32", .identity = 1),
     CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384", .identity = 1),
@@ -76,7 +83,8 @@ static const cli_opt run_options[] = {
 
 static const cli_spec run_cli = {
     .cmd = "run",
-    .synopsis = "usage: attnscope run --model DIR|FILE.gguf (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n",
+    .synopsis = "usage: attnscope run --model DIR|FILE.gguf (--text FILE | --input FILE.h5 | --probe induction) --out OUT.h5\n"
+                "                     [options]\n",
     .opts = run_options};
 
 /* Collective. Fills *o from the job file and the command line (*job_store: the job file's text,
@@ -89,7 +97,8 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_
     if (rc != CLI_OK) return cli_agree(&run_cli, rc, comm);
     if (!o->model) rc = err_set("--model DIR is required");
     else if (!o->out) rc = err_set("--out OUT.h5 is required");
-    else if (!!o->text == !!o->input) rc = err_set("give exactly one of --text FILE and --input FILE.h5");
+    else if (!!o->text + !!o->input + !!o->probe != 1) rc = err_set("give exactly one of --text FILE, --input FILE.h5 and --probe induction");
+    else if (o->probe && strcmp(o->probe, "induction")) rc = err_set("--probe must be induction, not '%s'", o->probe);
     else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
         rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
     else if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
@@ -305,7 +314,16 @@ int run_main(int argc, char **argv)
     }
     dataset d;
     memset(&d, 0, sizeof d);
-    if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
+    probe_params pp = {0};
+    if (!rc && o.probe) {
+        rc = probe_init(&pp, o.probe_len, o.probe_samples, (uint64_t)o.probe_seed, c, tok);
+        const int T = (pp.bos >= 0) + 2 * o.probe_len;
+        if (!rc && T > o.max_len)
+            rc = err_set("--probe-len %d: the probe's %d tokens (%s2 x %d) exceed %s %d; use --probe-len %d or less", o.probe_len, T,
+                         pp.bos >= 0 ? "BOS + " : "", o.probe_len, o.max_len < pos_limit ? "--max-len" : "the model's positions",
+                         o.max_len, (o.max_len - (pp.bos >= 0)) / 2);
+        if (!rc) rc = probe_dataset(&d, &pp, rank, nranks);
+    } else if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
     if (par_agree(rc, comm)) goto fail_early;
 
@@ -347,7 +365,8 @@ int run_main(int argc, char **argv)
     CHECK_MPI(MPI_Bcast(&resume, 1, MPI_INT, 0, comm));
     collect col;
     collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
-                       .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch};
+                       .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
+                       .probe = o.probe ? &pp : NULL};
     collect_init(&col, &m, &d, tok, &co, N, Lmax, tokmax);
     if (!rc && rank == 0) rc = check_space(&col, &st, resume == 1, o.force);
     if (par_agree(rc, comm)) { free(sha); free(manifest); collect_free(&col); goto fail_early; }
@@ -373,8 +392,8 @@ int run_main(int argc, char **argv)
                 h5_attr_str(out.file, "config_json", c->json_text);
                 h5_attr_str(out.file, "weights_sha256", sha);
                 h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
-                h5_attr_str(out.file, "input", o.text ? o.text : o.input);
-                h5_attr_str(out.file, "input_kind", o.text ? "text" : "hdf5");
+                h5_attr_str(out.file, "input", o.text ? o.text : o.input ? o.input : "--probe induction");
+                h5_attr_str(out.file, "input_kind", o.text ? "text" : o.input ? "hdf5" : "probe");
                 h5_attr_str(out.file, "dtype", "float32");
                 h5_attr_str(out.file, "precision", o.precision);
                 h5_attr_str(out.file, "backend", be->name);
@@ -437,6 +456,7 @@ int run_main(int argc, char **argv)
     rc = 0;
     if (verdict == RUNCTL_DONE) {
         rc = collect_write_similarity(&col, comm);
+        if (!par_agree(rc, comm)) rc = collect_write_probe(&col, comm);
         collect_free(&col);
         if (!par_agree(rc, comm)) rc = par_agree(rank == 0 ? runstate_finish(&st) : 0, comm);
         else rc = -1;
@@ -470,6 +490,7 @@ int run_main(int argc, char **argv)
     CHECK_MPI(MPI_Barrier(comm));
     runctl_set_silent();
     dataset_free(&d);
+    probe_free(&pp);
     tok_free(tok);
     model_free(&m);
     backend_free(be);
@@ -479,6 +500,7 @@ int run_main(int argc, char **argv)
 fail_early:
     abandon(&st, comm);
     dataset_free(&d);
+    probe_free(&pp);
     if (tok) tok_free(tok);
     model_free(&m);
     backend_free(be);

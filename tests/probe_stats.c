@@ -8,11 +8,20 @@
  * OUT: /stats/<name> [N, L, H] float32 for every name of stats_names, /stats/key_importance
  *      [N, L, H, T], /stats/topk_index [N, L, H, T, k] int32, /stats/topk_weight float32,
  *      /summary/head_similarity_js_sum and /summary/head_similarity_gram [L·H, L·H] float64,
- *      attribute n_rows on /summary. */
+ *      attribute n_rows on /summary.
+ * With a root attribute probe_len K (and probe_bos b, 0 or 1; T must be b + 2K): also
+ * /probe/<name> [N, L, H] float32 for every name of probe_names (src/probe.c's probe_head).
+ *
+ *   probe_stats --exact-heads
+ * builds by hand an exact previous-token, duplicate-token and induction head on the probe's
+ * layout (each row's mass on its one target key; rows without a target on key 0) for several
+ * K and b, and checks that each scores exactly 1 on its own score; exits 1 otherwise. */
+#include "probe.h"
 #include "stats.h"
 #include "util.h"
 #include <hdf5.h>
 #include <stdio.h>
+#include <string.h>
 
 static void *read_all(hid_t f, const char *name, hid_t memtype, size_t elsize, hsize_t *dims, int *nd, int required)
 {
@@ -50,8 +59,43 @@ static void write_ds(hid_t f, const char *name, hid_t type, int nd, const hsize_
     H5Dclose(ds); H5Sclose(sp); H5Pclose(lcpl);
 }
 
+/* target key of row i for head kind s on the probe layout, or -1 (the row has none) */
+static int target(int s, int i, int K, int b)
+{
+    if (s == PROBE_PREV) return i >= 1 ? i - 1 : -1;
+    if (i < b + K) return -1;
+    return s == PROBE_DUP ? i - K : i - K + 1;
+}
+
+static int exact_heads(void)
+{
+    int fails = 0;
+    for (int b = 0; b <= 1; b++)
+        for (int K = 1; K <= 9; K += 4) {
+            const int T = b + 2 * K;
+            float *P = xcalloc((size_t)T * T, sizeof(float));
+            for (int s = 0; s < PROBE_N; s++) {
+                memset(P, 0, (size_t)T * T * sizeof(float));
+                for (int i = 0; i < T; i++) {
+                    int j = target(s, i, K, b);
+                    P[(size_t)i * T + (j >= 0 ? j : 0)] = 1.0f;
+                }
+                float sc[PROBE_N];
+                probe_head(P, K, b, sc);
+                int ok = sc[s] == 1.0f;
+                fails += !ok;
+                printf("%s exact %s head, K=%d b=%d: %s = %.9g (want 1); others %.6g %.6g\n", ok ? "ok  " : "FAIL",
+                       probe_names[s], K, b, probe_names[s], sc[s], sc[(s + 1) % PROBE_N], sc[(s + 2) % PROBE_N]);
+            }
+            free(P);
+        }
+    printf("%d failed\n", fails);
+    return fails != 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--exact-heads")) return exact_heads();
     if (argc != 3) { fprintf(stderr, "usage: probe_stats IN.h5 OUT.h5\n"); return 2; }
     hid_t f = H5Fopen(argv[1], H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return 2;
@@ -63,6 +107,7 @@ int main(int argc, char **argv)
     uint8_t *punct = read_all(f, "/is_punct", H5T_NATIVE_UINT8, 1, ds_, &nd, 0);
     stats_params sp = {.causal = (int)attr_int(f, "causal", 0), .window = (int)attr_int(f, "window", 3),
                        .topk = (int)attr_int(f, "topk", 3)};
+    const int pK = (int)attr_int(f, "probe_len", 0), pb = (int)attr_int(f, "probe_bos", 0);
     H5Fclose(f);
     const int N = (int)da[0], L = (int)da[1], H = (int)da[2], T = (int)da[3], k = sp.topk, nh = L * H;
     float *out = xmalloc((size_t)STAT_N * N * L * H * sizeof(float));
@@ -101,6 +146,20 @@ int main(int argc, char **argv)
     hid_t at = H5Acreate2(grp, "n_rows", H5T_IEEE_F64LE, asp, H5P_DEFAULT, H5P_DEFAULT);
     H5Awrite(at, H5T_NATIVE_DOUBLE, &sim.n_rows);
     H5Aclose(at); H5Sclose(asp); H5Gclose(grp);
+    if (pK > 0) {
+        if (T != pb + 2 * pK) { fprintf(stderr, "probe_stats: T %d != probe_bos + 2 probe_len\n", T); return 2; }
+        float *ps = xmalloc((size_t)PROBE_N * N * nh * sizeof(float));
+        for (size_t o = 0; o < (size_t)N * nh; o++) {
+            float sc[PROBE_N];
+            probe_head(att + o * T * T, pK, pb, sc);
+            for (int m = 0; m < PROBE_N; m++) ps[(size_t)m * N * nh + o] = sc[m];
+        }
+        for (int m = 0; m < PROBE_N; m++) {
+            snprintf(name, sizeof name, "/probe/%s", probe_names[m]);
+            write_ds(g, name, H5T_NATIVE_FLOAT, 3, d3, ps + (size_t)m * N * nh);
+        }
+        free(ps);
+    }
     H5Fclose(g);
     printf("probe_stats: %d samples x %d layers x %d heads, T=%d, causal=%d, window=%d, topk=%d -> %s\n", N, L, H, T,
            sp.causal, sp.window, k, argv[2]);

@@ -13,6 +13,9 @@ Sources:
     over the whole n x n map, natural log).
   Gu et al. 2025, "When Attention Sink Emerges in Language Models": importance score
     alpha_k = (1/|Q_k|) sum_{i in Q_k} p_ik, with Q_k the queries that can see key k.
+  Olsson et al. 2022, "In-context Learning and Induction Heads", and TransformerLens
+    (head_detector.py's previous/duplicate/induction head patterns; the induction demo's score on
+    repeated random tokens): the probe scores of probe_scores() on [BOS] + R + R.
 """
 import math
 import numpy as np
@@ -116,6 +119,37 @@ def head_similarity(att, lengths):
                     js[a, b] += js_pair(maps[a], maps[b], n)
                 gram[a, b] += float(np.sum(maps[a] * maps[b]))
     return js, gram, float(sum(int(x) for x in lengths))
+
+
+PROBE_SCORES = ["previous_token_score", "duplicate_token_score", "induction_score"]
+
+
+def probe_scores(P, K, b):
+    """The induction probe's scores of one head on one sample [b BOS] + R + R (|R| = K), P (T, T)
+    with T = b + 2K. The second repeat is S = {b+K .. b+2K-1}; token i of S is a copy of token
+    i-K, and the token that followed that copy is i-K+1.
+      previous_token_score  = mean over i = 1..T-1 of P[i, i-1]
+      duplicate_token_score = mean over i in S of P[i, i-K]
+      induction_score       = mean over i in S of P[i, i-K+1]"""
+    P = np.asarray(P, np.float64)
+    T = b + 2 * K
+    assert P.shape == (T, T)
+    S = range(b + K, T)
+    return {"previous_token_score": sum(P[i, i - 1] for i in range(1, T)) / (T - 1),
+            "duplicate_token_score": sum(P[i, i - K] for i in S) / K,
+            "induction_score": sum(P[i, i - K + 1] for i in S) / K}
+
+
+def all_probe_scores(att, K, b):
+    """probe_scores for every head of att [N, L, H, T, T]: a dict of [N, L, H] arrays."""
+    N, L, H = att.shape[:3]
+    out = {n: np.zeros((N, L, H)) for n in PROBE_SCORES}
+    for s in range(N):
+        for l in range(L):
+            for h in range(H):
+                for n, v in probe_scores(att[s, l, h], K, b).items():
+                    out[n][s, l, h] = v
+    return out
 
 
 def all_stats(att, lengths, causal, window, k, sep=None, punct=None):

@@ -8,7 +8,10 @@ with exact zeros, one-hot rows, uniform rows: the latter two make top-k ties), p
 bidirectional and causal variants, random is_sep/is_punct flags, several window/topk settings
 (topk > visible keys included). Then the Hugging Face fixtures tests/fixtures/hf/expected_*.h5
 (bidirectional, no sep/punct flags), where the reference entropy is also checked against the
-entropy stored by the fixture script (the peer).
+entropy stored by the fixture script (the peer). Then the decoders (gpt2/llama/qwen2 tiny) through
+the binary: `attnscope run --save-attention` on input_decoder.h5, its /stats (causal rows), key
+importance and sink rate against the reference applied to HF's eager attentions (1e-5: the
+probabilities themselves differ by that much) and to its own /attention (1e-6).
 
 Tolerances: 1e-6 absolute (C sums in double and writes float32; the reference sums in float64);
 head_similarity_js_sum 1e-5 * max(1, |ref|) (sums of many logs over samples); topk_index and
@@ -23,6 +26,9 @@ import stats_ref  # noqa: E402
 from checks import check, summary  # noqa: E402
 
 PROBE = os.path.join(os.environ.get("BUILD", "build"), "tests", "probe_stats")
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
+FX = os.path.join(ROOT, "tests", "fixtures", "hf")
 TMP = tempfile.mkdtemp(prefix="attnscope-stats-")
 TOL = 1e-6
 TOL_JS = 1e-5
@@ -159,6 +165,44 @@ def count_ties(att, lengths, causal, k):
     return ties
 
 
+def decoder_run(fam):
+    """The decoders through the binary: `attnscope run` on the fixture input, its /stats against
+    stats_ref (causal rows: K_i = {0..i}) applied to Hugging Face's eager attentions of the same
+    input. Tolerance 1e-5: the C statistics see attnscope's own probabilities, which differ from
+    HF's by up to 1e-5 (gpt2) / 1e-4 (llama, qwen2) per entry (test_e2e.py); the reference is
+    also applied to attnscope's /attention, where the bound is the usual 1e-6."""
+    out = os.path.join(TMP, f"dec_{fam}.h5")
+    cmd = MPIRUN + ["-n", "1", "-x", "OMP_NUM_THREADS=1", BIN, "run", "--model", os.path.join(FX, fam), "--input",
+                    os.path.join(FX, "input_decoder.h5"), "--out", out, "--save-attention", "--backend", "cpu",
+                    "--quiet", "--window", "2", "--topk", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if not check(r.returncode == 0, f"dec_{fam}: attnscope run exit status {r.returncode} {r.stderr.strip()[-300:]}"):
+        return
+    with h5py.File(out, "r") as f, h5py.File(os.path.join(FX, f"expected_{fam}.h5"), "r") as e:
+        hf, lens = e["attentions"][()], e["length"][()]
+        ours = f["attention"][()]
+        check(int(f["stats"].attrs["causal"]) == 1, f"dec_{fam}: /stats causal attribute is 1")
+        got = {n: f["stats"][n][()] for n in stats_ref.SCALARS}
+        got["key_importance"] = f["stats/key_importance"][()]
+        got["sink_rate"] = f["stats/sink_rate"][()]
+        eps = float(f["stats"].attrs["sink_eps"])
+        sep = (f["samples/input_ids"][()] == int(f["stats"].attrs["sep_token_id"])).astype(np.uint8)   # EOS of config.json
+    print(f"--- dec_{fam}: attentions {hf.shape}, lengths {lens.tolist()}, causal, window=2, {int(sep.sum())} EOS keys")
+    for case, att, tol in ((f"dec_{fam} vs HF", hf, 1e-5), (f"dec_{fam} vs own /attention", ours, TOL)):
+        ref = stats_ref.all_stats(att, lens, 1, 2, 3, sep=sep)
+        for name in stats_ref.SCALARS:
+            compare(case, name, got[name], ref[name], tol)
+        T = att.shape[3]
+        valid = np.broadcast_to((np.arange(T)[None, :] < lens[:, None])[:, None, None, :], ref["key_importance"].shape)
+        compare(case, "key_importance[k<n]", got["key_importance"][valid], ref["key_importance"][valid], tol)
+        # sink rate (Gu et al. 2025): fraction of (layer, head) with alpha_0 > eps, per sample
+        rate = (ref["sink_importance"] > eps).reshape(len(lens), -1).mean(axis=1)
+        compare(case, f"sink_rate (eps {eps:g})", got["sink_rate"], rate, 0)
+    # causal rows in words: the first-token mass of row 0 is 1 (it sees only itself), entropy_norm
+    # divides by ln(i+1), and attn_next is 0 (key i+1 is never visible)
+    check(np.all(got["attn_next"] == 0), f"dec_{fam}: attn_next == 0 exactly on causal rows")
+
+
 def main():
     if not os.path.exists(PROBE):
         print(f"FAIL {PROBE} not found: run `make {PROBE}` first")
@@ -184,6 +228,8 @@ def main():
         print(f"--- {case}: attentions {att.shape}, lengths {lens.tolist()}, bidirectional, window=2, topk=3")
         ref = compare_all(case, att, lens, 0, 2, 3)
         compare(case, "ref entropy vs fixture", ref["entropy"], peer_ent, TOL)
+    for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny"):
+        decoder_run(fam)
     status = summary()
     if os.environ.get("KEEP_TMP") == "1":
         print(f"kept {TMP}")
