@@ -66,9 +66,11 @@ static void print_progress(runctl *c, int final)
 {
     const double now = util_now();
     if (!c->mode || (!final && now - c->last_print < (c->mode == 1 ? 0.5 : c->every))) return;
-    c->last_print = now;
     int64_t s = 0, t = 0;
     for (int r = 0; r < c->nranks; r++) { s += c->r_samples[r]; t += c->r_tokens[r]; }
+    if (final && c->mode == 2 && t == c->last_tokens && c->last_print > c->t0 - 1) return;   /* a log has this line already */
+    c->last_print = now;
+    c->last_tokens = t;
     const double el = now - c->t0, rate = el > 0 ? (t - c->base_tokens) / el : 0;
     char a[32], b[32], r[32], e[32], eta[32];
     fmt_count(a, sizeof a, (double)t);

@@ -35,6 +35,7 @@ typedef struct {
     int rank, nranks;
     int64_t total_samples, total_tokens, base_samples, base_tokens;  /* job-wide; base: done before this start */
     double t0, every, last_print, last_send;
+    int64_t last_tokens;         /* rank 0: the job's tokens in the last line printed */
     int mode;                    /* 0 off, 1 one updating line (terminal), 2 a line every `every` s (log) */
     int color;
     int stop;                    /* this rank must stop */
