@@ -253,6 +253,29 @@ int report_write(const char *file, const summary *s, const report_opts *o)
         free(note);
     }
 
+    /* 1b. the induction probe's per-head scores, when the run was a probe (run --probe) */
+    static const char *const probe_names[] = {"previous_token_score", "duplicate_token_score", "induction_score"};
+    static const char *const probe_titles[] = {"Previous-token score", "Duplicate-token score", "Induction score"};
+    for (int pi = 0; pi < 3 && !rc; pi++) {
+        char ds_name[64];
+        hsize_t dims[2] = {0, 0};
+        snprintf(ds_name, sizeof ds_name, "/probe/%s", probe_names[pi]);
+        hid_t d = -1;
+        H5E_BEGIN_TRY { if (H5Lexists(f, "/probe", H5P_DEFAULT) > 0) d = open_ds(f, file, ds_name, 2, dims); } H5E_END_TRY;
+        if (d < 0) continue;   /* not a probe run */
+        float *v = (float *)keep(h, xmalloc((size_t)LH * sizeof(float)));
+        herr_t ok = dims[0] == (hsize_t)L && dims[1] == (hsize_t)H ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) : -1;
+        H5Dclose(d);
+        if (ok < 0) { rc = err_set("%s: %s is not a readable [%d, %d] float dataset", file, ds_name, L, H); break; }
+        snprintf(path, sizeof path, "%s/probe_%s.png", o->dir, probe_names[pi]);
+        snprintf(title, sizeof title, "%s per head (probe)", probe_titles[pi]);
+        fig_heatmap fh = {.title = title, .xlabel = "head", .ylabel = "layer", .cbar_label = "probability mass",
+                          .row_labels = (const char *const *)rl, .col_labels = (const char *const *)cl, .annotate = 1};
+        snprintf(cap, sizeof cap, "%s: /probe/%s, mean over the probe's samples (README: Statistics); hover for values",
+                 probe_titles[pi], probe_names[pi]);
+        rc = heatmap_entry(h, path, v, L, H, &fh, cap, NULL);
+    }
+
     /* 2. mean attention distance against layer, one dot per head (ViT paper, Fig. 11) */
     if (!rc && s->mean[STAT_DISTANCE]) {
         float *x = (float *)keep(h, xmalloc(LH * sizeof(float))), *col = xmalloc(LH * sizeof(float));

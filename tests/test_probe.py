@@ -161,6 +161,19 @@ def against_hf_probe():
                   f"per sample {e1:.3e}, mean {e2:.3e} (tol {TOL:g})")
 
 
+def figures():
+    """reduce draws each probe score as a layer x head heatmap, listed in the index page"""
+    out = os.path.join(TMP, "run_gpt2_tiny.h5")
+    figs = os.path.join(TMP, "figs")
+    cmd = MPIRUN + ["-n", "1", BIN, "reduce", out, "--figures", figs]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    names = [f"probe_{n}.png" for n in stats_ref.PROBE_SCORES]
+    pngs = [n for n in names if os.path.exists(os.path.join(figs, n)) and open(os.path.join(figs, n), "rb").read(8) == b"\x89PNG\r\n\x1a\n"]
+    index = open(os.path.join(figs, "index.html")).read() if os.path.exists(os.path.join(figs, "index.html")) else ""
+    check(r.returncode == 0 and len(pngs) == 3 and all(n in index for n in names),
+          f"reduce --figures on a probe run: {pngs} drawn and in index.html (exit {r.returncode})")
+
+
 def main():
     for p in (BIN, PROBE):
         if not os.path.exists(p):
@@ -170,6 +183,7 @@ def main():
     c_vs_ref_on_hf()
     binary()
     against_hf_probe()
+    figures()
     status = summary()
     shutil.rmtree(TMP, ignore_errors=True)
     return status
