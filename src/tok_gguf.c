@@ -14,7 +14,13 @@
  *     added tokens, USER_DEFINED (4) ones in the vocabulary plain added tokens (both matched whole
  *     in the raw text); the bos/eos/unknown/padding ids' tokens are special added tokens too;
  *   tokenizer.ggml.add_bos_token / add_eos_token: "BOS $A EOS" as the file says (default none).
- * "llama" (SentencePiece) and other models are refused by name. Every value read is checked
+ *   tokenizer.ggml.model "llama": SentencePiece-style BPE as LlamaTokenizer (Metaspace "▁" on the
+ *     first word, split false; byte_fallback "<0xXX>", fuse_unk; no unknown token in the model;
+ *     the vocabulary as spelled), its merges from the file or, as llama.cpp writes none, derived
+ *     from tokenizer.ggml.scores as transformers' generate_merges does; every CONTROL token
+ *     special; BOS added unless add_bos_token says false; pre must be "default"; gemma* and
+ *     phi3 files (transformers rebuilds those its own way) are refused.
+ * Other models ("t5", "bert", ...) are refused by name. Every value read is checked
  * (types, ids in range, merges of known tokens); a failure names the file and the key. */
 #include "tok_int.h"
 #include "gguf.h"
@@ -99,7 +105,7 @@ static int in_byte_alphabet(const char *s, size_t n)
 }
 
 /* The vocabulary from tokenizer.ggml.tokens, respelled into the byte alphabet where needed. */
-static int gguf_vocab(tokenizer *t, char *const *tok, const uint64_t *len, uint64_t n, const char *path)
+static int gguf_vocab(tokenizer *t, char *const *tok, const uint64_t *len, uint64_t n, int respell, const char *path)
 {
     if (n == 0 || n > (1u << 26)) return err_set("%s: tokenizer.ggml.tokens has %llu entries", path, (unsigned long long)n);
     char spell[256][3];
@@ -121,7 +127,7 @@ static int gguf_vocab(tokenizer *t, char *const *tok, const uint64_t *len, uint6
             return err_set("%s: tokenizer.ggml.tokens[%llu] is empty or holds a NUL byte", path, (unsigned long long)i);
         }
         off[i] = pool.n;
-        if (in_byte_alphabet(tok[i], len[i])) byte_append(&pool, tok[i], len[i]);
+        if (!respell || in_byte_alphabet(tok[i], len[i])) byte_append(&pool, tok[i], len[i]);
         else for (uint64_t j = 0; j < len[i]; j++) byte_append(&pool, spell[(unsigned char)tok[i][j]], (size_t)spell_len[(unsigned char)tok[i][j]]);
         byte_append(&pool, "", 1);
     }
@@ -138,13 +144,16 @@ static int gguf_vocab(tokenizer *t, char *const *tok, const uint64_t *len, uint6
     return 0;
 }
 
+static int gguf_merges_from_scores(tokenizer *t, const gguf_file *g, const char *path);
+
 /* tokenizer.ggml.merges as merges.txt text ("a b" lines) for bpe_merges_from_text */
 static int gguf_merges(tokenizer *t, const gguf_file *g, const char *path)
 {
     char *const *m;
     const uint64_t *len;
     uint64_t n;
-    if (!gguf_find_kv(g, "tokenizer.ggml.merges")) return 0; /* a vocabulary without merges: one byte a token */
+    if (!gguf_find_kv(g, "tokenizer.ggml.merges"))  /* "gpt2" without merges: one byte a token */
+        return t->byte_fallback ? gguf_merges_from_scores(t, g, path) : 0;
     if (gguf_get_str_array(g, "tokenizer.ggml.merges", &m, &len, &n)) return -1;
     byte_buf text = {0};
     for (uint64_t i = 0; i < n; i++) {
@@ -159,6 +168,65 @@ static int gguf_merges(tokenizer *t, const gguf_file *g, const char *path)
     snprintf(where, sizeof where, "%s: tokenizer.ggml.merges", path);
     int rc = bpe_merges_from_text(t, text.v ? text.v : "", text.n, where);
     free(text.v);
+    return rc;
+}
+
+/* SentencePiece files carry scores, not merges: transformers' generate_merges(vocab, scores) makes
+ * them: every split of every token into two vocabulary tokens (in token order; within a token by
+ * the ids of the left then right part), stably sorted by the token's score, then the left part's
+ * length, then the right part's (code points), all descending. */
+typedef struct { int32_t l, r, llen, rlen; float score; int64_t order; } gen_merge;
+static int gen_cmp(const void *pa, const void *pb)
+{
+    const gen_merge *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->llen != b->llen) return a->llen > b->llen ? -1 : 1;
+    if (a->rlen != b->rlen) return a->rlen > b->rlen ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+static int local_cmp(const void *pa, const void *pb)
+{
+    const gen_merge *a = pa, *b = pb;
+    if (a->l != b->l) return a->l < b->l ? -1 : 1;
+    return a->r < b->r ? -1 : a->r > b->r;
+}
+
+static int gguf_merges_from_scores(tokenizer *t, const gguf_file *g, const char *path)
+{
+    const gguf_kv *kv = gguf_find_kv(g, "tokenizer.ggml.scores");
+    if (!kv || !kv->is_array || kv->type != GGUF_FLOAT32 || kv->n != (uint64_t)t->n_model)
+        return err_set("%s: no tokenizer.ggml.merges, and no float32 tokenizer.ggml.scores of %d entries to derive them from",
+                       path, t->n_model);
+    gen_merge *m = NULL;
+    size_t n = 0, cap = 0;
+    for (int32_t i = 0; i < t->n_model; i++) {
+        if (vocab_find(t, t->vocab[i], (size_t)t->vocab_len[i]) != i) continue; /* a repeated token: its last id */
+        float score;
+        memcpy(&score, (const char *)kv->data + 4 * (size_t)i, 4);
+        const char *s = t->vocab[i];
+        size_t len = (size_t)t->vocab_len[i], start = n;
+        int32_t ncp = 0, k;
+        for (size_t j = 0; j < len; j += (size_t)k) { tok_next_cp(s + j, len - j, &k); ncp++; }
+        int32_t lcp = 0;
+        for (size_t j = 0; j < len;) {
+            tok_next_cp(s + j, len - j, &k);
+            j += (size_t)k;
+            lcp++;
+            if (j >= len) break;
+            int32_t l = vocab_find(t, s, j), r = vocab_find(t, s + j, len - j);
+            if (l < 0 || r < 0) continue;
+            if (n == cap) m = xrealloc(m, (cap = cap ? 2 * cap : 4096) * sizeof *m);
+            m[n++] = (gen_merge){l, r, lcp, ncp - lcp, score, 0};
+        }
+        qsort(m + start, n - start, sizeof *m, local_cmp);
+    }
+    for (size_t i = 0; i < n; i++) m[i].order = (int64_t)i;
+    qsort(m, n, sizeof *m, gen_cmp);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = bpe_merge_add(t, t->vocab[m[i].l], (size_t)t->vocab_len[m[i].l], t->vocab[m[i].r], (size_t)t->vocab_len[m[i].r],
+                           (int32_t)i, path);
+    free(m);
     return rc;
 }
 
@@ -187,13 +255,35 @@ static int gguf_build(tokenizer *t, const gguf_file *g, const char *path)
     const uint64_t *len;
     uint64_t n;
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, NULL)) return -1;
-    if (strcmp(model, "gpt2"))
-        return err_set("%s: tokenizer.ggml.model \"%s\" is not supported (gpt2: byte-level BPE)", path, model);
+    int spm = !strcmp(model, "llama");
+    if (strcmp(model, "gpt2") && !spm)
+        return err_set("%s: tokenizer.ggml.model \"%s\" is not supported (gpt2: byte-level BPE; llama: SentencePiece BPE)", path, model);
+    if (spm) {
+        const char *arch = "";
+        if (gguf_find_kv(g, "general.architecture") && gguf_get_str(g, "general.architecture", &arch, NULL)) return -1;
+        if (!strncmp(arch, "gemma", 5) || !strcmp(arch, "phi3"))
+            return err_set("%s: the SentencePiece vocabulary of a %s GGUF is not supported (transformers rebuilds it its own way)", path, arch);
+    }
     if (gguf_find_kv(g, "tokenizer.ggml.pre") && gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL)) return -1;
     if (gguf_get_str_array(g, "tokenizer.ggml.tokens", &tok, &len, &n)) return -1;
     t->model = TOK_MODEL_BPE;
     t->prefix_len = 0;
-    if (gguf_vocab(t, tok, len, n, path) || gguf_merges(t, g, path) || gguf_pretok(t, pre, path)) return -1;
+    t->byte_fallback = t->fuse_unk = spm;
+    if (gguf_vocab(t, tok, len, n, !spm, path) || gguf_merges(t, g, path)) return -1;
+    if (spm) {
+        if (strcmp(pre, "default"))
+            return err_set("%s: tokenizer.ggml.pre \"%s\" with a SentencePiece vocabulary is not supported (only \"default\")", path, pre);
+        json_object *ms = json_object_new_object(); /* LlamaTokenizer's: prefix space on the first word only */
+        json_object_object_add(ms, "type", json_object_new_string("Metaspace"));
+        json_object_object_add(ms, "replacement", json_object_new_string("\xe2\x96\x81"));
+        json_object_object_add(ms, "prepend_scheme", json_object_new_string("first"));
+        json_object_object_add(ms, "split", json_object_new_boolean(0));
+        int rc = tok_parse_pretokenizer(t, ms, path);
+        json_object_put(ms);
+        if (rc) return -1;
+    } else if (gguf_pretok(t, pre, path)) {
+        return -1;
+    }
 
     int32_t special[4]; /* bos eos unknown padding, as transformers adds them first */
     static const char *keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
@@ -209,7 +299,7 @@ static int gguf_build(tokenizer *t, const gguf_file *g, const char *path)
         int32_t *type = xmalloc(n * sizeof *type);
         if (gguf_get_i32_array(g, "tokenizer.ggml.token_type", type, n)) { free(type); return -1; }
         for (uint64_t i = 0; i < n; i++) /* 3 CONTROL; a mislabelled one outside the alphabet is skipped, as HF */
-            if (type[i] == 3 && in_byte_alphabet(tok[i], len[i])) added_push(t, tok[i], -1, 0, 0, 0, 0, 1);
+            if (type[i] == 3 && (spm || in_byte_alphabet(tok[i], len[i]))) added_push(t, tok[i], -1, 0, 0, 0, 0, 1);
         for (uint64_t i = 0; i < n; i++) /* 4 USER_DEFINED, when its spelling is in the vocabulary */
             if (type[i] == 4 && vocab_find(t, tok[i], len[i]) >= 0) added_push(t, tok[i], -1, 0, 0, 0, 0, 0);
         free(type);
@@ -217,6 +307,7 @@ static int gguf_build(tokenizer *t, const gguf_file *g, const char *path)
     added_assign_ids(t);
     int bos, eos;
     if (gguf_flag(g, "tokenizer.ggml.add_bos_token", &bos) || gguf_flag(g, "tokenizer.ggml.add_eos_token", &eos)) return -1;
+    if (spm && !gguf_find_kv(g, "tokenizer.ggml.add_bos_token")) bos = 1; /* llama.cpp's and HF's default for these */
     if (bos && special[0] >= 0) t->pre[t->n_pre++] = added_find(t, tok[special[0]]);
     if (eos && special[1] >= 0) t->post[t->n_post++] = added_find(t, tok[special[1]]);
     if (special[3] >= 0) t->pad_id = added_find(t, tok[special[3]]);

@@ -180,6 +180,8 @@ pcre2_code *tok_regex_compile(const char *pattern, size_t len, const char *path)
 /* BPE merges from a tokenizer.json array or from merges.txt lines; builds the table. */
 int bpe_merges_from_json(tokenizer *t, json_object *merges, const char *path);
 int bpe_merges_from_text(tokenizer *t, char *text, size_t n, const char *path);
+/* One merge a + b of rank rank (both and their concatenation in the vocabulary, else err_set). */
+int bpe_merge_add(tokenizer *t, const char *a, size_t la, const char *b, size_t lb, int32_t rank, const char *path);
 int bpe_finish(tokenizer *t, const char *path);
 void bpe_free(tokenizer *t);
 void tok_stages_free(tokenizer *t);

