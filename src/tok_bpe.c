@@ -231,7 +231,7 @@ void bpe_encode(const tokenizer *t, const char *word, size_t n, scratch *s)
 /* ---------------------------------------------------------------------------------------------
  * Loading */
 
-static int merge_add(tokenizer *t, const char *a, size_t la, const char *b, size_t lb, int32_t rank, const char *path)
+int bpe_merge_add(tokenizer *t, const char *a, size_t la, const char *b, size_t lb, int32_t rank, const char *path)
 {
     int32_t ia = vocab_find(t, a, la), ib = vocab_find(t, b, lb);
     if (ia < 0 || ib < 0)
@@ -279,12 +279,12 @@ int bpe_merges_from_json(tokenizer *t, json_object *merges, const char *path)
             if (!strncmp(s, "#version", 8)) continue;
             const char *sp = strchr(s, ' ');
             if (!sp || strchr(sp + 1, ' ')) return err_set("%s: merges[%zu] \"%s\" should be two tokens separated by one space", path, i, s);
-            if (merge_add(t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), rank++, path)) return -1;
+            if (bpe_merge_add(t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), rank++, path)) return -1;
         } else if (json_object_is_type(m, json_type_array) && json_object_array_length(m) == 2 &&
                    json_object_is_type(json_object_array_get_idx(m, 0), json_type_string) &&
                    json_object_is_type(json_object_array_get_idx(m, 1), json_type_string)) {
             json_object *a = json_object_array_get_idx(m, 0), *b = json_object_array_get_idx(m, 1);
-            if (merge_add(t, json_object_get_string(a), (size_t)json_object_get_string_len(a), json_object_get_string(b),
+            if (bpe_merge_add(t, json_object_get_string(a), (size_t)json_object_get_string_len(a), json_object_get_string(b),
                           (size_t)json_object_get_string_len(b), rank++, path))
                 return -1;
         } else {
@@ -306,7 +306,7 @@ int bpe_merges_from_text(tokenizer *t, char *text, size_t n, const char *path)
             char *sp = memchr(s, ' ', (size_t)(e - s));
             if (!sp || memchr(sp + 1, ' ', (size_t)(e - sp - 1)))
                 return err_set("%s:%zu: a merge should be two tokens separated by one space", path, line);
-            if (merge_add(t, s, (size_t)(sp - s), sp + 1, (size_t)(e - sp - 1), rank++, path)) return -1;
+            if (bpe_merge_add(t, s, (size_t)(sp - s), sp + 1, (size_t)(e - sp - 1), rank++, path)) return -1;
         }
         s = nl ? nl + 1 : text + n;
     }

@@ -12,6 +12,7 @@
  *   tok_post.c      post-processors: TemplateProcessing, BertProcessing, RobertaProcessing,
  *                   ByteLevel, Sequence
  *   tok_load.c      loading: tokenizer.json, vocab.txt, vocab.json + merges.txt
+ *   tok_gguf.c      loading: the tokenizer.ggml.* metadata of a GGUF file
  * Invariants after loading: the model vocabulary holds ids 0..n_model-1, one token each; every
  * id the encoder can emit is < n_ids. Encoding reads the tokenizer only, except the BPE word
  * cache, which is guarded by its own mutex. */
@@ -179,7 +180,17 @@ pcre2_code *tok_regex_compile(const char *pattern, size_t len, const char *path)
 /* BPE merges from a tokenizer.json array or from merges.txt lines; builds the table. */
 int bpe_merges_from_json(tokenizer *t, json_object *merges, const char *path);
 int bpe_merges_from_text(tokenizer *t, char *text, size_t n, const char *path);
+/* One merge a + b of rank rank (both and their concatenation in the vocabulary, else err_set). */
+int bpe_merge_add(tokenizer *t, const char *a, size_t la, const char *b, size_t lb, int32_t rank, const char *path);
 int bpe_finish(tokenizer *t, const char *path);
 void bpe_free(tokenizer *t);
 void tok_stages_free(tokenizer *t);
+/* A tokenizer with the defaults every loader starts from (tok_load.c). */
+tokenizer *tok_new(void);
+/* Resolves unk (a token name, or NULL), lays out the ids and added tokens, checks the
+ * post-processor's ids, writes the description naming source; -1 with err_set() (tok_load.c). */
+int tok_finish(tokenizer *t, const char *path, const char *unk, const char *source);
+/* The tokenizer of a GGUF file's metadata, as transformers builds it (tok_gguf.c); NULL with
+ * err_set() naming the file and the key. */
+tokenizer *tok_load_gguf(const char *path);
 #endif

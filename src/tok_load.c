@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static tokenizer *tok_new(void)
+tokenizer *tok_new(void)
 {
     tokenizer *t = xcalloc(1, sizeof *t);
     memcpy(t->prefix, "##", 2);
@@ -154,7 +154,7 @@ static int parse_added(tokenizer *t, json_object *added, const char *path)
 }
 
 /* Resolves the unknown token, lays out ids and the added tokens, checks the template. */
-static int tok_finish(tokenizer *t, const char *path, const char *unk, const char *source)
+int tok_finish(tokenizer *t, const char *path, const char *unk, const char *source)
 {
     if (unk && (t->unk_id = vocab_find(t, unk, strlen(unk))) < 0)
         return err_set("%s: the unknown token \"%s\" is not in the vocabulary", path, unk);
@@ -373,7 +373,13 @@ tokenizer *tok_load(const char *dir)
     struct stat st;
     char path[4096];
     if (stat(dir, &st) != 0) { err_set("%s: cannot open the model directory: %s", dir, strerror(errno)); return NULL; }
-    if (S_ISREG(st.st_mode)) return load_tokenizer_json(dir);
+    if (S_ISREG(st.st_mode)) {
+        char magic[4] = {0};
+        FILE *f = fopen(dir, "rb");
+        int gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+        if (f) fclose(f);
+        return gguf ? tok_load_gguf(dir) : load_tokenizer_json(dir);
+    }
     if (!S_ISDIR(st.st_mode)) { err_set("%s: not a directory", dir); return NULL; }
     if ((size_t)snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= sizeof path) {
         err_set("%s: path too long", dir);

@@ -21,8 +21,8 @@ typedef struct {
 
 #define F(field) offsetof(tokenize_opts, field)
 static const cli_opt tokenize_options[] = {
-    CLI_OPT("tokenizer", CLI_STR, F(tokenizer), "PATH", "a tokenizer.json, or a model directory (tokenizer.json, vocab.txt or\n"
-            "vocab.json + merges.txt)"),
+    CLI_OPT("tokenizer", CLI_STR, F(tokenizer), "PATH", "a tokenizer.json, a GGUF file (its tokenizer.ggml.* metadata), or a\n"
+            "model directory (tokenizer.json, vocab.txt or vocab.json + merges.txt)"),
     CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 text, one input a line (default: standard input)"),
     CLI_OPT("tokens", CLI_FLAG, F(tokens), NULL, "print the token strings (\"Ġthe\", \"##ing\") instead of the ids"),
     {0}};

