@@ -4,26 +4,6 @@
 #include "util.h"
 #include <math.h>
 #include <unistd.h>
-#include <utf8proc.h>
-
-/* A token is punctuation when every character of it (after a "##" continuation prefix) is in a
- * Unicode P* category, as BERT's pre-tokenizer splits punctuation into tokens of its own. */
-static int token_is_punct(const char *s)
-{
-    if (!s) return 0;
-    if (s[0] == '#' && s[1] == '#' && s[2]) s += 2;
-    if (!*s || (s[0] == '[' && s[strlen(s) - 1] == ']' && strlen(s) > 2)) return 0;  /* [CLS] etc. */
-    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
-    while (*p) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate(p, -1, &cp);
-        if (k <= 0) return 0;
-        utf8proc_category_t cat = utf8proc_category(cp);
-        if (cat < UTF8PROC_CATEGORY_PC || cat > UTF8PROC_CATEGORY_PO) return 0;
-        p += k;
-    }
-    return 1;
-}
 
 void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax)
@@ -39,10 +19,12 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     /* token-class flags per vocabulary id */
     c->sep_of_id = xcalloc(mc->vocab, 1);
     c->punct_of_id = xcalloc(mc->vocab, 1);
-    c->sep_id = tok ? tok_sep_id(tok) : mc->sep_token_id;
+    /* the end-of-sequence class: the post-processor's last token ([SEP]), else the EOS of a decoder */
+    c->sep_id = tok ? (tok_sep_id(tok) >= 0 ? tok_sep_id(tok) : tok_eos_id(tok)) : mc->sep_token_id;
     if (c->sep_id >= 0 && c->sep_id < mc->vocab) c->sep_of_id[c->sep_id] = 1;
     if (tok)
-        for (int id = 0; id < tok_vocab_size(tok) && id < mc->vocab; id++) c->punct_of_id[id] = (uint8_t)token_is_punct(tok_id_to_token(tok, id));
+        for (int id = 0; id < tok_vocab_size(tok) && id < mc->vocab; id++)   /* from the surface: "##," and "Ġ," alike */
+            c->punct_of_id[id] = (tok_id_class(tok, id) & TOK_PUNCT) != 0;
 
     /* the datasets of this run's output */
     static const char *const fixed[CO_PROBE] = {
