@@ -13,6 +13,7 @@
  * FIXTURES defaults to tests/fixtures. Exits non-zero on any failure. */
 #define _XOPEN_SOURCE 700
 #include "tokenizer.h"
+#include "tok_check.h"
 #include "jsonutil.h"
 #include "util.h"
 #include <ftw.h>
@@ -61,19 +62,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-static void print_ids(const char *label, const int32_t *ids, int n)
-{
-    printf("    %s (%d):", label, n);
-    for (int i = 0; i < n; i++) printf(" %d", ids[i]);
-    printf("\n");
-}
 
-static json_object *member(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    json_object_object_get_ex(o, key, &v);
-    return v;
-}
 
 /* Encodes every line with max_len large and 8; compares with ids[variant] / ids_trunc[variant]. */
 static void compare_lines(const tokenizer *t, json_object *lines, const char *variant, const char *label)
@@ -119,17 +108,13 @@ static void compare_sweep(const tokenizer *t, json_object *hashes, int block, co
     long n_enc = 0;
     double t0 = util_now();
     for (int b = 0; b < n_blocks; b++) {
-        uint64_t h = 0xCBF29CE484222325ull;
+        uint64_t h = IDS_HASH_INIT;
         for (int32_t c = b * block; c < (b + 1) * block && c < 0x110000; c++) {
             if (c >= 0xD800 && c <= 0xDFFF) continue;
-            char text[8] = "a";
-            int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)text + 1);
-            text[1 + k] = 'b';
             int32_t ids[16];
-            int full, n = tok_encode(t, text, (size_t)k + 2, 16, ids, &full);
+            int full, n = encode_codepoint(t, c, ids, 16, &full);
             n_enc++;
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
+            h = ids_hash(h, ids, n);
         }
         char hex[17];
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);

@@ -24,6 +24,7 @@
  *   build/tests/test_tokenizer_gguf        (FIXTURES defaults to tests/fixtures)
  * Exits non-zero on any failure. */
 #include "tokenizer.h"
+#include "tok_check.h"
 #include "jsonutil.h"
 #include "util.h"
 #include <stdio.h>
@@ -36,19 +37,7 @@ static int failures;
 #define EXPECT(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
     printf(__VA_ARGS__); printf("\n"); } } while (0)
 
-static json_object *member(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    json_object_object_get_ex(o, key, &v);
-    return v;
-}
 
-static void print_ids(const char *label, const int32_t *ids, int n)
-{
-    printf("    %s (%d):", label, n);
-    for (int i = 0; i < n && i < 60; i++) printf(" %d", ids[i]);
-    printf("%s\n", n > 60 ? " ..." : "");
-}
 
 static void compare_lines(const tokenizer *t, json_object *lines, const char *label)
 {
@@ -81,17 +70,13 @@ static void compare_sweep(const tokenizer *t, json_object *hashes, int block, co
     int n_blocks = (int)json_object_array_length(hashes), ok = 0, shown = 0;
     long n_enc = 0;
     for (int b = 0; b < n_blocks; b++) {
-        uint64_t h = 0xCBF29CE484222325ull;
+        uint64_t h = IDS_HASH_INIT;
         for (int32_t c = b * block; c < (b + 1) * block && c < 0x110000; c++) {
             if (c >= 0xD800 && c <= 0xDFFF) continue;
-            char text[8] = "a";
-            int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)text + 1);
-            text[1 + k] = 'b';
             int32_t ids[32];
-            int full, n = tok_encode(t, text, (size_t)k + 2, 32, ids, &full);
+            int full, n = encode_codepoint(t, c, ids, 32, &full);
             n_enc++;
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < 4; j++) h = (h ^ (((uint32_t)ids[i] >> (8 * j)) & 0xFF)) * 0x100000001B3ull;
+            h = ids_hash(h, ids, n);
         }
         char hex[17];
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
