@@ -43,23 +43,28 @@ struct backend {
                       const float *w, const float *b, int M, int C, float eps);
     /* x[i] = act(x[i]) in place, elements of type dt; act as config.h act_kind */
     void (*activation)(backend *be, void *x, int dt, size_t n, int act);
-    /* The ops of the pre-norm, RMSNorm, rotary and gated-MLP families (GPT-2, Llama, Qwen2, Mistral),
-     * float32 only; NULL on a backend that lacks them (the model refuses such a family at load).
-     * add_norm: x (M, C) += res (M, C) when res is not NULL (a float add, as torch's); then
-     *   xn (M, C) = norm(x)·w (+ b when b is not NULL) with norm LayerNorm (rms 0: (x - mean) /
-     *   sqrt(var + eps)) or RMSNorm (rms 1: x / sqrt(mean(x²) + eps)); w NULL: xn = x (the add
-     *   alone). xn may equal x: post-norm, x replaced by its norm (then as layernorm). The pre-norm
-     *   residual step: the stream stays in x, the next sub-block's input is xn. */
-    void (*add_norm)(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
-                     float eps, int rms);
-    /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld floats, heads
-     * [0, nh) of HS columns at h·HS; in each head the pair (i, i + HS/2) turns by the angle
-     * θ = float(pos[t]·inv_freq[i]): (a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ).
-     * pos (T) int32 and inv_freq (HS/2) in backend memory. */
-    void (*rope)(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS);
+    /* The ops of the pre-norm, RMSNorm, rotary and gated-MLP families (GPT-2, Llama, Qwen2, Mistral);
+     * NULL on a backend that lacks them (the model refuses such a family at load). Where they take
+     * an element type, DT_BF16 only on a backend with bf16_acts (as linear).
+     * add_norm: x (M, C) += res (M, C) when res is not NULL (element type res_dt; a float add, as
+     *   torch's); then xn (M, C) = norm(x)·w (+ b when b is not NULL) with norm LayerNorm (rms 0:
+     *   (x - mean) / sqrt(var + eps)) or RMSNorm (rms 1: x / sqrt(mean(x²) + eps)); w NULL: xn = x
+     *   (the add alone). xn may equal x: post-norm, x replaced by its norm (then as layernorm). The
+     *   pre-norm residual step: the stream stays in x, the next sub-block's input is xn. xn_bf16
+     *   (M, C) receives a bf16 copy of xn (only with bf16_acts; else NULL): the next GEMM's input. */
+    void (*add_norm)(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt, const float *w,
+                     const float *b, int M, int C, float eps, int rms);
+    /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld elements of type dt,
+     * heads [0, nh) of HS columns at h·HS; in each head the pair (i, i + HS/2) turns by the angle
+     * θ = float(pos[t]·inv_freq[i]): (a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ), in float
+     * (bf16: from the bf16 values, rounded once to nearest even). pos (T) int32 and inv_freq (HS/2)
+     * in backend memory. */
+    void (*rope)(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
+                 int HS);
     /* The gated MLP's activation: out (M, F) = act(in[:, :F]) · in[:, F:] with in (M, 2F) the
-     * gate | up projections side by side (SwiGLU: act = ACT_SILU); out does not overlap in. */
-    void (*gated_act)(backend *be, float *out, const float *in, int M, int F, int act);
+     * gate | up projections side by side (SwiGLU: act = ACT_SILU), both of element type dt (float
+     * arithmetic, bf16 rounded once); out does not overlap in. */
+    void (*gated_act)(backend *be, void *out, const void *in, int dt, int M, int F, int act);
     /* Multi-head attention over B sequences padded to T.
      *   q, k, v (B, T, ·) rows of ld floats (ld >= C; C for separate tensors, 3C when they are the
      *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS (the

@@ -95,9 +95,12 @@ static void cpu_activation(backend *be, void *x_, int dt, size_t n, int act)
     for (size_t i = 0; i < n; i++) x[i] = (float)act_apply(x[i], act);
 }
 
-static void cpu_add_norm(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
-                         float eps, int rms)
+static void cpu_add_norm(backend *be, float *x, float *xn, void *xn_bf16, const void *res_, int res_dt, const float *w,
+                         const float *b, int M, int C, float eps, int rms)
 {
+    need_f32(res_dt, "cpu_add_norm");
+    if (xn_bf16) check_fail(__FILE__, __LINE__, "cpu_add_norm", "no bf16 copy: the CPU backend has float32 activations only");
+    const float *res = res_;
 #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         float *r = x + (size_t)m * C, *y = xn + (size_t)m * C;
@@ -119,8 +122,11 @@ static void cpu_add_norm(backend *be, float *x, float *xn, const float *res, con
     }
 }
 
-static void cpu_rope(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
+static void cpu_rope(backend *be, void *x_, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
+                     int HS)
 {
+    need_f32(dt, "cpu_rope");
+    float *x = x_;
     const int half = HS / 2;
 #pragma omp parallel for
     for (int t = 0; t < T; t++) {
@@ -138,8 +144,11 @@ static void cpu_rope(backend *be, float *x, int ld, const int32_t *pos, const fl
     }
 }
 
-static void cpu_gated_act(backend *be, float *out, const float *in, int M, int F, int act)
+static void cpu_gated_act(backend *be, void *out_, const void *in_, int dt, int M, int F, int act)
 {
+    need_f32(dt, "cpu_gated_act");
+    float *out = out_;
+    const float *in = in_;
 #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         const float *g = in + (size_t)m * 2 * F, *u = g + F;

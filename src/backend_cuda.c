@@ -275,20 +275,20 @@ static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
     else cuda_activation(x, n, act);
 }
 
-/* The decoder families' ops, float32 as backend.h states them (the kernels also take bf16, for
- * when the interface passes element types: see backend_cuda_init) */
-static void cuda_add_norm_op(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M,
-                             int C, float eps, int rms)
+/* The decoder families' ops: float32, or bf16 where the forward keeps that activation in bf16 */
+static void cuda_add_norm_op(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt,
+                             const float *w, const float *b, int M, int C, float eps, int rms)
 {
-    cuda_add_norm(x, xn, NULL, res, 0, w, b, M, C, eps, rms);
+    cuda_add_norm(x, xn, xn_bf16, res, res_dt == DT_BF16, w, b, M, C, eps, rms);
 }
-static void cuda_rope_op(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
+static void cuda_rope_op(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
+                         int HS)
 {
-    cuda_rope(x, 0, ld, pos, inv_freq, T, nh, HS);
+    cuda_rope(x, dt == DT_BF16, ld, pos, inv_freq, T, nh, HS);
 }
-static void cuda_gated_act_op(backend *be, float *out, const float *in, int M, int F, int act)
+static void cuda_gated_act_op(backend *be, void *out, const void *in, int dt, int M, int F, int act)
 {
-    cuda_gated_act(out, 0, in, 0, M, F, act);
+    cuda_gated_act(out, dt == DT_BF16, in, dt == DT_BF16, M, F, act);
 }
 
 /* probs doubles as the score buffer: QKᵀ·scale is written there and the softmax runs in place. */
@@ -506,16 +506,9 @@ backend *backend_cuda_init(int precision)
     be->linear = cuda_linear;
     be->layernorm = cuda_layernorm_op;
     be->activation = cuda_activation_op;
-    /* --precision bf16 keeps the GEMM-side activations in bf16 (bf16_acts), and there the forward
-     * hands these ops bf16 buffers (q k v, the residual branches, the MLP's hidden layer) and reads
-     * the next GEMM's input from the bf16 copy that only layernorm writes: their float32-only
-     * contract cannot carry that, so bf16 leaves them out and model_load refuses the decoder
-     * families there ("no add_norm op"). The kernels take bf16 already (kernels.h). */
-    if (precision != 2) {
-        be->add_norm = cuda_add_norm_op;
-        be->rope = cuda_rope_op;
-        be->gated_act = cuda_gated_act_op;
-    }
+    be->add_norm = cuda_add_norm_op;
+    be->rope = cuda_rope_op;
+    be->gated_act = cuda_gated_act_op;
     be->attention = cuda_attention;
     be->attn_stats = cuda_attn_stats_op;
     be->attention_stats = cuda_attention_stats;

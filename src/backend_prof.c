@@ -29,13 +29,13 @@ static void p_linear(backend *be, void *out, int odt, const void *in, int idt, c
 static void p_layernorm(backend *be, float *out, void *ob, const float *in, const void *res, int rdt, const float *w,
                         const float *b, int M, int C, float eps)
 { TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, res, rdt, w, b, M, C, eps)); }
-static void p_add_norm(backend *be, float *x, float *xn, const float *res, const float *w, const float *b, int M, int C,
-                       float eps, int rms)
-{ TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, res, w, b, M, C, eps, rms)); }
-static void p_rope(backend *be, float *x, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
-{ TIMED(be, P_ROPE, IN(be)->rope(IN(be), x, ld, pos, inv_freq, T, nh, HS)); }
-static void p_gated(backend *be, float *out, const float *in, int M, int F, int act)
-{ TIMED(be, P_GATED, IN(be)->gated_act(IN(be), out, in, M, F, act)); }
+static void p_add_norm(backend *be, float *x, float *xn, void *xb, const void *res, int rdt, const float *w,
+                       const float *b, int M, int C, float eps, int rms)
+{ TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, xb, res, rdt, w, b, M, C, eps, rms)); }
+static void p_rope(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
+{ TIMED(be, P_ROPE, IN(be)->rope(IN(be), x, dt, ld, pos, inv_freq, T, nh, HS)); }
+static void p_gated(backend *be, void *out, const void *in, int dt, int M, int F, int act)
+{ TIMED(be, P_GATED, IN(be)->gated_act(IN(be), out, in, dt, M, F, act)); }
 static void p_act(backend *be, void *x, int dt, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, dt, n, act)); }
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                         const float *keymask, int B, int T, int NH, int HS, int causal)

@@ -445,9 +445,10 @@ oom:
     return err_set("out of %s memory for a batch of %d x %d tokens", be->name, B, T);
 }
 
-/* One residual step of the chain (model.h): x += res, then xn = norm(x) (xn == x: post-norm). A
- * post-norm LayerNorm takes the backend's layernorm, which every backend has (and which writes
- * the bf16 copy xb where the backend keeps one); every other step add_norm. */
+/* One residual step of the chain (model.h): x += res (res of type res_dt), then xn = norm(x)
+ * (xn == x: post-norm), and xb = bf16(xn) when xb is not NULL (the bf16 path's next GEMM input). A
+ * post-norm LayerNorm takes the backend's layernorm, which every backend has; every other step
+ * add_norm. */
 static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT)
 {
     const model_config *c = &m->cfg;
@@ -455,7 +456,7 @@ static void residual_step(model *m, const void *res, int res_dt, const norm_weig
     if (m->xn == m->x && c->arch->norm == NORM_LAYER && n->w)
         be->layernorm(be, m->x, xb, m->x, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
     else
-        be->add_norm(be, m->x, m->xn, res, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
+        be->add_norm(be, m->x, m->xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
 }
 
 int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
@@ -509,7 +510,7 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         const layer_weights *w = &m->layers[l];
         be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * A);
         /* q and k are the first 2·NH heads of each q | k | v row */
-        if (m->inv_freq) be->rope(be, m->qkv, 3 * A, m->pos, m->inv_freq, BT, 2 * NH, HS);
+        if (m->inv_freq) be->rope(be, m->qkv, dt, 3 * A, m->pos, m->inv_freq, BT, 2 * NH, HS);
         if (fused) {
             be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + 2 * A * es, dt, 3 * A, m->lens,
                                 req->tokcls ? m->tokcls : NULL, B, T, NH, HS, c->causal, req->window,
@@ -523,7 +524,7 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         be->linear(be, m->tmp, dt, m->ctx, dt, w->wo, w->bo, BT, A, C);
         residual_step(m, m->tmp, dt, &w->after_attn, xb, BT);
         be->linear(be, m->ff, dt, lin_in, dt, w->wup, w->bup, BT, C, Fg);
-        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, BT, F, c->act);
+        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, dt, BT, F, c->act);
         else be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
         be->linear(be, m->tmp, dt, m->ffa, dt, w->wdown, w->bdown, BT, F, C);
         residual_step(m, m->tmp, dt, &w->after_mlp, xb, BT);

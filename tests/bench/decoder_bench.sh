@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+set -u
+# The decoder benchmark on the GPU host (runtime sourced, repo root): a Llama-3.2-1B-sized model with
+# random weights in bf16 (decoder_peer.py), HF's SDPA forward over a sweep of batch sizes (the peer
+# at its best batch) and, in the same call, attnscope's per-head scalars in bf16 (the fused kernel:
+# --topk 0 --no-key-importance) over a sweep of its own. Peak GPU memory of attnscope: the most
+# nvidia-smi saw while it ran (the peer's: torch.cuda.max_memory_allocated).
+#   LENS (2048), SAMPLES (128 rows per length), PEER_BATCHES (1,2,4,8,16), OUR_BATCHES ("2 4 8"),
+#   DIR (/dev/shm/llama1b), ATTNSCOPE (build-cuda/attnscope), EAGER (1: also eager + attentions)
+LENS=${LENS:-2048}
+DIR=${DIR:-/dev/shm/llama1b}
+BIN=${ATTNSCOPE:-build-cuda/attnscope}
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader
+[ -f "$DIR/config.json" ] || python3 tests/bench/decoder_peer.py --save "$DIR" --lengths "$LENS" --samples "${SAMPLES:-128}"
+eager=$([ "${EAGER:-1}" = 1 ] && echo --eager || echo)
+python3 tests/bench/decoder_peer.py --lengths "$LENS" --batches "${PEER_BATCHES:-1,2,4,8,16}" $eager --json /tmp/decoder_peer.json
+for L in ${LENS//,/ }; do
+  for B in ${OUR_BATCHES:-2 4 8}; do
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > /tmp/dec_mem.txt &
+    smi=$!
+    echo "== attnscope bf16 scalars L=$L B=$B"
+    "$BIN" run --model "$DIR" --input "$DIR/input_L$L.h5" --out /dev/shm/dec.h5 --overwrite --batch "$B" \
+      --max-tokens $((B * L)) --precision bf16 --topk 0 --no-key-importance --quiet 2>&1 | grep -E 'wrote|rror|memory'
+    kill $smi; wait $smi 2>/dev/null
+    echo "   peak GPU memory (nvidia-smi, whole device): $(sort -n /tmp/dec_mem.txt | tail -1) MiB"
+    rm -f /dev/shm/dec.h5
+  done
+done
