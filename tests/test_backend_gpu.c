@@ -582,6 +582,38 @@ static void test_attn_stats_ties(void)
     free(P);
 }
 
+/* The per-head scalars of the fused path (scalars only) of model mg against those of the CPU's mc
+ * on the same tokens, every layer: the largest difference of entropy (nats), distance (tokens)
+ * and of the mass statistics, reported against the three tolerances. */
+static void fused_scalars_vs_cpu(model *mc, model *mg, const int32_t *ids, const int *len, int B, int T,
+                                 const char *what, double tol_ent, double tol_dist, double tol_mass, const char *why)
+{
+    const model_config *c = &mc->cfg;
+    const size_t ns = (size_t)c->n_layer * B * c->n_head * STAT_N;
+    float *sc = xmalloc(ns * 4), *sg = xmalloc(ns * 4);
+    attn_request rc = {.scalars_only = 1, .window = 2, .stats = sc}, rg = {.scalars_only = 1, .window = 2, .stats = sg};
+    const int okc = !model_forward(mc, ids, NULL, len, B, T, &rc, NULL) && rc.fused;
+    const int okg = !model_forward(mg, ids, NULL, len, B, T, &rg, NULL) && rg.fused;
+    if (!okc || !okg) {
+        printf("FAIL forward   %s: the fused path did not run (cpu %d, gpu %d)\n", what, okc, okg);
+        failures++;
+    } else {
+        double e[STAT_N] = {0}, mass = 0;
+        for (size_t i = 0; i < ns; i++) {
+            const double d = fabs((double)sg[i] - sc[i]);
+            if (!(d <= e[i % STAT_N])) e[i % STAT_N] = d;
+        }
+        for (int s = 0; s < STAT_N; s++)
+            if (s != STAT_ENTROPY && s != STAT_DISTANCE && s != STAT_ENTROPY_NORM && !(e[s] <= mass)) mass = e[s];
+        char line[128];
+        snprintf(line, sizeof line, "%s: entropy (nats)", what);
+        report("forward", line, (err){e[STAT_ENTROPY], e[STAT_ENTROPY]}, tol_ent, 0, why);
+        report("forward", "  distance (tokens)", (err){e[STAT_DISTANCE], e[STAT_DISTANCE]}, tol_dist, 0, why);
+        report("forward", "  masses (max over the mass statistics)", (err){mass, mass}, tol_mass, 0, why);
+    }
+    free(sc); free(sg);
+}
+
 /* forward of a fixture on both backends: probabilities on valid rows and the last hidden state */
 typedef struct { float *ref; int NH, T, B; const int *len; int record; double max_err; } fwd_cmp;
 static void fwd_capture(void *user, int layer, const float *probs, int B, int T)
@@ -636,6 +668,10 @@ static void test_forward(const char *name, const char *dir)
     snprintf(what, sizeof what, "%s L=%d B=3 T=13 len=13,7,1 probs", name, c->n_layer);
     report("forward", what, (err){cmp.max_err, cmp.max_err}, 1e-5, 0, "fp32 chain, as test_model vs HF");
     report("forward", "  last hidden state (valid tokens)", (err){e, e / (m > 0 ? m : 1)}, 1e-5, 1, "fp32 chain");
+    if (model_fuses(&mg)) {      /* the fused kernel (3xTF32) on this head size: its scalars, every layer */
+        snprintf(what, sizeof what, "%s fp32 fused vs cpu", name);
+        fused_scalars_vs_cpu(&mc, &mg, ids, len, B, T, what, 1e-5, 1e-4, 1e-5, "3xTF32 products, fp32 softmax");
+    }
     free(ids); free(types); free(cmp.ref); free(h_cpu); free(h_gpu);
     model_free(&mc);
     model_free(&mg);
@@ -666,30 +702,12 @@ static void test_forward_bf16(backend *g, const char *name, const char *dir)
     model_forward(&mg, ids, NULL, len, B, T, &req, NULL);
     char what[96];
     snprintf(what, sizeof what, "%s L=%d bf16 explicit vs cpu fp32: probs", name, c->n_layer);
-    report("forward", what, (err){cmp.max_err, cmp.max_err}, 2e-2, 0, "bf16 GEMM inputs through the layers");
+    /* bf16 q and k (2^-8 relative) move a logit of ~10 by ~0.04: up to ~0.01 in a probability per
+     * layer, compounding through the residual stream — measured 0.006–0.029 on the fixtures */
+    report("forward", what, (err){cmp.max_err, cmp.max_err}, 5e-2, 0, "bf16 GEMM inputs through the layers");
     if (model_fuses(&mg)) {
-        const size_t ns = (size_t)c->n_layer * B * c->n_head * STAT_N;
-        float *sc = xmalloc(ns * 4), *sg = xmalloc(ns * 4);
-        attn_request rc = {.scalars_only = 1, .window = 2, .stats = sc}, rg = {.scalars_only = 1, .window = 2, .stats = sg};
-        const int okc = !model_forward(&mc, ids, NULL, len, B, T, &rc, NULL) && rc.fused;
-        const int okg = !model_forward(&mg, ids, NULL, len, B, T, &rg, NULL) && rg.fused;
-        if (!okc || !okg) {
-            printf("FAIL forward bf16 %s: the fused path did not run (cpu %d, gpu %d)\n", name, okc, okg);
-            failures++;
-        } else {
-            double e[STAT_N] = {0}, mass = 0;     /* entropy in nats, distance in tokens, the rest masses */
-            for (size_t i = 0; i < ns; i++) {
-                const double d = fabs((double)sg[i] - sc[i]);
-                if (!(d <= e[i % STAT_N])) e[i % STAT_N] = d;
-            }
-            for (int s = 0; s < STAT_N; s++)
-                if (s != STAT_ENTROPY && s != STAT_DISTANCE && s != STAT_ENTROPY_NORM && e[s] > mass) mass = e[s];
-            snprintf(what, sizeof what, "%s bf16 fused vs cpu fp32: entropy (nats)", name);
-            report("forward", what, (err){e[STAT_ENTROPY], e[STAT_ENTROPY]}, 3e-2, 0, "the whole chain in bf16");
-            report("forward", "  distance (tokens)", (err){e[STAT_DISTANCE], e[STAT_DISTANCE]}, 5e-2, 0, "the whole chain in bf16");
-            report("forward", "  masses (max over the mass statistics)", (err){mass, mass}, 1e-2, 0, "the whole chain in bf16");
-        }
-        free(sc); free(sg);
+        snprintf(what, sizeof what, "%s bf16 fused vs cpu fp32", name);
+        fused_scalars_vs_cpu(&mc, &mg, ids, len, B, T, what, 3e-2, 5e-2, 1e-2, "the whole chain in bf16");
     } else {
         printf("     forward    %s: head size %d has no fused kernel: explicit path only\n", name, c->head_dim);
     }
@@ -803,7 +821,8 @@ int main(void)
 
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");
     test_forward("roberta_tiny", "tests/fixtures/hf/roberta_tiny");
-    static const char *dec[] = {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_tiny", "mistral_tiny"};
+    static const char *dec[] = {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_tiny", "mistral_tiny", "gpt2_hd64",
+                                "llama_hd128"};
     char dir[128];
     for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/hf/%s", dec[i]);

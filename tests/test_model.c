@@ -296,7 +296,8 @@ int main(void)
      * rope_theta, rope_scaling {"type": ...}): HF's attention is the same, so is its expected file */
     static const struct { const char *name; double tol; const char *expected; } dec[] = {
         {"gpt2_tiny", 1e-5, NULL}, {"llama_tiny", 1e-4, NULL}, {"llama3_tiny", 1e-4, NULL},
-        {"llama3_tiny_hub", 1e-4, "llama3_tiny"}, {"qwen2_tiny", 1e-4, NULL}, {"mistral_tiny", 1e-4, NULL}};
+        {"llama3_tiny_hub", 1e-4, "llama3_tiny"}, {"qwen2_tiny", 1e-4, NULL}, {"mistral_tiny", 1e-4, NULL},
+        {"gpt2_hd64", 1e-5, NULL}, {"llama_hd128", 1e-4, NULL}};
     for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
         char e[128];
         snprintf(e, sizeof e, "expected_%s.h5", dec[i].expected ? dec[i].expected : dec[i].name);
