@@ -140,5 +140,17 @@ for name, text, line in [
     open(bad, "w").write(f"# line 1\nmodel = {FX}/bert_tiny   # line 2\n{text}")
     usage_error(["run", "--job", bad, *out], f"attnscope: {bad}:{line.split(':', 1)[1]}")
 
+# ---- the shipped per-family job files run as their comments say (model, data, out on the command line)
+for fam, fixture in (("gpt2", "gpt2_tiny"), ("llama", "llama_tiny"), ("qwen2", "qwen2_tiny"), ("mistral", "mistral_tiny")):
+    o = f"{TMP}/job_{fam}.h5"
+    p = attnscope("run", "--job", f"jobs/{fam}.job", "--model", f"{FX}/{fixture}", "--input", f"{FX}/input_decoder.h5",
+                  "--out", o, "--quiet")
+    with open(f"{ROOT}/jobs/{fam}.job") as f:
+        want_topk = int(re.search(r"^topk = (\d+)", f.read(), re.M).group(1))
+    ok = p.returncode == 0 and os.path.exists(o)
+    topk = int(h5py.File(o, "r")["stats"].attrs["topk"]) if ok else None
+    check(ok and topk == want_topk, f"jobs/{fam}.job on {fixture}: exit {p.returncode}, /stats topk {topk} (the job's {want_topk})"
+          + ("" if ok else f": {ours(p.stderr)[-1:]}"))
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
