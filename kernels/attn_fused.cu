@@ -155,8 +155,9 @@ template <int HS> struct ops_bf16 {
     typedef elem krow[HS + PAD];
     typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x), 48-byte rows
     struct qfrag { uint32_t a[HS / 16][4]; };
+    struct qspill { uint4 unused; };              // every Q fragment fits in registers
     // A fragments of 16 rows: pairs 2t, 2t+1 and 2t+8, 2t+9 of rows g (src0) and g + 8 (src1)
-    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
+    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t, qspill *, int)
     {
 #pragma unroll
         for (int ks = 0; ks < HS / 16; ks++) {
@@ -220,40 +221,77 @@ template <int HS> struct ops_bf16 {
 
 // 3xTF32 (m16n8k8). Rows padded by 4 floats: the K fragments (row g, column t) and V fragments
 // (rows 2t, 2t + 1, column g) fall on distinct banks.
+// Heads of 128 (BIG): Q's hi and lo fragments (128 registers), O and a fresh per-tile P·V
+// accumulator (64 each) do not fit in a thread's 255 registers. There Q's lo fragments live in
+// shared memory (qspill: 8 KiB per warp, one 16-byte load per use), the scores' cross terms and
+// hi·hi go to two accumulators summed once, and P·V takes each 8-column slice of O in a fresh
+// 4-register accumulator over the tile's keys, from P̃ split to hi/lo once per tile.
 template <int HS> struct ops_tf32x3 {
     typedef float elem;
     static constexpr int PAD = 4;
+    static constexpr bool BIG = HS > 64;
     typedef elem krow[HS + PAD];
     typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x)
-    struct qfrag { uint32_t hi[HS / 8][4], lo[HS / 8][4]; };
+    struct qfrag { uint32_t hi[HS / 8][4], lo[BIG ? 1 : HS / 8][4]; const uint4 *lo_sm; };
+    struct qspill { uint4 lo[BIG ? HS / 8 : 1][32]; };   // [ks][lane]: the lane's lo fragment
     // A fragments: a0 (row g, column t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
-    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t)
+    __device__ static void load_q(qfrag &f, const elem *src0, const elem *src1, int t, qspill *sp, int lane)
     {
+        f.lo_sm = BIG ? &sp->lo[0][lane] : nullptr;
 #pragma unroll
         for (int ks = 0; ks < HS / 8; ks++) {
             const float x[4] = {src0 ? src0[ks * 8 + t] : 0.0f, src1 ? src1[ks * 8 + t] : 0.0f,
                                 src0 ? src0[ks * 8 + t + 4] : 0.0f, src1 ? src1[ks * 8 + t + 4] : 0.0f};
+            uint32_t lo[4];
 #pragma unroll
-            for (int e = 0; e < 4; e++) split_tf32(x[e], f.hi[ks][e], f.lo[ks][e]);
+            for (int e = 0; e < 4; e++) split_tf32(x[e], f.hi[ks][e], lo[e]);
+            if constexpr (BIG) {
+                sp->lo[ks][lane] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; e++) f.lo[ks][e] = lo[e];
+            }
         }
     }
-    // per 8-key tile: the cross terms over all of HS first, then hi·hi (its truncation stays ~ulp)
+    // per 8-key tile: the cross terms over all of HS first, then hi·hi (its truncation stays ~ulp);
+    // BIG: the cross terms and hi·hi in two accumulators, K split once per element
     __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int lane)
     {
         const int g = lane >> 2, t = lane & 3;
+        if constexpr (BIG) {
 #pragma unroll
-        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            uint32_t kh[HS / 8][2], kl[HS / 8][2];
+            for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
-            for (int ks = 0; ks < HS / 8; ks++) {          // b0 (k = t, n = g), b1 (k = t + 4, n = g)
-                split_tf32(K[nt * 8 + g][ks * 8 + t], kh[ks][0], kl[ks][0]);
-                split_tf32(K[nt * 8 + g][ks * 8 + t + 4], kh[ks][1], kl[ks][1]);
-                mma_tf32(s[nt], f.lo[ks], kh[ks][0], kh[ks][1]);
-                mma_tf32(s[nt], f.hi[ks], kl[ks][0], kl[ks][1]);
+                for (int ks = 0; ks < HS / 8; ks++) {
+                    uint32_t kh0, kl0, kh1, kl1;
+                    split_tf32(K[nt * 8 + g][ks * 8 + t], kh0, kl0);
+                    split_tf32(K[nt * 8 + g][ks * 8 + t + 4], kh1, kl1);
+                    const uint4 l4 = f.lo_sm[ks * 32];
+                    const uint32_t lo[4] = {l4.x, l4.y, l4.z, l4.w};
+                    mma_tf32(c, lo, kh0, kh1);
+                    mma_tf32(c, f.hi[ks], kl0, kl1);
+                    mma_tf32(s[nt], f.hi[ks], kh0, kh1);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] += c[e];
             }
+        } else {
 #pragma unroll
-            for (int ks = 0; ks < HS / 8; ks++) mma_tf32(s[nt], f.hi[ks], kh[ks][0], kh[ks][1]);
+            for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+                uint32_t kh[HS / 8][2], kl[HS / 8][2];
+#pragma unroll
+                for (int ks = 0; ks < HS / 8; ks++) {          // b0 (k = t, n = g), b1 (k = t + 4, n = g)
+                    split_tf32(K[nt * 8 + g][ks * 8 + t], kh[ks][0], kl[ks][0]);
+                    split_tf32(K[nt * 8 + g][ks * 8 + t + 4], kh[ks][1], kl[ks][1]);
+                    mma_tf32(s[nt], f.lo[ks], kh[ks][0], kh[ks][1]);
+                    mma_tf32(s[nt], f.hi[ks], kl[ks][0], kl[ks][1]);
+                }
+#pragma unroll
+                for (int ks = 0; ks < HS / 8; ks++) mma_tf32(s[nt], f.hi[ks], kh[ks][0], kh[ks][1]);
+            }
         }
     }
     // 8-key step kk: its S tile holds keys 2t, 2t + 1 of rows g, g + 8; as the A operand's
@@ -268,40 +306,79 @@ template <int HS> struct ops_tf32x3 {
         const uint32_t flip = dsign < 0 ? 0x80000000u : 0u;
 #pragma unroll
         for (int e = 0; e < 4; e++) xc[e] = xd[e] = 0.0f;
-        float ot[HS / 8][4];
+        if constexpr (BIG) {
+            uint32_t ph[AF_KEYS / 8][4], pl[AF_KEYS / 8][4];
 #pragma unroll
-        for (int dn = 0; dn < HS / 8; dn++) ot[dn][0] = ot[dn][1] = ot[dn][2] = ot[dn][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < AF_KEYS / 8; kk++) {
-            uint32_t ph[4], pl[4];
-            split_tf32(s[kk][0], ph[0], pl[0]);           // (g, key 2t)
-            split_tf32(s[kk][2], ph[1], pl[1]);           // (g + 8, key 2t)
-            split_tf32(s[kk][1], ph[2], pl[2]);           // (g, key 2t + 1)
-            split_tf32(s[kk][3], ph[3], pl[3]);           // (g + 8, key 2t + 1)
+            for (int kk = 0; kk < AF_KEYS / 8; kk++) {     // the A layout as below
+                split_tf32(s[kk][0], ph[kk][0], pl[kk][0]);
+                split_tf32(s[kk][2], ph[kk][1], pl[kk][1]);
+                split_tf32(s[kk][1], ph[kk][2], pl[kk][2]);
+                split_tf32(s[kk][3], ph[kk][3], pl[kk][3]);
+            }
 #pragma unroll
             for (int dn = 0; dn < HS / 8; dn++) {
-                uint32_t vh0, vl0, vh1, vl1;
-                split_tf32(V[kk * 8 + 2 * t][dn * 8 + g], vh0, vl0);
-                split_tf32(V[kk * 8 + 2 * t + 1][dn * 8 + g], vh1, vl1);
-                mma_tf32(ot[dn], pl, vh0, vh1);
-                mma_tf32(ot[dn], ph, vl0, vl1);
-                mma_tf32(ot[dn], ph, vh0, vh1);
+                float ot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int kk = 0; kk < AF_KEYS / 8; kk++) {
+                    uint32_t vh0, vl0, vh1, vl1;
+                    split_tf32(V[kk * 8 + 2 * t][dn * 8 + g], vh0, vl0);
+                    split_tf32(V[kk * 8 + 2 * t + 1][dn * 8 + g], vh1, vl1);
+                    mma_tf32(ot, pl[kk], vh0, vh1);
+                    mma_tf32(ot, ph[kk], vl0, vl1);
+                    mma_tf32(ot, ph[kk], vh0, vh1);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[dn][e] += ot[e];
             }
-            const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
-            mma_tf32(xc, pl, c0, c1);
-            mma_tf32(xc, ph, c0, c1);
-            if (dsign) {
-                const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
-                const uint32_t nl[4] = {pl[0] ^ flip, pl[1] ^ flip, pl[2] ^ flip, pl[3] ^ flip};
-                const uint32_t nh[4] = {ph[0] ^ flip, ph[1] ^ flip, ph[2] ^ flip, ph[3] ^ flip};
-                mma_tf32(xd, nl, d0, d1);
-                mma_tf32(xd, nh, d0, d1);
+#pragma unroll
+            for (int kk = 0; kk < AF_KEYS / 8; kk++) {
+                const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
+                mma_tf32(xc, pl[kk], c0, c1);
+                mma_tf32(xc, ph[kk], c0, c1);
+                if (dsign) {
+                    const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
+                    const uint32_t nl[4] = {pl[kk][0] ^ flip, pl[kk][1] ^ flip, pl[kk][2] ^ flip, pl[kk][3] ^ flip};
+                    const uint32_t nh[4] = {ph[kk][0] ^ flip, ph[kk][1] ^ flip, ph[kk][2] ^ flip, ph[kk][3] ^ flip};
+                    mma_tf32(xd, nl, d0, d1);
+                    mma_tf32(xd, nh, d0, d1);
+                }
             }
+        } else {
+            float ot[HS / 8][4];
+#pragma unroll
+            for (int dn = 0; dn < HS / 8; dn++) ot[dn][0] = ot[dn][1] = ot[dn][2] = ot[dn][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < AF_KEYS / 8; kk++) {
+                uint32_t ph[4], pl[4];
+                split_tf32(s[kk][0], ph[0], pl[0]);           // (g, key 2t)
+                split_tf32(s[kk][2], ph[1], pl[1]);           // (g + 8, key 2t)
+                split_tf32(s[kk][1], ph[2], pl[2]);           // (g, key 2t + 1)
+                split_tf32(s[kk][3], ph[3], pl[3]);           // (g + 8, key 2t + 1)
+#pragma unroll
+                for (int dn = 0; dn < HS / 8; dn++) {
+                    uint32_t vh0, vl0, vh1, vl1;
+                    split_tf32(V[kk * 8 + 2 * t][dn * 8 + g], vh0, vl0);
+                    split_tf32(V[kk * 8 + 2 * t + 1][dn * 8 + g], vh1, vl1);
+                    mma_tf32(ot[dn], pl, vh0, vh1);
+                    mma_tf32(ot[dn], ph, vl0, vl1);
+                    mma_tf32(ot[dn], ph, vh0, vh1);
+                }
+                const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
+                mma_tf32(xc, pl, c0, c1);
+                mma_tf32(xc, ph, c0, c1);
+                if (dsign) {
+                    const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
+                    const uint32_t nl[4] = {pl[0] ^ flip, pl[1] ^ flip, pl[2] ^ flip, pl[3] ^ flip};
+                    const uint32_t nh[4] = {ph[0] ^ flip, ph[1] ^ flip, ph[2] ^ flip, ph[3] ^ flip};
+                    mma_tf32(xd, nl, d0, d1);
+                    mma_tf32(xd, nh, d0, d1);
+                }
+            }
+#pragma unroll
+            for (int dn = 0; dn < HS / 8; dn++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[dn][e] += ot[dn][e];
         }
-#pragma unroll
-        for (int dn = 0; dn < HS / 8; dn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) o[dn][e] += ot[dn][e];
     }
 };
 
@@ -311,6 +388,7 @@ template <class Ops, int HS> struct af_smem {
     // per key j of the tile, columns that P̃ multiplies on the tensor cores like V: the class tile
     // 0: [SEP] (1/0), 1: punctuation (1/0), 2: j == 0; the distance tile 8: 1, 9: j − kt; others 0
     typename Ops::xrow x[2][AF_KEYS];
+    typename Ops::qspill qspill[AF_WARPS];       // Q fragments that do not fit in registers
     double acc[AF_WARPS][AF_ROWSUMS];
     int last;                                    // this block is the last of its (b, h) to finish
 };
@@ -348,7 +426,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     // Q fragments of the warp's 16 rows, in registers for the whole kernel
     typename Ops::qfrag qf;
     Ops::load_q(qf, row[0] < T ? q + (base + row[0]) * ld + h * HS : NULL, row[1] < T ? q + (base + row[1]) * ld + h * HS : NULL,
-                t);
+                t, &sm.qspill[warp], lane);
 
     // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf);
     // full: every key of the tile visible to every row of the block (no padding, below the
@@ -589,7 +667,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 
 extern "C" int cuda_attn_fused_supported(int HS, int fp32)
 {
-    return HS == 32 || HS == 64 || (HS == 128 && !fp32);   // fp32 at 128: Q's hi/lo do not fit
+    return HS == 32 || HS == 64 || HS == 128;
 }
 
 // the scratch's head: one finish counter per (b, h), zero between launches
@@ -629,7 +707,7 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
     if (HS == 32) launch<Ops<32>, 32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
     else if (HS == 64) launch<Ops<64>, 64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
-    else if constexpr (sizeof(Elem) == 2)
+    else
         launch<Ops<128>, 128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
 }
 

@@ -131,8 +131,8 @@ backend *backend_cpu_init(void);
  * 2: bf16 inputs to the linear layers (fp32 accumulation and outputs); attention with only
  *   per-head scalars wanted: attention_stats on bf16 tensor cores (attn_fused.cu, softmax and
  *   statistics in fp32); else attention GEMMs in TF32, softmax and statistics in fp32/fp64;
- * 0 and 1 with only per-head scalars wanted (sm_80+, head sizes 32 and 64): attention_stats as
- *   3xTF32 on tensor cores (attn_fused.cu), fp32-accurate;
+ * 0 and 1 with only per-head scalars wanted (sm_80+, head sizes 32, 64 and 128): attention_stats
+ *   as 3xTF32 on tensor cores (attn_fused.cu), fp32-accurate;
  * 3: fp32 with every GEMM an SGEMM (the FFMA path PyTorch's fp32 takes).
  * Returns NULL with err_set() when no device is usable or precision is not 0..3. A CUDA error
  * after init ends the job (check.h); only alloc's out-of-memory is reported (NULL). */

@@ -811,6 +811,8 @@ int main(void)
             test_attention_fused(gpu, 3, 130, 2, 64, (int[]){130, 77, 1}, causal, 1, 3, DT_F32);
             test_attention_fused(gpu, 3, 37, 4, 32, (int[]){37, 20, 0}, causal, 8, 1, DT_F32);
             test_attention_fused(gpu, 2, 520, 2, 64, (int[]){520, 300}, causal, 2, 5, DT_F32);
+            test_attention_fused(gpu, 2, 200, 2, 128, (int[]){200, 64}, causal, 2, 5, DT_F32);   /* Q's lo in shared memory */
+            test_attention_fused(gpu, 2, 300, 3, 128, (int[]){300, 1}, causal, 1, 3, DT_F32);
         }
         test_attention_fused(gpu, 2, 1, 3, 32, (int[]){1, 0}, 0, 1, 3, DT_F32);
     } else {
