@@ -79,8 +79,9 @@ static void capture(void *user, int layer, const float *dev_probs, int B, int T)
 
 static const char *backend_name = "cpu";
 
-/* Long sequences (make_decoder_fixtures.py's llama_long): RoPE at positions up to 319 with linear
- * scaling, checked on the fixture's query rows only (every 32nd and each sequence's last). */
+/* Long sequences (make_decoder_fixtures.py's llama_long, llama3_long): RoPE at positions up to 319
+ * with linear or llama3 scaling, checked on the fixture's query rows only (every 32nd and each
+ * sequence's last). */
 static void check_rows(const char *name, const char *model_dir, const char *input_h5, const char *expected_h5,
                        double att_tol)
 {
@@ -303,10 +304,14 @@ int main(void)
         snprintf(e, sizeof e, "expected_%s.h5", dec[i].expected ? dec[i].expected : dec[i].name);
         FX(dec[i].name, dec[i].name, "input_decoder.h5", e, dec[i].tol);
     }
-    snprintf(a, sizeof a, "%s/llama_long", fx);
-    snprintf(b, sizeof b, "%s/input_llama_long.h5", fx);
-    snprintf(c, sizeof c, "%s/expected_llama_long.h5", fx);
-    check_rows("llama_long", a, b, c, 1e-4);
+    /* 320 positions: linear scaling (llama_long); GQA with llama3 scaling (llama3_long) */
+    static const char *const longs[] = {"llama_long", "llama3_long"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/%s", fx, longs[i]);
+        snprintf(b, sizeof b, "%s/input_llama_long.h5", fx);
+        snprintf(c, sizeof c, "%s/expected_%s.h5", fx, longs[i]);
+        check_rows(longs[i], a, b, c, 1e-4);
+    }
     /* a backend without the decoder ops refuses every decoder at load,
      * naming the family and the way out — checked here on a copy of the CPU backend without them */
     if (!strcmp(backend_name, "cpu")) {
