@@ -87,6 +87,7 @@ extern "C" void cuda_activation_bf16(void *x, size_t n, int act)
     case ACT_GELU_TANH: activation_bf16_kernel<ACT_GELU_TANH><<<blocks, 256>>>(xb, n); break;
     case ACT_RELU: activation_bf16_kernel<ACT_RELU><<<blocks, 256>>>(xb, n); break;
     case ACT_SILU: activation_bf16_kernel<ACT_SILU><<<blocks, 256>>>(xb, n); break;
+    case ACT_QUICK_GELU: activation_bf16_kernel<ACT_QUICK_GELU><<<blocks, 256>>>(xb, n); break;
     default: check_fail(__FILE__, __LINE__, "cuda_activation_bf16", "unknown activation");
     }
     KERNEL_CHECK("activation_bf16_kernel");

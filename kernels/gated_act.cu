@@ -29,6 +29,7 @@ static void launch(TO *out, const TI *in, int M, int F, int act)
     case ACT_GELU_TANH: gated_act_kernel<ACT_GELU_TANH><<<blocks, 256>>>(out, in, M, F); break;
     case ACT_RELU: gated_act_kernel<ACT_RELU><<<blocks, 256>>>(out, in, M, F); break;
     case ACT_SILU: gated_act_kernel<ACT_SILU><<<blocks, 256>>>(out, in, M, F); break;
+    case ACT_QUICK_GELU: gated_act_kernel<ACT_QUICK_GELU><<<blocks, 256>>>(out, in, M, F); break;
     default: check_fail(__FILE__, __LINE__, "cuda_gated_act", "unknown activation");
     }
     KERNEL_CHECK("gated_act_kernel");

@@ -1,5 +1,6 @@
 /* arch.c — see arch.h. The family table. Names follow each family's transformers modeling file
- * (modeling_bert.py, modeling_gpt2.py, modeling_llama.py, modeling_qwen2.py, modeling_mistral.py);
+ * (modeling_bert.py, modeling_gpt2.py, modeling_llama.py, modeling_qwen2.py, modeling_mistral.py,
+ * modeling_vit.py, modeling_deit.py, modeling_clip.py);
  * the prefixes cover the base model saved alone ("") and inside a task model ("bert.",
  * "transformer.", "model."). */
 #include "arch.h"
@@ -37,6 +38,21 @@
      [ROLE_UP] = "blk.%d.ffn_up", [ROLE_DOWN] = "blk.%d.ffn_down", [ROLE_MLP_NORM] = "blk.%d.ffn_norm",               \
      [ROLE_FINAL_NORM] = "output_norm"}
 
+/* ViT and DeiT (modeling_vit.py, modeling_deit.py: the names as the hub's checkpoints store them) */
+#define VIT_NAMES(DIST)                                                                                              \
+    {[ROLE_PATCH] = "embeddings.patch_embeddings.projection", [ROLE_CLS] = "embeddings.cls_token",                   \
+     [ROLE_DIST] = DIST, [ROLE_POS_EMB] = "embeddings.position_embeddings",                                        \
+     [ROLE_Q] = "encoder.layer.%d.attention.attention.query", [ROLE_K] = "encoder.layer.%d.attention.attention.key",  \
+     [ROLE_V] = "encoder.layer.%d.attention.attention.value", [ROLE_O] = "encoder.layer.%d.attention.output.dense",  \
+     [ROLE_ATTN_NORM] = "encoder.layer.%d.layernorm_before", [ROLE_UP] = "encoder.layer.%d.intermediate.dense",       \
+     [ROLE_DOWN] = "encoder.layer.%d.output.dense", [ROLE_MLP_NORM] = "encoder.layer.%d.layernorm_after",             \
+     [ROLE_FINAL_NORM] = "layernorm"}
+#define VISION_KEYS                                                                                                  \
+    {[KEY_N_LAYER] = "num_hidden_layers", [KEY_N_HEAD] = "num_attention_heads", [KEY_D_MODEL] = "hidden_size",       \
+     [KEY_D_FF] = "intermediate_size", [KEY_EPS] = "layer_norm_eps", [KEY_ACT] = "hidden_act",                      \
+     [KEY_IMAGE_SIZE] = "image_size", [KEY_PATCH_SIZE] = "patch_size", [KEY_CHANNELS] = "num_channels"}
+#define BIT(r) (1u << (r))
+
 static const arch_row rows[] = {
     {.family = "bert", .model_types = "bert", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
      .default_act = "gelu", .prefixes = "|bert.|roberta.|model.", .names = BERT_NAMES, .keys = BERT_KEYS},
@@ -64,6 +80,26 @@ static const arch_row rows[] = {
      .gguf_archs = "qwen2", .gguf_names = LLAMA_GGUF_NAMES},
     {.family = "mistral", .model_types = "mistral", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
      .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+    {.family = "vit", .model_types = "vit", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN, .pre_norm = 1,
+     .default_act = "gelu", .prefixes = "|vit.", .stem = STEM_PATCHES, .names = VIT_NAMES(NULL),
+     .bare = BIT(ROLE_CLS) | BIT(ROLE_POS_EMB), .keys = VISION_KEYS},
+    {.family = "deit", .model_types = "deit", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN, .pre_norm = 1,
+     .default_act = "gelu", .prefixes = "|deit.", .stem = STEM_PATCHES, .names = VIT_NAMES("embeddings.distillation_token"),
+     .bare = BIT(ROLE_CLS) | BIT(ROLE_DIST) | BIT(ROLE_POS_EMB), .keys = VISION_KEYS},
+    /* CLIP's vision tower (modeling_clip.py CLIPVisionTransformer): pre_layrnorm after the
+     * embeddings, quick_gelu; post_layernorm is applied to the pooled [CLS] only, not to the hidden
+     * states, so the row names no final norm. CLIPModel checkpoints keep it under "vision_model."
+     * with its config in "vision_config". */
+    {.family = "clip_vision", .model_types = "clip_vision_model|clip", .norm = NORM_LAYER, .pos = POS_LEARNED,
+     .mlp = MLP_PLAIN, .pre_norm = 1, .default_act = "quick_gelu", .prefixes = "|vision_model.", .stem = STEM_PATCHES,
+     .sub_config = "vision_config",
+     .names = {[ROLE_PATCH] = "embeddings.patch_embedding", [ROLE_CLS] = "embeddings.class_embedding",
+               [ROLE_POS_EMB] = "embeddings.position_embedding", [ROLE_EMB_NORM] = "pre_layrnorm",
+               [ROLE_Q] = "encoder.layers.%d.self_attn.q_proj", [ROLE_K] = "encoder.layers.%d.self_attn.k_proj",
+               [ROLE_V] = "encoder.layers.%d.self_attn.v_proj", [ROLE_O] = "encoder.layers.%d.self_attn.out_proj",
+               [ROLE_ATTN_NORM] = "encoder.layers.%d.layer_norm1", [ROLE_UP] = "encoder.layers.%d.mlp.fc1",
+               [ROLE_DOWN] = "encoder.layers.%d.mlp.fc2", [ROLE_MLP_NORM] = "encoder.layers.%d.layer_norm2"},
+     .bare = BIT(ROLE_CLS), .keys = VISION_KEYS},
 };
 
 /* whether s is one of the '|'-separated items of list */

@@ -4,7 +4,8 @@
  * a family test inside the forward: the forward reads the row's fields, and a weight the row does
  * not name (or an optional bias the checkpoint lacks) switches its step off.
  *
- * Invariants: every row names a token embedding, q/k/v (separate or fused), the attention output,
+ * Invariants: every row names a token embedding (STEM_TOKENS) or a patch convolution and [CLS]
+ * (STEM_PATCHES) and a position table, q/k/v (separate or fused), the attention output,
  * the MLP's up and down projections and the two per-layer norms; a gated MLP names gate too; a
  * pre-norm row names a final norm. */
 #ifndef ATTNSCOPE_ARCH_H
@@ -17,6 +18,10 @@ typedef enum {
     POS_ROPE,            /* rotary embeddings on q and k (HF's rotate_half layout) */
 } pos_kind;
 typedef enum { MLP_PLAIN, MLP_GATED } mlp_kind;           /* down(act(up x)) / down(act(gate x) · up x) */
+/* What turns the input into the first hidden states: token ids through an embedding table, or an
+ * image's patches through the patch convolution (as a linear map of each flattened patch) after
+ * the prefix tokens ([CLS], DeiT's distillation token) */
+typedef enum { STEM_TOKENS, STEM_PATCHES } stem_kind;
 
 /* Weight roles. Each is an HF module name (printf pattern with %d = layer) without the
  * ".weight"/".bias" suffix; weights are required, biases optional (absent: no bias). */
@@ -28,13 +33,15 @@ typedef enum {
     ROLE_GATE, ROLE_UP, ROLE_DOWN,
     ROLE_MLP_NORM,                       /* the MLP sub-block's norm, likewise */
     ROLE_FINAL_NORM,                     /* after the last layer (pre-norm families) */
+    ROLE_PATCH,                          /* the patch convolution (C, channels, P, P), bias optional */
+    ROLE_CLS, ROLE_DIST,                 /* the prefix tokens' embeddings ([CLS], DeiT's distillation token) */
     ROLE_N
 } weight_role;
 
 /* config.json fields; each row names the keys ("a|b": the first present wins). */
 typedef enum {
     KEY_N_LAYER, KEY_N_HEAD, KEY_N_KV_HEAD, KEY_D_MODEL, KEY_D_FF, KEY_VOCAB, KEY_MAX_POS, KEY_EPS, KEY_ACT,
-    KEY_HEAD_DIM, KEY_TYPE_VOCAB, KEY_N
+    KEY_HEAD_DIM, KEY_TYPE_VOCAB, KEY_IMAGE_SIZE, KEY_PATCH_SIZE, KEY_CHANNELS, KEY_N
 } config_key;
 
 typedef struct {
@@ -49,7 +56,12 @@ typedef struct {
     const char *default_act;            /* when config.json has no KEY_ACT ("gelu", "silu", ...) */
     int d_ff_mult;                      /* when config.json has no KEY_D_FF (GPT-2 n_inner null): d_ff = mult·C */
     const char *prefixes;               /* weight-name prefixes tried in order, '|'-separated ("" first) */
+    stem_kind stem;
+    const char *sub_config;             /* the config.json object holding the keys when present
+                                           (CLIPModel's "vision_config"), or NULL: the top level */
     const char *names[ROLE_N];          /* NULL: the family has no such weight */
+    unsigned bare;                      /* bit r: role r is a bare parameter (no ".weight"; leading
+                                           dims of 1 allowed: ViT's [1, 1, C] cls_token) */
     const char *keys[KEY_N];            /* NULL: the family has no such key (a default applies) */
     /* GGUF files (llama.cpp's convert_hf_to_gguf.py): the general.architecture values this row
      * runs ('|'-separated; NULL: none — llama.cpp writes Mistral as "llama"), llama.cpp's tensor

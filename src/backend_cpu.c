@@ -83,6 +83,7 @@ static double act_apply(double v, int act)
     case ACT_GELU_TANH: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
     case ACT_RELU: return v > 0 ? v : 0;
     case ACT_SILU: return v / (1.0 + exp(-v));
+    case ACT_QUICK_GELU: return v / (1.0 + exp(-1.702 * v));
     }
     return v;
 }

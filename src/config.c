@@ -107,6 +107,7 @@ static int act_from_name(const char *act, act_kind *out)
     else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) *out = ACT_GELU_TANH;
     else if (!strcmp(act, "relu")) *out = ACT_RELU;
     else if (!strcmp(act, "silu") || !strcmp(act, "swish")) *out = ACT_SILU;
+    else if (!strcmp(act, "quick_gelu")) *out = ACT_QUICK_GELU;
     else return -1;
     return 0;
 }
@@ -119,7 +120,7 @@ int config_load(model_config *c, const char *dir)
     size_t n;
     char *text = util_read_file(path, 1 << 24, &n);
     if (!text) return -1;
-    json_object *o = json_parse_text(text, n, path);
+    json_object *o = json_parse_text(text, n, path), *top = o;   /* o: where the row's keys are */
     if (!o) { free(text); return -1; }
     if (!json_object_is_type(o, json_type_object)) {
         json_object_put(o); free(text);
@@ -138,12 +139,33 @@ int config_load(model_config *c, const char *dir)
         goto done;
     }
     const arch_row *a = c->arch;
+    json_object *sub;
+    /* CLIPModel: the tower's keys in a sub-object; ids and the like stay at the top level */
+    if (a->sub_config && json_object_object_get_ex(top, a->sub_config, &sub) && sub) {
+        if (!json_object_is_type(sub, json_type_object)) { err_set("%s: \"%s\" is not an object", path, a->sub_config); goto done; }
+        o = sub;
+    }
     if (get_int_key(o, c, KEY_N_LAYER, &c->n_layer, 1, 1024, 0, path) ||
         get_int_key(o, c, KEY_N_HEAD, &c->n_head, 1, 1024, 0, path) ||
-        get_int_key(o, c, KEY_D_MODEL, &c->d_model, 1, 1 << 16, 0, path) ||
-        get_int_key(o, c, KEY_VOCAB, &c->vocab, 1, 1 << 24, 0, path) ||
-        get_int_key(o, c, KEY_MAX_POS, &c->max_pos, 1, 1 << 24, 0, path))
+        get_int_key(o, c, KEY_D_MODEL, &c->d_model, 1, 1 << 16, 0, path))
         goto done;
+    if (a->stem == STEM_PATCHES) {
+        if (get_int_key(o, c, KEY_IMAGE_SIZE, &c->image_size, 1, 1 << 15, 224, path) ||
+            get_int_key(o, c, KEY_PATCH_SIZE, &c->patch_size, 1, 1 << 10, 16, path) ||
+            get_int_key(o, c, KEY_CHANNELS, &c->n_channels, 1, 64, 3, path))
+            goto done;
+        if (c->image_size % c->patch_size) {
+            err_set("%s: image_size %d is not a multiple of patch_size %d", path, c->image_size, c->patch_size);
+            goto done;
+        }
+        const int g = c->image_size / c->patch_size;
+        c->n_prefix = 1 + (a->names[ROLE_DIST] != NULL);
+        c->max_pos = c->n_prefix + g * g;
+        if (c->max_pos > (1 << 24)) { err_set("%s: %d patches are too many", path, g * g); goto done; }
+    } else if (get_int_key(o, c, KEY_VOCAB, &c->vocab, 1, 1 << 24, 0, path) ||
+               get_int_key(o, c, KEY_MAX_POS, &c->max_pos, 1, 1 << 24, 0, path)) {
+        goto done;
+    }
     if (get_int_key(o, c, KEY_D_FF, &c->d_ff, 1, 1 << 18, a->d_ff_mult ? a->d_ff_mult * c->d_model : 0, path) ||
         get_int_key(o, c, KEY_N_KV_HEAD, &c->n_kv_head, 1, c->n_head, c->n_head, path) ||
         get_int_key(o, c, KEY_HEAD_DIM, &c->head_dim, 1, 1024, c->d_model / c->n_head > 0 ? c->d_model / c->n_head : 1, path) ||
@@ -158,12 +180,14 @@ int config_load(model_config *c, const char *dir)
         err_set("%s: %d attention heads are not a multiple of the %d key/value heads", path, c->n_head, c->n_kv_head);
         goto done;
     }
-    int id;
-    if (get_id(o, "pad_token_id", c->vocab, &id, path)) goto done;
-    c->pad_token_id = id < 0 ? 0 : id;
+    int id = -1;
     c->sep_token_id = -1;
-    if (get_id(o, "sep_token_id", c->vocab, &c->sep_token_id, path)) goto done;
-    if (c->sep_token_id < 0 && get_id(o, "eos_token_id", c->vocab, &c->sep_token_id, path)) goto done;
+    if (a->stem == STEM_TOKENS) {      /* (images have no token ids) */
+        if (get_id(o, "pad_token_id", c->vocab, &id, path)) goto done;
+        if (get_id(o, "sep_token_id", c->vocab, &c->sep_token_id, path)) goto done;
+        if (c->sep_token_id < 0 && get_id(o, "eos_token_id", c->vocab, &c->sep_token_id, path)) goto done;
+    }
+    c->pad_token_id = id < 0 ? 0 : id;
     double eps = a->norm == NORM_RMS ? 1e-6 : a->pre_norm ? 1e-5 : 1e-12;
     const char *eps_key = find_key(o, a->keys[KEY_EPS], key, sizeof key);
     if (eps_key && json_get_double(o, eps_key, &eps, path) < 0) goto done;
@@ -172,7 +196,7 @@ int config_load(model_config *c, const char *dir)
     act = a->default_act;
     const char *act_key = find_key(o, a->keys[KEY_ACT], key, sizeof key);
     if (act_key && json_get_string(o, act_key, &act, path) < 0) goto done;
-    if (act_from_name(act, &c->act)) { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, act); goto done; }
+    if (act_from_name(act, &c->act)) { err_set("%s: activation \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu, quick_gelu)", path, act); goto done; }
     const char *pet = "absolute";
     if (json_get_string(o, "position_embedding_type", &pet, path) < 0) goto done;
     if (strcmp(pet, "absolute")) { err_set("%s: position_embedding_type \"%s\" is not supported (absolute)", path, pet); goto done; }
@@ -212,7 +236,7 @@ int config_load(model_config *c, const char *dir)
     text = NULL;
     rc = 0;
 done:
-    json_object_put(o);
+    json_object_put(top);
     free(text);
     return rc;
 }

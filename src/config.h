@@ -6,7 +6,8 @@
 #include "arch.h"
 #include "gguf.h"
 
-typedef enum { ACT_GELU, ACT_GELU_TANH, ACT_RELU, ACT_SILU } act_kind;
+/* quick_gelu (CLIP): x·sigmoid(1.702·x) */
+typedef enum { ACT_GELU, ACT_GELU_TANH, ACT_RELU, ACT_SILU, ACT_QUICK_GELU } act_kind;
 /* rope_scaling / rope_parameters "rope_type" (transformers' modeling_rope_utils.py) */
 typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_DYNAMIC, ROPE_LLAMA3 } rope_kind;
 
@@ -35,6 +36,10 @@ typedef struct {
     int rope_orig_max_pos;                               /* llama3/dynamic: original_max_position_embeddings */
     float *rope_freq_div;  /* (head_dim/2) or NULL: GGUF's rope_freqs.weight, each inv_freq divided by it (owned) */
     int sliding_window;    /* Mistral: keys further back than this are masked; 0: none */
+    /* STEM_PATCHES: images of image_size² pixels of n_channels cut into patches of patch_size²;
+     * max_pos = n_prefix + (image_size / patch_size)² the position table's rows; vocab 0 */
+    int image_size, patch_size, n_channels;
+    int n_prefix;          /* tokens before the patches: [CLS] (1), + DeiT's distillation token (2) */
     char *json_text;       /* config.json as read, for the HDF5 attributes (owned) */
 } model_config;
 

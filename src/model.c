@@ -237,6 +237,12 @@ int model_load(model *m, const char *dir, backend *be)
     }
     const model_config *c = &m->cfg;
     const arch_row *a = c->arch;
+    if (a->stem == STEM_PATCHES) {        /* the config reads; the forward's patch stem is not written yet */
+        err_set("%s: %s models (images) are not supported yet", dir, a->family);
+        gguf_close(&gg);
+        config_free(&m->cfg);
+        return -1;
+    }
     const char *lack = missing_op(be, c);
     if (lack) {
         err_set("%s: the %s backend does not run %s models yet (it has no %s op); use --backend cpu", dir, be->name,

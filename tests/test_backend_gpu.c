@@ -757,6 +757,7 @@ int main(void)
     test_activation(ACT_GELU_TANH, "gelu (tanh)", 4099);
     test_activation(ACT_RELU, "relu", 4099);
     test_activation(ACT_SILU, "silu", 4099);
+    test_activation(ACT_QUICK_GELU, "quick gelu", 4099);
     /* the decoder families' ops: odd C (the scalar kernel), C = 128·V (the registers kernel),
      * padding rows (positions beyond the sequence), both norm kinds */
     for (int rms = 0; rms < 2; rms++) {
@@ -788,6 +789,7 @@ int main(void)
     test_activation_bf16(ACT_GELU, "gelu (erf)", 4098);
     test_activation_bf16(ACT_GELU_TANH, "gelu (tanh)", 4098);
     test_activation_bf16(ACT_SILU, "silu", 4098);
+    test_activation_bf16(ACT_QUICK_GELU, "quick gelu", 4098);
 
     const char *whyp = "fp32 scores; softmax ops as the CPU";
     for (int causal = 0; causal < 2; causal++) {
