@@ -1,12 +1,14 @@
 /* figure.h — PNG figures without Python: heatmaps with a title, axis labels, tick labels
  * (token strings, Chinese included) and a colorbar with values; scatter plots with numeric axes;
- * small multiples of heatmaps sharing one colour scale; and a static HTML index of the PNGs with
+ * small multiples of heatmaps sharing one colour scale; maps blended over the image they describe
+ * (figure_overlay.c); and a static HTML index of the PNGs with
  * hover tooltips. Drawn into an RGB buffer, text by FreeType from a Debian font with CJK glyphs
  * (fonts-noto-cjk), written by libpng (or stdio for HTML) to a temporary name and renamed.
  * Every writer returns 0, or -1 with err_set() naming the path and leaves nothing at the path nor
  * a temporary beside it. Colormaps: "viridis" (default, NULL) and "magma" (for divergences). */
 #ifndef ATTNSCOPE_FIGURE_H
 #define ATTNSCOPE_FIGURE_H
+#include <stdint.h>
 
 typedef struct {
     const char *title;
@@ -129,6 +131,42 @@ fig_rect fig_grid_panel(const fig_grid_layout *L, int k);
  * one colour scale and colorbar. opt may be NULL. Returns 0, or -1 with err_set() naming path. */
 int fig_grid_png(const char *path, const float *const *maps, int n_maps, int map_rows, int map_cols,
                  int grid_cols, const fig_grid *opt);
+
+/* ---- maps over an image ----------------------------------------------------------------------- */
+
+typedef struct {
+    const char *title;
+    const char *const *panel_titles; /* [n_maps] or NULL: panels numbered */
+    const char *cbar_label;
+    const char *cmap;                /* "viridis" (NULL) or "magma" */
+    float vmin, vmax;                /* shared colour range; vmin >= vmax: from all finite data */
+    int per_panel;                   /* 1: each map scaled to its own [min, max] (the colorbar reads
+                                        0..1 "scaled per panel"); 0: one shared range */
+    float alpha;                     /* weight of the map's colour over the image (0: 0.55) */
+    int panel_px;                    /* the longer side of each panel in px (0: 192) */
+} fig_overlay;
+
+/* Where fig_overlay_png() puts things: panel k's image occupies fig_overlay_panel(L, k). */
+typedef struct {
+    int width, height;
+    int panel_w, panel_h;            /* the image scaled to panel_px on its longer side */
+    int x0, y0, pitch_x, pitch_y, grid_cols;
+    fig_rect cbar, title;
+    float vmin, vmax;                /* the colour range (0, 1 with per_panel) */
+    int title_px;
+} fig_overlay_layout;
+
+int fig_overlay_layout_get(fig_overlay_layout *out, const float *const *maps, int n_maps, int map_rows, int map_cols,
+                           int img_w, int img_h, int grid_cols, const fig_overlay *opt);
+fig_rect fig_overlay_panel(const fig_overlay_layout *L, int k);
+/* Draws n_maps maps[k][map_rows][map_cols] (e.g. [CLS] attention or rollout over a patch grid)
+ * blended over the RGB image rgb (img_h, img_w, 3) that they describe: the image scaled to the
+ * panel with bilinear filtering, each map stretched over the whole image (bilinear between patch
+ * centres), colour = (1 − α)·image + α·cmap(value); one panel per map, grid_cols per row, panel
+ * titles, a title and a colorbar. NaN map cells leave the image uncoloured. Returns 0, or -1
+ * with err_set() naming path (nothing left at path). */
+int fig_overlay_png(const char *path, const uint8_t *rgb, int img_w, int img_h, const float *const *maps, int n_maps,
+                    int map_rows, int map_cols, int grid_cols, const fig_overlay *opt);
 
 /* ---- HTML index ------------------------------------------------------------------------------- */
 

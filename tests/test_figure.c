@@ -375,6 +375,48 @@ static void test_grid(const char *dir, int prow, int t, char *out, size_t n)
     free(maps), free(titles), free(tp), free(lab);
 }
 
+/* maps over an image: a grey image with a black square in its top-left quarter, a 3 x 4 map of 1 in
+ * its top two rows and 0 in the bottom one; near the top edge (where the bilinear map is exactly
+ * 1) a pixel is (1 − α)·image + α·viridis(1), near the bottom (exactly 0) (1 − α)·image +
+ * α·viridis(0); the black square stays darker than the grey beside it under the same map value */
+static void test_overlay(const char *dir, char *out, size_t n)
+{
+    const int W = 80, H = 60;
+    uint8_t *rgb = xmalloc((size_t)W * H * 3);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) memset(rgb + ((size_t)y * W + x) * 3, x < W / 2 && y < H / 2 ? 0 : 200, 3);
+    float m0[12] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, m1[12] = {0};
+    m1[0] = 1.0f;
+    const float *maps[2] = {m0, m1};
+    const char *titles[2] = {"L0 H0", "rollout"};
+    fig_overlay opt = {.title = "[CLS] attention over the image", .panel_titles = titles, .cbar_label = "attention",
+                       .vmin = 0, .vmax = 1, .alpha = 0.5f};
+    snprintf(out, n, "%s/overlay.png", dir);
+    printf("%s\n", out);
+    fig_overlay_layout L;
+    int rc = fig_overlay_png(out, rgb, W, H, maps, 2, 3, 4, 2, &opt);
+    EXPECT(rc == 0, "fig_overlay_png: %s", err_get());
+    EXPECT(fig_overlay_layout_get(&L, maps, 2, 3, 4, W, H, 2, &opt) == 0, "overlay layout: %s", err_get());
+    rgb_image im;
+    if (rc == 0 && png_read(out, &im) == 0) {
+        EXPECT(im.w == L.width && im.h == L.height, "overlay: size differs from layout");
+        EXPECT(L.panel_w == 192 && L.panel_h == 144, "overlay: panel %d x %d, expected 192 x 144 (4:3)", L.panel_w, L.panel_h);
+        const fig_rect p = fig_overlay_panel(&L, 0);
+        float hi[3], lo[3];
+        for (int k = 0; k < 3; k++) {
+            hi[k] = 0.5f * 200 / 255.0f + 0.5f * REF[4][k];
+            lo[k] = 0.5f * 200 / 255.0f + 0.5f * REF[0][k];
+        }
+        expect_rgb(&im, p.x + 3 * p.w / 4, p.y + 2, hi, "overlay: top edge (map 1)");
+        expect_rgb(&im, p.x + 3 * p.w / 4, p.y + p.h - 2, lo, "overlay: bottom edge (map 0)");
+        const uint8_t *dark = pix(&im, p.x + p.w / 8, p.y + 2), *light = pix(&im, p.x + 7 * p.w / 8, p.y + 2);
+        EXPECT(dark[1] + 40 < light[1], "overlay: the image's black square does not show through (%d vs %d)", dark[1], light[1]);
+        expect_ink(&im, L.title, "overlay title");
+        free(im.px);
+    } else { fails++; printf("FAIL cannot read %s back\n", out); }
+    free(rgb);
+}
+
 static int count(const char *s, const char *what)
 {
     int n = 0;
@@ -473,11 +515,13 @@ int main(void)
     test_scatter(dir, sc, sizeof sc, &SL, x, y, col, px, py);
     test_grid(dir, 6, 20, g1, sizeof g1);
     test_grid(dir, 12, 64, g2, sizeof g2);
+    char ov[600];
+    test_overlay(dir, ov, sizeof ov);
     test_html(dir, bm, &HL, hd, &SL, x, y, px, py, hx, sizeof hx);
     test_new_failures(dir);
     EXPECT(temps_left(dir, "") == 0, "temporary files left in %s", dir);
     printf("samples: %s %s %s %s\n", b, c, e, a);
-    printf("samples (new): %s %s %s %s %s\n", bm, sc, g1, g2, hx);
+    printf("samples (new): %s %s %s %s %s %s\n", bm, sc, g1, g2, hx, ov);
     printf("%s: %d failure(s)\n", fails ? "FAIL" : "OK", fails);
     return fails ? 1 : 0;
 }
