@@ -60,10 +60,10 @@ static const arch_row rows[] = {
      .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
      .gguf_archs = "llama", .gguf_names = LLAMA_GGUF_NAMES, .gguf_permute_qk = 1},
     {.family = "qwen2", .model_types = "qwen2", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
-     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
+     .causal = 1, .sliding = SW_LAYER_TYPES, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS,
      .gguf_archs = "qwen2", .gguf_names = LLAMA_GGUF_NAMES},
     {.family = "mistral", .model_types = "mistral", .norm = NORM_RMS, .pos = POS_ROPE, .mlp = MLP_GATED, .pre_norm = 1,
-     .causal = 1, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
+     .causal = 1, .sliding = SW_EVERY, .default_act = "silu", .prefixes = "|model.", .names = LLAMA_NAMES, .keys = LLAMA_KEYS},
 };
 
 /* whether s is one of the '|'-separated items of list */
