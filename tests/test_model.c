@@ -4,7 +4,10 @@
  * relative to the largest magnitude) on a padded batch of different lengths and token types.
  * Fixtures: tests/fixtures/hf/make_hf_fixtures.py (encoders) and make_decoder_fixtures.py (GPT-2,
  * Llama with GQA and head_dim, Llama with llama3 RoPE scaling, Qwen2 with q/k/v biases and tied
- * embeddings, Mistral; causal, right-padded). GGUF models (make_gguf_model_fixtures.py):
+ * embeddings, Mistral; Mistral with a sliding window of 5 on every layer and 4 query heads on 1 kv
+ * head, Qwen2 with windows of 4 on layers 1 and 2 only (use_sliding_window, max_window_layers):
+ * windows shorter than the sequences, so the banded attention itself is compared; causal,
+ * right-padded). GGUF models (make_gguf_model_fixtures.py):
  * SmolLM2-135M-Instruct Q4_1 against transformers loading the same GGUF (attention ≤ 1e-4, rotary
  * embeddings; hidden ≤ 5e-4 relative: 30 layers); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
  * llama3_tiny (llama3 scaling as the tensor rope_freqs.weight), qwen2_tiny and gpt2_tiny (Conv1D
@@ -293,7 +296,8 @@ int main(void)
     /* decoders (make_decoder_fixtures.py), on every backend (CUDA: fp32, the decoder ops of
      * kernels/add_norm.cu, rope.cu, gated_act.cu) */
     static const struct { const char *name; double tol; } dec[] = {
-        {"gpt2_tiny", 1e-5}, {"llama_tiny", 1e-4}, {"llama3_tiny", 1e-4}, {"qwen2_tiny", 1e-4}, {"mistral_tiny", 1e-4}};
+        {"gpt2_tiny", 1e-5}, {"llama_tiny", 1e-4}, {"llama3_tiny", 1e-4}, {"qwen2_tiny", 1e-4}, {"mistral_tiny", 1e-4},
+        {"mistral_sw", 1e-4}, {"qwen2_sw", 1e-4}};
     for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
         char e[128];
         snprintf(e, sizeof e, "expected_%s.h5", dec[i].name);
