@@ -52,6 +52,14 @@ static inline STATS_HD int stats_visible(int i, int n, int causal, int sw, int *
     const int hi = causal && i + 1 < n ? i + 1 : n;
     return hi > *lo ? hi : *lo;
 }
+/* The rows i < n with |K_i| > 1 (entropy_norm's rows): all but row 0 (causal) or all (not), and
+ * under a window of 1 none (causal) or all but the last (not) */
+static inline STATS_HD int stats_norm_rows(int n, int causal, int sw)
+{
+    if (n < 2) return 0;
+    if (sw != 1) return causal ? n - 1 : n;
+    return causal ? 0 : n - 1;
+}
 /* |Q_j|: the number of rows i < n whose K_i holds key j < n (key importance's denominator) */
 static inline STATS_HD int stats_seen_by(int j, int n, int causal, int sw)
 {
