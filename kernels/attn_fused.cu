@@ -425,7 +425,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 #pragma unroll
     for (int dn = 0; dn < HS / 8; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
     const int wrow0 = q0 + warp * 16, reach = max(window, 1);
-    issue(kbeg, 0, true);
+    if (kbeg < kend) issue(kbeg, 0, true);                // (none: a block of padding rows beyond every window)
     for (int kt = kbeg, it = 0; kt < kend; kt += AF_KEYS, it++) {
         const int buf = it & 1;
         cp_async_wait<0>();                                // this tile's copies are done
