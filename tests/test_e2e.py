@@ -355,6 +355,20 @@ bad("llama with heads not a multiple of the kv heads", ["--model", model_copy("k
     num_key_value_heads=3))] + dec_in, ["config.json", "not a multiple of the 3 key/value heads"])
 bad("llama whose k_proj does not match num_key_value_heads", ["--model", model_copy("kv4", src="llama_tiny", config_edit=lambda c: c.update(
     num_key_value_heads=4))] + dec_in, ["model.safetensors", "layers.0.self_attn.k_proj.weight", "shape"])
+# how config.json decides the windows, as transformers' configs do: Qwen2 without layer_types (older
+# configs) windows the layers from max_window_layers on (the same model: the same attention as HF);
+# Mistral without the key takes MistralConfig's default 4096, with null none
+for tag, src, edit, want_sw in (("qwen2_nolt", "qwen2_sw", lambda c: c.pop("layer_types"), [0, 4, 4]),
+                                ("mistral_swdef", "mistral_tiny", lambda c: c.pop("sliding_window"), [4096, 4096]),
+                                ("mistral_swnull", "mistral_tiny", lambda c: c.update(sliding_window=None), [0, 0])):
+    o = f"{TMP}/{tag}.h5"
+    attnscope("run", "--model", model_copy(tag, src=src, config_edit=edit), *dec_in, "--out", o, "--save-attention",
+              "--backend", "cpu", "--quiet")
+    with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{src}.h5", "r") as e:
+        err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
+        sw = f["model/sliding_window"][:].tolist()
+    check(err <= 1e-4 and sw == want_sw, f"run {tag}: /model/sliding_window {sw} (want {want_sw}), /attention vs HF's "
+          f"{src} max abs err {err:.3g} (tol 1e-4)")
 bad("mistral with a sliding window of 0", ["--model", model_copy("sw0", src="mistral_tiny", config_edit=lambda c: c.update(
     sliding_window=0))] + dec_in, ["config.json", "\"sliding_window\" = 0 is out of range"])
 bad("qwen2 with a sliding layer but use_sliding_window false", ["--model", model_copy("swoff", src="qwen2_sw", config_edit=lambda c: c.update(
