@@ -3,7 +3,8 @@
  * through check_fail with file, line and kernel name) and does not synchronise. All pointers but
  * those of cuda_bind_device are device memory; tensors are float32 row-major, shapes as in
  * backend.h. No model logic lives in kernels/: src/backend_cuda.c composes these into the ops of
- * the backend table, and each is checked against backend_cpu.c by tests/test_backend_gpu.c. */
+ * the backend table, and each is checked against backend_cpu.c by tests/test_backend_gpu.c (the
+ * attention kernels by tests/test_attn_gpu.c). */
 #ifndef ATTNSCOPE_KERNELS_H
 #define ATTNSCOPE_KERNELS_H
 #include <stddef.h>

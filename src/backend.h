@@ -130,7 +130,8 @@ backend *backend_cpu_init(void);
 
 #ifdef ATTNSCOPE_CUDA
 /* The CUDA backend on the current device (cuda_bind_device chose it): cuBLAS for the matrix
- * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c.
+ * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c and
+ * tests/test_attn_gpu.c (the attention ops).
  * precision 0: fp32 — the linear layers and QKᵀ as 3xTF32 tensor-core GEMMs (split.cu: within
  *   HF's fp32 tolerance, measured in tests/bench/accuracy.sh) on sm_80 and newer, SGEMM below;
  *   P·V stays SGEMM (P is not split);

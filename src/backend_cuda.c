@@ -1,7 +1,8 @@
 /* backend_cuda.c — the CUDA backend: cuBLAS for every matrix product (linear, QKᵀ and P·V as
- * strided-batched GEMMs over B·NH heads), kernels/ for the rest, all on the default stream.
- * Compiled only with `make CUDA=1`. The CPU backend is the reference; tests/test_backend_gpu.c
- * states and checks each op's tolerance against it.
+ * strided-batched GEMMs over the B·NKV kv heads), kernels/ for the rest, all on the default
+ * stream. Compiled only with `make CUDA=1`. The CPU backend is the reference;
+ * tests/test_backend_gpu.c (the attention ops: tests/test_attn_gpu.c) states and checks each op's
+ * tolerance against it.
  *
  * Invariants: ops do not allocate model buffers; the context owns only scratch (head-major q, k,
  * v and the attention output, and attn_stats' small device arrays), grown on demand and freed
