@@ -29,14 +29,20 @@
 //  * Row sums reduce over the quad (the 4 lanes of a row), then over the block's rows in double,
 //    in a fixed order; the last block of a head to finish sums the tiles in tile order
 //    (deterministic) and writes the head's means.
-//  * Masking as softmax.cu: keys ≥ len and (causal) j > i get probability exactly 0; a sample of
-//    length 0 attends uniformly to all T keys (HF adds finfo.min to every score).
+//  * Masking as softmax.cu: keys ≥ len, (causal) j > i and (sliding window sw) j <= i − sw get
+//    probability exactly 0; a sample of length 0 attends uniformly to all T keys (HF adds
+//    finfo.min to every score). Under a window, the key tiles wholly left of the block's first
+//    row's window are skipped (never loaded); a padding row that sees no key at all (i >= len − 1 + sw)
+//    gets output 0, where the explicit path's softmax is uniform: such rows feed no statistic and
+//    no valid row.
+//  * Grouped-query attention: the block of query head h copies the key/value rows of kv head
+//    h / (NH/NKV) (HF's repeat_kv order) straight from the q | k | v rows: no repeated copies.
 //  * Key tiles are copied global → shared with cp.async into two buffers: the next tile's copies
 //    run while this one is computed; one barrier per tile. V stays row-major (bf16: ldmatrix.trans makes P·V's B
 //    fragments; tf32: the keys of an 8-key step are taken in the order 0 2 4 6 | 1 3 5 7 on both
 //    sides, so that S's accumulator layout is P's A layout).
-// The inputs are rows of ld elements ((B, T, ·), head h at columns h·HS); the output is
-// (B, T, ldo) fp32 or bf16.
+// The inputs are rows of ld elements ((B, T, ·), query head h at columns h·HS of q, kv head g at
+// columns g·HS of k and v); the output is (B, T, ldo) fp32 or bf16.
 #include "kernels.h"
 #include "kernel_util.cuh"
 #include <cuda_bf16.h>
@@ -405,20 +411,24 @@ constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::
 template <class Ops, int HS, typename TOut>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
-                  const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int T, float scale,
-                  int causal, int window, double *part_rows, unsigned *count, float *stats)
+                  const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int NKV, int T,
+                  float scale, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
     extern __shared__ __align__(16) unsigned char af_raw[];
     af_smem<Ops, HS> &sm = *reinterpret_cast<af_smem<Ops, HS> *>(af_raw);
 
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, tile = blockIdx.x;
+    // query head h reads kv head h / (NH/NKV) in place (HF's repeat_kv without the copies)
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kvh = h / (NH / NKV), tile = blockIdx.x;
     const int q0 = tile * AF_QROWS, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
     // n = 0: every score is finfo.min after HF's masks (causal ones too): uniform over all T keys
-    const int nkeys = n > 0 ? n : T, flat = n == 0, causal_ = causal && !flat;
+    const int nkeys = n > 0 ? n : T, flat = n == 0, causal_ = causal && !flat, sw_ = flat ? 0 : sw;
     const int kend = causal_ ? min(nkeys, q0 + AF_QROWS) : nkeys;
+    // a sliding window hides every key j <= q0 − sw from all the block's rows: whole tiles left of
+    // it are never loaded
+    const int kbeg = sw_ > 0 && q0 - sw_ + 1 > 0 ? (q0 - sw_ + 1) / AF_KEYS * AF_KEYS : 0;
     const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
     const size_t base = (size_t)b * T;
     const float sl2 = scale * 1.4426950408889634f;        // scores in log2 units: ex2
@@ -430,7 +440,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 
     // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf);
     // full: every key of the tile visible to every row of the block (no padding, below the
-    // diagonal), S is left unscaled (the scale is folded into x = S·sl2 − m below)
+    // diagonal, right of the window), S is left unscaled (the scale is folded into x = S·sl2 − m below)
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
         Ops::scores(s, qf, sm.k[buf], lane);
         if (full) return;
@@ -439,7 +449,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int j = kt + nt * 8 + 2 * t + (e & 1), i = row[e >> 1];
-                const bool ok = j < nkeys && (!causal_ || j <= i);
+                const bool ok = j < nkeys && (!causal_ || j <= i) && (sw_ <= 0 || j > i - sw_);
                 s[nt][e] = !ok ? -INFINITY : flat ? 0.0f : s[nt][e] * sl2;
             }
         }
@@ -449,7 +459,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
     static_assert(AF_KEYS % CP_ROWS == 0, "key tile rows per copy pass");
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
-    const size_t cp_off = base * ld + (size_t)h * HS + cp_cv;
+    const size_t cp_off = base * ld + (size_t)kvh * HS + cp_cv;
     auto issue = [&](int kt, int buf, bool with_v) {
         for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
             const int j = kt + r;
@@ -493,8 +503,8 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 #pragma unroll
     for (int dn = 0; dn < HS / 8; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
     const int wrow0 = q0 + warp * 16, reach = max(window, 1);
-    issue(0, 0, true);
-    for (int kt = 0, it = 0; kt < kend; kt += AF_KEYS, it++) {
+    if (kbeg < kend) issue(kbeg, 0, true);                // (none: a block of padding rows beyond every window)
+    for (int kt = kbeg, it = 0; kt < kend; kt += AF_KEYS, it++) {
         const int buf = it & 1;
         cp_async_wait<0>();                                // this tile's copies are done
         // one barrier per tile: every thread's copies of this tile are visible, and every warp is
@@ -502,7 +512,8 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         __syncthreads();
         if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true);
         float s[AF_KEYS / 8][4];
-        const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0);
+        const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0) &&
+                          (sw_ <= 0 || kt >= q0 + AF_QROWS - sw_);
         scores(kt, buf, full, s);
 #pragma unroll
         for (int r = 0; r < 2; r++) {
@@ -621,7 +632,8 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         }
         const int i = row[r];
         if (t != 0 || i >= n) continue;                    // one lane per valid query row
-        const int nk = causal ? i + 1 : n;                 // visible keys
+        int lo;
+        const int nk = stats_visible(i, n, causal, sw_, &lo) - lo;   // visible keys (stats.h)
         const float H = logf(l[r]) - 0.6931471805599453f * (acc[r][STAT_ENTROPY] * inv_l[r]);
         for (int s = 0; s < AF_ROWSUMS; s++)
             if (s != STAT_ENTROPY && s != STAT_ENTROPY_NORM) wacc[s] += acc[r][s] * inv_l[r];
@@ -655,12 +667,13 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const int st = threadIdx.x;
         double sum = 0;
         for (int tl = 0; tl < ntiles; tl++) sum += __ldcg(&part_rows[((size_t)bh * ntiles + tl) * AF_ROWSUMS + st]);
-        const int norm_rows = causal ? (n > 1 ? n - 1 : 0) : (n > 1 ? n : 0);   // rows with > 1 visible key
-        const int rows = st == STAT_ENTROPY_NORM ? norm_rows : n;
+        const int rows = st == STAT_ENTROPY_NORM ? stats_norm_rows(n, causal, sw) : n;
         const float mean = rows ? (float)(sum / rows) : 0.0f;
         stats[(size_t)bh * STAT_N + st] = mean;
-        // the sink α_0 is the mean of p_i0 over the rows that see key 0: all valid rows, as attn_cls
-        if (st == STAT_ATTN_CLS) stats[(size_t)bh * STAT_N + STAT_SINK] = mean;
+        // the sink α_0 is the mean of p_i0 over the rows that see key 0: all valid rows, as attn_cls,
+        // or under a sliding window the first sw (the others' p_i0 are 0: the same sum)
+        if (st == STAT_ATTN_CLS)
+            stats[(size_t)bh * STAT_N + STAT_SINK] = n > 0 ? (float)(sum / stats_seen_by(0, n, causal, sw)) : 0.0f;
     }
     if (threadIdx.x == 0) count[bh] = 0;
 }
@@ -675,8 +688,8 @@ static size_t af_count_bytes(int B, int NH) { return ((size_t)B * NH * sizeof(un
 
 template <class Ops, int HS, typename TOut>
 static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
-                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int T,
-                   int causal, int window, double *part_rows, unsigned *count, float *stats)
+                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int NKV,
+                   int T, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats)
 {
     static int attr_set;                                   // > 48 KiB of shared memory is opt-in
     const size_t smem = sizeof(af_smem<Ops, HS>);
@@ -687,28 +700,30 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
         attr_set = 1;
     }
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
-    attn_fused_kernel<Ops, HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, T,
-                                                                   1.0f / sqrtf((float)HS), causal, window, part_rows,
-                                                                   count, stats);
+    attn_fused_kernel<Ops, HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T,
+                                                                   1.0f / sqrtf((float)HS), causal, sw, window,
+                                                                   part_rows, count, stats);
     KERNEL_CHECK("attn_fused_kernel");
 }
 
 template <template <int> class Ops, typename Elem, typename TOut>
 static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Elem *v, int ld, const int *len,
-                     const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
-                     void *scratch)
+                     const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
+                     float *stats, void *scratch)
 {
     const int fp32 = sizeof(Elem) == 4;
     if (!cuda_attn_fused_supported(HS, fp32) || (ld * sizeof(Elem)) % 16 || ldo % 2 || (size_t)q % 16 ||
         (size_t)k % 16 || (size_t)v % 16)
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "head size not supported, or rows not 16-byte aligned");
+    if (NKV < 1 || NH % NKV) check_fail(__FILE__, __LINE__, "cuda_attn_fused", "NH is not a multiple of NKV");
     if (B * NH == 0 || T == 0) return;
     unsigned *count = (unsigned *)scratch;
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
-    if (HS == 32) launch<Ops<32>, 32>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
-    else if (HS == 64) launch<Ops<64>, 64>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
-    else
-        launch<Ops<128>, 128>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, causal, window, part_rows, count, stats);
+#define AF_ARGS out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, causal, sw, window, part_rows, count, stats
+    if (HS == 32) launch<Ops<32>, 32>(AF_ARGS);
+    else if (HS == 64) launch<Ops<64>, 64>(AF_ARGS);
+    else launch<Ops<128>, 128>(AF_ARGS);
+#undef AF_ARGS
 }
 
 extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
@@ -718,24 +733,24 @@ extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
 }
 
 extern "C" void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
-                                const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window,
-                                float *stats, void *scratch)
+                                const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw,
+                                int window, float *stats, void *scratch)
 {
     dispatch<ops_bf16>(out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ld, len,
-                       tokcls, B, NH, T, HS, causal, window, stats, scratch);
+                       tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
 }
 
 extern "C" void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld,
-                                     const int *len, const uint8_t *tokcls, int B, int NH, int T, int HS, int causal,
-                                     int window, float *stats, void *scratch)
+                                     const int *len, const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS,
+                                     int causal, int sw, int window, float *stats, void *scratch)
 {
     dispatch<ops_bf16>((__nv_bfloat16 *)out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k,
-                       (const __nv_bfloat16 *)v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, scratch);
+                       (const __nv_bfloat16 *)v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
 }
 
 extern "C" void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
-                                    const int *len, const uint8_t *tokcls, int B, int NH, int T, int HS, int causal,
-                                    int window, float *stats, void *scratch)
+                                    const int *len, const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS,
+                                    int causal, int sw, int window, float *stats, void *scratch)
 {
-    dispatch<ops_tf32x3>(out, ldo, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, scratch);
+    dispatch<ops_tf32x3>(out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
 }

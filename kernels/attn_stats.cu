@@ -43,7 +43,7 @@ __device__ static inline bool ranks_before(float v1, int i1, float v2, int i2)
 template <int KMAX>
 __global__ static void __launch_bounds__(32 * AS_WARPS)
 attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int NH, int T,
-                  int causal, int window, int k, int all_keys, double *part_rows, double *part_cols,
+                  int causal, int sw, int window, int k, int all_keys, double *part_rows, double *part_cols,
                   int32_t *topk_idx, float *topk_w)
 {
     __shared__ double warp_acc[AS_WARPS][AS_ROWSUMS];
@@ -68,8 +68,9 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
             continue;
         }
         const float *row = P + (size_t)i * T;
-        const int nk = causal ? i + 1 : n;               // visible keys 0..nk-1
-        const double inv_ln = nk > 1 ? 1.0 / log((double)nk) : 0.0;
+        int lo;                                          // visible keys lo..nk-1 (stats.h)
+        const int nk = stats_visible(i, n, causal, sw, &lo);
+        const double inv_ln = nk - lo > 1 ? 1.0 / log((double)(nk - lo)) : 0.0;
         double h = 0;
         if (k > 0) {
 #pragma unroll
@@ -77,7 +78,7 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
         }
         // AS_BATCH loads in flight per lane before any use: one load at a time per warp leaves
         // the memory system idle (measured: 0.4 ms per bert-base layer at L = 512)
-        for (int j0 = lane; j0 < nk; j0 += 32 * AS_BATCH) {
+        for (int j0 = lo + lane; j0 < nk; j0 += 32 * AS_BATCH) {
             float pv[AS_BATCH];
 #pragma unroll
             for (int u = 0; u < AS_BATCH; u++) pv[u] = j0 + 32 * u < nk ? row[j0 + 32 * u] : 0.0f;
@@ -132,12 +133,15 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
     if (lane == 0)
         for (int s = 0; s < AS_ROWSUMS; s++) warp_acc[warp][s] = acc[s];
 
-    // key importance: this tile's rows that see key j (all rows < n, or rows i >= j when causal)
+    // key importance: this tile's rows that see key j (rows < n; i >= j when causal; i < j + sw
+    // under a sliding window)
     const int i1 = min(r1, n);
     for (int j = threadIdx.x; j < (all_keys ? T : 1); j += blockDim.x) {
         double a = 0;
-        if (j < n)
-            for (int i = causal ? max(j, r0) : r0; i < i1; i++) a += P[(size_t)i * T + j];
+        if (j < n) {
+            const int first = causal ? j : 0, end = min(i1, first + stats_seen_by(j, n, causal, sw));
+            for (int i = max(first, r0); i < end; i++) a += P[(size_t)i * T + j];
+        }
         part_cols[((size_t)bh * ntiles + tile) * T + j] = a;
     }
     __syncthreads();
@@ -150,7 +154,7 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
 
 // per (b, h): the tiles' partial sums in tile order → means, sink and key importances
 __global__ static void attn_stats_finalize(const double *part_rows, const double *part_cols, const int *len, int NH,
-                                           int T, int ntiles, int causal, int all_keys, float *out, float *key_imp)
+                                           int T, int ntiles, int causal, int sw, int all_keys, float *out, float *key_imp)
 {
     const int bh = blockIdx.x, b = bh / NH;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
@@ -160,7 +164,7 @@ __global__ static void attn_stats_finalize(const double *part_rows, const double
         if (j < n) {
             double a = 0;
             for (int t = 0; t < ntiles; t++) a += pc[(size_t)t * T + j];
-            a /= causal ? n - j : n;
+            a /= stats_seen_by(j, n, causal, sw);
             a_out = (float)a;
         }
         if (j == 0) out[(size_t)bh * STAT_N + STAT_SINK] = n > 0 ? a_out : 0.0f;
@@ -170,8 +174,7 @@ __global__ static void attn_stats_finalize(const double *part_rows, const double
         const int s = threadIdx.x;
         double sum = 0;
         for (int t = 0; t < ntiles; t++) sum += part_rows[((size_t)bh * ntiles + t) * AS_ROWSUMS + s];
-        const int norm_rows = causal ? (n > 1 ? n - 1 : 0) : (n > 1 ? n : 0);   // rows with > 1 visible key
-        const int rows = s == STAT_ENTROPY_NORM ? norm_rows : n;
+        const int rows = s == STAT_ENTROPY_NORM ? stats_norm_rows(n, causal, sw) : n;
         out[(size_t)bh * STAT_N + s] = rows ? (float)(sum / rows) : 0.0f;
     }
 }
@@ -183,7 +186,7 @@ extern "C" size_t cuda_attn_stats_scratch(int B, int NH, int T)
 }
 
 extern "C" void cuda_attn_stats(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
-                                int NH, int T, int causal, int window, int k, float *out, float *key_imp,
+                                int NH, int T, int causal, int sw, int window, int k, float *out, float *key_imp,
                                 int32_t *topk_idx, float *topk_w, void *scratch)
 {
     if (k < 0 || k > KERNEL_TOPK_MAX)
@@ -194,15 +197,15 @@ extern "C" void cuda_attn_stats(const float *probs, const int *len, const uint8_
     const dim3 grid(ntiles, B * NH);
     /* the smallest list size that holds k: small lists stay in registers */
     if (k <= 4)
-        attn_stats_kernel<4><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, all_keys, part_rows,
+        attn_stats_kernel<4><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, sw, window, k, all_keys, part_rows,
                                                       part_cols, topk_idx, topk_w);
     else if (k <= 16)
-        attn_stats_kernel<16><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k, all_keys, part_rows,
+        attn_stats_kernel<16><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, sw, window, k, all_keys, part_rows,
                                                        part_cols, topk_idx, topk_w);
     else
-        attn_stats_kernel<KERNEL_TOPK_MAX><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, window, k,
+        attn_stats_kernel<KERNEL_TOPK_MAX><<<grid, 32 * AS_WARPS>>>(probs, len, sep, punct, NH, T, causal, sw, window, k,
                                                                     all_keys, part_rows, part_cols, topk_idx, topk_w);
     KERNEL_CHECK("attn_stats_kernel");
-    attn_stats_finalize<<<B * NH, 256>>>(part_rows, part_cols, len, NH, T, ntiles, causal, all_keys, out, key_imp);
+    attn_stats_finalize<<<B * NH, 256>>>(part_rows, part_cols, len, NH, T, ntiles, causal, sw, all_keys, out, key_imp);
     KERNEL_CHECK("attn_stats_finalize");
 }

@@ -3,7 +3,8 @@
  * through check_fail with file, line and kernel name) and does not synchronise. All pointers but
  * those of cuda_bind_device are device memory; tensors are float32 row-major, shapes as in
  * backend.h. No model logic lives in kernels/: src/backend_cuda.c composes these into the ops of
- * the backend table, and each is checked against backend_cpu.c by tests/test_backend_gpu.c. */
+ * the backend table, and each is checked against backend_cpu.c by tests/test_backend_gpu.c (the
+ * attention kernels by tests/test_attn_gpu.c). */
 #ifndef ATTNSCOPE_KERNELS_H
 #define ATTNSCOPE_KERNELS_H
 #include <stddef.h>
@@ -43,18 +44,21 @@ void cuda_bias_add_bf16(void *out, const float *b, int M, int N);
 /* activation.cu: x[i] = act(x[i]) in place, act a config.h act_kind; _bf16: n bfloat16 (x 16-byte aligned). */
 void cuda_activation(float *x, size_t n, int act);
 void cuda_activation_bf16(void *x, size_t n, int act);
-/* permute.cu: in_q/in_k/in_v (B, T, ·) rows of ld floats → q/k/v (B, NH, T, HS); split (sm_80+):
- * q and k rows of 3·HS instead, as split.cu's activations and weights (QKᵀ as one 3xTF32 GEMM).
+/* permute.cu: in_q (B, T, ·) rows of ld floats → q (B, NH, T, HS), in_k/in_v (same ld) → k/v
+ * (B, NKV, T, HS) (NKV kv heads at columns g·HS); split (sm_80+): q and k rows of 3·HS instead,
+ * as split.cu's activations and weights (QKᵀ as one 3xTF32 GEMM).
  * unpermute: (B, NH, T, HS) → (B, T, NH·HS). */
 void cuda_permute_qkv(float *q, float *k, float *v, const float *in_q, const float *in_k, const float *in_v, int ld,
-                      int B, int T, int NH, int HS, int split);
+                      int B, int T, int NH, int NKV, int HS, int split);
 void cuda_unpermute(float *out, const float *in, int B, int T, int NH, int HS);
 /* softmax.cu: att (B, NH, T, T) scores → probabilities in place; keymask (B, T) 1 = real key,
- * 0 = padding; causal masks j > i. Masked keys get exactly 0; a fully masked row is uniform. */
-void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int causal);
+ * 0 = padding; causal masks j > i; sw > 0 (a sliding window) masks j <= i − sw. Masked keys get
+ * exactly 0; a fully masked row is uniform. */
+void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int causal, int sw);
 
 /* attn_stats.cu: stats_head() (stats.h) of every head of probs (B, NH, T, T). len[B] valid
- * tokens; sep/punct (B, T) flags or NULL; out (B, NH, STAT_N); key_imp (B, NH, T), 0 beyond
+ * tokens; sw the attention's sliding window (0: none; the statistics count only the keys it
+ * shows); sep/punct (B, T) flags or NULL; out (B, NH, STAT_N); key_imp (B, NH, T), 0 beyond
  * len, or NULL (then only the sink α_0 is computed); topk_idx/topk_w (B, NH, T, k) with
  * 0 <= k <= KERNEL_TOPK_MAX (else the job ends); scratch: cuda_attn_stats_scratch bytes. */
 size_t cuda_attn_stats_scratch(int B, int NH, int T);
@@ -62,7 +66,9 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
 
 /* attn_fused.cu: attention and stats_head()'s scalars (STAT_ENTROPY .. STAT_SINK; no top-k, no
  * key importance) in one kernel on tensor cores, the probabilities never stored. q, k, v (B, T, ·)
- * rows of ld elements, head h at columns h·HS: bf16 (cuda_attn_fused: fp32 out; _bf16: bf16 out)
+ * rows of ld elements, query head h at columns h·HS of q, kv head g at columns g·HS of k and v
+ * (NKV kv heads; query head h reads kv head h / (NH/NKV)); sw > 0: a sliding window (keys
+ * j <= i − sw masked, key tiles wholly left of it skipped); bf16 (cuda_attn_fused: fp32 out; _bf16: bf16 out)
  * or fp32 (_f32: every product as 3xTF32, fp32-accurate); out (B, T, ldo); len[B] valid tokens
  * (right padding); tokcls (B, T) bit 0 [SEP]/EOS, bit 1 punctuation, or NULL; stats
  * (B, NH, STAT_N); scratch: cuda_attn_fused_scratch bytes, all zero before the first launch (its
@@ -72,14 +78,14 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
 int cuda_attn_fused_supported(int HS, int fp32);
 size_t cuda_attn_fused_scratch(int B, int NH, int T);
 void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
-                     const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
-                     void *scratch);
+                     const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
+                     float *stats, void *scratch);
 void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
-                          const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
-                          void *scratch);
+                          const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
+                          float *stats, void *scratch);
 void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld, const int *len,
-                         const uint8_t *tokcls, int B, int NH, int T, int HS, int causal, int window, float *stats,
-                         void *scratch);
+                         const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
+                         float *stats, void *scratch);
 
 /* Per sample s < B and heads a <= b < nh of maps (B, nh, T, T), len[B] on the device: mm and gram
  * (B, nh, nh) doubles receive Σ m ln m (m the mean of the two smoothed maps; a == b: Σ p' ln p')
@@ -99,7 +105,7 @@ void cuda_f32_to_bf16(void *out, const float *in, size_t n);
  * of len[b] × len[b] (device array) at the top-left, zeros elsewhere; Lmax >= T. */
 void cuda_attn_pack(void *out, const float *probs, const int *len, int B, int NH, int T, int Lmax, int f16);
 void cuda_attn_stats(const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B, int NH, int T,
-                     int causal, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w,
+                     int causal, int sw, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w,
                      void *scratch);
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
 // softmax.cu — masked softmax in place over the rows of att (B, NH, T, T), one warp per row.
-// HF semantics as backend_cpu.c: a masked score (key padding, or j > i when causal) becomes
+// HF semantics as backend_cpu.c: a masked score (key padding, j > i when causal, j <= i − sw
+// under a sliding window sw > 0) becomes
 // −FLT_MAX, whose exp is exactly 0 — unless the whole row is masked, where every score equals the
 // max and the row comes out uniform (1/T). exp in float (expf, not __expf), Σ in double,
 // row ·= (float)(1/Σ): the same operations as the CPU, so the backends agree to an ulp on equal
@@ -8,7 +9,7 @@
 #include "kernel_util.cuh"
 #include <float.h>
 
-__global__ static void softmax_kernel(float *att, const float *keymask, int B, int NH, int T, int causal)
+__global__ static void softmax_kernel(float *att, const float *keymask, int B, int NH, int T, int causal, int sw)
 {
     const size_t rows = (size_t)B * NH * T;
     const size_t r = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
@@ -19,7 +20,7 @@ __global__ static void softmax_kernel(float *att, const float *keymask, int B, i
     float *row = att + r * T;
     float mx = -FLT_MAX;
     for (int j = lane; j < T; j += 32) {
-        if (mask[j] == 0.0f || (causal && j > i)) row[j] = -FLT_MAX;
+        if (mask[j] == 0.0f || (causal && j > i) || (sw > 0 && j <= i - sw)) row[j] = -FLT_MAX;
         mx = fmaxf(mx, row[j]);
     }
     mx = warp_max(mx);
@@ -33,11 +34,11 @@ __global__ static void softmax_kernel(float *att, const float *keymask, int B, i
     for (int j = lane; j < T; j += 32) row[j] *= inv;
 }
 
-extern "C" void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int causal)
+extern "C" void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int causal, int sw)
 {
     const int rows_per_block = 8;
     const size_t rows = (size_t)B * NH * T;
     softmax_kernel<<<(unsigned)((rows + rows_per_block - 1) / rows_per_block), 32 * rows_per_block>>>(att, keymask, B, NH,
-                                                                                                       T, causal);
+                                                                                                       T, causal, sw);
     KERNEL_CHECK("softmax_kernel");
 }

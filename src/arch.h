@@ -22,6 +22,14 @@ typedef enum { MLP_PLAIN, MLP_GATED } mlp_kind;           /* down(act(up x)) / d
  * image's patches through the patch convolution (as a linear map of each flattened patch) after
  * the prefix tokens ([CLS], DeiT's distillation token) */
 typedef enum { STEM_TOKENS, STEM_PATCHES } stem_kind;
+/* Where the family's HF code applies config.json's sliding_window (masking_utils' sliding-window
+ * causal mask); a family without one ignores the key, as its modeling file does. */
+typedef enum {
+    SW_NONE,
+    SW_EVERY,            /* Mistral: every layer (sliding_window null: none) */
+    SW_LAYER_TYPES,      /* Qwen2: only with use_sliding_window, on the layers whose layer_types entry is
+                            "sliding_attention" (absent: the layers >= max_window_layers) */
+} sw_kind;
 
 /* Weight roles. Each is an HF module name (printf pattern with %d = layer) without the
  * ".weight"/".bias" suffix; weights are required, biases optional (absent: no bias). */
@@ -53,6 +61,7 @@ typedef struct {
     int pre_norm;                       /* 1: x + f(norm(x)); 0: norm(x + f(x)) (BERT) */
     int causal;                         /* 1: decoder (causal mask) */
     int transposed;                     /* 1: linear weights stored (in, out) (GPT-2's Conv1D) */
+    sw_kind sliding;                    /* which layers take config.json's sliding_window */
     const char *default_act;            /* when config.json has no KEY_ACT ("gelu", "silu", ...) */
     int d_ff_mult;                      /* when config.json has no KEY_D_FF (GPT-2 n_inner null): d_ff = mult·C */
     const char *prefixes;               /* weight-name prefixes tried in order, '|'-separated ("" first) */

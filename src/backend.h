@@ -65,27 +65,39 @@ struct backend {
      * gate | up projections side by side (SwiGLU: act = ACT_SILU), both of element type dt (float
      * arithmetic, bf16 rounded once); out does not overlap in. */
     void (*gated_act)(backend *be, void *out, const void *in, int dt, int M, int F, int act);
-    /* Multi-head attention over B sequences padded to T.
-     *   q, k, v (B, T, ·) rows of ld floats (ld >= C; C for separate tensors, 3C when they are the
-     *   thirds of one fused QKV projection), head h at columns [h*HS, (h+1)*HS);  C = NH*HS (the
+    /* Multi-head attention over B sequences padded to T, with NKV key/value heads (grouped-query
+     * attention: NH a multiple of NKV; query head h reads kv head h / (NH/NKV), HF's repeat_kv
+     * order; NKV = NH: plain multi-head attention).
+     *   q (B, T, ·) rows of ld floats, query head h at columns [h*HS, (h+1)*HS);  C = NH*HS (the
      *   attention width, which need not be the model's hidden size)
+     *   k, v (B, T, ·) rows of the same ld, kv head g at columns [g*HS, (g+1)*HS) — ld >= C for
+     *   separate tensors; C + 2·NKV·HS when q | k | v are the parts of one fused projection row
      *   keymask (B, T): 1 = real token, 0 = padding (additive -FLT_MAX before softmax, as HF)
      *   probs (B, NH, T, T): post-softmax probabilities, written
      *   out (B, T, C): probs · v per head
-     * scale = 1/sqrt(HS); causal adds the upper-triangular mask. */
+     * scale = 1/sqrt(HS); causal adds the upper-triangular mask; sw > 0 (a sliding window, HF's
+     * sliding_window_overlay) also masks the keys j <= i - sw, so that row i sees at most the sw
+     * keys i - sw + 1 .. i (0: no window). Masked keys get probability exactly 0; a row with every
+     * key masked (a sample of length 0, or under a window a padding row beyond len - 1 + sw) is
+     * uniform over all T keys, as HF's eager attention. */
     void (*attention)(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
-                      const float *keymask, int B, int T, int NH, int HS, int causal);
+                      const float *keymask, int B, int T, int NH, int NKV, int HS, int causal, int sw);
     /* Attention and the per-head scalars of stats_head() (out[STAT_*]; no top-k or key importance:
      * those need the probabilities) in one pass that never stores the probabilities — the fused
-     * kernel of the GPU (kernels/attn_fused.cu). As attention, but with len (B) valid tokens
-     * (right padding) in place of the key mask, tokcls (B, T) token flags (bit 0 [SEP]/EOS, bit 1
-     * punctuation; NULL: none) and stats (B, NH, STAT_N), all three in backend memory; out, q, k, v
-     * of element type dt. Only where fused_ok(be, HS); both NULL on a backend without it. */
+     * kernel of the GPU (kernels/attn_fused.cu). As attention (NKV kv heads, sliding window sw),
+     * but with len (B) valid tokens (right padding) in place of the key mask, tokcls (B, T) token
+     * flags (bit 0 [SEP]/EOS, bit 1 punctuation; NULL: none) and stats (B, NH, STAT_N), all three
+     * in backend memory; out, q, k, v of element type dt; window: the locality statistic's window
+     * (stats_params.window). The output rows of padding queries that see no key (beyond
+     * len - 1 + sw) are not defined (the GPU writes 0). Only where fused_ok(be, HS); both NULL on a
+     * backend without it. */
     void (*attention_stats)(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
-                            const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
-                            int window, float *stats);
+                            const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
+                            int causal, int sw, int window, float *stats);
     int (*fused_ok)(backend *be, int HS);
-    /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host:
+    /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host
+     * (sp: causal, locality window, top-k and the attention's sliding window, which decides the
+     * visible keys that the statistics count):
      *   len[B], sep/punct (B, T) token-class flags: host arrays (sep/punct may be NULL: masses 0)
      *   out (B, NH, STAT_N); key_imp (B, NH, T), 0 beyond len, or NULL: not wanted;
      *   topk_idx/topk_w (B, NH, T, k), or NULL when k = 0
@@ -123,7 +135,8 @@ backend *backend_cpu_init(void);
 
 #ifdef ATTNSCOPE_CUDA
 /* The CUDA backend on the current device (cuda_bind_device chose it): cuBLAS for the matrix
- * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c.
+ * products, kernels/ for the rest, checked against the CPU by tests/test_backend_gpu.c and
+ * tests/test_attn_gpu.c (the attention ops).
  * precision 0: fp32 — the linear layers and QKᵀ as 3xTF32 tensor-core GEMMs (split.cu: within
  *   HF's fp32 tolerance, measured in tests/bench/accuracy.sh) on sm_80 and newer, SGEMM below;
  *   P·V stays SGEMM (P is not split);

@@ -159,16 +159,17 @@ static void cpu_gated_act(backend *be, void *out_, const void *in_, int dt, int 
 }
 
 static void cpu_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
-                          const float *keymask, int B, int T, int NH, int HS, int causal)
+                          const float *keymask, int B, int T, int NH, int NKV, int HS, int causal, int sw)
 {
-    const int C = NH * HS;
+    const int C = NH * HS, G = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            /* query head h reads kv head h / G in place (HF's repeat_kv, without the copies) */
             const float *qb = q + (size_t)b * T * ld + (size_t)h * HS;
-            const float *kb = k + (size_t)b * T * ld + (size_t)h * HS;
-            const float *vb = v + (size_t)b * T * ld + (size_t)h * HS;
+            const float *kb = k + (size_t)b * T * ld + (size_t)(h / G) * HS;
+            const float *vb = v + (size_t)b * T * ld + (size_t)(h / G) * HS;
             const float *mask = keymask + (size_t)b * T;
             float *P = probs + ((size_t)b * NH + h) * T * T;      /* (T, T) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qb, ld, kb, ld, 0.0f, P, T);
@@ -177,7 +178,7 @@ static void cpu_attention(backend *be, float *out, float *probs, const float *q,
                 float mx = -FLT_MAX;
                 for (int j = 0; j < T; j++) {
                     /* HF adds finfo.min to masked scores; exp() of that minus the max is exactly 0 */
-                    if (mask[j] == 0.0f || (causal && j > i)) row[j] = -FLT_MAX;
+                    if (mask[j] == 0.0f || (causal && j > i) || (sw > 0 && j <= i - sw)) row[j] = -FLT_MAX;
                     if (row[j] > mx) mx = row[j];
                 }
                 double sum = 0;
@@ -227,8 +228,8 @@ static void cpu_release(backend *be)
 }
 
 static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
-                                const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
-                                int window, float *stats)
+                                const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
+                                int causal, int sw, int window, float *stats)
 {
     need_f32(dt, "cpu_attention_stats");
     cpu_ctx *cc = be->ctx;
@@ -249,8 +250,8 @@ static void cpu_attention_stats(backend *be, void *out, const void *q, const voi
             if (tokcls) { sep[i] = tokcls[i] & 1; punct[i] = (tokcls[i] >> 1) & 1; }
         }
     }
-    cpu_attention(be, out, probs, q, k, v, ld, mask, B, T, NH, HS, causal);
-    const stats_params sp = {.causal = causal, .window = window, .topk = 0};
+    cpu_attention(be, out, probs, q, k, v, ld, mask, B, T, NH, NKV, HS, causal, sw);
+    const stats_params sp = {.causal = causal, .window = window, .topk = 0, .sliding_window = sw};
     cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, NULL, NULL, NULL);
     free(mask); free(sep); free(punct); free(n);
 }

@@ -1,7 +1,8 @@
 /* backend_cuda.c — the CUDA backend: cuBLAS for every matrix product (linear, QKᵀ and P·V as
- * strided-batched GEMMs over B·NH heads), kernels/ for the rest, all on the default stream.
- * Compiled only with `make CUDA=1`. The CPU backend is the reference; tests/test_backend_gpu.c
- * states and checks each op's tolerance against it.
+ * strided-batched GEMMs over the B·NKV kv heads), kernels/ for the rest, all on the default
+ * stream. Compiled only with `make CUDA=1`. The CPU backend is the reference;
+ * tests/test_backend_gpu.c (the attention ops: tests/test_attn_gpu.c) states and checks each op's
+ * tolerance against it.
  *
  * Invariants: ops do not allocate model buffers; the context owns only scratch (head-major q, k,
  * v and the attention output, and attn_stats' small device arrays), grown on demand and freed
@@ -291,31 +292,37 @@ static void cuda_gated_act_op(backend *be, void *out, const void *in, int dt, in
     cuda_gated_act(out, dt == DT_BF16, in, dt == DT_BF16, M, F, act);
 }
 
-/* probs doubles as the score buffer: QKᵀ·scale is written there and the softmax runs in place. */
+/* probs doubles as the score buffer: QKᵀ·scale is written there and the softmax runs in place.
+ * Grouped-query attention without copies: the G = NH/NKV query heads of kv head g are consecutive
+ * in the head-major q (B, NH, T, HS), so they form one (G·T, HS) matrix, and their probabilities
+ * one (G·T, T) block of probs: each GEMM is batched over the B·NKV kv heads with G·T query rows
+ * (G = 1: the plain per-head GEMMs). */
 static void cuda_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
-                           const float *keymask, int B, int T, int NH, int HS, int causal)
+                           const float *keymask, int B, int T, int NH, int NKV, int HS, int causal, int sw)
 {
     cuda_ctx *c = be->ctx;
-    const size_t n = (size_t)B * T * NH * HS * sizeof(float);
+    const size_t n = (size_t)B * T * NH * HS * sizeof(float), nkv = (size_t)B * T * NKV * HS * sizeof(float);
     const int sq = c->split ? 3 : 1;   /* fp32 on tensor cores: q, k as 3xTF32 operands (permute.cu) */
-    float *qh = scratch(c, SCR_Q, sq * n), *kh = scratch(c, SCR_K, sq * n), *vh = scratch(c, SCR_V, n);  /* (B, NH, T, ·) */
-    float *yh = scratch(c, SCR_Y, n);                                                                     /* (B, NH, T, HS) */
-    cuda_permute_qkv(qh, kh, vh, q, k, v, ld, B, T, NH, HS, c->split);
+    float *qh = scratch(c, SCR_Q, sq * n), *kh = scratch(c, SCR_K, sq * nkv), *vh = scratch(c, SCR_V, nkv);  /* (B, ·, T, ·) */
+    float *yh = scratch(c, SCR_Y, n);                                                                         /* (B, NH, T, HS) */
+    cuda_permute_qkv(qh, kh, vh, q, k, v, ld, B, T, NH, NKV, HS, c->split);
+    const int G = NH / NKV, GT = G * T;
     const float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
     const long long sH = (long long)T * HS, sP = (long long)T * T;
-    /* per head, row-major S (T, T) = Q Kᵀ is column-major Sᵀ = K·Qᵀ: A = K with op T, B = Q. Split:
+    /* per kv head, row-major S (G·T, T) = Q Kᵀ is column-major Sᵀ = K·Qᵀ: A = K with op T, B = Q. Split:
      * K' = 3·HS, the cross terms first (24 k-steps for HS = 64: one accumulation is accurate). */
     if (c->split)
-        CHECK_CUBLAS(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, 3 * HS, &scale, kh, CUDA_R_32F,
-                                                3 * HS, 3 * sH, qh, CUDA_R_32F, 3 * HS, 3 * sH, &zero, probs, CUDA_R_32F, T,
-                                                sP, B * NH, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+        CHECK_CUBLAS(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, GT, 3 * HS, &scale, kh, CUDA_R_32F,
+                                                3 * HS, 3 * sH, qh, CUDA_R_32F, 3 * HS, 3 * G * sH, &zero, probs,
+                                                CUDA_R_32F, T, G * sP, B * NKV, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                CUBLAS_GEMM_DEFAULT));
     else
-        CHECK_CUBLAS(cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, kh, HS, sH, qh, HS, sH,
-                                               &zero, probs, T, sP, B * NH));
-    cuda_softmax(probs, keymask, B, NH, T, causal);
-    /* row-major Y (T, HS) = P V is column-major Yᵀ = Vᵀ·Pᵀ: both operands as stored */
-    CHECK_CUBLAS(cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, vh, HS, sH, probs, T, sP,
-                                           &zero, yh, HS, sH, B * NH));
+        CHECK_CUBLAS(cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, GT, HS, &scale, kh, HS, sH, qh, HS,
+                                               G * sH, &zero, probs, T, G * sP, B * NKV));
+    cuda_softmax(probs, keymask, B, NH, T, causal, sw);
+    /* row-major Y (G·T, HS) = P V is column-major Yᵀ = Vᵀ·Pᵀ: both operands as stored */
+    CHECK_CUBLAS(cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, HS, GT, T, &one, vh, HS, sH, probs, T,
+                                           G * sP, &zero, yh, HS, G * sH, B * NKV));
     cuda_unpermute(out, yh, B, T, NH, HS);
 }
 
@@ -329,27 +336,29 @@ static int cuda_fused_ok(backend *be, int HS)
 }
 
 static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
-                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
-                                 int window, float *stats)
+                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
+                                 int causal, int sw, int window, float *stats)
 {
     cuda_ctx *c = be->ctx;
     void *part = scratch(c, SCR_FUSED, cuda_attn_fused_scratch(B, NH, T));
     if (dt == DT_BF16) {
-        cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+        cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, part);
         return;
     }
     if (c->precision != 2) {           /* fp32: the 3xTF32 kernel on the float32 rows as they are */
-        cuda_attn_fused_f32(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+        cuda_attn_fused_f32(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, part);
         return;
     }
-    /* bf16 with float32 q, k, v (the thirds of one fused projection): a bf16 copy, the kernel's input */
-    const int C = NH * HS;
+    /* bf16 with float32 q, k, v (the parts of one fused projection row q | k | v): a bf16 copy, the
+     * kernel's input */
+    const int C = NH * HS, KV = NKV * HS;
     const float *qf = q;
-    if ((const float *)k != qf + C || (const float *)v != qf + 2 * C || ld != 3 * C)
-        check_fail(__FILE__, __LINE__, "cuda_attention_stats", "float32 q, k, v must be the thirds of one (B, T, 3C) buffer");
+    if ((const float *)k != qf + C || (const float *)v != qf + C + KV || ld != C + 2 * KV)
+        check_fail(__FILE__, __LINE__, "cuda_attention_stats", "float32 q, k, v must be the parts of one (B, T, C + 2KV) buffer");
     char *qb = scratch(c, SCR_Q, (size_t)B * T * ld * 2);
     cuda_f32_to_bf16(qb, qf, (size_t)B * T * ld);
-    cuda_attn_fused(out, C, qb, qb + 2 * C, qb + 4 * C, ld, len, tokcls, B, NH, T, HS, causal, window, stats, part);
+    cuda_attn_fused(out, C, qb, qb + 2 * C, qb + 2 * (C + KV), ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window,
+                    stats, part);
 }
 
 static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, const uint8_t *sep,
@@ -369,7 +378,8 @@ static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, 
     if (sep) CHECK_CUDA(cudaMemcpy(d_sep, sep, bt, cudaMemcpyHostToDevice));
     if (punct) CHECK_CUDA(cudaMemcpy(d_punct, punct, bt, cudaMemcpyHostToDevice));
     void *d_part = scratch(c, SCR_STATS, cuda_attn_stats_scratch(B, NH, T));
-    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->window, k, d_out, d_kimp, d_ti, d_tw, d_part);
+    cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->sliding_window, sp->window, k, d_out, d_kimp,
+                    d_ti, d_tw, d_part);
     CHECK_CUDA(cudaMemcpy(out, d_out, heads * STAT_N * sizeof(float), cudaMemcpyDeviceToHost));
     if (key_imp) CHECK_CUDA(cudaMemcpy(key_imp, d_kimp, heads * T * sizeof(float), cudaMemcpyDeviceToHost));
     if (k > 0) {

@@ -38,12 +38,13 @@ static void p_gated(backend *be, void *out, const void *in, int dt, int M, int F
 { TIMED(be, P_GATED, IN(be)->gated_act(IN(be), out, in, dt, M, F, act)); }
 static void p_act(backend *be, void *x, int dt, size_t n, int act) { TIMED(be, P_ACT, IN(be)->activation(IN(be), x, dt, n, act)); }
 static void p_attention(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
-                        const float *keymask, int B, int T, int NH, int HS, int causal)
-{ TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, HS, causal)); }
+                        const float *keymask, int B, int T, int NH, int NKV, int HS, int causal, int sw)
+{ TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, NKV, HS, causal, sw)); }
 static void p_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
-                              const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int HS, int causal,
-                              int window, float *stats)
-{ TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, dt, ld, len, tokcls, B, T, NH, HS, causal, window, stats)); }
+                              const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
+                              int causal, int sw, int window, float *stats)
+{ TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, dt, ld, len, tokcls, B, T, NH, NKV, HS, causal, sw,
+                                             window, stats)); }
 static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)

@@ -215,7 +215,9 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
         c->bti = xrealloc(c->bti, bh * T * k * sizeof(int32_t));
         c->btw = xrealloc(c->btw, bh * T * k * sizeof(float));
     }
-    be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &c->sp, c->bstat, c->ki ? c->bki : NULL,
+    stats_params sp = c->sp;                           /* this layer's sliding window decides the visible keys */
+    sp.sliding_window = config_window(&c->m->cfg, layer);
+    be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &sp, c->bstat, c->ki ? c->bki : NULL,
                    k ? c->bti : NULL, k ? c->btw : NULL);
     scatter_scalars(c, layer, B, c->bstat);
     for (int b = 0; b < B; b++)

@@ -80,6 +80,15 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
     h5out_write_rows(ds_kv, H5T_NATIVE_INT32, 0, NH, kvg);
     H5Dclose(ds_kv);
     free(kvg);
+    /* each layer's sliding window (Mistral, Qwen2): the statistics count only the keys it shows */
+    int32_t *sw = xmalloc(L * sizeof(int32_t));
+    for (int l = 0; l < L; l++) sw[l] = config_window(mc, l);
+    hsize_t dL[1] = {(hsize_t)L};
+    hid_t ds_sw = make_ds(out, "/model/sliding_window", H5T_STD_I32LE, 1, dL, "tokens",
+                          "each layer's sliding window sw: query i sees keys i - sw + 1 .. i; 0: full attention");
+    h5out_write_rows(ds_sw, H5T_NATIVE_INT32, 0, L, sw);
+    H5Dclose(ds_sw);
+    free(sw);
     if (c->names[CO_ATT]) {
         hid_t f16_t = h5_type_f16();
         hsize_t dA[5] = {N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};

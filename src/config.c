@@ -100,6 +100,58 @@ static int read_rope(json_object *o, model_config *c, const char *path)
     return 0;
 }
 
+/* The layers' sliding windows (arch.h sw_kind), as the family's HF config and modeling files
+ * decide them: Mistral's sliding_window on every layer; Qwen2's only with use_sliding_window and
+ * on the "sliding_attention" entries of layer_types (transformers 5; absent: the layers from
+ * max_window_layers on, as Qwen2Config builds it). */
+static int read_sliding_window(json_object *o, model_config *c, const char *path)
+{
+    const sw_kind kind = c->arch->sliding;
+    if (kind == SW_NONE) return 0;
+    /* both configs default sliding_window to 4096 when the key is absent; null means none */
+    int64_t sw = 4096;
+    int use = kind == SW_EVERY;             /* Qwen2Config's use_sliding_window defaults to false */
+    json_object *v = NULL;
+    if (kind == SW_LAYER_TYPES && json_get_bool(o, "use_sliding_window", &use, path) < 0) return -1;
+    const int present = json_object_object_get_ex(o, "sliding_window", &v);
+    if (present && json_get_int(o, "sliding_window", &sw, path) < 0) return -1;
+    if (!use || (present && !v)) sw = 0;
+    else if (sw < 1 || sw > (1 << 24)) return err_set("%s: \"sliding_window\" = %lld is out of range [1, %d]", path, (long long)sw, 1 << 24);
+    json_object *types = NULL;
+    if (kind == SW_LAYER_TYPES && json_object_object_get_ex(o, "layer_types", &types) && types) {
+        if (!json_object_is_type(types, json_type_array) || (int)json_object_array_length(types) != c->n_layer)
+            return err_set("%s: \"layer_types\" is not a list of %d layer types", path, c->n_layer);
+    } else {
+        types = NULL;
+    }
+    int64_t mwl = 28;                       /* Qwen2Config's default max_window_layers */
+    if (kind == SW_LAYER_TYPES && !types && json_get_int(o, "max_window_layers", &mwl, path) < 0) return -1;
+    int *w = xcalloc(c->n_layer, sizeof(int)), any = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        int sliding = kind == SW_EVERY || (!types && l >= mwl);
+        if (types) {
+            json_object *t = json_object_array_get_idx(types, l);
+            const char *s = t && json_object_is_type(t, json_type_string) ? json_object_get_string(t) : "";
+            if (strcmp(s, "full_attention") && strcmp(s, "sliding_attention")) {
+                free(w);
+                return err_set("%s: layer_types[%d] is not \"full_attention\" or \"sliding_attention\"", path, l);
+            }
+            sliding = !strcmp(s, "sliding_attention");
+            /* transformers cannot build the sliding mask without a window: neither do we */
+            if (sliding && !sw) {
+                free(w);
+                return err_set("%s: layer_types[%d] is \"sliding_attention\" but there is no sliding window "
+                               "(use_sliding_window false or sliding_window null)", path, l);
+            }
+        }
+        w[l] = sliding ? (int)sw : 0;
+        any |= w[l] != 0;
+    }
+    if (any) c->sliding_window = w;
+    else free(w);
+    return 0;
+}
+
 /* transformers' activation names (ACT2FN keys) -> act_kind; -1 when unknown */
 static int act_from_name(const char *act, act_kind *out)
 {
@@ -219,19 +271,7 @@ int config_load(model_config *c, const char *dir)
         if (c->head_dim % 2) { err_set("%s: head_dim %d is odd: rotary embeddings need pairs", path, c->head_dim); goto done; }
         if (read_rope(o, c, path)) goto done;
     }
-    /* Mistral's sliding window (null or absent: none; Qwen2 applies it only with use_sliding_window) */
-    int64_t sw = 0;
-    flag = 1;
-    if (json_get_bool(o, "use_sliding_window", &flag, path) < 0) goto done;
-    if (flag && json_get_int(o, "sliding_window", &sw, path) < 0) goto done;
-    if (sw < 0 || sw > (1 << 24)) { err_set("%s: \"sliding_window\" = %lld is out of range", path, (long long)sw); goto done; }
-    c->sliding_window = flag ? (int)sw : 0;
-    /* sequences never exceed max_position_embeddings (run.c): a window at least that long masks nothing */
-    if (c->sliding_window && c->sliding_window < c->max_pos) {
-        err_set("%s: sliding_window %d < max_position_embeddings %d: sliding-window attention is not supported yet",
-                path, c->sliding_window, c->max_pos);
-        goto done;
-    }
+    if (read_sliding_window(o, c, path)) goto done;
     c->json_text = text;
     text = NULL;
     rc = 0;
@@ -422,4 +462,6 @@ void config_free(model_config *c)
     c->json_text = NULL;
     free(c->rope_freq_div);
     c->rope_freq_div = NULL;
+    free(c->sliding_window);
+    c->sliding_window = NULL;
 }

@@ -35,7 +35,8 @@ typedef struct {
     double rope_factor, rope_low_freq, rope_high_freq;   /* linear/dynamic/llama3 factors */
     int rope_orig_max_pos;                               /* llama3/dynamic: original_max_position_embeddings */
     float *rope_freq_div;  /* (head_dim/2) or NULL: GGUF's rope_freqs.weight, each inv_freq divided by it (owned) */
-    int sliding_window;    /* Mistral: keys further back than this are masked; 0: none */
+    int *sliding_window;   /* [n_layer] each layer's sliding window sw (row i sees keys i - sw + 1 .. i),
+                              0: full attention; NULL: no layer has one (owned; config_window reads it) */
     /* STEM_PATCHES: images of image_size² pixels of n_channels cut into patches of patch_size²;
      * max_pos = n_prefix + (image_size / patch_size)² the position table's rows; vocab 0 */
     int image_size, patch_size, n_channels;
@@ -59,6 +60,8 @@ int config_load(model_config *c, const char *dir);
  * Returns 0, or -1 with err_set() naming the file and the key. */
 int config_load_gguf(model_config *c, const gguf_file *g);
 void config_free(model_config *c);
+/* Layer l's sliding window (0: none). */
+static inline int config_window(const model_config *c, int l) { return c->sliding_window ? c->sliding_window[l] : 0; }
 /* The rotary inverse frequencies inv_freq[HS/2] for sequences of up to T positions, as
  * transformers' rope init functions compute them (dynamic scaling depends on T). */
 void config_rope_inv_freq(const model_config *c, int T, float *inv_freq);

@@ -119,41 +119,28 @@ static float *upload_owned(model *m, const char *dir, float *host, size_t n, wei
     return dev;
 }
 
-/* Weight (and optional bias) of n parts stacked along the rows: roles[i] of (rows[i], K) each;
- * rep > 1 repeats each part's heads of HS rows to NH heads (GQA: rows[i] = NKV·HS). A bias is
- * taken when the first part has one; then every part must. *w and *b (NULL: no bias) are set.
- * Returns 0, or -1 with err_set(). */
-static int load_linear(model *m, const wsrc *s, const weight_role *roles, const int *rows,
-                       const int *rep, int n, int l, int K, float **w, float **b)
+/* Weight (and optional bias) of n parts stacked along the rows: roles[i] of (rows[i], K) each. A
+ * bias is taken when the first part has one; then every part must. *w and *b (NULL: no bias) are
+ * set. Returns 0, or -1 with err_set(). */
+static int load_linear(model *m, const wsrc *s, const weight_role *roles, const int *rows, int n, int l, int K,
+                       float **w, float **b)
 {
-    const int HS = m->cfg.head_dim;
     int total = 0;
-    for (int i = 0; i < n; i++) total += rows[i] * rep[i];
+    for (int i = 0; i < n; i++) total += rows[i];
     float *hw = xmalloc((size_t)total * K * sizeof(float)), *hb = xmalloc((size_t)total * sizeof(float));
-    float *tw = NULL, *tb = NULL;
     int has_bias = 0, at = 0;
     for (int i = 0; i < n; i++) {
-        const int R = rows[i];
-        tw = xrealloc(tw, (size_t)R * K * sizeof(float));
-        tb = xrealloc(tb, (size_t)R * sizeof(float));
-        if (read_role(m, s, roles[i], l, ".weight", R, K, 1, tw) < 0) goto fail;
-        int r = read_role(m, s, roles[i], l, ".bias", R, 0, i > 0 && has_bias, tb);
+        if (read_role(m, s, roles[i], l, ".weight", rows[i], K, 1, hw + (size_t)at * K) < 0) goto fail;
+        int r = read_role(m, s, roles[i], l, ".bias", rows[i], 0, i > 0 && has_bias, hb + at);
         if (r < 0) goto fail;
         if (i == 0) has_bias = r;
-        /* output row (h, j) of a repeated part comes from head h / rep: HF's repeat_kv order */
-        for (int o = 0; o < R * rep[i]; o++) {
-            const int src = rep[i] > 1 ? (o / HS / rep[i]) * HS + o % HS : o;
-            memcpy(hw + (size_t)(at + o) * K, tw + (size_t)src * K, (size_t)K * sizeof(float));
-            hb[at + o] = tb[src];
-        }
-        at += R * rep[i];
+        at += rows[i];
     }
-    free(tw); free(tb);
     if (!(*w = upload_owned(m, s->path, hw, (size_t)total * K, roles[0], l))) { free(hb); return -1; }
     if (!has_bias) { free(hb); *b = NULL; return 0; }
     return (*b = upload_owned(m, s->path, hb, total, roles[0], l)) ? 0 : -1;
 fail:
-    free(tw); free(tb); free(hw); free(hb);
+    free(hw); free(hb);
     return -1;
 }
 
@@ -290,17 +277,17 @@ int model_load(model *m, const char *dir, backend *be)
     m->layers = xcalloc(c->n_layer, sizeof *m->layers);
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->layers[l];
-        /* q, k, v as one (3A, C) projection: one GEMM of N = 3A instead of three */
+        /* q, k, v as one (A + 2KV, C) projection: one GEMM instead of three */
         const weight_role qkv[] = {ROLE_Q, ROLE_K, ROLE_V}, fused[] = {ROLE_QKV}, o[] = {ROLE_O}, down[] = {ROLE_DOWN};
-        const int qkv_rows[] = {A, KV, KV}, qkv_rep[] = {1, G, G}, one[] = {1}, fused_rows[] = {3 * A};
-        const int C1[] = {C}, F1[] = {F}, FF[] = {F, F}, rep2[] = {1, 1};
+        const int qkv_rows[] = {A, KV, KV}, fused_rows[] = {3 * A};
+        const int C1[] = {C}, F1[] = {F}, FF[] = {F, F};
         const weight_role gu[] = {ROLE_GATE, ROLE_UP}, up[] = {ROLE_UP};
         const int gated = a->mlp == MLP_GATED;
-        if ((names[ROLE_QKV] ? load_linear(m, &src, fused, fused_rows, one, 1, l, C, &w->wqkv, &w->bqkv)
-                             : load_linear(m, &src, qkv, qkv_rows, qkv_rep, 3, l, C, &w->wqkv, &w->bqkv)) ||
-            load_linear(m, &src, o, C1, one, 1, l, A, &w->wo, &w->bo) ||
-            load_linear(m, &src, gated ? gu : up, gated ? FF : F1, rep2, gated ? 2 : 1, l, C, &w->wup, &w->bup) ||
-            load_linear(m, &src, down, C1, one, 1, l, F, &w->wdown, &w->bdown) ||
+        if ((names[ROLE_QKV] ? load_linear(m, &src, fused, fused_rows, 1, l, C, &w->wqkv, &w->bqkv)
+                             : load_linear(m, &src, qkv, qkv_rows, 3, l, C, &w->wqkv, &w->bqkv)) ||
+            load_linear(m, &src, o, C1, 1, l, A, &w->wo, &w->bo) ||
+            load_linear(m, &src, gated ? gu : up, gated ? FF : F1, gated ? 2 : 1, l, C, &w->wup, &w->bup) ||
+            load_linear(m, &src, down, C1, 1, l, F, &w->wdown, &w->bdown) ||
             load_norm(m, &src, ROLE_ATTN_NORM, l, &w->attn_norm) ||
             load_norm(m, &src, ROLE_MLP_NORM, l, &w->mlp_norm))
             goto fail;
@@ -377,10 +364,12 @@ int model_fuses(const model *m)
     return m->be->attention_stats && m->be->fused_ok && m->be->fused_ok(m->be, m->cfg.head_dim);
 }
 
-/* the attention width A = NH·HS, the up projection's width Fg and the activation's extra output */
-static void widths(const model_config *c, size_t *A, size_t *Fg, size_t *Fa)
+/* the attention width A = NH·HS, the key/value width KV = NKV·HS, the up projection's width Fg
+ * and the activation's extra output */
+static void widths(const model_config *c, size_t *A, size_t *KV, size_t *Fg, size_t *Fa)
 {
     *A = (size_t)c->n_head * c->head_dim;
+    *KV = (size_t)c->n_kv_head * c->head_dim;
     *Fg = (size_t)c->d_ff * (c->arch->mlp == MLP_GATED ? 2 : 1);
     *Fa = c->arch->mlp == MLP_GATED ? (size_t)c->d_ff : 0;
 }
@@ -388,20 +377,21 @@ static void widths(const model_config *c, size_t *A, size_t *Fg, size_t *Fa)
 size_t model_batch_bytes(const model *m, int B, int T, int fused)
 {
     const model_config *c = &m->cfg;
-    size_t A, Fg, Fa;
-    widths(c, &A, &Fg, &Fa);
+    size_t A, KV, Fg, Fa;
+    widths(c, &A, &KV, &Fg, &Fa);
     /* W: the widest of C and A (every C-sized buffer counted as W); F: the MLP's buffers */
     const size_t BT = (size_t)B * T, C = (size_t)c->d_model > A ? (size_t)c->d_model : A, F = Fg + Fa;
     const size_t xn = c->arch->pre_norm ? 4 * BT * c->d_model : 0;
-    /* activations (x qkv ctx tmp, ff, probs, mask ids pos types) + the attention's scratch
-     * (q k v y per head, q and k 3x when split: 8 BT C) + the statistics' outputs (~ 8 bytes per
-     * key and head) and partial sums (T/32 x T doubles per head) + the linear layers' scratch (for
-     * the widest input, ff). Fused: no probabilities, no per-head copies; per head ⌈T/64⌉ rows of
-     * partial sums (< STAT_N doubles) and every layer's STAT_N scalars. */
-    const size_t BTT = (size_t)B * c->n_head * T * T, heads = (size_t)B * c->n_head;
+    /* activations (x ctx tmp: 3W, qkv: A + 2KV, ff, probs, mask ids pos types) + the attention's
+     * scratch (per head: q and y of A, k and v of KV, q and k 3x when split: 4A + 4KV) + the
+     * statistics' outputs (~ 8 bytes per key and head) and partial sums (T/32 x T doubles per
+     * head) + the linear layers' scratch (for the widest input, ff). Fused: no probabilities, no
+     * per-head copies; per head ⌈T/64⌉ rows of partial sums (< STAT_N doubles) and every layer's
+     * STAT_N scalars. */
+    const size_t BTT = (size_t)B * c->n_head * T * T, heads = (size_t)B * c->n_head, qkv = A + 2 * KV;
     const size_t lin = BT * F * (size_t)m->be->linear_scratch;
-    if (fused) return xn + 4 * BT * (6 * C + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
-    return xn + 4 * (BT * (14 * C + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
+    if (fused) return xn + 4 * BT * (3 * C + qkv + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
+    return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
 
 /* fused: the probabilities are not stored (cap_BTT stays 0 until a forward needs them) */
@@ -417,13 +407,13 @@ static int ensure_activations(model *m, int B, int T, int fused)
     if (lim && model_batch_bytes(m, B, T, fused) > strtoull(lim, NULL, 10))
         return err_set("out of %s memory for a batch of %d x %d tokens (ATTNSCOPE_TEST_MEM_LIMIT)", m->be->name, B, T);
     backend *be = m->be;
-    size_t C = c->d_model, A, Fg, Fa;
-    widths(c, &A, &Fg, &Fa);
+    size_t C = c->d_model, A, KV, Fg, Fa;
+    widths(c, &A, &KV, &Fg, &Fa);
     if (!(m->x = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     m->xn = m->x;
     if (c->arch->pre_norm && !(m->xn = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (be->bf16_acts && !(m->xb = be->alloc(be, BT * C * 2))) goto oom;
-    if (!(m->qkv = be->alloc(be, BT * 3 * A * sizeof(float)))) goto oom;
+    if (!(m->qkv = be->alloc(be, BT * (A + 2 * KV) * sizeof(float)))) goto oom;
     if (!(m->ctx = be->alloc(be, BT * A * sizeof(float)))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (!(m->ff = be->alloc(be, BT * Fg * sizeof(float)))) goto oom;
@@ -474,7 +464,8 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     const int fused = req && req->scalars_only && model_fuses(m);
     if (req) req->fused = 0;
     if (ensure_activations(m, B, T, fused)) return -1;
-    const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head, HS = c->head_dim, A = NH * HS;
+    const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
+    const int A = NH * HS, KV = NKV * HS, QKV = A + 2 * KV;   /* q | k | v of one projection row */
     const int Fg = a->mlp == MLP_GATED ? 2 * F : F;
     const size_t per_layer = (size_t)B * NH * STAT_N;
     /* the GEMM-side activations (q k v, the attention output, the MLP's hidden layer) in bf16
@@ -514,16 +505,17 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     residual_step(m, NULL, DT_F32, &m->first, xb, BT);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, 3 * A);
-        /* q and k are the first 2·NH heads of each q | k | v row */
-        if (m->inv_freq) be->rope(be, m->qkv, dt, 3 * A, m->pos, m->inv_freq, BT, 2 * NH, HS);
+        const int sw = config_window(c, l);
+        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, QKV);
+        /* q and k are the first NH + NKV heads of each q | k | v row */
+        if (m->inv_freq) be->rope(be, m->qkv, dt, QKV, m->pos, m->inv_freq, BT, NH + NKV, HS);
         if (fused) {
-            be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + 2 * A * es, dt, 3 * A, m->lens,
-                                req->tokcls ? m->tokcls : NULL, B, T, NH, HS, c->causal, req->window,
+            be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + (A + KV) * es, dt, QKV, m->lens,
+                                req->tokcls ? m->tokcls : NULL, B, T, NH, NKV, HS, c->causal, sw, req->window,
                                 m->fstats + l * per_layer);
         } else {
-            be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + A, m->qkv + 2 * A, 3 * A, m->keymask, B, T, NH, HS,
-                          c->causal);
+            be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + A, m->qkv + A + KV, QKV, m->keymask, B, T, NH, NKV, HS,
+                          c->causal, sw);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
         /* the residual branches (attention output, MLP output) in dt too: the norm adds them in fp32 */

@@ -13,8 +13,10 @@
  * has xn == x; pre-norm keeps x and normalises into xn with the next norm in the chain (the MLP's,
  * the next layer's attention norm, or the final norm after the last layer).
  *
- * GQA: the key/value projections are repeated to the NH query heads on load (query head h reads
- * kv head h / (NH / NKV), as HF's repeat_kv), so that the attention ops see NH heads. */
+ * GQA: the NKV key/value heads are kept as they are (q | k | v rows of A + 2·NKV·HS); the attention
+ * ops take NKV and query head h reads kv head h / (NH / NKV), as HF's repeat_kv, without copies.
+ * Sliding windows (Mistral, Qwen2): each layer's window (config_window) goes to the attention ops
+ * and, through attn_stats' stats_params, to the statistics, which count only the visible keys. */
 #ifndef ATTNSCOPE_MODEL_H
 #define ATTNSCOPE_MODEL_H
 #include "backend.h"
@@ -23,9 +25,10 @@
 
 typedef struct { const float *w, *b; } norm_weights;   /* (C), (C) or NULL (RMSNorm; none: w NULL) */
 
-/* A = NH·HS the attention width, F the MLP's width (Fg = 2F gated: gate | up, else F) */
+/* A = NH·HS the attention width, KV = NKV·HS the key/value width, F the MLP's width (Fg = 2F
+ * gated: gate | up, else F) */
 typedef struct {
-    float *wqkv, *bqkv;                  /* (3A, C), (3A) or NULL: q | k | v stacked, kv repeated to NH heads */
+    float *wqkv, *bqkv;                  /* (A + 2KV, C), (A + 2KV) or NULL: q | k | v stacked */
     float *wo, *bo;                      /* (C, A), (C) or NULL */
     float *wup, *bup;                    /* (Fg, C), (Fg) or NULL */
     float *wdown, *bdown;                /* (C, F), (C) or NULL */
@@ -53,7 +56,7 @@ typedef struct {
     float *xn;                           /* (B, T, C) the next sub-block's input: == x for post-norm */
     float *ctx;                          /* (B, T, A) */
     void *xb;                            /* (B, T, C) bf16 copy of x (backends with bf16_acts) */
-    float *qkv;                          /* (B, T, 3A): q | k | v */
+    float *qkv;                          /* (B, T, A + 2KV): q | k | v */
     float *ff;                           /* (B, T, Fg) */
     float *ffa;                          /* (B, T, F) the activation's output: == ff unless gated */
     float *probs;                        /* (B, NH, T, T) */

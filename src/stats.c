@@ -21,12 +21,13 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
 {
     double acc[STAT_N] = {0};
     int norm_rows = 0;
-    const int causal = sp->causal, w = sp->window, k = sp->topk;
+    const int causal = sp->causal, w = sp->window, k = sp->topk, sw = sp->sliding_window;
     for (int i = 0; i < n; i++) {
         const float *row = P + (size_t)i * T;
-        const int nk = causal ? i + 1 : n;               /* visible keys 0..nk-1 */
+        int lo;
+        const int hi = stats_visible(i, n, causal, sw, &lo), nk = hi - lo;   /* visible keys lo..hi-1 */
         double h = 0, dist = 0, loc = 0, ssep = 0, spunct = 0;
-        for (int j = 0; j < nk; j++) {
+        for (int j = lo; j < hi; j++) {
             const double p = row[j];
             if (p > 0) h -= p * log(p);
             const int d = i > j ? i - j : j - i;
@@ -44,17 +45,19 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
         acc[STAT_ATTN_PUNCT] += spunct;
         acc[STAT_ATTN_SELF] += row[i];
         if (i > 0) acc[STAT_ATTN_PREV] += row[i - 1];
-        if (i + 1 < nk) acc[STAT_ATTN_NEXT] += row[i + 1];
+        if (i + 1 < hi) acc[STAT_ATTN_NEXT] += row[i + 1];
     }
     for (int s = 0; s < STAT_N; s++) out[s] = n > 0 ? (float)(acc[s] / n) : 0.0f;
     out[STAT_ENTROPY_NORM] = norm_rows ? (float)(acc[STAT_ENTROPY_NORM] / norm_rows) : 0.0f;
 
-    /* key importance α_k: rows that see k are all n rows, or i >= k when causal */
+    /* key importance α_k: the rows that see k are i < n, i >= k when causal, i < k + sw with a
+     * sliding window (the others hold exact zeros at k: summing all would give the same sum) */
     double alpha0 = 0;
     for (int j = 0; j < n; j++) {
         double a = 0;
-        for (int i = causal ? j : 0; i < n; i++) a += P[(size_t)i * T + j];
-        a /= causal ? n - j : n;
+        const int seen = stats_seen_by(j, n, causal, sw), i0 = causal ? j : 0;
+        for (int i = i0; i < i0 + seen; i++) a += P[(size_t)i * T + j];
+        a /= seen;
         if (j == 0) alpha0 = a;
         if (key_importance) key_importance[j] = (float)a;
     }
@@ -67,8 +70,9 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
         for (int r = 0; r < k; r++) { ti[r] = -1; tw[r] = 0.0f; }
         if (i >= n) continue;
         const float *row = P + (size_t)i * T;
-        const int nk = causal ? i + 1 : n;
-        for (int j = 0; j < nk; j++) {                   /* insertion into the k best, stable */
+        int lo;
+        const int hi = stats_visible(i, n, causal, sw, &lo);
+        for (int j = lo; j < hi; j++) {                  /* insertion into the k best, stable */
             float p = row[j];
             int r = k;
             while (r > 0 && (ti[r - 1] < 0 || p > tw[r - 1])) r--;

@@ -4,8 +4,10 @@
  * against). Definitions follow the cited papers; README "Statistics" gives each formula.
  *
  * One head of one sample: P is (T, T) row-major (row i = query, column j = key), n ≤ T valid
- * tokens. Visible keys of row i: K_i = {0..n-1}, or {0..i} when causal. Rows i < n are the valid
- * query rows; "mean over rows" is (1/n) Σ_{i<n}. */
+ * tokens. Visible keys of row i: K_i = {j < n : j ≤ i when causal, j > i − sw with a sliding
+ * window sw > 0} (HF's sliding_window_overlay: the sw most recent keys, i itself included); the
+ * probabilities of the other keys are exactly 0. Rows i < n are the valid query rows; "mean over
+ * rows" is (1/n) Σ_{i<n}. */
 #ifndef ATTNSCOPE_STATS_H
 #define ATTNSCOPE_STATS_H
 #include <stdint.h>
@@ -31,13 +33,43 @@ extern const char *const stats_units[STAT_N];
 
 typedef struct {
     int causal;                /* decoder: row i sees keys 0..i */
-    int window;                /* locality window w (tokens) */
+    int window;                /* locality window w (tokens) of STAT_LOCALITY */
     int topk;                  /* k of topk_index/topk_weight */
+    int sliding_window;        /* the attention's sliding window sw (keys visible behind a query, itself
+                                  included); 0: none. Not the locality window. */
 } stats_params;
+
+#ifdef __CUDACC__
+#define STATS_HD __host__ __device__
+#else
+#define STATS_HD
+#endif
+/* K_i of row i < n as the range [*lo, return value) (empty when n = 0): shared by the CPU
+ * reference and the kernels, so that every statistic counts the same keys. */
+static inline STATS_HD int stats_visible(int i, int n, int causal, int sw, int *lo)
+{
+    *lo = sw > 0 && i - sw + 1 > 0 ? i - sw + 1 : 0;
+    const int hi = causal && i + 1 < n ? i + 1 : n;
+    return hi > *lo ? hi : *lo;
+}
+/* The rows i < n with |K_i| > 1 (entropy_norm's rows): all but row 0 (causal) or all (not), and
+ * under a window of 1 none (causal) or all but the last (not) */
+static inline STATS_HD int stats_norm_rows(int n, int causal, int sw)
+{
+    if (n < 2) return 0;
+    if (sw != 1) return causal ? n - 1 : n;
+    return causal ? 0 : n - 1;
+}
+/* |Q_j|: the number of rows i < n whose K_i holds key j < n (key importance's denominator) */
+static inline STATS_HD int stats_seen_by(int j, int n, int causal, int sw)
+{
+    const int hi = sw > 0 && j + sw < n ? j + sw : n;
+    return hi - (causal ? j : 0);
+}
 
 /* All statistics of one head. sep/punct: [n] flags per key token (may be NULL: masses 0).
  * out[STAT_N] receives the scalars; key_importance[n] (may be NULL) receives
- * α_k = (1/|Q_k|) Σ_{i ∈ Q_k} p_ik with Q_k the rows that see k (Gu et al. 2025);
+ * α_k = (1/|Q_k|) Σ_{i ∈ Q_k} p_ik with Q_k the rows i < n that see k (Gu et al. 2025);
  * topk_idx/topk_w [T][k] (may be NULL) receive each valid row's k most attended keys, largest
  * first, ties to the lower index; rows ≥ n and missing entries get −1 and 0. Sums in double. */
 void stats_head(const float *P, int T, int n, const stats_params *sp, const uint8_t *sep, const uint8_t *punct,

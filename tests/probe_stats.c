@@ -4,7 +4,7 @@
  *
  *   probe_stats IN.h5 OUT.h5
  * IN:  /attention [N, L, H, T, T] float32, /length [N] int32, optional /is_sep and /is_punct
- *      [N, T] uint8; root attributes causal, window, topk (int64).
+ *      [N, T] uint8; root attributes causal, window, topk and sliding_window (int64; absent: 0, none).
  * OUT: /stats/<name> [N, L, H] float32 for every name of stats_names, /stats/key_importance
  *      [N, L, H, T], /stats/topk_index [N, L, H, T, k] int32, /stats/topk_weight float32,
  *      /summary/head_similarity_js_sum and /summary/head_similarity_gram [L·H, L·H] float64,
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     uint8_t *sep = read_all(f, "/is_sep", H5T_NATIVE_UINT8, 1, ds_, &nd, 0);
     uint8_t *punct = read_all(f, "/is_punct", H5T_NATIVE_UINT8, 1, ds_, &nd, 0);
     stats_params sp = {.causal = (int)attr_int(f, "causal", 0), .window = (int)attr_int(f, "window", 3),
-                       .topk = (int)attr_int(f, "topk", 3)};
+                       .topk = (int)attr_int(f, "topk", 3), .sliding_window = (int)attr_int(f, "sliding_window", 0)};
     const int pK = (int)attr_int(f, "probe_len", 0), pb = (int)attr_int(f, "probe_bos", 0);
     H5Fclose(f);
     const int N = (int)da[0], L = (int)da[1], H = (int)da[2], T = (int)da[3], k = sp.topk, nh = L * H;
@@ -161,8 +161,8 @@ int main(int argc, char **argv)
         free(ps);
     }
     H5Fclose(g);
-    printf("probe_stats: %d samples x %d layers x %d heads, T=%d, causal=%d, window=%d, topk=%d -> %s\n", N, L, H, T,
-           sp.causal, sp.window, k, argv[2]);
+    printf("probe_stats: %d samples x %d layers x %d heads, T=%d, causal=%d, window=%d, topk=%d, sliding_window=%d -> %s\n",
+           N, L, H, T, sp.causal, sp.window, k, sp.sliding_window, argv[2]);
     stats_sim_free(&sim);
     free(att); free(len); free(sep); free(punct); free(out); free(ki); free(ti); free(tw); free(maps);
     return 0;

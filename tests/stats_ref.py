@@ -3,7 +3,9 @@ from the definitions in the cited papers and the task card (NOT from src/stats.c
 tests/test_stats.py can check the C code against it.
 
 One head of one sample: P is a (T, T) array (row i = query, column j = key), n <= T valid tokens.
-Visible keys of row i: K_i = {0..n-1} (bidirectional) or {0..i} (causal). "Mean over rows" is
+Visible keys of row i: K_i = {0..n-1} (bidirectional) or {0..i} (causal); with a sliding window sw
+(Mistral, Qwen2: transformers' sliding_window_overlay, key j visible iff j > i - sw) only the keys
+j > i - sw of those, so every statistic counts the sw most recent keys only. "Mean over rows" is
 (1/n) * sum over i < n. Everything is computed in float64 from the float32 probabilities; loops
 are written row by row on purpose, to read like the formulas (the arrays are small).
 
@@ -24,19 +26,19 @@ SCALARS = ["entropy", "entropy_norm", "distance", "locality", "attn_cls", "attn_
            "attn_self", "attn_prev", "attn_next", "sink_importance"]
 
 
-def visible(i, n, causal):
-    """K_i: the keys row i may attend to."""
-    return range(i + 1) if causal else range(n)
+def visible(i, n, causal, sw=0):
+    """K_i: the keys row i may attend to (sw > 0: a sliding window of sw keys, i itself included)."""
+    return range(max(0, i - sw + 1) if sw > 0 else 0, i + 1 if causal else n)
 
 
-def head_scalars(P, n, causal, window, sep=None, punct=None):
+def head_scalars(P, n, causal, window, sep=None, punct=None, sw=0):
     """Per-head scalars of one sample, as a dict keyed by SCALARS. sep/punct: per-token flags
-    (length >= n) or None (then those masses are 0)."""
+    (length >= n) or None (then those masses are 0); sw: the attention's sliding window (0: none)."""
     P = np.asarray(P, np.float64)
     ent = dist = loc = cls = sepm = punm = selfm = prev = nxt = 0.0
     norm_sum, norm_rows = 0.0, 0
     for i in range(n):
-        K = list(visible(i, n, causal))
+        K = list(visible(i, n, causal, sw))
         h = 0.0
         for j in K:
             p = P[i, j]
@@ -63,22 +65,23 @@ def head_scalars(P, n, causal, window, sep=None, punct=None):
     out = {"entropy": ent / n, "entropy_norm": norm_sum / norm_rows if norm_rows else 0.0,
            "distance": dist / n, "locality": loc / n, "attn_cls": cls / n, "attn_sep": sepm / n,
            "attn_punct": punm / n, "attn_self": selfm / n, "attn_prev": prev / n, "attn_next": nxt / n}
-    out["sink_importance"] = key_importance(P, n, causal)[0]
+    out["sink_importance"] = key_importance(P, n, causal, sw)[0]
     return out
 
 
-def key_importance(P, n, causal):
+def key_importance(P, n, causal, sw=0):
     """alpha_k for k < n (Gu et al. 2025); entries k >= n are 0. Returns a (T,) float64 array.
-    Q_k = all n rows (bidirectional) or rows i >= k (causal), so |Q_k| = n or n - k."""
+    Q_k = all n rows (bidirectional) or rows i >= k (causal), so |Q_k| = n or n - k; with a
+    sliding window only the rows i < k + sw of those."""
     P = np.asarray(P, np.float64)
     a = np.zeros(P.shape[1])
     for k in range(n):
-        Q = [i for i in range(n) if k in visible(i, n, causal)]
+        Q = [i for i in range(n) if k in visible(i, n, causal, sw)]
         a[k] = sum(P[i, k] for i in Q) / len(Q)
     return a
 
 
-def topk(P, n, causal, k):
+def topk(P, n, causal, k, sw=0):
     """Each valid row's k visible keys of largest p, descending, ties to the lower key index.
     Returns index (T, k) int32 and weight (T, k) float64; rows >= n and entries beyond |K_i| get
     index -1 and weight 0. Visible keys of weight 0 are still keys: they are listed."""
@@ -87,7 +90,7 @@ def topk(P, n, causal, k):
     idx = np.full((T, k), -1, np.int32)
     w = np.zeros((T, k))
     for i in range(n):
-        order = sorted(visible(i, n, causal), key=lambda j: (-P[i, j], j))[:k]
+        order = sorted(visible(i, n, causal, sw), key=lambda j: (-P[i, j], j))[:k]
         for r, j in enumerate(order):
             idx[i, r] = j
             w[i, r] = P[i, j]
@@ -152,8 +155,9 @@ def all_probe_scores(att, K, b):
     return out
 
 
-def all_stats(att, lengths, causal, window, k, sep=None, punct=None):
-    """Every statistic the probe writes, for att [N, L, H, T, T]. Returns a dict of arrays with
+def all_stats(att, lengths, causal, window, k, sep=None, punct=None, sw=0):
+    """Every statistic the probe writes, for att [N, L, H, T, T]; sw: the sliding window, one for
+    every layer or a list of L (0: none). Returns a dict of arrays with
     the probe's names: the SCALARS [N, L, H], key_importance [N, L, H, T], topk_index and
     topk_weight [N, L, H, T, k], head_similarity_js_sum/_gram [L*H, L*H], n_rows."""
     N, L, H, T = att.shape[:4]
@@ -166,12 +170,13 @@ def all_stats(att, lengths, causal, window, k, sep=None, punct=None):
         fs = None if sep is None else sep[s]
         fp = None if punct is None else punct[s]
         for l in range(L):
+            w = sw[l] if isinstance(sw, (list, tuple)) else sw
             for h in range(H):
                 P = att[s, l, h]
-                for name, v in head_scalars(P, n, causal, window, fs, fp).items():
+                for name, v in head_scalars(P, n, causal, window, fs, fp, w).items():
                     out[name][s, l, h] = v
-                out["key_importance"][s, l, h] = key_importance(P, n, causal)
-                out["topk_index"][s, l, h], out["topk_weight"][s, l, h] = topk(P, n, causal, k)
+                out["key_importance"][s, l, h] = key_importance(P, n, causal, w)
+                out["topk_index"][s, l, h], out["topk_weight"][s, l, h] = topk(P, n, causal, k, w)
     js, gram, n_rows = head_similarity(att, lengths)
     out["head_similarity_js_sum"], out["head_similarity_gram"], out["n_rows"] = js, gram, n_rows
     return out

@@ -335,23 +335,44 @@ bad("ids outside the vocabulary", ["--model", f"{FX}/bert_tiny", "--input", badi
 
 # ---- decoders (the family table's rows): a run on --input, and their config/weight checks ------
 dec_in = ["--input", f"{FX}/input_decoder.h5"]
-for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny"):
+# (model, /model/kv_group, /model/sliding_window): mistral_sw has 4 query heads on 1 kv head and a
+# window of 5 on both layers, qwen2_sw windows of 4 on layers 1 and 2
+for fam, want, want_sw in (("gpt2_tiny", [0, 1, 2, 3], [0, 0]), ("llama_tiny", [0, 0, 1, 1], [0, 0]),
+                           ("qwen2_tiny", [0, 0, 1, 1], [0, 0]), ("mistral_sw", [0, 0, 0, 0], [5, 5]),
+                           ("qwen2_sw", [0, 0, 1, 1], [0, 4, 4])):
     o = f"{TMP}/{fam}.h5"
     attnscope("run", "--model", f"{FX}/{fam}", *dec_in, "--out", o, "--save-attention", "--backend", "cpu", "--quiet")
     with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{fam}.h5", "r") as e:
         err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
         kvg = f["model/kv_group"][:].tolist()
+        sw = f["model/sliding_window"][:].tolist()
         tol = 1e-5 if fam.startswith("gpt2") else 1e-4
-        want = [0, 1, 2, 3] if fam.startswith("gpt2") else [0, 0, 1, 1]
-        check(err <= tol and kvg == want, f"run {fam} on --input: /attention vs HF max abs err {err:.3g} (tol {tol:g}), /model/kv_group {kvg}")
+        check(err <= tol and kvg == want and sw == want_sw, f"run {fam} on --input: /attention vs HF max abs err {err:.3g} "
+              f"(tol {tol:g}), /model/kv_group {kvg}, /model/sliding_window {sw}")
 bad("llama with an unsupported rope type", ["--model", model_copy("rope", src="llama_tiny", config_edit=lambda c: c.update(
     rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=1e4)))] + dec_in, ["config.json", "\"yarn\" is not supported"])
 bad("llama with heads not a multiple of the kv heads", ["--model", model_copy("kv3", src="llama_tiny", config_edit=lambda c: c.update(
     num_key_value_heads=3))] + dec_in, ["config.json", "not a multiple of the 3 key/value heads"])
 bad("llama whose k_proj does not match num_key_value_heads", ["--model", model_copy("kv4", src="llama_tiny", config_edit=lambda c: c.update(
     num_key_value_heads=4))] + dec_in, ["model.safetensors", "layers.0.self_attn.k_proj.weight", "shape"])
-bad("mistral with a sliding window shorter than its positions", ["--model", model_copy("sw", src="mistral_tiny", config_edit=lambda c: c.update(
-    sliding_window=16))] + dec_in, ["config.json", "sliding_window 16", "not supported"])
+# how config.json decides the windows, as transformers' configs do: Qwen2 without layer_types (older
+# configs) windows the layers from max_window_layers on (the same model: the same attention as HF);
+# Mistral without the key takes MistralConfig's default 4096, with null none
+for tag, src, edit, want_sw in (("qwen2_nolt", "qwen2_sw", lambda c: c.pop("layer_types"), [0, 4, 4]),
+                                ("mistral_swdef", "mistral_tiny", lambda c: c.pop("sliding_window"), [4096, 4096]),
+                                ("mistral_swnull", "mistral_tiny", lambda c: c.update(sliding_window=None), [0, 0])):
+    o = f"{TMP}/{tag}.h5"
+    attnscope("run", "--model", model_copy(tag, src=src, config_edit=edit), *dec_in, "--out", o, "--save-attention",
+              "--backend", "cpu", "--quiet")
+    with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{src}.h5", "r") as e:
+        err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
+        sw = f["model/sliding_window"][:].tolist()
+    check(err <= 1e-4 and sw == want_sw, f"run {tag}: /model/sliding_window {sw} (want {want_sw}), /attention vs HF's "
+          f"{src} max abs err {err:.3g} (tol 1e-4)")
+bad("mistral with a sliding window of 0", ["--model", model_copy("sw0", src="mistral_tiny", config_edit=lambda c: c.update(
+    sliding_window=0))] + dec_in, ["config.json", "\"sliding_window\" = 0 is out of range"])
+bad("qwen2 with a sliding layer but use_sliding_window false", ["--model", model_copy("swoff", src="qwen2_sw", config_edit=lambda c: c.update(
+    use_sliding_window=False))] + dec_in, ["config.json", "layer_types[1] is \"sliding_attention\" but there is no sliding window"])
 bad("gpt2 without a layer's c_attn", ["--model", model_copy("noattn", src="gpt2_tiny", tensors_edit=lambda h, b: drop_tensor(h, b, "h.1.attn.c_attn.weight"))]
     + dec_in, ["missing tensor \"h.1.attn.c_attn.weight\""])
 bad("qwen2 with a q bias but no k bias", ["--model", model_copy("nokb", src="qwen2_tiny", tensors_edit=lambda h, b: drop_tensor(h, b, "model.layers.0.self_attn.k_proj.bias"))]

@@ -4,7 +4,10 @@
  * relative to the largest magnitude) on a padded batch of different lengths and token types.
  * Fixtures: tests/fixtures/hf/make_hf_fixtures.py (encoders) and make_decoder_fixtures.py (GPT-2,
  * Llama with GQA and head_dim, Llama with llama3 RoPE scaling, Qwen2 with q/k/v biases and tied
- * embeddings, Mistral; causal, right-padded). GGUF models (make_gguf_model_fixtures.py):
+ * embeddings, Mistral; Mistral with a sliding window of 5 on every layer and 4 query heads on 1 kv
+ * head, Qwen2 with windows of 4 on layers 1 and 2 only (use_sliding_window, max_window_layers):
+ * windows shorter than the sequences, so the banded attention itself is compared; causal,
+ * right-padded). GGUF models (make_gguf_model_fixtures.py):
  * SmolLM2-135M-Instruct Q4_1 against transformers loading the same GGUF (attention ≤ 1e-4, rotary
  * embeddings; hidden ≤ 5e-4 relative: 30 layers); converter-style GGUFs of llama_tiny (Q/K permuted, some F16)
  * llama3_tiny (llama3 scaling as the tensor rope_freqs.weight), qwen2_tiny and gpt2_tiny (Conv1D
@@ -300,7 +303,7 @@ int main(void)
     static const struct { const char *name; double tol; const char *expected; } dec[] = {
         {"gpt2_tiny", 1e-5, NULL}, {"llama_tiny", 1e-4, NULL}, {"llama3_tiny", 1e-4, NULL},
         {"llama3_tiny_hub", 1e-4, "llama3_tiny"}, {"qwen2_tiny", 1e-4, NULL}, {"mistral_tiny", 1e-4, NULL},
-        {"gpt2_hd64", 1e-5, NULL}, {"llama_hd128", 1e-4, NULL}};
+        {"gpt2_hd64", 1e-5, NULL}, {"llama_hd128", 1e-4, NULL}, {"mistral_sw", 1e-4, NULL}, {"qwen2_sw", 1e-4, NULL}};
     for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
         char e[128];
         snprintf(e, sizeof e, "expected_%s.h5", dec[i].expected ? dec[i].expected : dec[i].name);

@@ -11,7 +11,9 @@ bidirectional and causal variants, random is_sep/is_punct flags, several window/
 entropy stored by the fixture script (the peer). Then the decoders (gpt2/llama/qwen2 tiny) through
 the binary: `attnscope run --save-attention` on input_decoder.h5, its /stats (causal rows), key
 importance and sink rate against the reference applied to HF's eager attentions (1e-5: the
-probabilities themselves differ by that much) and to its own /attention (1e-6).
+probabilities themselves differ by that much) and to its own /attention (1e-6); with mistral_sw and
+qwen2_sw the reference takes each layer's sliding window (only the visible keys count), and
+/model/sliding_window must list the windows the fixture script gave the layers.
 
 Tolerances: 1e-6 absolute (C sums in double and writes float32; the reference sums in float64);
 head_similarity_js_sum 1e-5 * max(1, |ref|) (sums of many logs over samples); topk_index and
@@ -88,7 +90,7 @@ def random_row(rng, c):
     return p
 
 
-def random_case(seed, lengths, L, H, T, causal):
+def random_case(seed, lengths, L, H, T, causal, sw=0):
     rng = np.random.default_rng(seed)
     N = len(lengths)
     att = np.zeros((N, L, H, T, T), np.float32)
@@ -96,14 +98,14 @@ def random_case(seed, lengths, L, H, T, causal):
         for l in range(L):
             for h in range(H):
                 for i in range(n):
-                    c = i + 1 if causal else n
-                    att[s, l, h, i, :c] = random_row(rng, c)
+                    K = stats_ref.visible(i, n, causal, sw)   # a sliding window: exact zeros left of it
+                    att[s, l, h, i, K.start:K.stop] = random_row(rng, len(K))
     sep = (rng.random((N, T)) < 0.25).astype(np.uint8)
     punct = (rng.random((N, T)) < 0.3).astype(np.uint8)
     return att, sep, punct
 
 
-def run_probe(case, att, lengths, causal, window, k, sep=None, punct=None):
+def run_probe(case, att, lengths, causal, window, k, sep=None, punct=None, sw=0):
     """Writes the probe's input, runs it, returns its output as a dict of arrays (or None)."""
     fin, fout = os.path.join(TMP, case + "_in.h5"), os.path.join(TMP, case + "_out.h5")
     with h5py.File(fin, "w") as f:
@@ -111,7 +113,7 @@ def run_probe(case, att, lengths, causal, window, k, sep=None, punct=None):
         f["length"] = np.asarray(lengths, np.int32)
         if sep is not None: f["is_sep"] = sep.astype(np.uint8)
         if punct is not None: f["is_punct"] = punct.astype(np.uint8)
-        for a, v in (("causal", causal), ("window", window), ("topk", k)):
+        for a, v in (("causal", causal), ("window", window), ("topk", k), ("sliding_window", sw)):
             f.attrs[a] = np.int64(v)
     r = subprocess.run([PROBE, fin, fout], capture_output=True, text=True, cwd=ROOT)
     if not check(r.returncode == 0, f"{case}: {PROBE} exit status {r.returncode} {r.stderr.strip()}"):
@@ -126,9 +128,9 @@ def run_probe(case, att, lengths, causal, window, k, sep=None, punct=None):
     return out
 
 
-def compare_all(case, att, lengths, causal, window, k, sep=None, punct=None):
-    got = run_probe(case, att, lengths, causal, window, k, sep, punct)
-    ref = stats_ref.all_stats(att, lengths, causal, window, k, sep, punct)
+def compare_all(case, att, lengths, causal, window, k, sep=None, punct=None, sw=0):
+    got = run_probe(case, att, lengths, causal, window, k, sep, punct, sw)
+    ref = stats_ref.all_stats(att, lengths, causal, window, k, sep, punct, sw)
     if got is None:
         return ref
     names = sorted(n for n in got if n not in ("key_importance", "topk_index", "topk_weight")
@@ -154,15 +156,20 @@ def compare_all(case, att, lengths, causal, window, k, sep=None, punct=None):
     return ref
 
 
-def count_ties(att, lengths, causal, k):
+def count_ties(att, lengths, causal, k, sw=0):
     """How many valid rows have a tie among the values that decide their top k (for the log)."""
     ties = 0
     for s, n in enumerate(lengths):
         for P in att[s].reshape(-1, *att.shape[3:]):
             for i in range(n):
-                row = np.sort(P[i, :(i + 1 if causal else n)])[::-1]
+                K = stats_ref.visible(i, n, causal, sw)
+                row = np.sort(P[i, K.start:K.stop])[::-1]
                 ties += bool(len(row) > 1 and np.any(row[:k + 1][1:] == row[:k + 1][:-1]))
     return ties
+
+
+# each layer's sliding window as the fixture script made it (0: full attention)
+WINDOWS = {"mistral_sw": [5, 5], "qwen2_sw": [0, 4, 4]}
 
 
 def decoder_run(fam):
@@ -187,16 +194,20 @@ def decoder_run(fam):
         got["sink_rate"] = f["stats/sink_rate"][()]
         eps = float(f["stats"].attrs["sink_eps"])
         sep = (f["samples/input_ids"][()] == int(f["stats"].attrs["sep_token_id"])).astype(np.uint8)   # EOS of config.json
-    print(f"--- dec_{fam}: attentions {hf.shape}, lengths {lens.tolist()}, causal, window=2, {int(sep.sum())} EOS keys")
+        sw = f["model/sliding_window"][()].tolist()
+    want_sw = WINDOWS.get(fam, [0] * hf.shape[1])
+    check(sw == want_sw, f"dec_{fam}: /model/sliding_window {sw} == {want_sw}")
+    print(f"--- dec_{fam}: attentions {hf.shape}, lengths {lens.tolist()}, causal, window=2, {int(sep.sum())} EOS keys, "
+          f"sliding windows {want_sw}")
     for case, att, tol in ((f"dec_{fam} vs HF", hf, 1e-5), (f"dec_{fam} vs own /attention", ours, TOL)):
-        ref = stats_ref.all_stats(att, lens, 1, 2, 3, sep=sep)
+        ref = stats_ref.all_stats(att, lens, 1, 2, 3, sep=sep, sw=want_sw)
         for name in stats_ref.SCALARS:
             compare(case, name, got[name], ref[name], tol)
         T = att.shape[3]
         valid = np.broadcast_to((np.arange(T)[None, :] < lens[:, None])[:, None, None, :], ref["key_importance"].shape)
         compare(case, "key_importance[k<n]", got["key_importance"][valid], ref["key_importance"][valid], tol)
         # sink rate (Gu et al. 2025): fraction of (layer, head) with alpha_0 > eps, per sample
-        rate = (ref["sink_importance"] > eps).reshape(len(lens), -1).mean(axis=1)
+        rate = (ref["sink_importance"] > eps).reshape(len(lens), -1).mean(axis=1).astype(np.float32)   # as stored
         compare(case, f"sink_rate (eps {eps:g})", got["sink_rate"], rate, 0)
     # causal rows in words: the first-token mass of row 0 is 1 (it sees only itself), entropy_norm
     # divides by ln(i+1), and attn_next is 0 (key i+1 is never visible)
@@ -209,13 +220,19 @@ def main():
         return 1
     L, H, T = 2, 3, 12
     lengths = [1, 12, 5, 2, 9, 12]
-    cases = [("bidir_w2_k3", 0, 2, 3, 11), ("causal_w2_k3", 1, 2, 3, 12),
-             ("bidir_w0_k14", 0, 0, 14, 13), ("causal_w1_k5", 1, 1, 5, 14)]
-    for case, causal, window, k, seed in cases:
-        att, sep, punct = random_case(seed, lengths, L, H, T, causal)
+    # (name, causal, locality window, k, seed, sliding window): the sliding windows (3 and 1 causal,
+    # as Mistral/Qwen2; 4 bidirectional, the contract's general case) leave exact zeros left of
+    # the window, and the statistics must count only the visible keys (|K_i| in entropy_norm,
+    # |Q_k| in key importance and the sink, top-k among K_i)
+    cases = [("bidir_w2_k3", 0, 2, 3, 11, 0), ("causal_w2_k3", 1, 2, 3, 12, 0),
+             ("bidir_w0_k14", 0, 0, 14, 13, 0), ("causal_w1_k5", 1, 1, 5, 14, 0),
+             ("causal_sw3_w2_k4", 1, 2, 4, 15, 3), ("causal_sw1_w1_k2", 1, 1, 2, 16, 1),
+             ("bidir_sw4_w2_k6", 0, 2, 6, 17, 4)]
+    for case, causal, window, k, seed, sw in cases:
+        att, sep, punct = random_case(seed, lengths, L, H, T, causal, sw)
         print(f"--- {case}: N={len(lengths)} L={L} H={H} T={T} lengths={lengths} causal={causal} "
-              f"window={window} topk={k}; rows with top-k ties: {count_ties(att, lengths, causal, k)}")
-        compare_all(case, att, lengths, causal, window, k, sep, punct)
+              f"window={window} topk={k} sliding_window={sw}; rows with top-k ties: {count_ties(att, lengths, causal, k, sw)}")
+        compare_all(case, att, lengths, causal, window, k, sep, punct, sw)
     # the causal data again without flags: the masses must then be 0
     att, _, _ = random_case(12, lengths, L, H, T, 1)
     print("--- causal_noflags: no is_sep/is_punct datasets")
@@ -228,7 +245,7 @@ def main():
         print(f"--- {case}: attentions {att.shape}, lengths {lens.tolist()}, bidirectional, window=2, topk=3")
         ref = compare_all(case, att, lens, 0, 2, 3)
         compare(case, "ref entropy vs fixture", ref["entropy"], peer_ent, TOL)
-    for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny"):
+    for fam in ("gpt2_tiny", "llama_tiny", "qwen2_tiny", "mistral_sw", "qwen2_sw"):
         decoder_run(fam)
     status = summary()
     if os.environ.get("KEEP_TMP") == "1":

@@ -3,6 +3,7 @@ set -u
 # Precision comparison on the GPU host (runtime sourced, repo root): the peer in bf16, attnscope
 # in fp32/tf32/bf16 on the same saved bert-base and tokens, and the /stats difference to fp32.
 build-cuda/tests/test_backend_gpu 2>&1 | grep -E 'bf16|failure'
+build-cuda/tests/test_attn_gpu 2>&1 | grep -E 'bf16|failure'
 python3 tests/bench/peer.py --model bert-base --save /tmp/bb --save-only --shapes 64x128,16x512 --batches 5 2>&1 | tail -1
 python3 tests/bench/peer.py --model bert-base --dtypes bf16 --shapes 64x128,16x512 --pipelines P0,P1 --batches 10 2>&1 | grep -E 'P[01] '
 for L in 128 512; do
