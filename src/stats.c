@@ -40,11 +40,11 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
         if (nk > 1) { acc[STAT_ENTROPY_NORM] += h / log((double)nk); norm_rows++; }
         acc[STAT_DISTANCE] += dist;
         acc[STAT_LOCALITY] += loc;
-        acc[STAT_ATTN_CLS] += row[0];
+        if (lo == 0) acc[STAT_ATTN_CLS] += row[0];      /* only visible keys count (a window may hide key 0) */
         acc[STAT_ATTN_SEP] += ssep;
         acc[STAT_ATTN_PUNCT] += spunct;
         acc[STAT_ATTN_SELF] += row[i];
-        if (i > 0) acc[STAT_ATTN_PREV] += row[i - 1];
+        if (i > 0 && i - 1 >= lo) acc[STAT_ATTN_PREV] += row[i - 1];
         if (i + 1 < hi) acc[STAT_ATTN_NEXT] += row[i + 1];
     }
     for (int s = 0; s < STAT_N; s++) out[s] = n > 0 ? (float)(acc[s] / n) : 0.0f;

@@ -508,7 +508,7 @@ int main(void)
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");
     test_forward("roberta_tiny", "tests/fixtures/hf/roberta_tiny");
     static const char *dec[] = {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_tiny", "mistral_tiny", "mistral_sw",
-                                "qwen2_sw"};
+                                "qwen2_sw", "gpt2_hd64", "llama_hd128"};
     char dir[128];
     for (size_t i = 0; i < sizeof dec / sizeof *dec; i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/hf/%s", dec[i]);
