@@ -17,8 +17,8 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     const int L = c->L, NH = c->NH, k = o->topk;
 
     /* token-class flags per vocabulary id */
-    c->sep_of_id = xcalloc(mc->vocab, 1);
-    c->punct_of_id = xcalloc(mc->vocab, 1);
+    c->sep_of_id = xcalloc(mc->vocab > 0 ? mc->vocab : 1, 1);      /* (images: vocab 0, every id 0) */
+    c->punct_of_id = xcalloc(mc->vocab > 0 ? mc->vocab : 1, 1);
     /* the end-of-sequence class: the post-processor's last token ([SEP]), else the EOS of a decoder */
     c->sep_id = tok ? (tok_sep_id(tok) >= 0 ? tok_sep_id(tok) : tok_eos_id(tok)) : mc->sep_token_id;
     if (c->sep_id >= 0 && c->sep_id < mc->vocab) c->sep_of_id[c->sep_id] = 1;

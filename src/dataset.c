@@ -4,7 +4,7 @@
 #include <hdf5.h>
 #include <string.h>
 
-static void shard(int64_t N, int rank, int nranks, int64_t *first, int *n)
+void dataset_shard(int64_t N, int rank, int nranks, int64_t *first, int *n)
 {
     int64_t a = N * rank / nranks, b = N * (rank + 1) / nranks;
     *first = a;
@@ -59,7 +59,7 @@ int dataset_from_text(dataset *d, const char *path, const tokenizer *tok, int ma
         return err_set("%s: no non-blank line: the corpus is empty", path);
     }
     d->n_total = N;
-    shard(N, rank, nranks, &d->first, &d->n);
+    dataset_shard(N, rank, nranks, &d->first, &d->n);
     d->off = xmalloc((d->n + 1) * sizeof(int64_t));
     d->len = xmalloc((d->n ? d->n : 1) * sizeof(int));
     d->len_full = xmalloc((d->n ? d->n : 1) * sizeof(int));
@@ -139,7 +139,7 @@ int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_
     if (dims[1] > (1u << 20)) { err_set("%s: /input_ids has %llu tokens per row", path, (unsigned long long)dims[1]); goto done; }
     const int64_t N = dims[0], L = dims[1];
     d->n_total = N;
-    shard(N, rank, nranks, &d->first, &d->n);
+    dataset_shard(N, rank, nranks, &d->first, &d->n);
     size_t cells = (size_t)d->n * L;
     ids = xmalloc((cells ? cells : 1) * sizeof(int32_t));
     mask = xmalloc((cells ? cells : 1) * sizeof(int32_t));
@@ -198,6 +198,6 @@ done:
 
 void dataset_free(dataset *d)
 {
-    free(d->off); free(d->ids); free(d->types); free(d->len); free(d->len_full); free(d->source_row);
+    free(d->off); free(d->ids); free(d->types); free(d->len); free(d->len_full); free(d->source_row); free(d->pixels);
     memset(d, 0, sizeof *d);
 }

@@ -20,6 +20,11 @@ typedef struct {
     int *len_full;         /* [n] tokens before truncation */
     int64_t *source_row;   /* [n] text: 1-based line number; HDF5: row index */
     int max_len;
+    /* images (a patch-stem model): pixels [n][channels·height·width] float32, preprocessed; each
+     * sample's ids are n_prefix + patches zeros (the token count its image becomes), so that
+     * lengths, batching and the writer treat images like samples of tokens; NULL for text */
+    float *pixels;
+    int channels, height, width;
 } dataset;
 
 /* UTF-8 text, one sample per line; blank lines are skipped (their line numbers are kept in
@@ -32,5 +37,13 @@ int dataset_from_text(dataset *d, const char *path, const tokenizer *tok, int ma
  * (n_types 0: /token_type_ids must be absent or all 0). Errors: err_set, -1. */
 int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_types, int rank, int nranks);
 
+/* Preprocessed images in HDF5 (dataset_images.c): /pixel_values [N, channels, H, W] float, as an
+ * image processor's output (normalised); every image becomes n_prefix + (H/patch)·(W/patch)
+ * tokens. Checked: 4-D, floating point, channels as the model's, H and W in [patch, 8192], every
+ * value finite. Errors: err_set, -1. */
+int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks);
+
 void dataset_free(dataset *d);
+/* The shard [first, first + n) of N samples that rank r of K holds (dataset.c). */
+void dataset_shard(int64_t N, int rank, int nranks, int64_t *first, int *n);
 #endif

@@ -161,6 +161,8 @@ static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, c
     sha256_update(&ctx, (size_t)d->n * sizeof(int64_t), (const uint8_t *)d->source_row);
     sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->ids);
     if (d->types) sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->types);
+    if (d->pixels)
+        sha256_update(&ctx, (size_t)d->n * d->channels * d->height * d->width * sizeof(float), (const uint8_t *)d->pixels);
     sha256_digest(&ctx, sizeof mine, mine);
     uint8_t *all = rank == 0 ? xmalloc((size_t)nranks * sizeof mine) : NULL;
     CHECK_MPI(MPI_Gather(mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, comm));
@@ -297,9 +299,12 @@ int run_main(int argc, char **argv)
     if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); abandon(&st, comm); free(job_store); return 1; }
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;
-    const int pos_limit = c->max_pos - c->pos_offset;
+    const int pos_limit = c->max_pos - c->pos_offset, images = c->arch->stem == STEM_PATCHES;
     if (!o.max_len) o.max_len = pos_limit;
-    rc = o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s%s)", o.max_len, pos_limit, o.model,
+    /* images: the token count follows from the image size (positions resampled to its grid) */
+    rc = images && (o.text || o.probe) ? err_set("%s is a %s model: it takes images (--input FILE.h5 with /pixel_values)", o.model, c->arch->family)
+         : images ? 0
+         : o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s%s)", o.max_len, pos_limit, o.model,
                                          m.gguf ? ": context_length" : "/config.json") : 0;
 
     tokenizer *tok = NULL;
@@ -323,6 +328,8 @@ int run_main(int argc, char **argv)
                          pp.bos >= 0 ? "BOS + " : "", o.probe_len, o.max_len < pos_limit ? "--max-len" : "the model's positions",
                          o.max_len, (o.max_len - (pp.bos >= 0)) / 2);
         if (!rc) rc = probe_dataset(&d, &pp, rank, nranks);
+    } else if (!rc && images) {
+        rc = dataset_from_pixels_h5(&d, o.input, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
     if (par_agree(rc, comm)) goto fail_early;

@@ -53,6 +53,9 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     int *order = xmalloc((d->n ? d->n : 1) * sizeof(int));
     int32_t *bids = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t));
     int *blen = xmalloc(lo->batch * sizeof(int));
+    /* images: the batch's pixels gathered (every image of a dataset has the same size) */
+    const size_t per_image = d->pixels ? (size_t)d->channels * d->height * d->width : 0;
+    float *bpx = d->pixels ? xmalloc((size_t)lo->batch * per_image * sizeof(float)) : NULL;
     int bcap = lo->batch, state = RUNCTL_RUNNING;
     int64_t done_tok = restored ? restored->tokens_done : 0;
     int w0 = restored ? (int)restored->wstart : 0;
@@ -98,7 +101,13 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                     }
                 }
                 collect_batch_begin(col, order + s, B, T);
-                if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) break;
+                if (bpx) {
+                    for (int b = 0; b < B; b++)
+                        memcpy(bpx + b * per_image, d->pixels + (size_t)order[s + b] * per_image, per_image * sizeof(float));
+                    if (!model_forward_pixels(m, bpx, B, d->height, d->width, &col->req, NULL)) break;
+                } else if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) {
+                    break;
+                }
                 if (B == 1) check_fail(__FILE__, __LINE__, "model_forward", err_get());   /* one sample does not fit */
                 fprintf(stderr, "[rank %d] %s: retrying with %d samples per batch\n", rank, err_get(), B / 2);
                 B /= 2;
@@ -132,6 +141,6 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
     res->tokens_done = done_tok;
-    free(order); free(bids); free(btypes); free(blen);
+    free(order); free(bids); free(btypes); free(blen); free(bpx);
     return state;
 }
