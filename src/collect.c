@@ -52,7 +52,9 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         if (c->pool_cap > 64) c->pool_cap = 64;
         c->pool = xcalloc(c->pool_cap, sizeof(void *));
     }
-    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity && !o->probe;
+    collect_vision_init(c);
+    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity && !o->probe &&
+                      !c->names[CO_VIS];   /* the vision outputs need the probabilities */
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
     c->wr = writer_start((size_t)1 << 30, 1);
@@ -60,6 +62,7 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
 
     /* window capacity: about 256 MiB of per-sample outputs */
     size_t per = (size_t)L * NH * ((STAT_N + PROBE_N) * 4 + (size_t)Lmax * (4 + 8 * (size_t)k));
+    for (int v = 0; v < VIS_N; v++) per += c->vis_row[v] * 4;
     size_t cap = ((size_t)256 << 20) / per;
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
 }
@@ -90,6 +93,7 @@ int collect_window_begin(collect *c, int w0, int wn, int resume)
     window_alloc(c);
     const size_t heads = (size_t)wn * c->L * c->NH, rows = heads * c->Lmax * c->o.topk;
     const int64_t g0 = c->d->first + w0;
+    collect_vision_window(c, resume, g0);
     if (resume) {   /* part of the window is done: its rows come back from the file */
         int rc = 0;
         for (int s = 0; s < STAT_N && !rc; s++) rc = h5raw_read_rows(c->fd, &c->raw[CO_STAT + s], g0, wn, c->stat + s * heads);
@@ -246,6 +250,13 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                 for (int s = 0; s < PROBE_N; s++) c->probe[s * wstride + o] = sc[s];
             }
     }
+    if (c->vis[VIS_DIST]) {
+        /* the vision statistics on the host from a packed copy, as the probe's (images: no padding) */
+        const size_t need = bh * TT;
+        if (need > c->bprobe_cap) { free(c->bprobe); c->bprobe = xmalloc(need * sizeof(float)); c->bprobe_cap = need; }
+        be->attn_pack(be, c->bprobe, probs, len, B, NH, T, T, 0);
+        collect_vision_capture(c, layer, c->bprobe, B, T);
+    }
     if (c->names[CO_ATT]) {
         /* packed (and converted to half) where the probabilities are; written by the writer */
         att_job *j = xmalloc(sizeof *j);
@@ -278,6 +289,7 @@ void collect_free(collect *c)
     if (c->wr) writer_finish(c->wr);
     if (c->fd >= 0) close(c->fd);
     if (c->o.similarity) stats_sim_free(&c->sim);
+    for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);

@@ -23,6 +23,8 @@
 
 typedef struct {
     int window, topk, key_importance, similarity, save_attention, att_f16;
+    int rollout_fusion;        /* vision: rollout's head fusion, 0 mean, 1 max, 2 min */
+    double rollout_discard;    /* vision: the share of each fused map's smallest entries set to 0 */
     int batch;                 /* the most samples in one batch (sizes the attention buffers) */
     float sink_eps;
     const probe_params *probe; /* --probe induction: the probe's scores too (NULL: off) */
@@ -33,7 +35,12 @@ enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO
        CO_SIM_JS_SUM, CO_SIM_JS_MEAN, CO_SIM_COS, CO_SIM_GRAM,
        CO_PROBE,                           /* PROBE_N per-sample scores [N, L, NH] */
        CO_PROBE_MEAN = CO_PROBE + PROBE_N, /* PROBE_N means over the samples [L, NH] */
-       CO_STAT = CO_PROBE_MEAN + PROBE_N, CO_N = CO_STAT + STAT_N };
+       CO_STAT = CO_PROBE_MEAN + PROBE_N,
+       CO_VIS = CO_STAT + STAT_N,          /* VIS_N vision outputs (collect_vision.c), patch-stem models */
+       CO_N = CO_VIS + 4 };
+/* the vision outputs: mean distance in pixels and 2-D locality [N, L, NH], the [CLS] row over the
+ * patches [N, L, NH, patches], attention rollout [N, T, T] */
+enum { VIS_DIST, VIS_LOC, VIS_CLS, VIS_ROLL, VIS_N };
 
 typedef struct {
     /* fixed for the run */
@@ -63,6 +70,9 @@ typedef struct {
     float *bprobe; size_t bprobe_cap;  /* (B, NH, T, T) host copy of a layer's probabilities for them */
     float *ki;                         /* (wcap, L, NH, Lmax) */
     int32_t *ti; float *tw;            /* (wcap, L, NH, Lmax, k) */
+    float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
+    size_t vis_row[VIS_N];             /* floats per sample of each vision output */
+    int vis_gh, vis_gw;                /* the patch grid of the images */
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -128,4 +138,13 @@ void collect_write_error(collect *c, int co, int err);
 void collect_fail(collect *c, const char *msg);
 /* Bytes of dataset co in the file (0 when absent). */
 int64_t collect_dataset_bytes(const collect *c, int co);
+
+/* The vision outputs (collect_vision.c), for a patch-stem model only (else no-ops): names and
+ * row sizes (init); the window buffers (alloc, zeroed unless resume reads them back); a layer's
+ * statistics from the host copy of its probabilities (B, NH, T, T) (capture); the datasets and
+ * the /vision attributes (create). */
+void collect_vision_init(collect *c);
+void collect_vision_window(collect *c, int resume, int64_t g0);
+void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, int T);
+void collect_vision_create(collect *c, h5out *out);
 #endif

@@ -127,6 +127,7 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
     }
     for (int i = 0; i < CO_N; i++)
         if (ds[i] >= 0) H5Dclose(ds[i]);
+    collect_vision_create(c, out);
 }
 
 int collect_attach(collect *c, const char *data_path, const char *state_dir, uint64_t run_id, MPI_Comm comm)
@@ -139,7 +140,7 @@ int collect_attach(collect *c, const char *data_path, const char *state_dir, uin
     if (h5out_locate(data_path, c->names, CO_N, c->raw, comm)) return -1;
     int rc = 0;
     for (int i = 0; i < CO_N; i++)
-        if (c->names[i] && (i < CO_SIM_JS_SUM || (i >= CO_PROBE && i < CO_PROBE_MEAN)) && c->raw[i].rows != c->N)
+        if (c->names[i] && (i < CO_SIM_JS_SUM || (i >= CO_PROBE && i < CO_PROBE_MEAN) || i >= CO_VIS) && c->raw[i].rows != c->N)
             rc = err_set("%s: %s has %lld rows, this run %lld", data_path, c->names[i], (long long)c->raw[i].rows, (long long)c->N);
     c->fd = rc ? -1 : open(data_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (!rc && c->fd < 0) rc = err_set("%s: cannot open for writing: %s", data_path, strerror(errno));
@@ -177,6 +178,8 @@ int64_t collect_dataset_bytes(const collect *c, int co)
     case CO_ATT: return N * LH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4);
     case CO_SIM_JS_SUM: case CO_SIM_JS_MEAN: case CO_SIM_COS: case CO_SIM_GRAM: return LH * LH * 8;
     case CO_PROBE_MEAN: case CO_PROBE_MEAN + 1: case CO_PROBE_MEAN + 2: return LH * 4;
+    case CO_VIS + VIS_DIST: case CO_VIS + VIS_LOC: case CO_VIS + VIS_CLS: case CO_VIS + VIS_ROLL:
+        return N * (int64_t)c->vis_row[co - CO_VIS] * 4;
     default: return N * LH * 4;   /* /stats/<statistic> */
     }
 }
@@ -189,6 +192,7 @@ typedef struct {
     collect *c;
     int64_t g0; int w0, wn;
     float *stat, *probe, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
+    float *vis[VIS_N];
     progress_rec *rec;
 } window_job;
 
@@ -217,6 +221,8 @@ static void window_job_run(void *ctx)
     put_rows(c, CO_TI, j->g0, j->wn, j->ti);
     put_rows(c, CO_TW, j->g0, j->wn, j->tw);
     put_rows(c, CO_SINK, j->g0, j->wn, j->sink);
+    for (int v = 0; v < VIS_N; v++)
+        if (j->vis[v]) put_rows(c, CO_VIS + v, j->g0, j->wn, j->vis[v]);
     if (j->rec && !collect_write_failed(c)) {
         if (fdatasync(c->fd)) collect_write_error(c, -1, errno);
         else if (progress_write(c->state_dir, c->rank, c->nranks, c->run_id, j->rec)) collect_fail(c, err_get());
@@ -227,6 +233,7 @@ static void window_job_run(void *ctx)
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
     free(j->stat); free(j->probe); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
+    for (int v = 0; v < VIS_N; v++) free(j->vis[v]);
     free(j);
 }
 
@@ -272,10 +279,12 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
         j->ki = dup_or_null(c->ki, per_tok * sizeof(float));
         j->ti = dup_or_null(c->ti, per_tok * k * sizeof(int32_t));
         j->tw = dup_or_null(c->tw, per_tok * k * sizeof(float));
+        for (int v = 0; v < VIS_N; v++) j->vis[v] = dup_or_null(c->vis[v], (size_t)wn * c->vis_row[v] * sizeof(float));
     } else {      /* the writer owns them now */
         j->stat = c->stat; j->probe = c->probe; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
         c->stat = c->probe = c->ki = c->tw = NULL;
         c->ti = NULL;
+        for (int v = 0; v < VIS_N; v++) { j->vis[v] = c->vis[v]; c->vis[v] = NULL; }
     }
     if (rec) {
         j->rec = xmalloc(sizeof *j->rec);

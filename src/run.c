@@ -28,11 +28,11 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job, *probe;
+    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job, *probe, *rollout_fusion;
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
-    double sink_eps;
+    double sink_eps, rollout_discard;
     int overwrite, restart, force;
     double progress_every, checkpoint_every;
 } run_opts;
@@ -68,6 +68,11 @@ static const cli_opt run_options[] = {
     CLI_OPT("topk", CLI_INT, F(topk), "K", "keys kept per query in /stats/topk_* (0: not stored)", .lo = 0, .hi = 64, .def = "3", .identity = 1),
     CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance [N, layers, heads, Lmax]", .identity = 1),
     CLI_OPT("sink-eps", CLI_DOUBLE, F(sink_eps), "E", "sink threshold of /stats/sink_rate", .lo = 0, .hi = 1, .def = "0.3", .identity = 1),
+    CLI_OPT("rollout-fusion", CLI_STR, F(rollout_fusion), "F", "vision models' attention rollout: heads fused by mean, max or min",
+            .def = "mean", .identity = 1),
+    CLI_OPT("rollout-discard", CLI_DOUBLE, F(rollout_discard), "R",
+            "vision: the share of each fused map's smallest entries set to 0 before rollout (vit-explain's discard_ratio)",
+            .lo = 0, .hi = 0.99, .def = "0", .identity = 1),
     CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)", .identity = 1),
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
     CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
@@ -101,6 +106,8 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_
     else if (o->probe && strcmp(o->probe, "induction")) rc = err_set("--probe must be induction, not '%s'", o->probe);
     else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
         rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
+    else if (strcmp(o->rollout_fusion, "mean") && strcmp(o->rollout_fusion, "max") && strcmp(o->rollout_fusion, "min"))
+        rc = err_set("--rollout-fusion must be mean, max or min, not '%s'", o->rollout_fusion);
     else if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
         rc = err_set("--backend must be cpu or cuda, not '%s'", o->backend);
     else if (strcmp(o->precision, "fp32") && strcmp(o->precision, "fp32-sgemm") && strcmp(o->precision, "tf32") &&
@@ -373,6 +380,8 @@ int run_main(int argc, char **argv)
     collect col;
     collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
                        .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
+                       .rollout_fusion = !strcmp(o.rollout_fusion, "mean") ? 0 : !strcmp(o.rollout_fusion, "max") ? 1 : 2,
+                       .rollout_discard = o.rollout_discard,
                        .probe = o.probe ? &pp : NULL};
     collect_init(&col, &m, &d, tok, &co, N, Lmax, tokmax);
     if (!rc && rank == 0) rc = check_space(&col, &st, resume == 1, o.force);

@@ -1,0 +1,109 @@
+/* collect_vision.c — the vision outputs of collect.h for a patch-stem model (ViT, DeiT, CLIP's
+ * vision tower): per sample and per layer and head the mean attention distance in pixels and the
+ * 2-D locality, the [CLS] row over the patches, and per sample the attention rollout over all
+ * layers (vstats.c defines each). They need the probabilities: a vision run takes the explicit
+ * path, and each layer's probabilities reach the host packed (attn_pack). */
+#include "collect.h"
+#include "util.h"
+#include "vstats.h"
+#include <string.h>
+
+static const char *const vis_names[VIS_N] = {"/vision/distance_px", "/vision/locality2d", "/vision/cls_attention",
+                                             "/vision/rollout"};
+
+static vgrid grid_of(const collect *c)
+{
+    const model_config *mc = &c->m->cfg;
+    return (vgrid){mc->n_prefix, c->vis_gh, c->vis_gw, mc->patch_size};
+}
+
+void collect_vision_init(collect *c)
+{
+    const model_config *mc = &c->m->cfg;
+    if (mc->arch->stem != STEM_PATCHES || !c->d->pixels) return;
+    c->vis_gh = c->d->height / mc->patch_size;
+    c->vis_gw = c->d->width / mc->patch_size;
+    const size_t LH = (size_t)c->L * c->NH, np = (size_t)c->vis_gh * c->vis_gw, T = mc->n_prefix + np;
+    c->vis_row[VIS_DIST] = c->vis_row[VIS_LOC] = LH;
+    c->vis_row[VIS_CLS] = LH * np;
+    c->vis_row[VIS_ROLL] = T * T;
+    for (int v = 0; v < VIS_N; v++) c->names[CO_VIS + v] = vis_names[v];
+}
+
+void collect_vision_window(collect *c, int resume, int64_t g0)
+{
+    for (int v = 0; v < VIS_N; v++) {
+        c->vis[v] = NULL;
+        if (!c->names[CO_VIS + v]) continue;
+        c->vis[v] = xcalloc((size_t)(c->wcap ? c->wcap : 1) * c->vis_row[v], sizeof(float));
+        if (resume && h5raw_read_rows(c->fd, &c->raw[CO_VIS + v], g0, c->wn, c->vis[v]))
+            collect_fail(c, "cannot read back the interrupted window's vision rows");
+    }
+}
+
+void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, int T)
+{
+    if (!c->vis[VIS_DIST]) return;
+    const vgrid g = grid_of(c);
+    const int NH = c->NH, L = c->L, np = g.gh * g.gw;
+    const size_t TT = (size_t)T * T;
+    float *work = xmalloc(TT * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const int w = c->batch_idx[b] - c->w0;
+        const float *maps = hprobs + (size_t)b * NH * TT;
+        for (int h = 0; h < NH; h++) {
+            const float *P = maps + (size_t)h * TT;
+            const size_t o = (size_t)w * L * NH + (size_t)layer * NH + h;
+            c->vis[VIS_DIST][o] = (float)vstats_distance_px(P, &g);
+            c->vis[VIS_LOC][o] = (float)vstats_locality2d(P, &g, 1);
+            vstats_cls(P, &g, c->vis[VIS_CLS] + o * np);
+        }
+        float *R = c->vis[VIS_ROLL] + (size_t)w * TT;
+        if (layer == 0) vstats_rollout_init(R, T);
+        vstats_rollout_step(R, maps, NH, T, c->o.rollout_fusion, c->o.rollout_discard, work);
+    }
+    free(work);
+}
+
+void collect_vision_create(collect *c, h5out *out)
+{
+    if (!c->names[CO_VIS]) return;
+    const model_config *mc = &c->m->cfg;
+    const hsize_t N = (hsize_t)c->N, L = (hsize_t)c->L, NH = (hsize_t)c->NH, np = (hsize_t)c->vis_gh * c->vis_gw;
+    const hsize_t T = (hsize_t)mc->n_prefix + np;
+    const hsize_t dNLH[3] = {N, L, NH}, dC[4] = {N, L, NH, np}, dR[3] = {N, T, T};
+    static const char *const units[VIS_N] = {"pixels", "probability mass", "probability", "relevance (rows sum to 1)"};
+    static const char *const defs[VIS_N] = {
+        "mean over the patch query rows of sum over patch keys of p_ij times the distance in pixels between the two "
+        "patches' centres (Dosovitskiy et al. 2021, Fig. 11, as probing-vits computes it): prefix tokens ([CLS], "
+        "distillation) are left out as queries and keys, their mass not renormalised away",
+        "mean over the patch query rows of the mass on patch keys within one patch in each direction (the 3 x 3 "
+        "neighbourhood, itself included)",
+        "the [CLS] query row over the patch keys, patches row by row (grid_h x grid_w)",
+        "attention rollout (Abnar & Zuidema 2020): per layer from the first, the heads fused (attribute fusion), the "
+        "smallest discard_ratio of the fused map set to 0 except the [CLS] row's own entry, A' = (A + I)/2 with rows "
+        "renormalised, R = A'_L ... A'_1; row 0 is [CLS]'s relevance of every token"};
+    const hsize_t *dims[VIS_N] = {dNLH, dNLH, dC, dR};
+    const int nd[VIS_N] = {3, 3, 4, 3};
+    for (int v = 0; v < VIS_N; v++) {
+        hid_t ds = h5out_dataset(out, c->names[CO_VIS + v], H5T_IEEE_F32LE, nd[v], dims[v], NULL);
+        h5_attr_str(ds, "units", units[v]);
+        h5_attr_str(ds, "definition", defs[v]);
+        if (v == VIS_ROLL) {
+            h5_attr_str(ds, "fusion", c->o.rollout_fusion == 0 ? "mean" : c->o.rollout_fusion == 1 ? "max" : "min");
+            h5_attr_f64(ds, "discard_ratio", c->o.rollout_discard);
+        }
+        H5Dclose(ds);
+    }
+    hid_t g = H5Gopen2(out->file, "/vision", H5P_DEFAULT);
+    h5_attr_i64(g, "patch_size", mc->patch_size);
+    h5_attr_i64(g, "grid_h", c->vis_gh);
+    h5_attr_i64(g, "grid_w", c->vis_gw);
+    h5_attr_i64(g, "n_prefix", mc->n_prefix);
+    h5_attr_i64(g, "image_height", c->d->height);
+    h5_attr_i64(g, "image_width", c->d->width);
+    h5_attr_str(g, "tokens", "prefix tokens ([CLS], then DeiT's distillation token), then the patches row by row; "
+                             "patch q's centre is at pixel (patch_size (q mod grid_w) + patch_size/2, "
+                             "patch_size (q div grid_w) + patch_size/2) of the model's input image");
+    H5Gclose(g);
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""End-to-end vision runs through the binary (issue 12): ViT, DeiT and CLIP's vision tower from
+--input FILE.h5 with /pixel_values, against Hugging Face's attentions (make_vision_fixtures.py) and
+the vision statistics recomputed here in numpy from HF's attentions by the published definitions:
+probing-vits' mean attention distance in pixels, vit-explain's rollout (rows renormalised), the
+2-D locality and the [CLS] row of vstats.h. Also a 48 x 40 input (positions resampled), rollout
+options, and refusals (a vision model given text, wrong channels, non-finite pixels). Prints every
+comparison; exits non-zero on any failure."""
+import os, shutil, subprocess, sys, tempfile
+import numpy as np, h5py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+FX = os.path.join(ROOT, "tests/fixtures/hf")
+TMP = tempfile.mkdtemp(prefix="attnscope-vision-")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
+def run(*args):
+    return subprocess.run([BIN, "run", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=ROOT)
+
+
+def grid_dist(gh, gw, patch):
+    q = np.arange(gh * gw)
+    y, x = q // gw, q % gw
+    return patch * np.sqrt((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2), y, x
+
+
+def reference(att, npre, gh, gw, patch, fusion="mean", discard=0.0):
+    """att [N, L, H, T, T] -> distance [N, L, H], locality [N, L, H], cls [N, L, H, np], rollout [N, T, T]"""
+    d, y, x = grid_dist(gh, gw, patch)
+    near = (np.abs(y[:, None] - y[None]) <= 1) & (np.abs(x[:, None] - x[None]) <= 1)
+    a = att[..., npre:, npre:].astype(np.float64)
+    dist = (a * d).sum(-1).mean(-1)
+    loc = (a * near).sum(-1).mean(-1)
+    cls = att[..., 0, npre:]
+    N, L, H, T, _ = att.shape
+    roll = np.zeros((N, T, T))
+    for n in range(N):
+        r = np.eye(T)
+        for l in range(L):
+            m = att[n, l].astype(np.float64)
+            f = {"mean": m.mean(0), "max": m.max(0), "min": m.min(0)}[fusion]
+            flat = f.reshape(-1).copy()
+            k = int(flat.size * discard)
+            if k:
+                idx = np.argsort(flat, kind="stable")[:k]
+                flat[idx[idx != 0]] = 0
+            f = flat.reshape(T, T)
+            a2 = (f + np.eye(T)) / 2
+            a2 = a2 / a2.sum(-1, keepdims=True)
+            r = a2 @ r
+        roll[n] = r
+    return dist, loc, cls, roll
+
+
+def case(name, model, inp, expected, npre, patch, fusion="mean", discard=0.0):
+    out = f"{TMP}/{name}.h5"
+    extra = ["--rollout-fusion", fusion, "--rollout-discard", discard]
+    p = run("--model", f"{FX}/{model}", "--input", f"{FX}/{inp}", "--out", out, "--save-attention", "--quiet", *extra)
+    if not check(p.returncode == 0, f"{name}: attnscope run exit {p.returncode} {p.stderr.strip()[-300:]}"):
+        return
+    ref = h5py.File(f"{FX}/{expected}")["attentions"][:]
+    with h5py.File(out) as f:
+        gh, gw = int(f["vision"].attrs["grid_h"]), int(f["vision"].attrs["grid_w"])
+        e = float(np.abs(f["attention"][:] - ref).max())
+        check(e <= 1e-5, f"{name}: /attention of every layer and head vs HF: max abs {e:.3g} (tol 1e-5)")
+        dist, loc, cls, roll = reference(ref, npre, gh, gw, patch, fusion, discard)
+        for ds, want, tol, unit in (("distance_px", dist, 1e-3, "px"), ("locality2d", loc, 1e-5, ""),
+                                    ("cls_attention", cls, 1e-5, ""), ("rollout", roll, 1e-5, "")):
+            got = f["vision/" + ds][:]
+            err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            check(err <= tol, f"{name}: /vision/{ds} {got.shape} vs the definition on HF's attention: max abs {err:.3g}{unit} (tol {tol})")
+
+
+case("vit", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1, 8)
+case("vit_48x40", "vit_tiny", "input_vision_48x40.h5", "expected_vit_tiny_48x40.h5", 1, 8)
+case("deit", "deit_tiny", "input_vision.h5", "expected_deit_tiny.h5", 2, 8)
+case("clip_vision", "clip_vision_tiny", "input_vision.h5", "expected_clip_vision_tiny.h5", 1, 8)
+case("vit_max_discard", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1, 8, "max", 0.3)
+
+# refusals: one line naming the file or option, nothing at the final path
+px = h5py.File(f"{FX}/input_vision.h5")["pixel_values"][:]
+bad = {"channels": px[:, :2], "nonfinite": np.where(np.arange(px.size).reshape(px.shape) == 100, np.nan, px).astype(np.float32),
+       "tiny": px[:, :, :4, :4]}
+for what, arr in bad.items():
+    path = f"{TMP}/bad_{what}.h5"
+    with h5py.File(path, "w") as f:
+        f["pixel_values"] = arr
+    out = f"{TMP}/bad_{what}_out.h5"
+    p = run("--model", f"{FX}/vit_tiny", "--input", path, "--out", out, "--quiet")
+    lines = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+    check(p.returncode != 0 and len(lines) == 1 and path in lines[0] and not os.path.exists(out),
+          f"pixel_values with {what}: exit {p.returncode}, {lines}")
+p = run("--model", f"{FX}/vit_tiny", "--text", f"{ROOT}/jobs/demo_corpus.txt", "--out", f"{TMP}/text.h5", "--quiet")
+check(p.returncode != 0 and "takes images" in p.stderr, f"a vision model given --text: exit {p.returncode}, {p.stderr.strip()[-200:]}")
+p = run("--model", f"{FX}/vit_tiny", "--input", f"{FX}/input_vision.h5", "--out", f"{TMP}/f.h5", "--rollout-fusion", "median")
+check(p.returncode == 2 and "--rollout-fusion must be mean, max or min" in p.stderr, f"--rollout-fusion median: exit {p.returncode}")
+
+shutil.rmtree(TMP, ignore_errors=True)
+sys.exit(summary())
