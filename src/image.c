@@ -36,6 +36,8 @@ typedef struct {
     uint8_t *rows;      /* the decoded rows: one, or all of them for an interlaced file */
     uint8_t **rowp;
     uint8_t *rgb;
+    int has_key;
+    uint16_t key[3];
 } png_job;
 
 static void png_on_error(png_structp png, png_const_charp msg)
@@ -81,6 +83,30 @@ static void png_row_to_rgb(const uint8_t *in, uint8_t *out, int w, int ctype, in
     }
 }
 
+/* the colour key Pillow keeps through convert("RGB") (image.h: has_key); PngImagePlugin's tRNS
+ * rules: grey at 1 bit is mode "1" and 16 bits "I;16", whose integer key does not carry over */
+static void png_key(png_job *j, int ctype, int depth, png_bytep talpha, int ntrans, png_color_16p tc, const png_color *plte, int nplte)
+{
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth >= 2 && depth <= 8) {
+        j->has_key = 1;
+        j->key[0] = j->key[1] = j->key[2] = tc->gray;
+    } else if (ctype == PNG_COLOR_TYPE_RGB) {
+        j->has_key = 1;
+        j->key[0] = tc->red; j->key[1] = tc->green; j->key[2] = tc->blue;
+    } else if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        int zero = -1;   /* Pillow's ^\xff*\x00\xff*$: one 0 among 255s */
+        for (int i = 0; i < ntrans; i++) {
+            if (talpha[i] == 0 && zero < 0) zero = i;
+            else if (talpha[i] != 255) return;
+        }
+        if (zero < 0) return;
+        j->has_key = 1;
+        j->key[0] = zero < nplte ? plte[zero].red : 0;
+        j->key[1] = zero < nplte ? plte[zero].green : 0;
+        j->key[2] = zero < nplte ? plte[zero].blue : 0;
+    }
+}
+
 static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im)
 {
     png_job *j = xcalloc(1, sizeof *j);
@@ -94,7 +120,8 @@ static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im
     int rc = -1;
     if (setjmp(j->jb)) {
         /* a libpng error: truncated file, CRC error, bad zlib stream, bad header */
-        err_set("%s: not a valid PNG file: %s", path, j->msg);
+        const int eof = !strcmp(j->msg, "Read Error") && feof(f);
+        err_set("%s: not a valid PNG file: %s", path, eof ? "the file ends early (truncated)" : j->msg);
         goto done;
     }
     png_init_io(png, f);
@@ -113,6 +140,10 @@ static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im
         err_set("%s: not a valid PNG file: a palette image without a PLTE chunk", path);
         goto done;
     }
+    png_bytep talpha;
+    int ntrans;
+    png_color_16p tcolor;
+    if (png_get_tRNS(png, info, &talpha, &ntrans, &tcolor)) png_key(j, ctype, depth, talpha, ntrans, tcolor, plte, nplte);
     if (depth < 8) {
         if (ctype == PNG_COLOR_TYPE_GRAY) png_set_expand_gray_1_2_4_to_8(png);   /* scaled, as Pillow's L;2, L;4 and "1" */
         else png_set_packing(png);                                               /* palette indices, one a byte */
@@ -142,6 +173,8 @@ static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im
     im->width = (int)w;
     im->height = (int)h;
     im->rgb = j->rgb;
+    im->has_key = j->has_key;
+    memcpy(im->key, j->key, sizeof im->key);
     j->rgb = NULL;
     rc = 0;
 done:

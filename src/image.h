@@ -9,7 +9,8 @@
  *   grey+alpha, RGB, RGBA (8 or 16 bits)   alpha dropped; 16-bit samples keep their high byte
  *                       (Pillow unpacks "RGB;16B", "RGBA;16B", "LA;16B" that way: truncation)
  *   palette 1/2/4/8 bits   looked up in PLTE; an index past the end of PLTE gives black;
- *                       tRNS (alpha per entry or a colour key) is ignored, as convert("RGB") does
+ *                       tRNS (alpha per entry or a colour key) does not change the pixels, as in
+ *                       convert("RGB"); the colour key Pillow keeps is reported (has_key)
  *   no gamma, sBIT or colour-profile transform (Pillow applies none); interlaced files decode.
  * JPEG (libjpeg-turbo, the library Pillow's wheels bundle): greyscale (replicated), YCbCr and RGB
  * with libjpeg's defaults, the ones Pillow keeps (islow IDCT, fancy upsampling); CMYK/YCCK JPEGs
@@ -34,6 +35,13 @@
 typedef struct {
     int height, width;
     uint8_t *rgb;   /* (height, width, 3), row-major; owned, image_free releases it */
+    /* A PNG colour key that survives convert("RGB") in Pillow's info["transparency"] as an RGB
+     * triple: tRNS of an 8-bit (or 2/4-bit: the raw, unscaled value) grey image, of an RGB image
+     * (the raw 16-bit values, compared with the 8-bit pixels), or of a palette whose tRNS makes
+     * exactly one entry fully transparent and no other partly (that entry's colour). HF's
+     * convert_to_rgb (do_convert_rgb, CLIP's default) paints the pixels of that colour white. */
+    int has_key;
+    uint16_t key[3];
 } image_rgb;
 
 /* Decodes the PNG or JPEG file at path (told apart by their signatures, not by the name) into
