@@ -40,7 +40,7 @@ endif
 # Libraries the build links: pkg-config name -> Debian package
 PKGS := hdf5-openmpi:libhdf5-openmpi-dev libpng16:libpng-dev json-c:libjson-c-dev \
         libutf8proc:libutf8proc-dev freetype2:libfreetype-dev nettle:nettle-dev openblas:libopenblas-dev \
-        libpcre2-8:libpcre2-dev
+        libpcre2-8:libpcre2-dev libjpeg:libjpeg62-turbo-dev
 
 # The checks run in the make that compiles. `test` and `demo` run `deps` first and compile in a
 # sub-make (their recipes below), which parses this file again after the installs and checks then.
@@ -127,7 +127,7 @@ $(BUILD)/obj $(BUILD)/tests:
 #    externally managed): pyarrow (parquet export) and the demo model. The tests and the checks
 #    here see .deps/py through PYTHONPATH.
 APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-            libpng-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev libpcre2-dev \
+            libpng-dev libjpeg62-turbo-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev libpcre2-dev \
             fonts-noto-cjk fonts-dejavu-core \
             python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib python3-yaml \
             slurm-wlm munge strace procps

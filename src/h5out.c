@@ -29,20 +29,20 @@ static const char *h5_syserr(void)
     return buf[0] ? buf : NULL;
 }
 
-int h5out_create(h5out *o, const char *path)
+/* the file at path created with flags; messages and check_set_writing name `shown` */
+static int create(h5out *o, const char *path, const char *shown, unsigned flags)
 {
     memset(o, 0, sizeof *o);
     o->file = -1;
-    if (strlen(path) >= sizeof o->path) return err_set("%s: output path too long", path);
-    snprintf(o->path, sizeof o->path, "%s", path);
+    if (strlen(shown) >= sizeof o->path) return err_set("%s: output path too long", shown);
+    snprintf(o->path, sizeof o->path, "%s", shown);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     CHECK_H5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
-    /* EXCL: O_CREAT|O_EXCL, so neither an existing file nor a planted link is opened */
     errno = 0;
-    H5E_BEGIN_TRY { o->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl); } H5E_END_TRY;
+    H5E_BEGIN_TRY { o->file = H5Fcreate(path, flags, H5P_DEFAULT, fapl); } H5E_END_TRY;
     const int err = errno;
     const char *why = o->file < 0 ? h5_syserr() : NULL;   /* before the next call clears the stack */
-    if (o->file < 0) err_set("%s: cannot create the output file: %s", path, why ? why : err ? strerror(err) : "it exists, or the directory is not writable");
+    if (o->file < 0) err_set("%s: cannot create the output file: %s", shown, why ? why : err ? strerror(err) : "it exists, or the directory is not writable");
     H5Pclose(fapl);
     if (o->file < 0) return -1;
     /* until h5out_close, a failed HDF5 call is a failed write of this file: one line, no stack */
@@ -50,6 +50,17 @@ int h5out_create(h5out *o, const char *path)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     check_set_writing(o->path, h5_syserr);
     return 0;
+}
+
+int h5out_create(h5out *o, const char *path)
+{
+    /* EXCL: O_CREAT|O_EXCL, so neither an existing file nor a planted link is opened */
+    return create(o, path, path, H5F_ACC_EXCL);
+}
+
+int h5out_create_tmp(h5out *o, const char *tmp, const char *shown)
+{
+    return create(o, tmp, shown, H5F_ACC_TRUNC);
 }
 
 hid_t h5out_dataset(h5out *o, const char *name, hid_t type, int ndim, const hsize_t *dims, const hsize_t *chunk)

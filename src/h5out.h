@@ -23,6 +23,10 @@ typedef struct {
  * the job with one line naming the file and the system error (check_set_writing). */
 int h5out_create(h5out *o, const char *path);
 
+/* The same, for an afile temporary (afile.h) that we created and own: it is truncated, and
+ * messages name `shown`, the file it will replace. */
+int h5out_create_tmp(h5out *o, const char *tmp, const char *shown);
+
 /* Creates dataset name (parent groups made as needed) of the given type and dims; chunk may be
  * NULL (contiguous, allocated now: h5out_locate finds it). Returns the dataset id; aborts on
  * HDF5 failure (our own file). */

@@ -12,6 +12,7 @@ static const char *usage =
     "usage: attnscope run    --model DIR (--text FILE | --input FILE.h5) --out OUT.h5 [options]\n"
     "       attnscope reduce OUT.h5 [--figures DIR] [--sample I --layer L --head H]\n"
     "       attnscope tokenize --tokenizer PATH [--text FILE] [--tokens]\n"
+    "       attnscope preprocess --images DIR|LISTFILE --preprocessor DIR [--out FILE.h5]\n"
     "       attnscope version | --version\n"
     "       attnscope help | -h | --help\n"
     "run with mpirun/srun for several ranks; 'attnscope run --help' and 'attnscope reduce --help'\n"
@@ -43,13 +44,14 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "run")) rc = run_main(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reduce")) rc = reduce_main(argc - 1, argv + 1);
     else if (!strcmp(cmd, "tokenize")) rc = tokenize_main(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "preprocess")) rc = preprocess_main(argc - 1, argv + 1);
     else if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         if (rank == 0) cli_version(stdout);
     } else if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         if (rank == 0) fputs(usage, stdout);
     } else {
         /* argv is the same on every rank: each takes this branch, rank 0 says why */
-        static const char *const commands[] = {"run", "reduce", "tokenize", "version", "help", NULL};
+        static const char *const commands[] = {"run", "reduce", "tokenize", "preprocess", "version", "help", NULL};
         static const char *const options[] = {"--help", "--version", NULL};
         const char *near = cli_suggest(cmd, cmd[0] == '-' ? options : commands);
         if (rank == 0) {

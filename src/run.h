@@ -12,4 +12,6 @@ int run_main(int argc, char **argv);
 int reduce_main(int argc, char **argv);
 /* `attnscope tokenize` (tokenize.c): ids of each input line, for diffing against HF. */
 int tokenize_main(int argc, char **argv);
+/* `attnscope preprocess` (preprocess.c): pixel_values of images, for diffing against HF. */
+int preprocess_main(int argc, char **argv);
 #endif
