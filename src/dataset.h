@@ -25,6 +25,8 @@ typedef struct {
      * lengths, batching and the writer treat images like samples of tokens; NULL for text */
     float *pixels;
     int channels, height, width;
+    char **image_paths;    /* --images: every image's path [n_total] (all ranks), else NULL */
+    int32_t *image_size;   /* --images: [n][2] this shard's images' height and width before preprocessing */
 } dataset;
 
 /* UTF-8 text, one sample per line; blank lines are skipped (their line numbers are kept in
@@ -42,6 +44,13 @@ int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_
  * tokens. Checked: 4-D, floating point, channels as the model's, H and W in [patch, 8192], every
  * value finite. Errors: err_set, -1. */
 int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks);
+
+/* PNG or JPEG images (image.h) of a directory or list file, preprocessed as model_dir's
+ * preprocessor_config.json says (imgproc.h: HF's slow image processors); every image of this
+ * shard must come out at the same size (a processor without a crop keeps aspect ratios: then the
+ * images must share theirs). Errors: err_set, -1. */
+int dataset_from_images(dataset *d, const char *src, const char *model_dir, int channels, int patch, int n_prefix,
+                        int rank, int nranks);
 
 void dataset_free(dataset *d);
 /* The shard [first, first + n) of N samples that rank r of K holds (dataset.c). */

@@ -1,9 +1,79 @@
 /* dataset_images.c — see dataset.h: images as samples, from preprocessed pixel values in HDF5. */
 #include "dataset.h"
+#include "image.h"
+#include "imgproc.h"
 #include "util.h"
 #include <hdf5.h>
 #include <math.h>
 #include <string.h>
+
+/* The per-sample arrays of images of T tokens each (ids all 0: see dataset.h). */
+static void image_samples(dataset *d, int T)
+{
+    d->max_len = T;
+    d->off = xmalloc((d->n + 1) * sizeof(int64_t));
+    d->len = xmalloc((d->n ? d->n : 1) * sizeof(int));
+    d->len_full = xmalloc((d->n ? d->n : 1) * sizeof(int));
+    d->source_row = xmalloc((d->n ? d->n : 1) * sizeof(int64_t));
+    d->ids = xcalloc((d->n ? (size_t)d->n : 1) * T, sizeof(int32_t));
+    for (int i = 0; i < d->n; i++) {
+        d->off[i] = (int64_t)i * T;
+        d->len[i] = d->len_full[i] = T;
+        d->source_row[i] = d->first + i;
+    }
+    d->off[d->n] = (int64_t)d->n * T;
+}
+
+int dataset_from_images(dataset *d, const char *src, const char *model_dir, int channels, int patch, int n_prefix,
+                        int rank, int nranks)
+{
+    memset(d, 0, sizeof *d);
+    imgproc p;
+    if (imgproc_load(&p, model_dir)) return -1;
+    if (channels != 3) return err_set("%s: the model takes %d channels; images are RGB (3)", model_dir, channels);
+    char **paths;
+    int N;
+    if (image_list(src, &paths, &N)) return -1;
+    d->image_paths = paths;
+    d->n_total = N;
+    dataset_shard(N, rank, nranks, &d->first, &d->n);
+    d->channels = 3;
+    d->image_size = xmalloc((d->n ? (size_t)d->n : 1) * 2 * sizeof(int32_t));
+    size_t per = 0;
+    for (int i = 0; i < d->n; i++) {
+        const char *path = paths[d->first + i];
+        image_rgb im;
+        if (image_read(path, 0, &im)) goto fail;
+        int oh, ow;
+        imgproc_output_size(&p, im.height, im.width, &oh, &ow);
+        if (i == 0) {
+            if (oh < patch || ow < patch) {
+                err_set("%s: preprocessed to %d x %d pixels, smaller than one patch of %d", path, oh, ow, patch);
+                image_free(&im);
+                goto fail;
+            }
+            d->height = oh;
+            d->width = ow;
+            per = (size_t)3 * oh * ow;
+            d->pixels = xmalloc((size_t)d->n * per * sizeof(float));
+        } else if (oh != d->height || ow != d->width) {
+            err_set("%s: preprocessed to %d x %d pixels, %s to %d x %d: the images of one run must come out at one size "
+                    "(a processor with a centre crop, or images of one aspect ratio)", path, oh, ow, paths[d->first],
+                    d->height, d->width);
+            image_free(&im);
+            goto fail;
+        }
+        d->image_size[2 * i] = im.height;
+        d->image_size[2 * i + 1] = im.width;
+        imgproc_run(&p, &im, d->pixels + (size_t)i * per);
+        image_free(&im);
+    }
+    image_samples(d, n_prefix + (d->n ? (d->height / patch) * (d->width / patch) : 0));
+    return 0;
+fail:
+    dataset_free(d);
+    return -1;
+}
 
 int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks)
 {
@@ -40,7 +110,6 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->channels = channels;
     d->height = H;
     d->width = W;
-    d->max_len = T;
     d->pixels = xmalloc((d->n ? (size_t)d->n : 1) * per * sizeof(float));
     if (d->n > 0) {
         hsize_t start[4] = {(hsize_t)d->first, 0, 0, 0}, count[4] = {(hsize_t)d->n, dims[1], dims[2], dims[3]};
@@ -56,17 +125,7 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
             err_set("%s: /pixel_values[%lld] holds a non-finite value", path, (long long)(d->first + (int64_t)(i / per)));
             goto done;
         }
-    d->off = xmalloc((d->n + 1) * sizeof(int64_t));
-    d->len = xmalloc((d->n ? d->n : 1) * sizeof(int));
-    d->len_full = xmalloc((d->n ? d->n : 1) * sizeof(int));
-    d->source_row = xmalloc((d->n ? d->n : 1) * sizeof(int64_t));
-    d->ids = xcalloc((d->n ? (size_t)d->n : 1) * T, sizeof(int32_t));
-    for (int i = 0; i < d->n; i++) {
-        d->off[i] = (int64_t)i * T;
-        d->len[i] = d->len_full[i] = T;
-        d->source_row[i] = d->first + i;
-    }
-    d->off[d->n] = (int64_t)d->n * T;
+    image_samples(d, T);
     rc = 0;
 done:
     if (ty >= 0) H5Tclose(ty);

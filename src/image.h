@@ -51,4 +51,9 @@ int image_read(const char *path, int64_t max_pixels, image_rgb *im);
 
 /* Releases im->rgb and zeroes *im (an empty image is fine). */
 void image_free(image_rgb *im);
+
+/* The images of src (preprocess.c): a directory's *.png, *.jpg, *.jpeg files (any case) sorted by
+ * name, or a list file's non-empty lines (paths as written). *paths (n strings, each and the
+ * array freed by the caller). Returns 0, or -1 with err_set() (nothing to free). */
+int image_list(const char *src, char ***paths, int *n);
 #endif

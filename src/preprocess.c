@@ -74,6 +74,7 @@ static int image_name(const char *name)
 /* the images of a directory (sorted by name, as Python's sorted()) or of a list file */
 static int list_images(const char *src, path_list *l)
 {
+    memset(l, 0, sizeof *l);
     struct stat st;
     if (stat(src, &st) != 0) return err_set("%s: cannot open: %s", src, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
@@ -111,6 +112,15 @@ static int list_images(const char *src, path_list *l)
     }
     free(text);
     if (!l->n) return err_set("%s: the list of images is empty", src);
+    return 0;
+}
+
+int image_list(const char *src, char ***paths, int *n)
+{
+    path_list l;
+    if (list_images(src, &l)) { list_free(&l); return -1; }
+    *paths = l.v;
+    *n = l.n;
     return 0;
 }
 

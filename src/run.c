@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "collect.h"
 #include "dataset.h"
+#include "imgproc.h"
 #include "h5out.h"
 #ifdef ATTNSCOPE_CUDA
 #include "kernels.h"
@@ -28,7 +29,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *text, *input, *out, *backend, *att_dtype, *precision, *job, *probe, *rollout_fusion;
+    const char *model, *text, *input, *images, *out, *backend, *att_dtype, *precision, *job, *probe, *rollout_fusion;
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
@@ -47,7 +48,10 @@ static const cli_opt run_options[] = {
     CLI_OPT("job", CLI_JOB, F(job), "FILE", "read options from a job file (key = value lines; the command line wins)"),
     CLI_OPT("model", CLI_STR, F(model), "DIR", "Hugging Face checkpoint (config.json, *.safetensors, tokenizer.json|vocab.txt) or a GGUF file", .identity = 1),
     CLI_OPT("text", CLI_STR, F(text), "FILE", "UTF-8 corpus, one sample per line (blank lines skipped)", .identity = 1),
-    CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids", .identity = 1),
+    CLI_OPT("input", CLI_STR, F(input), "FILE.h5", "pre-tokenized: /input_ids [N,L], optional /attention_mask, /token_type_ids;\n"
+            "or for a vision model preprocessed /pixel_values [N,C,H,W]", .identity = 1),
+    CLI_OPT("images", CLI_STR, F(images), "DIR|LIST", "vision models: the PNG/JPEG files of DIR (sorted by name) or of a list\n"
+            "file, preprocessed as the model's preprocessor_config.json says (HF's slow processors)", .identity = 1),
     CLI_OPT("out", CLI_STR, F(out), "OUT.h5", "output file (built in OUT.h5.partial/, renamed when complete; run again to resume)"),
     CLI_OPT("probe", CLI_STR, F(probe), "KIND", "instead of --text/--input: induction, N sequences [BOS] + R + R of K random ids;\n"
             "writes /probe/{previous_token,duplicate_token,induction}_score [layers, heads]", .identity = 1),
@@ -102,7 +106,8 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_
     if (rc != CLI_OK) return cli_agree(&run_cli, rc, comm);
     if (!o->model) rc = err_set("--model DIR is required");
     else if (!o->out) rc = err_set("--out OUT.h5 is required");
-    else if (!!o->text + !!o->input + !!o->probe != 1) rc = err_set("give exactly one of --text FILE, --input FILE.h5 and --probe induction");
+    else if (!!o->text + !!o->input + !!o->probe + !!o->images != 1)
+        rc = err_set("give exactly one of --text FILE, --input FILE.h5, --images DIR|LIST and --probe induction");
     else if (o->probe && strcmp(o->probe, "induction")) rc = err_set("--probe must be induction, not '%s'", o->probe);
     else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
         rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
@@ -153,6 +158,56 @@ static char *weights_sha_json(const model *m, MPI_Comm comm, int rank)
     if (rank) s = xmalloc(len);
     CHECK_MPI(MPI_Bcast(s, len, MPI_CHAR, 0, comm));
     return s;
+}
+
+/* --images: every rank's images must come out of the processor at one size (batching and the
+ * patch grid need it); rank 0 gathers every image's original size for /images/orig_size. */
+static int images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all)
+{
+    int hw[2] = {d->n ? d->height : 0, d->n ? d->width : 0}, lo[2], hi[2];
+    int mine[2] = {d->n ? hw[0] : INT_MAX, d->n ? hw[1] : INT_MAX};
+    CHECK_MPI(MPI_Allreduce(mine, lo, 2, MPI_INT, MPI_MIN, comm));
+    CHECK_MPI(MPI_Allreduce(hw, hi, 2, MPI_INT, MPI_MAX, comm));
+    int *counts = rank == 0 ? xmalloc(nranks * sizeof(int)) : NULL, *displs = rank == 0 ? xmalloc(nranks * sizeof(int)) : NULL;
+    const int n2 = 2 * d->n;
+    CHECK_MPI(MPI_Gather(&n2, 1, MPI_INT, counts, 1, MPI_INT, 0, comm));
+    if (rank == 0) {
+        *all = xmalloc((size_t)(2 * d->n_total + 1) * sizeof(int32_t));
+        for (int r = 0, at = 0; r < nranks; r++) { displs[r] = at; at += counts[r]; }
+    }
+    CHECK_MPI(MPI_Gatherv(d->image_size, n2, MPI_INT32_T, rank == 0 ? *all : NULL, counts, displs, MPI_INT32_T, 0, comm));
+    free(counts); free(displs);
+    if (lo[0] != hi[0] || lo[1] != hi[1])
+        return err_set("--images: the ranks' images come out of the processor at %d x %d and %d x %d pixels: a run needs "
+                       "one size (a processor with a centre crop, or images of one aspect ratio)", lo[0], lo[1], hi[0], hi[1]);
+    return 0;
+}
+
+/* rank 0, a fresh start: /images/path and /images/orig_size, and what the processor was */
+static void images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir)
+{
+    size_t w = 1;
+    for (int64_t i = 0; i < d->n_total; i++) { size_t k = strlen(d->image_paths[i]); if (k > w) w = k; }
+    char *buf = xcalloc((size_t)d->n_total, w);
+    for (int64_t i = 0; i < d->n_total; i++) memcpy(buf + i * w, d->image_paths[i], strlen(d->image_paths[i]));
+    hid_t str_t = h5_type_str(w);
+    const hsize_t dN[1] = {(hsize_t)d->n_total}, dN2[2] = {(hsize_t)d->n_total, 2};
+    hid_t ds = h5out_dataset(out, "/images/path", str_t, 1, dN, NULL);
+    h5out_write_rows(ds, str_t, 0, d->n_total, buf);
+    h5_attr_str(ds, "definition", "each sample's image file, as listed (sample i is /images/path[i])");
+    H5Dclose(ds);
+    H5Tclose(str_t);
+    ds = h5out_dataset(out, "/images/orig_size", H5T_STD_I32LE, 2, dN2, NULL);
+    h5out_write_rows(ds, H5T_NATIVE_INT32, 0, d->n_total, size_all);
+    h5_attr_str(ds, "definition", "height and width in pixels of each image file before preprocessing");
+    H5Dclose(ds);
+    imgproc p;
+    hid_t g = H5Gopen2(out->file, "/images", H5P_DEFAULT);
+    if (!imgproc_load(&p, model_dir)) h5_attr_str(g, "processor", p.type);
+    h5_attr_str(g, "preprocessing", "as transformers' slow (PIL) image processor from the model's preprocessor_config.json "
+                                    "(resize, centre crop, rescale, normalise); /vision gives the model's input size");
+    H5Gclose(g);
+    free(buf);
 }
 
 /* SHA-256 of the samples (lengths, rows, ids, types) of every rank's shard, combined on rank 0 in
@@ -273,8 +328,8 @@ int run_main(int argc, char **argv)
     /* the output first: fail before any expensive work (an existing --out, --out an input, a
      * run already working on it); rank 0 holds the partial directory's lock from here on */
     runstate st;
-    const char *inputs[2] = {o.text, o.input};
-    int rc = rank == 0 ? runstate_open(&st, o.out, o.overwrite, o.restart, inputs, 2) : 0;
+    const char *inputs[3] = {o.text, o.input, o.images};
+    int rc = rank == 0 ? runstate_open(&st, o.out, o.overwrite, o.restart, inputs, 3) : 0;
     if (par_agree(rc, comm)) { abandon(&st, comm); free(job_store); return 1; }
     if (rank) memset(&st, 0, sizeof st), st.lock_fd = -1;
     CHECK_MPI(MPI_Bcast(&st, sizeof st, MPI_BYTE, 0, comm));
@@ -309,7 +364,8 @@ int run_main(int argc, char **argv)
     const int pos_limit = c->max_pos - c->pos_offset, images = c->arch->stem == STEM_PATCHES;
     if (!o.max_len) o.max_len = pos_limit;
     /* images: the token count follows from the image size (positions resampled to its grid) */
-    rc = images && (o.text || o.probe) ? err_set("%s is a %s model: it takes images (--input FILE.h5 with /pixel_values)", o.model, c->arch->family)
+    rc = images && (o.text || o.probe) ? err_set("%s is a %s model: it takes images (--images DIR|LIST, or --input FILE.h5 with /pixel_values)", o.model, c->arch->family)
+         : !images && o.images ? err_set("--images: %s is a %s model, which takes text", o.model, c->arch->family)
          : images ? 0
          : o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s%s)", o.max_len, pos_limit, o.model,
                                          m.gguf ? ": context_length" : "/config.json") : 0;
@@ -335,11 +391,16 @@ int run_main(int argc, char **argv)
                          pp.bos >= 0 ? "BOS + " : "", o.probe_len, o.max_len < pos_limit ? "--max-len" : "the model's positions",
                          o.max_len, (o.max_len - (pp.bos >= 0)) / 2);
         if (!rc) rc = probe_dataset(&d, &pp, rank, nranks);
+    } else if (!rc && images && o.images) {
+        rc = dataset_from_images(&d, o.images, o.model, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc && images) {
         rc = dataset_from_pixels_h5(&d, o.input, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
     if (par_agree(rc, comm)) goto fail_early;
+    int32_t *image_size_all = NULL;     /* rank 0: every image's size before preprocessing */
+    if (o.images) rc = images_agree(&d, comm, rank, nranks, &image_size_all);
+    if (par_agree(rc, comm)) { free(image_size_all); goto fail_early; }
 
     /* global shape facts */
     int lmax_local = 0, tokmax_local = 1;
@@ -408,8 +469,8 @@ int run_main(int argc, char **argv)
                 h5_attr_str(out.file, "config_json", c->json_text);
                 h5_attr_str(out.file, "weights_sha256", sha);
                 h5_attr_str(out.file, "tokenizer", tok ? tok_describe(tok) : "none (pre-tokenized input)");
-                h5_attr_str(out.file, "input", o.text ? o.text : o.input ? o.input : "--probe induction");
-                h5_attr_str(out.file, "input_kind", o.text ? "text" : o.input ? "hdf5" : "probe");
+                h5_attr_str(out.file, "input", o.text ? o.text : o.input ? o.input : o.images ? o.images : "--probe induction");
+                h5_attr_str(out.file, "input_kind", o.text ? "text" : o.input ? "hdf5" : o.images ? "images" : "probe");
                 h5_attr_str(out.file, "dtype", "float32");
                 h5_attr_str(out.file, "precision", o.precision);
                 h5_attr_str(out.file, "backend", be->name);
@@ -425,6 +486,7 @@ int run_main(int argc, char **argv)
                 h5_attr_i64(out.file, "topk", o.topk);
                 free(cmdline);
                 collect_create(&col, &out, n_tokens);
+                if (o.images) images_write(&out, &d, image_size_all, o.model);
                 h5out_close(&out);
                 rc = runstate_commit_creation(&st, manifest);
             }
@@ -505,6 +567,7 @@ int run_main(int argc, char **argv)
     /* every rank's message is out before any rank exits non-zero (mpirun then kills the rest) */
     CHECK_MPI(MPI_Barrier(comm));
     runctl_set_silent();
+    free(image_size_all);
     dataset_free(&d);
     probe_free(&pp);
     tok_free(tok);

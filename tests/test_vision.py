@@ -81,6 +81,34 @@ case("deit", "deit_tiny", "input_vision.h5", "expected_deit_tiny.h5", 2, 8)
 case("clip_vision", "clip_vision_tiny", "input_vision.h5", "expected_clip_vision_tiny.h5", 1, 8)
 case("vit_max_discard", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1, 8, "max", 0.3)
 
+# --images: PNG/JPEG files preprocessed by us (imgproc.c) give the same attention as the pixel_values
+# of HF's slow ViTImageProcessor on the same files (tests/fixtures/images/expected.h5, made by
+# make_image_fixtures.py): vit_tiny with the 32 x 32 processor, over every fixture PNG and JPEG
+IMG = os.path.join(ROOT, "tests/fixtures/images")
+mdir = f"{TMP}/vit_tiny_pp"
+shutil.copytree(f"{FX}/vit_tiny", mdir)
+shutil.copy(f"{IMG}/pp/vit_32/preprocessor_config.json", mdir)
+with h5py.File(f"{IMG}/expected.h5") as e:
+    files = [f.decode() for f in e["pp/vit_32/files"][()]]
+    hf_px = e["pp/vit_32/pixel_values"][()]
+listfile = f"{TMP}/images.txt"
+with open(listfile, "w") as f:
+    f.write("".join(os.path.join(IMG, p if "/" in p else ("jpeg/" if p.endswith(".jpg") else "png/") + p) + "\n" for p in files))
+with h5py.File(f"{TMP}/hf_px.h5", "w") as f:
+    f["pixel_values"] = hf_px
+p1 = run("--model", mdir, "--images", listfile, "--out", f"{TMP}/img.h5", "--save-attention", "--quiet")
+p2 = run("--model", mdir, "--input", f"{TMP}/hf_px.h5", "--out", f"{TMP}/hfpx.h5", "--save-attention", "--quiet")
+if check(p1.returncode == 0 and p2.returncode == 0, f"--images over {len(files)} files and --input of HF's pixel_values: exit {p1.returncode}, {p2.returncode} {p1.stderr.strip()[-300:]}"):
+    with h5py.File(f"{TMP}/img.h5") as a, h5py.File(f"{TMP}/hfpx.h5") as b:
+        e = float(np.abs(a["attention"][:] - b["attention"][:]).max())
+        check(e <= 1e-6, f"--images vs HF's processor: attention of every layer and head, max abs {e:.3g} (tol 1e-6; the pixels are equal)")
+        paths = [x.decode() for x in a["images/path"][()]]
+        sizes = a["images/orig_size"][()]
+        with open(listfile) as f:
+            listed = f.read().split()
+        check(paths == listed and sizes.shape == (len(files), 2) and int(sizes.min()) >= 1,
+              f"/images/path as listed ({len(paths)}), /images/orig_size {sizes.shape}, processor {a['images'].attrs.get('processor')}")
+
 # refusals: one line naming the file or option, nothing at the final path
 px = h5py.File(f"{FX}/input_vision.h5")["pixel_values"][:]
 bad = {"channels": px[:, :2], "nonfinite": np.where(np.arange(px.size).reshape(px.shape) == 100, np.nan, px).astype(np.float32),
