@@ -1,5 +1,6 @@
 /* report.c — see report.h. */
 #include "report.h"
+#include "report_int.h"
 #include "check.h"
 #include "figure.h"
 #include "util.h"
@@ -86,18 +87,7 @@ static void short_model_name(hid_t f, char *out, size_t cap)
 
 /* ---- the index: every figure with its numbers ---------------------------------------------- */
 
-#define MAX_ENTRIES 64
-typedef struct {
-    fig_html_entry e[MAX_ENTRIES];
-    int n;
-    char *owned[8 * MAX_ENTRIES];   /* strings and buffers the entries point to */
-    int n_owned;
-} html_list;
-
-static char *keep(html_list *h, char *p) { if (h->n_owned < 8 * MAX_ENTRIES) h->owned[h->n_owned++] = p; return p; }
-static char *keep_str(html_list *h, const char *s) { return keep(h, xstrdup(s)); }
-
-static char *base_name(const char *path) { const char *b = strrchr(path, '/'); return (char *)(b ? b + 1 : path); }
+char *report_base_name(const char *path) { const char *b = strrchr(path, '/'); return (char *)(b ? b + 1 : path); }
 
 /* Draws a heatmap and adds it to the index with its numbers. */
 static int heatmap_entry(html_list *h, const char *path, const float *data, int rows, int cols, const fig_heatmap *opt,
@@ -107,17 +97,17 @@ static int heatmap_entry(html_list *h, const char *path, const float *data, int 
     if (fig_heatmap_layout(&lay, data, rows, cols, opt) || fig_heatmap_png(path, data, rows, cols, opt)) return -1;
     printf("attnscope reduce: wrote %s\n", path);
     if (h->n < MAX_ENTRIES)
-        h->e[h->n++] = (fig_html_entry){.kind = FIG_HTML_HEATMAP, .png = keep_str(h, base_name(path)), .caption = keep_str(h, caption),
+        h->e[h->n++] = (fig_html_entry){.kind = FIG_HTML_HEATMAP, .png = keep_str(h, report_base_name(path)), .caption = keep_str(h, caption),
                                         .note = note ? keep_str(h, note) : NULL, .data = data, .rows = rows, .cols = cols,
                                         .row_labels = opt->row_labels, .col_labels = opt->col_labels,
                                         .grid_x = lay.grid.x, .grid_y = lay.grid.y, .cell = lay.cell};
     return 0;
 }
 
-static void image_entry(html_list *h, const char *path, const char *caption)
+void report_image_entry(html_list *h, const char *path, const char *caption)
 {
     printf("attnscope reduce: wrote %s\n", path);
-    if (h->n < MAX_ENTRIES) h->e[h->n++] = (fig_html_entry){.kind = FIG_HTML_IMAGE, .png = keep_str(h, base_name(path)), .caption = keep_str(h, caption)};
+    if (h->n < MAX_ENTRIES) h->e[h->n++] = (fig_html_entry){.kind = FIG_HTML_IMAGE, .png = keep_str(h, report_base_name(path)), .caption = keep_str(h, caption)};
 }
 
 /* ---- reading one sample ----------------------------------------------------------------------- */
@@ -276,8 +266,11 @@ int report_write(const char *file, const summary *s, const report_opts *o)
         rc = heatmap_entry(h, path, v, L, H, &fh, cap, NULL);
     }
 
-    /* 2. mean attention distance against layer, one dot per head (ViT paper, Fig. 11) */
-    if (!rc && s->mean[STAT_DISTANCE]) {
+    /* 2. mean attention distance against layer, one dot per head (ViT paper, Fig. 11): in tokens,
+     * or for images in pixels (report_vision.c) */
+    const int vision = H5Lexists(f, "/vision", H5P_DEFAULT) > 0;
+    if (!rc && vision) rc = report_vision(f, file, o->dir, L, H, 4, h);
+    if (!rc && s->mean[STAT_DISTANCE] && !vision) {
         float *x = (float *)keep(h, xmalloc(LH * sizeof(float))), *col = xmalloc(LH * sizeof(float));
         float *px = (float *)keep(h, xmalloc(LH * sizeof(float))), *py = (float *)keep(h, xmalloc(LH * sizeof(float)));
         for (int a = 0; a < LH; a++) { x[a] = (float)(a / H); col[a] = (float)(a % H); }
@@ -366,7 +359,7 @@ int report_write(const char *file, const summary *s, const report_opts *o)
                            .col_labels = (const char *const *)sd.tokens, .cbar_label = "attention probability", .vmin = 0, .vmax = 1};
             snprintf(path, sizeof path, "%s/sample_%ld_heads.png", o->dir, o->sample);
             rc = fig_grid_png(path, maps, LH, sd.len, sd.len, H, &fg);
-            if (!rc) image_entry(h, path, title);
+            if (!rc) report_image_entry(h, path, title);
             free(maps);
             if (!rc && o->layer >= 0) one_map(h, o->dir, &sd, s, o->sample, (int)o->layer, (int)o->head, NULL, &rc);
             sample_free(&sd);

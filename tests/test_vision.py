@@ -109,6 +109,26 @@ if check(p1.returncode == 0 and p2.returncode == 0, f"--images over {len(files)}
         check(paths == listed and sizes.shape == (len(files), 2) and int(sizes.min()) >= 1,
               f"/images/path as listed ({len(paths)}), /images/orig_size {sizes.shape}, processor {a['images'].attrs.get('processor')}")
 
+# the demo's ViT (trained on digits) over its PNGs on 2 MPI ranks == 1 rank; the reducer's vision figures
+MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
+demo = ["run", "--model", "jobs/models/vit-digits", "--images", "jobs/digits", "--quiet"]
+p1 = subprocess.run([BIN, *demo, "--out", f"{TMP}/d1.h5"], capture_output=True, text=True, env=ENV, cwd=ROOT)
+p2 = subprocess.run(MPIRUN + ["-n", "2", "-x", "OMP_NUM_THREADS=1", BIN, *demo, "--out", f"{TMP}/d2.h5"],
+                    capture_output=True, text=True, env=ENV, cwd=ROOT)
+if check(p1.returncode == 0 and p2.returncode == 0, f"vit-digits over jobs/digits on 1 and 2 ranks: exit {p1.returncode}, {p2.returncode} {p2.stderr.strip()[-300:]}"):
+    with h5py.File(f"{TMP}/d1.h5") as a, h5py.File(f"{TMP}/d2.h5") as b:
+        # batches of 32 on one rank, 16 on each of two: the GEMMs sum in other orders (float32)
+        rel = max(float(np.abs(a[n][:] - b[n][:]).max() / max(1.0, np.abs(a[n][:]).max()))
+                  for n in ("vision/distance_px", "vision/rollout", "vision/cls_attention", "stats/entropy"))
+        same = [x for x in a["images/path"][()]] == [x for x in b["images/path"][()]]
+        check(rel <= 1e-5 and same, f"2 ranks == 1 rank: /vision and /stats max diff {rel:.3g} relative to each dataset's largest value (tol 1e-5: 4 layers of float32 GEMMs), /images/path equal {same}")
+    r = subprocess.run([BIN, "reduce", f"{TMP}/d1.h5", "--figures", f"{TMP}/fig"], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    want = ["vision_distance_by_layer.png", "vision_cls_layers_0.png", "vision_cls_heads_0.png", "vision_cls_layers_3.png"]
+    have = [w for w in want if os.path.getsize(f"{TMP}/fig/{w}") > 1000] if r.returncode == 0 and all(os.path.exists(f"{TMP}/fig/{w}") for w in want) else []
+    index = open(f"{TMP}/fig/index.html").read() if r.returncode == 0 else ""
+    check(r.returncode == 0 and have == want and all(w in index for w in want),
+          f"reduce: the vision figures {have} drawn and in index.html (exit {r.returncode} {r.stderr.strip()[-200:]})")
+
 # refusals: one line naming the file or option, nothing at the final path
 px = h5py.File(f"{FX}/input_vision.h5")["pixel_values"][:]
 bad = {"channels": px[:, :2], "nonfinite": np.where(np.arange(px.size).reshape(px.shape) == 100, np.nan, px).astype(np.float32),

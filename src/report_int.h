@@ -1,0 +1,28 @@
+/* report_int.h — private to the reducer's figures (report.c, report_vision.c): the list of index
+ * entries and the strings and buffers they point to. */
+#ifndef ATTNSCOPE_REPORT_INT_H
+#define ATTNSCOPE_REPORT_INT_H
+#include "figure.h"
+#include "util.h"
+#include <hdf5.h>
+
+#define MAX_ENTRIES 96
+typedef struct {
+    fig_html_entry e[MAX_ENTRIES];
+    int n;
+    char *owned[8 * MAX_ENTRIES];   /* strings and buffers the entries point to */
+    int n_owned;
+} html_list;
+
+static inline char *keep(html_list *h, char *p) { if (h->n_owned < 8 * MAX_ENTRIES) h->owned[h->n_owned++] = p; return p; }
+static inline char *keep_str(html_list *h, const char *s) { return keep(h, xstrdup(s)); }
+/* the file name of path (its last component) */
+char *report_base_name(const char *path);
+/* adds a drawn PNG to the index (and says so on stdout) */
+void report_image_entry(html_list *h, const char *path, const char *caption);
+/* The vision figures of a run of a patch-stem model (report_vision.c): the mean attention
+ * distance in pixels against depth, and for the first images the [CLS] attention per layer and
+ * per head of the last layer and the rollout, over the picture. Nothing when the file has no
+ * /vision. Returns 0, or -1 with err_set(). */
+int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int n_images, html_list *h);
+#endif

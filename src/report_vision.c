@@ -1,0 +1,192 @@
+/* report_vision.c — the reducer's vision figures (report_int.h): the ViT paper's Fig. 11 (mean
+ * attention distance in pixels against depth, one dot per head), and for the first images the
+ * [CLS] attention of every layer, of every head of the last layer, and the attention rollout,
+ * each blended over the picture the model saw (the image file through the same processor, its
+ * normalisation undone). */
+#include "report_int.h"
+#include "image.h"
+#include "imgproc.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static float *read_all(hid_t f, const char *name, int nd, hsize_t *dims)
+{
+    hid_t ds;
+    H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (ds < 0) return NULL;
+    hid_t sp = H5Dget_space(ds);
+    float *v = NULL;
+    if (H5Sget_simple_extent_ndims(sp) == nd) {
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        size_t n = 1;
+        for (int i = 0; i < nd; i++) n *= dims[i];
+        v = xmalloc((n ? n : 1) * sizeof(float));
+        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) { free(v); v = NULL; }
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return v;
+}
+
+static int64_t attr_int(hid_t obj, const char *name)
+{
+    int64_t v = -1;
+    hid_t a;
+    H5E_BEGIN_TRY { a = H5Aopen(obj, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (a < 0) return -1;
+    H5Aread(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    return v;
+}
+
+/* the model's input image of sample i as RGB bytes (h, w): its file through the model's processor,
+ * rescale and normalisation undone; NULL when the run has no image paths or the file is gone */
+static uint8_t *input_image(hid_t f, int64_t i, int h, int w)
+{
+    char model[4096] = "", path[4096] = "";
+    hid_t a, t;
+    H5E_BEGIN_TRY { a = H5Aopen(f, "model_dir", H5P_DEFAULT); } H5E_END_TRY;
+    if (a < 0) return NULL;
+    t = H5Aget_type(a);
+    char *s = NULL;
+    if (H5Tis_variable_str(t) > 0) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        if (H5Aread(a, mt, &s) >= 0 && s) { snprintf(model, sizeof model, "%s", s); H5free_memory(s); }
+        H5Tclose(mt);
+    } else {
+        size_t n = H5Tget_size(t);
+        char *buf = xcalloc(n + 1, 1);
+        if (H5Aread(a, t, buf) >= 0) snprintf(model, sizeof model, "%s", buf);
+        free(buf);
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    hid_t ds;
+    H5E_BEGIN_TRY { ds = H5Dopen2(f, "/images/path", H5P_DEFAULT); } H5E_END_TRY;
+    if (ds < 0) return NULL;
+    hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
+    const size_t n = H5Tget_size(ft);
+    char *buf = xcalloc(n + 1, 1);
+    hsize_t start = (hsize_t)i, one = 1;
+    H5Sselect_hyperslab(sp, H5S_SELECT_SET, &start, NULL, &one, NULL);
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    if (H5Dread(ds, ft, ms, sp, H5P_DEFAULT, buf) >= 0) snprintf(path, sizeof path, "%s", buf);
+    H5Sclose(ms); H5Sclose(sp); H5Tclose(ft); H5Dclose(ds);
+    free(buf);
+    imgproc p;
+    image_rgb im;
+    if (!path[0] || imgproc_load(&p, model) || image_read(path, 0, &im)) return NULL;
+    int oh, ow;
+    imgproc_output_size(&p, im.height, im.width, &oh, &ow);
+    if (oh != h || ow != w) { image_free(&im); return NULL; }
+    float *px = xmalloc((size_t)3 * h * w * sizeof(float));
+    imgproc_run(&p, &im, px);
+    image_free(&im);
+    uint8_t *rgb = xmalloc((size_t)3 * h * w);
+    for (int c = 0; c < 3; c++)
+        for (size_t k = 0; k < (size_t)h * w; k++) {
+            double v = px[(size_t)c * h * w + k];
+            if (p.do_normalize) v = v * p.std[c] + p.mean[c];
+            if (p.do_rescale && p.rescale_factor > 0) v /= p.rescale_factor;
+            rgb[k * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lround(v));
+        }
+    free(px);
+    return rgb;
+}
+
+int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int n_images, html_list *h)
+{
+    if (H5Lexists(f, "/vision", H5P_DEFAULT) <= 0) return 0;
+    hid_t g = H5Gopen2(f, "/vision", H5P_DEFAULT);
+    const int gh = (int)attr_int(g, "grid_h"), gw = (int)attr_int(g, "grid_w"), npre = (int)attr_int(g, "n_prefix");
+    const int ih = (int)attr_int(g, "image_height"), iw = (int)attr_int(g, "image_width");
+    H5Gclose(g);
+    if (gh < 1 || gw < 1 || npre < 0 || ih < 1 || iw < 1) return err_set("%s: /vision lacks its grid attributes", file);
+    const int LH = L * H, np = gh * gw, T = npre + np;
+    hsize_t dd[3], dc[4], dr[3];
+    float *dist = read_all(f, "/vision/distance_px", 3, dd), *cls = read_all(f, "/vision/cls_attention", 4, dc);
+    float *roll = read_all(f, "/vision/rollout", 3, dr);
+    int rc = 0;
+    char path[4200], title[512], cap[1024];
+    if (!dist || !cls || !roll || dd[1] != (hsize_t)L || dd[2] != (hsize_t)H || dc[3] != (hsize_t)np || dr[1] != (hsize_t)T) {
+        rc = err_set("%s: /vision datasets missing or of unexpected shapes", file);
+        goto done;
+    }
+    const int64_t N = (int64_t)dd[0];
+    /* 1. Fig. 11: per head the mean over images of its mean distance, against layer */
+    float *x = (float *)keep(h, xmalloc(LH * sizeof(float))), *y = (float *)keep(h, xcalloc(LH, sizeof(float)));
+    float *col = xmalloc(LH * sizeof(float));
+    for (int a = 0; a < LH; a++) { x[a] = (float)(a / H); col[a] = (float)(a % H); }
+    for (int64_t i = 0; i < N; i++)
+        for (int a = 0; a < LH; a++) y[a] += dist[i * LH + a] / (float)N;
+    snprintf(path, sizeof path, "%s/vision_distance_by_layer.png", dir);
+    fig_scatter fs = {.title = "Mean attention distance per head against depth (pixels)", .xlabel = "network depth (layer)",
+                      .ylabel = "mean attention distance (pixels)", .cbar_label = "head", .x_integer = 1, .jitter = 0.3f};
+    rc = fig_scatter_png(path, x, y, col, LH, &fs);
+    free(col);
+    if (rc) goto done;
+    snprintf(cap, sizeof cap, "Mean attention distance in pixels between patch centres, per head, mean over %lld images "
+                              "(Dosovitskiy et al. 2021, Fig. 11; /vision/distance_px)", (long long)N);
+    report_image_entry(h, path, cap);
+    /* 2. the first images: [CLS] attention per layer (mean over heads) and the rollout; the last
+     * layer's heads */
+    const int shown = (int)(N < n_images ? N : n_images);
+    float *maps = xmalloc((size_t)(L + H + 1) * np * sizeof(float));
+    const float **mp = xmalloc((size_t)(L + H + 1) * sizeof(float *));
+    char **titles = xmalloc((size_t)(L + H + 1) * sizeof(char *));
+    for (int k = 0; k < L + H + 1; k++) titles[k] = xmalloc(32);
+    for (int i = 0; i < shown && !rc; i++) {
+        uint8_t *rgb = input_image(f, i, ih, iw);
+        if (!rgb) {   /* --input pixel_values: no picture; a neutral grey canvas */
+            rgb = xmalloc((size_t)3 * ih * iw);
+            memset(rgb, 160, (size_t)3 * ih * iw);
+        }
+        for (int l = 0; l < L; l++) {
+            float *m = maps + (size_t)l * np;
+            for (int q = 0; q < np; q++) {
+                double s = 0;
+                for (int hd = 0; hd < H; hd++) s += cls[(((size_t)i * L + l) * H + hd) * np + q];
+                m[q] = (float)(s / H);
+            }
+            snprintf(titles[l], 32, "layer %d", l);
+            mp[l] = m;
+        }
+        float *rm = maps + (size_t)L * np;          /* rollout: [CLS]'s row over the patches */
+        memcpy(rm, roll + (size_t)i * T * T + npre, (size_t)np * sizeof(float));
+        snprintf(titles[L], 32, "rollout");
+        mp[L] = rm;
+        snprintf(path, sizeof path, "%s/vision_cls_layers_%d.png", dir, i);
+        snprintf(title, sizeof title, "Image %d: [CLS] attention per layer (mean of the heads) and rollout", i);
+        fig_overlay fo = {.title = title, .panel_titles = (const char *const *)titles, .per_panel = 1};
+        rc = fig_overlay_png(path, rgb, iw, ih, mp, L + 1, gh, gw, L + 1 > 7 ? 7 : L + 1, &fo);
+        if (!rc) {
+            snprintf(cap, sizeof cap, "Image %d: [CLS] attention over the patches in every layer (mean of the %d heads; "
+                                      "/vision/cls_attention) and the attention rollout's [CLS] row (/vision/rollout), each "
+                                      "scaled to its own range", i, H);
+            report_image_entry(h, path, cap);
+        }
+        for (int hd = 0; hd < H && !rc; hd++) {
+            memcpy(maps + (size_t)(L + 1 + hd) * np, cls + (((size_t)i * L + (L - 1)) * H + hd) * np, (size_t)np * sizeof(float));
+            snprintf(titles[L + 1 + hd], 32, "L%d H%d", L - 1, hd);
+            mp[L + 1 + hd] = maps + (size_t)(L + 1 + hd) * np;
+        }
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/vision_cls_heads_%d.png", dir, i);
+            snprintf(title, sizeof title, "Image %d: [CLS] attention of every head of the last layer", i);
+            fig_overlay fo = {.title = title, .panel_titles = (const char *const *)(titles + L + 1), .per_panel = 1};
+            rc = fig_overlay_png(path, rgb, iw, ih, mp + L + 1, H, gh, gw, H > 8 ? 8 : H, &fo);
+            if (!rc) {
+                snprintf(cap, sizeof cap, "Image %d: [CLS] attention over the patches, each head of layer %d (scaled per panel)", i, L - 1);
+                report_image_entry(h, path, cap);
+            }
+        }
+        free(rgb);
+    }
+    for (int k = 0; k < L + H + 1; k++) free(titles[k]);
+    free(titles); free(mp); free(maps);
+done:
+    free(dist); free(cls); free(roll);
+    return rc;
+}
