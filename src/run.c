@@ -75,7 +75,7 @@ static const cli_opt run_options[] = {
     CLI_OPT("rollout-fusion", CLI_STR, F(rollout_fusion), "F", "vision models' attention rollout: heads fused by mean, max or min",
             .def = "mean", .identity = 1),
     CLI_OPT("rollout-discard", CLI_DOUBLE, F(rollout_discard), "R",
-            "vision: the share of each fused map's smallest entries set to 0 before rollout (vit-explain's discard_ratio)",
+            "vision: the share of each fused map's smallest entries set to 0 before\nrollout (vit-explain's discard_ratio)",
             .lo = 0, .hi = 0.99, .def = "0", .identity = 1),
     CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)", .identity = 1),
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
