@@ -27,19 +27,7 @@
 
 #define FIX "tests/fixtures/images"
 
-static int failures = 0;
-static char tmpdir[64];
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    failures++;
-}
+#include "unit_check.h"
 
 static const char *fixture_path(const char *file)
 {
