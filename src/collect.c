@@ -177,6 +177,7 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
         c->fstat_cap = fs;
     }
     c->req = (attn_request){.capture = collect_capture, .user = c, .scalars_only = c->scalars_only,
+                            .hidden = c->vis[VIS_NORM] ? collect_vision_hidden : NULL,
                             .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat};
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
@@ -290,6 +291,7 @@ void collect_free(collect *c)
     if (c->fd >= 0) close(c->fd);
     if (c->o.similarity) stats_sim_free(&c->sim);
     for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
+    free(c->bhid);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);

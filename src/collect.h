@@ -25,10 +25,17 @@ typedef struct {
     int window, topk, key_importance, similarity, save_attention, att_f16;
     int rollout_fusion;        /* vision: rollout's head fusion, 0 mean, 1 max, 2 min */
     double rollout_discard;    /* vision: the share of each fused map's smallest entries set to 0 */
+    int rollout_start;         /* vision: the first layer of the rollout */
+    double high_norm_factor;   /* vision: a patch is high-norm above this many times the image's median */
     int batch;                 /* the most samples in one batch (sizes the attention buffers) */
     float sink_eps;
     const probe_params *probe; /* --probe induction: the probe's scores too (NULL: off) */
 } collect_opts;
+
+/* the vision outputs: mean distance in pixels and 2-D locality [N, L, NH], the [CLS] row over the
+ * patches [N, L, NH, patches], attention rollout [N, T, T], every token's norm after every layer
+ * [N, L, T] and the count of high-norm patches [N] */
+enum { VIS_DIST, VIS_LOC, VIS_CLS, VIS_ROLL, VIS_NORM, VIS_HIGH, VIS_N };
 
 /* the datasets collect writes, in the order of collect_out.c's table */
 enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO_ATT,
@@ -37,10 +44,8 @@ enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO
        CO_PROBE_MEAN = CO_PROBE + PROBE_N, /* PROBE_N means over the samples [L, NH] */
        CO_STAT = CO_PROBE_MEAN + PROBE_N,
        CO_VIS = CO_STAT + STAT_N,          /* VIS_N vision outputs (collect_vision.c), patch-stem models */
-       CO_N = CO_VIS + 4 };
-/* the vision outputs: mean distance in pixels and 2-D locality [N, L, NH], the [CLS] row over the
- * patches [N, L, NH, patches], attention rollout [N, T, T] */
-enum { VIS_DIST, VIS_LOC, VIS_CLS, VIS_ROLL, VIS_N };
+       CO_N = CO_VIS + VIS_N };
+
 
 typedef struct {
     /* fixed for the run */
@@ -73,6 +78,7 @@ typedef struct {
     float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
     size_t vis_row[VIS_N];             /* floats per sample of each vision output */
     int vis_gh, vis_gw;                /* the patch grid of the images */
+    float *bhid; size_t bhid_cap;      /* (B, T, C) host copy of a layer's output for the token norms */
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -146,5 +152,7 @@ int64_t collect_dataset_bytes(const collect *c, int co);
 void collect_vision_init(collect *c);
 void collect_vision_window(collect *c, int resume, int64_t g0);
 void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, int T);
+/* the model's hidden callback (user = collect*): every token's norm after each layer */
+void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C);
 void collect_vision_create(collect *c, h5out *out);
 #endif

@@ -168,6 +168,7 @@ int64_t collect_dataset_bytes(const collect *c, int co)
 {
     if (!c->names[co]) return 0;
     const int64_t N = c->N, LH = (int64_t)c->L * c->NH, Lmax = c->Lmax, k = c->o.topk;
+    if (co >= CO_VIS) return N * (int64_t)c->vis_row[co - CO_VIS] * 4;
     switch (co) {
     case CO_LEN: case CO_FULL: case CO_SINK: return N * 4;
     case CO_ROW: return N * 8;
@@ -178,8 +179,7 @@ int64_t collect_dataset_bytes(const collect *c, int co)
     case CO_ATT: return N * LH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4);
     case CO_SIM_JS_SUM: case CO_SIM_JS_MEAN: case CO_SIM_COS: case CO_SIM_GRAM: return LH * LH * 8;
     case CO_PROBE_MEAN: case CO_PROBE_MEAN + 1: case CO_PROBE_MEAN + 2: return LH * 4;
-    case CO_VIS + VIS_DIST: case CO_VIS + VIS_LOC: case CO_VIS + VIS_CLS: case CO_VIS + VIS_ROLL:
-        return N * (int64_t)c->vis_row[co - CO_VIS] * 4;
+
     default: return N * LH * 4;   /* /stats/<statistic> */
     }
 }

@@ -6,10 +6,12 @@
 #include "collect.h"
 #include "util.h"
 #include "vstats.h"
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const vis_names[VIS_N] = {"/vision/distance_px", "/vision/locality2d", "/vision/cls_attention",
-                                             "/vision/rollout"};
+                                             "/vision/rollout", "/vision/token_norm", "/vision/high_norm_patches"};
 
 static vgrid grid_of(const collect *c)
 {
@@ -27,6 +29,8 @@ void collect_vision_init(collect *c)
     c->vis_row[VIS_DIST] = c->vis_row[VIS_LOC] = LH;
     c->vis_row[VIS_CLS] = LH * np;
     c->vis_row[VIS_ROLL] = T * T;
+    c->vis_row[VIS_NORM] = (size_t)c->L * T;
+    c->vis_row[VIS_HIGH] = 1;
     for (int v = 0; v < VIS_N; v++) c->names[CO_VIS + v] = vis_names[v];
 }
 
@@ -59,10 +63,48 @@ void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, i
             vstats_cls(P, &g, c->vis[VIS_CLS] + o * np);
         }
         float *R = c->vis[VIS_ROLL] + (size_t)w * TT;
-        if (layer == 0) vstats_rollout_init(R, T);
+        if (layer < c->o.rollout_start) continue;      /* the rollout starts at --rollout-start */
+        if (layer == c->o.rollout_start) vstats_rollout_init(R, T);
         vstats_rollout_step(R, maps, NH, T, c->o.rollout_fusion, c->o.rollout_discard, work);
     }
     free(work);
+}
+
+static int by_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C)
+{
+    collect *c = user;
+    if (!c->vis[VIS_NORM]) return;
+    const size_t need = (size_t)B * T * C;
+    if (need > c->bhid_cap) { free(c->bhid); c->bhid = xmalloc(need * sizeof(float)); c->bhid_cap = need; }
+    backend *be = c->m->be;
+    be->download(be, c->bhid, x, need * sizeof(float));
+    const int npre = c->m->cfg.n_prefix, np = T - npre;
+    float *pn = xmalloc((size_t)(np > 0 ? np : 1) * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const int w = c->batch_idx[b] - c->w0;
+        float *row = c->vis[VIS_NORM] + (size_t)w * c->vis_row[VIS_NORM] + (size_t)layer * T;
+        for (int t = 0; t < T; t++) {
+            const float *v = c->bhid + ((size_t)b * T + t) * C;
+            double s = 0;
+            for (int k = 0; k < C; k++) s += (double)v[k] * v[k];
+            row[t] = (float)sqrt(s);
+        }
+        if (layer != c->L - 1 || np < 1) continue;
+        /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
+        memcpy(pn, row + npre, (size_t)np * sizeof(float));
+        qsort(pn, (size_t)np, sizeof(float), by_float);
+        const double med = np % 2 ? pn[np / 2] : 0.5 * ((double)pn[np / 2 - 1] + pn[np / 2]);
+        int cnt = 0;
+        for (int q = 0; q < np; q++) cnt += row[npre + q] > c->o.high_norm_factor * med;
+        c->vis[VIS_HIGH][w] = (float)cnt;
+    }
+    free(pn);
 }
 
 void collect_vision_create(collect *c, h5out *out)
@@ -71,8 +113,9 @@ void collect_vision_create(collect *c, h5out *out)
     const model_config *mc = &c->m->cfg;
     const hsize_t N = (hsize_t)c->N, L = (hsize_t)c->L, NH = (hsize_t)c->NH, np = (hsize_t)c->vis_gh * c->vis_gw;
     const hsize_t T = (hsize_t)mc->n_prefix + np;
-    const hsize_t dNLH[3] = {N, L, NH}, dC[4] = {N, L, NH, np}, dR[3] = {N, T, T};
-    static const char *const units[VIS_N] = {"pixels", "probability mass", "probability", "relevance (rows sum to 1)"};
+    const hsize_t dNLH[3] = {N, L, NH}, dC[4] = {N, L, NH, np}, dR[3] = {N, T, T}, dNLT[3] = {N, L, T}, dN[1] = {N};
+    static const char *const units[VIS_N] = {"pixels", "probability mass", "probability", "relevance (rows sum to 1)",
+                                             "L2 norm", "patches"};
     static const char *const defs[VIS_N] = {
         "mean over the patch query rows of sum over patch keys of p_ij times the distance in pixels between the two "
         "patches' centres (Dosovitskiy et al. 2021, Fig. 11, as probing-vits computes it): prefix tokens ([CLS], "
@@ -82,9 +125,14 @@ void collect_vision_create(collect *c, h5out *out)
         "the [CLS] query row over the patch keys, patches row by row (grid_h x grid_w)",
         "attention rollout (Abnar & Zuidema 2020): per layer from the first, the heads fused (attribute fusion), the "
         "smallest discard_ratio of the fused map set to 0 except the [CLS] row's own entry, A' = (A + I)/2 with rows "
-        "renormalised, R = A'_L ... A'_1; row 0 is [CLS]'s relevance of every token"};
-    const hsize_t *dims[VIS_N] = {dNLH, dNLH, dC, dR};
-    const int nd[VIS_N] = {3, 3, 4, 3};
+        "renormalised, R = A'_L ... A'_1 from layer rollout_start; row 0 is [CLS]'s relevance of every token",
+        "the L2 norm of every token's hidden state after each layer (the residual stream, before any final norm: "
+        "HF's hidden_states[layer + 1])",
+        "the patches whose last-layer norm exceeds high_norm_factor times the image's median patch norm: the "
+        "high-norm tokens of Darcet et al. 2024 (Vision Transformers Need Registers), which carry global information "
+        "and draw attention as sinks"};
+    const hsize_t *dims[VIS_N] = {dNLH, dNLH, dC, dR, dNLT, dN};
+    const int nd[VIS_N] = {3, 3, 4, 3, 3, 1};
     for (int v = 0; v < VIS_N; v++) {
         hid_t ds = h5out_dataset(out, c->names[CO_VIS + v], H5T_IEEE_F32LE, nd[v], dims[v], NULL);
         h5_attr_str(ds, "units", units[v]);
@@ -92,7 +140,9 @@ void collect_vision_create(collect *c, h5out *out)
         if (v == VIS_ROLL) {
             h5_attr_str(ds, "fusion", c->o.rollout_fusion == 0 ? "mean" : c->o.rollout_fusion == 1 ? "max" : "min");
             h5_attr_f64(ds, "discard_ratio", c->o.rollout_discard);
+            h5_attr_i64(ds, "rollout_start", c->o.rollout_start);
         }
+        if (v == VIS_HIGH) h5_attr_f64(ds, "high_norm_factor", c->o.high_norm_factor);
         H5Dclose(ds);
     }
     hid_t g = H5Gopen2(out->file, "/vision", H5P_DEFAULT);

@@ -212,6 +212,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         else be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
         be->linear(be, m->tmp, dt, m->ffa, dt, w->wdown, w->bdown, BT, F, C);
         residual_step(m, m->tmp, dt, &w->after_mlp, xb, BT);
+        if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm */
     if (hidden) be->download(be, hidden, m->xn, (size_t)BT * C * sizeof(float));

@@ -102,6 +102,9 @@ typedef void (*attn_capture_fn)(void *user, int layer, const float *probs, int B
  * stats receives them and the forward sets fused = 1. */
 typedef struct {
     attn_capture_fn capture; void *user; /* or NULL: nothing captured */
+    /* called after each layer with the residual stream x (B, T, C) in backend memory (the
+     * block's output, before any final norm: HF's hidden_states[layer + 1]); NULL: not wanted */
+    void (*hidden)(void *user, int layer, const float *x, int B, int T, int C);
     int scalars_only;                    /* the caller needs no probabilities, only the scalars */
     int window;                          /* locality window of the scalars */
     const uint8_t *tokcls;               /* (B, T) host token flags: bit 0 [SEP]/EOS, bit 1 punctuation */

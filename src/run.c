@@ -33,7 +33,8 @@ typedef struct {
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
-    double sink_eps, rollout_discard;
+    double sink_eps, rollout_discard, high_norm_factor;
+    int rollout_start;
     int overwrite, restart, force;
     double progress_every, checkpoint_every;
 } run_opts;
@@ -77,6 +78,11 @@ static const cli_opt run_options[] = {
     CLI_OPT("rollout-discard", CLI_DOUBLE, F(rollout_discard), "R",
             "vision: the share of each fused map's smallest entries set to 0 before\nrollout (vit-explain's discard_ratio)",
             .lo = 0, .hi = 0.99, .def = "0", .identity = 1),
+    CLI_OPT("rollout-start", CLI_INT, F(rollout_start), "L", "vision: the first layer of the rollout", .lo = 0, .hi = 1024,
+            .def = "0", .identity = 1),
+    CLI_OPT("high-norm-factor", CLI_DOUBLE, F(high_norm_factor), "X",
+            "vision: a patch is high-norm when its last-layer norm exceeds X times\nthe image's median patch norm", .lo = 1, .hi = 1e6,
+            .def = "2", .identity = 1),
     CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)", .identity = 1),
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
     CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
@@ -366,6 +372,7 @@ int run_main(int argc, char **argv)
     /* images: the token count follows from the image size (positions resampled to its grid) */
     rc = images && (o.text || o.probe) ? err_set("%s is a %s model: it takes images (--images DIR|LIST, or --input FILE.h5 with /pixel_values)", o.model, c->arch->family)
          : !images && o.images ? err_set("--images: %s is a %s model, which takes text", o.model, c->arch->family)
+         : images && o.rollout_start >= L ? err_set("--rollout-start %d: the model has %d layers", o.rollout_start, L)
          : images ? 0
          : o.max_len > pos_limit ? err_set("--max-len %d exceeds the model's %d positions (%s%s)", o.max_len, pos_limit, o.model,
                                          m.gguf ? ": context_length" : "/config.json") : 0;
@@ -442,7 +449,8 @@ int run_main(int argc, char **argv)
     collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
                        .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
                        .rollout_fusion = !strcmp(o.rollout_fusion, "mean") ? 0 : !strcmp(o.rollout_fusion, "max") ? 1 : 2,
-                       .rollout_discard = o.rollout_discard,
+                       .rollout_discard = o.rollout_discard, .rollout_start = o.rollout_start,
+                       .high_norm_factor = o.high_norm_factor,
                        .probe = o.probe ? &pp : NULL};
     collect_init(&col, &m, &d, tok, &co, N, Lmax, tokmax);
     if (!rc && rank == 0) rc = check_space(&col, &st, resume == 1, o.force);

@@ -56,9 +56,9 @@ def reference(att, npre, gh, gw, patch, fusion="mean", discard=0.0):
     return dist, loc, cls, roll
 
 
-def case(name, model, inp, expected, npre, patch, fusion="mean", discard=0.0):
+def case(name, model, inp, expected, npre, patch, fusion="mean", discard=0.0, start=0, factor=2.0):
     out = f"{TMP}/{name}.h5"
-    extra = ["--rollout-fusion", fusion, "--rollout-discard", discard]
+    extra = ["--rollout-fusion", fusion, "--rollout-discard", discard, "--rollout-start", start, "--high-norm-factor", factor]
     p = run("--model", f"{FX}/{model}", "--input", f"{FX}/{inp}", "--out", out, "--save-attention", "--quiet", *extra)
     if not check(p.returncode == 0, f"{name}: attnscope run exit {p.returncode} {p.stderr.strip()[-300:]}"):
         return
@@ -67,7 +67,18 @@ def case(name, model, inp, expected, npre, patch, fusion="mean", discard=0.0):
         gh, gw = int(f["vision"].attrs["grid_h"]), int(f["vision"].attrs["grid_w"])
         e = float(np.abs(f["attention"][:] - ref).max())
         check(e <= 1e-5, f"{name}: /attention of every layer and head vs HF: max abs {e:.3g} (tol 1e-5)")
-        dist, loc, cls, roll = reference(ref, npre, gh, gw, patch, fusion, discard)
+        dist, loc, cls, roll = reference(ref[:, start:] if start else ref, npre, gh, gw, patch, fusion, discard)
+        if start:
+            dist, loc, cls, _ = reference(ref, npre, gh, gw, patch, fusion, discard)
+        hn = h5py.File(f"{FX}/{expected}")["hidden_state_norms"][:]
+        tn = f["vision/token_norm"][:]
+        e = float(np.abs(tn - hn).max() / np.abs(hn).max()) if tn.shape == hn.shape else float("inf")
+        check(e <= 1e-5, f"{name}: /vision/token_norm {tn.shape} vs the norms of HF's hidden_states: max rel {e:.3g} (tol 1e-5)")
+        # high-norm patches: the last layer's patch norms above factor x the image's median
+        last = hn[:, -1, npre:]
+        want_high = (last > factor * np.median(last, axis=1, keepdims=True)).sum(1)
+        check(np.array_equal(f["vision/high_norm_patches"][:], want_high),
+              f"{name}: /vision/high_norm_patches {f['vision/high_norm_patches'][:].tolist()} (from HF's norms: {want_high.tolist()})")
         for ds, want, tol, unit in (("distance_px", dist, 1e-3, "px"), ("locality2d", loc, 1e-5, ""),
                                     ("cls_attention", cls, 1e-5, ""), ("rollout", roll, 1e-5, "")):
             got = f["vision/" + ds][:]
@@ -80,6 +91,7 @@ case("vit_48x40", "vit_tiny", "input_vision_48x40.h5", "expected_vit_tiny_48x40.
 case("deit", "deit_tiny", "input_vision.h5", "expected_deit_tiny.h5", 2, 8)
 case("clip_vision", "clip_vision_tiny", "input_vision.h5", "expected_clip_vision_tiny.h5", 1, 8)
 case("vit_max_discard", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1, 8, "max", 0.3)
+case("vit_start1", "vit_tiny", "input_vision.h5", "expected_vit_tiny.h5", 1, 8, "min", 0.0, 1, 1.1)
 
 # --images: PNG/JPEG files preprocessed by us (imgproc.c) give the same attention as the pixel_values
 # of HF's slow ViTImageProcessor on the same files (tests/fixtures/images/expected.h5, made by
