@@ -105,8 +105,10 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
     H5Gclose(g);
     if (gh < 1 || gw < 1 || npre < 0 || ih < 1 || iw < 1) return err_set("%s: /vision lacks its grid attributes", file);
     const int LH = L * H, np = gh * gw, T = npre + np;
-    hsize_t dd[3], dc[4], dr[3];
+    hsize_t dd[3], dc[4], dr[3], dn[3];
     float *dist = read_all(f, "/vision/distance_px", 3, dd), *cls = read_all(f, "/vision/cls_attention", 4, dc);
+    float *norm = read_all(f, "/vision/token_norm", 3, dn);     /* optional (older files) */
+    if (norm && (dn[1] != (hsize_t)L || dn[2] != (hsize_t)T)) { free(norm); norm = NULL; }
     float *roll = read_all(f, "/vision/rollout", 3, dr);
     int rc = 0;
     char path[4200], title[512], cap[1024];
@@ -182,11 +184,28 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
                 report_image_entry(h, path, cap);
             }
         }
+        /* the patches' hidden-state norms per layer: high-norm patches (Darcet et al. 2024) stand out */
+        for (int l = 0; l < L && norm && !rc; l++) {
+            memcpy(maps + (size_t)l * np, norm + ((size_t)i * L + l) * T + npre, (size_t)np * sizeof(float));
+            snprintf(titles[l], 32, "layer %d", l);
+            mp[l] = maps + (size_t)l * np;
+        }
+        if (norm && !rc) {
+            snprintf(path, sizeof path, "%s/vision_norms_%d.png", dir, i);
+            snprintf(title, sizeof title, "Image %d: the patches' hidden-state norm after each layer", i);
+            fig_overlay fo = {.title = title, .panel_titles = (const char *const *)titles, .per_panel = 1, .cmap = "magma"};
+            rc = fig_overlay_png(path, rgb, iw, ih, mp, L, gh, gw, L > 7 ? 7 : L, &fo);
+            if (!rc) {
+                snprintf(cap, sizeof cap, "Image %d: each patch's hidden-state L2 norm after every layer (/vision/token_norm, "
+                                          "scaled per panel); high-norm patches (Darcet et al. 2024) stand out", i);
+                report_image_entry(h, path, cap);
+            }
+        }
         free(rgb);
     }
     for (int k = 0; k < L + H + 1; k++) free(titles[k]);
     free(titles); free(mp); free(maps);
 done:
-    free(dist); free(cls); free(roll);
+    free(dist); free(cls); free(roll); free(norm);
     return rc;
 }

@@ -135,7 +135,8 @@ if check(p1.returncode == 0 and p2.returncode == 0, f"vit-digits over jobs/digit
         same = [x for x in a["images/path"][()]] == [x for x in b["images/path"][()]]
         check(rel <= 1e-5 and same, f"2 ranks == 1 rank: /vision and /stats max diff {rel:.3g} relative to each dataset's largest value (tol 1e-5: 4 layers of float32 GEMMs), /images/path equal {same}")
     r = subprocess.run([BIN, "reduce", f"{TMP}/d1.h5", "--figures", f"{TMP}/fig"], capture_output=True, text=True, env=ENV, cwd=ROOT)
-    want = ["vision_distance_by_layer.png", "vision_cls_layers_0.png", "vision_cls_heads_0.png", "vision_cls_layers_3.png"]
+    want = ["vision_distance_by_layer.png", "vision_cls_layers_0.png", "vision_cls_heads_0.png", "vision_cls_layers_3.png",
+            "vision_norms_0.png"]
     have = [w for w in want if os.path.getsize(f"{TMP}/fig/{w}") > 1000] if r.returncode == 0 and all(os.path.exists(f"{TMP}/fig/{w}") for w in want) else []
     index = open(f"{TMP}/fig/index.html").read() if r.returncode == 0 else ""
     check(r.returncode == 0 and have == want and all(w in index for w in want),
