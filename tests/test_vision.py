@@ -121,6 +121,16 @@ if check(p1.returncode == 0 and p2.returncode == 0, f"--images over {len(files)}
         check(paths == listed and sizes.shape == (len(files), 2) and int(sizes.min()) >= 1,
               f"/images/path as listed ({len(paths)}), /images/orig_size {sizes.shape}, processor {a['images'].attrs.get('processor')}")
 
+# CLIP's text tower (causal) through the binary on the decoders' padded batch
+p = run("--model", f"{FX}/clip_text_tiny", "--input", f"{FX}/input_decoder.h5", "--out", f"{TMP}/clip_text.h5",
+        "--save-attention", "--quiet")
+if check(p.returncode == 0, f"clip_text_tiny: exit {p.returncode} {p.stderr.strip()[-200:]}"):
+    with h5py.File(f"{TMP}/clip_text.h5") as f, h5py.File(f"{FX}/expected_clip_text_tiny.h5") as e:
+        a, ref, n = f["attention"][:], e["attentions"][:], e["length"][:]
+        err = max(float(np.abs(a[i, :, :, :k, :k] - ref[i, :, :, :k, :k]).max()) for i, k in enumerate(n))
+        check(err <= 1e-5 and int(f["stats"].attrs["causal"]) == 1,
+              f"clip_text_tiny: /attention vs HF on valid rows max abs {err:.3g} (tol 1e-5), causal {int(f['stats'].attrs['causal'])}")
+
 # the demo's ViT (trained on digits) over its PNGs on 2 MPI ranks == 1 rank; the reducer's vision figures
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 demo = ["run", "--model", "jobs/models/vit-digits", "--images", "jobs/digits", "--quiet"]
