@@ -78,7 +78,7 @@ static const cli_opt run_options[] = {
     CLI_OPT("rollout-fusion", CLI_STR, F(rollout_fusion), "F", "vision models' attention rollout: heads fused by mean, max or min",
             .def = "mean", .identity = 1),
     CLI_OPT("rollout-discard", CLI_DOUBLE, F(rollout_discard), "R",
-            "vision: the share of each fused map's smallest entries set to 0 before rollout (vit-explain's discard_ratio)",
+            "vision: the share of each fused map's smallest entries set to 0 before rollout\n(vit-explain's discard_ratio)",
             .lo = 0, .hi = 0.99, .def = "0", .identity = 1),
     CLI_OPT("save-features", CLI_FLAG, F(save_features), NULL, "CNN (resnet) models: also store every stage's output /cnn/stage_S/features [N, C, H, W]",
             .identity = 1),
