@@ -79,6 +79,15 @@ int reduce_main(int argc, char **argv)
     reduce_opts o;
     int st = parse(&o, argc, argv, comm);
     if (st >= 0) return st;
+    /* a CNN run (run_cnn.c) has /cnn and no /stats: its own reduction, on rank 0 */
+    int is_cnn = 0;
+    if (rank == 0) {
+        hid_t f;
+        H5E_BEGIN_TRY { f = H5Fopen(o.file, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+        if (f >= 0) { is_cnn = H5Lexists(f, "/cnn", H5P_DEFAULT) > 0; H5Fclose(f); }
+    }
+    CHECK_MPI(MPI_Bcast(&is_cnn, 1, MPI_INT, 0, comm));
+    if (is_cnn) return par_agree(rank == 0 ? reduce_cnn(o.file, o.figures, o.exemplars) : 0, comm) ? 1 : 0;
     summary s;
     if (par_agree(summary_compute(&s, o.file, o.bins, o.exemplars, comm), comm)) return 1;
     int rc = 0;

@@ -18,4 +18,8 @@ typedef struct {
 
 /* Rank 0. Returns 0, or -1 with err_set() naming the file or figure. */
 int report_write(const char *file, const summary *s, const report_opts *o);
+/* Rank 0, `reduce` of a CNN run (a file with /cnn; reduce_cnn.c): /summary/cnn/stage_S_mean [C]
+ * and stage_S_top_images [C, k] written into a copy of file renamed over it; with dir, the
+ * feature-map figures and index.html there. 0, or -1 with err_set() naming the file. */
+int reduce_cnn(const char *file, const char *dir, int k);
 #endif

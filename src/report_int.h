@@ -25,4 +25,8 @@ void report_image_entry(html_list *h, const char *path, const char *caption);
  * per head of the last layer and the rollout, over the picture. Nothing when the file has no
  * /vision. Returns 0, or -1 with err_set(). */
 int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int n_images, html_list *h);
+/* The model's input image of sample i as RGB bytes (h, w, 3): its file (/images/path) through the
+ * model's processor (root attribute model_dir), rescale and normalisation undone; NULL when the run
+ * has no image paths, the file is gone or comes out at another size. Caller frees. */
+uint8_t *report_input_image(hid_t f, int64_t i, int h, int w);
 #endif

@@ -42,7 +42,7 @@ static int64_t attr_int(hid_t obj, const char *name)
 
 /* the model's input image of sample i as RGB bytes (h, w): its file through the model's processor,
  * rescale and normalisation undone; NULL when the run has no image paths or the file is gone */
-static uint8_t *input_image(hid_t f, int64_t i, int h, int w)
+uint8_t *report_input_image(hid_t f, int64_t i, int h, int w)
 {
     char model[4096] = "", path[4096] = "";
     hid_t a, t;
@@ -53,6 +53,7 @@ static uint8_t *input_image(hid_t f, int64_t i, int h, int w)
     if (H5Tis_variable_str(t) > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5T_CSET_UTF8);   /* h5_attr_str writes UTF-8: an ASCII memory type has no conversion */
         if (H5Aread(a, mt, &s) >= 0 && s) { snprintf(model, sizeof model, "%s", s); H5free_memory(s); }
         H5Tclose(mt);
     } else {
@@ -140,7 +141,7 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
     char **titles = xmalloc((size_t)(L + H + 1) * sizeof(char *));
     for (int k = 0; k < L + H + 1; k++) titles[k] = xmalloc(32);
     for (int i = 0; i < shown && !rc; i++) {
-        uint8_t *rgb = input_image(f, i, ih, iw);
+        uint8_t *rgb = report_input_image(f, i, ih, iw);
         if (!rgb) {   /* --input pixel_values: no picture; a neutral grey canvas */
             rgb = xmalloc((size_t)3 * ih * iw);
             memset(rgb, 160, (size_t)3 * ih * iw);

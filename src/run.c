@@ -2,9 +2,10 @@
  * rank's shard of the dataset, the batched forward with the attention capture, and the HDF5
  * output. Everything a rank can reject is checked before the output file exists, and the ranks
  * agree on each step (par_agree) so that a bad input ends every rank cleanly with one message. */
-#include "run.h"
+#include "run_int.h"
 #include "check.h"
 #include "cli.h"
+#include "cnn.h"
 #include "collect.h"
 #include "dataset.h"
 #include "imgproc.h"
@@ -30,6 +31,8 @@
 
 typedef struct {
     const char *model, *text, *input, *images, *out, *backend, *att_dtype, *precision, *job, *probe, *rollout_fusion;
+    const char *features_dtype;
+    int save_features;
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
     int window, topk, similarity, no_key_importance, profile;
@@ -83,6 +86,9 @@ static const cli_opt run_options[] = {
     CLI_OPT("high-norm-factor", CLI_DOUBLE, F(high_norm_factor), "X",
             "vision: a patch is high-norm when its last-layer norm exceeds X times\nthe image's median patch norm", .lo = 1, .hi = 1e6,
             .def = "2", .identity = 1),
+    CLI_OPT("save-features", CLI_FLAG, F(save_features), NULL, "CNN (resnet) models: also store every stage's output /cnn/stage_S/features [N, C, H, W]",
+            .identity = 1),
+    CLI_OPT("features-dtype", CLI_STR, F(features_dtype), "T", "f32 or f16 for /cnn/stage_S/features", .def = "f32", .identity = 1),
     CLI_OPT("head-similarity", CLI_FLAG, F(similarity), NULL, "accumulate /summary/head_similarity_* (JS and cosine between all heads)", .identity = 1),
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
     CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
@@ -117,6 +123,8 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_
     else if (o->probe && strcmp(o->probe, "induction")) rc = err_set("--probe must be induction, not '%s'", o->probe);
     else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
         rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);
+    else if (strcmp(o->features_dtype, "f32") && strcmp(o->features_dtype, "f16"))
+        rc = err_set("--features-dtype must be f32 or f16, not '%s'", o->features_dtype);
     else if (strcmp(o->rollout_fusion, "mean") && strcmp(o->rollout_fusion, "max") && strcmp(o->rollout_fusion, "min"))
         rc = err_set("--rollout-fusion must be mean, max or min, not '%s'", o->rollout_fusion);
     else if (o->backend && strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
@@ -168,7 +176,7 @@ static char *weights_sha_json(const model *m, MPI_Comm comm, int rank)
 
 /* --images: every rank's images must come out of the processor at one size (batching and the
  * patch grid need it); rank 0 gathers every image's original size for /images/orig_size. */
-static int images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all)
+int run_images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all)
 {
     int hw[2] = {d->n ? d->height : 0, d->n ? d->width : 0}, lo[2], hi[2];
     int mine[2] = {d->n ? hw[0] : INT_MAX, d->n ? hw[1] : INT_MAX};
@@ -190,7 +198,7 @@ static int images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, i
 }
 
 /* rank 0, a fresh start: /images/path and /images/orig_size, and what the processor was */
-static void images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir)
+void run_images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir)
 {
     size_t w = 1;
     for (int64_t i = 0; i < d->n_total; i++) { size_t k = strlen(d->image_paths[i]); if (k > w) w = k; }
@@ -307,7 +315,7 @@ static int check_space(const collect *col, const runstate *st, int resume, int f
 /* A run that failed before saving anything leaves nothing beside --out (rank 0 removes the
  * partial directory unless it holds an earlier run's work); the barrier keeps mpirun from
  * killing rank 0 while it does, when another rank exits first. */
-static void abandon(runstate *st, MPI_Comm comm)
+void run_abandon(runstate *st, MPI_Comm comm)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
@@ -336,7 +344,7 @@ int run_main(int argc, char **argv)
     runstate st;
     const char *inputs[3] = {o.text, o.input, o.images};
     int rc = rank == 0 ? runstate_open(&st, o.out, o.overwrite, o.restart, inputs, 3) : 0;
-    if (par_agree(rc, comm)) { abandon(&st, comm); free(job_store); return 1; }
+    if (par_agree(rc, comm)) { run_abandon(&st, comm); free(job_store); return 1; }
     if (rank) memset(&st, 0, sizeof st), st.lock_fd = -1;
     CHECK_MPI(MPI_Bcast(&st, sizeof st, MPI_BYTE, 0, comm));
     if (rank) st.lock_fd = -1;
@@ -358,13 +366,28 @@ int run_main(int argc, char **argv)
                    : !strcmp(o.precision, "fp32-sgemm") ? 3 : 0;
     backend *be = strcmp(bname, "cpu") || !prec || prec == 3 ? backend_init(bname, prec)
                 : (err_set("--precision %s needs the CUDA backend (the CPU backend is fp32)", o.precision), NULL);
-    if (par_agree(be ? 0 : -1, comm)) { if (be) backend_free(be); abandon(&st, comm); free(job_store); return 1; }
+    if (par_agree(be ? 0 : -1, comm)) { if (be) backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     if (o.profile) be = backend_profiled(be);
     snprintf(what, sizeof what, "backend=%s precision=%s threads=%d %s", be->name, o.precision, omp_get_max_threads(), gpu);
     par_banner(comm, what);
 
+    /* a CNN (ResNet) takes its own path: no attention, no /stats (run_cnn.c) */
+    if (cnn_is_cnn(o.model)) {
+        char *cmdline = join_argv(argc, argv);
+        run_cnn_opts co = {.model = o.model, .input = o.input, .images = o.images, .text = o.text, .probe = o.probe, .out = o.out,
+                           .cmdline = cmdline, .batch = o.batch, .save_features = o.save_features,
+                           .features_f16 = !strcmp(o.features_dtype, "f16")};
+        const int status = run_cnn(&co, be, &st, comm);
+        free(cmdline);
+        runctl_set_silent();
+        backend_free(be);
+        free(job_store);
+        return status;
+    }
+    rc = o.save_features ? err_set("--save-features: %s is not a CNN (resnet) model", o.model) : 0;
+    if (par_agree(rc, comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     model m;
-    if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); abandon(&st, comm); free(job_store); return 1; }
+    if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;
     const int pos_limit = c->max_pos - c->pos_offset, images = c->arch->stem == STEM_PATCHES;
@@ -406,7 +429,7 @@ int run_main(int argc, char **argv)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
     if (par_agree(rc, comm)) goto fail_early;
     int32_t *image_size_all = NULL;     /* rank 0: every image's size before preprocessing */
-    if (o.images) rc = images_agree(&d, comm, rank, nranks, &image_size_all);
+    if (o.images) rc = run_images_agree(&d, comm, rank, nranks, &image_size_all);
     if (par_agree(rc, comm)) { free(image_size_all); goto fail_early; }
 
     /* global shape facts */
@@ -494,7 +517,7 @@ int run_main(int argc, char **argv)
                 h5_attr_i64(out.file, "topk", o.topk);
                 free(cmdline);
                 collect_create(&col, &out, n_tokens);
-                if (o.images) images_write(&out, &d, image_size_all, o.model);
+                if (o.images) run_images_write(&out, &d, image_size_all, o.model);
                 h5out_close(&out);
                 rc = runstate_commit_creation(&st, manifest);
             }
@@ -585,7 +608,7 @@ int run_main(int argc, char **argv)
     return verdict == RUNCTL_STOPPED ? RUNCTL_EXIT_STOPPED : verdict == RUNCTL_FAILED || rc ? 1 : 0;
 
 fail_early:
-    abandon(&st, comm);
+    run_abandon(&st, comm);
     dataset_free(&d);
     probe_free(&pp);
     if (tok) tok_free(tok);

@@ -1,0 +1,276 @@
+/* reduce_cnn.c — `attnscope reduce` of a CNN run (a file with /cnn, run_cnn.c): per stage and
+ * channel the dataset mean of the per-image mean activation and the k images that activate the
+ * channel most, written as /summary/cnn/stage_S_{mean, top_images} into a copy of the file that is
+ * renamed over it (afile.h, as summary_write); and with --figures the feature-map figures:
+ *   cnn_mean_by_stage.png     every channel's dataset-mean activation against its stage
+ *   cnn_stage_S_mean.png      per stage, the mean activation of each channel (columns) in each of
+ *                             the first images (rows)
+ *   cnn_features_I_sS.png     (--save-features runs) for the first images, the 8 most active
+ *                             channels of the last stage and of stage 1, each map over the picture
+ * Rank 0 only; the top images are reduced from /cnn/stage_S/mean, read whole (N x C floats). */
+#include "report.h"
+#include "report_int.h"
+#include "afile.h"
+#include "h5out.h"
+#include <math.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+typedef struct { int C, h, w; int64_t N; float *mean; } cnn_stage_data;
+
+static int64_t g_attr(hid_t obj, const char *name)
+{
+    int64_t v = -1;
+    hid_t a;
+    H5E_BEGIN_TRY { a = H5Aopen(obj, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (a < 0) return -1;
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0) v = -1;
+    H5Aclose(a);
+    return v;
+}
+
+/* /cnn/stage_s's shape attributes and its per-image means [N, C], checked */
+static int stage_read(hid_t f, const char *file, int s, cnn_stage_data *sd)
+{
+    char name[64];
+    snprintf(name, sizeof name, "/cnn/stage_%d", s);
+    memset(sd, 0, sizeof *sd);
+    hid_t g;
+    H5E_BEGIN_TRY { g = H5Gopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (g < 0) return err_set("%s: no %s", file, name);
+    sd->C = (int)g_attr(g, "channels"), sd->h = (int)g_attr(g, "height"), sd->w = (int)g_attr(g, "width");
+    hid_t ds;
+    H5E_BEGIN_TRY { ds = H5Dopen2(g, "mean", H5P_DEFAULT); } H5E_END_TRY;
+    H5Gclose(g);
+    if (ds < 0) return err_set("%s: no %s/mean", file, name);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t d[2] = {0, 0};
+    const int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd == 2) H5Sget_simple_extent_dims(sp, d, NULL);
+    H5Sclose(sp);
+    if (nd != 2 || sd->C < 1 || d[1] != (hsize_t)sd->C || sd->h < 1 || sd->w < 1 || d[0] > ((hsize_t)1 << 40) / d[1]) {
+        H5Dclose(ds);
+        return err_set("%s: %s/mean is not [N, channels] or its group lacks channels/height/width", file, name);
+    }
+    sd->N = (int64_t)d[0];
+    sd->mean = xmalloc((size_t)(d[0] * d[1] + 1) * sizeof(float));
+    const herr_t r = d[0] ? H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sd->mean) : 0;
+    H5Dclose(ds);
+    if (r < 0) { free(sd->mean); sd->mean = NULL; return err_set("%s: cannot read %s/mean", file, name); }
+    return 0;
+}
+
+/* top (C, k): per channel the k images of largest mean, largest first (ties: lower index), -1
+ * when fewer images; cmean (C): the dataset mean of the per-image means */
+static void stage_reduce(const cnn_stage_data *sd, int k, int64_t *top, float *cmean)
+{
+    for (int c = 0; c < sd->C; c++) {
+        int64_t *t = top + (size_t)c * k;
+        for (int j = 0; j < k; j++) t[j] = -1;
+        double acc = 0;
+        for (int64_t i = 0; i < sd->N; i++) {
+            const float v = sd->mean[i * sd->C + c];
+            acc += v;
+            int j = k;
+            while (j > 0 && (t[j - 1] < 0 || v > sd->mean[t[j - 1] * sd->C + c])) j--;
+            if (j == k) continue;
+            memmove(t + j + 1, t + j, (size_t)(k - j - 1) * sizeof(int64_t));
+            t[j] = i;
+        }
+        cmean[c] = sd->N ? (float)(acc / sd->N) : NAN;
+    }
+}
+
+/* writes (or replaces) a dataset of the open file */
+static int put(hid_t f, const char *name, hid_t ftype, hid_t mtype, int nd, const hsize_t *dims, const void *buf, const char *def)
+{
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0 && H5Ldelete(f, name, H5P_DEFAULT) < 0) return -1;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t sp = H5Screate_simple(nd, dims, NULL);
+    hid_t ds = H5Dcreate2(f, name, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Sclose(sp);
+    H5Pclose(lcpl);
+    if (ds < 0) return -1;
+    int rc = H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+    if (!rc) h5_attr_str(ds, "definition", def);
+    H5Dclose(ds);
+    return rc;
+}
+
+/* the summary into a copy of file renamed over it */
+static int write_summary(const char *file, int S, const cnn_stage_data *sd, int64_t *const *top, float *const *cmean, int k)
+{
+    afile a;
+    size_t bytes;
+    int kernel;
+    if (afile_create(&a, file, "reduce") || afile_copy_from(&a, file, &bytes, &kernel)) return -1;
+    afile_unlock(&a);
+    hid_t f;
+    H5E_BEGIN_TRY { f = H5Fopen(a.tmp, H5F_ACC_RDWR, H5P_DEFAULT); } H5E_END_TRY;
+    int rc = f < 0 ? err_set("%s: cannot open its copy %s with HDF5", file, a.tmp) : 0;
+    for (int s = 0; s < S && !rc; s++) {
+        char n1[80], n2[80];
+        snprintf(n1, sizeof n1, "/summary/cnn/stage_%d_top_images", s);
+        snprintf(n2, sizeof n2, "/summary/cnn/stage_%d_mean", s);
+        const hsize_t dt[2] = {(hsize_t)sd[s].C, (hsize_t)k}, dm[1] = {(hsize_t)sd[s].C};
+        H5E_BEGIN_TRY {
+            rc = put(f, n1, H5T_STD_I64LE, H5T_NATIVE_INT64, 2, dt, top[s],
+                     "per channel the k images (sample indices) with the largest /cnn/stage_S/mean, largest first; -1 when "
+                     "there are fewer images") ||
+                 put(f, n2, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, dm, cmean[s],
+                     "per channel the mean over the images of /cnn/stage_S/mean (the dataset-mean activation)");
+        } H5E_END_TRY;
+        if (rc) err_set("%s: cannot write %s into its copy", file, n1);
+    }
+    if (f >= 0 && H5Fclose(f) < 0 && !rc) rc = err_set("%s: cannot close its copy", file);
+    if (!rc && afile_lock(&a)) rc = -1;
+    if (rc) { afile_abort(&a); return -1; }
+    return afile_commit(&a);
+}
+
+/* one feature map (h, w) of channel c of image i of /cnn/stage_s/features, as float */
+static float *read_maps(hid_t f, int s, int64_t i, int C, int h, int w)
+{
+    char name[64];
+    snprintf(name, sizeof name, "/cnn/stage_%d/features", s);
+    hid_t ds;
+    H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (ds < 0) return NULL;
+    hid_t sp = H5Dget_space(ds);
+    hsize_t start[4] = {(hsize_t)i, 0, 0, 0}, cnt[4] = {1, (hsize_t)C, (hsize_t)h, (hsize_t)w};
+    float *v = xmalloc((size_t)C * h * w * sizeof(float));
+    hid_t ms = H5Screate_simple(4, cnt, NULL);
+    herr_t r;
+    H5E_BEGIN_TRY {
+        r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, cnt, NULL);
+        if (r >= 0) r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, v);
+    } H5E_END_TRY;
+    H5Sclose(ms); H5Sclose(sp); H5Dclose(ds);
+    if (r < 0) { free(v); return NULL; }
+    return v;
+}
+
+/* the 8 most active channels of stage s in image i over its picture (or as a grid without one) */
+static int feature_figure(hid_t f, const char *dir, int s, const cnn_stage_data *sd, int64_t i, int ih, int iw, html_list *h)
+{
+    float *maps = read_maps(f, s, i, sd->C, sd->h, sd->w);
+    if (!maps) return 0;   /* the run did not --save-features */
+    enum { KMAX = 8 };
+    int idx[KMAX], k = sd->C < KMAX ? sd->C : KMAX;
+    const float *m = sd->mean + i * sd->C;
+    for (int j = 0; j < k; j++) {   /* selection of the k largest means */
+        int best = -1;
+        for (int c = 0; c < sd->C; c++) {
+            int used = 0;
+            for (int q = 0; q < j; q++) used |= idx[q] == c;
+            if (!used && (best < 0 || m[c] > m[best])) best = c;
+        }
+        idx[j] = best;
+    }
+    const float *panels[KMAX];
+    char titles[KMAX][48];
+    const char *tp[KMAX];
+    for (int j = 0; j < k; j++) {
+        panels[j] = maps + (size_t)idx[j] * sd->h * sd->w;
+        snprintf(titles[j], sizeof titles[j], "ch %d (mean %.3g)", idx[j], m[idx[j]]);
+        tp[j] = titles[j];
+    }
+    char path[4200], title[256];
+    snprintf(path, sizeof path, "%s/cnn_features_%lld_s%d.png", dir, (long long)i, s);
+    snprintf(title, sizeof title, "image %lld: the %d most active channels of stage %d (%d x %d maps)", (long long)i, k, s, sd->h, sd->w);
+    uint8_t *rgb = report_input_image(f, i, ih, iw);
+    int rc;
+    if (rgb) {
+        fig_overlay fo = {.title = title, .panel_titles = tp, .cbar_label = "activation (scaled per panel)", .per_panel = 1};
+        rc = fig_overlay_png(path, rgb, iw, ih, panels, k, sd->h, sd->w, 4, &fo);
+    } else {
+        fig_grid fg = {.title = title, .panel_titles = tp, .cbar_label = "activation"};
+        rc = fig_grid_png(path, panels, k, sd->h, sd->w, 4, &fg);
+    }
+    if (!rc) report_image_entry(h, path, title);
+    free(rgb);
+    free(maps);
+    return rc;
+}
+
+static int figures(const char *file, const char *dir, int S, const cnn_stage_data *sd, float *const *cmean, html_list *h)
+{
+    mkdir(dir, 0777);
+    hid_t f;
+    H5E_BEGIN_TRY { f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0) return err_set("%s: cannot open with HDF5", file);
+    hid_t g = H5Gopen2(f, "/cnn", H5P_DEFAULT);
+    const int ih = (int)g_attr(g, "image_height"), iw = (int)g_attr(g, "image_width");
+    H5Gclose(g);
+    char path[4200], title[256];
+    int rc = 0, total = 0;
+    for (int s = 0; s < S; s++) total += sd[s].C;
+    float *x = xmalloc(total * sizeof(float)), *y = xmalloc(total * sizeof(float));
+    for (int s = 0, at = 0; s < S; s++)
+        for (int c = 0; c < sd[s].C; c++, at++) { x[at] = (float)s; y[at] = cmean[s][c]; }
+    snprintf(path, sizeof path, "%s/cnn_mean_by_stage.png", dir);
+    fig_scatter fs = {.title = "mean activation of every channel over the dataset, by stage (0: embedder)", .xlabel = "stage",
+                      .ylabel = "mean activation", .x_integer = 1, .jitter = 0.5f};
+    rc = fig_scatter_png(path, x, y, NULL, total, &fs);
+    if (!rc) report_image_entry(h, path, "cnn_mean_by_stage: each channel's dataset-mean activation against its stage");
+    free(x);
+    free(y);
+    for (int s = 0; s < S && !rc; s++) {
+        const int rows = sd[s].N < 48 ? (int)sd[s].N : 48;
+        if (rows < 1) break;
+        snprintf(path, sizeof path, "%s/cnn_stage_%d_mean.png", dir, s);
+        snprintf(title, sizeof title, "stage %d: mean activation per channel (%d x %d maps), first %d images", s, sd[s].h, sd[s].w, rows);
+        fig_heatmap fh = {.title = title, .xlabel = "channel", .ylabel = "image", .cbar_label = "mean activation"};
+        rc = fig_heatmap_png(path, sd[s].mean, rows, sd[s].C, &fh);
+        if (!rc) report_image_entry(h, path, title);
+    }
+    const int n_img = sd[0].N < 4 ? (int)sd[0].N : 4;
+    for (int64_t i = 0; i < n_img && !rc; i++) {
+        rc = feature_figure(f, dir, S - 1, &sd[S - 1], i, ih, iw, h);
+        if (!rc && S > 2) rc = feature_figure(f, dir, 1, &sd[1], i, ih, iw, h);
+    }
+    H5Fclose(f);
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/index.html", dir);
+        snprintf(title, sizeof title, "attnscope: %s, %lld images, ResNet feature maps", report_base_name(file), (long long)sd[0].N);
+        rc = fig_html_index(path, h->e, h->n, title);
+        if (!rc) printf("attnscope reduce: wrote %s (%d figures)\n", path, h->n);
+    }
+    return rc;
+}
+
+int reduce_cnn(const char *file, const char *dir, int k)
+{
+    hid_t f;
+    H5E_BEGIN_TRY { f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0) return err_set("%s: cannot open with HDF5", file);
+    hid_t g = H5Gopen2(f, "/cnn", H5P_DEFAULT);
+    const int S = (int)g_attr(g, "n_stages");
+    H5Gclose(g);
+    if (S < 1 || S > 64) { H5Fclose(f); return err_set("%s: /cnn has no valid n_stages attribute", file); }
+    cnn_stage_data *sd = xcalloc(S, sizeof *sd);
+    int64_t **top = xcalloc(S, sizeof *top);
+    float **cmean = xcalloc(S, sizeof *cmean);
+    int rc = 0;
+    for (int s = 0; s < S && !rc; s++) {
+        rc = stage_read(f, file, s, &sd[s]);
+        if (!rc && sd[s].N != sd[0].N) rc = err_set("%s: /cnn/stage_%d/mean has %lld images, stage_0 %lld", file, s, (long long)sd[s].N, (long long)sd[0].N);
+        if (rc) break;
+        top[s] = xmalloc((size_t)sd[s].C * k * sizeof(int64_t));
+        cmean[s] = xmalloc((size_t)sd[s].C * sizeof(float));
+        stage_reduce(&sd[s], k, top[s], cmean[s]);
+    }
+    H5Fclose(f);
+    if (!rc) rc = write_summary(file, S, sd, top, cmean, k);
+    if (!rc) printf("attnscope reduce: /summary/cnn of %lld images x %d stages written to %s\n", (long long)sd[0].N, S, file);
+    if (!rc && dir) {
+        html_list *h = xcalloc(1, sizeof *h);
+        rc = figures(file, dir, S, sd, cmean, h);
+        for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
+        free(h);
+    }
+    for (int s = 0; s < S; s++) { free(sd[s].mean); free(top[s]); free(cmean[s]); }
+    free(sd); free(top); free(cmean);
+    return rc;
+}

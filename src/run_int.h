@@ -1,0 +1,31 @@
+/* run_int.h — private to `attnscope run` (run.c) and its CNN path (run_cnn.c): the CNN run's
+ * options, and the helpers both paths share. */
+#ifndef ATTNSCOPE_RUN_INT_H
+#define ATTNSCOPE_RUN_INT_H
+#include "backend.h"
+#include "dataset.h"
+#include "h5out.h"
+#include "run.h"
+#include "runstate.h"
+#include <mpi.h>
+
+/* What run.c hands run_cnn: the options that apply to a CNN (the rest are refused before). */
+typedef struct {
+    const char *model, *input, *images, *text, *probe, *out;
+    const char *cmdline;       /* the command line as given (root attribute) */
+    int batch, save_features, features_f16;
+    int height, width;         /* set by run_cnn: the images' size */
+} run_cnn_opts;
+
+/* Collective: the run of a CNN model directory (run_cnn.c) on backend be, with rank 0 holding
+ * the partial directory st (runstate_open done). Returns the exit status (0, 1 with the message
+ * printed once). */
+int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm);
+/* Collective, --images: every rank's images must come out of the processor at one size; rank 0
+ * gets every image's original size in *all (n_total x 2, caller frees). 0, or -1 with err_set. */
+int run_images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all);
+/* Rank 0, a fresh file: /images/path, /images/orig_size and the processor's name. */
+void run_images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir);
+/* Collective: a run that failed before saving anything leaves nothing beside --out. */
+void run_abandon(runstate *st, MPI_Comm comm);
+#endif

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""CNN feature maps (issue 12 part 5) through the binary: ResNets in HF's ResNetModel layout on the
+CPU backend against Hugging Face's hidden_states (make_resnet_fixtures.py: a random-init basic and
+bottleneck ResNet with every parameter and batch-norm statistic perturbed, and our trained
+jobs/models/resnet-digits on PNGs processed by HF's ConvNext processor), the per-channel statistics
+against numpy recomputed from HF's stage outputs by their definitions (run_cnn.c), 2 ranks == 1
+rank, the reducer's top images and figures, and the refusals. Prints every comparison; exits
+non-zero on any failure. Needs numpy and h5py only (the fixtures are committed)."""
+import json, os, shutil, subprocess, sys, tempfile
+import numpy as np, h5py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+FX = os.path.join(ROOT, "tests/fixtures/hf")
+TMP = tempfile.mkdtemp(prefix="attnscope-cnn-")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
+# the issue's tolerance for stage outputs: 1e-4 relative (max abs error / the stage's largest |value|);
+# float32 convolutions summed in another order, and batch norm folded into them, give ~1e-6
+TOL_REL = 1e-4
+
+
+def run(*args):
+    return subprocess.run([BIN, "run", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=ROOT)
+
+
+def ref_stats(x):
+    """x [N, C, h, w] -> mean, active fraction, entropy [N, C] by run_cnn.c's definitions"""
+    N, C, h, w = x.shape
+    x = x.reshape(N, C, h * w).astype(np.float64)
+    pos = np.maximum(x, 0)
+    tot = pos.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = pos / tot
+        ent = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(-1)
+    ent[tot[..., 0] == 0] = np.nan
+    return x.mean(-1), (x > 0).mean(-1), ent
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)) if a.shape == b.shape else float("inf")
+
+
+def compare(name, out, expected, stats=True):
+    ref = h5py.File(f"{FX}/{expected}")["hidden_states"]
+    with h5py.File(out) as f:
+        S = int(f["cnn"].attrs["n_stages"])
+        check(S == len(ref), f"{name}: /cnn has {S} stages (embedder + stages), HF's hidden_states {len(ref)}")
+        for s in range(min(S, len(ref))):
+            r = ref[str(s)][:]
+            g = f[f"cnn/stage_{s}/features"][:].astype(np.float32)
+            e = rel(g, r)
+            check(e <= TOL_REL, f"{name}: stage {s} output {g.shape} vs HF hidden_states[{s}] {r.shape}: max abs {float(np.abs(g - r).max()) if g.shape == r.shape else -1:.3g}, relative {e:.3g} (tol {TOL_REL})")
+            if not stats:
+                continue
+            m, a, h = ref_stats(r)
+            hw = r.shape[2] * r.shape[3]
+            gm, ga, gh = (f[f"cnn/stage_{s}/{k}"][:] for k in ("mean", "active_fraction", "entropy"))
+            em = float(np.abs(gm - m).max() / max(np.abs(m).max(), 1e-30))
+            # a ReLU output that is exactly 0 in HF can come out as a tiny positive value here (or
+            # the reverse): at most one position per map may count differently
+            ea = float(np.abs(ga - a).max())
+            nan_same = bool(np.array_equal(np.isnan(gh), np.isnan(h)))
+            eh = float(np.nanmax(np.abs(gh - h))) if nan_same and not np.isnan(h).all() else (0.0 if nan_same else float("inf"))
+            check(em <= 1e-5 and ea <= 1.0 / hw + 1e-7 and eh <= 1e-4 and nan_same,
+                  f"{name}: stage {s} statistics vs numpy on HF's output: mean rel {em:.3g} (tol 1e-5), active_fraction abs {ea:.3g} "
+                  f"(tol 1/(h w) = {1.0 / hw:.3g}), entropy abs {eh:.3g} nats (tol 1e-4), all-zero maps NaN alike {nan_same} "
+                  f"({int(np.isnan(h).sum())} of {h.size})")
+
+
+for model in ("resnet_basic_tiny", "resnet_bottleneck_tiny"):
+    out = f"{TMP}/{model}.h5"
+    p = run("--model", f"{FX}/{model}", "--input", f"{FX}/input_resnet.h5", "--out", out, "--save-features", "--quiet")
+    if check(p.returncode == 0, f"{model}: run exit {p.returncode} {p.stderr.strip()[-300:]}"):
+        compare(model, out, f"expected_{model}.h5")
+    # f16 features: the same maps rounded to half precision
+    out16 = f"{TMP}/{model}_f16.h5"
+    p = run("--model", f"{FX}/{model}", "--input", f"{FX}/input_resnet.h5", "--out", out16, "--save-features",
+            "--features-dtype", "f16", "--batch", "2", "--quiet")
+    if check(p.returncode == 0, f"{model} f16, batches of 2: run exit {p.returncode} {p.stderr.strip()[-300:]}"):
+        with h5py.File(out16) as f, h5py.File(out) as g:
+            t = f["cnn/stage_1/features"]
+            e = max(rel(f[f"cnn/stage_{s}/features"][:].astype(np.float32), g[f"cnn/stage_{s}/features"][:]) for s in range(3))
+            es = max(rel(f[f"cnn/stage_{s}/{k}"][:], g[f"cnn/stage_{s}/{k}"][:]) for s in range(3) for k in ("mean", "active_fraction"))
+            check(t.dtype == np.float16 and e <= 1e-3 and es <= 1e-5,
+                  f"{model}: --features-dtype f16 stores {t.dtype}, within {e:.3g} relative of f32 (tol 1e-3: half's 2^-11); "
+                  f"statistics of batches of 2 vs 3 within {es:.3g} relative (tol 1e-5)")
+
+# the trained model over PNGs: our decoding and processor, then the network, against HF's processor + model
+listfile = f"{TMP}/digits8.txt"
+pngs = sorted(os.path.join(ROOT, "jobs/digits", n) for n in os.listdir(os.path.join(ROOT, "jobs/digits")) if n.endswith(".png"))
+with open(listfile, "w") as fh:
+    fh.write("\n".join(pngs[:8]) + "\n")
+out = f"{TMP}/digits8.h5"
+p = run("--model", "jobs/models/resnet-digits", "--images", listfile, "--out", out, "--save-features", "--quiet")
+if check(p.returncode == 0, f"resnet-digits --images (8 PNGs): run exit {p.returncode} {p.stderr.strip()[-300:]}"):
+    compare("resnet-digits", out, "expected_resnet_digits.h5")
+    with h5py.File(out) as f:
+        paths = [x.decode() for x in f["images/path"][()]]
+        check(paths == pngs[:8], f"resnet-digits: /images/path as listed ({len(paths)})")
+
+# 2 ranks == 1 rank over all the digits; the reducer's top images and figures
+demo = ["run", "--model", "jobs/models/resnet-digits", "--images", "jobs/digits", "--save-features", "--quiet"]
+p1 = subprocess.run([BIN, *demo, "--out", f"{TMP}/d1.h5"], capture_output=True, text=True, env=ENV, cwd=ROOT)
+p2 = subprocess.run(MPIRUN + ["-n", "2", "-x", "OMP_NUM_THREADS=1", BIN, *demo, "--out", f"{TMP}/d2.h5"],
+                    capture_output=True, text=True, env=ENV, cwd=ROOT)
+if check(p1.returncode == 0 and p2.returncode == 0, f"resnet-digits over jobs/digits on 1 and 2 ranks: exit {p1.returncode}, {p2.returncode} {p2.stderr.strip()[-300:]}"):
+    with h5py.File(f"{TMP}/d1.h5") as a, h5py.File(f"{TMP}/d2.h5") as b:
+        names = [f"cnn/stage_{s}/{k}" for s in range(4) for k in ("mean", "active_fraction", "features")]
+        d = max(rel(a[n][:], b[n][:]) for n in names)
+        check(d <= 1e-5, f"2 ranks == 1 rank: /cnn max diff {d:.3g} relative (tol 1e-5: batches of 16 and 32 through float32 GEMMs)")
+    r = subprocess.run([BIN, "reduce", f"{TMP}/d1.h5", "--figures", f"{TMP}/fig", "--exemplars", "4"], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    if check(r.returncode == 0, f"reduce of a CNN run: exit {r.returncode} {r.stderr.strip()[-300:]}"):
+        with h5py.File(f"{TMP}/d1.h5") as f:
+            ok = True
+            for s in range(4):
+                m = f[f"cnn/stage_{s}/mean"][:].astype(np.float64)
+                top = f[f"summary/cnn/stage_{s}/top_images".replace("/top", "_top")][:]
+                want = np.argsort(-m, axis=0, kind="stable")[:4].T
+                cm = f[f"summary/cnn/stage_{s}_mean"][:]
+                ok &= top.shape == want.shape and np.array_equal(top, want) and float(np.abs(cm - m.mean(0)).max()) <= 1e-6
+            check(ok, "reduce: /summary/cnn/stage_S_top_images [C, 4] == numpy's argsort of /cnn/stage_S/mean, stage_S_mean == its mean over images")
+        want = ["cnn_mean_by_stage.png", "cnn_stage_0_mean.png", "cnn_stage_3_mean.png", "cnn_features_0_s3.png", "cnn_features_3_s1.png"]
+        have = [w for w in want if os.path.exists(f"{TMP}/fig/{w}") and os.path.getsize(f"{TMP}/fig/{w}") > 1000]
+        index = open(f"{TMP}/fig/index.html").read() if os.path.exists(f"{TMP}/fig/index.html") else ""
+        check(have == want and all(w in index for w in want), f"reduce: the CNN figures {have} drawn and in index.html")
+
+# refusals: one line naming the file, key, tensor or option; nothing at the final path
+def refused(name, args, words):
+    out = f"{TMP}/refused_{name}.h5"
+    p = run(*args, "--out", out, "--quiet")
+    msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    check(p.returncode != 0 and all(w in msg for w in words) and not os.path.exists(out) and not os.path.exists(out + ".partial"),
+          f"refused {name}: exit {p.returncode}: {msg[:200]}")
+
+
+def bad_model(name, edit_config=None, rename=None):
+    d = f"{TMP}/{name}"
+    shutil.copytree(f"{FX}/resnet_basic_tiny", d)
+    if edit_config:
+        cfg = json.load(open(f"{d}/config.json"))
+        edit_config(cfg)
+        json.dump(cfg, open(f"{d}/config.json", "w"))
+    if rename:   # a tensor renamed in the safetensors header (same length: offsets unchanged)
+        raw = open(f"{d}/model.safetensors", "rb").read()
+        assert len(rename[0]) == len(rename[1]) and raw.count(rename[0].encode()) == 1
+        open(f"{d}/model.safetensors", "wb").write(raw.replace(rename[0].encode(), rename[1].encode()))
+    return d
+
+
+inp = ["--input", f"{FX}/input_resnet.h5"]
+refused("text", ["--model", f"{FX}/resnet_basic_tiny", "--text", "jobs/demo_corpus.txt"], ["resnet", "takes images"])
+refused("save_features_vit", ["--model", f"{FX}/vit_tiny", "--input", f"{FX}/input_vision.h5", "--save-features"], ["--save-features", "not a CNN"])
+refused("gelu", ["--model", bad_model("gelu", lambda c: c.update(hidden_act="gelu")), *inp], ["config.json", "hidden_act", "relu"])
+refused("depths", ["--model", bad_model("depths", lambda c: c.update(depths=[1])), *inp], ["config.json", "depths", "hidden_sizes"])
+refused("layer_type", ["--model", bad_model("layer_type", lambda c: c.update(layer_type="preactivation")), *inp], ["config.json", "layer_type"])
+refused("hidden_size", ["--model", bad_model("hidden_size", lambda c: c.update(hidden_sizes=[8, 0])), *inp], ["config.json", "hidden_sizes", "range"])
+refused("missing_tensor", ["--model", bad_model("missing", rename=("stages.1.layers.0.shortcut.normalization.running_var",
+                                                                   "stages.1.layers.0.shortcut.normalization.running_vaX")), *inp],
+        ["missing tensor", "shortcut.normalization.running_var"])
+refused("shape", ["--model", bad_model("shape", lambda c: c.update(embedding_size=16)), *inp], ["embedder.embedder.convolution.weight", "shape"])
+with h5py.File(f"{TMP}/tiny_px.h5", "w") as f:
+    f["pixel_values"] = np.zeros((1, 3, 3, 3), np.float32)
+refused("too_small", ["--model", f"{FX}/resnet_basic_tiny", "--input", f"{TMP}/tiny_px.h5"], ["pixel_values", "[4, 8192]"])
+
+shutil.rmtree(TMP, ignore_errors=True)
+sys.exit(summary())
