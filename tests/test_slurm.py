@@ -358,10 +358,11 @@ def test_template_requeue(c):
     check(j.get("JobState") == "COMPLETED" and j.get("Restarts") == "1",
           f"warning signal from Slurm ({t_warn:.0f} s after submission): requeued once, then {j.get('JobState')}, Restarts={j.get('Restarts')}")
     check(re.search(r"rank 0 stops on the warning", text) and "restart 0: run: stopped before the time limit (exit 75)" in text
-          and "restart 0: requeued" in text and "restart 0: reduce" not in text and "restart 1: run: done" in text
+          and "restart 0: run: stopped before the time limit (exit 75), progress saved; requeueing" in text
+          and "restart 0: reduce" not in text and "restart 1: run: done" in text
           and "restart 1: reduce: done" in text,
           "one log (--open-mode=append): the tasks got USR1, restart 0 exits 75 and is requeued without reducing, restart 1 runs and reduces"
-          + ("" if "restart 1: reduce: done" in text and "restart 0: requeued" in text else f"; the log:\n{text}"))
+          + ("" if "restart 1: reduce: done" in text and "requeueing" in text else f"; the log:\n{text}"))
     reduced = open(f"{tmp}/stub/out.h5.reduced").read().split() if os.path.exists(f"{tmp}/stub/out.h5.reduced") else []
     check(reduced == ["reduced"], f"the reducer ran once, after the run that exited 0 ({len(reduced)} time(s))")
     if j.get("JobState") != "COMPLETED":
