@@ -208,9 +208,6 @@ int cnn_load(cnn_model *m, const char *dir, backend *be)
 {
     memset(m, 0, sizeof *m);
     m->be = be;
-    if (strcmp(be->name, "cpu"))
-        return err_set("%s: the %s backend does not run ResNet models yet (the CNN forward is checked on the CPU backend "
-                       "only); use --backend cpu", dir, be->name);
     if (cnn_config_load(&m->cfg, dir)) return -1;
     const cnn_config *c = &m->cfg;
     st_model st;
