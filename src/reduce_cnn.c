@@ -194,7 +194,8 @@ static int feature_figure(hid_t f, const char *dir, int s, const cnn_stage_data 
     return rc;
 }
 
-static int figures(const char *file, const char *dir, int S, const cnn_stage_data *sd, float *const *cmean, html_list *h)
+static int figures(const char *file, const char *dir, int S, const cnn_stage_data *sd, float *const *cmean, int n_images,
+                   html_list *h)
 {
     mkdir(dir, 0777);
     hid_t f;
@@ -225,7 +226,7 @@ static int figures(const char *file, const char *dir, int S, const cnn_stage_dat
         rc = fig_heatmap_png(path, sd[s].mean, rows, sd[s].C, &fh);
         if (!rc) report_image_entry(h, path, title);
     }
-    const int n_img = sd[0].N < 4 ? (int)sd[0].N : 4;
+    const int n_img = sd[0].N < n_images ? (int)sd[0].N : n_images;
     for (int64_t i = 0; i < n_img && !rc; i++) {
         rc = feature_figure(f, dir, S - 1, &sd[S - 1], i, ih, iw, h);
         if (!rc && S > 2) rc = feature_figure(f, dir, 1, &sd[1], i, ih, iw, h);
@@ -240,7 +241,7 @@ static int figures(const char *file, const char *dir, int S, const cnn_stage_dat
     return rc;
 }
 
-int reduce_cnn(const char *file, const char *dir, int k)
+int reduce_cnn(const char *file, const char *dir, int k, int n_images)
 {
     hid_t f;
     H5E_BEGIN_TRY { f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
@@ -266,7 +267,7 @@ int reduce_cnn(const char *file, const char *dir, int k)
     if (!rc) printf("attnscope reduce: /summary/cnn of %lld images x %d stages written to %s\n", (long long)sd[0].N, S, file);
     if (!rc && dir) {
         html_list *h = xcalloc(1, sizeof *h);
-        rc = figures(file, dir, S, sd, cmean, h);
+        rc = figures(file, dir, S, sd, cmean, n_images, h);
         for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
         free(h);
     }

@@ -269,7 +269,7 @@ int report_write(const char *file, const summary *s, const report_opts *o)
     /* 2. mean attention distance against layer, one dot per head (ViT paper, Fig. 11): in tokens,
      * or for images in pixels (report_vision.c) */
     const int vision = H5Lexists(f, "/vision", H5P_DEFAULT) > 0;
-    if (!rc && vision) rc = report_vision(f, file, o->dir, L, H, 4, h);
+    if (!rc && vision) rc = report_vision(f, file, o->dir, L, H, o->figure_images, h);
     if (!rc && s->mean[STAT_DISTANCE] && !vision) {
         float *x = (float *)keep(h, xmalloc(LH * sizeof(float))), *col = xmalloc(LH * sizeof(float));
         float *px = (float *)keep(h, xmalloc(LH * sizeof(float))), *py = (float *)keep(h, xmalloc(LH * sizeof(float)));

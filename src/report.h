@@ -14,6 +14,7 @@ typedef struct {
     const char *dir;            /* the figures directory (created) */
     long sample, layer, head;   /* -1 when not given */
     const char *exemplar_stat;  /* a name of stats_names */
+    int figure_images;          /* vision runs: the first images whose maps are drawn over them */
 } report_opts;
 
 /* Rank 0. Returns 0, or -1 with err_set() naming the file or figure. */
@@ -21,5 +22,5 @@ int report_write(const char *file, const summary *s, const report_opts *o);
 /* Rank 0, `reduce` of a CNN run (a file with /cnn; reduce_cnn.c): /summary/cnn/stage_S_mean [C]
  * and stage_S_top_images [C, k] written into a copy of file renamed over it; with dir, the
  * feature-map figures and index.html there. 0, or -1 with err_set() naming the file. */
-int reduce_cnn(const char *file, const char *dir, int k);
+int reduce_cnn(const char *file, const char *dir, int k, int n_images);
 #endif
