@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""vision_peer.py — the vision benchmark's model, images and peer (GPU host).
+
+ViT-B/16 at 224 x 224 (ViTConfig's defaults: 12 layers, 768 wide, 12 heads, 197 tokens) with random
+weights (torch.manual_seed(--seed)), and N random normalised images:
+
+    vision_peer.py --save DIR --images 256        # save_pretrained (fp32) + DIR/pixels.h5
+    vision_peer.py --batches 16,32,64              # the peer: images/s at each batch size
+
+The peer is what a user of transformers writes for issue 12's outputs: the eager forward with
+output_attentions=True, then on the GPU in PyTorch the attention rollout (heads averaged,
+(A + I)/2 with rows renormalised, the product over the layers), the [CLS] row of every layer and
+head, and the mean attention distance in pixels (patch-centre distances, prefix token left out);
+the small results copied to the host. Also the SDPA forward alone (the model's own speed). Warm-up
+excluded, timed between torch.cuda.synchronize() calls.
+"""
+import argparse, os, sys, time
+
+
+def build(torch, transformers, seed, impl):
+    torch.manual_seed(seed)
+    cfg = transformers.ViTConfig()
+    cfg._attn_implementation = impl
+    with torch.device("cuda"):
+        m = transformers.ViTModel(cfg, add_pooling_layer=False)
+    return m.eval()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--save", metavar="DIR")
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--batches", default="16,32,64")
+    ap.add_argument("--reps", type=int, default=8, help="timed batches per batch size")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    import numpy as np, torch, transformers
+    if args.save:
+        m = build(torch, transformers, args.seed, "eager")
+        m.save_pretrained(args.save, safe_serialization=True)
+        import h5py
+        px = np.random.default_rng(args.seed).standard_normal((args.images, 3, 224, 224)).astype(np.float32)
+        with h5py.File(os.path.join(args.save, "pixels.h5"), "w") as f:
+            f["pixel_values"] = px
+        print(f"saved {args.save}: ViT-B/16, {args.images} images")
+        return
+    dt = torch.float32 if args.dtype == "fp32" else torch.bfloat16
+    if args.dtype == "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    m = build(torch, transformers, args.seed, "eager").to(dt)
+    g = 14
+    q = torch.arange(g * g, device="cuda")
+    yx = torch.stack([q // g, q % g], 1).float()
+    dist = 16 * torch.cdist(yx, yx)                         # pixels between patch centres
+    eye = torch.eye(197, device="cuda")
+
+    def peer(x):
+        out = m(pixel_values=x, output_attentions=True)
+        att = torch.stack(out.attentions, 1).float()       # [B, L, H, T, T]
+        cls = att[:, :, :, 0, 1:]
+        d = (att[:, :, :, 1:, 1:] * dist).sum(-1).mean(-1)
+        r = eye.expand(x.shape[0], 197, 197)
+        for l in range(att.shape[1]):
+            a = (att[:, l].mean(1) + eye) / 2
+            a = a / a.sum(-1, keepdim=True)
+            r = a @ r
+        return cls.cpu(), d.cpu(), r.cpu()
+
+    def sdpa(x):
+        m(pixel_values=x)
+
+    print(f"peer: transformers {transformers.__version__}, torch {torch.__version__}, {torch.cuda.get_device_name(0)}, {args.dtype}")
+    for name, impl, fn in (("eager + attentions + rollout/CLS/distance", "eager", peer), ("SDPA forward", "sdpa", sdpa)):
+        m.set_attn_implementation(impl)
+        for B in [int(b) for b in args.batches.split(",")]:
+            x = torch.randn(B, 3, 224, 224, device="cuda", dtype=dt)
+            with torch.inference_mode():
+                for _ in range(2):
+                    fn(x)
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                for _ in range(args.reps):
+                    fn(x)
+                torch.cuda.synchronize()
+                sec = time.perf_counter() - t
+            print(f"  {name:44s} B={B:3d}: {args.reps * B / sec:9.1f} images/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
