@@ -51,8 +51,10 @@ void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, i
     const vgrid g = grid_of(c);
     const int NH = c->NH, L = c->L, np = g.gh * g.gw;
     const size_t TT = (size_t)T * T;
-    float *work = xmalloc(TT * sizeof(float));
+    /* the images of the batch in parallel (each writes its own rows) */
+#pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < B; b++) {
+        float *work = xmalloc(TT * sizeof(float));
         const int w = c->batch_idx[b] - c->w0;
         const float *maps = hprobs + (size_t)b * NH * TT;
         for (int h = 0; h < NH; h++) {
@@ -63,11 +65,12 @@ void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, i
             vstats_cls(P, &g, c->vis[VIS_CLS] + o * np);
         }
         float *R = c->vis[VIS_ROLL] + (size_t)w * TT;
-        if (layer < c->o.rollout_start) continue;      /* the rollout starts at --rollout-start */
-        if (layer == c->o.rollout_start) vstats_rollout_init(R, T);
-        vstats_rollout_step(R, maps, NH, T, c->o.rollout_fusion, c->o.rollout_discard, work);
+        if (layer >= c->o.rollout_start) {              /* the rollout starts at --rollout-start */
+            if (layer == c->o.rollout_start) vstats_rollout_init(R, T);
+            vstats_rollout_step(R, maps, NH, T, c->o.rollout_fusion, c->o.rollout_discard, work);
+        }
+        free(work);
     }
-    free(work);
 }
 
 static int by_float(const void *a, const void *b)
@@ -85,8 +88,9 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
     backend *be = c->m->be;
     be->download(be, c->bhid, x, need * sizeof(float));
     const int npre = c->m->cfg.n_prefix, np = T - npre;
-    float *pn = xmalloc((size_t)(np > 0 ? np : 1) * sizeof(float));
+#pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < B; b++) {
+        float *pn = xmalloc((size_t)(np > 0 ? np : 1) * sizeof(float));
         const int w = c->batch_idx[b] - c->w0;
         float *row = c->vis[VIS_NORM] + (size_t)w * c->vis_row[VIS_NORM] + (size_t)layer * T;
         for (int t = 0; t < T; t++) {
@@ -95,7 +99,7 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
             for (int k = 0; k < C; k++) s += (double)v[k] * v[k];
             row[t] = (float)sqrt(s);
         }
-        if (layer != c->L - 1 || np < 1) continue;
+        if (layer != c->L - 1 || np < 1) { free(pn); continue; }
         /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
         memcpy(pn, row + npre, (size_t)np * sizeof(float));
         qsort(pn, (size_t)np, sizeof(float), by_float);
@@ -103,8 +107,8 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
         int cnt = 0;
         for (int q = 0; q < np; q++) cnt += row[npre + q] > c->o.high_norm_factor * med;
         c->vis[VIS_HIGH][w] = (float)cnt;
+        free(pn);
     }
-    free(pn);
 }
 
 void collect_vision_create(collect *c, h5out *out)

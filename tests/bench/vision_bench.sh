@@ -3,11 +3,11 @@ set -u
 # The vision benchmark on the GPU host (runtime sourced, repo root): ViT-B/16 with random weights
 # (vision_peer.py) over 256 random images; the peer (eager + attentions + rollout, [CLS] rows and
 # distance in PyTorch; and the SDPA forward alone) and attnscope's run with every /vision output.
-#   DIR (/dev/shm/vitb), ATTNSCOPE (build-cuda/attnscope), OUR_BATCHES ("32 64"), PRECS ("fp32 bf16")
+#   DIR (/dev/shm/vitb), ATTNSCOPE (build-cuda/attnscope), OUR_BATCHES ("32 64"), PRECS ("fp32 bf16"), SKIP_PEER (1: ours only)
 DIR=${DIR:-/dev/shm/vitb}
 BIN=${ATTNSCOPE:-build-cuda/attnscope}
 [ -f "$DIR/config.json" ] || python3 tests/bench/vision_peer.py --save "$DIR" --images 256
-for p in ${PRECS:-fp32 bf16}; do python3 tests/bench/vision_peer.py --dtype $p --batches 16,32,64; done
+[ "${SKIP_PEER:-0}" = 1 ] || for p in ${PRECS:-fp32 bf16}; do python3 tests/bench/vision_peer.py --dtype $p --batches 16,32,64; done
 for p in ${PRECS:-fp32 bf16}; do
   for B in ${OUR_BATCHES:-32 64}; do
     echo "== attnscope $p B=$B (every /vision output; images/s = tokens/s / 197)"
