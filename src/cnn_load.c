@@ -12,15 +12,11 @@ int cnn_is_cnn(const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t n;
-    char *text = util_read_file(path, 1 << 24, &n);
-    if (!text) return 0;
-    json_object *o = json_parse_text(text, n, path);
+    json_object *o = json_parse_file(path, 1 << 24);
     const char *mt = NULL;
     const int yes = o && json_object_is_type(o, json_type_object) && json_get_string(o, "model_type", &mt, path) == 1 &&
                     !strcmp(mt, "resnet");
     if (o) json_object_put(o);
-    free(text);
     return yes;
 }
 
@@ -65,14 +61,11 @@ int cnn_config_load(cnn_config *c, const char *dir)
     memset(c, 0, sizeof *c);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t n;
-    char *text = util_read_file(path, 1 << 24, &n);
-    if (!text) return -1;
-    json_object *o = json_parse_text(text, n, path);
-    if (!o) { free(text); return -1; }
+    char *text;
+    json_object *o = json_load_object(path, 1 << 24, &text);
+    if (!o) return -1;
     int rc = -1, nd = 0;
     const char *mt = NULL, *lt = "bottleneck", *act = "relu";
-    if (!json_object_is_type(o, json_type_object)) { err_set("%s: not a JSON object", path); goto done; }
     if (json_get_string(o, "model_type", &mt, path) != 1 || strcmp(mt, "resnet")) {
         err_set("%s: \"model_type\" is not \"resnet\"", path);
         goto done;

@@ -169,15 +169,9 @@ int config_load(model_config *c, const char *dir)
     memset(c, 0, sizeof *c);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t n;
-    char *text = util_read_file(path, 1 << 24, &n);
-    if (!text) return -1;
-    json_object *o = json_parse_text(text, n, path), *top = o;   /* o: where the row's keys are */
-    if (!o) { free(text); return -1; }
-    if (!json_object_is_type(o, json_type_object)) {
-        json_object_put(o); free(text);
-        return err_set("%s: not a JSON object", path);
-    }
+    char *text;
+    json_object *o = json_load_object(path, 1 << 24, &text), *top = o;   /* o: where the row's keys are */
+    if (!o) return -1;
     int rc = -1;
     const char *mt = NULL, *act;
     int r = json_get_string(o, "model_type", &mt, path);

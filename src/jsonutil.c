@@ -40,6 +40,21 @@ json_object *json_parse_file(const char *path, size_t max_bytes)
     return o;
 }
 
+json_object *json_load_object(const char *path, size_t max_bytes, char **text)
+{
+    size_t n;
+    *text = util_read_file(path, max_bytes, &n);
+    if (!*text) return NULL;
+    json_object *o = json_parse_text(*text, n, path);
+    if (o && !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        o = NULL;
+        err_set("%s: not a JSON object", path);
+    }
+    if (!o) { free(*text); *text = NULL; }
+    return o;
+}
+
 int64_t json_count_members(const char *s, size_t n)
 {
     int depth = 0, in_str = 0;

@@ -18,6 +18,10 @@
 json_object *json_parse_text(const char *text, size_t n, const char *what);
 /* Reads and parses a file of at most max_bytes. NULL with err_set() on failure. */
 json_object *json_parse_file(const char *path, size_t max_bytes);
+/* The same for a file that must hold one JSON object (a config.json), keeping its bytes: *text
+ * receives them (the caller frees them, and puts the object). NULL with err_set() and *text NULL
+ * on failure. */
+json_object *json_load_object(const char *path, size_t max_bytes, char **text);
 
 /* Number of members of the top-level object in text[0..n) counted lexically, duplicates included
  * (the text must already have parsed as an object). */

@@ -178,21 +178,7 @@ static void test_processors(hid_t f)
 
 /* ---- malformed input ------------------------------------------------------------------------- */
 
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][256];
-    static int k = 0;
-    char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
 
-static void write_bytes(const char *path, const void *b, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(b, 1, n, f) != n) { fail("cannot write %s", path); }
-    if (f) fclose(f);
-}
 
 static char *slurp(const char *path, size_t *n)
 {

@@ -21,23 +21,7 @@
 
 #include "unit_check.h"
 
-static char *tmp_path(const char *name)
-{
-    static char buf[8][256];
-    static int k = 0;
-    char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
 
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
 
 static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
 
