@@ -108,6 +108,17 @@ void cuda_attn_stats(const float *probs, const int *len, const uint8_t *sep, con
                      int causal, int sw, int window, int k, float *out, float *key_imp, int32_t *topk_idx, float *topk_w,
                      void *scratch);
 
+/* vision.cu: vstats.h's statistics where the probabilities are. vision_stats: of probs (B, NH, T, T)
+ * of images on a gh × gw grid of patch pixels (T = n_prefix + gh·gw), dist and loc (B, NH) — mean
+ * distance in pixels and 3 × 3 locality over the patch rows — and cls (B, NH, gh·gw), the [CLS] row
+ * over the patches. rollout_map: A (B, T, T) = the heads of probs fused (fusion 0 mean, 1 max,
+ * 2 min), the smallest discard_k entries of each image's map set to 0 (not entry 0; 0: none), then
+ * (A + I)/2 with rows renormalised. row_norms: out (M) the L2 norms of the rows of x (M, C). */
+void cuda_vision_stats(const float *probs, int B, int NH, int T, int n_prefix, int gh, int gw, int patch, float *dist,
+                       float *loc, float *cls);
+void cuda_rollout_map(float *A, const float *probs, int B, int NH, int T, int fusion, size_t discard_k);
+void cuda_row_norms(float *out, const float *x, size_t M, int C);
+
 #ifdef __cplusplus
 }
 #endif

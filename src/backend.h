@@ -9,6 +9,7 @@
 #ifndef ATTNSCOPE_BACKEND_H
 #define ATTNSCOPE_BACKEND_H
 #include "stats.h"
+#include "vstats.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,20 @@ struct backend {
      * memory, len[B] on the host; adds every sample's Σ-over-rows JS and Gram into the host
      * (nh, nh) arrays js_sum and gram. */
     void (*head_sim)(backend *be, const float *maps, const int *len, int B, int nh, int T, double *js_sum, double *gram);
+    /* The vision statistics (vstats.h's definitions) where the probabilities are, for a vision run
+     * that copies only these to the host:
+     * vision_stats: of probs (B, NH, T, T) of B images on grid g (T = n_prefix + gh·gw, no padding),
+     *   into host arrays dist and loc (B, NH) (locality: radius 1) and cls (B, NH, gh·gw).
+     * rollout_step: Rout (B, T, T) = Â·Rin, vstats_rollout_step for B images at once: Â the heads of
+     *   probs fused (fusion 0 mean, 1 max, 2 min), the smallest ⌊discard·T²⌋ entries discarded,
+     *   (A + I)/2 with rows renormalised; Rin NULL: the identity (the first layer). Rout, Rin and
+     *   probs in backend memory; Rout does not overlap Rin.
+     * row_norms: host out (M) = the L2 norms of the M rows of C floats of x in backend memory. */
+    void (*vision_stats)(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist, float *loc,
+                         float *cls);
+    void (*rollout_step)(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T, int fusion,
+                         double discard);
+    void (*row_norms)(backend *be, float *out, const float *x, size_t M, int C);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),

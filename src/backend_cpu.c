@@ -298,6 +298,44 @@ static void cpu_head_sim(backend *be, const float *maps, const int *len, int B, 
     free(m);
 }
 
+/* the vision statistics: vstats.c itself, the images in parallel */
+static void cpu_vision_stats(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist, float *loc,
+                             float *cls)
+{
+    const size_t TT = (size_t)T * T, np = (size_t)g->gh * g->gw;
+#pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        const float *P = probs + bh * TT;
+        dist[bh] = (float)vstats_distance_px(P, g);
+        loc[bh] = (float)vstats_locality2d(P, g, 1);
+        vstats_cls(P, g, cls + bh * np);
+    }
+}
+
+static void cpu_rollout_step(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T,
+                             int fusion, double discard)
+{
+    const size_t TT = (size_t)T * T;
+#pragma omp parallel for schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        float *R = Rout + b * TT, *work = xmalloc(TT * sizeof(float));
+        if (Rin) memcpy(R, Rin + b * TT, TT * sizeof(float));
+        else vstats_rollout_init(R, T);
+        vstats_rollout_step(R, probs + (size_t)b * NH * TT, NH, T, fusion, discard, work);
+        free(work);
+    }
+}
+
+static void cpu_row_norms(backend *be, float *out, const float *x, size_t M, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < M; r++) {
+        double s = 0;
+        for (int k = 0; k < C; k++) s += (double)x[r * C + k] * x[r * C + k];
+        out[r] = (float)sqrt(s);
+    }
+}
+
 backend *backend_cpu_init(void)
 {
     backend *be = xcalloc(1, sizeof *be);
@@ -326,6 +364,9 @@ backend *backend_cpu_init(void)
     be->mem_free = cpu_mem_free;
     be->copy_rows = cpu_copy_rows;
     be->head_sim = cpu_head_sim;
+    be->vision_stats = cpu_vision_stats;
+    be->rollout_step = cpu_rollout_step;
+    be->row_norms = cpu_row_norms;
     return be;
 }
 

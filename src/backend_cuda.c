@@ -20,7 +20,7 @@
 #include <string.h>
 
 enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
-       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_FUSED, SCR_N };
+       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_FUSED, SCR_VIS, SCR_ROLL, SCR_N };
 
 /* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
@@ -440,6 +440,44 @@ static void cuda_head_sim_op(backend *be, const float *maps, const int *len, int
     free(g);
 }
 
+/* the small results in one device buffer, one copy to the host */
+static void cuda_vision_stats_op(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist,
+                                 float *loc, float *cls)
+{
+    cuda_ctx *c = be->ctx;
+    const size_t heads = (size_t)B * NH, np = (size_t)g->gh * g->gw;
+    float *d = scratch(c, SCR_VIS, heads * (2 + np) * sizeof(float));
+    cuda_vision_stats(probs, B, NH, T, g->n_prefix, g->gh, g->gw, g->patch, d, d + heads, d + 2 * heads);
+    CHECK_CUDA(cudaMemcpy(dist, d, heads * sizeof(float), cudaMemcpyDeviceToHost));
+    CHECK_CUDA(cudaMemcpy(loc, d + heads, heads * sizeof(float), cudaMemcpyDeviceToHost));
+    CHECK_CUDA(cudaMemcpy(cls, d + 2 * heads, heads * np * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+/* Â in scratch, then Rout = Â·Rin for the B images as one strided-batched GEMM in full fp32
+ * (pedantic: no TF32 whatever the handle's math mode; T³ per image is small beside the forward).
+ * Row-major Rout = Â·Rin is column-major Routᵀ = Rinᵀ·Âᵀ: both operands as stored. */
+static void cuda_rollout_step_op(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T,
+                                 int fusion, double discard)
+{
+    cuda_ctx *c = be->ctx;
+    const size_t TT = (size_t)T * T;
+    float *A = Rin ? scratch(c, SCR_ROLL, (size_t)B * TT * sizeof(float)) : Rout;
+    cuda_rollout_map(A, probs, B, NH, T, fusion, (size_t)(discard * (double)TT));
+    if (!Rin) return;                          /* the first layer: R = Â·I */
+    const float one = 1.0f, zero = 0.0f;
+    CHECK_CUBLAS(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, T, T, T, &one, Rin, CUDA_R_32F, T,
+                                            (long long)TT, A, CUDA_R_32F, T, (long long)TT, &zero, Rout, CUDA_R_32F, T,
+                                            (long long)TT, B, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+}
+
+static void cuda_row_norms_op(backend *be, float *out, const float *x, size_t M, int C)
+{
+    cuda_ctx *c = be->ctx;
+    float *d = scratch(c, SCR_VIS, M * sizeof(float));
+    cuda_row_norms(d, x, M, C);
+    CHECK_CUDA(cudaMemcpy(out, d, M * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
 static size_t cuda_mem_free(backend *be)
 {
     size_t f = 0, t = 0;
@@ -529,6 +567,9 @@ backend *backend_cuda_init(int precision)
     be->mem_free = cuda_mem_free;
     be->copy_rows = cuda_copy_rows;
     be->head_sim = cuda_head_sim_op;
+    be->vision_stats = cuda_vision_stats_op;
+    be->rollout_step = cuda_rollout_step_op;
+    be->row_norms = cuda_row_norms_op;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     be->bf16_acts = precision == 2;
     return be;

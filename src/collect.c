@@ -251,13 +251,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                 for (int s = 0; s < PROBE_N; s++) c->probe[s * wstride + o] = sc[s];
             }
     }
-    if (c->vis[VIS_DIST]) {
-        /* the vision statistics on the host from a packed copy, as the probe's (images: no padding) */
-        const size_t need = bh * TT;
-        if (need > c->bprobe_cap) { free(c->bprobe); c->bprobe = xmalloc(need * sizeof(float)); c->bprobe_cap = need; }
-        be->attn_pack(be, c->bprobe, probs, len, B, NH, T, T, 0);
-        collect_vision_capture(c, layer, c->bprobe, B, T);
-    }
+    collect_vision_capture(c, layer, probs, B, T);     /* where the probabilities are (images: no padding) */
     if (c->names[CO_ATT]) {
         /* packed (and converted to half) where the probabilities are; written by the writer */
         att_job *j = xmalloc(sizeof *j);
@@ -290,8 +284,7 @@ void collect_free(collect *c)
     if (c->wr) writer_finish(c->wr);
     if (c->fd >= 0) close(c->fd);
     if (c->o.similarity) stats_sim_free(&c->sim);
-    for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
-    free(c->bhid);
+    collect_vision_free(c);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);

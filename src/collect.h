@@ -78,7 +78,10 @@ typedef struct {
     float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
     size_t vis_row[VIS_N];             /* floats per sample of each vision output */
     int vis_gh, vis_gw;                /* the patch grid of the images */
-    float *bhid; size_t bhid_cap;      /* (B, T, C) host copy of a layer's output for the token norms */
+    float *bvis; size_t bvis_cap;      /* one layer's vision results of the batch: dist, loc (B, NH), cls
+                                          (B, NH, np), or the token norms (B, T) */
+    float *roll[2]; size_t roll_cap;   /* (B, T, T) the batch's rollout in backend memory, ping-pong */
+    int roll_cur;                      /* roll[roll_cur] holds the product so far */
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -147,12 +150,14 @@ int64_t collect_dataset_bytes(const collect *c, int co);
 
 /* The vision outputs (collect_vision.c), for a patch-stem model only (else no-ops): names and
  * row sizes (init); the window buffers (alloc, zeroed unless resume reads them back); a layer's
- * statistics from the host copy of its probabilities (B, NH, T, T) (capture); the datasets and
- * the /vision attributes (create). */
+ * statistics from its probabilities (B, NH, T, T) in backend memory, where the batch's rollout
+ * stays until the last layer (capture); the datasets and the /vision attributes (create); the
+ * buffers (free). */
 void collect_vision_init(collect *c);
 void collect_vision_window(collect *c, int resume, int64_t g0);
-void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, int T);
+void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T);
 /* the model's hidden callback (user = collect*): every token's norm after each layer */
 void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C);
 void collect_vision_create(collect *c, h5out *out);
+void collect_vision_free(collect *c);
 #endif

@@ -2,7 +2,8 @@
  * vision tower): per sample and per layer and head the mean attention distance in pixels and the
  * 2-D locality, the [CLS] row over the patches, and per sample the attention rollout over all
  * layers (vstats.c defines each). They need the probabilities: a vision run takes the explicit
- * path, and each layer's probabilities reach the host packed (attn_pack). */
+ * path, and the backend computes them where the probabilities are (backend.h vision_stats,
+ * rollout_step, row_norms); only the small results reach the host, the rollout once per batch. */
 #include "collect.h"
 #include "util.h"
 #include "vstats.h"
@@ -45,32 +46,48 @@ void collect_vision_window(collect *c, int resume, int64_t g0)
     }
 }
 
-void collect_vision_capture(collect *c, int layer, const float *hprobs, int B, int T)
+/* the batch's results of one layer in c->bvis, grown as needed */
+static float *batch_buf(collect *c, size_t n)
+{
+    if (n > c->bvis_cap) { free(c->bvis); c->bvis = xmalloc(n * sizeof(float)); c->bvis_cap = n; }
+    return c->bvis;
+}
+
+void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T)
 {
     if (!c->vis[VIS_DIST]) return;
+    backend *be = c->m->be;
     const vgrid g = grid_of(c);
     const int NH = c->NH, L = c->L, np = g.gh * g.gw;
-    const size_t TT = (size_t)T * T;
-    /* the images of the batch in parallel (each writes its own rows) */
-#pragma omp parallel for schedule(dynamic)
+    const size_t heads = (size_t)B * NH, TT = (size_t)T * T;
+    float *dist = batch_buf(c, heads * (2 + np)), *loc = dist + heads, *cls = loc + heads;
+    be->vision_stats(be, probs, B, NH, T, &g, dist, loc, cls);
     for (int b = 0; b < B; b++) {
-        float *work = xmalloc(TT * sizeof(float));
-        const int w = c->batch_idx[b] - c->w0;
-        const float *maps = hprobs + (size_t)b * NH * TT;
-        for (int h = 0; h < NH; h++) {
-            const float *P = maps + (size_t)h * TT;
-            const size_t o = (size_t)w * L * NH + (size_t)layer * NH + h;
-            c->vis[VIS_DIST][o] = (float)vstats_distance_px(P, &g);
-            c->vis[VIS_LOC][o] = (float)vstats_locality2d(P, &g, 1);
-            vstats_cls(P, &g, c->vis[VIS_CLS] + o * np);
-        }
-        float *R = c->vis[VIS_ROLL] + (size_t)w * TT;
-        if (layer >= c->o.rollout_start) {              /* the rollout starts at --rollout-start */
-            if (layer == c->o.rollout_start) vstats_rollout_init(R, T);
-            vstats_rollout_step(R, maps, NH, T, c->o.rollout_fusion, c->o.rollout_discard, work);
-        }
-        free(work);
+        const size_t o = (size_t)(c->batch_idx[b] - c->w0) * L * NH + (size_t)layer * NH;
+        memcpy(c->vis[VIS_DIST] + o, dist + (size_t)b * NH, NH * sizeof(float));
+        memcpy(c->vis[VIS_LOC] + o, loc + (size_t)b * NH, NH * sizeof(float));
+        memcpy(c->vis[VIS_CLS] + o * np, cls + (size_t)b * NH * np, (size_t)NH * np * sizeof(float));
     }
+    /* the rollout, from --rollout-start, in backend memory; the product reaches the host after
+     * the last layer */
+    if (layer < c->o.rollout_start) return;
+    if ((size_t)B * TT > c->roll_cap) {
+        for (int i = 0; i < 2; i++) {
+            if (c->roll[i]) be->free(be, c->roll[i]);
+            c->roll[i] = be->alloc(be, (size_t)B * TT * sizeof(float));
+            if (!c->roll[i]) collect_fail(c, "out of backend memory for the batch's attention rollout");
+        }
+        c->roll_cap = (size_t)B * TT;
+    }
+    const int first = layer == c->o.rollout_start, next = first ? 0 : !c->roll_cur;
+    be->rollout_step(be, c->roll[next], first ? NULL : c->roll[c->roll_cur], probs, B, NH, T, c->o.rollout_fusion,
+                     c->o.rollout_discard);
+    c->roll_cur = next;
+    if (layer != L - 1) return;
+    float *R = batch_buf(c, (size_t)B * TT);
+    be->download(be, R, c->roll[c->roll_cur], (size_t)B * TT * sizeof(float));
+    for (int b = 0; b < B; b++)
+        memcpy(c->vis[VIS_ROLL] + (size_t)(c->batch_idx[b] - c->w0) * TT, R + (size_t)b * TT, TT * sizeof(float));
 }
 
 static int by_float(const void *a, const void *b)
@@ -83,23 +100,16 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
 {
     collect *c = user;
     if (!c->vis[VIS_NORM]) return;
-    const size_t need = (size_t)B * T * C;
-    if (need > c->bhid_cap) { free(c->bhid); c->bhid = xmalloc(need * sizeof(float)); c->bhid_cap = need; }
     backend *be = c->m->be;
-    be->download(be, c->bhid, x, need * sizeof(float));
+    float *norms = batch_buf(c, (size_t)B * T);
+    be->row_norms(be, norms, x, (size_t)B * T, C);
     const int npre = c->m->cfg.n_prefix, np = T - npre;
-#pragma omp parallel for schedule(dynamic)
+    float *pn = layer == c->L - 1 && np > 0 ? xmalloc((size_t)np * sizeof(float)) : NULL;
     for (int b = 0; b < B; b++) {
-        float *pn = xmalloc((size_t)(np > 0 ? np : 1) * sizeof(float));
         const int w = c->batch_idx[b] - c->w0;
         float *row = c->vis[VIS_NORM] + (size_t)w * c->vis_row[VIS_NORM] + (size_t)layer * T;
-        for (int t = 0; t < T; t++) {
-            const float *v = c->bhid + ((size_t)b * T + t) * C;
-            double s = 0;
-            for (int k = 0; k < C; k++) s += (double)v[k] * v[k];
-            row[t] = (float)sqrt(s);
-        }
-        if (layer != c->L - 1 || np < 1) { free(pn); continue; }
+        memcpy(row, norms + (size_t)b * T, (size_t)T * sizeof(float));
+        if (!pn) continue;
         /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
         memcpy(pn, row + npre, (size_t)np * sizeof(float));
         qsort(pn, (size_t)np, sizeof(float), by_float);
@@ -107,8 +117,16 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
         int cnt = 0;
         for (int q = 0; q < np; q++) cnt += row[npre + q] > c->o.high_norm_factor * med;
         c->vis[VIS_HIGH][w] = (float)cnt;
-        free(pn);
     }
+    free(pn);
+}
+
+void collect_vision_free(collect *c)
+{
+    for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
+    free(c->bvis);
+    for (int i = 0; i < 2; i++)
+        if (c->roll[i]) c->m->be->free(c->m->be, c->roll[i]);
 }
 
 void collect_vision_create(collect *c, h5out *out)

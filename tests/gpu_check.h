@@ -11,7 +11,8 @@
 #include <string.h>
 
 static int failures;
-static backend *cpu, *gpu, *gpu_bf16;
+static backend *cpu, *gpu;
+static backend *gpu_bf16 __attribute__((unused));   /* the bf16 backend, where a test has one */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static inline double rnd(void)                     /* uniform [0, 1), xorshift64* */

@@ -1,0 +1,130 @@
+/* test_vision_gpu.c — the vision ops of the CUDA backend (kernels/vision.cu) against the CPU
+ * backend, whose ops are vstats.c itself (checked against NumPy from the definitions by
+ * test_vision.py): vision_stats (distance in pixels, 3 × 3 locality, the [CLS] row), rollout_step
+ * (head fusion mean/max/min, vit-explain's discard with tied values, chained over layers) and
+ * row_norms. Grids: ViT's square one with [CLS], DeiT's two prefix tokens on a non-square grid.
+ *
+ * Built without CUDA, or run without a device: SKIP, exit 0. Exits non-zero on any failure. */
+#include "backend.h"
+#include "util.h"
+#include <stdio.h>
+
+#ifndef ATTNSCOPE_CUDA
+int main(void)
+{
+    printf("test_vision_gpu: SKIP (built without CUDA)\n");
+    return 0;
+}
+#else
+#include "gpu_check.h"
+
+/* (B, NH, T, T) rows that sum to 1; levels > 0: values from that many levels only (tied entries) */
+static float *rand_probs(int B, int NH, int T, int levels)
+{
+    const size_t rows = (size_t)B * NH * T;
+    float *P = xmalloc(rows * T * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        float *p = P + r * T;
+        double s = 0;
+        for (int j = 0; j < T; j++) {
+            p[j] = levels ? (float)(1 + (int)(rnd() * levels)) : (float)exp(4 * rnd());
+            s += p[j];
+        }
+        for (int j = 0; j < T; j++) p[j] = levels ? p[j] / 64.0f : (float)(p[j] / s);   /* ties survive: powers of 2 */
+    }
+    return P;
+}
+
+static void test_stats(const char *what, int B, int NH, const vgrid *g)
+{
+    const int np = g->gh * g->gw, T = g->n_prefix + np;
+    const size_t heads = (size_t)B * NH;
+    float *P = rand_probs(B, NH, T, 0), *d_P = to_dev(P, heads * T * T * sizeof(float));
+    float *d1 = xmalloc(heads * 4), *d2 = xmalloc(heads * 4), *l1 = xmalloc(heads * 4), *l2 = xmalloc(heads * 4);
+    float *c1 = xmalloc(heads * np * 4), *c2 = xmalloc(heads * np * 4);
+    cpu->vision_stats(cpu, P, B, NH, T, g, d1, l1, c1);
+    gpu->vision_stats(gpu, d_P, B, NH, T, g, d2, l2, c2);
+    char w[160];
+    snprintf(w, sizeof w, "%s distance_px", what);
+    report("vision", w, compare(d2, d1, heads), 1e-6, 1, "float products, double sums, order differs");
+    snprintf(w, sizeof w, "%s locality2d", what);
+    report("vision", w, compare(l2, l1, heads), 1e-6, 0, "float row parts, double sums");
+    snprintf(w, sizeof w, "%s cls row", what);
+    report("vision", w, compare(c2, c1, heads * np), 0, 0, "a copy");
+    gpu->free(gpu, d_P);
+    free(P); free(d1); free(d2); free(l1); free(l2); free(c1); free(c2);
+}
+
+/* layers steps of the rollout from the identity, CPU and GPU side by side */
+static void test_rollout(const char *what, int B, int NH, int T, int layers, int fusion, double discard, int levels)
+{
+    const size_t TT = (size_t)T * T, n = (size_t)B * TT;
+    float *R1 = xmalloc(n * 4), *R1b = xmalloc(n * 4);
+    float *d_R[2] = {gpu->alloc(gpu, n * 4), gpu->alloc(gpu, n * 4)};
+    int cur = 0;
+    for (int l = 0; l < layers; l++) {
+        float *P = rand_probs(B, NH, T, levels), *d_P = to_dev(P, (size_t)B * NH * TT * 4);
+        cpu->rollout_step(cpu, R1b, l ? R1 : NULL, P, B, NH, T, fusion, discard);
+        memcpy(R1, R1b, n * 4);
+        gpu->rollout_step(gpu, d_R[!cur], l ? d_R[cur] : NULL, d_P, B, NH, T, fusion, discard);
+        cur = !cur;
+        gpu->free(gpu, d_P);
+        free(P);
+    }
+    float *R2 = to_host(d_R[cur], n * 4);
+    char w[160];
+    snprintf(w, sizeof w, "%s B=%d NH=%d T=%d layers=%d fusion=%d discard=%.2f%s", what, B, NH, T, layers, fusion,
+             discard, levels ? " tied" : "");
+    report("rollout", w, compare(R2, R1, n), 2e-6, 0, "fp32 GEMM against double sums");
+    size_t zeros1 = 0, zeros2 = 0;
+    for (size_t i = 0; i < n; i++) { zeros1 += R1[i] == 0; zeros2 += R2[i] == 0; }
+    if (zeros1 != zeros2) {
+        printf("FAIL rollout   %s: %zu zero entries on the CPU, %zu on the GPU\n", w, zeros1, zeros2);
+        failures++;
+    }
+    gpu->free(gpu, d_R[0]);
+    gpu->free(gpu, d_R[1]);
+    free(R1); free(R1b); free(R2);
+}
+
+static void test_norms(size_t M, int C)
+{
+    float *x = rand_vec(M * C, -3, 3), *d_x = to_dev(x, M * C * 4);
+    float *o1 = xmalloc(M * 4), *o2 = xmalloc(M * 4);
+    cpu->row_norms(cpu, o1, x, M, C);
+    gpu->row_norms(gpu, o2, d_x, M, C);
+    char w[64];
+    snprintf(w, sizeof w, "M=%zu C=%d", M, C);
+    report("row_norms", w, compare(o2, o1, M), 1e-6, 1, "double sums, order differs");
+    gpu->free(gpu, d_x);
+    free(x); free(o1); free(o2);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    gpu = backend_init("cuda", 0);
+    if (!gpu) {
+        printf("test_vision_gpu: SKIP (%s)\n", err_get());
+        return 0;
+    }
+    cpu = backend_init("cpu", 0);
+    const vgrid vit = {1, 14, 14, 16}, deit = {2, 5, 7, 16}, one = {1, 1, 1, 32};
+    test_stats("ViT 14x14 [CLS]", 3, 12, &vit);
+    test_stats("DeiT 5x7 two prefix", 2, 3, &deit);
+    test_stats("one patch", 2, 2, &one);
+    for (int fusion = 0; fusion < 3; fusion++) {
+        test_rollout("ViT", 3, 12, 197, 1, fusion, 0.0, 0);
+        test_rollout("ViT", 3, 12, 197, 4, fusion, 0.0, 0);
+        test_rollout("ViT", 2, 4, 197, 3, fusion, 0.9, 0);
+        test_rollout("DeiT", 2, 3, 37, 3, fusion, 0.5, 4);   /* many tied values at the threshold */
+    }
+    test_rollout("small", 2, 2, 5, 2, 1, 1.0, 2);              /* every entry but [CLS]'s own discarded */
+    test_norms(64 * 197, 768);
+    test_norms(3, 5);
+    backend_free(cpu);
+    backend_free(gpu);
+    printf("test_vision_gpu: %d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}
+#endif
