@@ -118,6 +118,8 @@ void cuda_vision_stats(const float *probs, int B, int NH, int T, int n_prefix, i
                        float *loc, float *cls);
 void cuda_rollout_map(float *A, const float *probs, int B, int NH, int T, int fusion, size_t discard_k);
 void cuda_row_norms(float *out, const float *x, size_t M, int C);
+/* patch.cu: rows (B·gh·gw, ch·P·P) = the patches of px (B, ch, H, W), as patch.h's patch_rows. */
+void cuda_patch_rows(float *rows, const float *px, int B, int ch, int H, int W, int P);
 
 #ifdef __cplusplus
 }

@@ -135,6 +135,9 @@ struct backend {
     void (*rollout_step)(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T, int fusion,
                          double discard);
     void (*row_norms)(backend *be, float *out, const float *x, size_t M, int C);
+    /* The patch stem's im2col: rows (B·gh·gw, ch·P·P) = the patches of B images px (B, ch, H, W),
+     * both in backend memory, as patch.h's patch_rows (gh = H / P, gw = W / P). */
+    void (*patch_rows)(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),

@@ -3,6 +3,7 @@
  * faster backends are compared with. */
 #include "backend.h"
 #include "config.h"
+#include "patch.h"
 #include "check.h"
 #include "util.h"
 #include <cblas.h>
@@ -336,6 +337,11 @@ static void cpu_row_norms(backend *be, float *out, const float *x, size_t M, int
     }
 }
 
+static void cpu_patch_rows(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P)
+{
+    patch_rows(px, B, ch, H, W, P, rows);
+}
+
 backend *backend_cpu_init(void)
 {
     backend *be = xcalloc(1, sizeof *be);
@@ -367,6 +373,7 @@ backend *backend_cpu_init(void)
     be->vision_stats = cpu_vision_stats;
     be->rollout_step = cpu_rollout_step;
     be->row_norms = cpu_row_norms;
+    be->patch_rows = cpu_patch_rows;
     return be;
 }
 

@@ -478,6 +478,11 @@ static void cuda_row_norms_op(backend *be, float *out, const float *x, size_t M,
     CHECK_CUDA(cudaMemcpy(out, d, M * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
+static void cuda_patch_rows_op(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P)
+{
+    cuda_patch_rows(rows, px, B, ch, H, W, P);
+}
+
 static size_t cuda_mem_free(backend *be)
 {
     size_t f = 0, t = 0;
@@ -570,6 +575,7 @@ backend *backend_cuda_init(int precision)
     be->vision_stats = cuda_vision_stats_op;
     be->rollout_step = cuda_rollout_step_op;
     be->row_norms = cuda_row_norms_op;
+    be->patch_rows = cuda_patch_rows_op;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     be->bf16_acts = precision == 2;
     return be;

@@ -28,13 +28,13 @@ static void free_activations(model *m)
     }
     if (m->stage) m->be->host_free(m->be, m->stage);
     m->stage = NULL;
-    float **pbufs[] = {&m->prow, &m->ptab, &m->wpe_grid};
+    float **pbufs[] = {&m->px, &m->prow, &m->ptab, &m->wpe_grid};
     for (size_t i = 0; i < sizeof pbufs / sizeof *pbufs; i++) {
         if (*pbufs[i]) m->be->free(m->be, *pbufs[i]);
         *pbufs[i] = NULL;
     }
     m->pos_grid = NULL;
-    m->cap_patches = 0;
+    m->cap_patches = m->cap_px = 0;
     m->pos_gh = m->pos_gw = 0;
     m->ids = m->pos = m->types = m->lens = NULL;
     m->keymask = NULL;
@@ -270,11 +270,18 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
 /* The patch stem's buffers for B images of gh x gw patches: the patch rows, the token table (the
  * prefix tokens' rows, then every patch's embedding) and the position table for this grid
  * (the model's own, or resampled as interpolate_pos_encoding does). */
-static int ensure_patch_buffers(model *m, int B, int gh, int gw)
+static int ensure_patch_buffers(model *m, int B, int H, int W, int gh, int gw)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
     const size_t C = c->d_model, K = (size_t)c->n_channels * c->patch_size * c->patch_size, N = (size_t)gh * gw;
+    const size_t npx = (size_t)B * c->n_channels * H * W;
+    if (npx > m->cap_px) {
+        if (m->px) be->free(be, m->px);
+        m->px = be->alloc(be, npx * sizeof(float));
+        m->cap_px = m->px ? npx : 0;
+        if (!m->px) return err_set("out of %s memory for the pixels of %d images", be->name, B);
+    }
     if ((size_t)B * N > m->cap_patches) {
         if (m->prow) be->free(be, m->prow);
         if (m->ptab) be->free(be, m->ptab);
@@ -312,7 +319,7 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     if (gh < 1 || gw < 1) return err_set("images of %d x %d pixels are smaller than one patch of %d", H, W, P);
     const int fused = req && req->scalars_only && model_fuses(m);
     if (req) req->fused = 0;
-    if (ensure_activations(m, B, T, fused) || ensure_patch_buffers(m, B, gh, gw)) return -1;
+    if (ensure_activations(m, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw)) return -1;
     /* token t of image b reads row t of the table for a prefix token, its own patch's row after */
     const staging s = stage_of(m);
     for (int b = 0; b < B; b++) {
@@ -327,10 +334,9 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     }
     if (fused) memset(s.cls, 0, (size_t)B * T);
     be->upload(be, m->inputs, m->stage, m->inputs_bytes);
-    float *rows = xmalloc((size_t)B * N * K * sizeof(float));
-    patch_rows(px, B, c->n_channels, H, W, P, rows);
-    be->upload(be, m->prow, rows, (size_t)B * N * K * sizeof(float));
-    free(rows);
+    /* the pixels cross the bus as they are; the backend cuts them into the patch rows */
+    be->upload(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
+    be->patch_rows(be, m->prow, m->px, B, c->n_channels, H, W, P);
     /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
     be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);
     be->copy_rows(be, m->ptab, C * sizeof(float), m->wcls, C * sizeof(float), C * sizeof(float), 1);

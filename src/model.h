@@ -73,12 +73,12 @@ typedef struct {
     int32_t *lens;
     uint8_t *tokcls;
     float *fstats;                       /* (L, B, NH, STAT_N) fused per-head scalars */
-    /* the patch stem's buffers: patch rows (cap_patches, channels·P·P), the token table
+    /* the patch stem's buffers: the batch's pixels (cap_px floats), patch rows (cap_patches, channels·P·P), the token table
      * (n_prefix + cap_patches, C), the position table resampled for a pos_gh x pos_gw grid
      * (wpe_grid, or NULL), and the one this batch uses (pos_grid: wpe or wpe_grid) */
-    float *prow, *ptab, *wpe_grid;
+    float *px, *prow, *ptab, *wpe_grid;
     const float *pos_grid;
-    size_t cap_patches;
+    size_t cap_px, cap_patches;
     int pos_gh, pos_gw;
 } model;
 

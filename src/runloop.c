@@ -53,9 +53,11 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     int *order = xmalloc((d->n ? d->n : 1) * sizeof(int));
     int32_t *bids = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t));
     int *blen = xmalloc(lo->batch * sizeof(int));
-    /* images: the batch's pixels gathered (every image of a dataset has the same size) */
+    /* images: the batch's pixels gathered (every image of a dataset has the same size) in host
+     * memory the backend copies from fastest (pinned for CUDA) */
     const size_t per_image = d->pixels ? (size_t)d->channels * d->height * d->width : 0;
-    float *bpx = d->pixels ? xmalloc((size_t)lo->batch * per_image * sizeof(float)) : NULL;
+    float *bpx = d->pixels ? be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float)) : NULL;
+    if (d->pixels && !bpx) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
     int bcap = lo->batch, state = RUNCTL_RUNNING;
     int64_t done_tok = restored ? restored->tokens_done : 0;
     int w0 = restored ? (int)restored->wstart : 0;
@@ -141,6 +143,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
     res->tokens_done = done_tok;
-    free(order); free(bids); free(btypes); free(blen); free(bpx);
+    free(order); free(bids); free(btypes); free(blen);
+    if (bpx) be->host_free(be, bpx);
     return state;
 }

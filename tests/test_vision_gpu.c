@@ -2,7 +2,7 @@
  * backend, whose ops are vstats.c itself (checked against NumPy from the definitions by
  * test_vision.py): vision_stats (distance in pixels, 3 × 3 locality, the [CLS] row), rollout_step
  * (head fusion mean/max/min, vit-explain's discard with tied values, chained over layers) and
- * row_norms. Grids: ViT's square one with [CLS], DeiT's two prefix tokens on a non-square grid.
+ * row_norms, and the patch stem's patch_rows. Grids: ViT's square one with [CLS], DeiT's two prefix tokens on a non-square grid.
  *
  * Built without CUDA, or run without a device: SKIP, exit 0. Exits non-zero on any failure. */
 #include "backend.h"
@@ -10,6 +10,23 @@
 #include <stdio.h>
 
 #ifndef ATTNSCOPE_CUDA
+/* the patch stem's im2col: a copy, bit for bit; float4 runs (P, W multiples of 4) and single floats */
+static void test_patch(int B, int ch, int H, int W, int P)
+{
+    const size_t npx = (size_t)B * ch * H * W, nrow = (size_t)B * (H / P) * (W / P) * ch * P * P;
+    float *px = rand_vec(npx, -2, 2), *d_px = to_dev(px, npx * 4), *r1 = xmalloc(nrow * 4);
+    float *d_r = gpu->alloc(gpu, nrow * 4);
+    cpu->patch_rows(cpu, r1, px, B, ch, H, W, P);
+    gpu->patch_rows(gpu, d_r, d_px, B, ch, H, W, P);
+    float *r2 = to_host(d_r, nrow * 4);
+    char w[64];
+    snprintf(w, sizeof w, "B=%d ch=%d %dx%d P=%d", B, ch, H, W, P);
+    report("patch_rows", w, compare(r2, r1, nrow), 0, 0, "a copy");
+    gpu->free(gpu, d_px);
+    gpu->free(gpu, d_r);
+    free(px); free(r1); free(r2);
+}
+
 int main(void)
 {
     printf("test_vision_gpu: SKIP (built without CUDA)\n");
@@ -100,6 +117,23 @@ static void test_norms(size_t M, int C)
     free(x); free(o1); free(o2);
 }
 
+/* the patch stem's im2col: a copy, bit for bit; float4 runs (P, W multiples of 4) and single floats */
+static void test_patch(int B, int ch, int H, int W, int P)
+{
+    const size_t npx = (size_t)B * ch * H * W, nrow = (size_t)B * (H / P) * (W / P) * ch * P * P;
+    float *px = rand_vec(npx, -2, 2), *d_px = to_dev(px, npx * 4), *r1 = xmalloc(nrow * 4);
+    float *d_r = gpu->alloc(gpu, nrow * 4);
+    cpu->patch_rows(cpu, r1, px, B, ch, H, W, P);
+    gpu->patch_rows(gpu, d_r, d_px, B, ch, H, W, P);
+    float *r2 = to_host(d_r, nrow * 4);
+    char w[64];
+    snprintf(w, sizeof w, "B=%d ch=%d %dx%d P=%d", B, ch, H, W, P);
+    report("patch_rows", w, compare(r2, r1, nrow), 0, 0, "a copy");
+    gpu->free(gpu, d_px);
+    gpu->free(gpu, d_r);
+    free(px); free(r1); free(r2);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -120,6 +154,9 @@ int main(void)
         test_rollout("DeiT", 2, 3, 37, 3, fusion, 0.5, 4);   /* many tied values at the threshold */
     }
     test_rollout("small", 2, 2, 5, 2, 1, 1.0, 2);              /* every entry but [CLS]'s own discarded */
+    test_patch(3, 3, 224, 224, 16);
+    test_patch(2, 3, 48, 40, 8);
+    test_patch(2, 1, 31, 22, 5);     /* remainders ignored, single floats */
     test_norms(64 * 197, 768);
     test_norms(3, 5);
     backend_free(cpu);
