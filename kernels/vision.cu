@@ -7,20 +7,28 @@
 #include "kernels.h"
 #include "kernel_util.cuh"
 
-// one block per head (b, h): warps over the patch query rows, lanes over the patch keys
+// one block per head (b, h): warps over the patch query rows, lanes over the patch keys; the keys'
+// grid coordinates in shared memory (no division per element; grids up to VIS_MAX_PATCHES patches,
+// larger ones compute them per element)
+#define VIS_MAX_PATCHES 4096
 __global__ static void vision_stats_kernel(const float *probs, int T, int npre, int gh, int gw, int patch,
                                            float *dist, float *loc, float *cls)
 {
     const size_t head = blockIdx.x;
     const float *P = probs + head * T * T;
     const int np = gh * gw, lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = blockDim.x / 32;
+    __shared__ short ys[VIS_MAX_PATCHES], xs[VIS_MAX_PATCHES];
+    const int table = np <= VIS_MAX_PATCHES;
+    if (table)
+        for (int q = threadIdx.x; q < np; q += blockDim.x) { ys[q] = (short)(q / gw); xs[q] = (short)(q % gw); }
+    __syncthreads();
     double sd = 0, sl = 0;
     for (int qi = w; qi < np; qi += nw) {
         const float *row = P + (size_t)(npre + qi) * T + npre;
         const int yi = qi / gw, xi = qi % gw;
         float rd = 0, rl = 0;                     // this lane's part of the row (<= np/32 terms)
         for (int qj = lane; qj < np; qj += 32) {
-            const int dy = yi - qj / gw, dx = xi - qj % gw;
+            const int dy = yi - (table ? ys[qj] : qj / gw), dx = xi - (table ? xs[qj] : qj % gw);
             const float p = row[qj];
             rd += p * sqrtf((float)(dx * dx + dy * dy));
             rl += (abs(dy) <= 1 && abs(dx) <= 1) ? p : 0.0f;
@@ -45,7 +53,7 @@ __global__ static void vision_stats_kernel(const float *probs, int T, int npre, 
 extern "C" void cuda_vision_stats(const float *probs, int B, int NH, int T, int n_prefix, int gh, int gw, int patch,
                                   float *dist, float *loc, float *cls)
 {
-    vision_stats_kernel<<<(unsigned)(B * NH), 256>>>(probs, T, n_prefix, gh, gw, patch, dist, loc, cls);
+    vision_stats_kernel<<<(unsigned)(B * NH), 512>>>(probs, T, n_prefix, gh, gw, patch, dist, loc, cls);
     KERNEL_CHECK("vision_stats_kernel");
 }
 

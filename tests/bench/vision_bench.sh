@@ -19,3 +19,9 @@ for p in ${PRECS:-fp32 bf16}; do
     rm -f /dev/shm/vis.h5
   done
 done
+for p in ${PRECS:-fp32 bf16}; do
+  echo "== attnscope $p B=128, default options (also top-k and key importance per token)"
+  "$BIN" run --model "$DIR" --input "$DIR/pixels.h5" --out /dev/shm/vis.h5 --overwrite --batch 128 \
+    --max-tokens $((128 * 197)) --precision $p --quiet 2>&1 | grep -E 'wrote|rror'
+  rm -f /dev/shm/vis.h5
+done
