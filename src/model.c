@@ -177,13 +177,14 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     const int A = NH * HS, KV = NKV * HS, QKV = A + 2 * KV;   /* q | k | v of one projection row */
     const int Fg = a->mlp == MLP_GATED ? 2 * F : F;
     const size_t per_layer = (size_t)B * NH * STAT_N;
-    /* the GEMM-side activations (q k v, the attention output, the MLP's hidden layer) in bf16
-     * where the backend's GEMMs take bf16 anyway and the fused attention reads them */
-    const int dt = fused && be->bf16_acts ? DT_BF16 : DT_F32;
+    /* Under bf16 GEMMs (bf16_acts), what only feeds a GEMM is bf16: the norms' copies (xb), the
+     * residual branches and the MLP's hidden layer (gdt); q k v and the attention output too (dt)
+     * where the fused attention reads them — the explicit path's attention op is float32. */
+    const int gdt = be->bf16_acts ? DT_BF16 : DT_F32, dt = fused ? gdt : DT_F32;
     const size_t es = dt == DT_BF16 ? 2 : 4;
     char *qkv = (char *)m->qkv;
-    /* bf16 path: every LayerNorm also writes x's bf16 copy, the input of the next GEMM */
-    void *xb = dt == DT_BF16 ? m->xb : NULL;
+    /* every norm also writes x's bf16 copy, the input of the next GEMM */
+    void *xb = gdt == DT_BF16 ? m->xb : NULL;
     const void *lin_in = xb ? xb : (const void *)m->xn;
     /* a pre-norm model with an embedding norm (CLIP's pre_layrnorm) normalises the stream itself first */
     if (a->pre_norm && m->emb_norm.w)
@@ -192,7 +193,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         const int sw = config_window(c, l);
-        be->linear(be, m->qkv, dt, lin_in, dt, w->wqkv, w->bqkv, BT, C, QKV);
+        be->linear(be, m->qkv, dt, lin_in, gdt, w->wqkv, w->bqkv, BT, C, QKV);
         /* q and k are the first NH + NKV heads of each q | k | v row */
         if (m->inv_freq) be->rope(be, m->qkv, dt, QKV, m->pos, m->inv_freq, BT, NH + NKV, HS);
         if (fused) {
@@ -204,14 +205,14 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
                           c->causal, sw);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
-        /* the residual branches (attention output, MLP output) in dt too: the norm adds them in fp32 */
-        be->linear(be, m->tmp, dt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, dt, &w->after_attn, xb, BT);
-        be->linear(be, m->ff, dt, lin_in, dt, w->wup, w->bup, BT, C, Fg);
-        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, dt, BT, F, c->act);
-        else be->activation(be, m->ff, dt, (size_t)BT * F, c->act);
-        be->linear(be, m->tmp, dt, m->ffa, dt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, dt, &w->after_mlp, xb, BT);
+        /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
+        be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
+        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT);
+        be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
+        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, gdt, BT, F, c->act);
+        else be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
+        be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm */

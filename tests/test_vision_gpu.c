@@ -10,23 +10,6 @@
 #include <stdio.h>
 
 #ifndef ATTNSCOPE_CUDA
-/* the patch stem's im2col: a copy, bit for bit; float4 runs (P, W multiples of 4) and single floats */
-static void test_patch(int B, int ch, int H, int W, int P)
-{
-    const size_t npx = (size_t)B * ch * H * W, nrow = (size_t)B * (H / P) * (W / P) * ch * P * P;
-    float *px = rand_vec(npx, -2, 2), *d_px = to_dev(px, npx * 4), *r1 = xmalloc(nrow * 4);
-    float *d_r = gpu->alloc(gpu, nrow * 4);
-    cpu->patch_rows(cpu, r1, px, B, ch, H, W, P);
-    gpu->patch_rows(gpu, d_r, d_px, B, ch, H, W, P);
-    float *r2 = to_host(d_r, nrow * 4);
-    char w[64];
-    snprintf(w, sizeof w, "B=%d ch=%d %dx%d P=%d", B, ch, H, W, P);
-    report("patch_rows", w, compare(r2, r1, nrow), 0, 0, "a copy");
-    gpu->free(gpu, d_px);
-    gpu->free(gpu, d_r);
-    free(px); free(r1); free(r2);
-}
-
 int main(void)
 {
     printf("test_vision_gpu: SKIP (built without CUDA)\n");
