@@ -417,8 +417,10 @@ static void test_forward_bf16(backend *g, const char *name, const char *dir)
     char what[96];
     snprintf(what, sizeof what, "%s L=%d bf16 explicit vs cpu fp32: probs", name, c->n_layer);
     /* bf16 q and k (2^-8 relative) move a logit of ~10 by ~0.04: up to ~0.01 in a probability per
-     * layer, compounding through the residual stream — measured 0.006–0.029 on the fixtures */
-    report("forward", what, (err){cmp.max_err, cmp.max_err}, 5e-2, 0, "bf16 GEMM inputs through the layers");
+     * layer, compounding through the residual stream; the residual branches and the MLP's hidden
+     * layer are bf16 too (as on the fused path; torch's bf16 model rounds every activation) —
+     * measured up to 0.051 (gpt2_hd64, 2 layers) on the fixtures */
+    report("forward", what, (err){cmp.max_err, cmp.max_err}, 8e-2, 0, "bf16 GEMM inputs and branches through the layers");
     if (model_fuses(&mg)) {
         snprintf(what, sizeof what, "%s bf16 fused vs cpu fp32", name);
         fused_scalars_vs_cpu(&mc, &mg, ids, len, B, T, what, 3e-2, 5e-2, 1e-2, "the whole chain in bf16");
