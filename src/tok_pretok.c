@@ -68,13 +68,10 @@ static void apply_behavior(const cut_buf *c, int b, int invert, const tok_span *
             span_push(out, sp->off + tmp->v[k].s, tmp->v[k].e - tmp->v[k].s, sp->first && tmp->v[k].s == 0);
 }
 
-/* the regex matches of s[0..n) as cuts covering it (empty matches advance one code point) */
-static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w, cut_buf *c)
+int tok_regex_next(const pcre2_code *re, const char *s, size_t n, size_t at, scratch *w, size_t *ms, size_t *me)
 {
     if (!w->md && !(w->md = pcre2_match_data_create(1, NULL))) { fprintf(stderr, "attnscope: out of memory (PCRE2)\n"); abort(); }
-    c->n = 0;
-    size_t prev = 0, at = 0;
-    while (at <= n) {
+    for (;;) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !w->jstack) {
             /* the JIT's default 32 KiB stack is enough but for long runs that backtrack (a
@@ -85,9 +82,19 @@ static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w
             pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
             continue;
         }
-        if (rc < 0) break; /* no match (or another resource limit: the rest stays one piece) */
+        if (rc < 0) return 0; /* no match (or another resource limit: the rest stays as it is) */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
-        size_t ms = ov[0], me = ov[1];
+        *ms = ov[0]; *me = ov[1];
+        return 1;
+    }
+}
+
+/* the regex matches of s[0..n) as cuts covering it (empty matches advance one code point) */
+static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w, cut_buf *c)
+{
+    c->n = 0;
+    size_t prev = 0, at = 0, ms, me;
+    while (at <= n && tok_regex_next(re, s, n, at, w, &ms, &me)) {
         if (ms > prev) cut_push(c, prev, ms, 0);
         cut_push(c, ms, me, 1);
         prev = me;
@@ -310,7 +317,7 @@ pcre2_code *tok_regex_compile(const char *pat, size_t len, const char *path)
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        err_set("%s: pre_tokenizer regex %.*s: %s (near offset %zu)", path, (int)(len > 200 ? 200 : len), pat, (char *)msg, (size_t)off);
+        err_set("%s: regex %.*s: %s (near offset %zu)", path, (int)(len > 200 ? 200 : len), pat, (char *)msg, (size_t)off);
         return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without a JIT (some architectures) pcre2_match interprets */
