@@ -46,6 +46,7 @@ enum { NM_BERT, NM_NFC, NM_NFD, NM_NFKC, NM_NFKD, NM_LOWER, NM_PREPEND, NM_REPLA
 typedef struct {
     int kind;
     char *a, *b;        /* Prepend: a = text; Replace: a = pattern string, b = content (owned) */
+    pcre2_code *re;     /* Replace with a Regex pattern (owned; a unused then) */
     int alen, blen;
     int left, right;    /* Strip */
 } tok_norm;
@@ -175,8 +176,12 @@ int tok_get_object(json_object *o, const char *key, json_object **out, const cha
 int tok_parse_normalizer(tokenizer *t, json_object *norm, const char *path);
 int tok_parse_pretokenizer(tokenizer *t, json_object *pre, const char *path);
 int tok_parse_post(tokenizer *t, json_object *post, const char *path);
-/* Compiles a Split / ByteLevel regex (PCRE2, UTF + UCP); NULL with err_set() */
+/* Compiles a Split / ByteLevel / Replace regex (PCRE2, UTF + UCP, \s as Oniguruma's); NULL
+ * with err_set() */
 pcre2_code *tok_regex_compile(const char *pattern, size_t len, const char *path);
+/* The first match of re in s[0..n) at or after byte at: 1 with [*ms, *me), 0 for none (or a
+ * resource limit). Grows the JIT stack in w once when a match needs it (tok_pretok.c). */
+int tok_regex_next(const pcre2_code *re, const char *s, size_t n, size_t at, scratch *w, size_t *ms, size_t *me);
 /* BPE merges from a tokenizer.json array or from merges.txt lines; builds the table. */
 int bpe_merges_from_json(tokenizer *t, json_object *merges, const char *path);
 int bpe_merges_from_text(tokenizer *t, char *text, size_t n, const char *path);

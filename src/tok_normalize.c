@@ -1,6 +1,6 @@
 /* tok_normalize.c — the normalizers of HF `tokenizers`: BertNormalizer (clean text, CJK spacing,
  * strip accents, lowercase, in HF's order), the Unicode forms NFC/NFD/NFKC/NFKD (utf8proc),
- * Lowercase, Strip, Prepend and Replace (a String pattern), and Sequence of them.
+ * Lowercase, Strip, Prepend and Replace (a String or Regex pattern), and Sequence of them.
  *
  * Unicode: utf8proc 2.8 (Unicode 15); HF's unicode-normalization-alignments crate carries older
  * tables, which lack the decompositions of 135 characters of Unicode 13-15 (tokunicode.c lists
@@ -108,6 +108,29 @@ static void unicode_form(int kind, const char *s, size_t n, byte_buf *out)
     }
 }
 
+/* HF's NormalizedString::replace with a Regex: every match (Oniguruma's find_iter, leftmost,
+ * non-overlapping) becomes the content; an empty match inserts it and the search steps over one
+ * code point. CLIP's Replace(\s+, " ") is the one in use. */
+static void regex_replace(const tok_norm *m, const char *s, size_t n, scratch *w, byte_buf *out)
+{
+    size_t prev = 0, at = 0, ms, me;
+    while (at <= n && tok_regex_next(m->re, s, n, at, w, &ms, &me)) {
+        byte_append(out, s + prev, ms - prev);
+        byte_append(out, m->b, (size_t)m->blen);
+        prev = me;
+        if (me == ms) {
+            if (me >= n) break;
+            int k;
+            tok_next_cp(s + me, n - me, &k);
+            byte_append(out, s + me, (size_t)k);
+            prev = at = me + (size_t)k;
+        } else {
+            at = me;
+        }
+    }
+    byte_append(out, s + prev, n - prev);
+}
+
 static void step(const tokenizer *t, const tok_norm *m, const char *s, size_t n, scratch *w, byte_buf *out)
 {
     switch (m->kind) {
@@ -134,6 +157,7 @@ static void step(const tokenizer *t, const tok_norm *m, const char *s, size_t n,
         byte_append(out, s, n);
         return;
     case NM_REPLACE:
+        if (m->re) { regex_replace(m, s, n, w, out); return; }
         for (size_t i = 0; i < n;) {
             if (i + (size_t)m->alen <= n && memcmp(s + i, m->a, (size_t)m->alen) == 0) {
                 byte_append(out, m->b, (size_t)m->blen);
@@ -205,8 +229,18 @@ static int parse_one(tokenizer *t, json_object *o, const char *path, int depth)
         const char *lit = NULL, *content = NULL;
         if (tok_get_object(o, "pattern", &pat, path) != 1 || json_get_string(o, "content", &content, path) != 1)
             return err_set("%s: normalizer Replace needs a \"pattern\" object and a string \"content\"", path);
-        if (json_get_string(pat, "String", &lit, path) != 1 || !*lit)
-            return err_set("%s: normalizer Replace: only a non-empty {\"String\": ...} pattern is supported", path);
+        const char *rx = NULL;
+        int has_lit = json_get_string(pat, "String", &lit, path), has_rx = json_get_string(pat, "Regex", &rx, path);
+        if (has_lit < 0 || has_rx < 0) return -1;
+        if (has_rx == 1 && has_lit != 1) {
+            m->kind = NM_REPLACE;
+            m->b = xstrdup(content); m->blen = (int)strlen(content);
+            if (!(m->re = tok_regex_compile(rx, strlen(rx), path))) return -1;
+            t->n_norm++;
+            return 0;
+        }
+        if (has_lit != 1 || !*lit)
+            return err_set("%s: normalizer Replace needs a non-empty {\"String\": ...} or a {\"Regex\": ...} pattern", path);
         m->kind = NM_REPLACE;
         m->a = xstrdup(lit); m->alen = (int)strlen(lit);
         m->b = xstrdup(content); m->blen = (int)strlen(content);

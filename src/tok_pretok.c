@@ -11,8 +11,8 @@
  * libpcre2-dev) in UTF + UCP mode: a well-kept Debian package, a JIT, and full Unicode
  * properties (\p{L}, \p{N}, (?i:...), lookahead), i.e. every construct of GPT-2's, Llama-3's and
  * Qwen2's patterns, with the same leftmost backtracking semantics. One difference is undone
- * when compiling: Oniguruma's \s is Unicode White_Space, which has U+0085 (NEL); PCRE2's \s is
- * Z plus \t\n\v\f\r without it, so \s and \S are rewritten to add U+0085. */
+ * when compiling: Oniguruma's \s is exactly Unicode White_Space, and its \p{L} and \p{N} know
+ * Unicode 16; \s, \S, \p{L} and \p{N} are rewritten to match it (tok_regex_compile). */
 #include "tok_int.h"
 #include "jsonutil.h"
 #include "tokunicode.h"
@@ -68,13 +68,10 @@ static void apply_behavior(const cut_buf *c, int b, int invert, const tok_span *
             span_push(out, sp->off + tmp->v[k].s, tmp->v[k].e - tmp->v[k].s, sp->first && tmp->v[k].s == 0);
 }
 
-/* the regex matches of s[0..n) as cuts covering it (empty matches advance one code point) */
-static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w, cut_buf *c)
+int tok_regex_next(const pcre2_code *re, const char *s, size_t n, size_t at, scratch *w, size_t *ms, size_t *me)
 {
     if (!w->md && !(w->md = pcre2_match_data_create(1, NULL))) { fprintf(stderr, "attnscope: out of memory (PCRE2)\n"); abort(); }
-    c->n = 0;
-    size_t prev = 0, at = 0;
-    while (at <= n) {
+    for (;;) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !w->jstack) {
             /* the JIT's default 32 KiB stack is enough but for long runs that backtrack (a
@@ -85,9 +82,19 @@ static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w
             pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
             continue;
         }
-        if (rc < 0) break; /* no match (or another resource limit: the rest stays one piece) */
+        if (rc < 0) return 0; /* no match (or another resource limit: the rest stays as it is) */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
-        size_t ms = ov[0], me = ov[1];
+        *ms = ov[0]; *me = ov[1];
+        return 1;
+    }
+}
+
+/* the regex matches of s[0..n) as cuts covering it (empty matches advance one code point) */
+static void regex_cuts(const pcre2_code *re, const char *s, size_t n, scratch *w, cut_buf *c)
+{
+    c->n = 0;
+    size_t prev = 0, at = 0, ms, me;
+    while (at <= n && tok_regex_next(re, s, n, at, w, &ms, &me)) {
         if (ms > prev) cut_push(c, prev, ms, 0);
         cut_push(c, ms, me, 1);
         prev = me;
@@ -284,7 +291,31 @@ void tok_pretokenize(const tokenizer *t, const char *s, size_t n, int first, scr
 /* ---------------------------------------------------------------------------------------------
  * Loading */
 
-/* Oniguruma's \s has U+0085; PCRE2's does not (see the top of the file). */
+/* HF's Oniguruma and Debian 12's PCRE2 10.42 (Unicode 14) disagree on a few classes; found by
+ * testing every code point against both (tokenizers 0.23.3): Oniguruma's \s is exactly Unicode
+ * White_Space (with U+0085, without U+180E, which PCRE2 still counts), and its \p{L} and \p{N}
+ * carry Unicode 16, so the letters and digits added since are listed here. A newer PCRE2 that
+ * has them already matches the same. CLIP's "</w>" suffix shows every word boundary, so its
+ * sweep over every code point is what caught these. */
+#define HF_SPACE "\\t\\n\\x{b}\\f\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+#define HF_LETTER_NEW "\\x{1c89}-\\x{1c8a}\\x{a7cb}-\\x{a7cd}\\x{a7da}-\\x{a7dc}\\x{105c0}-\\x{105f3}\\x{10d4a}-\\x{10d65}" \
+    "\\x{10d6f}-\\x{10d85}\\x{10ec2}-\\x{10ec4}\\x{1123f}-\\x{11240}\\x{11380}-\\x{11389}\\x{1138b}\\x{1138e}\\x{11390}-\\x{113b5}" \
+    "\\x{113b7}\\x{113d1}\\x{113d3}\\x{11bc0}-\\x{11be0}\\x{11f02}\\x{11f04}-\\x{11f10}\\x{11f12}-\\x{11f33}\\x{1342f}" \
+    "\\x{13441}-\\x{13446}\\x{13460}-\\x{143fa}\\x{16100}-\\x{1611d}\\x{16d40}-\\x{16d6c}\\x{18cff}\\x{1b132}\\x{1b155}" \
+    "\\x{1df25}-\\x{1df2a}\\x{1e030}-\\x{1e06d}\\x{1e4d0}-\\x{1e4eb}\\x{1e5d0}-\\x{1e5ed}\\x{1e5f0}\\x{2b739}\\x{2ebf0}-\\x{2ee5d}" \
+    "\\x{31350}-\\x{323af}"
+#define HF_NUMBER_NEW "\\x{10d40}-\\x{10d49}\\x{116d0}-\\x{116e3}\\x{11bf0}-\\x{11bf9}\\x{11f50}-\\x{11f59}\\x{16130}-\\x{16139}" \
+    "\\x{16d70}-\\x{16d79}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}"
+
+/* appends a class body: bare inside a [...] of the pattern, else as a class of its own */
+static void class_append(byte_buf *b, int in_class, int negate, const char *body)
+{
+    if (!in_class) byte_append(b, negate ? "[^" : "[", negate ? 2 : 1);
+    byte_append(b, body, strlen(body));
+    if (!in_class) byte_append(b, "]", 1);
+}
+
+/* \s, \S (outside a class), \p{L} and \p{N} rewritten as Oniguruma reads them (see above). */
 pcre2_code *tok_regex_compile(const char *pat, size_t len, const char *path)
 {
     byte_buf b = {0};
@@ -293,9 +324,12 @@ pcre2_code *tok_regex_compile(const char *pat, size_t len, const char *path)
         char c = pat[i];
         if (c == '\\' && i + 1 < len) {
             char d = pat[i + 1];
-            if (d == 's') byte_append(&b, in_class ? "\\s\\x{85}" : "[\\s\\x{85}]", in_class ? 8 : 10);
-            else if (d == 'S' && !in_class) byte_append(&b, "[^\\s\\x{85}]", 11);
-            else byte_append(&b, pat + i, 2);
+            if (d == 's') class_append(&b, in_class, 0, HF_SPACE);
+            else if (d == 'S' && !in_class) class_append(&b, 0, 1, HF_SPACE);
+            else if (d == 'p' && i + 4 < len && pat[i + 2] == '{' && (pat[i + 3] == 'L' || pat[i + 3] == 'N') && pat[i + 4] == '}') {
+                class_append(&b, in_class, 0, pat[i + 3] == 'L' ? "\\p{L}" HF_LETTER_NEW : "\\p{N}" HF_NUMBER_NEW);
+                i += 3;
+            } else byte_append(&b, pat + i, 2);
             i++;
             continue;
         }
@@ -310,7 +344,7 @@ pcre2_code *tok_regex_compile(const char *pat, size_t len, const char *path)
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        err_set("%s: pre_tokenizer regex %.*s: %s (near offset %zu)", path, (int)(len > 200 ? 200 : len), pat, (char *)msg, (size_t)off);
+        err_set("%s: regex %.*s: %s (near offset %zu)", path, (int)(len > 200 ? 200 : len), pat, (char *)msg, (size_t)off);
         return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without a JIT (some architectures) pcre2_match interprets */

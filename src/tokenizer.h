@@ -9,20 +9,20 @@
  *   models          WordPiece; BPE (merge ranks, continuing_subword_prefix, end_of_word_suffix,
  *                   byte_fallback "<0xXX>", fuse_unk, ignore_merges, unk_token or none)
  *   normalizers     BertNormalizer, NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace
- *                   (a String pattern), Sequence
+ *                   (a String or Regex pattern: CLIP's \s+ -> " "), Sequence
  *   pre-tokenizers  BertPreTokenizer, ByteLevel (add_prefix_space, use_regex), Split (Regex via
  *                   PCRE2, or String; every behavior; invert), Metaspace (prepend_scheme, split),
  *                   WhitespaceSplit, Sequence
  *   post-processors TemplateProcessing (single), BertProcessing, RobertaProcessing, ByteLevel,
  *                   Sequence, null
  *   added tokens    normalized or not, single_word, lstrip, rstrip
- * Anything else (Unigram, WordLevel, Precompiled, Digits, Punctuation, BPE dropout, a Replace
- * regex...) is rejected with a message naming the file and the component.
+ * Anything else (Unigram, WordLevel, Precompiled, Digits, Punctuation, BPE dropout...) is
+ * rejected with a message naming the file and the component.
  *
  * Fidelity: ids equal those of HF `tokenizers` 0.23.3 (Rust) for every corpus line and every
  * single code point tested by tests/test_tokenizer.c (WordPiece, the all-MiniLM-L6-v2 files) and
- * tests/test_tokenizer_bpe.c (BPE trained in the styles of GPT-2, Llama-3, Qwen2, Llama-2 and
- * Metaspace files). utf8proc's simple lowercase differs from Rust's full char::to_lowercase only
+ * tests/test_tokenizer_bpe.c (BPE trained in the styles of GPT-2, Llama-3, Qwen2, Llama-2,
+ * Metaspace and CLIP files). utf8proc's simple lowercase differs from Rust's full char::to_lowercase only
  * for U+0130 (İ -> "i" + U+0307), handled here; where HF's Rust crates carry older or newer
  * Unicode tables than utf8proc 2.8, tokunicode.c follows HF.
  *

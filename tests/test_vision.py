@@ -131,6 +131,21 @@ if check(p.returncode == 0, f"clip_text_tiny: exit {p.returncode} {p.stderr.stri
         check(err <= 1e-5 and int(f["stats"].attrs["causal"]) == 1,
               f"clip_text_tiny: /attention vs HF on valid rows max abs {err:.3g} (tol 1e-5), causal {int(f['stats'].attrs['causal'])}")
 
+# CLIP's text tower from text: CLIP's tokenizer (tests/fixtures/bpe/clip) in the model directory;
+# HF's ids (CLIPTokenizer, truncation to 77 with <|endoftext|> kept) and eager attentions
+p = run("--model", f"{FX}/clip_text_tok", "--text", f"{FX}/clip_sentences.txt", "--out", f"{TMP}/clip_text_tok.h5",
+        "--save-attention")
+if check(p.returncode == 0, f"clip_text_tok --text: exit {p.returncode} {p.stderr.strip()[-200:]}"):
+    with h5py.File(f"{TMP}/clip_text_tok.h5") as f, h5py.File(f"{FX}/expected_clip_text_tok.h5") as e:
+        a, ref, n, want = f["attention"][:], e["attentions"][:], e["length"][:], e["input_ids"][:]
+        got, glen = f["samples/input_ids"][:], f["samples/length"][:]
+        same = list(glen) == list(n) and all(list(got[i, :k]) == list(want[i, :k]) for i, k in enumerate(n))
+        check(same, f"clip_text_tok: ids of {len(n)} sentences (lengths {n.tolist()}) equal CLIPTokenizer's: {same}")
+        err = max(float(np.abs(a[i, :, :, :k, :k] - ref[i, :, :, :k, :k]).max()) for i, k in enumerate(n))
+        check(err <= 1e-5, f"clip_text_tok: /attention vs HF on valid rows max abs {err:.3g} (tol 1e-5)")
+        check("2 of 9 samples truncated to --max-len 77" in p.stdout,
+              "clip_text_tok: the two lines past 77 tokens truncated as CLIPTokenizer(truncation=True) and said so")
+
 # the demo's ViT (trained on digits) over its PNGs on 2 MPI ranks == 1 rank; the reducer's vision figures
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 demo = ["run", "--model", "jobs/models/vit-digits", "--images", "jobs/digits", "--quiet"]
