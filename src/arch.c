@@ -101,8 +101,9 @@ static const arch_row rows[] = {
                [ROLE_DOWN] = "encoder.layers.%d.mlp.fc2", [ROLE_MLP_NORM] = "encoder.layers.%d.layer_norm2"},
      .bare = BIT(ROLE_CLS), .keys = VISION_KEYS},
     /* CLIP's text tower (CLIPTextTransformer): causal, learned positions, quick_gelu, final_layer_norm
-     * on the hidden states; a CLIPTextModel checkpoint (model_type clip_text_model) */
-    {.family = "clip_text", .model_types = "clip_text_model", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
+     * on the hidden states; a CLIPTextModel checkpoint (model_type clip_text_model), or a CLIPModel's
+     * under "text_model." with its config in "text_config" (TOWER_TEXT: a run on text) */
+    {.family = "clip_text", .model_types = "clip_text_model|clip", .norm = NORM_LAYER, .pos = POS_LEARNED, .mlp = MLP_PLAIN,
      .pre_norm = 1, .causal = 1, .default_act = "quick_gelu", .prefixes = "|text_model.", .sub_config = "text_config",
      .names = {[ROLE_TOK_EMB] = "embeddings.token_embedding", [ROLE_POS_EMB] = "embeddings.position_embedding",
                [ROLE_Q] = "encoder.layers.%d.self_attn.q_proj", [ROLE_K] = "encoder.layers.%d.self_attn.k_proj",
@@ -128,10 +129,14 @@ static int in_list(const char *list, const char *s)
     }
 }
 
-const arch_row *arch_find(const char *model_type)
+const arch_row *arch_find(const char *model_type, int tower)
 {
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
-        if (in_list(rows[i].model_types, model_type)) return &rows[i];
+        if (in_list(rows[i].model_types, model_type) &&
+            (tower == TOWER_ANY || (tower == TOWER_VISION) == (rows[i].stem == STEM_PATCHES)))
+            return &rows[i];
+    /* no row of that kind (a ViT given text): the model's own row, so that the run says what it takes */
+    if (tower != TOWER_ANY) return arch_find(model_type, TOWER_ANY);
     return NULL;
 }
 
@@ -150,7 +155,14 @@ static void join_lists(char *buf, size_t cap, int gguf)
         for (const char *p = gguf ? rows[i].gguf_archs : rows[i].model_types; p && *p;) {
             const char *e = strchr(p, '|');
             const int k = e ? (int)(e - p) : (int)strlen(p);
-            b += snprintf(b, buf + cap - b, "%s%.*s", b == buf ? "" : ", ", k, p);
+            char item[64];
+            snprintf(item, sizeof item, "%.*s", k, p);
+            int seen = 0;                                  /* a type two rows list (CLIPModel) once */
+            for (size_t j = 0; j < i && !seen; j++) {
+                const char *list = gguf ? rows[j].gguf_archs : rows[j].model_types;
+                seen = list && in_list(list, item);
+            }
+            if (!seen) b += snprintf(b, buf + cap - b, "%s%s", b == buf ? "" : ", ", item);
             p += k + (e != NULL);
         }
 }

@@ -82,8 +82,12 @@ typedef struct {
     int gguf_permute_qk;
 } arch_row;
 
-/* The row whose model_types lists model_type, or NULL. */
-const arch_row *arch_find(const char *model_type);
+/* Which tower of a checkpoint that holds two (CLIPModel: text and vision): TOWER_ANY takes the
+ * first row that lists the model_type; the others the row of that kind (patch stem or not), or
+ * the first row when none is of that kind. */
+enum { TOWER_ANY, TOWER_TEXT, TOWER_VISION };
+/* The row whose model_types lists model_type (of the kind tower asks for), or NULL. */
+const arch_row *arch_find(const char *model_type, int tower);
 /* Every supported model_type, ", "-separated, for messages (static storage). */
 const char *arch_supported(void);
 /* The row whose gguf_archs lists a GGUF general.architecture value, or NULL. */

@@ -164,7 +164,7 @@ static int act_from_name(const char *act, act_kind *out)
     return 0;
 }
 
-int config_load(model_config *c, const char *dir)
+int config_load(model_config *c, const char *dir, int tower)
 {
     memset(c, 0, sizeof *c);
     char path[4096];
@@ -180,7 +180,7 @@ int config_load(model_config *c, const char *dir)
         goto done;
     }
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-    if (!(c->arch = arch_find(mt))) {
+    if (!(c->arch = arch_find(mt, tower))) {
         err_set("%s: model_type \"%s\" is not supported yet (supported: %s)", path, mt, arch_supported());
         goto done;
     }

@@ -44,9 +44,10 @@ typedef struct {
     char *json_text;       /* config.json as read, for the HDF5 attributes (owned) */
 } model_config;
 
-/* Reads <dir>/config.json. Returns 0, or -1 with err_set() naming the file and the field
- * (unsupported model_type, missing or inconsistent sizes, unknown hidden_act, ...). */
-int config_load(model_config *c, const char *dir);
+/* Reads <dir>/config.json; of a checkpoint with two towers (CLIPModel) the one tower asks for
+ * (arch.h; TOWER_ANY: the vision tower). Returns 0, or -1 with err_set() naming the file and the
+ * field (unsupported model_type, missing or inconsistent sizes, unknown hidden_act, ...). */
+int config_load(model_config *c, const char *dir, int tower);
 /* The same fields from a GGUF file's metadata (llama.cpp's keys): general.architecture picks the
  * row (arch_find_gguf), then <arch>.block_count, .embedding_length, .feed_forward_length,
  * .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length

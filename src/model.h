@@ -89,8 +89,10 @@ typedef struct {
  * the converter permuted them, shapes checked against the metadata; weight_files = {dir}; no
  * output/lm_head is read (attention needs none, so tied or not is moot). Returns 0, or -1 with err_set()
  * naming the file and tensor, or the family and the op when backend be lacks an op the family
- * needs ("the cuda backend does not run llama yet ...; use --backend cpu"). */
+ * needs ("the cuda backend does not run llama yet ...; use --backend cpu"). model_load_tower: of a
+ * checkpoint with two towers (CLIPModel), the one tower asks for (arch.h; model_load: TOWER_ANY). */
 int model_load(model *m, const char *dir, backend *be);
+int model_load_tower(model *m, const char *dir, backend *be, int tower);
 void model_free(model *m);
 
 /* Called once per layer with that layer's probabilities (B, NH, T, T) in backend memory. */

@@ -235,7 +235,9 @@ static int is_file(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-int model_load(model *m, const char *dir, backend *be)
+int model_load(model *m, const char *dir, backend *be) { return model_load_tower(m, dir, be, TOWER_ANY); }
+
+int model_load_tower(model *m, const char *dir, backend *be, int tower)
 {
     memset(m, 0, sizeof *m);
     m->be = be;
@@ -250,7 +252,7 @@ int model_load(model *m, const char *dir, backend *be)
         if (gguf_open(&gg, dir)) return -1;
         if (config_load_gguf(&m->cfg, &gg)) { gguf_close(&gg); return -1; }
         src.gg = &gg;
-    } else if (config_load(&m->cfg, dir)) {
+    } else if (config_load(&m->cfg, dir, tower)) {
         return -1;
     }
     const model_config *c = &m->cfg;

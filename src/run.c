@@ -326,6 +326,27 @@ void run_abandon(runstate *st, MPI_Comm comm)
 
 /* ---- run ------------------------------------------------------------------------------------ */
 
+/* Of a checkpoint with two towers (CLIPModel): the text tower for text (--text, --probe, an --input
+ * with /input_ids), the vision tower for images (--images, an --input with /pixel_values). An
+ * input that cannot be read yet decides nothing: its own check reports it. */
+static int input_tower(const run_opts *o)
+{
+    if (o->images) return TOWER_VISION;
+    if (o->text || o->probe) return TOWER_TEXT;
+    if (!o->input) return TOWER_ANY;
+    int tower = TOWER_ANY;
+    H5E_BEGIN_TRY {
+        hid_t f = H5Fopen(o->input, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f >= 0) {
+            tower = H5Lexists(f, "pixel_values", H5P_DEFAULT) > 0 ? TOWER_VISION
+                  : H5Lexists(f, "input_ids", H5P_DEFAULT) > 0   ? TOWER_TEXT
+                                                                  : TOWER_ANY;
+            H5Fclose(f);
+        }
+    } H5E_END_TRY;
+    return tower;
+}
+
 int run_main(int argc, char **argv)
 {
     MPI_Comm comm = MPI_COMM_WORLD;
@@ -387,7 +408,7 @@ int run_main(int argc, char **argv)
     rc = o.save_features ? err_set("--save-features: %s is not a CNN (resnet) model", o.model) : 0;
     if (par_agree(rc, comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     model m;
-    if (par_agree(model_load(&m, o.model, be), comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
+    if (par_agree(model_load_tower(&m, o.model, be, input_tower(&o)), comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;
     const int pos_limit = c->max_pos - c->pos_offset, images = c->arch->stem == STEM_PATCHES;
@@ -402,7 +423,7 @@ int run_main(int argc, char **argv)
 
     tokenizer *tok = NULL;
     if (!rc) {
-        tok = tok_load(o.model);
+        tok = images ? NULL : tok_load(o.model);      /* images need none (a CLIPModel's tokenizer is its text tower's) */
         /* a GGUF model's tokenizer is in its metadata, which tok_load does not read (yet) */
         if (!tok && o.text)
             rc = m.gguf ? err_set("%s: --text needs a tokenizer and none is available for this GGUF model yet; "

@@ -146,6 +146,26 @@ if check(p.returncode == 0, f"clip_text_tok --text: exit {p.returncode} {p.stder
         check("2 of 9 samples truncated to --max-len 77" in p.stdout,
               "clip_text_tok: the two lines past 77 tokens truncated as CLIPTokenizer(truncation=True) and said so")
 
+# a whole CLIPModel (both towers in one checkpoint, the hub's layout): its text tower from text, its
+# vision tower from pixel_values (every /vision output against the definitions) and from PNG files
+p = run("--model", f"{FX}/clip_full_tiny", "--text", f"{FX}/clip_sentences.txt", "--out", f"{TMP}/clip_full_text.h5",
+        "--save-attention", "--quiet")
+if check(p.returncode == 0, f"clip_full_tiny --text: exit {p.returncode} {p.stderr.strip()[-200:]}"):
+    with h5py.File(f"{TMP}/clip_full_text.h5") as f, h5py.File(f"{FX}/expected_clip_full_text.h5") as e:
+        a, ref, n, want = f["attention"][:], e["attentions"][:], e["length"][:], e["input_ids"][:]
+        got, glen = f["samples/input_ids"][:], f["samples/length"][:]
+        same = list(glen) == list(n) and all(list(got[i, :k]) == list(want[i, :k]) for i, k in enumerate(n))
+        err = max(float(np.abs(a[i, :, :, :k, :k] - ref[i, :, :, :k, :k]).max()) for i, k in enumerate(n)) if same else float("inf")
+        check(same and err <= 1e-5, f"clip_full_tiny text tower (CLIPModel.text_model): ids equal CLIPTokenizer's {same}, "
+              f"/attention vs HF on valid rows max abs {err:.3g} (tol 1e-5), model {f['model'].attrs.get('family', '?')}")
+case("clip_full_vision", "clip_full_tiny", "input_vision.h5", "expected_clip_full_vision.h5", 1, 8)
+p = run("--model", f"{FX}/clip_full_tiny", "--images", f"{ROOT}/jobs/digits", "--out", f"{TMP}/clip_full_png.h5", "--quiet")
+ok = p.returncode == 0
+if ok:
+    with h5py.File(f"{TMP}/clip_full_png.h5") as f:
+        ok = f["vision/rollout"].shape[1:] == (17, 17) and f["images/path"].shape[0] == len(os.listdir(f"{ROOT}/jobs/digits"))
+check(ok, f"clip_full_tiny --images jobs/digits (the vision tower, CLIPImageProcessor 32 x 32): exit {p.returncode}, rollout (N, 17, 17) {ok}")
+
 # the demo's ViT (trained on digits) over its PNGs on 2 MPI ranks == 1 rank; the reducer's vision figures
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 demo = ["run", "--model", "jobs/models/vit-digits", "--images", "jobs/digits", "--quiet"]
