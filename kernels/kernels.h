@@ -118,6 +118,11 @@ void cuda_vision_stats(const float *probs, int B, int NH, int T, int n_prefix, i
                        float *loc, float *cls);
 void cuda_rollout_map(float *A, const float *probs, int B, int NH, int T, int fusion, size_t discard_k);
 void cuda_row_norms(float *out, const float *x, size_t M, int C);
+/* cnn.cu: backend.h's CNN ops (NHWC activations): conv_rows (im2col), maxpool (3 × 3, stride 2,
+ * padding 1), add_relu (y = max(y + a, 0)). */
+void cuda_conv_rows(float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad);
+void cuda_maxpool(float *y, const float *x, int B, int H, int W, int C);
+void cuda_add_relu(float *y, const float *a, size_t n);
 /* patch.cu: rows (B·gh·gw, ch·P·P) = the patches of px (B, ch, H, W), as patch.h's patch_rows. */
 void cuda_patch_rows(float *rows, const float *px, int B, int ch, int H, int W, int P);
 

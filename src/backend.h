@@ -138,6 +138,15 @@ struct backend {
     /* The patch stem's im2col: rows (B·gh·gw, ch·P·P) = the patches of B images px (B, ch, H, W),
      * both in backend memory, as patch.h's patch_rows (gh = H / P, gw = W / P). */
     void (*patch_rows)(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P);
+    /* The CNN ops (cnn.c, ResNet), in backend memory, activations NHWC (B, H, W, C):
+     * conv_rows: rows (B·OH·OW, C·k·k) of x, each row in (c, ky, kx) order as a flattened torch
+     *   convolution weight, 0 outside the image (zero padding); OH = (H + 2·pad − k)/stride + 1, OW alike.
+     * maxpool: y (B, OH, OW, C) = the max of x over 3 × 3 windows of stride 2 and padding 1 (the
+     *   padding never wins), OH = (H − 1)/2 + 1, OW alike.
+     * add_relu: y[i] = max(y[i] + a[i], 0), i < n (one float add, as torch's in-place +=). */
+    void (*conv_rows)(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad);
+    void (*maxpool)(backend *be, float *y, const float *x, int B, int H, int W, int C);
+    void (*add_relu)(backend *be, float *y, const float *a, size_t n);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),

@@ -342,6 +342,55 @@ static void cpu_patch_rows(backend *be, float *rows, const float *px, int B, int
     patch_rows(px, B, ch, H, W, P, rows);
 }
 
+static int conv_out(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
+
+static void cpu_conv_rows(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad)
+{
+    const int OH = conv_out(H, k, stride, pad), OW = conv_out(W, k, stride, pad), K = C * k * k;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                float *r = rows + (((size_t)b * OH + oy) * OW + ox) * K;
+                for (int ky = 0; ky < k; ky++) {
+                    const int iy = oy * stride - pad + ky;
+                    for (int kx = 0; kx < k; kx++) {
+                        const int ix = ox * stride - pad + kx;
+                        const int in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                        const float *p = in ? x + (((size_t)b * H + iy) * W + ix) * C : NULL;
+                        for (int ci = 0; ci < C; ci++) r[(ci * k + ky) * k + kx] = in ? p[ci] : 0.0f;
+                    }
+                }
+            }
+}
+
+static void cpu_maxpool(backend *be, float *y, const float *x, int B, int H, int W, int C)
+{
+    const int oh = conv_out(H, 3, 2, 1), ow = conv_out(W, 3, 2, 1);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                float *o = y + (((size_t)b * oh + oy) * ow + ox) * C;
+                for (int c = 0; c < C; c++) o[c] = -FLT_MAX;
+                for (int iy = 2 * oy - 1; iy <= 2 * oy + 1; iy++)
+                    for (int ix = 2 * ox - 1; ix <= 2 * ox + 1; ix++) {
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                        const float *p = x + (((size_t)b * H + iy) * W + ix) * C;
+                        for (int c = 0; c < C; c++) o[c] = p[c] > o[c] ? p[c] : o[c];
+                    }
+            }
+}
+
+static void cpu_add_relu(backend *be, float *y, const float *a, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float v = y[i] + a[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 backend *backend_cpu_init(void)
 {
     backend *be = xcalloc(1, sizeof *be);
@@ -374,6 +423,9 @@ backend *backend_cpu_init(void)
     be->rollout_step = cpu_rollout_step;
     be->row_norms = cpu_row_norms;
     be->patch_rows = cpu_patch_rows;
+    be->conv_rows = cpu_conv_rows;
+    be->maxpool = cpu_maxpool;
+    be->add_relu = cpu_add_relu;
     return be;
 }
 

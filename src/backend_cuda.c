@@ -483,6 +483,14 @@ static void cuda_patch_rows_op(backend *be, float *rows, const float *px, int B,
     cuda_patch_rows(rows, px, B, ch, H, W, P);
 }
 
+static void cuda_conv_rows_op(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride,
+                              int pad)
+{
+    cuda_conv_rows(rows, x, B, H, W, C, k, stride, pad);
+}
+static void cuda_maxpool_op(backend *be, float *y, const float *x, int B, int H, int W, int C) { cuda_maxpool(y, x, B, H, W, C); }
+static void cuda_add_relu_op(backend *be, float *y, const float *a, size_t n) { cuda_add_relu(y, a, n); }
+
 static size_t cuda_mem_free(backend *be)
 {
     size_t f = 0, t = 0;
@@ -576,6 +584,9 @@ backend *backend_cuda_init(int precision)
     be->rollout_step = cuda_rollout_step_op;
     be->row_norms = cuda_row_norms_op;
     be->patch_rows = cuda_patch_rows_op;
+    be->conv_rows = cuda_conv_rows_op;
+    be->maxpool = cuda_maxpool_op;
+    be->add_relu = cuda_add_relu_op;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     be->bf16_acts = precision == 2;
     return be;

@@ -6,9 +6,9 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_UPLOAD, P_DOWNLOAD, P_N };
+enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_UPLOAD, P_DOWNLOAD, P_N };
 static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
-                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "upload", "download"};
+                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
 #define IN(be) (((prof_ctx *)(be)->ctx)->in)
@@ -68,6 +68,11 @@ static void p_row_norms(backend *be, float *out, const float *x, size_t M, int C
 { TIMED(be, P_NORMS, IN(be)->row_norms(IN(be), out, x, M, C)); }
 static void p_patch_rows(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P)
 { TIMED(be, P_PATCH, IN(be)->patch_rows(IN(be), rows, px, B, ch, H, W, P)); }
+static void p_conv_rows(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad)
+{ TIMED(be, P_CONV, IN(be)->conv_rows(IN(be), rows, x, B, H, W, C, k, stride, pad)); }
+static void p_maxpool(backend *be, float *y, const float *x, int B, int H, int W, int C)
+{ TIMED(be, P_POOL, IN(be)->maxpool(IN(be), y, x, B, H, W, C)); }
+static void p_add_relu(backend *be, float *y, const float *a, size_t n) { TIMED(be, P_ADDRELU, IN(be)->add_relu(IN(be), y, a, n)); }
 static void p_release(backend *be) { backend_free(IN(be)); free(be->ctx); }
 
 backend *backend_profiled(backend *inner)
@@ -84,7 +89,7 @@ backend *backend_profiled(backend *inner)
                     .attn_stats = p_stats, .attn_pack = p_pack, .host_alloc = p_host_alloc, .host_free = p_host_free,
                     .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim,
                     .vision_stats = p_vision_stats, .rollout_step = p_rollout_step, .row_norms = p_row_norms,
-                    .patch_rows = p_patch_rows,
+                    .patch_rows = p_patch_rows, .conv_rows = p_conv_rows, .maxpool = p_maxpool, .add_relu = p_add_relu,
                     .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts};
     return be;
 }

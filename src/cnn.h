@@ -15,11 +15,11 @@
  * (ε = 1e-5, torch's BatchNorm2d default; computed in double, stored float32). This changes the
  * rounding of HF's conv-then-BN by ~1e-7 relative.
  *
- * Convolution = host-side im2col + the backend's linear (GEMM) + its activation (ReLU). The im2col
- * matrix (B·OH·OW, Cin·k·k) is built on the host and uploaded: correct first, and it costs k² times
- * the input's size in memory and bus traffic per conv. Max pool and the residual add + ReLU run on
- * the host. Activations are kept NHWC (the GEMM's output rows are pixels); stage outputs are handed
- * out NCHW as HF's. The CUDA backend is refused at load (the path is checked on the CPU only). */
+ * Convolution = the backend's conv_rows (im2col: the rows (B·OH·OW, Cin·k·k), k² times the input in
+ * memory; a 1x1 convolution of stride 1 reads its input as the rows) + linear (GEMM) + activation
+ * (ReLU); max pool and the residual add + ReLU are backend ops too. Activations stay in backend
+ * memory, NHWC (the GEMM's output rows are pixels), in four slots; stage outputs are handed out
+ * NCHW as HF's. */
 #ifndef ATTNSCOPE_CNN_H
 #define ATTNSCOPE_CNN_H
 #include "backend.h"
@@ -57,7 +57,8 @@ typedef struct {
     cnn_conv stem;
     cnn_layer *layers; int n_layers;       /* stage s's layers follow stage s-1's */
     void **owned; int n_owned;             /* every backend buffer of the weights */
-    float *dcol, *dout; size_t cap_col, cap_out;   /* backend scratch: im2col rows, GEMM output */
+    float *dcol; size_t cap_col;           /* backend scratch: a convolution's rows */
+    float *act[4]; size_t cap_act[4];      /* backend activation slots (NHWC), grown on demand */
 } cnn_model;
 
 /* Whether dir/config.json says model_type "resnet" (a quick look; nothing is validated). */

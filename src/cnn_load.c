@@ -241,7 +241,8 @@ void cnn_free(cnn_model *m)
     if (m->be) {
         for (int i = 0; i < m->n_owned; i++) m->be->free(m->be, m->owned[i]);
         if (m->dcol) m->be->free(m->be, m->dcol);
-        if (m->dout) m->be->free(m->be, m->dout);
+        for (int i = 0; i < 4; i++)
+            if (m->act[i]) m->be->free(m->be, m->act[i]);
     }
     free(m->owned);
     free(m->layers);

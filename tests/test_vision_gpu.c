@@ -2,7 +2,7 @@
  * backend, whose ops are vstats.c itself (checked against NumPy from the definitions by
  * test_vision.py): vision_stats (distance in pixels, 3 × 3 locality, the [CLS] row), rollout_step
  * (head fusion mean/max/min, vit-explain's discard with tied values, chained over layers) and
- * row_norms, and the patch stem's patch_rows. Grids: ViT's square one with [CLS], DeiT's two prefix tokens on a non-square grid.
+ * row_norms, the patch stem's patch_rows and the CNN ops (conv_rows, maxpool, add_relu). Grids: ViT's square one with [CLS], DeiT's two prefix tokens on a non-square grid.
  *
  * Built without CUDA, or run without a device: SKIP, exit 0. Exits non-zero on any failure. */
 #include "backend.h"
@@ -117,6 +117,35 @@ static void test_patch(int B, int ch, int H, int W, int P)
     free(px); free(r1); free(r2);
 }
 
+/* the CNN ops (ResNet): im2col rows, max pool, residual add + ReLU — copies, comparisons and one
+ * float add: bit for bit */
+static void test_cnn_ops(int B, int H, int W, int C, int k, int stride, int pad)
+{
+    const int OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
+    const size_t nx = (size_t)B * H * W * C, nr = (size_t)B * OH * OW * C * k * k;
+    float *x = rand_vec(nx, -2, 2), *d_x = to_dev(x, nx * 4), *r1 = xmalloc(nr * 4), *d_r = gpu->alloc(gpu, nr * 4);
+    cpu->conv_rows(cpu, r1, x, B, H, W, C, k, stride, pad);
+    gpu->conv_rows(gpu, d_r, d_x, B, H, W, C, k, stride, pad);
+    float *r2 = to_host(d_r, nr * 4);
+    char w[96];
+    snprintf(w, sizeof w, "B=%d %dx%dx%d k=%d s=%d p=%d", B, H, W, C, k, stride, pad);
+    report("conv_rows", w, compare(r2, r1, nr), 0, 0, "a copy");
+    const size_t np = (size_t)B * ((H - 1) / 2 + 1) * ((W - 1) / 2 + 1) * C;
+    float *p1 = xmalloc(np * 4), *d_p = gpu->alloc(gpu, np * 4);
+    cpu->maxpool(cpu, p1, x, B, H, W, C);
+    gpu->maxpool(gpu, d_p, d_x, B, H, W, C);
+    float *p2 = to_host(d_p, np * 4);
+    snprintf(w, sizeof w, "B=%d %dx%dx%d", B, H, W, C);
+    report("maxpool", w, compare(p2, p1, np), 0, 0, "comparisons");
+    float *a = rand_vec(nx, -2, 2), *d_a = to_dev(a, nx * 4);
+    cpu->add_relu(cpu, x, a, nx);
+    gpu->add_relu(gpu, d_x, d_a, nx);
+    float *y2 = to_host(d_x, nx * 4);
+    report("add_relu", w, compare(y2, x, nx), 0, 0, "one float add");
+    gpu->free(gpu, d_x); gpu->free(gpu, d_r); gpu->free(gpu, d_p); gpu->free(gpu, d_a);
+    free(x); free(r1); free(r2); free(p1); free(p2); free(a); free(y2);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -140,6 +169,10 @@ int main(void)
     test_patch(3, 3, 224, 224, 16);
     test_patch(2, 3, 48, 40, 8);
     test_patch(2, 1, 31, 22, 5);     /* remainders ignored, single floats */
+    test_cnn_ops(2, 32, 30, 3, 7, 2, 3);     /* ResNet's stem */
+    test_cnn_ops(2, 15, 17, 16, 3, 1, 1);
+    test_cnn_ops(3, 9, 8, 24, 3, 2, 1);
+    test_cnn_ops(2, 9, 9, 8, 1, 2, 0);      /* a downsampling shortcut */
     test_norms(64 * 197, 768);
     test_norms(3, 5);
     backend_free(cpu);
