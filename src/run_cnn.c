@@ -192,6 +192,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     for (int k = 0; k <= CS_ENTROPY; k++) stat[k] = xmalloc((size_t)B * maxc * sizeof(float));
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
+    const double t_loop = util_now();
     for (int i = 0; i < d.n && !rc;) {
         int nb = d.n - i < B ? d.n - i : B;
         while (cnn_forward(&m, d.pixels + (size_t)i * per_image, nb, H, W, outs)) {
@@ -220,6 +221,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         i += nb;
     }
     if (!rc && fdatasync(fd)) rc = err_set("%s: cannot flush to disk (fdatasync): %s", st->data, strerror(errno));
+    double loop_max = util_now() - t_loop;     /* the slowest rank's forward, statistics and writes */
+    CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
     close(fd);
     for (int s = 0; s < S; s++) free(outs[s]);
     for (int k = 0; k <= CS_ENTROPY; k++) free(stat[k]);
@@ -228,8 +231,9 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);
     if (!rc && rank == 0) {
         const double el = util_now() - t0;
-        printf("attnscope: wrote %s: %lld images in %.1f s (%.1f images/s on %d rank(s), model load included)\n", o->out,
-               (long long)N, el, N / el, nranks);
+        printf("attnscope: wrote %s: %lld images in %.1f s (%.1f images/s on %d rank(s), model load included; forward, "
+               "statistics and writes %.2f s: %.1f images/s)\n", o->out, (long long)N, el, N / el, nranks, loop_max,
+               loop_max > 0 ? N / loop_max : 0.0);
     }
     if (rank == 0) runstate_close(st);
     CHECK_MPI(MPI_Barrier(comm));
