@@ -1,6 +1,7 @@
 // cnn.cu — the CNN ops of backend.h (ResNet, cnn.c) on NHWC activations: im2col rows for a
 // convolution's GEMM, the embedder's 3 × 3 / 2 max pool, the residual add + ReLU. Each matches
-// backend_cpu.c's op exactly (copies, comparisons and one float add).
+// backend_cpu.c's op exactly (copies, comparisons and one float add); and the per-channel
+// statistics of a stage's output, so that only they cross the bus.
 #include "kernels.h"
 #include "kernel_util.cuh"
 
@@ -67,4 +68,33 @@ extern "C" void cuda_add_relu(float *y, const float *a, size_t n)
 {
     add_relu_kernel<<<kernel_blocks(n, 256), 256>>>(y, a, n);
     KERNEL_CHECK("add_relu_kernel");
+}
+
+// one thread per (b, c): the positions of its channel, adjacent threads on adjacent channels (the
+// reads coalesce); the entropy in one pass as ln(pos) − Σ x ln x / pos over the positive x (the
+// CPU's two-pass −Σ p ln p; equal in exact arithmetic, ~1e-15 apart in double)
+__global__ static void channel_stats_kernel(const float *x, int B, int hw, int C, float *mean, float *active, float *entropy)
+{
+    const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (t >= (size_t)B * C) return;
+    const int c = (int)(t % C);
+    const size_t b = t / C;
+    const float *v = x + b * hw * C + c;
+    double sum = 0, pos = 0, xlx = 0;
+    int n_act = 0;
+    for (int i = 0; i < hw; i++) {
+        const float e = v[(size_t)i * C];
+        sum += e;
+        if (e > 0) { pos += e; xlx += (double)e * log((double)e); n_act++; }
+    }
+    mean[t] = (float)(sum / hw);
+    active[t] = (float)n_act / hw;
+    entropy[t] = pos > 0 ? (float)(log(pos) - xlx / pos) : __int_as_float(0x7fc00000);   // NaN: no distribution
+}
+
+extern "C" void cuda_channel_stats(const float *x, int B, int hw, int C, float *mean, float *active, float *entropy)
+{
+    const size_t n = (size_t)B * C;
+    channel_stats_kernel<<<(unsigned)((n + 127) / 128), 128>>>(x, B, hw, C, mean, active, entropy);
+    KERNEL_CHECK("channel_stats_kernel");
 }

@@ -123,6 +123,8 @@ void cuda_row_norms(float *out, const float *x, size_t M, int C);
 void cuda_conv_rows(float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad);
 void cuda_maxpool(float *y, const float *x, int B, int H, int W, int C);
 void cuda_add_relu(float *y, const float *a, size_t n);
+/* cnn.cu: backend.h channel_stats of x (B, hw, C) into device arrays mean, active, entropy (B, C). */
+void cuda_channel_stats(const float *x, int B, int hw, int C, float *mean, float *active, float *entropy);
 /* patch.cu: rows (B·gh·gw, ch·P·P) = the patches of px (B, ch, H, W), as patch.h's patch_rows. */
 void cuda_patch_rows(float *rows, const float *px, int B, int ch, int H, int W, int P);
 

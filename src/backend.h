@@ -147,6 +147,10 @@ struct backend {
     void (*conv_rows)(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad);
     void (*maxpool)(backend *be, float *y, const float *x, int B, int H, int W, int C);
     void (*add_relu)(backend *be, float *y, const float *a, size_t n);
+    /* channel_stats: of x (B, hw, C) (NHWC) per image b and channel c over its hw positions, into
+     *   host arrays (B, C): the mean, the fraction of positions > 0, and the spatial entropy
+     *   −Σ p ln p, p = max(x, 0) / Σ max(x, 0), in nats (NaN when no position is > 0); sums in double. */
+    void (*channel_stats)(backend *be, const float *x, int B, int hw, int C, float *mean, float *active, float *entropy);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),

@@ -391,6 +391,33 @@ static void cpu_add_relu(backend *be, float *y, const float *a, size_t n)
     }
 }
 
+static void cpu_channel_stats(backend *be, const float *x, int B, int hw, int C, float *mean, float *active, float *entropy)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            const float *v = x + (size_t)b * hw * C + c;
+            double sum = 0, pos = 0;
+            int n_act = 0;
+            for (int i = 0; i < hw; i++) {
+                const float e = v[(size_t)i * C];
+                sum += e;
+                if (e > 0) { pos += e; n_act++; }
+            }
+            double H = NAN;
+            if (pos > 0) {
+                H = 0;
+                for (int i = 0; i < hw; i++) {
+                    const float e = v[(size_t)i * C];
+                    if (e > 0) { const double p = e / pos; H -= p * log(p); }
+                }
+            }
+            mean[(size_t)b * C + c] = (float)(sum / hw);
+            active[(size_t)b * C + c] = (float)n_act / hw;
+            entropy[(size_t)b * C + c] = (float)H;
+        }
+}
+
 backend *backend_cpu_init(void)
 {
     backend *be = xcalloc(1, sizeof *be);
@@ -426,6 +453,7 @@ backend *backend_cpu_init(void)
     be->conv_rows = cpu_conv_rows;
     be->maxpool = cpu_maxpool;
     be->add_relu = cpu_add_relu;
+    be->channel_stats = cpu_channel_stats;
     return be;
 }
 

@@ -491,6 +491,22 @@ static void cuda_conv_rows_op(backend *be, float *rows, const float *x, int B, i
 static void cuda_maxpool_op(backend *be, float *y, const float *x, int B, int H, int W, int C) { cuda_maxpool(y, x, B, H, W, C); }
 static void cuda_add_relu_op(backend *be, float *y, const float *a, size_t n) { cuda_add_relu(y, a, n); }
 
+/* the three (B, C) results in one device buffer, one copy to the host */
+static void cuda_channel_stats_op(backend *be, const float *x, int B, int hw, int C, float *mean, float *active,
+                                  float *entropy)
+{
+    cuda_ctx *c = be->ctx;
+    const size_t n = (size_t)B * C;
+    float *d = scratch(c, SCR_VIS, 3 * n * sizeof(float));
+    cuda_channel_stats(x, B, hw, C, d, d + n, d + 2 * n);
+    float *h = xmalloc(3 * n * sizeof(float));
+    CHECK_CUDA(cudaMemcpy(h, d, 3 * n * sizeof(float), cudaMemcpyDeviceToHost));
+    memcpy(mean, h, n * sizeof(float));
+    memcpy(active, h + n, n * sizeof(float));
+    memcpy(entropy, h + 2 * n, n * sizeof(float));
+    free(h);
+}
+
 static size_t cuda_mem_free(backend *be)
 {
     size_t f = 0, t = 0;
@@ -587,6 +603,7 @@ backend *backend_cuda_init(int precision)
     be->conv_rows = cuda_conv_rows_op;
     be->maxpool = cuda_maxpool_op;
     be->add_relu = cuda_add_relu_op;
+    be->channel_stats = cuda_channel_stats_op;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     be->bf16_acts = precision == 2;
     return be;

@@ -6,9 +6,9 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_UPLOAD, P_DOWNLOAD, P_N };
+enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
 static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
-                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "upload", "download"};
+                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
 #define IN(be) (((prof_ctx *)(be)->ctx)->in)
@@ -73,6 +73,8 @@ static void p_conv_rows(backend *be, float *rows, const float *x, int B, int H, 
 static void p_maxpool(backend *be, float *y, const float *x, int B, int H, int W, int C)
 { TIMED(be, P_POOL, IN(be)->maxpool(IN(be), y, x, B, H, W, C)); }
 static void p_add_relu(backend *be, float *y, const float *a, size_t n) { TIMED(be, P_ADDRELU, IN(be)->add_relu(IN(be), y, a, n)); }
+static void p_channel_stats(backend *be, const float *x, int B, int hw, int C, float *mean, float *active, float *ent)
+{ TIMED(be, P_CHSTATS, IN(be)->channel_stats(IN(be), x, B, hw, C, mean, active, ent)); }
 static void p_release(backend *be) { backend_free(IN(be)); free(be->ctx); }
 
 backend *backend_profiled(backend *inner)
@@ -90,6 +92,7 @@ backend *backend_profiled(backend *inner)
                     .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim,
                     .vision_stats = p_vision_stats, .rollout_step = p_rollout_step, .row_norms = p_row_norms,
                     .patch_rows = p_patch_rows, .conv_rows = p_conv_rows, .maxpool = p_maxpool, .add_relu = p_add_relu,
+                    .channel_stats = p_channel_stats,
                     .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts};
     return be;
 }

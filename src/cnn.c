@@ -74,12 +74,19 @@ static int conv_run(cnn_model *m, const cnn_conv *cv, const float *x, int B, int
     return 0;
 }
 
-/* NHWC (B, h, w, C) in backend memory to NCHW (B, C, h, w) on the host */
-static void to_nchw(cnn_model *m, const float *x, int B, int h, int w, int C, float *out)
+/* output s (B, h, w, C) NHWC in backend memory: its channel statistics into stats[s] (3, B, C) on
+ * the host, and when features is not NULL the map itself, NCHW (B, C, h, w), into features[s] */
+static void stage_out(cnn_model *m, const float *x, int B, int h, int w, int C, int s, float *const *stats,
+                      float *const *features)
 {
+    const size_t bc = (size_t)B * C;
+    m->be->channel_stats(m->be, x, B, h * w, C, stats[s], stats[s] + bc, stats[s] + 2 * bc);
+    if (!features) return;
+    float *out = features[s];
     const size_t n = (size_t)B * h * w * C;
     float *t = xmalloc(n * sizeof(float));
     m->be->download(m->be, t, x, n * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int p = 0; p < h * w; p++)
             for (int c = 0; c < C; c++) out[((size_t)b * C + c) * h * w + p] = t[((size_t)b * h * w + p) * C + c];
@@ -115,7 +122,7 @@ static int layer_run(cnn_model *m, const cnn_layer *ly, int *xi, int B, int *H, 
     return 0;
 }
 
-int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const *out)
+int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const *stats, float *const *features)
 {
     const cnn_config *c = &m->cfg;
     backend *be = m->be;
@@ -139,11 +146,11 @@ int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const
     be->maxpool(be, m->act[2], m->act[1], B, h, w, c->embedding_size);
     h = ph;
     w = pw;
-    to_nchw(m, m->act[xi], B, h, w, c->embedding_size, out[0]);
+    stage_out(m, m->act[xi], B, h, w, c->embedding_size, 0, stats, features);
     for (int s = 0, at = 0; s < c->n_stages; s++) {
         for (int l = 0; l < c->depths[s]; l++, at++)
             if (layer_run(m, &m->layers[at], &xi, B, &h, &w)) return -1;
-        to_nchw(m, m->act[xi], B, h, w, c->hidden_sizes[s], out[s + 1]);
+        stage_out(m, m->act[xi], B, h, w, c->hidden_sizes[s], s + 1, stats, features);
     }
     return 0;
 }

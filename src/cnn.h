@@ -76,8 +76,10 @@ void cnn_free(cnn_model *m);
  * 1..n_stages stage s's — HF's hidden_states[s]. Returns 0, or -1 with err_set() when an image
  * of H x W is too small for the model (a side would reach 0). */
 int cnn_output_shape(const cnn_model *m, int H, int W, int s, int *C, int *h, int *w);
-/* Runs B images px (B, num_channels, H, W) (host, preprocessed) and writes every output s =
- * 0..n_stages to out[s] (host, (B, C_s, h_s, w_s) as cnn_output_shape). Returns 0, or -1 with
- * err_set() (the image too small, out of backend memory: not sticky, retry with fewer images). */
-int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const *out);
+/* Runs B images px (B, num_channels, H, W) (host, preprocessed); of every output s = 0..n_stages
+ * (C_s, h_s, w_s as cnn_output_shape) the per-channel statistics of backend.h channel_stats into
+ * stats[s] (host, (3, B, C_s): mean, active fraction, entropy), computed where the maps are, and
+ * when features is not NULL the maps into features[s] (host, (B, C_s, h_s, w_s)). Returns 0, or -1
+ * with err_set() (the image too small, out of backend memory: not sticky, retry with fewer images). */
+int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const *stats, float *const *features);
 #endif

@@ -33,31 +33,6 @@ static const char *const cs_defs[CS_N] = {
     "h x w positions, in nats, at most ln(h w) (attribute max_entropy); NaN for an all-zero map (no distribution)",
     "the stage's output [N, C, H, W] as HF's hidden_states[stage] (NCHW)"};
 
-/* per image b and channel c of out (B, C, hw): the three statistics into st[k] (B, C) */
-static void channel_stats(const float *out, int B, int C, int hw, float *mean, float *active, float *entropy)
-{
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            const float *x = out + ((size_t)b * C + c) * hw;
-            double sum = 0, pos = 0;
-            int n_act = 0;
-            for (int i = 0; i < hw; i++) {
-                sum += x[i];
-                if (x[i] > 0) { pos += x[i]; n_act++; }
-            }
-            double H = NAN;
-            if (pos > 0) {
-                H = 0;
-                for (int i = 0; i < hw; i++)
-                    if (x[i] > 0) { const double p = x[i] / pos; H -= p * log(p); }
-            }
-            mean[(size_t)b * C + c] = (float)(sum / hw);
-            active[(size_t)b * C + c] = (float)n_act / hw;
-            entropy[(size_t)b * C + c] = (float)H;
-        }
-}
-
 /* rank 0, a fresh file: the /cnn datasets with their attributes */
 static void create_datasets(h5out *out, const cnn_model *m, const run_cnn_opts *o, int64_t N, const int *C, const int *h,
                             const int *w, char (*names)[CS_N][64])
@@ -185,17 +160,20 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     /* the shard in batches; a batch that does not fit is halved */
     const size_t per_image = (size_t)d.channels * H * W;
     int B = o->batch;
-    float *outs[CNN_MAX_STAGES + 1], *stat[CS_ENTROPY + 1];
-    size_t out_n[CNN_MAX_STAGES + 1], maxc = 0;
-    for (int s = 0; s < S; s++) { out_n[s] = (size_t)C[s] * h[s] * w[s]; if ((size_t)C[s] > maxc) maxc = C[s]; }
-    for (int s = 0; s < S; s++) outs[s] = xmalloc((size_t)B * out_n[s] * sizeof(float));
-    for (int k = 0; k <= CS_ENTROPY; k++) stat[k] = xmalloc((size_t)B * maxc * sizeof(float));
+    /* per output: its channel statistics (3, B, C) from the backend, the maps only for --save-features */
+    float *outs[CNN_MAX_STAGES + 1], *stat[CNN_MAX_STAGES + 1];
+    size_t out_n[CNN_MAX_STAGES + 1];
+    for (int s = 0; s < S; s++) {
+        out_n[s] = (size_t)C[s] * h[s] * w[s];
+        outs[s] = o->save_features ? xmalloc((size_t)B * out_n[s] * sizeof(float)) : NULL;
+        stat[s] = xmalloc((size_t)3 * B * C[s] * sizeof(float));
+    }
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
     const double t_loop = util_now();
     for (int i = 0; i < d.n && !rc;) {
         int nb = d.n - i < B ? d.n - i : B;
-        while (cnn_forward(&m, d.pixels + (size_t)i * per_image, nb, H, W, outs)) {
+        while (cnn_forward(&m, d.pixels + (size_t)i * per_image, nb, H, W, stat, o->save_features ? outs : NULL)) {
             if (nb == 1) check_fail(__FILE__, __LINE__, "cnn_forward", err_get());
             fprintf(stderr, "[rank %d] %s: retrying with %d images per batch\n", rank, err_get(), nb / 2);
             nb /= 2;
@@ -203,9 +181,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         }
         const int64_t g = d.first + i;
         for (int s = 0; s < S && !rc; s++) {
-            channel_stats(outs[s], nb, C[s], h[s] * w[s], stat[CS_MEAN], stat[CS_ACTIVE], stat[CS_ENTROPY]);
-            for (int k = 0; k <= CS_ENTROPY && !rc; k++)
-                if (h5raw_write_rows(fd, &raw[s * CS_N + k], g, nb, stat[k]))
+            for (int k = 0; k <= CS_ENTROPY && !rc; k++)   /* (nb, C) of each: mean, active, entropy */
+                if (h5raw_write_rows(fd, &raw[s * CS_N + k], g, nb, stat[s] + (size_t)k * nb * C[s]))
                     rc = err_set("%s: cannot write %s: %s", st->data, names[s][k], strerror(errno));
             if (rc || !o->save_features) continue;
             const void *buf = outs[s];
@@ -224,8 +201,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     double loop_max = util_now() - t_loop;     /* the slowest rank's forward, statistics and writes */
     CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
     close(fd);
-    for (int s = 0; s < S; s++) free(outs[s]);
-    for (int k = 0; k <= CS_ENTROPY; k++) free(stat[k]);
+    for (int s = 0; s < S; s++) { free(outs[s]); free(stat[s]); }
     free(half);
     if (par_agree(rc, comm)) goto fail;
     rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);

@@ -142,6 +142,19 @@ static void test_cnn_ops(int B, int H, int W, int C, int k, int stride, int pad)
     gpu->add_relu(gpu, d_x, d_a, nx);
     float *y2 = to_host(d_x, nx * 4);
     report("add_relu", w, compare(y2, x, nx), 0, 0, "one float add");
+    /* channel statistics of the ReLU'd map (channel 0 of image 0 all zero: NaN entropy on both) */
+    for (int p = 0; p < H * W; p++) x[(size_t)p * C] = 0.0f;
+    gpu->upload(gpu, d_x, x, nx * 4);
+    const size_t bc = (size_t)B * C;
+    float *s1 = xmalloc(3 * bc * 4), *s2 = xmalloc(3 * bc * 4);
+    cpu->channel_stats(cpu, x, B, H * W, C, s1, s1 + bc, s1 + 2 * bc);
+    gpu->channel_stats(gpu, d_x, B, H * W, C, s2, s2 + bc, s2 + 2 * bc);
+    const int nan_ok = isnan(s1[2 * bc]) && isnan(s2[2 * bc]);
+    s1[2 * bc] = s2[2 * bc] = 0;
+    report("chan_stats", w, compare(s2, s1, 3 * bc), 1e-6, 1, "double sums; the entropy in one pass on the GPU");
+    printf("%s chan_stats an all-zero channel: entropy NaN on both sides\n", nan_ok ? "ok  " : "FAIL");
+    failures += !nan_ok;
+    free(s1); free(s2);
     gpu->free(gpu, d_x); gpu->free(gpu, d_r); gpu->free(gpu, d_p); gpu->free(gpu, d_a);
     free(x); free(r1); free(r2); free(p1); free(p2); free(a); free(y2);
 }
