@@ -132,6 +132,7 @@ int cnn_forward(cnn_model *m, const float *px, int B, int H, int W, float *const
     /* NCHW pixels to NHWC, up into slot 0 */
     const size_t npx = (size_t)B * H * W * Cin;
     float *x = xmalloc(npx * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int ci = 0; ci < Cin; ci++)
             for (int p = 0; p < H * W; p++) x[((size_t)b * H * W + p) * Cin + ci] = px[((size_t)b * Cin + ci) * H * W + p];
