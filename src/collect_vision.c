@@ -23,7 +23,7 @@ static vgrid grid_of(const collect *c)
 void collect_vision_init(collect *c)
 {
     const model_config *mc = &c->m->cfg;
-    if (mc->arch->stem != STEM_PATCHES || !c->d->pixels) return;
+    if (mc->arch->stem != STEM_PATCHES || !c->d->px) return;
     c->vis_gh = c->d->height / mc->patch_size;
     c->vis_gw = c->d->width / mc->patch_size;
     const size_t LH = (size_t)c->L * c->NH, np = (size_t)c->vis_gh * c->vis_gw, T = mc->n_prefix + np;

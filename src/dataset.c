@@ -198,7 +198,8 @@ done:
 
 void dataset_free(dataset *d)
 {
-    free(d->off); free(d->ids); free(d->types); free(d->len); free(d->len_full); free(d->source_row); free(d->pixels);
+    free(d->off); free(d->ids); free(d->types); free(d->len); free(d->len_full); free(d->source_row);
+    dataset_px_free(d->px);
     for (int64_t i = 0; d->image_paths && i < d->n_total; i++) free(d->image_paths[i]);
     free(d->image_paths); free(d->image_size);
     memset(d, 0, sizeof *d);

@@ -20,11 +20,17 @@ typedef struct {
     int *len_full;         /* [n] tokens before truncation */
     int64_t *source_row;   /* [n] text: 1-based line number; HDF5: row index */
     int max_len;
-    /* images (a patch-stem model): pixels [n][channels·height·width] float32, preprocessed; each
-     * sample's ids are n_prefix + patches zeros (the token count its image becomes), so that
-     * lengths, batching and the writer treat images like samples of tokens; NULL for text */
-    float *pixels;
+    /* images (a patch-stem model): every image preprocessed comes out at channels x height x
+     * width; each sample's ids are n_prefix + patches zeros (the token count its image becomes),
+     * so that lengths, batching and the writer treat images like samples of tokens. The pixels
+     * are not held: dataset_pixels produces a batch's when it is computed (memory bounded by the
+     * batch, not the shard). px is the source (dataset_images.c), NULL for text. */
+    struct dataset_px *px;
     int channels, height, width;
+    uint8_t pixels_sha[32];  /* images: SHA-256 of the shard's image data, computed at load by
+                              * streaming (the identity a resume checks): --images, over each
+                              * file's path and the SHA-256 of its bytes; --input, over the
+                              * shard's /pixel_values rows as float32 */
     char **image_paths;    /* --images: every image's path [n_total] (all ranks), else NULL */
     int32_t *image_size;   /* --images: [n][2] this shard's images' height and width before preprocessing */
 } dataset;
@@ -42,17 +48,31 @@ int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_
 /* Preprocessed images in HDF5 (dataset_images.c): /pixel_values [N, channels, H, W] float, as an
  * image processor's output (normalised); every image becomes n_prefix + (H/patch)·(W/patch)
  * tokens. Checked: 4-D, floating point, channels as the model's, H and W in [patch, 8192], every
- * value finite. Errors: err_set, -1. */
+ * value finite (checked at load while the shard's rows are hashed, a chunk at a time). The file stays
+ * open until dataset_free. Errors: err_set, -1. */
 int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks);
 
 /* PNG or JPEG images (image.h) of a directory or list file, preprocessed as model_dir's
  * preprocessor_config.json says (imgproc.h: HF's slow image processors); every image of this
  * shard must come out at the same size (a processor without a crop keeps aspect ratios: then the
- * images must share theirs). Errors: err_set, -1. */
+ * images must share theirs). At load only the files' headers are decoded (sizes) and their bytes
+ * hashed (pixels_sha); the pixels come from dataset_pixels. Errors: err_set, -1. */
 int dataset_from_images(dataset *d, const char *src, const char *model_dir, int channels, int patch, int n_prefix,
                         int rank, int nranks);
 
+/* The preprocessed pixels of the images idx[0..n) (indices into this shard) into out
+ * [n][channels·height·width] float32: --images decodes and preprocesses the files (in parallel
+ * over the n images), --input reads the rows from the file the dataset keeps open. Checked as at
+ * load: a file that no longer decodes, or decodes at another size, a non-finite value. Not
+ * thread-safe (one caller at a time: HDF5). Returns 0, or -1 with err_set("FILE: <problem>")
+ * naming the first bad image of the batch. */
+int dataset_pixels(const dataset *d, const int *idx, int n, float *out);
+/* The same for the n consecutive images from first (a CNN's batch). */
+int dataset_pixels_range(const dataset *d, int first, int n, float *out);
+
 void dataset_free(dataset *d);
+/* dataset_images.c: releases an image source (closes its file); NULL is fine. */
+void dataset_px_free(struct dataset_px *px);
 /* The shard [first, first + n) of N samples that rank r of K holds (dataset.c). */
 void dataset_shard(int64_t N, int rank, int nranks, int64_t *first, int *n);
 #endif

@@ -1,11 +1,36 @@
-/* dataset_images.c — see dataset.h: images as samples, from preprocessed pixel values in HDF5. */
+/* dataset_images.c — see dataset.h: images as samples, from image files (--images) or from
+ * preprocessed pixel values in HDF5 (--input). At load: the count, each file's size from its
+ * header, the common output size, and a streamed SHA-256 of the shard's data; the pixels of a
+ * batch are produced when it is computed (dataset_pixels), so a run's memory is bounded by its
+ * batch and not by its shard. */
 #include "dataset.h"
 #include "image.h"
 #include "imgproc.h"
 #include "util.h"
 #include <hdf5.h>
 #include <math.h>
+#include <nettle/sha2.h>
 #include <string.h>
+
+/* Where a shard's pixels come from: image files (paths in dataset.image_paths) through the
+ * processor, or the rows of an open /pixel_values. */
+struct dataset_px {
+    int from_h5;
+    imgproc proc;           /* files: the model's processor */
+    char *path;             /* h5: the file (messages) */
+    hid_t file, ds;         /* h5: open until dataset_px_free */
+};
+
+void dataset_px_free(struct dataset_px *px)
+{
+    if (!px) return;
+    if (px->from_h5) {
+        if (px->ds >= 0) H5Dclose(px->ds);
+        if (px->file >= 0) H5Fclose(px->file);
+    }
+    free(px->path);
+    free(px);
+}
 
 /* The per-sample arrays of images of T tokens each (ids all 0: see dataset.h). */
 static void image_samples(dataset *d, int T)
@@ -28,46 +53,71 @@ int dataset_from_images(dataset *d, const char *src, const char *model_dir, int 
                         int rank, int nranks)
 {
     memset(d, 0, sizeof *d);
-    imgproc p;
-    if (imgproc_load(&p, model_dir)) return -1;
-    if (channels != 3) return err_set("%s: the model takes %d channels; images are RGB (3)", model_dir, channels);
+    struct dataset_px *px = xcalloc(1, sizeof *px);
+    d->px = px;
+    if (imgproc_load(&px->proc, model_dir)) goto fail;
+    if (channels != 3) { err_set("%s: the model takes %d channels; images are RGB (3)", model_dir, channels); goto fail; }
     char **paths;
     int N;
-    if (image_list(src, &paths, &N)) return -1;
+    if (image_list(src, &paths, &N)) goto fail;
     d->image_paths = paths;
     d->n_total = N;
     dataset_shard(N, rank, nranks, &d->first, &d->n);
     d->channels = 3;
     d->image_size = xmalloc((d->n ? (size_t)d->n : 1) * 2 * sizeof(int32_t));
-    size_t per = 0;
+    /* per image, in parallel: its size from the header, the SHA-256 of its bytes; the messages of
+     * the first bad image (in list order) win, as a serial loop would report */
+    uint8_t (*fsha)[SHA256_DIGEST_SIZE] = xmalloc((d->n ? (size_t)d->n : 1) * sizeof *fsha);
+    int bad = d->n;
+    char msg[1024] = "";
+#pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < d->n; i++) {
         const char *path = paths[d->first + i];
-        image_rgb im;
-        if (image_read(path, 0, &im)) goto fail;
+        int h = 0, w = 0, rc = image_read_size(path, 0, &h, &w);
+        char hex[65];
+        if (!rc) rc = util_sha256_file(path, hex);
+        if (rc) {
+#pragma omp critical(dataset_images_err)
+            if (i < bad) { bad = i; snprintf(msg, sizeof msg, "%s", err_get()); }
+            continue;
+        }
+        d->image_size[2 * i] = h;
+        d->image_size[2 * i + 1] = w;
+        for (int k = 0; k < SHA256_DIGEST_SIZE; k++) sscanf(hex + 2 * k, "%2hhx", &fsha[i][k]);
+    }
+    if (bad < d->n) { free(fsha); err_set("%s", msg); goto fail; }
+    /* the output size follows from the original size and the processor alone (imgproc.h) */
+    for (int i = 0; i < d->n; i++) {
+        const char *path = paths[d->first + i];
         int oh, ow;
-        imgproc_output_size(&p, im.height, im.width, &oh, &ow);
+        imgproc_output_size(&px->proc, d->image_size[2 * i], d->image_size[2 * i + 1], &oh, &ow);
         if (i == 0) {
             if (oh < patch || ow < patch) {
                 err_set("%s: preprocessed to %d x %d pixels, smaller than one patch of %d", path, oh, ow, patch);
-                image_free(&im);
+                free(fsha);
                 goto fail;
             }
             d->height = oh;
             d->width = ow;
-            per = (size_t)3 * oh * ow;
-            d->pixels = xmalloc((size_t)d->n * per * sizeof(float));
         } else if (oh != d->height || ow != d->width) {
             err_set("%s: preprocessed to %d x %d pixels, %s to %d x %d: the images of one run must come out at one size "
                     "(a processor with a centre crop, or images of one aspect ratio)", path, oh, ow, paths[d->first],
                     d->height, d->width);
-            image_free(&im);
+            free(fsha);
             goto fail;
         }
-        d->image_size[2 * i] = im.height;
-        d->image_size[2 * i + 1] = im.width;
-        imgproc_run(&p, &im, d->pixels + (size_t)i * per);
-        image_free(&im);
     }
+    /* the shard's identity: each image's path and the hash of its bytes, in order (a changed,
+     * renamed or reordered file changes it; the pixels follow from the bytes and the processor) */
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    for (int i = 0; i < d->n; i++) {
+        const char *path = paths[d->first + i];
+        sha256_update(&ctx, strlen(path) + 1, (const uint8_t *)path);
+        sha256_update(&ctx, SHA256_DIGEST_SIZE, fsha[i]);
+    }
+    sha256_digest(&ctx, SHA256_DIGEST_SIZE, d->pixels_sha);
+    free(fsha);
     image_samples(d, n_prefix + (d->n ? (d->height / patch) * (d->width / patch) : 0));
     return 0;
 fail:
@@ -75,32 +125,63 @@ fail:
     return -1;
 }
 
+/* rows [r0, r0 + n) of /pixel_values into out, checked finite; message names the file */
+static int h5_rows(const dataset *d, int64_t r0, int n, float *out)
+{
+    const struct dataset_px *px = d->px;
+    const size_t per = (size_t)d->channels * d->height * d->width;
+    hid_t sp = H5Dget_space(px->ds);
+    hsize_t start[4] = {(hsize_t)r0, 0, 0, 0}, count[4] = {(hsize_t)n, (hsize_t)d->channels, (hsize_t)d->height, (hsize_t)d->width};
+    herr_t r;
+    H5E_BEGIN_TRY {
+        r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
+        hid_t ms = r < 0 ? -1 : H5Screate_simple(4, count, NULL);
+        r = ms < 0 ? -1 : H5Dread(px->ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, out);
+        if (ms >= 0) H5Sclose(ms);
+    } H5E_END_TRY;
+    H5Sclose(sp);
+    if (r < 0) return err_set("%s: cannot read /pixel_values[%lld:%lld]", px->path, (long long)r0, (long long)(r0 + n));
+    for (size_t i = 0; i < (size_t)n * per; i++)
+        if (!isfinite(out[i]))
+            return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));
+    return 0;
+}
+
 int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks)
 {
     memset(d, 0, sizeof *d);
+    struct dataset_px *px = xcalloc(1, sizeof *px);
+    px->from_h5 = 1;
+    px->file = px->ds = -1;
+    px->path = xstrdup(path);
+    d->px = px;
     hid_t f;
     H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    if (f < 0) return err_set("%s: cannot open as HDF5", path);
-    int rc = -1;
+    if (f < 0) { err_set("%s: cannot open as HDF5", path); goto fail; }
+    px->file = f;
     hid_t ds, sp = -1, ty = -1;
     H5E_BEGIN_TRY { ds = H5Dopen2(f, "/pixel_values", H5P_DEFAULT); } H5E_END_TRY;
-    if (ds < 0) { err_set("%s: no dataset /pixel_values (a vision model takes images)", path); goto done; }
+    if (ds < 0) { err_set("%s: no dataset /pixel_values (a vision model takes images)", path); goto fail; }
+    px->ds = ds;
     sp = H5Dget_space(ds);
     ty = H5Dget_type(ds);
     hsize_t dims[4] = {0, 0, 0, 0};
     const int nd = H5Sget_simple_extent_ndims(sp);
     if (nd == 4) H5Sget_simple_extent_dims(sp, dims, NULL);
-    if (H5Tget_class(ty) != H5T_FLOAT) { err_set("%s: /pixel_values is not floating point", path); goto done; }
-    if (nd != 4) { err_set("%s: /pixel_values must be 4-D [images, channels, height, width]", path); goto done; }
-    if (dims[0] == 0 || dims[0] > ((hsize_t)1 << 40)) { err_set("%s: /pixel_values has %llu images", path, (unsigned long long)dims[0]); goto done; }
+    const H5T_class_t cls = H5Tget_class(ty);
+    H5Tclose(ty);
+    H5Sclose(sp);
+    if (cls != H5T_FLOAT) { err_set("%s: /pixel_values is not floating point", path); goto fail; }
+    if (nd != 4) { err_set("%s: /pixel_values must be 4-D [images, channels, height, width]", path); goto fail; }
+    if (dims[0] == 0 || dims[0] > ((hsize_t)1 << 40)) { err_set("%s: /pixel_values has %llu images", path, (unsigned long long)dims[0]); goto fail; }
     if ((int64_t)dims[1] != channels) {
         err_set("%s: /pixel_values has %llu channels, the model takes %d", path, (unsigned long long)dims[1], channels);
-        goto done;
+        goto fail;
     }
     if (dims[2] < (hsize_t)patch || dims[3] < (hsize_t)patch || dims[2] > 8192 || dims[3] > 8192) {
         err_set("%s: /pixel_values images of %llu x %llu pixels: each side must be in [%d, 8192] (one patch at least)", path,
                 (unsigned long long)dims[2], (unsigned long long)dims[3], patch);
-        goto done;
+        goto fail;
     }
     const int64_t N = (int64_t)dims[0];
     const int H = (int)dims[2], W = (int)dims[3], T = n_prefix + (H / patch) * (W / patch);
@@ -110,28 +191,74 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->channels = channels;
     d->height = H;
     d->width = W;
-    d->pixels = xmalloc((d->n ? (size_t)d->n : 1) * per * sizeof(float));
-    if (d->n > 0) {
-        hsize_t start[4] = {(hsize_t)d->first, 0, 0, 0}, count[4] = {(hsize_t)d->n, dims[1], dims[2], dims[3]};
-        H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
-        hid_t ms = H5Screate_simple(4, count, NULL);
-        herr_t r;
-        H5E_BEGIN_TRY { r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, d->pixels); } H5E_END_TRY;
-        H5Sclose(ms);
-        if (r < 0) { err_set("%s: cannot read /pixel_values", path); goto done; }
+    /* the shard's rows streamed once at load, 64 MiB at a time: every value checked finite (a bad
+     * file is refused before the run starts) and hashed as float32 (the identity a resume checks) */
+    int chunk = (int)(((size_t)64 << 20) / (per * sizeof(float)));
+    if (chunk < 1) chunk = 1;
+    if (chunk > d->n) chunk = d->n ? d->n : 1;
+    float *buf = xmalloc((size_t)chunk * per * sizeof(float));
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    for (int i = 0; i < d->n; i += chunk) {
+        const int k = d->n - i < chunk ? d->n - i : chunk;
+        if (h5_rows(d, d->first + i, k, buf)) { free(buf); goto fail; }
+        sha256_update(&ctx, (size_t)k * per * sizeof(float), (const uint8_t *)buf);
     }
-    for (size_t i = 0; i < (size_t)d->n * per; i++)
-        if (!isfinite(d->pixels[i])) {
-            err_set("%s: /pixel_values[%lld] holds a non-finite value", path, (long long)(d->first + (int64_t)(i / per)));
-            goto done;
-        }
+    sha256_digest(&ctx, SHA256_DIGEST_SIZE, d->pixels_sha);
+    free(buf);
     image_samples(d, T);
-    rc = 0;
-done:
-    if (ty >= 0) H5Tclose(ty);
-    if (sp >= 0) H5Sclose(sp);
-    if (ds >= 0) H5Dclose(ds);
-    H5Fclose(f);
-    if (rc) dataset_free(d);
+    return 0;
+fail:
+    dataset_free(d);
+    return -1;
+}
+
+/* one image file through the processor into out; the size must still be the one found at load */
+static int file_pixels(const dataset *d, int i, float *out)
+{
+    const char *path = d->image_paths[d->first + i];
+    image_rgb im;
+    if (image_read(path, 0, &im)) return -1;
+    int oh, ow, rc = 0;
+    imgproc_output_size(&d->px->proc, im.height, im.width, &oh, &ow);
+    if (im.height != d->image_size[2 * i] || im.width != d->image_size[2 * i + 1] || oh != d->height || ow != d->width)
+        rc = err_set("%s: the image is now %d x %d pixels, it was %d x %d when the run started (the file changed?)", path,
+                     im.height, im.width, d->image_size[2 * i], d->image_size[2 * i + 1]);
+    else imgproc_run(&d->px->proc, &im, out);
+    image_free(&im);
+    return rc;
+}
+
+int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
+{
+    const size_t per = (size_t)d->channels * d->height * d->width;
+    if (d->px->from_h5) {
+        /* runs of consecutive rows, one hyperslab read each (a batch of images is one run) */
+        for (int b = 0; b < n;) {
+            int k = 1;
+            while (b + k < n && idx[b + k] == idx[b] + k) k++;
+            if (h5_rows(d, d->first + idx[b], k, out + (size_t)b * per)) return -1;
+            b += k;
+        }
+        return 0;
+    }
+    int bad = n;
+    char msg[1024] = "";
+#pragma omp parallel for schedule(dynamic)
+    for (int b = 0; b < n; b++)
+        if (file_pixels(d, idx[b], out + (size_t)b * per)) {
+#pragma omp critical(dataset_pixels_err)
+            if (b < bad) { bad = b; snprintf(msg, sizeof msg, "%s", err_get()); }
+        }
+    if (bad < n) return err_set("%s", msg);
+    return 0;
+}
+
+int dataset_pixels_range(const dataset *d, int first, int n, float *out)
+{
+    int *idx = xmalloc((n ? (size_t)n : 1) * sizeof(int));
+    for (int b = 0; b < n; b++) idx[b] = first + b;
+    const int rc = dataset_pixels(d, idx, n, out);
+    free(idx);
     return rc;
 }

@@ -107,7 +107,7 @@ static void png_key(png_job *j, int ctype, int depth, png_bytep talpha, int ntra
     }
 }
 
-static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im)
+static int read_png(FILE *f, const char *path, int64_t max_pixels, int header_only, image_rgb *im)
 {
     png_job *j = xcalloc(1, sizeof *j);
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, j, png_on_error, png_on_warning);
@@ -134,6 +134,12 @@ static int read_png(FILE *f, const char *path, int64_t max_pixels, image_rgb *im
     int depth, ctype, interlace;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
     if (check_size(path, w, h, max_pixels)) goto done;
+    if (header_only) {
+        im->width = (int)w;
+        im->height = (int)h;
+        rc = 0;
+        goto done;
+    }
     png_colorp plte = NULL;
     int nplte = 0;
     if (ctype == PNG_COLOR_TYPE_PALETTE && !png_get_PLTE(png, info, &plte, &nplte)) {
@@ -210,7 +216,7 @@ static void jpeg_on_message(j_common_ptr c, int level)
     if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(c);
 }
 
-static int read_jpeg(FILE *f, const char *path, int64_t max_pixels, image_rgb *im)
+static int read_jpeg(FILE *f, const char *path, int64_t max_pixels, int header_only, image_rgb *im)
 {
     jpeg_job *j = xcalloc(1, sizeof *j);
     j_decompress_ptr d = &j->d;
@@ -228,6 +234,12 @@ static int read_jpeg(FILE *f, const char *path, int64_t max_pixels, image_rgb *i
     if (check_size(path, d->image_width, d->image_height, max_pixels)) goto done;
     if (d->jpeg_color_space == JCS_CMYK || d->jpeg_color_space == JCS_YCCK) {
         err_set("%s: CMYK JPEG files are not supported (convert it to RGB first)", path);
+        goto done;
+    }
+    if (header_only) {   /* no scaling is asked for: the output size is the header's */
+        im->width = (int)d->image_width;
+        im->height = (int)d->image_height;
+        rc = 0;
         goto done;
     }
     d->out_color_space = d->jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
@@ -256,7 +268,7 @@ done:
     return rc;
 }
 
-int image_read(const char *path, int64_t max_pixels, image_rgb *im)
+static int read_image(const char *path, int64_t max_pixels, int header_only, image_rgb *im)
 {
     memset(im, 0, sizeof *im);
     if (max_pixels <= 0) max_pixels = IMAGE_MAX_PIXELS_DEFAULT;
@@ -270,13 +282,24 @@ int image_read(const char *path, int64_t max_pixels, image_rgb *im)
     uint8_t sig[8];
     const size_t n = fread(sig, 1, sizeof sig, f);
     int rc;
-    if (n == 8 && !png_sig_cmp(sig, 0, 8)) rc = read_png(f, path, max_pixels, im);
+    if (n == 8 && !png_sig_cmp(sig, 0, 8)) rc = read_png(f, path, max_pixels, header_only, im);
     else if (n >= 3 && sig[0] == 0xff && sig[1] == 0xd8 && sig[2] == 0xff) {
         rewind(f);
-        rc = read_jpeg(f, path, max_pixels, im);
+        rc = read_jpeg(f, path, max_pixels, header_only, im);
     } else if (ferror(f)) rc = err_set("%s: read error: %s", path, strerror(errno));
     else if (n == 0) rc = err_set("%s: the file is empty", path);
     else rc = err_set("%s: neither a PNG nor a JPEG file (its first bytes are not their signatures)", path);
     fclose(f);
     return rc;
+}
+
+int image_read(const char *path, int64_t max_pixels, image_rgb *im) { return read_image(path, max_pixels, 0, im); }
+
+int image_read_size(const char *path, int64_t max_pixels, int *height, int *width)
+{
+    image_rgb im;
+    if (read_image(path, max_pixels, 1, &im)) return -1;
+    *height = im.height;
+    *width = im.width;
+    return 0;
 }

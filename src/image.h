@@ -49,6 +49,12 @@ typedef struct {
  * <problem>") and *im empty. */
 int image_read(const char *path, int64_t max_pixels, image_rgb *im);
 
+/* The height and width of the PNG or JPEG file at path from its header alone (no pixel decoded:
+ * what image_read would give, unless the data after the header is damaged), checked as image_read
+ * checks them (regular file, signature, max_pixels, no CMYK JPEG). Returns 0, or -1 with
+ * err_set("PATH: <problem>"). */
+int image_read_size(const char *path, int64_t max_pixels, int *height, int *width);
+
 /* Releases im->rgb and zeroes *im (an empty image is fine). */
 void image_free(image_rgb *im);
 

@@ -237,8 +237,9 @@ static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, c
     sha256_update(&ctx, (size_t)d->n * sizeof(int64_t), (const uint8_t *)d->source_row);
     sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->ids);
     if (d->types) sha256_update(&ctx, (size_t)d->off[d->n] * sizeof(int32_t), (const uint8_t *)d->types);
-    if (d->pixels)
-        sha256_update(&ctx, (size_t)d->n * d->channels * d->height * d->width * sizeof(float), (const uint8_t *)d->pixels);
+    /* images: their digest streamed at load (dataset.h pixels_sha: the files' bytes for --images,
+     * the /pixel_values rows for --input), not the pixels, which are never all in memory */
+    if (d->px) sha256_update(&ctx, sizeof d->pixels_sha, d->pixels_sha);
     sha256_digest(&ctx, sizeof mine, mine);
     uint8_t *all = rank == 0 ? xmalloc((size_t)nranks * sizeof mine) : NULL;
     CHECK_MPI(MPI_Gather(mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, 0, comm));

@@ -170,10 +170,12 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     }
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
+    float *px = xmalloc((size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
     const double t_loop = util_now();
     for (int i = 0; i < d.n && !rc;) {
         int nb = d.n - i < B ? d.n - i : B;
-        while (cnn_forward(&m, d.pixels + (size_t)i * per_image, nb, H, W, stat, o->save_features ? outs : NULL)) {
+        if ((rc = dataset_pixels_range(&d, i, nb, px))) break;
+        while (cnn_forward(&m, px, nb, H, W, stat, o->save_features ? outs : NULL)) {
             if (nb == 1) check_fail(__FILE__, __LINE__, "cnn_forward", err_get());
             fprintf(stderr, "[rank %d] %s: retrying with %d images per batch\n", rank, err_get(), nb / 2);
             nb /= 2;
@@ -203,6 +205,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     close(fd);
     for (int s = 0; s < S; s++) { free(outs[s]); free(stat[s]); }
     free(half);
+    free(px);
     if (par_agree(rc, comm)) goto fail;
     rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);
     if (!rc && rank == 0) {

@@ -53,11 +53,12 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     int *order = xmalloc((d->n ? d->n : 1) * sizeof(int));
     int32_t *bids = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t));
     int *blen = xmalloc(lo->batch * sizeof(int));
-    /* images: the batch's pixels gathered (every image of a dataset has the same size) in host
-     * memory the backend copies from fastest (pinned for CUDA) */
-    const size_t per_image = d->pixels ? (size_t)d->channels * d->height * d->width : 0;
-    float *bpx = d->pixels ? be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float)) : NULL;
-    if (d->pixels && !bpx) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
+    /* images: the batch's pixels produced (dataset_pixels: decoded and preprocessed, or read) into
+     * host memory the backend copies from fastest (pinned for CUDA); every image of a dataset has
+     * the same size, and this buffer is all the pixels a rank holds */
+    const size_t per_image = d->px ? (size_t)d->channels * d->height * d->width : 0;
+    float *bpx = d->px ? be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float)) : NULL;
+    if (d->px && !bpx) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
     int bcap = lo->batch, state = RUNCTL_RUNNING;
     int64_t done_tok = restored ? restored->tokens_done : 0;
     int w0 = restored ? (int)restored->wstart : 0;
@@ -92,6 +93,14 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 while (B > 1 && model_batch_bytes(m, B, T, fused) > held + avail * 9 / 10) B /= 2;
             }
             B = run_batch_size(order, d->len, s, wn, B);
+            /* a retry below with B/2 uses the first half of these pixels; a file that fails to
+             * decode now fails the run as a failed write does (one line naming it; the work
+             * checkpointed so far stays) */
+            if (bpx && dataset_pixels(d, order + s, B, bpx)) {
+                collect_fail(col, err_get());
+                state = RUNCTL_FAILED;
+                break;
+            }
             for (;;) {
                 for (int b = 0; b < B; b++) {
                     int i = order[s + b];
@@ -104,8 +113,6 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 }
                 collect_batch_begin(col, order + s, B, T);
                 if (bpx) {
-                    for (int b = 0; b < B; b++)
-                        memcpy(bpx + b * per_image, d->pixels + (size_t)order[s + b] * per_image, per_image * sizeof(float));
                     if (!model_forward_pixels(m, bpx, B, d->height, d->width, &col->req, NULL)) break;
                 } else if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) {
                     break;
