@@ -191,9 +191,9 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->channels = channels;
     d->height = H;
     d->width = W;
-    /* the shard's rows streamed once at load, 64 MiB at a time: every value checked finite (a bad
+    /* the shard's rows streamed once at load, 8 MiB at a time: every value checked finite (a bad
      * file is refused before the run starts) and hashed as float32 (the identity a resume checks) */
-    int chunk = (int)(((size_t)64 << 20) / (per * sizeof(float)));
+    int chunk = (int)(((size_t)8 << 20) / (per * sizeof(float)));
     if (chunk < 1) chunk = 1;
     if (chunk > d->n) chunk = d->n ? d->n : 1;
     float *buf = xmalloc((size_t)chunk * per * sizeof(float));

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Image runs produce each batch's pixels when it is computed (dataset_pixels), not the whole
+shard's at load. Checks, through the binary, on the 32 digit PNGs of jobs/digits (32 x 32 after
+the digits ViT's processor, 12 kB of float32 pixels each):
+
+  memory   a run's peak RSS (wait4's ru_maxrss of the run, forked by a bare
+           interpreter) over the 32 images listed 64 times
+           (2,048 images: 25 MB of pixels for the ViT at 32 x 32, 100 MB for the ResNet at 64 x 64) against the same list once: the growth, less the
+           outputs a transformer run holds in its window of samples by design (the output's bytes
+           per sample times the extra images), must stay under 1/4 of the extra images' pixel
+           bytes (holding them all, as the loader did before, grows by all of them: the build
+           before this change measured 22.8 MB of 24.8 beyond the window). The same for --input
+           with /pixel_values (2,048 against 32 rows) and for a ResNet run over --images.
+  a corrupt PNG found only in a later batch (the header is whole, so the load accepts it; the
+           data is cut short): exit non-zero, exactly one line of stderr names the file, nothing
+           at the final path; the same for the ResNet run.
+  resume   the failed run's partial directory is resumed by the same command (not refused) and
+           fails again on the same file; once the image set changed (the bad file replaced by a
+           good one) the resume is refused naming samples_sha256; --restart then completes and
+           equals a run from scratch.
+Prints every comparison; exits non-zero on any failure."""
+import os, shutil, subprocess, sys, tempfile
+import numpy as np, h5py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
+VIT = os.path.join(ROOT, "jobs/models/vit-digits")
+RESNET = os.path.join(ROOT, "jobs/models/resnet-digits")
+DIGITS = os.path.join(ROOT, "jobs/digits")
+TMP = tempfile.mkdtemp(prefix="attnscope-stream-")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+PNGS = sorted(os.path.join(DIGITS, f) for f in os.listdir(DIGITS) if f.endswith(".png"))
+PX = {"vit": 3 * 32 * 32 * 4, "resnet": 3 * 64 * 64 * 4}   # float32 bytes of one image as each model's processor makes it
+
+
+# The peak RSS of the run alone: wait4's ru_maxrss of a child includes the memory of the process
+# that forked it (Linux keeps the high-water mark across exec), so the run is forked by a bare
+# interpreter (~10 MB), not by this one (numpy, h5py and the test's arrays: ~100 MB).
+RSS_HELPER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+sys.stderr.write("\\nmaxrss_kb=%d\\n" % ru.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status) & 255)
+"""
+
+
+def run_rss(*args):
+    """runs `attnscope run ARGS`; returns (exit status, stdout, stderr, peak RSS in bytes)"""
+    p = subprocess.run([sys.executable, "-c", RSS_HELPER, BIN, "run", *map(str, args)], capture_output=True, text=True,
+                       env=ENV, cwd=ROOT)
+    err, _, rss = p.stderr.rstrip("\n").rpartition("\nmaxrss_kb=")
+    return p.returncode, p.stdout, err, int(rss) * 1024
+
+
+def write_list(name, paths):
+    path = f"{TMP}/{name}"
+    with open(path, "w") as f:
+        f.write("".join(p + "\n" for p in paths))
+    return path
+
+
+def row_bytes(path):
+    """bytes per sample of the output's per-sample datasets: a transformer run keeps a window of
+    up to 4,096 samples' outputs in memory before writing them (collect.h, at most ~256 MiB), a
+    growth with the number of images that is by design and not the pixels'"""
+    total = 0
+    with h5py.File(path) as f:
+        N = int(f.attrs["n_samples"])
+        def visit(k, o):
+            nonlocal total
+            if isinstance(o, h5py.Dataset) and o.shape and o.shape[0] == N: total += o.size * o.dtype.itemsize
+        f.visititems(visit)
+    return total / N
+
+
+def memory_case(label, model, small, large, n_small, n_large, *extra):
+    rs = run_rss("--model", model, *small, "--out", f"{TMP}/mem_small.h5", "--overwrite", *extra)
+    rl = run_rss("--model", model, *large, "--out", f"{TMP}/mem_large.h5", "--overwrite", *extra)
+    ok = rs[0] == 0 and rl[0] == 0
+    grow, extra_px = rl[3] - rs[3], (n_large - n_small) * PX["vit" if model == VIT else "resnet"]
+    window = (n_large - n_small) * row_bytes(f"{TMP}/mem_large.h5") if ok and model == VIT else 0
+    check(ok and grow - window < extra_px / 4,
+          f"{label}: peak RSS {rs[3] / 1e6:.1f} MB over {n_small} images, {rl[3] / 1e6:.1f} MB over {n_large}: grows "
+          f"{grow / 1e6:.1f} MB, of which the outputs held in a window {window / 1e6:.1f} MB; the extra images' pixels are "
+          f"{extra_px / 1e6:.1f} MB (limit for the rest: 1/4 of that)"
+          + ("" if ok else f" [exit {rs[0]}, {rl[0]}: {rs[2].strip()} {rl[2].strip()}]"))
+
+
+# ---- memory bounded by the batch ---------------------------------------------------------------
+one = write_list("once.txt", PNGS)
+many = write_list("x64.txt", PNGS * 64)
+# the ViT without top-k and key importance: its window of outputs is then 23 kB a sample
+LEAN = ("--topk", 0, "--no-key-importance")
+memory_case("ViT --images", VIT, ["--images", one], ["--images", many], 32, 2048, *LEAN)
+memory_case("ResNet --images", RESNET, ["--images", one], ["--images", many], 32, 2048)
+rng = np.random.default_rng(0)
+for name, n in (("px_small.h5", 32), ("px_large.h5", 2048)):
+    with h5py.File(f"{TMP}/{name}", "w") as f:
+        f["pixel_values"] = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+memory_case("ViT --input /pixel_values", VIT, ["--input", f"{TMP}/px_small.h5"], ["--input", f"{TMP}/px_large.h5"], 32, 2048, *LEAN)
+
+# ---- a corrupt PNG in a later batch ------------------------------------------------------------
+bad = f"{TMP}/bad_digit.png"
+data = open(PNGS[5], "rb").read()
+open(bad, "wb").write(data[:len(data) // 2])     # IHDR whole, the image data cut short
+listed = PNGS + PNGS[:24] + [bad] + PNGS[24:]    # position 56: the 8th batch of 8
+badlist = write_list("bad.txt", listed)
+
+
+def fails_naming_bad(label, model, out, *extra):
+    r = run_rss("--model", model, "--images", badlist, "--batch", 8, "--out", out, *extra)
+    lines = [l for l in r[2].splitlines() if "bad_digit.png" in l]
+    check(r[0] != 0 and len(lines) == 1 and "not a valid PNG" in lines[0] and not os.path.exists(out),
+          f"{label}: exit {r[0]}, {len(lines)} line(s) naming the file: {lines[:2]}; final path exists: {os.path.exists(out)}")
+    return r
+
+
+for label, model in (("ViT", VIT), ("ResNet", RESNET)):
+    fails_naming_bad(f"{label} corrupt PNG at image 56 of 65", model, f"{TMP}/bad_{label}.h5")
+
+# ---- resume: the same image set is resumed, a changed one refused ------------------------------
+out = f"{TMP}/bad_ViT.h5"
+check(os.path.isdir(out + ".partial"), f"the failed ViT run left its partial directory for a resume: {os.path.isdir(out + '.partial')}")
+r = fails_naming_bad("ViT resumed over the same images", VIT, out)
+check("differs" not in r[2], f"the same image set is not refused: {'differs' not in r[2]}")
+shutil.copyfile(PNGS[7], bad)                    # now a valid image: the set changed
+r = run_rss("--model", VIT, "--images", badlist, "--batch", 8, "--out", out)
+check(r[0] != 0 and "samples_sha256" in r[2] and not os.path.exists(out),
+      f"changed image set refused: exit {r[0]}: {r[2].strip()[:200]}")
+r = run_rss("--model", VIT, "--images", badlist, "--batch", 8, "--out", out, "--restart")
+ref = run_rss("--model", VIT, "--images", badlist, "--batch", 8, "--out", f"{TMP}/ref.h5")
+same = r[0] == 0 and ref[0] == 0
+if same:
+    with h5py.File(out) as a, h5py.File(f"{TMP}/ref.h5") as b:
+        names = []
+        b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
+        for k in names:
+            x, y = a[k][()], b[k][()]
+            same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
+check(same, f"--restart completes (exit {r[0]}) and equals a fresh run (exit {ref[0]}) in all {len(names) if same else '?'} datasets")
+
+shutil.rmtree(TMP, ignore_errors=True)
+sys.exit(summary())
