@@ -216,8 +216,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         for (int s = 0; s < S && !werr_errno; s++) {
             for (int k = 0; k <= CS_ENTROPY && !werr_errno; k++)   /* (nb, C) of each: mean, active, entropy */
                 if (h5raw_write_rows(fd, &raw[s * CS_N + k], g, nb, stat[s] + (size_t)k * nb * C[s])) {
-                    werr_errno = errno;
-                    snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][k], strerror(errno));
+                    werr_errno = errno ? errno : EIO;
+                    snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][k], strerror(werr_errno));
                 }
             if (werr_errno || !o->save_features) continue;
             const void *buf = outs[s];
@@ -228,8 +228,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
                 buf = half;
             }
             if (h5raw_write_rows(fd, &raw[s * CS_N + CS_FEATURES], g, nb, buf)) {
-                werr_errno = errno;
-                snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][CS_FEATURES], strerror(errno));
+                werr_errno = errno ? errno : EIO;
+                snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][CS_FEATURES], strerror(werr_errno));
             }
         }
         if (werr_errno) { state = RUNCTL_FAILED; break; }

@@ -6,8 +6,8 @@ jobs/models/resnet-digits on PNGs processed by HF's ConvNext processor), the per
 against numpy recomputed from HF's stage outputs by their definitions (run_cnn.c), 2 ranks == 1
 rank, the reducer's top images and figures, interrupted runs (SIGTERM or SIGKILL injected with strace
 at a chosen batch's progress record, 1 and 2 ranks, with and without --save-features) resumed by
-the same command to the uninterrupted file bit for bit, resumes refused for another option or other
-images, and the refusals. Prints every comparison; exits non-zero on any failure. Needs numpy,
+the same command to the uninterrupted file bit for bit, a write failing with ENOSPC mid-run and
+resumed, resumes refused for another option or other images, and the refusals. Prints every comparison; exits non-zero on any failure. Needs numpy,
 h5py and strace (the fixtures are committed)."""
 import json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
@@ -143,11 +143,11 @@ STRACE = shutil.which("strace")
 check(STRACE is not None, "strace is installed (make deps installs it): the interruption checks inject signals with it")
 
 
-def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None):
-    """the CNN run on np_ ranks; inject (e.g. "signal=SIGTERM:when=3") at the K-th fdatasync of
-    every rank, or of rank inject_rank alone (an MPMD launch)"""
+def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
+    """the CNN run on np_ ranks; inject (e.g. "signal=SIGTERM:when=3") at the K-th call (fdatasync)
+    of every rank, or of rank inject_rank alone (an MPMD launch)"""
     base = [BIN, *CNN_RUN, *map(str, extra), "--out", out]
-    traced = [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e", f"inject=fdatasync:{inject}"] + base if inject else base
+    traced = [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}", "-e", f"inject={call}:{inject}"] + base if inject else base
     launch = MPIRUN + ["-x", "OMP_NUM_THREADS=1"]
     if inject and inject_rank is not None:
         apps = []
@@ -157,8 +157,9 @@ def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None):
     return launch + ["-n", str(np_)] + traced
 
 
-def cnn_run(out, extra=(), np_=1, inject=None, inject_rank=None):
-    return subprocess.run(cnn_cmd(out, extra, np_, inject, inject_rank), capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+def cnn_run(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
+    return subprocess.run(cnn_cmd(out, extra, np_, inject, inject_rank, call), capture_output=True, text=True, env=ENV, cwd=ROOT,
+                          timeout=300)
 
 
 def cnn_differing(path, ref):
@@ -218,6 +219,22 @@ for what, np_, feats, inject, only, want in trials if STRACE else []:
     if os.path.exists(out):
         os.remove(out)
     shutil.rmtree(out + ".partial", ignore_errors=True)
+
+# a write that fails mid-run (ENOSPC injected at the 120th pwrite: the file's creation takes
+# the first few dozen): one line naming the file, the dataset, the error and what is saved
+if STRACE:
+    out = f"{RES}/full.h5"
+    ref = refs[(1, ("--save-features",))]
+    p = cnn_run(out, ("--save-features",), 1, "error=ENOSPC:when=120", call="pwrite64")
+    l = att(p)
+    check(p.returncode == 1 and len(l) == 1 and "No space left on device" in l[0] and "data.h5: cannot write /cnn/" in l[0]
+          and "make room and run the same command again to resume" in l[0] and not os.path.exists(out),
+          f"a write fails with ENOSPC mid-run: exit {p.returncode}, {l}")
+    p2 = cnn_run(out, ("--save-features",))
+    m2 = re.search(r"resuming: (\d+) of 32", p2.stdout)
+    n, d = cnn_differing(out, ref) if p2.returncode == 0 and ref else (0, ["(no output)"])
+    check(p2.returncode == 0 and m2 and not d and not os.path.exists(out + ".partial"),
+          f"  the same command again resumes from {m2.group(1) if m2 else 0} images: {n} datasets == the uninterrupted run's (differ: {d})")
 
 # another option, or other images, is no resume: refused naming it (nothing at the final path);
 # --restart discards the partial run and starts again
