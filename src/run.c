@@ -150,20 +150,20 @@ static char *join_argv(int argc, char **argv)
 }
 
 /* SHA-256 of every weight file as a JSON object {"name": "hex"}; computed on rank 0, broadcast. */
-static char *weights_sha_json(const model *m, MPI_Comm comm, int rank)
+char *run_weights_sha(char *const *files, int n_files, MPI_Comm comm, int rank)
 {
     int len = 0;
     char *s = NULL;
     if (rank == 0) {
-        size_t cap = 64 + (size_t)m->n_weight_files * 4200;
+        size_t cap = 64 + (size_t)n_files * 4200;
         s = xmalloc(cap);
         char *p = s;
         p += sprintf(p, "{");
-        for (int i = 0; i < m->n_weight_files; i++) {
+        for (int i = 0; i < n_files; i++) {
             char hex[65] = "unreadable";
-            if (util_sha256_file(m->weight_files[i], hex)) snprintf(hex, sizeof hex, "unreadable");
-            const char *base = strrchr(m->weight_files[i], '/');
-            p += sprintf(p, "%s\"%s\": \"%s\"", i ? ", " : "", base ? base + 1 : m->weight_files[i], hex);
+            if (util_sha256_file(files[i], hex)) snprintf(hex, sizeof hex, "unreadable");
+            const char *base = strrchr(files[i], '/');
+            p += sprintf(p, "%s\"%s\": \"%s\"", i ? ", " : "", base ? base + 1 : files[i], hex);
         }
         sprintf(p, "}");
         len = (int)strlen(s) + 1;
@@ -224,9 +224,9 @@ void run_images_write(h5out *out, const dataset *d, const int32_t *size_all, con
     free(buf);
 }
 
-/* SHA-256 of the samples (lengths, rows, ids, types) of every rank's shard, combined on rank 0 in
- * rank order: the identity of the data a resumed run must find again. Hex on rank 0. */
-static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, char hex[65])
+/* SHA-256 of the samples (lengths, rows, ids, types, pixels) of every rank's shard, combined on
+ * rank 0 in rank order: the identity of the data a resumed run must find again. Hex on rank 0. */
+void run_samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, char hex[65])
 {
     struct sha256_ctx ctx;
     uint8_t mine[SHA256_DIGEST_SIZE];
@@ -252,15 +252,22 @@ static void samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, c
     free(all);
 }
 
+char *run_manifest(const char *format, const char *identity, const char *backend_name, int nranks, const char *weights,
+                   const char *samples, int64_t N)
+{
+    size_t cap = strlen(format) + strlen(weights) + strlen(identity) + 1024;
+    char *m = xmalloc(cap);
+    snprintf(m, cap, "format=%s\nranks=%d\n%s--backend=%s\nweights_sha256=%s\nsamples=%lld\nsamples_sha256=%s\n", format, nranks,
+             identity, backend_name, weights, (long long)N, samples);
+    return m;
+}
+
 /* The run's identity for a resume: every option that changes the output (the table's identity
  * column, named as on the command line), the backend in use, the ranks, the weights, the samples. */
 static char *make_manifest(const run_opts *o, const char *backend_name, int nranks, const char *weights, const char *samples, int64_t N)
 {
     char *opts = cli_identity(&run_cli, o);
-    size_t cap = strlen(weights) + strlen(opts) + 1024;
-    char *m = xmalloc(cap);
-    snprintf(m, cap, "format=1\nranks=%d\n%s--backend=%s\nweights_sha256=%s\nsamples=%lld\nsamples_sha256=%s\n", nranks, opts,
-             backend_name, weights, (long long)N, samples);
+    char *m = run_manifest("1", opts, backend_name, nranks, weights, samples, N);
     free(opts);
     return m;
 }
@@ -395,12 +402,14 @@ int run_main(int argc, char **argv)
 
     /* a CNN (ResNet) takes its own path: no attention, no /stats (run_cnn.c) */
     if (cnn_is_cnn(o.model)) {
-        char *cmdline = join_argv(argc, argv);
+        char *cmdline = join_argv(argc, argv), *identity = cli_identity(&run_cli, &o);
         run_cnn_opts co = {.model = o.model, .input = o.input, .images = o.images, .text = o.text, .probe = o.probe, .out = o.out,
-                           .cmdline = cmdline, .batch = o.batch, .save_features = o.save_features,
-                           .features_f16 = !strcmp(o.features_dtype, "f16")};
+                           .cmdline = cmdline, .identity = identity, .batch = o.batch, .save_features = o.save_features,
+                           .features_f16 = !strcmp(o.features_dtype, "f16"), .quiet = o.quiet,
+                           .checkpoint_every = o.checkpoint_every, .progress_every = o.progress_every};
         const int status = run_cnn(&co, be, &st, comm);
         free(cmdline);
+        free(identity);
         runctl_set_silent();
         backend_free(be);
         free(job_store);
@@ -483,8 +492,8 @@ int run_main(int argc, char **argv)
     }
 
     /* the run's identity: resume what an interrupted run of the same command left, or start */
-    char *sha = weights_sha_json(&m, comm, rank), shex[65];
-    samples_sha(&d, comm, rank, nranks, shex);
+    char *sha = run_weights_sha(m.weight_files, m.n_weight_files, comm, rank), shex[65];
+    run_samples_sha(&d, comm, rank, nranks, shex);
     char *manifest = make_manifest(&o, be->name, nranks, sha, shex, N);
     const uint64_t run_id = runstate_hash(manifest);
     int resume = rank == 0 ? runstate_match(&st, manifest) : 0;

@@ -2,9 +2,16 @@
  * shard through the ResNet forward, and per image, stage and channel the feature-map statistics
  * (always) and the stage outputs (--save-features), written under /cnn. No attention, no /stats.
  *
- * Output as the transformer path's (h5out.h): rank 0 creates OUT.h5.partial/data.h5 complete,
- * every rank pwrites its rows at their offsets, rank 0 renames the file to OUT.h5 when every rank
- * is done. Not resumable yet: an interrupted CNN run is computed again from the start.
+ * Output and interruptions as the transformer path's (h5out.h, runstate.h, runctl.h): rank 0
+ * creates OUT.h5.partial/data.h5 complete with the run's manifest (format cnn-2: the identity
+ * options, ranks, backend, the weights' and the preprocessed pixels' SHA-256); every rank pwrites
+ * its rows at their offsets, in batches of consecutive images, and after a batch (at most every
+ * --checkpoint-every seconds, always on a stop and at the end of its shard) fdatasyncs them and
+ * writes its progress record: "the first `wstart` images of the shard are done" (wn = q = 0, no
+ * windows: the images are not reordered). A signal stops every rank at its next batch boundary
+ * (runctl) with its record written, exit 75; the same command resumes each rank from its record
+ * with the same batches, so the file equals an uninterrupted run's bit for bit. Rank 0 renames
+ * the file to OUT.h5 when every rank is done.
  *
  * Statistics of one channel's map x over its h·w positions (definitions stored as attributes):
  *   mean            Σ x / (h·w)
@@ -17,7 +24,9 @@
 #include "cnn.h"
 #include "h5out.h"
 #include "par.h"
+#include "runctl.h"
 #include "util.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <time.h>
@@ -117,15 +126,19 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
                c->bottleneck ? "bottleneck" : "basic", c->n_stages, nranks);
         fflush(stdout);
     }
-    /* no resume: a matching partial run is created again (runstate_match empties a stale one) */
-    char manifest[8192];
-    snprintf(manifest, sizeof manifest, "format=cnn-1\nranks=%d\nmodel=%s\ninput=%s\nsave_features=%d\nfeatures_dtype=%s\nsamples=%lld\n",
-             nranks, o->model, o->images ? o->images : o->input, o->save_features, o->features_f16 ? "f16" : "f32", (long long)N);
-    rc = 0;
-    if (rank == 0) {
-        rc = runstate_match(st, manifest) < 0 ? -1 : 0;
+    /* the run's identity: resume what an interrupted run of the same command left, or start */
+    char *sha = run_weights_sha(m.weight_files, m.n_weight_files, comm, rank), shex[65];
+    run_samples_sha(&d, comm, rank, nranks, shex);
+    char *manifest = run_manifest("cnn-2", o->identity, be->name, nranks, sha, shex, N);
+    const uint64_t run_id = runstate_hash(manifest);
+    int resume = rank == 0 ? runstate_match(st, manifest) : 0;
+    rc = resume < 0 ? -1 : 0;
+    CHECK_MPI(MPI_Bcast(&resume, 1, MPI_INT, 0, comm));
+    if (!rc && rank == 0 && resume != 1) {
+        /* the file, complete, before any data: data.h5.new, renamed to data.h5 with the manifest */
         h5out out;
-        if (!rc) { unlink(st->data_new); rc = h5out_create(&out, st->data_new); }
+        unlink(st->data_new);
+        rc = h5out_create(&out, st->data_new);
         if (!rc) {
             char created[64] = "";
             time_t now = time(NULL);
@@ -136,6 +149,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
             h5_attr_str(out.file, "model_dir", o->model);
             h5_attr_str(out.file, "model_type", "resnet");
             h5_attr_str(out.file, "config_json", c->json_text);
+            h5_attr_str(out.file, "weights_sha256", sha);
             h5_attr_str(out.file, "input", o->images ? o->images : o->input);
             h5_attr_str(out.file, "input_kind", o->images ? "images" : "hdf5");
             h5_attr_str(out.file, "dtype", "float32");
@@ -149,6 +163,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
             rc = runstate_commit_creation(st, manifest);
         }
     }
+    free(sha);
+    free(manifest);
     free(size_all);
     if (par_agree(rc, comm)) goto fail;
     h5raw raw[(CNN_MAX_STAGES + 1) * CS_N];
@@ -156,6 +172,15 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     rc = h5out_locate(st->data, flat, S * CS_N, raw, comm);
     if (!rc && (fd = open(st->data, O_RDWR | O_CLOEXEC)) < 0) rc = err_set("%s: cannot open for writing: %s", st->data, strerror(errno));
     if (par_agree(rc, comm)) goto fail;
+
+    /* this rank's durable progress: its first `start` images are done */
+    progress_rec pr;
+    int have = resume == 1 ? progress_read(st->dir, rank, nranks, run_id, d.first, d.n, 0, &pr) : 0;
+    if (have < 0) {
+        fprintf(stderr, "attnscope: warning: %s; rank %d starts its shard again\n", err_get(), rank);
+        have = 0;
+    }
+    const int start = have ? (int)pr.wstart : 0;
 
     /* the shard in batches; a batch that does not fit is halved */
     const size_t per_image = (size_t)d.channels * H * W;
@@ -171,10 +196,23 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
     float *px = xmalloc((size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
+    /* a stop (signal) at a batch boundary, agreed by every rank through runctl; a failed write
+     * ends this rank's loop (state RUNCTL_FAILED, the message in werr) */
+    runctl ctl;
+    runctl_init(&ctl, comm, N, -1, start, 0, o->quiet, o->progress_every);
+    int state = RUNCTL_RUNNING, werr_errno = 0, i = start, saved = start;
+    char werr[5000] = "";
+    double last_ckpt = util_now();
     const double t_loop = util_now();
-    for (int i = 0; i < d.n && !rc;) {
+    runctl_set_graceful(1);
+    while (i < d.n && state == RUNCTL_RUNNING) {
         int nb = d.n - i < B ? d.n - i : B;
-        if ((rc = dataset_pixels_range(&d, i, nb, px))) break;
+        if (dataset_pixels_range(&d, i, nb, px)) {    /* an image that cannot be read: one line, as a failed write */
+            werr_errno = EIO;
+            snprintf(werr, sizeof werr, "%s", err_get());
+            state = RUNCTL_FAILED;
+            break;
+        }
         while (cnn_forward(&m, px, nb, H, W, stat, o->save_features ? outs : NULL)) {
             if (nb == 1) check_fail(__FILE__, __LINE__, "cnn_forward", err_get());
             fprintf(stderr, "[rank %d] %s: retrying with %d images per batch\n", rank, err_get(), nb / 2);
@@ -182,11 +220,13 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
             B = nb;                   /* the error is not sticky; later batches start no larger */
         }
         const int64_t g = d.first + i;
-        for (int s = 0; s < S && !rc; s++) {
-            for (int k = 0; k <= CS_ENTROPY && !rc; k++)   /* (nb, C) of each: mean, active, entropy */
-                if (h5raw_write_rows(fd, &raw[s * CS_N + k], g, nb, stat[s] + (size_t)k * nb * C[s]))
-                    rc = err_set("%s: cannot write %s: %s", st->data, names[s][k], strerror(errno));
-            if (rc || !o->save_features) continue;
+        for (int s = 0; s < S && !werr_errno; s++) {
+            for (int k = 0; k <= CS_ENTROPY && !werr_errno; k++)   /* (nb, C) of each: mean, active, entropy */
+                if (h5raw_write_rows(fd, &raw[s * CS_N + k], g, nb, stat[s] + (size_t)k * nb * C[s])) {
+                    werr_errno = errno ? errno : EIO;
+                    snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][k], strerror(werr_errno));
+                }
+            if (werr_errno || !o->save_features) continue;
             const void *buf = outs[s];
             if (half) {
                 const size_t n = (size_t)nb * out_n[s];
@@ -194,31 +234,72 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
                 for (size_t e = 0; e < n; e++) half[e] = util_f32_to_f16(outs[s][e]);
                 buf = half;
             }
-            if (h5raw_write_rows(fd, &raw[s * CS_N + CS_FEATURES], g, nb, buf))
-                rc = err_set("%s: cannot write %s: %s", st->data, names[s][CS_FEATURES], strerror(errno));
+            if (h5raw_write_rows(fd, &raw[s * CS_N + CS_FEATURES], g, nb, buf)) {
+                werr_errno = errno ? errno : EIO;
+                snprintf(werr, sizeof werr, "%s: cannot write %s: %s", st->data, names[s][CS_FEATURES], strerror(werr_errno));
+            }
         }
+        if (werr_errno) { state = RUNCTL_FAILED; break; }
         i += nb;
+        const int stop = runctl_poll(&ctl, i, 0);
+        /* a record only after the rows it counts are on disk: fdatasync, then the record */
+        const double now = util_now();
+        if (i == d.n || stop || now - last_ckpt >= o->checkpoint_every) {
+            const progress_rec r = {.first = d.first, .n = d.n, .wstart = i, .samples_done = i};
+            if (fdatasync(fd)) {
+                werr_errno = errno ? errno : EIO;
+                snprintf(werr, sizeof werr, "%s: cannot flush to disk (fdatasync): %s", st->data, strerror(werr_errno));
+            } else if (progress_write(st->dir, rank, nranks, run_id, &r)) {
+                werr_errno = EIO;
+                snprintf(werr, sizeof werr, "%s", err_get());
+            }
+            if (werr_errno) { state = RUNCTL_FAILED; break; }
+            saved = i;
+            last_ckpt = now;
+        }
+        if (stop) state = RUNCTL_STOPPED;
     }
-    if (!rc && fdatasync(fd)) rc = err_set("%s: cannot flush to disk (fdatasync): %s", st->data, strerror(errno));
+    if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && i >= d.n)) state = RUNCTL_DONE;
     double loop_max = util_now() - t_loop;     /* the slowest rank's forward, statistics and writes */
+    const int verdict = runctl_finish(&ctl, state, saved, 0);
+    runctl_set_graceful(0);
     CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
     close(fd);
     for (int s = 0; s < S; s++) { free(outs[s]); free(stat[s]); }
     free(half);
     free(px);
-    if (par_agree(rc, comm)) goto fail;
-    rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);
-    if (!rc && rank == 0) {
-        const double el = util_now() - t0;
-        printf("attnscope: wrote %s: %lld images in %.1f s (%.1f images/s on %d rank(s), model load included; forward, "
-               "statistics and writes %.2f s: %.1f images/s)\n", o->out, (long long)N, el, N / el, nranks, loop_max,
-               loop_max > 0 ? N / loop_max : 0.0);
+    rc = 0;
+    if (verdict == RUNCTL_DONE) {
+        rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);
+        if (!rc && rank == 0) {
+            const double el = util_now() - t0;
+            const int64_t computed = N - ctl.base_samples;
+            char now_txt[64] = "";
+            if (computed < N) snprintf(now_txt, sizeof now_txt, " (%lld computed by this start)", (long long)computed);
+            printf("attnscope: wrote %s: %lld images%s in %.1f s (%.1f images/s on %d rank(s), model load included; forward, "
+                   "statistics and writes %.2f s: %.1f images/s)\n", o->out, (long long)N, now_txt, el, computed / el, nranks,
+                   loop_max, loop_max > 0 ? computed / loop_max : 0.0);
+        }
+    } else {
+        /* what the durable records say is done: a resume starts there */
+        int64_t done = saved, done_all = 0;
+        CHECK_MPI(MPI_Allreduce(&done, &done_all, 1, MPI_INT64_T, MPI_SUM, comm));
+        char saved_txt[5000];
+        snprintf(saved_txt, sizeof saved_txt, "%lld of %lld images are saved in %s", (long long)done_all, (long long)N, st->dir);
+        if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
+            const int full = werr_errno == ENOSPC || werr_errno == EDQUOT;
+            if (werr_errno) err_set("%s; %s: %s and run the same command again to resume", werr, saved_txt, full ? "make room" : "fix the cause");
+            par_agree(werr_errno ? -1 : 0, comm);
+        } else if (rank == 0)
+            fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",
+                    runctl_signal() ? runctl_signal_name(runctl_signal()) : "", saved_txt);
     }
     if (rank == 0) runstate_close(st);
+    /* every rank's message is out before any rank exits non-zero (mpirun then kills the rest) */
     CHECK_MPI(MPI_Barrier(comm));
     dataset_free(&d);
     cnn_free(&m);
-    return rc ? 1 : 0;
+    return verdict == RUNCTL_STOPPED ? RUNCTL_EXIT_STOPPED : verdict == RUNCTL_FAILED || rc ? 1 : 0;
 fail:
     run_abandon(st, comm);
     dataset_free(&d);

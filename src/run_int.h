@@ -13,7 +13,10 @@
 typedef struct {
     const char *model, *input, *images, *text, *probe, *out;
     const char *cmdline;       /* the command line as given (root attribute) */
-    int batch, save_features, features_f16;
+    const char *identity;      /* cli_identity: every option that changes the output (the manifest) */
+    int batch, save_features, features_f16, quiet;
+    double checkpoint_every;   /* seconds between durable progress records (0: after every batch) */
+    double progress_every;     /* seconds between progress lines when stdout is not a terminal */
     int height, width;         /* set by run_cnn: the images' size */
 } run_cnn_opts;
 
@@ -26,6 +29,17 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm);
 int run_images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all);
 /* Rank 0, a fresh file: /images/path, /images/orig_size and the processor's name. */
 void run_images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir);
+/* Collective: the SHA-256 of every weight file as a JSON object {"name": "hex"} (rank 0 reads
+ * them, every rank gets the text; caller frees). */
+char *run_weights_sha(char *const *files, int n_files, MPI_Comm comm, int rank);
+/* Collective: the SHA-256 of every rank's samples (lengths, rows, ids, types and the preprocessed
+ * pixels), combined in rank order; hex on rank 0 ("" elsewhere). */
+void run_samples_sha(const dataset *d, MPI_Comm comm, int rank, int nranks, char hex[65]);
+/* The manifest of a run (runstate.h): "key=value" lines of the format, the ranks, the identity
+ * options, the backend, the weights' and the samples' SHA-256 and the number of samples. Caller
+ * frees. */
+char *run_manifest(const char *format, const char *identity, const char *backend_name, int nranks, const char *weights,
+                   const char *samples, int64_t N);
 /* Collective: a run that failed before saving anything leaves nothing beside --out. */
 void run_abandon(runstate *st, MPI_Comm comm);
 #endif

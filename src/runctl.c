@@ -68,20 +68,26 @@ static void print_progress(runctl *c, int final)
     if (!c->mode || (!final && now - c->last_print < (c->mode == 1 ? 0.5 : c->every))) return;
     int64_t s = 0, t = 0;
     for (int r = 0; r < c->nranks; r++) { s += c->r_samples[r]; t += c->r_tokens[r]; }
-    if (final && c->mode == 2 && t == c->last_tokens && c->last_print > c->t0 - 1) return;   /* a log has this line already */
+    /* the rate and the eta in tokens, or in samples for a run that counts none (a CNN's images) */
+    const int by_samples = c->total_tokens < 0;
+    const int64_t done = by_samples ? s : t, base = by_samples ? c->base_samples : c->base_tokens,
+                  total = by_samples ? c->total_samples : c->total_tokens;
+    if (final && c->mode == 2 && done == c->last_tokens && c->last_print > c->t0 - 1) return;   /* a log has this line already */
     c->last_print = now;
-    c->last_tokens = t;
-    const double el = now - c->t0, rate = el > 0 ? (t - c->base_tokens) / el : 0;
-    char a[32], b[32], r[32], e[32], eta[32];
+    c->last_tokens = done;
+    const double el = now - c->t0, rate = el > 0 ? (done - base) / el : 0;
+    char a[32], b[32], r[32], e[32], eta[32], toks[128] = "";
     fmt_count(a, sizeof a, (double)t);
     fmt_count(b, sizeof b, (double)c->total_tokens);
     fmt_count(r, sizeof r, rate);
     fmt_time(e, sizeof e, el);
-    fmt_time(eta, sizeof eta, rate > 0 ? (c->total_tokens - t) / rate : -1);
+    fmt_time(eta, sizeof eta, rate > 0 ? (total - done) / rate : -1);
+    if (!by_samples) snprintf(toks, sizeof toks, ", %s/%s tokens", a, b);
     const char *on = c->color ? "\033[36m" : "", *off = c->color ? "\033[0m" : "";
-    printf("%s%s[progress]%s %lld/%lld samples (%.1f%%), %s/%s tokens, %s tokens/s, elapsed %s, eta %s%s",
+    printf("%s%s[progress]%s %lld/%lld samples (%.1f%%)%s, %s %s/s, elapsed %s, eta %s%s",
            c->mode == 1 ? "\r\033[K" : "", on, off, (long long)s, (long long)c->total_samples,
-           c->total_samples ? 100.0 * s / c->total_samples : 100.0, a, b, r, e, eta, c->mode == 1 && !final ? "" : "\n");
+           c->total_samples ? 100.0 * s / c->total_samples : 100.0, toks, r, by_samples ? "samples" : "tokens", e, eta,
+           c->mode == 1 && !final ? "" : "\n");
     fflush(stdout);
 }
 
@@ -125,8 +131,12 @@ void runctl_init(runctl *c, MPI_Comm comm, int64_t total_samples, int64_t total_
         c->r_state = xcalloc(c->nranks, sizeof(int));
         c->ctl_sent = xcalloc(c->nranks, sizeof(int));
         if (c->base_samples && c->mode) {
-            printf("attnscope: resuming: %lld of %lld samples (%lld of %lld tokens) were done by the interrupted run\n",
-                   (long long)base[0], (long long)total_samples, (long long)base[1], (long long)total_tokens);
+            if (total_tokens < 0)
+                printf("attnscope: resuming: %lld of %lld samples were done by the interrupted run\n", (long long)base[0],
+                       (long long)total_samples);
+            else
+                printf("attnscope: resuming: %lld of %lld samples (%lld of %lld tokens) were done by the interrupted run\n",
+                       (long long)base[0], (long long)total_samples, (long long)base[1], (long long)total_tokens);
             fflush(stdout);
         }
     } else {

@@ -35,7 +35,7 @@ typedef struct {
     int rank, nranks;
     int64_t total_samples, total_tokens, base_samples, base_tokens;  /* job-wide; base: done before this start */
     double t0, every, last_print, last_send;
-    int64_t last_tokens;         /* rank 0: the job's tokens in the last line printed */
+    int64_t last_tokens;         /* rank 0: the job's tokens (samples when it counts none) in the last line printed */
     int mode;                    /* 0 off, 1 one updating line (terminal), 2 a line every `every` s (log) */
     int color;
     int stop;                    /* this rank must stop */
@@ -49,7 +49,8 @@ typedef struct {
 } runctl;
 
 /* Collective. my_samples/my_tokens: what this rank has done already (restored from its record).
- * quiet: no progress lines; every: seconds between lines when stdout is not a terminal. */
+ * quiet: no progress lines; every: seconds between lines when stdout is not a terminal.
+ * total_tokens < 0: a run that counts no tokens (a CNN's images): the lines give samples only. */
 void runctl_init(runctl *c, MPI_Comm comm, int64_t total_samples, int64_t total_tokens, int64_t my_samples,
                  int64_t my_tokens, int quiet, double every);
 /* At a batch boundary, with this rank's cumulative counts. Returns 1 when this rank must stop

@@ -4,9 +4,12 @@ CPU backend against Hugging Face's hidden_states (make_resnet_fixtures.py: a ran
 bottleneck ResNet with every parameter and batch-norm statistic perturbed, and our trained
 jobs/models/resnet-digits on PNGs processed by HF's ConvNext processor), the per-channel statistics
 against numpy recomputed from HF's stage outputs by their definitions (run_cnn.c), 2 ranks == 1
-rank, the reducer's top images and figures, and the refusals. Prints every comparison; exits
-non-zero on any failure. Needs numpy and h5py only (the fixtures are committed)."""
-import json, os, shutil, subprocess, sys, tempfile
+rank, the reducer's top images and figures, interrupted runs (SIGTERM or SIGKILL injected with strace
+at a chosen batch's progress record, 1 and 2 ranks, with and without --save-features) resumed by
+the same command to the uninterrupted file bit for bit, a write failing with ENOSPC mid-run and
+resumed, resumes refused for another option or other images, and the refusals. Prints every comparison; exits non-zero on any failure. Needs numpy,
+h5py and strace (the fixtures are committed)."""
+import json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
@@ -126,6 +129,145 @@ if check(p1.returncode == 0 and p2.returncode == 0, f"resnet-digits over jobs/di
         have = [w for w in want if os.path.exists(f"{TMP}/fig/{w}") and os.path.getsize(f"{TMP}/fig/{w}") > 1000]
         index = open(f"{TMP}/fig/index.html").read() if os.path.exists(f"{TMP}/fig/index.html") else ""
         check(have == want and all(w in index for w in want), f"reduce: the CNN figures {have} drawn and in index.html")
+
+# ---- interrupted runs resume (run_cnn.c through runstate.h and runctl.h, as the transformer run) ----
+# With --checkpoint-every 0 a rank fdatasyncs its rows and writes its progress record after every
+# batch, so strace's fault injection at a rank's K-th fdatasync interrupts it at a known batch
+# (the transformer's kill trials in test_resume.py pick random moments; a 32-image run is too
+# short for that): SIGTERM there stops the run at the next batch boundary (exit 75, the
+# "stopped by SIGTERM" line), SIGKILL there loses the batch whose record it prevented. The same
+# command then has to say how many images it found done and end with the file of an
+# uninterrupted run with the same options: every dataset under /cnn and /images, bit for bit.
+CNN_RUN = ["run", "--model", "jobs/models/resnet-digits", "--images", "jobs/digits", "--batch", "4", "--checkpoint-every", "0"]
+STRACE = shutil.which("strace")
+check(STRACE is not None, "strace is installed (make deps installs it): the interruption checks inject signals with it")
+
+
+def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
+    """the CNN run on np_ ranks; inject (e.g. "signal=SIGTERM:when=3") at the K-th call (fdatasync)
+    of every rank, or of rank inject_rank alone (an MPMD launch)"""
+    base = [BIN, *CNN_RUN, *map(str, extra), "--out", out]
+    traced = [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}", "-e", f"inject={call}:{inject}"] + base if inject else base
+    launch = MPIRUN + ["-x", "OMP_NUM_THREADS=1"]
+    if inject and inject_rank is not None:
+        apps = []
+        for r in range(np_):
+            apps += ([":"] if r else []) + ["-n", "1"] + (traced if r == inject_rank else base)
+        return launch + apps
+    return launch + ["-n", str(np_)] + traced
+
+
+def cnn_run(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
+    return subprocess.run(cnn_cmd(out, extra, np_, inject, inject_rank, call), capture_output=True, text=True, env=ENV, cwd=ROOT,
+                          timeout=300)
+
+
+def cnn_differing(path, ref):
+    """(datasets compared, those that differ) under /cnn and /images, compared as bytes"""
+    with h5py.File(path, "r") as a, h5py.File(ref, "r") as b:
+        names = []
+        for f in (a, b):
+            lst = []
+            f.visititems(lambda n, o: lst.append(n) if isinstance(o, h5py.Dataset) and n.split("/")[0] in ("cnn", "images") else None)
+            names.append(sorted(lst))
+        if names[0] != names[1]:
+            return len(names[0]), [f"dataset lists differ: {sorted(set(names[0]) ^ set(names[1]))}"]
+        return len(names[0]), [n for n in names[0] if a[n][()].tobytes() != b[n][()].tobytes()]
+
+
+def att(p):
+    return [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+
+
+RES = f"{TMP}/resume"
+os.makedirs(RES)
+refs = {}
+for np_, feats in ((1, ()), (1, ("--save-features",)), (2, ("--save-features",))):
+    ref = f"{RES}/ref_{np_}{'_f' if feats else ''}.h5"
+    p = cnn_run(ref, (*feats, "--quiet"), np_)
+    refs[(np_, feats)] = ref if check(p.returncode == 0, f"uninterrupted reference: {np_} rank(s) {' '.join(feats) or 'statistics only'}, batches of 4: exit {p.returncode} {p.stderr.strip()[-200:]}") else None
+
+# (what, ranks, options, the fault, the rank it hits (None: every rank), images saved when known)
+trials = [("SIGTERM at the 3rd record", 1, (), "signal=SIGTERM:when=3", None, 16),
+          ("SIGTERM at the 5th record, --save-features", 1, ("--save-features",), "signal=SIGTERM:when=5", None, 24),
+          ("SIGKILL at the 3rd record, --save-features", 1, ("--save-features",), "signal=SIGKILL:when=3", None, 8),
+          ("SIGTERM at each rank's 2nd record, --save-features", 2, ("--save-features",), "signal=SIGTERM:when=2", None, 24),
+          ("SIGTERM to rank 1 alone at its 1st record, --save-features", 2, ("--save-features",), "signal=SIGTERM:when=1", 1, None)]
+for what, np_, feats, inject, only, want in trials if STRACE else []:
+    ref = refs[(np_, feats)]
+    out = f"{RES}/out.h5"
+    p = cnn_run(out, feats, np_, inject, only)
+    lines = att(p)
+    term = "SIGTERM" in inject
+    # rank 0 names the signal when it got it itself (under Slurm every rank gets it); a stop
+    # passed on from another rank is "stopped: ..."
+    m = re.search(r"stopped%s: (\d+) of 32 images are saved in \S+\.partial; run the same command again" %
+                  (" by SIGTERM" if only is None else "(?: by SIGTERM)?"), p.stderr)
+    stopped = p.returncode == 75 and m and (want is None or int(m.group(1)) == want) if term else p.returncode != 0
+    check(stopped and not os.path.exists(out) and os.path.isdir(out + ".partial"),
+          f"{what} ({np_} rank(s)): exit {p.returncode}{' (75 expected)' if term else ''}, "
+          f"{[l for l in lines if 'stopped' in l] if term else 'killed'}; nothing at the final path, the partial run kept")
+    p2 = cnn_run(out, feats, np_)
+    m2 = re.search(r"resuming: (\d+) of 32 samples were done", p2.stdout)
+    saved = int(m2.group(1)) if m2 else 0
+    n, d = cnn_differing(out, ref) if p2.returncode == 0 and os.path.exists(out) and ref else (0, ["(no output)"])
+    left = sorted(x for x in os.listdir(RES) if x not in ("out.h5",) and not x.startswith("ref_"))
+    check(p2.returncode == 0 and m2 and (want is None or saved == want) and not d and not left,
+          f"  the same command again: exit {p2.returncode}, resumed from {saved} of 32 images{'' if want is None else f' ({want} expected)'}, "
+          f"computed {32 - saved} again; {n} datasets under /cnn and /images == the uninterrupted run's bit for bit (differ: {d}); "
+          f"left beside it: {left}")
+    if os.path.exists(out):
+        os.remove(out)
+    shutil.rmtree(out + ".partial", ignore_errors=True)
+
+# a write that fails mid-run (ENOSPC injected at the 120th pwrite: the file's creation takes
+# the first few dozen): one line naming the file, the dataset, the error and what is saved
+if STRACE:
+    out = f"{RES}/full.h5"
+    ref = refs[(1, ("--save-features",))]
+    p = cnn_run(out, ("--save-features",), 1, "error=ENOSPC:when=120", call="pwrite64")
+    l = att(p)
+    check(p.returncode == 1 and len(l) == 1 and "No space left on device" in l[0] and "data.h5: cannot write /cnn/" in l[0]
+          and "make room and run the same command again to resume" in l[0] and not os.path.exists(out),
+          f"a write fails with ENOSPC mid-run: exit {p.returncode}, {l}")
+    p2 = cnn_run(out, ("--save-features",))
+    m2 = re.search(r"resuming: (\d+) of 32", p2.stdout)
+    n, d = cnn_differing(out, ref) if p2.returncode == 0 and ref else (0, ["(no output)"])
+    check(p2.returncode == 0 and m2 and not d and not os.path.exists(out + ".partial"),
+          f"  the same command again resumes from {m2.group(1) if m2 else 0} images: {n} datasets == the uninterrupted run's (differ: {d})")
+
+# another option, or other images, is no resume: refused naming it (nothing at the final path);
+# --restart discards the partial run and starts again
+if STRACE:
+    out = f"{RES}/opts.h5"
+    lst = f"{RES}/list.txt"
+    with open(lst, "w") as fh:
+        fh.write("\n".join(pngs) + "\n")
+    opt = ["--save-features"]
+    run_list = lambda extra=(), inject=None: subprocess.run(
+        MPIRUN + ["-n", "1", "-x", "OMP_NUM_THREADS=1"] + ([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e",
+        f"inject=fdatasync:{inject}"] if inject else []) + [BIN, "run", "--model", "jobs/models/resnet-digits", "--images", lst,
+        "--batch", "4", "--checkpoint-every", "0", *opt, *extra, "--out", out], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    p = run_list(inject="signal=SIGTERM:when=2")
+    check(p.returncode == 75, f"a run over a list of the 32 images stopped by SIGTERM: exit {p.returncode}")
+    for extra, key in ((("--features-dtype", "f16"), "--features-dtype (was f32, now f16)"), (("--batch", "8"), "--batch (was 4, now 8)")):
+        p2 = run_list(extra)
+        l2 = att(p2)
+        check(p2.returncode != 0 and len(l2) == 1 and key in l2[0] and "--restart" in l2[0] and not os.path.exists(out),
+              f"resumed with {' '.join(extra)}: refused naming it: {l2}")
+    with open(lst, "w") as fh:          # the same path, the images in another order: other pixels per sample
+        fh.write("\n".join(pngs[1:] + pngs[:1]) + "\n")
+    p2 = run_list()
+    l2 = att(p2)
+    check(p2.returncode != 0 and len(l2) == 1 and "differs in samples_sha256" in l2[0] and not os.path.exists(out),
+          f"resumed over other images under the same --images: refused (the manifest has the pixels' SHA-256): {l2}")
+    with open(lst, "w") as fh:
+        fh.write("\n".join(pngs) + "\n")
+    p2 = run_list(("--features-dtype", "f16", "--restart"))
+    with h5py.File(out, "r") as f:
+        dt = f["cnn/stage_1/features"].dtype if p2.returncode == 0 else None
+    check(p2.returncode == 0 and "resuming" not in p2.stdout and dt == np.float16 and not os.path.exists(out + ".partial"),
+          f"--restart discards the interrupted run and runs anew with f16 features ({dt})")
 
 # refusals: one line naming the file, key, tensor or option; nothing at the final path
 def refused(name, args, words):
