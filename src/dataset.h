@@ -63,10 +63,13 @@ int dataset_from_images(dataset *d, const char *src, const char *model_dir, int 
 /* The preprocessed pixels of the images idx[0..n) (indices into this shard) into out
  * [n][channels·height·width] float32: --images decodes and preprocesses the files (in parallel
  * over the n images), --input reads the rows from the file the dataset keeps open. Checked as at
- * load: a file that no longer decodes, or decodes at another size, a non-finite value. Not
- * thread-safe (one caller at a time: HDF5). Returns 0, or -1 with err_set("FILE: <problem>")
- * naming the first bad image of the batch. */
+ * load: a file that no longer decodes, or decodes at another size, a non-finite value. Callable
+ * from another thread than the run's (one caller at a time) when dataset_pixels_threadsafe says
+ * so: image files, or a contiguous float32 /pixel_values read by pread; other HDF5 layouts go
+ * through HDF5, which is not thread-safe. Returns 0, or -1 with err_set("FILE: <problem>") naming
+ * the first bad image of the batch. */
 int dataset_pixels(const dataset *d, const int *idx, int n, float *out);
+int dataset_pixels_threadsafe(const dataset *d);
 /* The same for the n consecutive images from first (a CNN's batch). */
 int dataset_pixels_range(const dataset *d, int first, int n, float *out);
 

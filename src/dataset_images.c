@@ -10,7 +10,10 @@
 #include <hdf5.h>
 #include <math.h>
 #include <nettle/sha2.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Where a shard's pixels come from: image files (paths in dataset.image_paths) through the
  * processor, or the rows of an open /pixel_values. */
@@ -19,6 +22,9 @@ struct dataset_px {
     imgproc proc;           /* files: the model's processor */
     char *path;             /* h5: the file (messages) */
     hid_t file, ds;         /* h5: open until dataset_px_free */
+    int raw_fd;             /* h5 with /pixel_values contiguous little-endian float32: the file for pread
+                               (thread-safe, no HDF5 call), its data at raw_off; else -1 */
+    int64_t raw_off;
 };
 
 void dataset_px_free(struct dataset_px *px)
@@ -27,6 +33,7 @@ void dataset_px_free(struct dataset_px *px)
     if (px->from_h5) {
         if (px->ds >= 0) H5Dclose(px->ds);
         if (px->file >= 0) H5Fclose(px->file);
+        if (px->raw_fd >= 0) close(px->raw_fd);
     }
     free(px->path);
     free(px);
@@ -130,6 +137,22 @@ static int h5_rows(const dataset *d, int64_t r0, int n, float *out)
 {
     const struct dataset_px *px = d->px;
     const size_t per = (size_t)d->channels * d->height * d->width;
+    if (px->raw_fd >= 0) {                   /* contiguous float32: the bytes as they are in the file */
+        const size_t bytes = (size_t)n * per * sizeof(float);
+        size_t got = 0;
+        while (got < bytes) {
+            const ssize_t r = pread(px->raw_fd, (char *)out + got, bytes - got, px->raw_off + (int64_t)(r0 * per * sizeof(float)) + (int64_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0)
+                return err_set("%s: cannot read /pixel_values[%lld:%lld]: %s", px->path, (long long)r0, (long long)(r0 + n),
+                               r < 0 ? strerror(errno) : "end of file (the file shrank after it was opened)");
+            got += (size_t)r;
+        }
+        for (size_t i = 0; i < (size_t)n * per; i++)
+            if (!isfinite(out[i]))
+                return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));
+        return 0;
+    }
     hid_t sp = H5Dget_space(px->ds);
     hsize_t start[4] = {(hsize_t)r0, 0, 0, 0}, count[4] = {(hsize_t)n, (hsize_t)d->channels, (hsize_t)d->height, (hsize_t)d->width};
     herr_t r;
@@ -152,7 +175,7 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     memset(d, 0, sizeof *d);
     struct dataset_px *px = xcalloc(1, sizeof *px);
     px->from_h5 = 1;
-    px->file = px->ds = -1;
+    px->file = px->ds = px->raw_fd = -1;
     px->path = xstrdup(path);
     d->px = px;
     hid_t f;
@@ -169,6 +192,17 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     const int nd = H5Sget_simple_extent_ndims(sp);
     if (nd == 4) H5Sget_simple_extent_dims(sp, dims, NULL);
     const H5T_class_t cls = H5Tget_class(ty);
+    /* contiguous little-endian float32 (h5py's default layout for a float32 array): read by pread,
+     * which the run's prefetch thread may call; chunked or compressed data go through HDF5 */
+    haddr_t off = HADDR_UNDEF;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (H5Tequal(ty, H5T_IEEE_F32LE) > 0) {
+        hid_t dcpl = H5Dget_create_plist(ds);
+        if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0) off = H5Dget_offset(ds);
+        H5Pclose(dcpl);
+    }
+#endif
+    if (off != HADDR_UNDEF && (px->raw_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) px->raw_off = (int64_t)off;
     H5Tclose(ty);
     H5Sclose(sp);
     if (cls != H5T_FLOAT) { err_set("%s: /pixel_values is not floating point", path); goto fail; }
@@ -252,6 +286,11 @@ int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
         }
     if (bad < n) return err_set("%s", msg);
     return 0;
+}
+
+int dataset_pixels_threadsafe(const dataset *d)
+{
+    return d->px && (!d->px->from_h5 || d->px->raw_fd >= 0);
 }
 
 int dataset_pixels_range(const dataset *d, int first, int n, float *out)

@@ -8,10 +8,10 @@
 #include <string.h>
 
 /* The next batch's pixels, produced on a helper thread while the current batch computes: a GPU run
- * otherwise waits for the decoding of every batch. Only for image files (HDF5 is not thread-safe,
- * and the main thread's rows read fast) and a device backend (on the CPU the decoding would only
- * compete with the forward for the same cores). The thread calls dataset_pixels only: no MPI, no
- * HDF5. Its guess of the next batch (the images after this one, as many as this one has) is used
+ * otherwise waits for the decoding (or reading) of every batch. Where dataset_pixels_threadsafe
+ * says so (image files; a contiguous float32 /pixel_values, read by pread — HDF5 itself is not
+ * thread-safe) and on a device backend (on the CPU the work would only compete with the forward
+ * for the same cores). The thread calls dataset_pixels only: no MPI, no HDF5. Its guess of the next batch (the images after this one, as many as this one has) is used
  * as far as it matches the batch really taken; the rest is produced on the spot. */
 typedef struct {
     const dataset *d;
@@ -125,7 +125,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     prefetch pf = {.d = d};
     /* ATTNSCOPE_PREFETCH=1 or 0 overrides the choice (tests: the thread on the CPU backend) */
     const char *pe = getenv("ATTNSCOPE_PREFETCH");
-    if (bpx && d->image_paths && (pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) {
+    if (bpx && dataset_pixels_threadsafe(d) && (pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) {
         pf.buf = be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float));
         pf.idx = xmalloc(lo->batch * sizeof(int));
     }

@@ -146,6 +146,27 @@ if check(p.returncode == 0, f"clip_text_tok --text: exit {p.returncode} {p.stder
         check("2 of 9 samples truncated to --max-len 77" in p.stdout,
               "clip_text_tok: the two lines past 77 tokens truncated as CLIPTokenizer(truncation=True) and said so")
 
+# /pixel_values read by pread (contiguous float32, h5py's default; the prefetch thread may read it)
+# or through HDF5 (chunked + deflate, big-endian float64): the same attention
+with h5py.File(f"{FX}/input_vision.h5") as f:
+    pv = f["pixel_values"][:]
+with h5py.File(f"{TMP}/px_chunked.h5", "w") as f:
+    f.create_dataset("pixel_values", data=pv, chunks=(1, 3, 32, 32), compression="gzip")
+with h5py.File(f"{TMP}/px_f64be.h5", "w") as f:
+    f.create_dataset("pixel_values", data=pv.astype(">f8"))
+outs = {}
+for name, extra in (("contiguous", []), ("contiguous_prefetch", ["PREFETCH"]), ("chunked", []), ("f64be", [])):
+    src = f"{FX}/input_vision.h5" if name.startswith("contiguous") else f"{TMP}/px_{name}.h5"
+    env = dict(ENV, ATTNSCOPE_PREFETCH="1" if extra else "0")
+    p = subprocess.run([BIN, "run", "--model", f"{FX}/vit_tiny", "--input", src, "--out", f"{TMP}/layout_{name}.h5",
+                        "--batch", "1", "--save-attention", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT)
+    if check(p.returncode == 0, f"/pixel_values {name}: exit {p.returncode} {p.stderr.strip()[-200:]}"):
+        with h5py.File(f"{TMP}/layout_{name}.h5") as f:
+            outs[name] = f["attention"][:]
+if len(outs) == 4:
+    same = all(np.array_equal(outs["contiguous"], outs[k]) for k in outs)
+    check(same, f"/pixel_values contiguous (pread, with and without the prefetch thread), chunked + gzip and big-endian float64 (HDF5): attention identical {same}")
+
 # a whole CLIPModel (both towers in one checkpoint, the hub's layout): its text tower from text, its
 # vision tower from pixel_values (every /vision output against the definitions) and from PNG files
 p = run("--model", f"{FX}/clip_full_tiny", "--text", f"{FX}/clip_sentences.txt", "--out", f"{TMP}/clip_full_text.h5",
