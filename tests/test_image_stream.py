@@ -130,23 +130,25 @@ for label, model in (("ViT", VIT), ("ResNet", RESNET)):
 # the same failure, and the same output as without it
 PREFETCH = {"ATTNSCOPE_PREFETCH": "1"}
 fails_naming_bad("ViT with prefetch, corrupt PNG at image 56 of 65", VIT, f"{TMP}/bad_pf.h5", env=PREFETCH)
-for label in ("bad_pf.h5",):
+fails_naming_bad("ResNet with prefetch, corrupt PNG at image 56 of 65", RESNET, f"{TMP}/bad_pf_cnn.h5", env=PREFETCH)
+for label in ("bad_pf.h5", "bad_pf_cnn.h5"):
     shutil.rmtree(f"{TMP}/{label}.partial", ignore_errors=True)
-outs = []
-for e in (PREFETCH, {"ATTNSCOPE_PREFETCH": "0"}):
-    o = f"{TMP}/pf_{e['ATTNSCOPE_PREFETCH']}.h5"
-    outs.append((run_rss(e, "--model", VIT, "--images", many, "--batch", 24, "--out", o)[0], o))
-same, n = all(rc == 0 for rc, _ in outs), 0
-if same:
-    with h5py.File(outs[0][1]) as a, h5py.File(outs[1][1]) as b:
-        names = []
-        b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
-        for k in names:
-            x, y = a[k][()], b[k][()]
-            same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
-        n = len(names)
-check(same, f"ViT over 2,048 images, --batch 24: with prefetch (exit {outs[0][0]}) equal to without (exit {outs[1][0]}) "
-            f"in all {n} datasets, bit for bit")
+for label, model in (("ViT", VIT), ("ResNet", RESNET)):
+    outs = []
+    for e in (PREFETCH, {"ATTNSCOPE_PREFETCH": "0"}):
+        o = f"{TMP}/pf_{label}_{e['ATTNSCOPE_PREFETCH']}.h5"
+        outs.append((run_rss(e, "--model", model, "--images", many, "--batch", 24, "--out", o)[0], o))
+    same, n = all(rc == 0 for rc, _ in outs), 0
+    if same:
+        with h5py.File(outs[0][1]) as a, h5py.File(outs[1][1]) as b:
+            names = []
+            b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
+            for k in names:
+                x, y = a[k][()], b[k][()]
+                same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
+            n = len(names)
+    check(same, f"{label} over 2,048 images, --batch 24: with prefetch (exit {outs[0][0]}) equal to without (exit {outs[1][0]}) "
+                f"in all {n} datasets, bit for bit")
 
 # ---- resume: the same image set is resumed, a changed one refused ------------------------------
 out = f"{TMP}/bad_ViT.h5"
