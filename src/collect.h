@@ -66,6 +66,7 @@ typedef struct {
     int rank, nranks;
     uint64_t run_id;
     int werr, werr_errno;              /* set once by the writer thread on a failed write */
+    int werr_input;                    /* the failure was an input that could not be read (an image) */
     int64_t saved_samples, saved_tokens;   /* what this rank's last durable record says is done */
     char werr_msg[1024];
     /* the current window [w0, w0 + wn) of local samples */

@@ -618,7 +618,8 @@ int run_main(int argc, char **argv)
         if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
             const int bad = collect_write_failed(&col);
             const int full = col.werr_errno == ENOSPC || col.werr_errno == EDQUOT;
-            if (bad) err_set("%s; %s: %s and run the same command again to resume", col.werr_msg, saved, full ? "make room" : "fix the cause");
+            if (bad && col.werr_input) err_set("%s; %s: %s", col.werr_msg, saved, INPUT_RETRY_HINT);
+            else if (bad) err_set("%s; %s: %s and run the same command again to resume", col.werr_msg, saved, full ? "make room" : "fix the cause");
             par_agree(bad ? -1 : 0, comm);
         } else if (rank == 0)
             fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",

@@ -252,7 +252,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
      * ends this rank's loop (state RUNCTL_FAILED, the message in werr) */
     runctl ctl;
     runctl_init(&ctl, comm, N, -1, start, 0, o->quiet, o->progress_every);
-    int state = RUNCTL_RUNNING, werr_errno = 0, i = start, saved = start;
+    int state = RUNCTL_RUNNING, werr_errno = 0, werr_input = 0, i = start, saved = start;
     char werr[5000] = "";
     double last_ckpt = util_now();
     const double t_loop = util_now();
@@ -261,6 +261,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         int nb = d.n - i < B ? d.n - i : B;
         if (cnn_batch_pixels(&pf, &px, i, nb, B)) {    /* an image that cannot be read: one line, as a failed write */
             werr_errno = EIO;
+            werr_input = 1;
             snprintf(werr, sizeof werr, "%s", err_get());
             state = RUNCTL_FAILED;
             break;
@@ -342,7 +343,8 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         snprintf(saved_txt, sizeof saved_txt, "%lld of %lld images are saved in %s", (long long)done_all, (long long)N, st->dir);
         if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
             const int full = werr_errno == ENOSPC || werr_errno == EDQUOT;
-            if (werr_errno) err_set("%s; %s: %s and run the same command again to resume", werr, saved_txt, full ? "make room" : "fix the cause");
+            if (werr_errno && werr_input) err_set("%s; %s: %s", werr, saved_txt, INPUT_RETRY_HINT);
+            else if (werr_errno) err_set("%s; %s: %s and run the same command again to resume", werr, saved_txt, full ? "make room" : "fix the cause");
             par_agree(werr_errno ? -1 : 0, comm);
         } else if (rank == 0)
             fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",

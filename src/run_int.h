@@ -42,4 +42,7 @@ char *run_manifest(const char *format, const char *identity, const char *backend
                    const char *samples, int64_t N);
 /* Collective: a run that failed before saving anything leaves nothing beside --out. */
 void run_abandon(runstate *st, MPI_Comm comm);
+/* the advice after an input (an image) that could not be read in the middle of a run */
+#define INPUT_RETRY_HINT "run the same command again to resume once the file reads; a replaced or removed image " \
+                         "changes the image set, and then the run must start again (--restart)"
 #endif

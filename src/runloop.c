@@ -168,6 +168,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
              * checkpointed so far stays) */
             if (bpx && batch_pixels(&pf, &bpx, order, w0, s, B, wn, per_image)) {
                 collect_fail(col, err_get());
+                col->werr_input = 1;
                 state = RUNCTL_FAILED;
                 break;
             }
