@@ -301,6 +301,11 @@ static int check_space(const collect *col, const runstate *st, int resume, int f
         k += snprintf(line + k, sizeof line - k, "%s %s %s", a ? "," : "", col->names[idx[a]], v);
     }
     if (n > 4) k += snprintf(line + k, sizeof line - k, ", %d more", n - 4);
+    return run_check_space(line, total, st, resume, force);
+}
+
+int run_check_space(const char *line, int64_t total, const runstate *st, int resume, int force)
+{
     /* what is still to be written: a resumed file already holds its finished part */
     struct stat sb;
     int64_t held = resume && !stat(st->data, &sb) ? (int64_t)sb.st_blocks * 512 : 0, need = total > held ? total - held : 0;
@@ -405,7 +410,7 @@ int run_main(int argc, char **argv)
         char *cmdline = join_argv(argc, argv), *identity = cli_identity(&run_cli, &o);
         run_cnn_opts co = {.model = o.model, .input = o.input, .images = o.images, .text = o.text, .probe = o.probe, .out = o.out,
                            .cmdline = cmdline, .identity = identity, .batch = o.batch, .save_features = o.save_features,
-                           .features_f16 = !strcmp(o.features_dtype, "f16"), .quiet = o.quiet,
+                           .features_f16 = !strcmp(o.features_dtype, "f16"), .quiet = o.quiet, .force = o.force,
                            .checkpoint_every = o.checkpoint_every, .progress_every = o.progress_every};
         const int status = run_cnn(&co, be, &st, comm);
         free(cmdline);

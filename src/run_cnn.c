@@ -182,6 +182,19 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     int resume = rank == 0 ? runstate_match(st, manifest) : 0;
     rc = resume < 0 ? -1 : 0;
     CHECK_MPI(MPI_Bcast(&resume, 1, MPI_INT, 0, comm));
+    if (!rc && rank == 0) {   /* the output's size against the free space, before anything is written */
+        int64_t total = 0, feat = 0;
+        for (int s = 0; s < S; s++) {
+            total += N * 3 * C[s] * 4;
+            if (o->save_features) feat += N * (int64_t)C[s] * h[s] * w[s] * (o->features_f16 ? 2 : 4);
+        }
+        char line[256], v[2][32];
+        snprintf(v[0], sizeof v[0], "%.1f MB", (total + feat) / 1e6);
+        snprintf(v[1], sizeof v[1], "%.1f MB", feat / 1e6);
+        snprintf(line, sizeof line, "attnscope: output %s: /cnn channel statistics %.1f MB%s%s", v[0], total / 1e6,
+                 o->save_features ? ", features " : "", o->save_features ? v[1] : "");
+        rc = run_check_space(line, total + feat, st, resume == 1, o->force);
+    }
     if (!rc && rank == 0 && resume != 1) {
         /* the file, complete, before any data: data.h5.new, renamed to data.h5 with the manifest */
         h5out out;

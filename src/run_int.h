@@ -14,7 +14,7 @@ typedef struct {
     const char *model, *input, *images, *text, *probe, *out;
     const char *cmdline;       /* the command line as given (root attribute) */
     const char *identity;      /* cli_identity: every option that changes the output (the manifest) */
-    int batch, save_features, features_f16, quiet;
+    int batch, save_features, features_f16, quiet, force;
     double checkpoint_every;   /* seconds between durable progress records (0: after every batch) */
     double progress_every;     /* seconds between progress lines when stdout is not a terminal */
     int height, width;         /* set by run_cnn: the images' size */
@@ -42,6 +42,10 @@ char *run_manifest(const char *format, const char *identity, const char *backend
                    const char *samples, int64_t N);
 /* Collective: a run that failed before saving anything leaves nothing beside --out. */
 void run_abandon(runstate *st, MPI_Comm comm);
+/* Rank 0: prints line (what the output holds) with the bytes still to write and the free space
+ * of the output's file system, and refuses (unless force) a run whose remaining total bytes do
+ * not fit: 0, or -1 with err_set() giving the numbers. */
+int run_check_space(const char *line, int64_t total, const runstate *st, int resume, int force);
 /* the advice after an input (an image) that could not be read in the middle of a run */
 #define INPUT_RETRY_HINT "run the same command again to resume once the file reads; a replaced or removed image " \
                          "changes the image set, and then the run must start again (--restart)"

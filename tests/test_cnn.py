@@ -307,5 +307,22 @@ with h5py.File(f"{TMP}/tiny_px.h5", "w") as f:
     f["pixel_values"] = np.zeros((1, 3, 3, 3), np.float32)
 refused("too_small", ["--model", f"{FX}/resnet_basic_tiny", "--input", f"{TMP}/tiny_px.h5"], ["pixel_values", "[4, 8192]"])
 
+# ---- the free space: a CNN run whose output does not fit is refused before anything is written ----
+mnt = f"{TMP}/small"
+os.makedirs(mnt)
+mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt], capture_output=True).returncode == 0
+check(mounted, "a 1 MB tmpfs for the free-space check (mount as root)")
+if mounted:
+    try:
+        p = run(*demo[1:], "--out", f"{mnt}/full.h5")          # --save-features: ~3 MB
+        lines = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+        check(p.returncode != 0 and len(lines) == 1 and "only" in lines[0] and "--force" in lines[0] and not os.listdir(mnt),
+              f"a CNN run that does not fit is refused with the numbers, nothing left: exit {p.returncode}, {lines}")
+        p = run(*[a for a in demo[1:] if a != "--save-features"], "--out", f"{mnt}/fits.h5")
+        check(p.returncode == 0 and os.path.exists(f"{mnt}/fits.h5"),
+              f"without --save-features (channel statistics, ~0.1 MB) it fits: exit {p.returncode} {p.stderr.strip()[-200:]}")
+    finally:
+        subprocess.run(["umount", "-l", mnt])
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
