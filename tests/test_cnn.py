@@ -220,21 +220,31 @@ for what, np_, feats, inject, only, want in trials if STRACE else []:
         os.remove(out)
     shutil.rmtree(out + ".partial", ignore_errors=True)
 
-# a write that fails mid-run (ENOSPC injected at the 120th pwrite: the file's creation takes
-# the first few dozen): one line naming the file, the dataset, the error and what is saved
-if STRACE:
+# a write that fails mid-run (injected at the 120th pwrite: the file's creation takes the first few
+# dozen), a flush that fails, a kill in the middle of a write: one line naming the file, the
+# dataset or the flush, the error and what is saved (no line for the kill); the same command then
+# resumes to the uninterrupted file, bit for bit
+faults = [("a write fails with ENOSPC mid-run", "pwrite64", "error=ENOSPC:when=120",
+           ["No space left on device", "data.h5: cannot write /cnn/", "make room and run the same command again to resume"]),
+          ("a write fails with EIO mid-run", "pwrite64", "error=EIO:when=120",
+           ["Input/output error", "data.h5: cannot write /cnn/", "fix the cause and run the same command again to resume"]),
+          ("the 3rd flush fails with EIO", "fdatasync", "error=EIO:when=3",
+           ["cannot flush to disk (fdatasync): Input/output error", "fix the cause and run the same command again to resume"]),
+          ("SIGKILL in the middle of a write", "pwrite64", "signal=SIGKILL:when=100", None)]
+for what, call, inject, words in faults if STRACE else []:
     out = f"{RES}/full.h5"
     ref = refs[(1, ("--save-features",))]
-    p = cnn_run(out, ("--save-features",), 1, "error=ENOSPC:when=120", call="pwrite64")
+    p = cnn_run(out, ("--save-features",), 1, inject, call=call)
     l = att(p)
-    check(p.returncode == 1 and len(l) == 1 and "No space left on device" in l[0] and "data.h5: cannot write /cnn/" in l[0]
-          and "make room and run the same command again to resume" in l[0] and not os.path.exists(out),
-          f"a write fails with ENOSPC mid-run: exit {p.returncode}, {l}")
+    ok = p.returncode == 1 and len(l) == 1 and all(w in l[0] for w in words) if words else p.returncode != 0
+    check(ok and not os.path.exists(out), f"{what}: exit {p.returncode}, {l if words else 'killed'}; nothing at the final path")
     p2 = cnn_run(out, ("--save-features",))
     m2 = re.search(r"resuming: (\d+) of 32", p2.stdout)
     n, d = cnn_differing(out, ref) if p2.returncode == 0 and ref else (0, ["(no output)"])
     check(p2.returncode == 0 and m2 and not d and not os.path.exists(out + ".partial"),
           f"  the same command again resumes from {m2.group(1) if m2 else 0} images: {n} datasets == the uninterrupted run's (differ: {d})")
+    if os.path.exists(out):
+        os.remove(out)
 
 # another option, or other images, is no resume: refused naming it (nothing at the final path);
 # --restart discards the partial run and starts again
