@@ -24,12 +24,12 @@
 #include "cnn.h"
 #include "h5out.h"
 #include "par.h"
+#include "prefetch.h"
 #include "runctl.h"
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,52 +82,6 @@ static void create_datasets(h5out *out, const cnn_model *m, const run_cnn_opts *
                                "hidden_states[S] of ResNetModel(output_hidden_states=True)");
     h5_attr_str(gid, "batch_norm", "eval mode (running statistics), folded into the preceding convolution");
     H5Gclose(gid);
-}
-
-/* The next batch's pixels read on a helper thread while the current batch computes, as the run
- * loop's prefetch (runloop.c): on a device backend, where dataset_pixels_threadsafe allows. The
- * thread calls dataset_pixels_range only. */
-typedef struct {
-    const dataset *d;
-    pthread_t th;
-    int running, first, n, rc;
-    float *buf;                 /* [batch][per_image], or NULL: no prefetch */
-    char msg[1024];
-} cnn_prefetch;
-
-static void *cnn_prefetch_main(void *arg)
-{
-    cnn_prefetch *p = arg;
-    p->rc = dataset_pixels_range(p->d, p->first, p->n, p->buf);
-    if (p->rc) snprintf(p->msg, sizeof p->msg, "%s", err_get());   /* err_get is per thread */
-    return NULL;
-}
-
-static void cnn_prefetch_wait(cnn_prefetch *p)
-{
-    if (p->running) pthread_join(p->th, NULL);
-    p->running = 0;
-}
-
-/* images [i, i + nb) into *px: the prefetched buffer when it holds exactly them (swapped in), else
- * read now; then the next batch of up to B images started. 0, or -1 with err_set(). */
-static int cnn_batch_pixels(cnn_prefetch *p, float **px, int i, int nb, int B)
-{
-    const int was = p->running;
-    cnn_prefetch_wait(p);
-    if (was && p->first == i && p->n == nb) {
-        if (p->rc) return err_set("%s", p->msg);
-        float *t = *px; *px = p->buf; p->buf = t;
-    } else if (dataset_pixels_range(p->d, i, nb, *px)) {
-        return -1;
-    }
-    if (p->buf && i + nb < p->d->n) {
-        p->first = i + nb;
-        p->n = p->d->n - p->first < B ? p->d->n - p->first : B;
-        p->rc = 0;
-        p->running = !pthread_create(&p->th, NULL, cnn_prefetch_main, p);
-    }
-    return 0;
 }
 
 int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
@@ -256,11 +210,11 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     }
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
-    float *px = xmalloc((size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
-    cnn_prefetch pf = {.d = &d};
-    const char *pe = getenv("ATTNSCOPE_PREFETCH");     /* 1 or 0 overrides the choice (tests) */
-    if (dataset_pixels_threadsafe(&d) && (pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu")))
-        pf.buf = xmalloc((size_t)B * per_image * sizeof(float));
+    float *px = be->host_alloc(be, (size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
+    if (!px) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
+    int *bidx = xmalloc((size_t)2 * B * sizeof(int));                      /* this batch's images, then the next's */
+    prefetch pf;
+    prefetch_init(&pf, &d, be, B);
     /* a stop (signal) at a batch boundary, agreed by every rank through runctl; a failed write
      * ends this rank's loop (state RUNCTL_FAILED, the message in werr) */
     runctl ctl;
@@ -272,7 +226,9 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     runctl_set_graceful(1);
     while (i < d.n && state == RUNCTL_RUNNING) {
         int nb = d.n - i < B ? d.n - i : B;
-        if (cnn_batch_pixels(&pf, &px, i, nb, B)) {    /* an image that cannot be read: one line, as a failed write */
+        const int n_next = d.n - i - nb < B ? d.n - i - nb : B;
+        for (int b = 0; b < nb + n_next; b++) bidx[b] = i + b;
+        if (prefetch_batch(&pf, &px, bidx, nb, bidx + nb, n_next)) {    /* an image that cannot be read: one line, as a failed write */
             werr_errno = EIO;
             werr_input = 1;
             snprintf(werr, sizeof werr, "%s", err_get());
@@ -333,9 +289,9 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     close(fd);
     for (int s = 0; s < S; s++) { free(outs[s]); free(stat[s]); }
     free(half);
-    cnn_prefetch_wait(&pf);
-    free(px);
-    free(pf.buf);
+    prefetch_free(&pf);
+    be->host_free(be, px);
+    free(bidx);
     rc = 0;
     if (verdict == RUNCTL_DONE) {
         rc = par_agree(rank == 0 ? runstate_finish(st) : 0, comm);

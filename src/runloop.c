@@ -1,71 +1,11 @@
 /* runloop.c — see runloop.h. */
 #include "runloop.h"
 #include "check.h"
+#include "prefetch.h"
 #include "util.h"
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The next batch's pixels, produced on a helper thread while the current batch computes: a GPU run
- * otherwise waits for the decoding (or reading) of every batch. Where dataset_pixels_threadsafe
- * says so (image files; a contiguous float32 /pixel_values, read by pread — HDF5 itself is not
- * thread-safe) and on a device backend (on the CPU the work would only compete with the forward
- * for the same cores). The thread calls dataset_pixels only: no MPI, no HDF5. Its guess of the next batch (the images after this one, as many as this one has) is used
- * as far as it matches the batch really taken; the rest is produced on the spot. */
-typedef struct {
-    const dataset *d;
-    pthread_t th;
-    int running;
-    int w0, s, n;            /* window, first position in its order, images */
-    int *idx;                /* [batch] the images, as dataset_pixels takes them */
-    float *buf;              /* [batch][per_image] */
-    int rc;
-    char msg[1024];
-} prefetch;
-
-static void *prefetch_main(void *arg)
-{
-    prefetch *p = arg;
-    p->rc = dataset_pixels(p->d, p->idx, p->n, p->buf);
-    if (p->rc) snprintf(p->msg, sizeof p->msg, "%s", err_get());   /* err_get is per thread */
-    return NULL;
-}
-
-static void prefetch_wait(prefetch *p)
-{
-    if (!p->running) return;
-    pthread_join(p->th, NULL);
-    p->running = 0;
-}
-
-/* the pixels of order[s .. s+B) of window w0 into *bpx: the prefetched ones (the buffers are
- * swapped), the rest read now; then the next guess started. Returns 0, or -1 with err_set(). */
-static int batch_pixels(prefetch *p, float **bpx, const int *order, int w0, int s, int B, int wn, size_t per_image)
-{
-    int k = 0;
-    if (p->buf) {
-        prefetch_wait(p);
-        if (p->w0 == w0 && p->s == s && p->n > 0) {
-            k = p->n < B ? p->n : B;
-            if (p->rc && k == p->n) return err_set("%s", p->msg);   /* a bad image of this batch */
-            if (p->rc) k = 0;      /* the bad one may lie past this batch: this batch's own verdict, now */
-            else { float *t = *bpx; *bpx = p->buf; p->buf = t; }
-        }
-        p->n = 0;
-    }
-    if (k < B && dataset_pixels(p->d, order + s + k, B - k, *bpx + (size_t)k * per_image)) return -1;
-    if (p->buf && s + B < wn) {
-        p->w0 = w0;
-        p->s = s + B;
-        p->n = wn - p->s < B ? wn - p->s : B;
-        memcpy(p->idx, order + p->s, (size_t)p->n * sizeof(int));
-        p->rc = 0;
-        if (pthread_create(&p->th, NULL, prefetch_main, p)) p->n = 0;   /* no thread: produced on the spot */
-        else p->running = 1;
-    }
-    return 0;
-}
 
 static int cmp_len_desc(const void *a, const void *b, void *ctx)
 {
@@ -122,13 +62,8 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     const size_t per_image = d->px ? (size_t)d->channels * d->height * d->width : 0;
     float *bpx = d->px ? be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float)) : NULL;
     if (d->px && !bpx) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
-    prefetch pf = {.d = d};
-    /* ATTNSCOPE_PREFETCH=1 or 0 overrides the choice (tests: the thread on the CPU backend) */
-    const char *pe = getenv("ATTNSCOPE_PREFETCH");
-    if (bpx && dataset_pixels_threadsafe(d) && (pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) {
-        pf.buf = be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float));
-        pf.idx = xmalloc(lo->batch * sizeof(int));
-    }
+    prefetch pf;
+    if (bpx) prefetch_init(&pf, d, be, lo->batch);
     int bcap = lo->batch, state = RUNCTL_RUNNING;
     int64_t done_tok = restored ? restored->tokens_done : 0;
     int w0 = restored ? (int)restored->wstart : 0;
@@ -166,7 +101,9 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             /* a retry below with B/2 uses the first half of these pixels; a file that fails to
              * decode now fails the run as a failed write does (one line naming it; the work
              * checkpointed so far stays) */
-            if (bpx && batch_pixels(&pf, &bpx, order, w0, s, B, wn, per_image)) {
+            /* the read-ahead's guess: the next images of the window, as many as this batch */
+            const int n_next = !bpx || s + B >= wn ? 0 : wn - s - B < B ? wn - s - B : B;
+            if (bpx && prefetch_batch(&pf, &bpx, order + s, B, order + s + B, n_next)) {
                 collect_fail(col, err_get());
                 col->werr_input = 1;
                 state = RUNCTL_FAILED;
@@ -218,9 +155,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             w0 += wn;
         }
     }
-    prefetch_wait(&pf);
-    if (pf.buf) be->host_free(be, pf.buf);
-    free(pf.idx);
+    if (bpx) prefetch_free(&pf);
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
     res->tokens_done = done_tok;

@@ -1,0 +1,66 @@
+/* prefetch.c — see prefetch.h. */
+#include "prefetch.h"
+#include "util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *prefetch_main(void *arg)
+{
+    prefetch *p = arg;
+    p->rc = dataset_pixels(p->d, p->idx, p->n, p->buf);
+    if (p->rc) snprintf(p->msg, sizeof p->msg, "%s", err_get());   /* err_get is per thread */
+    return NULL;
+}
+
+static void prefetch_wait(prefetch *p)
+{
+    if (!p->running) return;
+    pthread_join(p->th, NULL);
+    p->running = 0;
+}
+
+void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap)
+{
+    memset(p, 0, sizeof *p);
+    p->d = d;
+    p->be = be;
+    p->per_image = (size_t)d->channels * d->height * d->width;
+    const char *pe = getenv("ATTNSCOPE_PREFETCH");
+    if (!dataset_pixels_threadsafe(d) || !(pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) return;
+    p->buf = be->host_alloc(be, (size_t)cap * p->per_image * sizeof(float));
+    p->idx = xmalloc((size_t)cap * sizeof(int));
+}
+
+int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *next, int n_next)
+{
+    int k = 0;
+    if (p->buf) {
+        prefetch_wait(p);
+        while (k < p->n && k < B && p->idx[k] == idx[k]) k++;
+        if (k > 0 && p->rc) {
+            if (k == p->n) return err_set("%s", p->msg);   /* a bad image of this batch */
+            k = 0;                 /* the bad one may lie past this batch: this batch's own verdict, now */
+        }
+        if (k > 0) { float *t = *bpx; *bpx = p->buf; p->buf = t; }
+        p->n = 0;
+    }
+    if (k < B && dataset_pixels(p->d, idx + k, B - k, *bpx + (size_t)k * p->per_image)) return -1;
+    if (p->buf && n_next > 0) {
+        p->n = n_next;
+        memcpy(p->idx, next, (size_t)n_next * sizeof(int));
+        p->rc = 0;
+        if (pthread_create(&p->th, NULL, prefetch_main, p)) p->n = 0;   /* no thread: produced on the spot */
+        else p->running = 1;
+    }
+    return 0;
+}
+
+void prefetch_free(prefetch *p)
+{
+    prefetch_wait(p);
+    if (p->buf) p->be->host_free(p->be, p->buf);
+    free(p->idx);
+    p->buf = NULL;
+    p->idx = NULL;
+}
