@@ -304,6 +304,15 @@ static int check_space(const collect *col, const runstate *st, int resume, int f
     return run_check_space(line, total, st, resume, force);
 }
 
+const char *run_failure_advice(int err, int input)
+{
+    if (input)
+        return "run the same command again to resume once the file reads; a replaced or removed image changes the "
+               "image set, and then the run must start again (--restart)";
+    return err == ENOSPC || err == EDQUOT ? "make room and run the same command again to resume"
+                                          : "fix the cause and run the same command again to resume";
+}
+
 int run_check_space(const char *line, int64_t total, const runstate *st, int resume, int force)
 {
     /* what is still to be written: a resumed file already holds its finished part */
@@ -622,9 +631,7 @@ int run_main(int argc, char **argv)
                  (long long)done_all[0], (long long)N, (long long)done_all[1], (long long)n_tokens, st.dir);
         if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
             const int bad = collect_write_failed(&col);
-            const int full = col.werr_errno == ENOSPC || col.werr_errno == EDQUOT;
-            if (bad && col.werr_input) err_set("%s; %s: %s", col.werr_msg, saved, INPUT_RETRY_HINT);
-            else if (bad) err_set("%s; %s: %s and run the same command again to resume", col.werr_msg, saved, full ? "make room" : "fix the cause");
+            if (bad) err_set("%s; %s: %s", col.werr_msg, saved, run_failure_advice(col.werr_errno, col.werr_input));
             par_agree(bad ? -1 : 0, comm);
         } else if (rank == 0)
             fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",

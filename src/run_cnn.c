@@ -311,9 +311,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
         char saved_txt[5000];
         snprintf(saved_txt, sizeof saved_txt, "%lld of %lld images are saved in %s", (long long)done_all, (long long)N, st->dir);
         if (verdict == RUNCTL_FAILED) {   /* one line, from the lowest rank whose write failed */
-            const int full = werr_errno == ENOSPC || werr_errno == EDQUOT;
-            if (werr_errno && werr_input) err_set("%s; %s: %s", werr, saved_txt, INPUT_RETRY_HINT);
-            else if (werr_errno) err_set("%s; %s: %s and run the same command again to resume", werr, saved_txt, full ? "make room" : "fix the cause");
+            if (werr_errno) err_set("%s; %s: %s", werr, saved_txt, run_failure_advice(werr_errno, werr_input));
             par_agree(werr_errno ? -1 : 0, comm);
         } else if (rank == 0)
             fprintf(stderr, "attnscope: stopped%s%s: %s; run the same command again to resume\n", runctl_signal() ? " by " : "",

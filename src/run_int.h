@@ -46,7 +46,7 @@ void run_abandon(runstate *st, MPI_Comm comm);
  * of the output's file system, and refuses (unless force) a run whose remaining total bytes do
  * not fit: 0, or -1 with err_set() giving the numbers. */
 int run_check_space(const char *line, int64_t total, const runstate *st, int resume, int force);
-/* the advice after an input (an image) that could not be read in the middle of a run */
-#define INPUT_RETRY_HINT "run the same command again to resume once the file reads; a replaced or removed image " \
-                         "changes the image set, and then the run must start again (--restart)"
+/* The end of a failed run's line: what to do (err: the failed write's errno; input: an input, an
+ * image, could not be read) and that the same command resumes. */
+const char *run_failure_advice(int err, int input);
 #endif
