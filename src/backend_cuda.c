@@ -491,7 +491,7 @@ static void cuda_conv_rows_op(backend *be, float *rows, const float *x, int B, i
 static void cuda_maxpool_op(backend *be, float *y, const float *x, int B, int H, int W, int C) { cuda_maxpool(y, x, B, H, W, C); }
 static void cuda_add_relu_op(backend *be, float *y, const float *a, size_t n) { cuda_add_relu(y, a, n); }
 
-/* the three (B, C) results in one device buffer, one copy to the host */
+/* the three (B, C) results in one device buffer */
 static void cuda_channel_stats_op(backend *be, const float *x, int B, int hw, int C, float *mean, float *active,
                                   float *entropy)
 {
@@ -499,12 +499,8 @@ static void cuda_channel_stats_op(backend *be, const float *x, int B, int hw, in
     const size_t n = (size_t)B * C;
     float *d = scratch(c, SCR_VIS, 3 * n * sizeof(float));
     cuda_channel_stats(x, B, hw, C, d, d + n, d + 2 * n);
-    float *h = xmalloc(3 * n * sizeof(float));
-    CHECK_CUDA(cudaMemcpy(h, d, 3 * n * sizeof(float), cudaMemcpyDeviceToHost));
-    memcpy(mean, h, n * sizeof(float));
-    memcpy(active, h + n, n * sizeof(float));
-    memcpy(entropy, h + 2 * n, n * sizeof(float));
-    free(h);
+    float *const dst[3] = {mean, active, entropy};
+    for (int k = 0; k < 3; k++) CHECK_CUDA(cudaMemcpy(dst[k], d + k * n, n * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 static size_t cuda_mem_free(backend *be)
