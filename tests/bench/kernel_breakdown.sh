@@ -12,21 +12,4 @@ PY
 timeout 240 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv \
   build-cuda/attnscope run --model /tmp/bb --input /tmp/bb/one.h5 --out /tmp/n.h5 --batch $B --max-tokens $((B*L)) --precision $PREC --quiet --topk 0 --no-key-importance > /tmp/ncu.csv 2>/tmp/ncu.err
 tail -3 /tmp/ncu.err
-python3 - <<'PY'
-import csv, collections
-rows = list(csv.reader(open("/tmp/ncu.csv")))
-hdr = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
-if hdr is None:
-    print(open("/tmp/ncu.csv").read()[:2000]); raise SystemExit
-h = rows[hdr]; ki = h.index("Kernel Name"); inv = h.index("Invocations") if "Invocations" in h else None
-mi = h.index("Metric Name"); av = h.index("Average") if "Average" in h else h.index("Metric Value")
-tot = collections.Counter()
-for r in rows[hdr + 1:]:
-    if len(r) <= max(ki, mi, av) or r[mi] != "gpu__time_duration.sum": continue
-    n = int(r[inv]) if inv is not None else 1
-    val = float(r[av].replace(",", ""))
-    tot[r[ki][:90]] += val * n
-s = sum(tot.values())
-for k, v in tot.most_common(20): print(f"{v/1e6:9.3f} ms {100*v/s:5.1f}%  {k}")
-print(f"total {s/1e6:.3f} ms")
-PY
+python3 tests/bench/ncu_summary.py /tmp/ncu.csv 20
