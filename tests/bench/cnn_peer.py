@@ -13,7 +13,8 @@ the mean activation, the fraction of positions > 0 and the spatial entropy of ma
 to sum 1, copied to the host. Warm-up excluded, timed between torch.cuda.synchronize() calls;
 fp32 with TF32 off.
 """
-import argparse, os, time
+import argparse, os
+from vision_peer import images_per_second   # same folder: the timing of both image benchmarks
 
 
 def main():
@@ -53,17 +54,8 @@ def main():
 
     print(f"peer: transformers {transformers.__version__}, torch {torch.__version__}, {torch.cuda.get_device_name(0)}, fp32")
     for B in [int(b) for b in args.batches.split(",")]:
-        x = torch.randn(B, 3, 224, 224, device="cuda")
-        with torch.inference_mode():
-            for _ in range(2):
-                peer(x)
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            for _ in range(args.reps):
-                peer(x)
-            torch.cuda.synchronize()
-            sec = time.perf_counter() - t
-        print(f"  forward + hidden states + channel statistics  B={B:3d}: {args.reps * B / sec:9.1f} images/s", flush=True)
+        ips = images_per_second(torch, peer, torch.randn(B, 3, 224, 224, device="cuda"), args.reps)
+        print(f"  forward + hidden states + channel statistics  B={B:3d}: {ips:9.1f} images/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,19 @@ excluded, timed between torch.cuda.synchronize() calls.
 import argparse, os, sys, time
 
 
+def images_per_second(torch, fn, x, reps):
+    """fn(x) timed over reps calls after 2 of warm-up, between torch.cuda.synchronize() calls"""
+    with torch.inference_mode():
+        for _ in range(2):
+            fn(x)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn(x)
+        torch.cuda.synchronize()
+        return reps * x.shape[0] / (time.perf_counter() - t)
+
+
 def build(torch, transformers, seed, impl):
     torch.manual_seed(seed)
     cfg = transformers.ViTConfig()
@@ -74,17 +87,8 @@ def main():
     for name, impl, fn in (("eager + attentions + rollout/CLS/distance", "eager", peer), ("SDPA forward", "sdpa", sdpa)):
         m.set_attn_implementation(impl)
         for B in [int(b) for b in args.batches.split(",")]:
-            x = torch.randn(B, 3, 224, 224, device="cuda", dtype=dt)
-            with torch.inference_mode():
-                for _ in range(2):
-                    fn(x)
-                torch.cuda.synchronize()
-                t = time.perf_counter()
-                for _ in range(args.reps):
-                    fn(x)
-                torch.cuda.synchronize()
-                sec = time.perf_counter() - t
-            print(f"  {name:44s} B={B:3d}: {args.reps * B / sec:9.1f} images/s", flush=True)
+            ips = images_per_second(torch, fn, torch.randn(B, 3, 224, 224, device="cuda", dtype=dt), args.reps)
+            print(f"  {name:44s} B={B:3d}: {ips:9.1f} images/s", flush=True)
 
 
 if __name__ == "__main__":
