@@ -65,11 +65,13 @@ template <class Ops, int HS> struct af_smem {
 template <class Ops, int HS>
 constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : AF_MIN_BLOCKS; }
 
-template <class Ops, int HS, typename TOut>
+// KMAX: the length of the running top-k lists (0: no top-k; 4 or 8: k <= KMAX, the first k written)
+template <class Ops, int HS, typename TOut, int KMAX>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int NKV, int T,
-                  float scale, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats)
+                  float scale, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
+                  int topk, int32_t *topi, float *topw, float *lse)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
@@ -95,9 +97,10 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     Ops::load_q(qf, row[0] < T ? q + (base + row[0]) * ld + h * HS : NULL, row[1] < T ? q + (base + row[1]) * ld + h * HS : NULL,
                 t, &sm.qspill[warp], lane);
 
-    // the key tile's S (16 x AF_KEYS per warp) from buffer buf, scaled to log2 units, masked (−inf);
-    // full: every key of the tile visible to every row of the block (no padding, below the
-    // diagonal, right of the window), S is left unscaled (the scale is folded into x = S·sl2 − m below)
+    // the key tile's S (16 x AF_KEYS per warp) from buffer buf, unscaled (the scale is folded into
+    // x = S·sl2 − m below; the top-k compares raw scores), masked keys −inf (a sample of length 0:
+    // all 0); full: every key of the tile visible to every row of the block (no padding, below the
+    // diagonal, right of the window): no masking
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
         Ops::scores(s, qf, sm.k[buf], lane);
         if (full) return;
@@ -107,7 +110,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             for (int e = 0; e < 4; e++) {
                 const int j = kt + nt * 8 + 2 * t + (e & 1), i = row[e >> 1];
                 const bool ok = j < nkeys && (!causal_ || j <= i) && (sw_ <= 0 || j > i - sw_);
-                s[nt][e] = !ok ? -INFINITY : flat ? 0.0f : s[nt][e] * sl2;
+                s[nt][e] = !ok ? -INFINITY : flat ? 0.0f : s[nt][e];
             }
         }
     };
@@ -159,6 +162,14 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     float o[HS / 8][4];
 #pragma unroll
     for (int dn = 0; dn < HS / 8; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
+    // per row, this lane's KMAX largest raw scores so far and their keys, largest first (keys come
+    // in increasing order, so a later equal score ranks after: ties to the lower position)
+    float tv[2][KMAX > 0 ? KMAX : 1];
+    int ti[2][KMAX > 0 ? KMAX : 1];
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+#pragma unroll
+        for (int sl = 0; sl < (KMAX > 0 ? KMAX : 1); sl++) { tv[r][sl] = -INFINITY; ti[r][sl] = -1; }
     const int wrow0 = q0 + warp * 16, reach = max(window, 1);
     if (kbeg < kend) issue(kbeg, 0, true);                // (none: a block of padding rows beyond every window)
     for (int kt = kbeg, it = 0; kt < kend; kt += AF_KEYS, it++) {
@@ -181,8 +192,17 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             for (int w = AF_KEYS / 16; w > 0; w /= 2)
 #pragma unroll
                 for (int nt = 0; nt < w; nt++) mx[nt] = fmaxf(mx[nt], mx[nt + w]);
-            float mt = mx[0];
-            if (full) mt *= sl2;                           // (rounding is monotonic: max, then scale)
+            // the top-k: only a lane whose tile max beats its k-th best looks at the elements
+            if constexpr (KMAX > 0) {
+                if (mx[0] > tv[r][KMAX - 1])
+#pragma unroll
+                    for (int nt = 0; nt < AF_KEYS / 8; nt++)
+#pragma unroll
+                        for (int c = 0; c < 2; c++)
+                            if (s[nt][2 * r + c] > tv[r][KMAX - 1])
+                                topk_insert<KMAX>(tv[r], ti[r], s[nt][2 * r + c], kt + nt * 8 + 2 * t + c);
+            }
+            float mt = mx[0] * sl2;                        // (rounding is monotonic: max, then scale)
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
             mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
             if (!(mt > m[r] + AF_SLACK)) continue;         // nothing visible yet, or within the slack
@@ -215,7 +235,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1, i = row[r], jl = nt * 8 + 2 * t + (e & 1), j = kt + jl;
                 // masked: s = −inf → x clamps to −1e4 → p̃ = 0 exactly, and p̃·x = 0 (not NaN)
-                const float x = decltype(full_tile)::value ? fmaf(s[nt][e], sl2, -m[r]) : fmaxf(s[nt][e] - m[r], -1.0e4f);
+                const float x = decltype(full_tile)::value ? fmaf(s[nt][e], sl2, -m[r]) : fmaxf(fmaf(s[nt][e], sl2, -m[r]), -1.0e4f);
                 const float p = ex2(x);
                 s[nt][e] = p;
                 lt[r][nt & 1] += p;
@@ -270,6 +290,37 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 #pragma unroll
             for (int dn = 0; dn < HS / 8; dn++)
                 store2(dst + dn * 8 + 2 * t, o[dn][2 * r] * inv_l[r], o[dn][2 * r + 1] * inv_l[r]);
+        }
+        // the row's log2 normaliser for the key-importance pass: p = 2^(s·sl2 − M) (padding: +inf, p = 0)
+        if (lse && t == 0 && row[r] < T) lse[(size_t)bh * T + row[r]] = row[r] < n ? m[r] + log2f(l[r]) : INFINITY;
+    }
+    // the top-k: the quad's four lists merged (every lane ends with the row's list), weights p = p̃ / l
+    if constexpr (KMAX > 0) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+#pragma unroll
+            for (int lm = 1; lm <= 2; lm <<= 1) {         // lanes t ^ 1, then t ^ 2
+                float pv[KMAX];
+                int pj[KMAX];
+#pragma unroll
+                for (int sl = 0; sl < KMAX; sl++) {
+                    pv[sl] = __shfl_xor_sync(0xffffffffu, tv[r][sl], lm);
+                    pj[sl] = __shfl_xor_sync(0xffffffffu, ti[r][sl], lm);
+                }
+#pragma unroll
+                for (int sl = 0; sl < KMAX; sl++) topk_merge<KMAX>(tv[r], ti[r], pv[sl], pj[sl]);
+            }
+            const int i = row[r];
+            if (t != 0 || i >= T) continue;
+            int32_t *oi = topi + ((size_t)bh * T + i) * topk;
+            float *ow = topw + ((size_t)bh * T + i) * topk;
+#pragma unroll
+            for (int sl = 0; sl < KMAX; sl++) {
+                if (sl >= topk) break;
+                const bool ok = i < n && ti[r][sl] >= 0;
+                oi[sl] = ok ? ti[r][sl] : -1;
+                ow[sl] = ok ? ex2(fmaf(tv[r][sl], sl2, -m[r])) * inv_l[r] : 0.0f;
+            }
         }
     }
 
@@ -335,6 +386,91 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     if (threadIdx.x == 0) count[bh] = 0;
 }
 
+// ---- key importance: α_j = the mean of p_ij over the rows i that see key j (stats_head), a
+// second pass over the scores with each row's final log2 normaliser M_i from the first (lse):
+// p_ij = 2^(s_ij·sl2 − M_i), as a flash backward recomputes P. The roles of Q and K swap: a block
+// owns AF_QROWS keys (warp w: 16, as A fragments in registers, Ops::load_q) and streams the query
+// rows that can see them through shared memory in tiles of AF_KEYS (Ops::scores gives S^T), so
+// each column sum is one thread's, in a fixed order: deterministic, no atomics, no L x L buffer.
+// Per tile the lane's sum is a float of 16 terms, added to a double.
+template <class Ops, int HS> struct ki_smem {
+    typename Ops::krow q[2][AF_KEYS];            // query tiles (double-buffered)
+    float M[2][AF_KEYS];                         // their rows' log2 normalisers (+inf: no row)
+    typename Ops::qspill qspill[AF_WARPS];
+};
+
+template <class Ops, int HS>
+__global__ static void __launch_bounds__(32 * AF_WARPS)
+attn_keyimp_kernel(float *ki, const typename Ops::elem *q, const typename Ops::elem *k, int ld, const int *len,
+                   const float *lse, int NH, int NKV, int T, float scale, int causal, int sw)
+{
+    typedef typename Ops::elem elem;
+    constexpr int VEC = 16 / sizeof(elem);
+    extern __shared__ __align__(16) unsigned char ki_raw[];
+    ki_smem<Ops, HS> &sm = *reinterpret_cast<ki_smem<Ops, HS> *>(ki_raw);
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kvh = h / (NH / NKV);
+    const int j0 = blockIdx.x * AF_QROWS, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
+    const int key[2] = {j0 + warp * 16 + g, j0 + warp * 16 + g + 8};
+    const size_t base = (size_t)b * T;
+    const float sl2 = scale * 1.4426950408889634f;
+    if (j0 >= n) {                                         // no valid key here (a sample of length 0: none at all)
+        for (int j = j0 + threadIdx.x; j < j0 + AF_QROWS && j < T; j += blockDim.x) ki[(size_t)bh * T + j] = 0.0f;
+        return;
+    }
+    typename Ops::qfrag kf;                                // the warp's 16 keys, as Q in the first pass
+    Ops::load_q(kf, key[0] < n ? k + (base + key[0]) * ld + kvh * HS : NULL,
+                key[1] < n ? k + (base + key[1]) * ld + kvh * HS : NULL, t, &sm.qspill[warp], lane);
+    // the rows that see any of the block's keys: i < n, i >= j (causal), i < j + sw (window)
+    const int ibeg = causal ? j0 : 0;
+    const int iend = sw > 0 ? min(n, j0 + AF_QROWS - 1 + sw) : n;
+    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
+    const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
+    const size_t cp_off = base * ld + (size_t)h * HS + cp_cv;
+    auto issue = [&](int it0, int buf) {
+        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
+            const int i = it0 + r;
+            cp_async16(&sm.q[buf][r][cp_cv], q + cp_off + (size_t)(i < T ? i : T - 1) * ld, i < T);
+        }
+        if (threadIdx.x < AF_KEYS) {
+            const int i = it0 + threadIdx.x;
+            sm.M[buf][threadIdx.x] = i < n ? lse[(size_t)bh * T + i] : INFINITY;
+        }
+        cp_async_commit();
+    };
+    double acc[2] = {0.0, 0.0};
+    if (ibeg < iend) issue(ibeg, 0);
+    for (int it0 = ibeg, it = 0; it0 < iend; it0 += AF_KEYS, it++) {
+        const int buf = it & 1;
+        cp_async_wait<0>();
+        __syncthreads();
+        if (it0 + AF_KEYS < iend) issue(it0 + AF_KEYS, buf ^ 1);
+        float s[AF_KEYS / 8][4];
+        Ops::scores(s, kf, sm.q[buf], lane);               // s[nt][e]: key row e >> 1, query column nt·8 + 2t + (e & 1)
+        // every (query, key) pair visible: past the diagonal, inside the window, no padding row
+        const bool full = it0 + AF_KEYS <= n && (!causal || it0 >= j0 + AF_QROWS - 1) && (sw <= 0 || it0 + AF_KEYS - 1 < j0 + sw);
+        float cs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < AF_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1, cl = nt * 8 + 2 * t + (e & 1), i = it0 + cl, j = key[r];
+                const float p = ex2(fmaf(s[nt][e], sl2, -sm.M[buf][cl]));   // (M = +inf: 0)
+                if (full) cs[r] += p;
+                else if ((!causal || j <= i) && (sw <= 0 || i < j + sw)) cs[r] += p;
+            }
+        acc[0] += cs[0];
+        acc[1] += cs[1];
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 1);
+        acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 2);
+        const int j = key[r];
+        if (t == 0 && j < T) ki[(size_t)bh * T + j] = j < n ? (float)(acc[r] / stats_seen_by(j, n, causal, sw)) : 0.0f;
+    }
+}
+
 extern "C" int cuda_attn_fused_supported(int HS, int fp32)
 {
     return HS == 32 || HS == 64 || HS == 128;
@@ -342,72 +478,109 @@ extern "C" int cuda_attn_fused_supported(int HS, int fp32)
 
 // the scratch's head: one finish counter per (b, h), zero between launches
 static size_t af_count_bytes(int B, int NH) { return ((size_t)B * NH * sizeof(unsigned) + 255) / 256 * 256; }
+static size_t af_part_bytes(int B, int NH, int T)
+{
+    return ((size_t)B * NH * ((T + AF_QROWS - 1) / AF_QROWS) * AF_ROWSUMS * sizeof(double) + 255) / 256 * 256;
+}
 
-template <class Ops, int HS, typename TOut>
+// > 48 KiB of shared memory is opt-in, once per kernel
+template <typename K> static void smem_opt_in(K kernel, size_t smem, int *done)
+{
+    if (*done) return;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) check_fail(__FILE__, __LINE__, "cudaFuncSetAttribute", cudaGetErrorString(e));
+    *done = 1;
+}
+
+template <class Ops, int HS, typename TOut, int KMAX>
 static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                    const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int NKV,
-                   int T, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats)
+                   int T, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
+                   const attn_tokens *tok, float *lse)
 {
-    static int attr_set;                                   // > 48 KiB of shared memory is opt-in
+    static int attr_set;
     const size_t smem = sizeof(af_smem<Ops, HS>);
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(attn_fused_kernel<Ops, HS, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem);
-        if (e != cudaSuccess) check_fail(__FILE__, __LINE__, "cudaFuncSetAttribute", cudaGetErrorString(e));
-        attr_set = 1;
-    }
+    smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX>, smem, &attr_set);
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
-    attn_fused_kernel<Ops, HS, TOut><<<grid, 32 * AF_WARPS, smem>>>(out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T,
-                                                                   1.0f / sqrtf((float)HS), causal, sw, window,
-                                                                   part_rows, count, stats);
+    const float scale = 1.0f / sqrtf((float)HS);
+    attn_fused_kernel<Ops, HS, TOut, KMAX><<<grid, 32 * AF_WARPS, smem>>>(
+        out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T, scale, causal, sw, window, part_rows, count, stats,
+        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && tok->key_imp ? lse : NULL);
     KERNEL_CHECK("attn_fused_kernel");
+    if (!tok || !tok->key_imp) return;
+    static int ki_attr_set;
+    const size_t ki_smem_bytes = sizeof(ki_smem<Ops, HS>);
+    smem_opt_in(attn_keyimp_kernel<Ops, HS>, ki_smem_bytes, &ki_attr_set);
+    attn_keyimp_kernel<Ops, HS><<<grid, 32 * AF_WARPS, ki_smem_bytes>>>(tok->key_imp, q, k, ld, len, lse, NH, NKV, T, scale,
+                                                                       causal, sw);
+    KERNEL_CHECK("attn_keyimp_kernel");
+}
+
+// the running top-k lists' length for k (0, 4 or 8: registers per row)
+template <class Ops, int HS, typename TOut>
+static void launch_k(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
+                     const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int NKV,
+                     int T, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
+                     const attn_tokens *tok, float *lse)
+{
+#define AF_ARGS out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, causal, sw, window, part_rows, count, stats, tok, lse
+    const int kk = tok && tok->topk_idx ? tok->topk : 0;
+    if (kk <= 0) launch<Ops, HS, TOut, 0>(AF_ARGS);
+    else if (kk <= 4) launch<Ops, HS, TOut, 4>(AF_ARGS);
+    else launch<Ops, HS, TOut, 8>(AF_ARGS);
+#undef AF_ARGS
 }
 
 template <template <int> class Ops, typename Elem, typename TOut>
 static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Elem *v, int ld, const int *len,
                      const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
-                     float *stats, void *scratch)
+                     float *stats, const attn_tokens *tok, void *scratch)
 {
     const int fp32 = sizeof(Elem) == 4;
     if (!cuda_attn_fused_supported(HS, fp32) || (ld * sizeof(Elem)) % 16 || ldo % 2 || (size_t)q % 16 ||
         (size_t)k % 16 || (size_t)v % 16)
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "head size not supported, or rows not 16-byte aligned");
     if (NKV < 1 || NH % NKV) check_fail(__FILE__, __LINE__, "cuda_attn_fused", "NH is not a multiple of NKV");
+    if (tok && tok->topk_idx && (tok->topk < 1 || tok->topk > ATTN_FUSED_TOPK_MAX))
+        check_fail(__FILE__, __LINE__, "cuda_attn_fused", "top-k beyond ATTN_FUSED_TOPK_MAX");
     if (B * NH == 0 || T == 0) return;
     unsigned *count = (unsigned *)scratch;
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
-#define AF_ARGS out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, causal, sw, window, part_rows, count, stats
-    if (HS == 32) launch<Ops<32>, 32>(AF_ARGS);
-    else if (HS == 64) launch<Ops<64>, 64>(AF_ARGS);
-    else launch<Ops<128>, 128>(AF_ARGS);
+    float *lse = (float *)((char *)part_rows + af_part_bytes(B, NH, T));
+#define AF_ARGS out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, causal, sw, window, part_rows, count, stats, tok, lse
+    if (HS == 32) launch_k<Ops<32>, 32>(AF_ARGS);
+    else if (HS == 64) launch_k<Ops<64>, 64>(AF_ARGS);
+    else launch_k<Ops<128>, 128>(AF_ARGS);
 #undef AF_ARGS
 }
 
+extern "C" size_t cuda_attn_fused_count_bytes(int B, int NH) { return af_count_bytes(B, NH); }
+
+// the counters, the row sums' partials and the rows' log2 normalisers (key importance)
 extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
 {
-    const size_t tiles = (size_t)(T + AF_QROWS - 1) / AF_QROWS;
-    return af_count_bytes(B, NH) + (size_t)B * NH * tiles * AF_ROWSUMS * sizeof(double);
+    return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + (size_t)B * NH * T * sizeof(float);
 }
 
 extern "C" void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                                 const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw,
-                                int window, float *stats, void *scratch)
+                                int window, float *stats, const attn_tokens *tok, void *scratch)
 {
     dispatch<ops_bf16>(out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ld, len,
-                       tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
+                       tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, scratch);
 }
 
 extern "C" void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld,
                                      const int *len, const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS,
-                                     int causal, int sw, int window, float *stats, void *scratch)
+                                     int causal, int sw, int window, float *stats, const attn_tokens *tok, void *scratch)
 {
     dispatch<ops_bf16>((__nv_bfloat16 *)out, ldo, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k,
-                       (const __nv_bfloat16 *)v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
+                       (const __nv_bfloat16 *)v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, scratch);
 }
 
 extern "C" void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
                                     const int *len, const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS,
-                                    int causal, int sw, int window, float *stats, void *scratch)
+                                    int causal, int sw, int window, float *stats, const attn_tokens *tok, void *scratch)
 {
-    dispatch<ops_tf32x3>(out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, scratch);
+    dispatch<ops_tf32x3>(out, ldo, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, scratch);
 }

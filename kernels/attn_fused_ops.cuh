@@ -68,6 +68,36 @@ __device__ static inline float ex2(float x)
     return y;
 }
 
+// A running top-k list, largest first: tv scores, ti keys (−1: empty, score −inf).
+// topk_insert: (v, j) with j above every key in the list, so an equal score ranks after
+// (ties to the lower position); the caller has checked v > tv[K − 1]. From the first slot v beats,
+// every entry moves down one.
+template <int K> __device__ static inline void topk_insert(float (&tv)[K], int (&ti)[K], float v, int j)
+{
+    bool moved = false;
+#pragma unroll
+    for (int r = 0; r < K; r++) {
+        const bool take = moved || v > tv[r];
+        const float ov = tv[r];
+        const int oj = ti[r];
+        if (take) { tv[r] = v; ti[r] = j; v = ov; j = oj; }
+        moved = take;
+    }
+}
+// topk_merge: (v, j) from another list, any j: ranks before an equal score with a higher key
+template <int K> __device__ static inline void topk_merge(float (&tv)[K], int (&ti)[K], float v, int j)
+{
+    bool moved = false;
+#pragma unroll
+    for (int r = 0; r < K; r++) {
+        const bool take = moved || (j >= 0 && (v > tv[r] || (v == tv[r] && (ti[r] < 0 || j < ti[r]))));
+        const float ov = tv[r];
+        const int oj = ti[r];
+        if (take) { tv[r] = v; ti[r] = j; v = ov; j = oj; }
+        moved = take;
+    }
+}
+
 __device__ static inline void store2(float *p, float a, float b) { *reinterpret_cast<float2 *>(p) = make_float2(a, b); }
 __device__ static inline void store2(__nv_bfloat16 *p, float a, float b) { *reinterpret_cast<uint32_t *>(p) = pack_bf16(a, b); }
 

@@ -12,6 +12,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include "../src/stats.h"   /* attn_tokens */
 
 /* Binds the calling rank to GPU (local_rank mod visible devices) and describes it in
  * out[cap] as "gpu=<i>/<n> <name> pci=<bus id>". Returns the number of visible devices
@@ -64,8 +65,10 @@ void cuda_softmax(float *att, const float *keymask, int B, int NH, int T, int ca
 size_t cuda_attn_stats_scratch(int B, int NH, int T);
 #define KERNEL_TOPK_MAX 64
 
-/* attn_fused.cu: attention and stats_head()'s scalars (STAT_ENTROPY .. STAT_SINK; no top-k, no
- * key importance) in one kernel on tensor cores, the probabilities never stored. q, k, v (B, T, ·)
+/* attn_fused.cu: attention and stats_head()'s scalars (STAT_ENTROPY .. STAT_SINK) in one kernel
+ * on tensor cores, the probabilities never stored; with tok (or NULL), also the top-k of every
+ * query row (in the same kernel) and the key importance (a second kernel over the scores, from the
+ * rows' normalisers the first one leaves in the scratch): stats.h's attn_tokens. q, k, v (B, T, ·)
  * rows of ld elements, query head h at columns h·HS of q, kv head g at columns g·HS of k and v
  * (NKV kv heads; query head h reads kv head h / (NH/NKV)); sw > 0: a sliding window (keys
  * j <= i − sw masked, key tiles wholly left of it skipped); bf16 (cuda_attn_fused: fp32 out; _bf16: bf16 out)
@@ -77,15 +80,16 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
  * sm_80 and newer. */
 int cuda_attn_fused_supported(int HS, int fp32);
 size_t cuda_attn_fused_scratch(int B, int NH, int T);
+size_t cuda_attn_fused_count_bytes(int B, int NH);   /* the counters' part of the scratch, at its head */
 void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                      const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
-                     float *stats, void *scratch);
+                     float *stats, const attn_tokens *tok, void *scratch);
 void cuda_attn_fused_bf16(void *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                           const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
-                          float *stats, void *scratch);
+                          float *stats, const attn_tokens *tok, void *scratch);
 void cuda_attn_fused_f32(float *out, int ldo, const float *q, const float *k, const float *v, int ld, const int *len,
                          const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,
-                         float *stats, void *scratch);
+                         float *stats, const attn_tokens *tok, void *scratch);
 
 /* Per sample s < B and heads a <= b < nh of maps (B, nh, T, T), len[B] on the device: mm and gram
  * (B, nh, nh) doubles receive Σ m ln m (m the mean of the two smoothed maps; a == b: Σ p' ln p')

@@ -83,9 +83,10 @@ struct backend {
      * uniform over all T keys, as HF's eager attention. */
     void (*attention)(backend *be, float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                       const float *keymask, int B, int T, int NH, int NKV, int HS, int causal, int sw);
-    /* Attention and the per-head scalars of stats_head() (out[STAT_*]; no top-k or key importance:
-     * those need the probabilities) in one pass that never stores the probabilities — the fused
-     * kernel of the GPU (kernels/attn_fused.cu). As attention (NKV kv heads, sliding window sw),
+    /* Attention and the per-head scalars of stats_head() (out[STAT_*]) in one pass that never
+     * stores the probabilities — the fused kernel of the GPU (kernels/attn_fused.cu) — and, where
+     * tok (stats.h; NULL: none) asks, the per-token top-k (topk <= ATTN_FUSED_TOPK_MAX) and key
+     * importance, as stats_head gives them, still without an L x L buffer. As attention (NKV kv heads, sliding window sw),
      * but with len (B) valid tokens (right padding) in place of the key mask, tokcls (B, T) token
      * flags (bit 0 [SEP]/EOS, bit 1 punctuation; NULL: none) and stats (B, NH, STAT_N), all three
      * in backend memory; out, q, k, v of element type dt; window: the locality statistic's window
@@ -94,7 +95,7 @@ struct backend {
      * backend without it. */
     void (*attention_stats)(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                             const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
-                            int causal, int sw, int window, float *stats);
+                            int causal, int sw, int window, float *stats, const attn_tokens *tok);
     int (*fused_ok)(backend *be, int HS);
     /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host
      * (sp: causal, locality window, top-k and the attention's sliding window, which decides the

@@ -230,7 +230,7 @@ static void cpu_release(backend *be)
 
 static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
-                                int causal, int sw, int window, float *stats)
+                                int causal, int sw, int window, float *stats, const attn_tokens *tok)
 {
     need_f32(dt, "cpu_attention_stats");
     cpu_ctx *cc = be->ctx;
@@ -252,8 +252,10 @@ static void cpu_attention_stats(backend *be, void *out, const void *q, const voi
         }
     }
     cpu_attention(be, out, probs, q, k, v, ld, mask, B, T, NH, NKV, HS, causal, sw);
-    const stats_params sp = {.causal = causal, .window = window, .topk = 0, .sliding_window = sw};
-    cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, NULL, NULL, NULL);
+    const int topk = tok && tok->topk_idx ? tok->topk : 0;
+    const stats_params sp = {.causal = causal, .window = window, .topk = topk, .sliding_window = sw};
+    cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, tok ? tok->key_imp : NULL, topk ? tok->topk_idx : NULL,
+                   topk ? tok->topk_w : NULL);
     free(mask); free(sep); free(punct); free(n);
 }
 static int cpu_fused_ok(backend *be, int HS) { return 1; }

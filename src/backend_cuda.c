@@ -49,6 +49,7 @@ typedef struct {
     lt_plan plans[LT_PLANS]; int n_plans;
     void *scr[SCR_N];                 /* scratch buffers, see the enum */
     size_t scr_bytes[SCR_N];
+    int fused_bh;                     /* the fused kernel's finish counters known zero: (b, h) < this */
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
 } cuda_ctx;
 
@@ -337,16 +338,25 @@ static int cuda_fused_ok(backend *be, int HS)
 
 static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                  const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
-                                 int causal, int sw, int window, float *stats)
+                                 int causal, int sw, int window, float *stats, const attn_tokens *tok)
 {
     cuda_ctx *c = be->ctx;
-    void *part = scratch(c, SCR_FUSED, cuda_attn_fused_scratch(B, NH, T));
+    /* the finish counters at the scratch's head are zero after every launch, but a larger B·NH reaches
+     * into what was the partial sums of a smaller one: zeroed first (a new buffer is all zero) */
+    const size_t need = cuda_attn_fused_scratch(B, NH, T);
+    if (c->scr_bytes[SCR_FUSED] < need) c->fused_bh = 0;
+    void *part = scratch(c, SCR_FUSED, need);
+    if (c->fused_bh == 0) c->fused_bh = B * NH;
+    if (B * NH > c->fused_bh) {
+        CHECK_CUDA(cudaMemsetAsync(part, 0, cuda_attn_fused_count_bytes(B, NH), 0));
+        c->fused_bh = B * NH;
+    }
     if (dt == DT_BF16) {
-        cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, part);
+        cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, part);
         return;
     }
     if (c->precision != 2) {           /* fp32: the 3xTF32 kernel on the float32 rows as they are */
-        cuda_attn_fused_f32(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, part);
+        cuda_attn_fused_f32(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, part);
         return;
     }
     /* bf16 with float32 q, k, v (the parts of one fused projection row q | k | v): a bf16 copy, the
@@ -358,7 +368,7 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
     char *qb = scratch(c, SCR_Q, (size_t)B * T * ld * 2);
     cuda_f32_to_bf16(qb, qf, (size_t)B * T * ld);
     cuda_attn_fused(out, C, qb, qb + 2 * C, qb + 2 * (C + KV), ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window,
-                    stats, part);
+                    stats, tok, part);
 }
 
 static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, const uint8_t *sep,

@@ -8,7 +8,7 @@
 
 enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
 static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
-                                            "attention (QK^T, softmax, PV)", "attention + scalars (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
+                                            "attention (QK^T, softmax, PV)", "attention + statistics (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
 #define IN(be) (((prof_ctx *)(be)->ctx)->in)
@@ -42,9 +42,9 @@ static void p_attention(backend *be, float *out, float *probs, const float *q, c
 { TIMED(be, P_ATTENTION, IN(be)->attention(IN(be), out, probs, q, k, v, ld, keymask, B, T, NH, NKV, HS, causal, sw)); }
 static void p_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                               const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
-                              int causal, int sw, int window, float *stats)
+                              int causal, int sw, int window, float *stats, const attn_tokens *tok)
 { TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, dt, ld, len, tokcls, B, T, NH, NKV, HS, causal, sw,
-                                             window, stats)); }
+                                             window, stats, tok)); }
 static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)

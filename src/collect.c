@@ -53,8 +53,9 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         c->pool = xcalloc(c->pool_cap, sizeof(void *));
     }
     collect_vision_init(c);
-    c->scalars_only = !o->key_importance && k == 0 && !o->save_attention && !o->similarity && !o->probe &&
-                      !c->names[CO_VIS];   /* the vision outputs need the probabilities */
+    /* top-k and key importance come from the fused kernel too; the vision outputs, /attention, the
+     * head similarity and the probe need the probabilities */
+    c->no_probs = !o->save_attention && !o->similarity && !o->probe && !c->names[CO_VIS] && k <= ATTN_FUSED_TOPK_MAX;
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
     c->wr = writer_start((size_t)1 << 30, 1);
@@ -171,14 +172,23 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
             c->bpunct[e] = real && c->punct_of_id[id];
             c->btokcls[e] = (uint8_t)(c->bsep[e] | c->bpunct[e] << 1);
         }
-    const size_t fs = (size_t)c->L * B * c->NH * STAT_N;
-    if (c->scalars_only && fs > c->fstat_cap) {
+    const size_t fs = (size_t)c->L * B * c->NH * STAT_N, ft = (size_t)c->L * B * c->NH * T;
+    const int k = c->o.topk;
+    if (c->no_probs && fs > c->fstat_cap) {
         c->fstat = xrealloc(c->fstat, fs * sizeof(float));
         c->fstat_cap = fs;
     }
-    c->req = (attn_request){.capture = collect_capture, .user = c, .scalars_only = c->scalars_only,
+    if (c->no_probs && ft > c->ftok_cap) {
+        if (k) c->fti = xrealloc(c->fti, ft * k * sizeof(int32_t));
+        if (k) c->ftw = xrealloc(c->ftw, ft * k * sizeof(float));
+        if (c->ki) c->fki = xrealloc(c->fki, ft * sizeof(float));
+        c->ftok_cap = ft;
+    }
+    c->req = (attn_request){.capture = collect_capture, .user = c, .no_probs = c->no_probs,
                             .hidden = c->vis[VIS_NORM] ? collect_vision_hidden : NULL,
-                            .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat};
+                            .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat,
+                            .topk = k, .topk_idx = k ? c->fti : NULL, .topk_w = k ? c->ftw : NULL,
+                            .key_imp = c->ki ? c->fki : NULL};
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
         size_t need = (size_t)B * c->L * c->NH * T * T;
@@ -189,6 +199,22 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
             c->sim_cap = need;
         }
     }
+}
+
+/* one layer's per-token outputs of the batch, ki (B, NH, T) and ti, tw (B, NH, T, k), into the
+ * window's rows of Lmax */
+static void scatter_tokens(collect *c, int layer, int B, int T, const float *ki, const int32_t *ti, const float *tw)
+{
+    const int L = c->L, NH = c->NH, Lmax = c->Lmax, k = c->o.topk;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
+            if (c->ki) memcpy(c->ki + o * Lmax, ki + src * T, (size_t)T * sizeof(float));
+            if (k) {
+                memcpy(c->ti + o * Lmax * k, ti + src * T * k, (size_t)T * k * sizeof(int32_t));
+                memcpy(c->tw + o * Lmax * k, tw + src * T * k, (size_t)T * k * sizeof(float));
+            }
+        }
 }
 
 /* one layer's per-head scalars of the batch, bstat (B, NH, STAT_N), into the window */
@@ -225,16 +251,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &sp, c->bstat, c->ki ? c->bki : NULL,
                    k ? c->bti : NULL, k ? c->btw : NULL);
     scatter_scalars(c, layer, B, c->bstat);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const int w = c->batch_idx[b] - c->w0;
-            const size_t o = ((size_t)w * L + layer) * NH + h, src = (size_t)b * NH + h;
-            if (c->ki) memcpy(c->ki + o * Lmax, c->bki + src * T, (size_t)T * sizeof(float));
-            if (k) {
-                memcpy(c->ti + o * Lmax * k, c->bti + src * T * k, (size_t)T * k * sizeof(int32_t));
-                memcpy(c->tw + o * Lmax * k, c->btw + src * T * k, (size_t)T * k * sizeof(float));
-            }
-        }
+    scatter_tokens(c, layer, B, T, c->bki, c->bti, c->btw);
     if (c->probe) {
         /* the probe's scores on the host, from a packed copy (on the GPU the probabilities are
          * in device memory; the probe's sequences are short) */
@@ -270,7 +287,11 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
 void collect_batch_end(collect *c, int B, int T)
 {
     if (c->req.fused)
-        for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
+        for (int l = 0; l < c->L; l++) {
+            const size_t ft = (size_t)l * B * c->NH * T, k = c->o.topk;
+            scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
+            scatter_tokens(c, l, B, T, c->fki + ft, c->fti + ft * k, c->ftw + ft * k);
+        }
     if (!c->o.similarity) return;
     int *len = xmalloc(B * sizeof(int));
     for (int b = 0; b < B; b++) { len[b] = c->d->len[c->batch_idx[b]]; c->sim.n_rows += len[b]; }
@@ -287,7 +308,7 @@ void collect_free(collect *c)
     collect_vision_free(c);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
-    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
+    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat); free(c->fti); free(c->ftw); free(c->fki);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
     free(c->bstat); free(c->bki); free(c->bti); free(c->btw);
     for (int i = 0; i < c->pool_free; i++) c->m->be->host_free(c->m->be, c->pool[i]);

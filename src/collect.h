@@ -88,9 +88,11 @@ typedef struct {
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
     float *bstat, *bki; int32_t *bti; float *btw;   /* one layer's statistics of the batch */
     uint8_t *btokcls;                  /* (B, T) the same flags for the fused path: bit 0 sep, bit 1 punct */
-    int scalars_only;                  /* no output needs the probabilities: the forward may fuse */
+    int no_probs;                      /* no output needs the probabilities: the forward may fuse */
     attn_request req;                  /* the batch's request to model_forward */
     float *fstat; size_t fstat_cap;    /* (L, B, NH, STAT_N) the fused path's scalars */
+    int32_t *fti; float *ftw, *fki;    /* (L, B, NH, T, k), (L, B, NH, T): its per-token outputs */
+    size_t ftok_cap;                   /* (L·B·NH·T of them) */
     size_t bstat_cap;                  /* B·NH·T they have room for */
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of

@@ -21,7 +21,8 @@ static void free_activations(model *m)
     if (m->xn == m->x) m->xn = NULL;       /* aliases (post-norm, plain MLP): freed once */
     if (m->ffa == m->ff) m->ffa = NULL;
     void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
-                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->ffa, (void **)&m->probs, &m->inputs, (void **)&m->fstats};
+                     (void **)&m->tmp, (void **)&m->ff, (void **)&m->ffa, (void **)&m->probs, &m->inputs, (void **)&m->fstats,
+                     &m->ftok};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         if (*bufs[i]) m->be->free(m->be, *bufs[i]);
         *bufs[i] = NULL;
@@ -40,6 +41,7 @@ static void free_activations(model *m)
     m->keymask = NULL;
     m->tokcls = NULL;
     m->cap_BT = m->cap_BTT = m->cap_B = 0;
+    m->cap_ftok = 0;
 }
 
 /* The batch's inputs in one block (device: inputs, host: stage), so that one copy uploads them:
@@ -85,7 +87,7 @@ static void widths(const model_config *c, size_t *A, size_t *KV, size_t *Fg, siz
     *Fa = c->arch->mlp == MLP_GATED ? (size_t)c->d_ff : 0;
 }
 
-size_t model_batch_bytes(const model *m, int B, int T, int fused)
+size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes)
 {
     const model_config *c = &m->cfg;
     size_t A, KV, Fg, Fa;
@@ -101,7 +103,11 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused)
      * STAT_N scalars. */
     const size_t BTT = (size_t)B * c->n_head * T * T, heads = (size_t)B * c->n_head, qkv = A + 2 * KV;
     const size_t lin = BT * F * (size_t)m->be->linear_scratch;
-    if (fused) return xn + 4 * BT * (3 * C + qkv + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin;
+    /* (fused: the top-k and key importance of every layer stay on the device until the batch ends,
+     * the rows' normalisers take 4 bytes per row and head) */
+    if (fused)
+        return xn + 4 * BT * (3 * C + qkv + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin +
+               heads * T * (4 + (size_t)c->n_layer * tok_bytes);
     return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
 
@@ -115,7 +121,7 @@ static int ensure_activations(model *m, int B, int T, int fused)
     /* test hook: batches needing more than ATTNSCOPE_TEST_MEM_LIMIT bytes fail as if the backend
      * were out of memory, so that the tests exercise the halving without a GPU */
     const char *lim = getenv("ATTNSCOPE_TEST_MEM_LIMIT");
-    if (lim && model_batch_bytes(m, B, T, fused) > strtoull(lim, NULL, 10))
+    if (lim && model_batch_bytes(m, B, T, fused, 0) > strtoull(lim, NULL, 10))
         return err_set("out of %s memory for a batch of %d x %d tokens (ATTNSCOPE_TEST_MEM_LIMIT)", m->be->name, B, T);
     backend *be = m->be;
     size_t C = c->d_model, A, KV, Fg, Fa;
@@ -152,6 +158,22 @@ oom:
     return err_set("out of %s memory for a batch of %d x %d tokens", be->name, B, T);
 }
 
+/* the device block of the fused per-token outputs of every layer (forward_blocks' layout) */
+static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fused)
+{
+    if (!fused) return 0;
+    const size_t per = (req->topk_idx ? 8 * (size_t)req->topk : 0) + (req->key_imp ? 4 : 0);
+    const size_t bytes = (size_t)m->cfg.n_layer * B * m->cfg.n_head * T * per;
+    if (bytes <= m->cap_ftok) return 0;
+    backend *be = m->be;
+    if (m->ftok) be->free(be, m->ftok);
+    m->cap_ftok = 0;
+    if (!(m->ftok = be->alloc(be, bytes)))
+        return err_set("out of %s memory for the per-token outputs of a batch of %d x %d tokens", be->name, B, T);
+    m->cap_ftok = bytes;
+    return 0;
+}
+
 /* One residual step of the chain (model.h): x += res (res of type res_dt), then xn = norm(x)
  * (xn == x: post-norm), and xb = bf16(xn) when xb is not NULL (the bf16 path's next GEMM input). A
  * post-norm LayerNorm takes the backend's layernorm, which every backend has; every other step
@@ -177,6 +199,12 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     const int A = NH * HS, KV = NKV * HS, QKV = A + 2 * KV;   /* q | k | v of one projection row */
     const int Fg = a->mlp == MLP_GATED ? 2 * F : F;
     const size_t per_layer = (size_t)B * NH * STAT_N;
+    /* the fused per-token outputs of every layer in one device block: top-k indices, weights, key
+     * importance (layer l's at l·nk, l·nk, l·nki) */
+    const int k = fused && req->topk_idx ? req->topk : 0, want_ki = fused && req->key_imp;
+    const size_t nk = (size_t)B * NH * T * k, nki = want_ki ? (size_t)B * NH * T : 0;
+    int32_t *d_ti = m->ftok;                 /* (ensure_tokens made room) */
+    float *d_tw = (float *)(d_ti + c->n_layer * nk), *d_ki = d_tw + c->n_layer * nk;
     /* Under bf16 GEMMs (bf16_acts), what only feeds a GEMM is bf16: the norms' copies (xb), the
      * residual branches and the MLP's hidden layer (gdt); q k v and the attention output too (dt)
      * where the fused attention reads them — the explicit path's attention op is float32. */
@@ -197,9 +225,10 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         /* q and k are the first NH + NKV heads of each q | k | v row */
         if (m->inv_freq) be->rope(be, m->qkv, dt, QKV, m->pos, m->inv_freq, BT, NH + NKV, HS);
         if (fused) {
+            const attn_tokens tok = {k, k ? d_ti + l * nk : NULL, k ? d_tw + l * nk : NULL, want_ki ? d_ki + l * nki : NULL};
             be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + (A + KV) * es, dt, QKV, m->lens,
                                 req->tokcls ? m->tokcls : NULL, B, T, NH, NKV, HS, c->causal, sw, req->window,
-                                m->fstats + l * per_layer);
+                                m->fstats + l * per_layer, k || want_ki ? &tok : NULL);
         } else {
             be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + A, m->qkv + A + KV, QKV, m->keymask, B, T, NH, NKV, HS,
                           c->causal, sw);
@@ -219,6 +248,9 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     if (hidden) be->download(be, hidden, m->xn, (size_t)BT * C * sizeof(float));
     if (fused) {
         be->download(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
+        if (k) be->download(be, req->topk_idx, d_ti, c->n_layer * nk * sizeof(int32_t));
+        if (k) be->download(be, req->topk_w, d_tw, c->n_layer * nk * sizeof(float));
+        if (want_ki) be->download(be, req->key_imp, d_ki, c->n_layer * nki * sizeof(float));
         req->fused = 1;
     }
     be->sync(be);
@@ -242,9 +274,9 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     const arch_row *a = c->arch;
     backend *be = m->be;
     if (a->stem != STEM_TOKENS) return err_set("model_forward: a %s model takes images (model_forward_pixels)", a->family);
-    const int fused = req && req->scalars_only && model_fuses(m);
+    const int fused = req && req->no_probs && (!req->topk_idx || req->topk <= ATTN_FUSED_TOPK_MAX) && model_fuses(m);
     if (req) req->fused = 0;
-    if (ensure_activations(m, B, T, fused)) return -1;
+    if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused)) return -1;
     const int BT = B * T;
     /* host-side inputs into the staging block (the capacity's layout: the device block's):
      * positions (learned+offset: RoBERTa counts from pad+1 over real tokens), key mask, types,
@@ -318,9 +350,10 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     const int P = c->patch_size, gh = H / P, gw = W / P, N = gh * gw, T = c->n_prefix + N, C = c->d_model;
     const int K = c->n_channels * P * P;
     if (gh < 1 || gw < 1) return err_set("images of %d x %d pixels are smaller than one patch of %d", H, W, P);
-    const int fused = req && req->scalars_only && model_fuses(m);
+    const int fused = req && req->no_probs && (!req->topk_idx || req->topk <= ATTN_FUSED_TOPK_MAX) && model_fuses(m);
     if (req) req->fused = 0;
-    if (ensure_activations(m, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw)) return -1;
+    if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw))
+        return -1;
     /* token t of image b reads row t of the table for a prefix token, its own patch's row after */
     const staging s = stage_of(m);
     for (int b = 0; b < B; b++) {

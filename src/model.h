@@ -73,6 +73,7 @@ typedef struct {
     int32_t *lens;
     uint8_t *tokcls;
     float *fstats;                       /* (L, B, NH, STAT_N) fused per-head scalars */
+    void *ftok; size_t cap_ftok;         /* the fused per-token outputs of every layer (attn_request) */
     /* the patch stem's buffers: the batch's pixels (cap_px floats), patch rows (cap_patches, channels·P·P), the token table
      * (n_prefix + cap_patches, C), the position table resampled for a pos_gh x pos_gw grid
      * (wpe_grid, or NULL), and the one this batch uses (pos_grid: wpe or wpe_grid) */
@@ -99,18 +100,23 @@ void model_free(model *m);
 typedef void (*attn_capture_fn)(void *user, int layer, const float *probs, int B, int T);
 
 /* What the caller wants of each layer's attention: the probabilities through capture, or — when
- * scalars_only and the backend has a fused kernel for this head size (fused_ok) — only the
- * per-head scalars, computed without storing the probabilities: then capture is not called,
- * stats receives them and the forward sets fused = 1. */
+ * no_probs and the backend has a fused kernel for this head size (fused_ok) — the per-head scalars
+ * and the per-token top-k and key importance, computed without storing the probabilities: then
+ * capture is not called, stats, topk_idx/topk_w and key_imp receive them and the forward sets
+ * fused = 1. */
 typedef struct {
     attn_capture_fn capture; void *user; /* or NULL: nothing captured */
     /* called after each layer with the residual stream x (B, T, C) in backend memory (the
      * block's output, before any final norm: HF's hidden_states[layer + 1]); NULL: not wanted */
     void (*hidden)(void *user, int layer, const float *x, int B, int T, int C);
-    int scalars_only;                    /* the caller needs no probabilities, only the scalars */
+    int no_probs;                        /* the caller needs no probabilities: scalars, top-k (topk <=
+                                          * ATTN_FUSED_TOPK_MAX) and key importance at most */
     int window;                          /* locality window of the scalars */
     const uint8_t *tokcls;               /* (B, T) host token flags: bit 0 [SEP]/EOS, bit 1 punctuation */
     float *stats;                        /* host (L, B, NH, STAT_N): the scalars, when fused */
+    /* host, when fused (NULL: not wanted): each row's topk most attended keys (L, B, NH, T, topk)
+     * and the key importance (L, B, NH, T), as stats_head gives them */
+    int topk; int32_t *topk_idx; float *topk_w; float *key_imp;
     int fused;                           /* out: 1 when the fused path ran */
 } attn_request;
 
@@ -130,8 +136,9 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
 int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden);
 /* Bytes of backend memory a batch of B x T needs beyond the weights (an estimate that includes
  * the backend's attention scratch), to size batches from free memory; fused: the forward will
- * take the fused path (no probabilities stored). */
-size_t model_batch_bytes(const model *m, int B, int T, int fused);
-/* Whether a forward with a scalars_only request takes the fused path on this model and backend. */
+ * take the fused path (no probabilities stored), with tok_bytes of per-token outputs per layer,
+ * head and token (8 per top-k entry, 4 for the key importance). */
+size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes);
+/* Whether a forward with a no_probs request takes the fused path on this model and backend. */
 int model_fuses(const model *m);
 #endif

@@ -35,7 +35,7 @@ typedef struct {
     int save_features;
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
-    int window, topk, similarity, no_key_importance, profile;
+    int window, topk, similarity, key_importance, no_key_importance, profile;
     double sink_eps, rollout_discard, high_norm_factor;
     int rollout_start;
     int overwrite, restart, force;
@@ -73,8 +73,12 @@ static const cli_opt run_options[] = {
             "QKᵀ run as 3xTF32 tensor-core GEMMs); fp32-sgemm: every GEMM a plain SGEMM; tf32: TF32\n"
             "GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and statistics stay fp32/fp64", .def = "fp32", .identity = 1),
     CLI_OPT("window", CLI_INT, F(window), "W", "locality window in tokens", .lo = 0, .hi = 1 << 20, .def = "3", .identity = 1),
-    CLI_OPT("topk", CLI_INT, F(topk), "K", "keys kept per query in /stats/topk_* (0: not stored)", .lo = 0, .hi = 64, .def = "3", .identity = 1),
-    CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance [N, layers, heads, Lmax]", .identity = 1),
+    CLI_OPT("topk", CLI_INT, F(topk), "K", "store each query's K most attended keys in /stats/topk_* (8·K bytes per token,\n"
+            "layer and head; 0: not stored)", .lo = 0, .hi = 64, .def = "0", .identity = 1),
+    CLI_OPT("key-importance", CLI_FLAG, F(key_importance), NULL, "store /stats/key_importance [N, layers, heads, Lmax] (4 bytes per\n"
+            "token, layer and head)", .identity = 1),
+    CLI_OPT("no-key-importance", CLI_FLAG, F(no_key_importance), NULL, "do not store /stats/key_importance (the default; overrides\n"
+            "--key-importance, e.g. one from a job file)", .identity = 1),
     CLI_OPT("sink-eps", CLI_DOUBLE, F(sink_eps), "E", "sink threshold of /stats/sink_rate", .lo = 0, .hi = 1, .def = "0.3", .identity = 1),
     CLI_OPT("rollout-fusion", CLI_STR, F(rollout_fusion), "F", "vision models' attention rollout: heads fused by mean, max or min",
             .def = "mean", .identity = 1),
@@ -514,7 +518,7 @@ int run_main(int argc, char **argv)
     rc = resume < 0 ? -1 : 0;
     CHECK_MPI(MPI_Bcast(&resume, 1, MPI_INT, 0, comm));
     collect col;
-    collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
+    collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = o.key_importance && !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
                        .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
                        .rollout_fusion = !strcmp(o.rollout_fusion, "mean") ? 0 : !strcmp(o.rollout_fusion, "max") ? 1 : 2,
                        .rollout_discard = o.rollout_discard, .rollout_start = o.rollout_start,

@@ -93,9 +93,10 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             /* from free backend memory (GPU): what the batch needs beyond what is already held */
             size_t avail = be->mem_free(be);
             if (avail) {
-                const int fused = col->scalars_only && model_fuses(m);
-                size_t held = model_batch_bytes(m, (int)(m->cap_BT / T), T, fused);   /* activations already allocated */
-                while (B > 1 && model_batch_bytes(m, B, T, fused) > held + avail * 9 / 10) B /= 2;
+                const int fused = col->no_probs && model_fuses(m);
+                const int tok = 8 * col->o.topk + (col->ki ? 4 : 0);   /* per-token outputs per layer, head, token */
+                size_t held = model_batch_bytes(m, (int)(m->cap_BT / T), T, fused, tok);   /* activations already allocated */
+                while (B > 1 && model_batch_bytes(m, B, T, fused, tok) > held + avail * 9 / 10) B /= 2;
             }
             B = run_batch_size(order, d->len, s, wn, B);
             /* a retry below with B/2 uses the first half of these pixels; a file that fails to

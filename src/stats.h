@@ -39,6 +39,13 @@ typedef struct {
                                   included); 0: none. Not the locality window. */
 } stats_params;
 
+/* The per-token outputs of stats_head that a fused attention (backend attention_stats) gives
+ * besides the scalars, in backend memory (a NULL pointer: not wanted): each query row's topk most
+ * attended keys, topk_idx/topk_w (B, NH, T, topk), 1 <= topk <= ATTN_FUSED_TOPK_MAX, and the key
+ * importance key_imp (B, NH, T), 0 beyond the length. Rows beyond the length get −1 and 0. */
+typedef struct { int topk; int32_t *topk_idx; float *topk_w; float *key_imp; } attn_tokens;
+#define ATTN_FUSED_TOPK_MAX 8
+
 #ifdef __CUDACC__
 #define STATS_HD __host__ __device__
 #else

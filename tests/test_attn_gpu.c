@@ -198,6 +198,27 @@ static void report_stats(const char *what, const float *got, const float *want, 
     }
 }
 
+/* the fused kernel's top-k (k per row of nrow) against the CPU's: the weights at each rank within
+ * tol, and every index equal but where the two weights at that rank agree within tol (a near tie,
+ * which the two sums may order either way); padding rows (−1, 0) exactly */
+static void report_topk(const int32_t *gi, const float *gw, const int32_t *wi, const float *ww, size_t nrow, int k, double tol)
+{
+    size_t diff = 0, ties = 0;
+    double werr = 0;
+    for (size_t e = 0; e < nrow * k; e++) {
+        const double d = fabs((double)gw[e] - ww[e]);
+        if (!(d <= werr)) werr = d;
+        if (gi[e] != wi[e]) {
+            if (gi[e] >= 0 && wi[e] >= 0 && d <= tol) ties++;
+            else diff++;
+        }
+    }
+    const int ok = diff == 0 && werr <= tol;
+    printf("%s fused          top-k (k=%d) %zu entries: %zu index mismatches, %zu near ties; weights max abs %.3g (tol %.0e)\n",
+           ok ? "ok  " : "FAIL", k, nrow * k, diff, ties, werr, tol);
+    failures += !ok;
+}
+
 /* zeroes the output rows (B, T, C) of padding queries that see no key under the window (i >= len - 1
  * + sw, len > 0): not defined for the fused kernel (backend.h) */
 static void drop_blind_rows(float *out, const shape *s)
@@ -222,8 +243,15 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     uint8_t *cls = xmalloc((size_t)B * T);
     for (size_t i = 0; i < (size_t)B * T; i++) cls[i] = (uint8_t)(rnd() * 4);
     float *out = xmalloc(n * 4), *st = xmalloc((size_t)B * NH * STAT_N * 4);
+    /* the per-token outputs: k cycles through 3, 8, 1, 5 (both lengths of the kernel's lists) */
+    static int kcase;
+    const int k = (int[]){3, 8, 1, 5}[kcase++ % 4];
+    const size_t nrow = (size_t)B * NH * T;
+    int32_t *ti = xmalloc(nrow * k * 4);
+    float *tw = xmalloc(nrow * k * 4), *ki = xmalloc(nrow * 4);
+    const attn_tokens ctok = {k, ti, tw, ki};
     cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + C + NKV * HS, DT_F32, ld, s->len, cls, B, T, NH, NKV, HS, s->causal,
-                         s->sw, window, st);
+                         s->sw, window, st, &ctok);
     const size_t es = dt == DT_BF16 ? 2 : 4;
     uint16_t *qkvb = to_bf16_bits(qkv, nq);
     char *d_qkv = dt == DT_BF16 ? to_dev(qkvb, nq * 2) : to_dev(qkv, nq * 4);
@@ -231,8 +259,13 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     float *d_st = g->alloc(g, (size_t)B * NH * STAT_N * 4);
     int32_t *d_len = to_dev(s->len, B * 4);
     uint8_t *d_cls = to_dev(cls, (size_t)B * T);
+    int32_t *d_ti = g->alloc(g, nrow * k * 4);
+    float *d_tw = g->alloc(g, nrow * k * 4), *d_ki = g->alloc(g, nrow * 4);
+    const attn_tokens gtok = {k, d_ti, d_tw, d_ki};
     g->attention_stats(g, d_out, d_qkv, d_qkv + C * es, d_qkv + (C + NKV * HS) * es, dt, ld, d_len, d_cls, B, T, NH, NKV,
-                       HS, s->causal, s->sw, window, d_st);
+                       HS, s->causal, s->sw, window, d_st, &gtok);
+    int32_t *got_ti = to_host(d_ti, nrow * k * 4);
+    float *got_tw = to_host(d_tw, nrow * k * 4), *got_ki = to_host(d_ki, nrow * 4);
     float *got_o, *got_s = to_host(d_st, (size_t)B * NH * STAT_N * 4);
     if (dt == DT_BF16) {
         uint16_t *h = to_host(d_out, n * 2);
@@ -253,8 +286,13 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
                      "P̃ rounded to bf16 (≤ 2^-8 rel), as for P·V");
     if (fp32) report("fused", "  output P·V", compare(got_o, out, n), 1e-5, 1, "3xTF32, each key tile's P·V summed apart");
     else report("fused", "  output P·V", compare(got_o, out, n), 8e-3, 1, "P rounded to bf16 (8-bit mantissa)");
+    report("fused", "  key importance", compare(got_ki, ki, nrow), 2e-6, 0,
+           fp32 ? "second pass: 3xTF32 scores, each row's log2 normaliser" : "second pass: exact bf16 inputs, fp32 scores");
+    report_topk(got_ti, got_tw, ti, tw, nrow, k, 2e-6);
     g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len); g->free(g, d_cls);
+    g->free(g, d_ti); g->free(g, d_tw); g->free(g, d_ki);
     free(qkv); free(qkvb); free(cls); free(out); free(st); free(got_o); free(got_s);
+    free(ti); free(tw); free(ki); free(got_ti); free(got_tw); free(got_ki);
 }
 
 /* rows of few distinct values (0, 1/8, 1/4, 3/8): many exact ties for top-k */

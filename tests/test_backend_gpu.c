@@ -305,7 +305,7 @@ static void fused_scalars_vs_cpu(model *mc, model *mg, const int32_t *ids, const
     const model_config *c = &mc->cfg;
     const size_t ns = (size_t)c->n_layer * B * c->n_head * STAT_N;
     float *sc = xmalloc(ns * 4), *sg = xmalloc(ns * 4);
-    attn_request rc = {.scalars_only = 1, .window = 2, .stats = sc}, rg = {.scalars_only = 1, .window = 2, .stats = sg};
+    attn_request rc = {.no_probs = 1, .window = 2, .stats = sc}, rg = {.no_probs = 1, .window = 2, .stats = sg};
     const int okc = !model_forward(mc, ids, NULL, len, B, T, &rc, NULL) && rc.fused;
     const int okg = !model_forward(mg, ids, NULL, len, B, T, &rg, NULL) && rg.fused;
     if (!okc || !okg) {

@@ -146,7 +146,8 @@ for fam, fixture in (("gpt2", "gpt2_tiny"), ("llama", "llama_tiny"), ("qwen2", "
     p = attnscope("run", "--job", f"jobs/{fam}.job", "--model", f"{FX}/{fixture}", "--input", f"{FX}/input_decoder.h5",
                   "--out", o, "--quiet")
     with open(f"{ROOT}/jobs/{fam}.job") as f:
-        want_topk = int(re.search(r"^topk = (\d+)", f.read(), re.M).group(1))
+        m = re.search(r"^topk = (\d+)", f.read(), re.M)
+        want_topk = int(m.group(1)) if m else 0     # (no line: the default, 0)
     ok = p.returncode == 0 and os.path.exists(o)
     topk = int(h5py.File(o, "r")["stats"].attrs["topk"]) if ok else None
     check(ok and topk == want_topk, f"jobs/{fam}.job on {fixture}: exit {p.returncode}, /stats topk {topk} (the job's {want_topk})"

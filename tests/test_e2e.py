@@ -43,7 +43,7 @@ outs = {}
 for k in (1, 2, 4):
     out = f"{TMP}/tiny_{k}.h5"
     p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.h5", "--save-attention",
-                  "--head-similarity", "--out", out, "--batch", 3, np_=k)
+                  "--head-similarity", "--topk", 3, "--key-importance", "--out", out, "--batch", 3, np_=k)
     check(p.returncode == 0 and os.path.exists(out), f"run bert_tiny on {k} rank(s) exits 0 and writes {os.path.basename(out)}")
     banner = [l for l in p.stdout.splitlines() if l.startswith("[rank ")]
     check(len(banner) == k, f"one start line per rank ({len(banner)} for {k} ranks)")
@@ -80,7 +80,8 @@ for f in outs.values(): f.close()
 # ---- the real all-MiniLM-L6-v2 from text, tokenized by us, vs HF tokenizers + transformers -----
 refm = h5py.File(f"{FX}/expected_minilm.h5", "r")
 out = f"{TMP}/minilm.h5"
-p = attnscope("run", "--model", DEMO, "--text", f"{FX}/minilm_sentences.txt", "--save-attention", "--out", out, np_=2)
+p = attnscope("run", "--model", DEMO, "--text", f"{FX}/minilm_sentences.txt", "--save-attention", "--topk", 3,
+              "--key-importance", "--out", out, np_=2)
 check(p.returncode == 0, "run all-MiniLM-L6-v2 --text on 2 ranks")
 with h5py.File(out, "r") as f:
     L = refm["length"][:]
@@ -114,14 +115,27 @@ with h5py.File(out8, "r") as f:
     check(all(f["samples/tokens"].asstr()[n, 7] == "[SEP]" for n in range(len(lens))), "truncation keeps [SEP] last (as HF truncation=True)")
 
 outs_ = f"{TMP}/scalars_only.h5"
-p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.h5", "--topk", 0, "--no-key-importance", "--out", outs_)
+p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.h5", "--out", outs_)
 with h5py.File(outs_, "r") as f:
     check(p.returncode == 0 and "topk_index" not in f["stats"] and "key_importance" not in f["stats"] and "entropy" in f["stats"],
-          "--topk 0 --no-key-importance: only the per-head scalars are stored")
+          "the default options store only the per-head scalars (per-token outputs are asked for: --topk K, --key-importance)")
     # no output wants the probabilities: the forward takes the backend's fused path (attention_stats)
     with h5py.File(f"{TMP}/tiny_1.h5", "r") as g:
         d = max(float(np.abs(f[f"stats/{n}"][:] - g[f"stats/{n}"][:]).max()) for n in f["stats"])
     check(d <= 1e-6, f"the scalars of the fused path equal those of the --save-attention run (max diff {d:.3g}, tol 1e-6)")
+
+# top-k and key importance take the fused path too, with the same numbers
+outd = f"{TMP}/tokens_fused.h5"
+p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.h5", "--profile", "--topk", 3,
+              "--key-importance", "--out", outd)
+ops = [l for l in p.stdout.splitlines() if l.startswith("[profile]")]
+check(p.returncode == 0 and any("(fused)" in l for l in ops) and not any("softmax" in l for l in ops),
+      f"--topk 3 --key-importance: the fused path ran, not the explicit one ({'; '.join(l[10:42].strip() for l in ops[1:])})")
+with h5py.File(outd, "r") as f, h5py.File(f"{TMP}/tiny_1.h5", "r") as g:
+    same_idx = np.array_equal(f["stats/topk_index"][:], g["stats/topk_index"][:])
+    d = max(float(np.abs(f[f"stats/{n}"][:] - g[f"stats/{n}"][:]).max()) for n in ("topk_weight", "key_importance", "entropy"))
+check(same_idx and d <= 1e-6, f"fused top-k indices equal the --save-attention run's ({same_idx}), weights, key importance "
+      f"and scalars within {d:.3g} (tol 1e-6)")
 
 # out of memory is not sticky: the batch is halved and retried, with the same results
 def oom_run(limit, name, opts, compare):

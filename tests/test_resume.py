@@ -38,7 +38,7 @@ print(f"seed {SEED} (RESUME_SEED to repeat), {TRIALS} kill trials, work in {TMP}
 INPUT = f"{TMP}/input.h5"
 NSAMPLES = int(os.environ.get("RESUME_SAMPLES", "6000"))   # more on a GPU, where 6000 take a blink
 write_input(INPUT, random_lengths(NSAMPLES))
-ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3"]
+ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3", "--topk", "3", "--key-importance"]
 
 
 def cmd(out, *extra, np_=2):

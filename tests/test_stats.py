@@ -181,7 +181,7 @@ def decoder_run(fam):
     out = os.path.join(TMP, f"dec_{fam}.h5")
     cmd = MPIRUN + ["-n", "1", "-x", "OMP_NUM_THREADS=1", BIN, "run", "--model", os.path.join(FX, fam), "--input",
                     os.path.join(FX, "input_decoder.h5"), "--out", out, "--save-attention", "--backend", "cpu",
-                    "--quiet", "--window", "2", "--topk", "3"]
+                    "--quiet", "--window", "2", "--topk", "3", "--key-importance"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if not check(r.returncode == 0, f"dec_{fam}: attnscope run exit status {r.returncode} {r.stderr.strip()[-300:]}"):
         return
