@@ -156,6 +156,18 @@ static void att_job_run(void *ctx)
     free(j);
 }
 
+/* the fused path's per-token outputs of a batch (page-locked host memory) */
+static void collect_free_tokens(collect *c)
+{
+    backend *be = c->m->be;
+    if (c->fti) be->host_free(be, c->fti);
+    if (c->ftw) be->host_free(be, c->ftw);
+    if (c->fki) be->host_free(be, c->fki);
+    c->fti = NULL;
+    c->ftw = c->fki = NULL;
+    c->ftok_cap = 0;
+}
+
 void collect_batch_begin(collect *c, const int *idx, int B, int T)
 {
     const dataset *d = c->d;
@@ -178,10 +190,15 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
         c->fstat = xrealloc(c->fstat, fs * sizeof(float));
         c->fstat_cap = fs;
     }
-    if (c->no_probs && ft > c->ftok_cap) {
-        if (k) c->fti = xrealloc(c->fti, ft * k * sizeof(int32_t));
-        if (k) c->ftw = xrealloc(c->ftw, ft * k * sizeof(float));
-        if (c->ki) c->fki = xrealloc(c->fki, ft * sizeof(float));
+    if (c->no_probs && ft > c->ftok_cap && (k || c->ki)) {
+        /* page-locked on a GPU: the download runs at the bus's speed (a few KB per token) */
+        backend *be = c->m->be;
+        collect_free_tokens(c);
+        if (k) c->fti = be->host_alloc(be, ft * k * sizeof(int32_t));
+        if (k) c->ftw = be->host_alloc(be, ft * k * sizeof(float));
+        if (c->ki) c->fki = be->host_alloc(be, ft * sizeof(float));
+        if ((k && (!c->fti || !c->ftw)) || (c->ki && !c->fki))
+            check_fail(__FILE__, __LINE__, "collect", "out of host memory for the per-token outputs of a batch");
         c->ftok_cap = ft;
     }
     c->req = (attn_request){.capture = collect_capture, .user = c, .no_probs = c->no_probs,
@@ -308,7 +325,8 @@ void collect_free(collect *c)
     collect_vision_free(c);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
-    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat); free(c->fti); free(c->ftw); free(c->fki);
+    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
+    collect_free_tokens(c);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
     free(c->bstat); free(c->bki); free(c->bti); free(c->btw);
     for (int i = 0; i < c->pool_free; i++) c->m->be->host_free(c->m->be, c->pool[i]);
