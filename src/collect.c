@@ -266,18 +266,23 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     }
     collect_vision_capture(c, layer, probs, B, T);     /* where the probabilities are (images: no padding) */
     if (c->names[CO_ATT]) {
-        /* each sample packed to its own n × n (and converted to half) where the probabilities are:
-         * one pack per sample, B = 1 on its (NH, T, T) slice; written by the writer */
+        /* each sample packed to its own n × n (and converted to half) where the probabilities are,
+         * written by the writer. One pack per run of consecutive samples of one length n (a batch
+         * is filled by length, so runs are common): Lmax = n makes their (k, NH, n, n) output the
+         * k blocks one after another, and saves a launch and two copies per sample on the GPU */
         const size_t es = c->o.att_f16 ? 2 : 4;
         att_job *j = xmalloc(sizeof *j);
         *j = (att_job){c, pool_get(c), B, xmalloc(B * sizeof(int64_t)), xmalloc(B * sizeof(size_t))};
         size_t o = 0;
-        for (int b = 0; b < B; b++) {
+        for (int b = 0, e; b < B; b = e) {
             const int64_t n = len[b];
-            be->attn_pack(be, (char *)j->buf + o, probs + (size_t)b * NH * TT, &len[b], 1, NH, T, len[b], c->o.att_f16);
-            j->at[b] = (c->att_off[c->batch_idx[b]] + (int64_t)layer * NH * n * n) * (int64_t)es;
-            j->bytes[b] = (size_t)NH * n * n * es;
-            o += j->bytes[b];
+            for (e = b + 1; e < B && len[e] == len[b]; e++) {}
+            be->attn_pack(be, (char *)j->buf + o, probs + (size_t)b * NH * TT, len + b, e - b, NH, T, len[b], c->o.att_f16);
+            for (int s = b; s < e; s++) {
+                j->at[s] = (c->att_off[c->batch_idx[s]] + (int64_t)layer * NH * n * n) * (int64_t)es;
+                j->bytes[s] = (size_t)NH * n * n * es;
+                o += j->bytes[s];
+            }
         }
         writer_submit(c->wr, att_job_run, j, o);
     }
