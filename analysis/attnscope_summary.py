@@ -82,6 +82,22 @@ def need(f, name, hint=""):
     return obj
 
 
+def attention_block(f, i, n):
+    """Sample i's attention [layers, heads, n, n] (n = /samples/length[i]). /attention is packed:
+    every sample's block one after another, sample i's from element /attention_offset[i]; files
+    written before that hold the padded [N, layers, heads, Lmax, Lmax] array, read as well."""
+    att = need(f, "/attention", "run attnscope with --save-attention to store it")
+    if att.ndim == 5:
+        return att[i, :, :, :n, :n]
+    if att.ndim != 1:
+        raise Fail(f"{f.filename}: /attention has {att.ndim} dimensions, expected 1 (packed) or 5 (padded)")
+    L, H = int(att.attrs["n_layers"]), int(att.attrs["n_heads"])
+    o = int(need(f, "/attention_offset", "a packed /attention needs it")[i])
+    if o < 0 or o + L * H * n * n > att.shape[0]:
+        raise Fail(f"{f.filename}: /attention_offset[{i}] = {o}: the sample's block lies outside /attention")
+    return att[o:o + L * H * n * n].reshape(L, H, n, n)
+
+
 def open_h5(path):
     if not os.path.exists(path):
         raise Fail(f"{path}: no such file")
@@ -316,8 +332,7 @@ def cmd_sample(args):
             return 0
         if not 0 <= args.layer < NL or not 0 <= args.head < NH:
             raise Fail(f"{args.file}: --layer {args.layer} --head {args.head} out of range ({NL} layers, {NH} heads)")
-        att = need(f, "/attention", "run attnscope with --save-attention to store it")
-        w = att[i, args.layer, args.head, :n, :n].astype(np.float64)  # only this sample's valid block
+        w = attention_block(f, i, n)[args.layer, args.head].astype(np.float64)
         k = min(3, n)
         print(f"top-{k} attended tokens, layer {args.layer} head {args.head} (stored /attention, row = query):")
         tw = max(len(t) for t in toks) if toks else 1

@@ -30,10 +30,10 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     static const char *const fixed[CO_PROBE] = {
         "/samples/length", "/samples/length_untruncated", "/samples/source_row", "/samples/input_ids", "/samples/tokens",
         "/stats/key_importance", "/stats/topk_index", "/stats/topk_weight", "/stats/sink_rate", "/attention",
-        "/summary/head_similarity_js_sum", "/summary/head_similarity_js_mean", "/summary/head_similarity_cos",
+        "/attention_offset", "/summary/head_similarity_js_sum", "/summary/head_similarity_js_mean", "/summary/head_similarity_cos",
         "/summary/head_similarity_gram"};
     const int present[CO_PROBE] = {1, 1, 1, 1, tok != NULL, o->key_importance, k > 0, k > 0, 1, o->save_attention,
-                                  o->similarity, o->similarity, o->similarity, o->similarity};
+                                  o->save_attention, o->similarity, o->similarity, o->similarity, o->similarity};
     for (int i = 0; i < CO_PROBE; i++) c->names[i] = present[i] ? fixed[i] : NULL;
     for (int s = 0; s < PROBE_N && o->probe; s++) {
         snprintf(c->probe_names[s], sizeof c->probe_names[s], "/probe/%s_per_sample", probe_names[s]);
@@ -46,6 +46,17 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         c->names[CO_STAT + s] = c->stat_names[s];
     }
     if (o->save_attention) {
+        /* /attention without padding: sample i's block [L, NH, n_i, n_i] starts at element att_off[i],
+         * after every earlier sample's, those of the ranks before this one included */
+        const int64_t LH = (int64_t)L * NH;
+        int64_t mine = 0, before = 0;
+        c->att_off = xmalloc((d->n + 1) * sizeof(int64_t));
+        for (int i = 0; i < d->n; i++) { c->att_off[i] = mine; mine += LH * d->len[i] * d->len[i]; }
+        CHECK_MPI(MPI_Exscan(&mine, &before, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Allreduce(&mine, &c->att_total, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+        if (d->first == 0) before = 0;     /* no sample before (MPI_Exscan leaves rank 0's result undefined) */
+        for (int i = 0; i < d->n; i++) c->att_off[i] += before;
+        /* a batch's blocks, packed one after another, fit in batch·NH·Lmax² elements */
         c->pool_bytes = (size_t)o->batch * NH * Lmax * Lmax * (o->att_f16 ? 2 : 4);
         c->pool_cap = (int)(((size_t)1 << 30) / c->pool_bytes);
         if (c->pool_cap < 2) c->pool_cap = 2;
@@ -140,19 +151,21 @@ static void pool_put(collect *c, void *p)
     pthread_mutex_unlock(&c->pool_mu);
 }
 
-typedef struct { collect *c; void *buf; int layer, B; int64_t *rows; } att_job;
+/* one layer of a batch for /attention: buf holds the B samples' packed [NH, n_b, n_b] blocks one
+ * after another; block b goes to byte at[b] of the dataset (fixed by the sample and the layer) */
+typedef struct { collect *c; void *buf; int B; int64_t *at; size_t *bytes; } att_job;
 
-/* writer thread: one (sample, layer) chunk per sample of the batch */
+/* writer thread: one (sample, layer) block per sample of the batch */
 static void att_job_run(void *ctx)
 {
     att_job *j = ctx;
     collect *c = j->c;
-    const size_t per = (size_t)c->NH * c->Lmax * c->Lmax * (c->o.att_f16 ? 2 : 4);
-    for (int b = 0; b < j->B && !collect_write_failed(c); b++)
-        if (h5raw_write(c->fd, &c->raw[CO_ATT], (j->rows[b] * c->L + j->layer) * (int64_t)per, per, (char *)j->buf + b * per))
+    size_t o = 0;
+    for (int b = 0; b < j->B && !collect_write_failed(c); o += j->bytes[b], b++)
+        if (h5raw_write(c->fd, &c->raw[CO_ATT], j->at[b], j->bytes[b], (char *)j->buf + o))
             collect_write_error(c, CO_ATT, errno);
     pool_put(c, j->buf);
-    free(j->rows);
+    free(j->at); free(j->bytes);
     free(j);
 }
 
@@ -287,12 +300,25 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     }
     collect_vision_capture(c, layer, probs, B, T);     /* where the probabilities are (images: no padding) */
     if (c->names[CO_ATT]) {
-        /* packed (and converted to half) where the probabilities are; written by the writer */
+        /* each sample packed to its own n × n (and converted to half) where the probabilities are,
+         * written by the writer. One pack per run of consecutive samples of one length n (a batch
+         * is filled by length, so runs are common): Lmax = n makes their (k, NH, n, n) output the
+         * k blocks one after another, and saves a launch and two copies per sample on the GPU */
+        const size_t es = c->o.att_f16 ? 2 : 4;
         att_job *j = xmalloc(sizeof *j);
-        *j = (att_job){c, pool_get(c), layer, B, xmalloc(B * sizeof(int64_t))};
-        for (int b = 0; b < B; b++) j->rows[b] = c->d->first + c->batch_idx[b];
-        be->attn_pack(be, j->buf, probs, len, B, NH, T, Lmax, c->o.att_f16);
-        writer_submit(c->wr, att_job_run, j, (size_t)B * NH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4));
+        *j = (att_job){c, pool_get(c), B, xmalloc(B * sizeof(int64_t)), xmalloc(B * sizeof(size_t))};
+        size_t o = 0;
+        for (int b = 0, e; b < B; b = e) {
+            const int64_t n = len[b];
+            for (e = b + 1; e < B && len[e] == len[b]; e++) {}
+            be->attn_pack(be, (char *)j->buf + o, probs + (size_t)b * NH * TT, len + b, e - b, NH, T, len[b], c->o.att_f16);
+            for (int s = b; s < e; s++) {
+                j->at[s] = (c->att_off[c->batch_idx[s]] + (int64_t)layer * NH * n * n) * (int64_t)es;
+                j->bytes[s] = (size_t)NH * n * n * es;
+                o += j->bytes[s];
+            }
+        }
+        writer_submit(c->wr, att_job_run, j, o);
     }
     free(len);
     if (!c->o.similarity) return;
@@ -331,6 +357,7 @@ void collect_free(collect *c)
     free(c->bstat); free(c->bki); free(c->bti); free(c->btw);
     for (int i = 0; i < c->pool_free; i++) c->m->be->host_free(c->m->be, c->pool[i]);
     free(c->pool);
+    free(c->att_off);
     pthread_mutex_destroy(&c->pool_mu);
     pthread_cond_destroy(&c->pool_cv);
 }

@@ -38,7 +38,9 @@ typedef struct {
 enum { VIS_DIST, VIS_LOC, VIS_CLS, VIS_ROLL, VIS_NORM, VIS_HIGH, VIS_N };
 
 /* the datasets collect writes, in the order of collect_out.c's table */
-enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK, CO_ATT,
+enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK,
+       CO_ATT,                             /* every sample's [L, NH, n, n] block, packed: 1-D */
+       CO_ATT_OFF,                         /* [N] int64 element offset of each sample's block */
        CO_SIM_JS_SUM, CO_SIM_JS_MEAN, CO_SIM_COS, CO_SIM_GRAM,
        CO_PROBE,                           /* PROBE_N per-sample scores [N, L, NH] */
        CO_PROBE_MEAN = CO_PROBE + PROBE_N, /* PROBE_N means over the samples [L, NH] */
@@ -96,8 +98,13 @@ typedef struct {
     size_t bstat_cap;                  /* B·NH·T they have room for */
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of
-     * (batch, NH, Lmax, Lmax) each, handed back by the writer after their write */
+     * batch·NH·Lmax² elements each (room for any batch's Σ_b NH·n_b²), handed back by the writer
+     * after their write */
     writer *wr;
+    int64_t *att_off;                  /* [d->n] element offset in /attention of each local sample's
+                                          block [L, NH, n, n] (global: known at init, so a block's
+                                          place in the file is fixed and a resume rewrites it there) */
+    int64_t att_total;                 /* elements of /attention, Σ over all samples of L·NH·n² */
     void **pool; int pool_n, pool_free, pool_cap;
     size_t pool_bytes;
     pthread_mutex_t pool_mu;
@@ -106,7 +113,9 @@ typedef struct {
     stats_sim sim;
 } collect;
 
-/* The window buffers (wcap from a memory budget) and the list of output datasets. */
+/* The window buffers (wcap from a memory budget) and the list of output datasets. With
+ * save_attention it is collective over MPI_COMM_WORLD (run.c's communicator): every rank's
+ * /attention offsets follow from the lengths of the ranks before it. */
 void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax);
 /* Rank 0, a fresh start only: creates every output dataset in out with its units and

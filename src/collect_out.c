@@ -90,11 +90,24 @@ void collect_create(collect *c, h5out *out, int64_t n_tokens)
     H5Dclose(ds_sw);
     free(sw);
     if (c->names[CO_ATT]) {
+        /* no padding: sample i's [L, NH, n_i, n_i] block at /attention_offset[i], n_i = /samples/length[i]
+         * (a padded [N, L, NH, Lmax, Lmax] array is mostly zeros when one sample is long) */
         hid_t f16_t = h5_type_f16();
-        hsize_t dA[5] = {N, (hsize_t)L, (hsize_t)NH, (hsize_t)Lmax, (hsize_t)Lmax};
-        ds[CO_ATT] = make_ds(out, c->names[CO_ATT], c->o.att_f16 ? f16_t : H5T_IEEE_F32LE, 5, dA, NULL, NULL);
-        h5_attr_str(ds[CO_ATT], "layout", "[sample, layer, head, query, key]; entries outside the sample's length are 0");
+        hsize_t dA[1] = {(hsize_t)c->att_total};
+        ds[CO_ATT] = make_ds(out, c->names[CO_ATT], c->o.att_f16 ? f16_t : H5T_IEEE_F32LE, 1, dA, "probability",
+                             "post-softmax attention probabilities of every sample, layer, head, query and key");
+        h5_attr_str(ds[CO_ATT], "layout",
+                    "packed, no padding: the samples' blocks one after another; sample i's block [layer, head, query, key] "
+                    "has shape [n_layers, n_heads, n, n], n = /samples/length[i], and starts at element /attention_offset[i]");
+        h5_attr_str(ds[CO_ATT], "read",
+                    "a = f['attention']; L, H = a.attrs['n_layers'], a.attrs['n_heads']\n"
+                    "n = f['samples/length'][i]; o = f['attention_offset'][i]\n"
+                    "att_i = a[o:o + L*H*n*n].reshape(L, H, n, n)");
+        h5_attr_i64(ds[CO_ATT], "n_layers", L);
+        h5_attr_i64(ds[CO_ATT], "n_heads", NH);
         H5Tclose(f16_t);
+        ds[CO_ATT_OFF] = make_ds(out, c->names[CO_ATT_OFF], H5T_STD_I64LE, 1, dN, "elements",
+                                 "index in /attention of the first value of each sample's [L, H, n, n] block");
     }
     if (c->names[CO_SIM_JS_SUM]) {
         const hsize_t d2[2] = {(hsize_t)L * NH, (hsize_t)L * NH};
@@ -140,8 +153,10 @@ int collect_attach(collect *c, const char *data_path, const char *state_dir, uin
     if (h5out_locate(data_path, c->names, CO_N, c->raw, comm)) return -1;
     int rc = 0;
     for (int i = 0; i < CO_N; i++)
-        if (c->names[i] && (i < CO_SIM_JS_SUM || (i >= CO_PROBE && i < CO_PROBE_MEAN) || i >= CO_VIS) && c->raw[i].rows != c->N)
-            rc = err_set("%s: %s has %lld rows, this run %lld", data_path, c->names[i], (long long)c->raw[i].rows, (long long)c->N);
+        if (c->names[i] && (i < CO_SIM_JS_SUM || (i >= CO_PROBE && i < CO_PROBE_MEAN) || i >= CO_VIS) &&
+            c->raw[i].rows != (i == CO_ATT ? c->att_total : c->N))
+            rc = err_set("%s: %s has %lld rows, this run %lld", data_path, c->names[i], (long long)c->raw[i].rows,
+                         (long long)(i == CO_ATT ? c->att_total : c->N));
     c->fd = rc ? -1 : open(data_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (!rc && c->fd < 0) rc = err_set("%s: cannot open for writing: %s", data_path, strerror(errno));
     return rc;
@@ -176,7 +191,8 @@ int64_t collect_dataset_bytes(const collect *c, int co)
     case CO_TOK: return N * Lmax * c->tokmax;
     case CO_KI: return N * LH * Lmax * 4;
     case CO_TI: case CO_TW: return N * LH * Lmax * k * 4;
-    case CO_ATT: return N * LH * Lmax * Lmax * (c->o.att_f16 ? 2 : 4);
+    case CO_ATT: return c->att_total * (c->o.att_f16 ? 2 : 4);
+    case CO_ATT_OFF: return N * 8;
     case CO_SIM_JS_SUM: case CO_SIM_JS_MEAN: case CO_SIM_COS: case CO_SIM_GRAM: return LH * LH * 8;
     case CO_PROBE_MEAN: case CO_PROBE_MEAN + 1: case CO_PROBE_MEAN + 2: return LH * 4;
 
@@ -221,6 +237,7 @@ static void window_job_run(void *ctx)
     put_rows(c, CO_TI, j->g0, j->wn, j->ti);
     put_rows(c, CO_TW, j->g0, j->wn, j->tw);
     put_rows(c, CO_SINK, j->g0, j->wn, j->sink);
+    if (c->att_off) put_rows(c, CO_ATT_OFF, j->g0, j->wn, c->att_off + j->w0);   /* fixed for the run */
     for (int v = 0; v < VIS_N; v++)
         if (j->vis[v]) put_rows(c, CO_VIS + v, j->g0, j->wn, j->vis[v]);
     if (j->rec && !collect_write_failed(c)) {

@@ -114,6 +114,62 @@ void report_image_entry(html_list *h, const char *path, const char *caption)
 
 typedef struct { int len; char **tokens; float *att; /* (L, H, len, len) or NULL */ } sample_data;
 
+/* Sample i's [L, H, len, len] block of /attention into sd->att. The packed layout (1-D, block at
+ * /attention_offset[i]) is what runs write; the padded [N, L, H, Lmax, Lmax] one of files written
+ * before it is read too, so that old runs still draw. */
+static int attention_read(hid_t f, const char *file, const summary *s, int64_t i, sample_data *sd)
+{
+    hid_t dat = -1;
+    H5E_BEGIN_TRY { if (H5Lexists(f, "/attention", H5P_DEFAULT) > 0) dat = H5Dopen2(f, "/attention", H5P_DEFAULT); } H5E_END_TRY;
+    if (dat < 0) return err_set("%s: no /attention dataset: run attnscope run with --save-attention to draw attention maps", file);
+    const hsize_t n = (hsize_t)sd->len, block = (hsize_t)s->L * s->H * n * n;
+    hid_t asp = H5Dget_space(dat);
+    hsize_t da[5] = {0};
+    const int nd = H5Sget_simple_extent_ndims(asp);
+    if (nd >= 1 && nd <= 5) H5Sget_simple_extent_dims(asp, da, NULL);
+    hid_t ams = -1;
+    int rc = 0;
+    if (nd == 1) {
+        hsize_t dof[1];
+        int64_t off = -1;
+        hid_t dofs = open_ds(f, file, "/attention_offset", 1, dof);
+        if (dofs < 0) rc = -1;
+        else if (dof[0] != (hsize_t)s->N) rc = err_set("%s: /attention_offset has %llu rows, /stats %lld samples", file, (unsigned long long)dof[0], (long long)s->N);
+        else {
+            hid_t osp = H5Dget_space(dofs);
+            hsize_t os = (hsize_t)i, oc = 1;
+            H5Sselect_hyperslab(osp, H5S_SELECT_SET, &os, NULL, &oc, NULL);
+            hid_t oms = H5Screate_simple(1, &oc, NULL);
+            CHECK_H5(H5Dread(dofs, H5T_NATIVE_INT64, oms, osp, H5P_DEFAULT, &off));
+            H5Sclose(oms); H5Sclose(osp);
+        }
+        if (dofs >= 0) H5Dclose(dofs);
+        if (!rc && (off < 0 || (hsize_t)off > da[0] || da[0] - (hsize_t)off < block))
+            rc = err_set("%s: /attention_offset[%lld] = %lld: sample %lld's block of %llu values lies outside /attention (%llu values)",
+                         file, (long long)i, (long long)off, (long long)i, (unsigned long long)block, (unsigned long long)da[0]);
+        if (!rc) {
+            hsize_t start = (hsize_t)off;
+            H5Sselect_hyperslab(asp, H5S_SELECT_SET, &start, NULL, &block, NULL);
+            ams = H5Screate_simple(1, &block, NULL);
+        }
+    } else if (nd == 5) {
+        if (da[0] != (hsize_t)s->N || da[1] != (hsize_t)s->L || da[2] != (hsize_t)s->H || da[3] < n || da[3] != da[4])
+            rc = err_set("%s: /attention shape does not match /stats and /samples/length", file);
+        else {
+            hsize_t start[5] = {(hsize_t)i, 0, 0, 0, 0}, count[5] = {1, (hsize_t)s->L, (hsize_t)s->H, n, n};
+            H5Sselect_hyperslab(asp, H5S_SELECT_SET, start, NULL, count, NULL);
+            ams = H5Screate_simple(5, count, NULL);
+        }
+    } else rc = err_set("%s: /attention has %d dimensions, expected 1 (packed, with /attention_offset) or 5 (padded)", file, nd);
+    if (!rc) {
+        sd->att = xmalloc(block * sizeof(float));
+        CHECK_H5(H5Dread(dat, H5T_NATIVE_FLOAT, ams, asp, H5P_DEFAULT, sd->att));
+    }
+    if (ams >= 0) H5Sclose(ams);
+    H5Sclose(asp); H5Dclose(dat);
+    return rc;
+}
+
 static int sample_read(hid_t f, const char *file, const summary *s, int64_t i, int with_attention, sample_data *sd)
 {
     memset(sd, 0, sizeof *sd);
@@ -130,21 +186,7 @@ static int sample_read(hid_t f, const char *file, const summary *s, int64_t i, i
     sd->tokens = xcalloc(sd->len, sizeof(char *));
     if (read_tokens(f, file, (hsize_t)i, sd->len, sd->tokens)) return -1;
     if (!with_attention) return 0;
-    hsize_t da[5];
-    hid_t dat = open_ds(f, file, "/attention", 5, da);
-    if (dat < 0) return err_set("%s: no /attention dataset: run attnscope run with --save-attention to draw attention maps", file);
-    if (da[0] != (hsize_t)s->N || da[1] != (hsize_t)s->L || da[2] != (hsize_t)s->H || da[3] < (hsize_t)sd->len || da[3] != da[4]) {
-        H5Dclose(dat);
-        return err_set("%s: /attention shape does not match /stats and /samples/length", file);
-    }
-    sd->att = xmalloc((size_t)s->L * s->H * sd->len * sd->len * sizeof(float));
-    hid_t asp = H5Dget_space(dat);
-    hsize_t start[5] = {(hsize_t)i, 0, 0, 0, 0}, count[5] = {1, (hsize_t)s->L, (hsize_t)s->H, (hsize_t)sd->len, (hsize_t)sd->len};
-    H5Sselect_hyperslab(asp, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ams = H5Screate_simple(5, count, NULL);
-    CHECK_H5(H5Dread(dat, H5T_NATIVE_FLOAT, ams, asp, H5P_DEFAULT, sd->att));
-    H5Sclose(ams); H5Sclose(asp); H5Dclose(dat);
-    return 0;
+    return attention_read(f, file, s, i, sd);
 }
 
 static void sample_free(sample_data *sd)

@@ -62,7 +62,7 @@ SHA = {"model.safetensors": "ab" * 32}
 
 
 def make_file(path, attention_dtype="f4", with_attention=True, with_tokens=True, with_entropy=True,
-              with_summary=True):
+              with_summary=True, padded=False):
     rng = np.random.default_rng(7)
     length = np.array([len(t) for t, _ in SAMPLES], np.int32)
     ids = np.zeros((N, LMAX), np.int32)
@@ -95,8 +95,13 @@ def make_file(path, attention_dtype="f4", with_attention=True, with_tokens=True,
             f["/samples/tokens"] = tokens
         if with_entropy:
             f["/stats/entropy"] = ent
-        if with_attention:
+        if with_attention and padded:   # the layout of files written before /attention was packed
             f.create_dataset("/attention", data=att.astype(attention_dtype))
+        elif with_attention:            # packed: each sample's [NL, NH, n, n] block at its offset
+            blocks = [att[i, :, :, :n, :n].ravel() for i, n in enumerate(length)]
+            f.create_dataset("/attention", data=np.concatenate(blocks).astype(attention_dtype))
+            f["/attention"].attrs["n_layers"], f["/attention"].attrs["n_heads"] = np.int64(NL), np.int64(NH)
+            f["/attention_offset"] = np.concatenate([[0], np.cumsum([b.size for b in blocks])[:-1]]).astype(np.int64)
         if with_summary:
             f["/summary/entropy_mean"] = ent.mean(0)
     return path
@@ -106,11 +111,12 @@ with open(os.path.join(TMP, "corpus.txt"), "w", encoding="utf-8") as fh:
     fh.write("\n".join(CORPUS) + "\n")
 F = make_file(os.path.join(TMP, "full.h5"))
 F16 = make_file(os.path.join(TMP, "f16.h5"), attention_dtype="f2", with_summary=False)
+OLD = make_file(os.path.join(TMP, "padded.h5"), padded=True, with_summary=False)
 NOATT = make_file(os.path.join(TMP, "noatt.h5"), with_attention=False, with_summary=False)
 NOTOK = make_file(os.path.join(TMP, "notok.h5"), with_tokens=False)
 NOENT = make_file(os.path.join(TMP, "noent.h5"), with_entropy=False)
 h = h5py.File(F, "r")
-ENT, ATT, LEN = h["/stats/entropy"][()], h["/attention"][()], h["/samples/length"][()]
+ENT, ATT, LEN = h["/stats/entropy"][()], h5py.File(OLD, "r")["/attention"][()], h["/samples/length"][()]
 
 
 def parse_table(lines, start, rows):
@@ -133,7 +139,8 @@ for k in ("n_ranks", "n_samples", "n_layers", "n_heads", "max_len", "n_truncated
     v = int(h.attrs[k])
     check(re.search(rf"^\s+{k}\s+= {v}$", out, re.M) is not None, f"info shows int64 attribute {k} = {v}")
 for name, shape in (("/samples/length", [N]), ("/samples/tokens", [N, LMAX]), ("/stats/entropy", [N, NL, NH]),
-                    ("/attention", [N, NL, NH, LMAX, LMAX]), ("/summary/entropy_mean", [NL, NH])):
+                    ("/attention", [int(NL * NH * (LEN.astype(np.int64) ** 2).sum())]), ("/attention_offset", [N]),
+                    ("/summary/entropy_mean", [NL, NH])):
     s = "[" + ", ".join(map(str, shape)) + "]"
     m = re.search(rf"^\s+{re.escape(name)}\s+(\[[^\]]*\])\s+(.+)$", out, re.M)
     check(m is not None and m.group(1) == s, f"info lists {name} with shape {s} (got {m.group(1) if m else None})")
@@ -167,8 +174,8 @@ for i, (toks, row) in enumerate(SAMPLES):
     e = float(np.abs(parse_table(lines, k + 1, NL) - ENT[i]).max())
     check(e <= tol(), f"sample {i}: entropy table vs /stats/entropy: max abs err {e:.2g} (tol {tol():.2g})")
 
-for path, dt in ((F, "float32"), (F16, "float16")):
-    att = h5py.File(path, "r")["/attention"][()].astype(np.float64)
+for path, dt in ((F, "float32"), (F16, "float16"), (OLD, "float32, padded layout")):
+    att = ATT.astype(np.float16 if path == F16 else np.float32).astype(np.float64)   # what make_file stored
     for i, l, hd in ((0, 1, 2), (1, 0, 3), (2, 1, 0)):
         p = tool("sample", path, i, "--layer", l, "--head", hd, "--digits", DIGITS)
         rows = [ln for ln in p.stdout.splitlines() if " -> " in ln]

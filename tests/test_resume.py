@@ -41,24 +41,24 @@ write_input(INPUT, random_lengths(NSAMPLES))
 ARGS = ["--model", MODEL, "--input", INPUT, "--head-similarity", "--checkpoint-every", "0.3", "--topk", "3", "--key-importance"]
 
 
-def cmd(out, *extra, np_=2):
-    return MPIRUN + ["-n", str(np_), "-x", "OMP_NUM_THREADS=1", "-x", "OPENBLAS_NUM_THREADS=1", BIN, "run"] + ARGS + \
+def cmd(out, *extra, np_=2, args=None):
+    return MPIRUN + ["-n", str(np_), "-x", "OMP_NUM_THREADS=1", "-x", "OPENBLAS_NUM_THREADS=1", BIN, "run"] + (args or ARGS) + \
         ["--out", out] + [str(a) for a in extra]
 
 
-def run(out, *extra, np_=2):
-    return subprocess.run(cmd(out, *extra, np_=np_), capture_output=True, text=True, cwd=ROOT)
+def run(out, *extra, np_=2, args=None):
+    return subprocess.run(cmd(out, *extra, np_=np_, args=args), capture_output=True, text=True, cwd=ROOT)
 
 
-def start(out, *extra, np_=2):
-    return subprocess.Popen(cmd(out, *extra, np_=np_), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def start(out, *extra, np_=2, args=None):
+    return subprocess.Popen(cmd(out, *extra, np_=np_, args=args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, start_new_session=True)
 
 
-def start_computing(out, *extra):
+def start_computing(out, *extra, args=None):
     """start() and wait until the ranks compute (rank 0's first progress line): a signal before
     that ends the start-up, where nothing is saved yet"""
-    p = start(out, *extra)
+    p = start(out, *extra, args=args)
     t0 = time.time()
     while time.time() - t0 < 60:
         line = p.stdout.readline()
@@ -148,6 +148,58 @@ for trial in range(TRIALS):
         os.remove(out)
     shutil.rmtree(out + ".partial", ignore_errors=True)
 
+# ---- --save-attention: /attention packed per sample, killed and resumed -------------------------
+# mostly short samples and a few of the full 64 tokens: each block goes to its fixed offset, so a
+# resumed run rewrites exactly the blocks it had not saved
+ATT_IN = f"{TMP}/att_input.h5"
+att_lens = np.where(np.random.default_rng(5).random(16000) < 0.03, 64, random_lengths(16000, seed=5) % 8 + 3)
+write_input(ATT_IN, att_lens, seed=5)
+ATT_ARGS = ["--model", MODEL, "--input", ATT_IN, "--save-attention", "--attention-dtype", "f16", "--topk", "0",
+            "--no-key-importance", "--checkpoint-every", "0.05"]    # /attention the bulk of the file
+ATT_REF = f"{TMP}/att_ref.h5"
+p = run(ATT_REF, args=ATT_ARGS)
+m = re.search(r"forward, statistics and writes ([0-9.]+) s", p.stdout)
+att_s = float(m.group(1)) if m else 0.3      # the ranks' compute, after start-up
+check(p.returncode == 0, f"--save-attention reference run on {len(att_lens)} samples of 3..64 tokens exits 0")
+if p.returncode == 0:
+    with h5py.File(ATT_REF, "r") as f:
+        a = f["attention"]
+        L, H = int(a.attrs["n_layers"]), int(a.attrs["n_heads"])
+        packed = L * H * int((att_lens.astype(np.int64) ** 2).sum()) * 2
+        padded = len(att_lens) * L * H * 64 * 64 * 2
+        stored = a.id.get_storage_size()
+        o, n = int(f["attention_offset"][-1]), int(att_lens[-1])
+        rows = a[o:o + L * H * n * n].astype(np.float64).reshape(L, H, n, n).sum(-1)
+    size = os.path.getsize(ATT_REF)
+    check(stored == packed and size < packed + (12 << 20) and size < padded / 4,
+          f"/attention holds {stored} bytes = sum of L·H·n²·2 ({packed}); the file {size / 1e6:.1f} MB (< 12 MB more: the other datasets), "
+          f"padded it would be {padded / 1e6:.1f} MB of /attention")
+    check(np.abs(rows - 1).max() < 2e-3, f"the last sample's block read at its offset: rows sum to 1 (max dev {np.abs(rows - 1).max():.2g})")
+    mid = 0
+    for trial, frac in enumerate((0.3, 0.5, 0.7)):    # of the compute time, from the first progress line
+        out = f"{work}/att.h5"
+        p = start_computing(out, args=ATT_ARGS)
+        time.sleep(frac * att_s)
+        kill_job(p, signal.SIGKILL)
+        p.communicate(timeout=120)
+        final_state = "complete" if os.path.exists(out) else "absent"
+        if final_state == "absent":
+            p2 = run(out, args=ATT_ARGS)
+            m = re.search(r"resuming: (\d+) of (\d+) samples", p2.stdout)
+            mid += bool(m) and 0 < int(m.group(1)) < len(att_lens)
+        d = differing(out, ATT_REF) if os.path.exists(out) else ["(no output)"]
+        check(not d and not leftovers(work, {"att.h5"}),
+              f"--save-attention trial {trial}: SIGKILL {frac * att_s:.2f} s into the compute, final path {final_state}; "
+              f"resumed from {m.group(1) if final_state == 'absent' and m else 0} saved samples; output == uninterrupted (differ: {d})")
+        if os.path.exists(out):
+            os.remove(out)
+        shutil.rmtree(out + ".partial", ignore_errors=True)
+    check(mid > 0, f"{mid} of the 3 --save-attention trials were killed mid-run and resumed from a partial file")
+    figs = f"{TMP}/att_figs"
+    p = subprocess.run(MPIRUN + ["-n", "2", BIN, "reduce", ATT_REF, "--figures", figs, "--sample", str(int(np.argmax(att_lens)))],
+                       capture_output=True, text=True, cwd=ROOT)
+    check(p.returncode == 0 and any(x.startswith("sample_") for x in os.listdir(figs)),
+          f"reduce on 2 ranks of the packed file, the longest sample's maps drawn: exit {p.returncode} {att_lines(p)}")
 # ---- SIGUSR1 to the ranks alone (Slurm's --signal): exit status 75, then resume ----------------
 out = f"{TMP}/usr1.h5"
 p = start_computing(out)

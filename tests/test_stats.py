@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import stats_ref  # noqa: E402
 from checks import check, summary  # noqa: E402
+import att_read
 
 PROBE = os.path.join(os.environ.get("BUILD", "build"), "tests", "probe_stats")
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -187,7 +188,7 @@ def decoder_run(fam):
         return
     with h5py.File(out, "r") as f, h5py.File(os.path.join(FX, f"expected_{fam}.h5"), "r") as e:
         hf, lens = e["attentions"][()], e["length"][()]
-        ours = f["attention"][()]
+        ours = att_read.padded(f)
         check(int(f["stats"].attrs["causal"]) == 1, f"dec_{fam}: /stats causal attribute is 1")
         got = {n: f["stats"][n][()] for n in stats_ref.SCALARS}
         got["key_importance"] = f["stats/key_importance"][()]

@@ -10,6 +10,7 @@ import os, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
+import att_read
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -65,7 +66,7 @@ def case(name, model, inp, expected, npre, patch, fusion="mean", discard=0.0, st
     ref = h5py.File(f"{FX}/{expected}")["attentions"][:]
     with h5py.File(out) as f:
         gh, gw = int(f["vision"].attrs["grid_h"]), int(f["vision"].attrs["grid_w"])
-        e = float(np.abs(f["attention"][:] - ref).max())
+        e = float(np.abs(att_read.padded(f) - ref).max())
         check(e <= 1e-5, f"{name}: /attention of every layer and head vs HF: max abs {e:.3g} (tol 1e-5)")
         dist, loc, cls, roll = reference(ref[:, start:] if start else ref, npre, gh, gw, patch, fusion, discard)
         if start:
@@ -112,7 +113,7 @@ p1 = run("--model", mdir, "--images", listfile, "--out", f"{TMP}/img.h5", "--sav
 p2 = run("--model", mdir, "--input", f"{TMP}/hf_px.h5", "--out", f"{TMP}/hfpx.h5", "--save-attention", "--quiet")
 if check(p1.returncode == 0 and p2.returncode == 0, f"--images over {len(files)} files and --input of HF's pixel_values: exit {p1.returncode}, {p2.returncode} {p1.stderr.strip()[-300:]}"):
     with h5py.File(f"{TMP}/img.h5") as a, h5py.File(f"{TMP}/hfpx.h5") as b:
-        e = float(np.abs(a["attention"][:] - b["attention"][:]).max())
+        e = float(np.abs(att_read.padded(a) - att_read.padded(b)).max())
         check(e <= 1e-6, f"--images vs HF's processor: attention of every layer and head, max abs {e:.3g} (tol 1e-6; the pixels are equal)")
         paths = [x.decode() for x in a["images/path"][()]]
         sizes = a["images/orig_size"][()]
@@ -126,7 +127,7 @@ p = run("--model", f"{FX}/clip_text_tiny", "--input", f"{FX}/input_decoder.h5", 
         "--save-attention", "--quiet")
 if check(p.returncode == 0, f"clip_text_tiny: exit {p.returncode} {p.stderr.strip()[-200:]}"):
     with h5py.File(f"{TMP}/clip_text.h5") as f, h5py.File(f"{FX}/expected_clip_text_tiny.h5") as e:
-        a, ref, n = f["attention"][:], e["attentions"][:], e["length"][:]
+        a, ref, n = att_read.padded(f), e["attentions"][:], e["length"][:]
         err = max(float(np.abs(a[i, :, :, :k, :k] - ref[i, :, :, :k, :k]).max()) for i, k in enumerate(n))
         check(err <= 1e-5 and int(f["stats"].attrs["causal"]) == 1,
               f"clip_text_tiny: /attention vs HF on valid rows max abs {err:.3g} (tol 1e-5), causal {int(f['stats'].attrs['causal'])}")
@@ -137,7 +138,7 @@ p = run("--model", f"{FX}/clip_text_tok", "--text", f"{FX}/clip_sentences.txt", 
         "--save-attention")
 if check(p.returncode == 0, f"clip_text_tok --text: exit {p.returncode} {p.stderr.strip()[-200:]}"):
     with h5py.File(f"{TMP}/clip_text_tok.h5") as f, h5py.File(f"{FX}/expected_clip_text_tok.h5") as e:
-        a, ref, n, want = f["attention"][:], e["attentions"][:], e["length"][:], e["input_ids"][:]
+        a, ref, n, want = att_read.padded(f), e["attentions"][:], e["length"][:], e["input_ids"][:]
         got, glen = f["samples/input_ids"][:], f["samples/length"][:]
         same = list(glen) == list(n) and all(list(got[i, :k]) == list(want[i, :k]) for i, k in enumerate(n))
         check(same, f"clip_text_tok: ids of {len(n)} sentences (lengths {n.tolist()}) equal CLIPTokenizer's: {same}")
@@ -162,7 +163,7 @@ for name, extra in (("contiguous", []), ("contiguous_prefetch", ["PREFETCH"]), (
                         "--batch", "1", "--save-attention", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT)
     if check(p.returncode == 0, f"/pixel_values {name}: exit {p.returncode} {p.stderr.strip()[-200:]}"):
         with h5py.File(f"{TMP}/layout_{name}.h5") as f:
-            outs[name] = f["attention"][:]
+            outs[name] = att_read.padded(f)
 if len(outs) == 4:
     same = all(np.array_equal(outs["contiguous"], outs[k]) for k in outs)
     check(same, f"/pixel_values contiguous (pread, with and without the prefetch thread), chunked + gzip and big-endian float64 (HDF5): attention identical {same}")
@@ -173,7 +174,7 @@ p = run("--model", f"{FX}/clip_full_tiny", "--text", f"{FX}/clip_sentences.txt",
         "--save-attention", "--quiet")
 if check(p.returncode == 0, f"clip_full_tiny --text: exit {p.returncode} {p.stderr.strip()[-200:]}"):
     with h5py.File(f"{TMP}/clip_full_text.h5") as f, h5py.File(f"{FX}/expected_clip_full_text.h5") as e:
-        a, ref, n, want = f["attention"][:], e["attentions"][:], e["length"][:], e["input_ids"][:]
+        a, ref, n, want = att_read.padded(f), e["attentions"][:], e["length"][:], e["input_ids"][:]
         got, glen = f["samples/input_ids"][:], f["samples/length"][:]
         same = list(glen) == list(n) and all(list(got[i, :k]) == list(want[i, :k]) for i, k in enumerate(n))
         err = max(float(np.abs(a[i, :, :, :k, :k] - ref[i, :, :, :k, :k]).max()) for i, k in enumerate(n)) if same else float("inf")
