@@ -262,7 +262,7 @@ static void scatter_scalars(collect *c, int layer, int B, const float *bstat)
 void collect_capture(void *user, int layer, const float *probs, int B, int T)
 {
     collect *c = user;
-    const int L = c->L, NH = c->NH, Lmax = c->Lmax, k = c->o.topk;
+    const int L = c->L, NH = c->NH, k = c->o.topk;
     const size_t TT = (size_t)T * T;
     backend *be = c->m->be;
     /* statistics where the probabilities are (on the GPU for the CUDA backend) */

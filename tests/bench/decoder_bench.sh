@@ -6,7 +6,9 @@ set -u
 # --topk 0 --no-key-importance) over a sweep of its own. Peak GPU memory of attnscope: the most
 # nvidia-smi saw while it ran (the peer's: torch.cuda.max_memory_allocated).
 #   LENS (2048), SAMPLES (128 rows per length), PEER_BATCHES (1,2,4,8,16), OUR_BATCHES ("2 4 8"),
-#   DIR (/dev/shm/llama1b), ATTNSCOPE (build-cuda/attnscope), EAGER (1: also eager + attentions)
+#   DIR (/dev/shm/llama1b), ATTNSCOPE (build-cuda/attnscope), EAGER (1: also eager + attentions),
+#   TOKEN_OPTS (below)
+. tests/bench/timed_run.sh
 LENS=${LENS:-2048}
 DIR=${DIR:-/dev/shm/llama1b}
 BIN=${ATTNSCOPE:-build-cuda/attnscope}
@@ -14,13 +16,20 @@ nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader
 [ -f "$DIR/config.json" ] || python3 tests/bench/decoder_peer.py --save "$DIR" --lengths "$LENS" --samples "${SAMPLES:-128}"
 eager=$([ "${EAGER:-1}" = 1 ] && echo --eager || echo)
 python3 tests/bench/decoder_peer.py --lengths "$LENS" --batches "${PEER_BATCHES:-1,2,4,8,16}" $eager --json /tmp/decoder_peer.json
+# TOKEN_OPTS (e.g. "--topk 3 --key-importance"): also one run per length with those per-token
+# outputs, at the first of OUR_BATCHES
 for L in ${LENS//,/ }; do
-  for B in ${OUR_BATCHES:-2 4 8}; do
+  B1=$(echo ${OUR_BATCHES:-2 4 8} | cut -d' ' -f1)
+  for B in ${OUR_BATCHES:-2 4 8} ${TOKEN_OPTS:+tok$B1}; do
+    opts="--topk 0 --no-key-importance"; what=scalars
+    case "$B" in tok*) B=${B#tok}; opts=$TOKEN_OPTS; what="$TOKEN_OPTS";; esac
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > /tmp/dec_mem.txt &
     smi=$!
-    echo "== attnscope bf16 scalars L=$L B=$B"
-    "$BIN" run --model "$DIR" --input "$DIR/input_L$L.h5" --out /dev/shm/dec.h5 --overwrite --batch "$B" \
-      --max-tokens $((B * L)) --precision bf16 --topk 0 --no-key-importance --quiet 2>&1 | grep -E 'wrote|rror|memory'
+    echo "== attnscope bf16 $what L=$L B=$B"
+    timed_run /tmp/dec_run.txt "$BIN" run --model "$DIR" --input "$DIR/input_L$L.h5" --out /dev/shm/dec.h5 --overwrite \
+      --batch "$B" --max-tokens $((B * L)) --precision bf16 $opts --quiet
+    echo "   $(closing_line /tmp/dec_run.txt)"
+    echo "   load excluded: $(tps_excl /tmp/dec_run.txt) tokens/s"
     kill $smi; wait $smi 2>/dev/null
     echo "   peak GPU memory (nvidia-smi, whole device): $(sort -n /tmp/dec_mem.txt | tail -1) MiB"
     rm -f /dev/shm/dec.h5

@@ -10,6 +10,7 @@ set -u
 #   DTYPES (bf16 fp32), LENS (128 512), TOKENS (1048576 per length), DIR (/dev/shm/optbench),
 #   ATTNSCOPE (build-cuda/attnscope), PEER_B128 (64,128,256,512), PEER_B512 (16,32,64,128),
 #   OUR_TOKENS (65536: --max-tokens and --batch = OUR_TOKENS / L)
+. tests/bench/timed_run.sh
 DTYPES=${DTYPES:-bf16 fp32}
 LENS=${LENS:-128 512}
 TOKENS=${TOKENS:-1048576}
@@ -53,24 +54,11 @@ for dt in $DTYPES; do
       out=$DIR/run.h5
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > /tmp/opt_mem.txt &
       smi=$!
-      # every line with its arrival time: the load (model, input) is left out of tokens/s, as in
-      # bench.py — from the start line ("attnscope V: N samples, M tokens, ...") to the closing one
-      env $env "$BIN" run --model "$DIR" --input "$DIR/opt_L$L.h5" --out "$out" --overwrite --quiet \
-        --precision "$dt" --batch $((OUR_TOKENS / L)) --max-tokens "$OUR_TOKENS" $opts 2>&1 |
-        while IFS= read -r l; do echo "$(date +%s.%N) $l"; done > /tmp/opt_run.txt
+      timed_run /tmp/opt_run.txt env $env "$BIN" run --model "$DIR" --input "$DIR/opt_L$L.h5" --out "$out" --overwrite \
+        --quiet --precision "$dt" --batch $((OUR_TOKENS / L)) --max-tokens "$OUR_TOKENS" $opts
       kill $smi; wait $smi 2>/dev/null
-      line=$(grep -E "wrote|rror" /tmp/opt_run.txt | tail -1 | cut -d' ' -f2-)
-      tps=$(python3 - <<'PY'
-import re
-t0 = t1 = n = None
-for l in open("/tmp/opt_run.txt"):
-    t, _, rest = l.partition(" ")
-    m = re.match(r"attnscope \S+: (\d+) samples, (\d+) tokens", rest)
-    if m: t0, n = float(t), int(m.group(2))
-    if re.search(r"wrote \S+: \d+ samples", rest): t1 = float(t)
-print(f"{n / (t1 - t0):.0f}" if t0 and t1 and t1 > t0 else "")
-PY
-)
+      line=$(closing_line /tmp/opt_run.txt)
+      tps=$(tps_excl /tmp/opt_run.txt)
       size=$([ -f "$out" ] && du -m "$out" | cut -f1 || echo "-")
       ratio=$(python3 -c "print(f'{float(\"${tps:-0}\") / $best:.2f}' if $best else 'n/a')")
       printf "   %-20s %10s tokens/s  %5s× P0 best  file %5s MiB  peak GPU %6s MiB  %s\n" "$name" "${tps:-FAILED}" "$ratio" \
