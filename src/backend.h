@@ -37,6 +37,11 @@ struct backend {
      * element types odt and idt (DT_F32 unless bf16_acts) */
     void (*linear)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
                    int K, int N);
+    /* A model's linear weight W (N, K) from the host, stored as this backend's linear takes it —
+     * CUDA under bf16 or 3xTF32: only that copy, no float32 one (half the memory of float32 +
+     * bf16; 3/4 of float32 + split) — as a handle for linear's W, freed with free; NULL: out of
+     * memory. NULL op: alloc + upload of the floats. */
+    void *(*linear_weight)(backend *be, const float *host, int N, int K);
     /* out (M, C) = LayerNorm(in + res) with weight w, bias b — the residual add (a float add, as
      * torch's) fused in; res (M, C) of element type res_dt may be NULL (no residual); out may
      * equal in; out_bf16 (M, C) receives a bf16 copy of out (only with bf16_acts; else NULL) */

@@ -76,7 +76,7 @@ static void cuda_free(backend *be, void *p)
     cuda_ctx *c = be->ctx;
     for (int i = 0; i < c->n_wcache; i++)       /* a freed weight's bf16 copy goes with it */
         if (c->wcache[i].w == p) {
-            CHECK_CUDA(cudaFree(c->wcache[i].bf));
+            if (c->wcache[i].bf != p) CHECK_CUDA(cudaFree(c->wcache[i].bf));   /* (a linear_weight: its own key) */
             c->wcache[i] = c->wcache[--c->n_wcache];
             break;
         }
@@ -113,22 +113,48 @@ static void cuda_embed_op(backend *be, float *out, const int32_t *ids, const int
 
 /* The device copy of weight W (N, K) that the GEMMs take, made on first use and kept: bf16, or the
  * 3xTF32 split (N, 3K) rows [lo | hi | hi] (split.cu) */
+static cudaError_t derive(cuda_ctx *c, const float *W, int N, int K, void **out)
+{
+    const size_t n = (size_t)N * K;
+    *out = NULL;
+    cudaError_t e = cudaMalloc(out, c->split ? n * 3 * sizeof(float) : n * 2);
+    if (e != cudaSuccess) return e;
+    if (c->split) cuda_split_tf32(*out, W, N, K, 1);
+    else cuda_f32_to_bf16(*out, W, n);
+    return cudaSuccess;
+}
+static void remember(cuda_ctx *c, const void *key, void *copy)
+{
+    c->wcache = xrealloc(c->wcache, (c->n_wcache + 1) * sizeof *c->wcache);
+    c->wcache[c->n_wcache++] = (bf16_weight){key, copy};
+}
 static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
 {
     for (int i = 0; i < c->n_wcache; i++)
         if (c->wcache[i].w == W) return c->wcache[i].bf;
-    void *bf = NULL;
-    const size_t n = (size_t)N * K;
-    if (c->split) {
-        CHECK_CUDA(cudaMalloc(&bf, n * 3 * sizeof(float)));
-        cuda_split_tf32(bf, W, N, K, 1);
-    } else {
-        CHECK_CUDA(cudaMalloc(&bf, n * 2));
-        cuda_f32_to_bf16(bf, W, n);
-    }
-    c->wcache = xrealloc(c->wcache, (c->n_wcache + 1) * sizeof *c->wcache);
-    c->wcache[c->n_wcache++] = (bf16_weight){W, bf};
+    void *bf;
+    CHECK_CUDA(derive(c, W, N, K, &bf));
+    remember(c, W, bf);
     return bf;
+}
+
+/* linear_weight: under bf16 or 3xTF32 only the derived copy stays on the device, and is its own key
+ * (derived_of finds it: linear takes the handle as W) */
+static void *cuda_linear_weight(backend *be, const float *host, int N, int K)
+{
+    cuda_ctx *c = be->ctx;
+    const size_t bytes = (size_t)N * K * sizeof(float);
+    float *w = cuda_alloc(be, bytes);
+    if (!w) return NULL;
+    cuda_upload(be, w, host, bytes);
+    if (c->precision != 2 && !c->split) return w;     /* tf32, fp32-sgemm: the floats themselves */
+    void *d;
+    cudaError_t e = derive(c, w, N, K, &d);
+    CHECK_CUDA(cudaFree(w));                        /* (synchronous: the conversion is done) */
+    if (e == cudaErrorMemoryAllocation) { cudaGetLastError(); return NULL; }
+    CHECK_CUDA(e);
+    remember(c, d, d);
+    return d;
 }
 
 /* a cuBLASLt call: its status, and a launch that failed without changing it (cudaGetLastError,
@@ -587,6 +613,7 @@ backend *backend_cuda_init(int precision)
     be->sync = cuda_sync;
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
+    be->linear_weight = cuda_linear_weight;
     be->layernorm = cuda_layernorm_op;
     be->activation = cuda_activation_op;
     be->add_norm = cuda_add_norm_op;

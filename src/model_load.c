@@ -157,7 +157,21 @@ static int load_linear(model *m, const wsrc *s, const weight_role *roles, const 
         if (i == 0) has_bias = r;
         at += rows[i];
     }
-    if (!(*w = upload_owned(m, s->path, hw, (size_t)total * K, roles[0], l))) { free(hb); return -1; }
+    if (m->be->linear_weight) {                     /* stored as the backend's linear takes it */
+        *w = m->be->linear_weight(m->be, hw, total, K);
+        free(hw);
+        if (!*w) {
+            char name[256];
+            role_name(m, roles[0], l, "", name, sizeof name);
+            free(hb);
+            return err_set("%s: out of %s memory loading \"%s\"", s->path, m->be->name, name);
+        }
+        m->owned = xrealloc(m->owned, (m->n_owned + 1) * sizeof(void *));
+        m->owned[m->n_owned++] = *w;
+    } else if (!(*w = upload_owned(m, s->path, hw, (size_t)total * K, roles[0], l))) {
+        free(hb);
+        return -1;
+    }
     if (!has_bias) { free(hb); *b = NULL; return 0; }
     return (*b = upload_owned(m, s->path, hb, total, roles[0], l)) ? 0 : -1;
 fail:
