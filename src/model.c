@@ -41,6 +41,7 @@ static void free_activations(model *m)
     m->keymask = NULL;
     m->tokcls = NULL;
     m->cap_BT = m->cap_BTT = m->cap_B = 0;
+    m->cap_qes = 0;
     m->cap_ftok = 0;
 }
 
@@ -105,8 +106,11 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes)
     const size_t lin = BT * F * (size_t)m->be->linear_scratch;
     /* (fused: the top-k and key importance of every layer stay on the device until the batch ends,
      * the rows' normalisers take 4 bytes per row and head) */
+    /* (under bf16 activations the residual branches and the MLP's buffers hold bf16, and on the
+     * fused path q k v and the attention output too) */
+    const size_t ge = m->be->bf16_acts ? 2 : 4;
     if (fused)
-        return xn + 4 * BT * (3 * C + qkv + F + 5) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin +
+        return xn + 4 * BT * (C + 5) + ge * BT * (2 * C + qkv + F) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin +
                heads * T * (4 + (size_t)c->n_layer * tok_bytes);
     return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
@@ -116,7 +120,10 @@ static int ensure_activations(model *m, int B, int T, int fused)
 {
     const model_config *c = &m->cfg;
     int64_t BT = (int64_t)B * T, BTT = fused ? 0 : (int64_t)B * c->n_head * T * T;
-    if (BT <= m->cap_BT && BTT <= m->cap_BTT && B <= m->cap_B) return 0;
+    /* element sizes: what only feeds a GEMM is bf16 under bf16 activations (forward_blocks' gdt),
+     * q k v and the attention output only on the fused path (its dt) */
+    const size_t ge = m->be->bf16_acts ? 2 : 4, qe = fused ? ge : 4;
+    if (BT <= m->cap_BT && BTT <= m->cap_BTT && B <= m->cap_B && (int)qe <= m->cap_qes) return 0;
     free_activations(m);
     /* test hook: batches needing more than ATTNSCOPE_TEST_MEM_LIMIT bytes fail as if the backend
      * were out of memory, so that the tests exercise the halving without a GPU */
@@ -130,12 +137,12 @@ static int ensure_activations(model *m, int B, int T, int fused)
     m->xn = m->x;
     if (c->arch->pre_norm && !(m->xn = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (be->bf16_acts && !(m->xb = be->alloc(be, BT * C * 2))) goto oom;
-    if (!(m->qkv = be->alloc(be, BT * (A + 2 * KV) * sizeof(float)))) goto oom;
-    if (!(m->ctx = be->alloc(be, BT * A * sizeof(float)))) goto oom;
-    if (!(m->tmp = be->alloc(be, BT * C * sizeof(float)))) goto oom;
-    if (!(m->ff = be->alloc(be, BT * Fg * sizeof(float)))) goto oom;
+    if (!(m->qkv = be->alloc(be, BT * (A + 2 * KV) * qe))) goto oom;
+    if (!(m->ctx = be->alloc(be, BT * A * qe))) goto oom;
+    if (!(m->tmp = be->alloc(be, BT * C * ge))) goto oom;
+    if (!(m->ff = be->alloc(be, BT * Fg * ge))) goto oom;
     m->ffa = m->ff;
-    if (Fa && !(m->ffa = be->alloc(be, BT * Fa * sizeof(float)))) goto oom;
+    if (Fa && !(m->ffa = be->alloc(be, BT * Fa * ge))) goto oom;
     if (BTT && !(m->probs = be->alloc(be, BTT * sizeof(float)))) goto oom;
     size_t off[6];
     m->inputs_bytes = inputs_layout(BT, B, off);
@@ -152,6 +159,7 @@ static int ensure_activations(model *m, int B, int T, int fused)
     m->cap_BT = BT;
     m->cap_BTT = BTT;
     m->cap_B = B;
+    m->cap_qes = (int)qe;
     return 0;
 oom:
     free_activations(m);

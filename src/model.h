@@ -54,8 +54,10 @@ typedef struct {
     int rope_T;                          /* the T that inv_freq was made for (dynamic scaling depends on it) */
     layer_weights *layers;               /* [n_layer] */
     void **owned; int n_owned;           /* every backend buffer of the weights */
-    /* activations for up to cap_BT tokens, cap_BTT attention entries and cap_B sequences */
+    /* activations for up to cap_BT tokens, cap_BTT attention entries and cap_B sequences; q k v
+     * and the attention output in elements of cap_qes bytes (2: bf16, for the fused path only) */
     int64_t cap_BT, cap_BTT, cap_B;
+    int cap_qes;
     float *x, *tmp;                      /* (B, T, C): the residual stream, a sub-block's output */
     float *xn;                           /* (B, T, C) the next sub-block's input: == x for post-norm */
     float *ctx;                          /* (B, T, A) */
