@@ -22,6 +22,9 @@ int cuda_bind_device(int local_rank, char *out, int cap);
 /* embed.cu: out (T, C) = wte[ids] (+ wpe[pos] when wpe is not NULL) (+ wtt[types] when wtt is not NULL). */
 void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                 const float *wpe, const float *wtt, int T, int C);
+/* the same with a bf16 token table (--precision bf16: backend token_table) */
+void cuda_embed_bf16(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const void *wte,
+                     const float *wpe, const float *wtt, int T, int C);
 /* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none; float32, or bfloat16
  * when res_bf16), statistics in double; out may equal in; out_bf16 (M, C) bfloat16 receives the
  * same values rounded, or NULL. */

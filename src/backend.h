@@ -42,6 +42,10 @@ struct backend {
      * bf16; 3/4 of float32 + split) — as a handle for linear's W, freed with free; NULL: out of
      * memory. NULL op: alloc + upload of the floats. */
     void *(*linear_weight)(backend *be, const float *host, int N, int K);
+    /* A model's token embedding table (rows, C) from the host, as embed takes it as wte — CUDA
+     * under bf16: bf16 (HF's bf16 model holds it so too); freed with free. NULL: out of memory. NULL
+     * op: alloc + upload of the floats. */
+    void *(*token_table)(backend *be, const float *host, int rows, int C);
     /* out (M, C) = LayerNorm(in + res) with weight w, bias b — the residual add (a float add, as
      * torch's) fused in; res (M, C) of element type res_dt may be NULL (no residual); out may
      * equal in; out_bf16 (M, C) receives a bf16 copy of out (only with bf16_acts; else NULL) */

@@ -45,6 +45,7 @@ typedef struct {
     int chunks;                       /* pieces of the hi·hi part of a split GEMM; 0: by K (cuda_linear) */
     int sm;                           /* compute capability, 10 major + minor */
     bf16_weight *wcache; int n_wcache;
+    void **tables; int n_tables;      /* bf16 token tables (token_table): embed reads them as bf16 */
     cublasLtHandle_t lt; int use_lt;
     lt_plan plans[LT_PLANS]; int n_plans;
     void *scr[SCR_N];                 /* scratch buffers, see the enum */
@@ -80,6 +81,8 @@ static void cuda_free(backend *be, void *p)
             c->wcache[i] = c->wcache[--c->n_wcache];
             break;
         }
+    for (int i = 0; i < c->n_tables; i++)
+        if (c->tables[i] == p) { c->tables[i] = c->tables[--c->n_tables]; break; }
     CHECK_CUDA(cudaFree(p));
 }
 static void cuda_upload(backend *be, void *dst, const void *src, size_t bytes)
@@ -108,6 +111,9 @@ static void *scratch(cuda_ctx *c, int s, size_t bytes)
 static void cuda_embed_op(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types,
                           const float *wte, const float *wpe, const float *wtt, int T, int C)
 {
+    cuda_ctx *c = be->ctx;
+    for (int i = 0; i < c->n_tables; i++)
+        if (c->tables[i] == wte) { cuda_embed_bf16(out, ids, pos, types, wte, wpe, wtt, T, C); return; }
     cuda_embed(out, ids, pos, types, wte, wpe, wtt, T, C);
 }
 
@@ -136,6 +142,25 @@ static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
     CHECK_CUDA(derive(c, W, N, K, &bf));
     remember(c, W, bf);
     return bf;
+}
+
+/* token_table: under bf16 the table in bf16 (half the bytes; the row gather converts), remembered
+ * so that embed reads it so */
+static void *cuda_token_table(backend *be, const float *host, int rows, int C)
+{
+    cuda_ctx *c = be->ctx;
+    const size_t n = (size_t)rows * C;
+    float *w = cuda_alloc(be, n * sizeof(float));
+    if (!w) return NULL;
+    cuda_upload(be, w, host, n * sizeof(float));
+    if (c->precision != 2) return w;
+    void *t = cuda_alloc(be, n * 2);
+    if (t) cuda_f32_to_bf16(t, w, n);
+    CHECK_CUDA(cudaFree(w));                        /* (synchronous: the conversion is done) */
+    if (!t) return NULL;
+    c->tables = xrealloc(c->tables, (c->n_tables + 1) * sizeof *c->tables);
+    c->tables[c->n_tables++] = t;
+    return t;
 }
 
 /* linear_weight: under bf16 or 3xTF32 only the derived copy stays on the device, and is its own key
@@ -556,6 +581,7 @@ static void cuda_release(backend *be)
     if (c->workspace) CHECK_CUDA(cudaFree(c->workspace));
     for (int i = 0; i < c->n_wcache; i++) CHECK_CUDA(cudaFree(c->wcache[i].bf));
     free(c->wcache);
+    free(c->tables);
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
         cublasLtMatrixLayoutDestroy(p->a); cublasLtMatrixLayoutDestroy(p->b); cublasLtMatrixLayoutDestroy(p->c);
@@ -614,6 +640,7 @@ backend *backend_cuda_init(int precision)
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
     be->linear_weight = cuda_linear_weight;
+    be->token_table = cuda_token_table;
     be->layernorm = cuda_layernorm_op;
     be->activation = cuda_activation_op;
     be->add_norm = cuda_add_norm_op;

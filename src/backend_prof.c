@@ -46,6 +46,7 @@ static void p_attention_stats(backend *be, void *out, const void *q, const void 
 { TIMED(be, P_FUSED, IN(be)->attention_stats(IN(be), out, q, k, v, dt, ld, len, tokcls, B, T, NH, NKV, HS, causal, sw,
                                              window, stats, tok)); }
 static void *p_linear_weight(backend *be, const float *host, int N, int K) { return IN(be)->linear_weight(IN(be), host, N, K); }
+static void *p_token_table(backend *be, const float *host, int rows, int C) { return IN(be)->token_table(IN(be), host, rows, C); }
 static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)
@@ -86,6 +87,7 @@ backend *backend_profiled(backend *inner)
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
                     .linear_weight = inner->linear_weight ? p_linear_weight : NULL,
+                    .token_table = inner->token_table ? p_token_table : NULL,
                     .layernorm = p_layernorm, .activation = p_act,
                     .add_norm = inner->add_norm ? p_add_norm : NULL, .rope = inner->rope ? p_rope : NULL,
                     .gated_act = inner->gated_act ? p_gated : NULL, .attention = p_attention,

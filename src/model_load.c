@@ -206,7 +206,13 @@ static int load_table(model *m, const wsrc *s, weight_role role, int rows, float
     char full[256];
     role_name(m, role, 0, ".weight", full, sizeof full);
     if (read_tensor(s, full, rows, C, 0, 0, 1, h) < 0) { free(h); return -1; }
-    return (*out = upload_owned(m, s->path, h, (size_t)rows * C, role, 0)) ? 0 : -1;
+    if (role != ROLE_TOK_EMB || !m->be->token_table) return (*out = upload_owned(m, s->path, h, (size_t)rows * C, role, 0)) ? 0 : -1;
+    *out = m->be->token_table(m->be, h, rows, C);   /* (as the backend's embed takes it: bf16 under bf16) */
+    free(h);
+    if (!*out) return err_set("%s: out of %s memory loading \"%s\"", s->path, m->be->name, full);
+    m->owned = xrealloc(m->owned, (m->n_owned + 1) * sizeof(void *));
+    m->owned[m->n_owned++] = *out;
+    return 0;
 }
 
 /* The patch stem's weights: the convolution as (C, channels·P·P) with its optional bias, the
