@@ -48,6 +48,24 @@ static void test_embed(int T, int C, int with_types, int with_pos)
     report("embed", what, compare(got, want, (size_t)T * C), 0, 0, "same float adds in the same order");
     void *dv[] = {d_ids, d_pos, d_typ, d_wte, d_wpe, d_wtt, d_out};
     for (size_t i = 0; i < sizeof dv / sizeof *dv; i++) gpu->free(gpu, dv[i]);
+    /* the bf16 backend's token table (token_table): bf16 on the device, the gather converts; against
+     * the CPU on the table rounded to bf16, the same adds */
+    if (gpu_bf16 && gpu_bf16->token_table) {
+        float *wr = xmalloc((size_t)V * C * 4);
+        for (size_t i = 0; i < (size_t)V * C; i++) wr[i] = bf16_round(wte[i]);
+        cpu->embed(cpu, want, ids, pos, typ, wr, with_pos ? wpe : NULL, with_types ? wtt : NULL, T, C);
+        void *tb = gpu_bf16->token_table(gpu_bf16, wte, V, C);
+        int32_t *b_ids = to_dev(ids, T * 4), *b_pos = to_dev(pos, T * 4), *b_typ = to_dev(typ, T * 4);
+        float *b_wpe = to_dev(wpe, (size_t)P * C * 4), *b_wtt = to_dev(wtt, (size_t)TT * C * 4);
+        float *b_out = gpu_bf16->alloc(gpu_bf16, (size_t)T * C * 4);
+        gpu_bf16->embed(gpu_bf16, b_out, b_ids, b_pos, b_typ, tb, with_pos ? b_wpe : NULL, with_types ? b_wtt : NULL, T, C);
+        float *gb = to_host(b_out, (size_t)T * C * 4);
+        snprintf(what, sizeof what, "bf16 token table T=%d C=%d%s", T, C, with_pos ? "" : ", no position table");
+        report("embed", what, compare(gb, want, (size_t)T * C), 0, 0, "the table rounded to bf16, then the same adds");
+        void *bv[] = {tb, b_ids, b_pos, b_typ, b_wpe, b_wtt, b_out};
+        for (size_t i = 0; i < sizeof bv / sizeof *bv; i++) gpu_bf16->free(gpu_bf16, bv[i]);
+        free(wr); free(gb);
+    }
     free(ids); free(pos); free(typ); free(wte); free(wpe); free(wtt); free(want); free(got);
 }
 
