@@ -86,7 +86,7 @@ typedef struct {
     float *ki;                         /* (wcap, L, NH, Lmax) */
     int32_t *ti; float *tw;            /* (wcap, L, NH, Lmax, k) */
     /* ki, ti, tw come from a pool of COLLECT_TOK_SETS sets, allocated once and reused (a fresh
-     * 100 MB buffer per window costs its page faults every window): the writer hands a complete
+     * buffer of up to 256 MiB costs its page faults every window): the writer hands a complete
      * window's set back after its write (collect_tok_release); tok_cur: the set of the current
      * window, -1 between windows or when no per-token output is wanted */
     collect_tokbuf tok_set[COLLECT_TOK_SETS];
@@ -112,12 +112,12 @@ typedef struct {
     int32_t *fti[2]; float *ftw[2], *fki[2];
     int fcur;
     size_t ftok_cap;                   /* (L·B·NH·T of them, per set) */
+    size_t bstat_cap;                  /* B·NH·T they have room for */
     pthread_t sc_thread;               /* the helper; sc_on = 0: not started, scatter inline */
     int sc_on, sc_busy, sc_stop;       /* (sc_mu) a job waits or runs; the thread should exit */
     pthread_mutex_t sc_mu;
     pthread_cond_t sc_cv;
     collect_scatter_job sc_job;
-    size_t bstat_cap;                  /* B·NH·T they have room for */
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of
      * batch·NH·Lmax² elements each (room for any batch's Σ_b NH·n_b²), handed back by the writer
@@ -153,7 +153,9 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T);
 /* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers, and the
  * request for model_forward (c->req). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
-/* After the batch's forward: the fused path's scalars into the window, head similarity. */
+/* After the batch's forward: the fused path's scalars into the window, head similarity; its
+ * per-token outputs go into the window on the helper thread while the next batch runs (after the
+ * previous batch's are done; collect_tok_sync waits for them). */
 void collect_batch_end(collect *c, int B, int T);
 /* Starts window [w0, w0+wn) (wn ≤ wcap). resume: its rows are read back from the file first (a
  * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
