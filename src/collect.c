@@ -5,6 +5,8 @@
 #include <math.h>
 #include <unistd.h>
 
+static void *scatter_main(void *arg);
+
 void collect_init(collect *c, const model *m, const dataset *d, const tokenizer *tok,
                   const collect_opts *o, int64_t N, int Lmax, int tokmax)
 {
@@ -77,6 +79,15 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     for (int v = 0; v < VIS_N; v++) per += c->vis_row[v] * 4;
     size_t cap = ((size_t)256 << 20) / per;
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
+    /* the per-token sets (none without per-token outputs): one being filled, one being written,
+     * one queued; a window waits for one when the disk is slower than the compute */
+    pthread_cond_init(&c->tok_cv, NULL);
+    c->tok_cur = -1;
+    const size_t set_bytes = (size_t)c->wcap * L * NH * Lmax * ((o->key_importance ? 4 : 0) + 8 * (size_t)k);
+    c->tok_cap = set_bytes ? COLLECT_TOK_SETS : 0;
+    pthread_mutex_init(&c->sc_mu, NULL);
+    pthread_cond_init(&c->sc_cv, NULL);
+    if (c->no_probs && set_bytes) c->sc_on = pthread_create(&c->sc_thread, NULL, scatter_main, c) == 0;
 }
 
 void collect_restore_similarity(collect *c, const progress_rec *p)
@@ -87,23 +98,57 @@ void collect_restore_similarity(collect *c, const progress_rec *p)
     c->sim.n_rows = p->n_rows;
 }
 
-/* A window's buffers: each window gets new ones, the writer frees them after their write. */
-static void window_alloc(collect *c)
+/* A free per-token set from the pool (allocated when fewer than tok_cap exist), waiting while the
+ * writer holds every one; its index. */
+static int tok_get(collect *c)
 {
     const size_t heads = (size_t)c->wcap * c->L * c->NH, k = c->o.topk;
+    pthread_mutex_lock(&c->pool_mu);
+    for (;;) {
+        for (int i = 0; i < c->tok_n; i++)
+            if (!c->tok_busy[i]) { c->tok_busy[i] = 1; pthread_mutex_unlock(&c->pool_mu); return i; }
+        if (c->tok_n < c->tok_cap) {
+            const int i = c->tok_n++;
+            c->tok_busy[i] = 1;
+            pthread_mutex_unlock(&c->pool_mu);
+            c->tok_set[i] = (collect_tokbuf){c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL,
+                                             k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL,
+                                             k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL};
+            return i;
+        }
+        const double t0 = util_now();                  /* every set is still being written */
+        pthread_cond_wait(&c->tok_cv, &c->pool_mu);
+        c->pool_wait_s += util_now() - t0;
+    }
+}
+
+void collect_tok_release(collect *c, int i)
+{
+    pthread_mutex_lock(&c->pool_mu);
+    c->tok_busy[i] = 0;
+    pthread_cond_signal(&c->tok_cv);
+    pthread_mutex_unlock(&c->pool_mu);
+}
+
+/* A window's buffers: the per-token ones from the pool, the others new (the writer frees them
+ * after their write). */
+static void window_alloc(collect *c)
+{
+    const size_t heads = (size_t)c->wcap * c->L * c->NH;
     c->stat = xmalloc(STAT_N * heads * sizeof(float));
     c->probe = c->o.probe ? xcalloc(PROBE_N * heads, sizeof(float)) : NULL;
-    c->ki = c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL;
-    c->ti = k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL;
-    c->tw = k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL;
+    c->tok_cur = c->tok_cap ? tok_get(c) : -1;
+    const collect_tokbuf z = {0}, *t = c->tok_cur >= 0 ? &c->tok_set[c->tok_cur] : &z;
+    c->ki = t->ki; c->ti = t->ti; c->tw = t->tw;
 }
 
 int collect_window_begin(collect *c, int w0, int wn, int resume)
 {
+    collect_tok_sync(c);
     c->w0 = w0;
     c->wn = wn;
     window_alloc(c);
-    const size_t heads = (size_t)wn * c->L * c->NH, rows = heads * c->Lmax * c->o.topk;
+    const size_t heads = (size_t)wn * c->L * c->NH;
     const int64_t g0 = c->d->first + w0;
     collect_vision_window(c, resume, g0);
     if (resume) {   /* part of the window is done: its rows come back from the file */
@@ -116,9 +161,10 @@ int collect_window_begin(collect *c, int w0, int wn, int resume)
         if (!rc) rc = h5raw_read_rows(c->fd, &c->raw[CO_TW], g0, wn, c->tw);
         return rc ? err_set("%s: cannot read back the interrupted window: %s", c->data_path, strerror(errno)) : 0;
     }
+    /* the per-token rows need no fill: every sample of the window is in a batch, whose scatter
+     * writes its rows whole, padding beyond T included (a checkpoint in the middle of the window
+     * writes the samples not done yet as they are; a resume computes them again) */
     memset(c->stat, 0, STAT_N * heads * sizeof(float));
-    if (c->ki) memset(c->ki, 0, heads * c->Lmax * sizeof(float));
-    for (size_t i = 0; i < rows; i++) { c->ti[i] = -1; c->tw[i] = 0.0f; }
     return 0;
 }
 
@@ -173,11 +219,13 @@ static void att_job_run(void *ctx)
 static void collect_free_tokens(collect *c)
 {
     backend *be = c->m->be;
-    if (c->fti) be->host_free(be, c->fti);
-    if (c->ftw) be->host_free(be, c->ftw);
-    if (c->fki) be->host_free(be, c->fki);
-    c->fti = NULL;
-    c->ftw = c->fki = NULL;
+    for (int s = 0; s < 2; s++) {
+        if (c->fti[s]) be->host_free(be, c->fti[s]);
+        if (c->ftw[s]) be->host_free(be, c->ftw[s]);
+        if (c->fki[s]) be->host_free(be, c->fki[s]);
+        c->fti[s] = NULL;
+        c->ftw[s] = c->fki[s] = NULL;
+    }
     c->ftok_cap = 0;
 }
 
@@ -206,19 +254,23 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
     if (c->no_probs && ft > c->ftok_cap && (k || c->ki)) {
         /* page-locked on a GPU: the download runs at the bus's speed (a few KB per token) */
         backend *be = c->m->be;
+        collect_tok_sync(c);                           /* the helper may still read the other set */
         collect_free_tokens(c);
-        if (k) c->fti = be->host_alloc(be, ft * k * sizeof(int32_t));
-        if (k) c->ftw = be->host_alloc(be, ft * k * sizeof(float));
-        if (c->ki) c->fki = be->host_alloc(be, ft * sizeof(float));
-        if ((k && (!c->fti || !c->ftw)) || (c->ki && !c->fki))
-            check_fail(__FILE__, __LINE__, "collect", "out of host memory for the per-token outputs of a batch");
+        for (int s = 0; s < 2; s++) {
+            if (k) c->fti[s] = be->host_alloc(be, ft * k * sizeof(int32_t));
+            if (k) c->ftw[s] = be->host_alloc(be, ft * k * sizeof(float));
+            if (c->ki) c->fki[s] = be->host_alloc(be, ft * sizeof(float));
+            if ((k && (!c->fti[s] || !c->ftw[s])) || (c->ki && !c->fki[s]))
+                check_fail(__FILE__, __LINE__, "collect", "out of host memory for the per-token outputs of a batch");
+        }
         c->ftok_cap = ft;
     }
+    const int f = c->fcur;                             /* the helper is done with set f (collect_batch_end) */
     c->req = (attn_request){.capture = collect_capture, .user = c, .no_probs = c->no_probs,
                             .hidden = c->vis[VIS_NORM] ? collect_vision_hidden : NULL,
                             .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat,
-                            .topk = k, .topk_idx = k ? c->fti : NULL, .topk_w = k ? c->ftw : NULL,
-                            .key_imp = c->ki ? c->fki : NULL};
+                            .topk = k, .topk_idx = k ? c->fti[f] : NULL, .topk_w = k ? c->ftw[f] : NULL,
+                            .key_imp = c->ki ? c->fki[f] : NULL};
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
         size_t need = (size_t)B * c->L * c->NH * T * T;
@@ -231,20 +283,66 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
     }
 }
 
-/* one layer's per-token outputs of the batch, ki (B, NH, T) and ti, tw (B, NH, T, k), into the
- * window's rows of Lmax */
-static void scatter_tokens(collect *c, int layer, int B, int T, const float *ki, const int32_t *ti, const float *tw)
+/* one layer's per-token outputs of the batch (local samples idx[B]), ki (B, NH, T) and ti, tw
+ * (B, NH, T, k), into rows of Lmax of the window buffers wki, wti, wtw of the window starting at
+ * w0: the T rows copied, the rest the padding's 0 (ki, tw) and -1 (ti) */
+static void scatter_tokens(const collect *c, const int *idx, int w0, float *wki, int32_t *wti, float *wtw,
+                           int layer, int B, int T, const float *ki, const int32_t *ti, const float *tw)
 {
     const int L = c->L, NH = c->NH, Lmax = c->Lmax, k = c->o.topk;
+    const size_t pad = (size_t)(Lmax - T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
-            if (c->ki) memcpy(c->ki + o * Lmax, ki + src * T, (size_t)T * sizeof(float));
+            const size_t o = ((size_t)(idx[b] - w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
+            if (wki) {
+                memcpy(wki + o * Lmax, ki + src * T, (size_t)T * sizeof(float));
+                memset(wki + o * Lmax + T, 0, pad * sizeof(float));
+            }
             if (k) {
-                memcpy(c->ti + o * Lmax * k, ti + src * T * k, (size_t)T * k * sizeof(int32_t));
-                memcpy(c->tw + o * Lmax * k, tw + src * T * k, (size_t)T * k * sizeof(float));
+                memcpy(wti + o * Lmax * k, ti + src * T * k, (size_t)T * k * sizeof(int32_t));
+                memset(wti + (o * Lmax + T) * k, 0xff, pad * k * sizeof(int32_t));    /* -1 */
+                memcpy(wtw + o * Lmax * k, tw + src * T * k, (size_t)T * k * sizeof(float));
+                memset(wtw + (o * Lmax + T) * k, 0, pad * k * sizeof(float));
             }
         }
+}
+
+/* every layer of the fused path's per-token set s of a batch into the window */
+static void scatter_fused(const collect *c, int s, const int *idx, int w0, float *wki, int32_t *wti, float *wtw, int B, int T)
+{
+    for (int l = 0; l < c->L; l++) {
+        const size_t ft = (size_t)l * B * c->NH * T, k = c->o.topk;
+        scatter_tokens(c, idx, w0, wki, wti, wtw, l, B, T, c->fki[s] ? c->fki[s] + ft : NULL,
+                       c->fti[s] ? c->fti[s] + ft * k : NULL, c->ftw[s] ? c->ftw[s] + ft * k : NULL);
+    }
+}
+
+/* the helper thread: one batch's scatter (sc_job) at a time, while the main thread runs the next
+ * forward; it touches only the job's set and the window rows of the job's samples */
+static void *scatter_main(void *arg)
+{
+    collect *c = arg;
+    pthread_mutex_lock(&c->sc_mu);
+    for (;;) {
+        while (!c->sc_busy && !c->sc_stop) pthread_cond_wait(&c->sc_cv, &c->sc_mu);
+        if (!c->sc_busy) break;
+        pthread_mutex_unlock(&c->sc_mu);
+        const collect_scatter_job *j = &c->sc_job;
+        scatter_fused(c, j->set, j->idx, j->w0, j->ki, j->ti, j->tw, j->B, j->T);
+        pthread_mutex_lock(&c->sc_mu);
+        c->sc_busy = 0;
+        pthread_cond_broadcast(&c->sc_cv);
+    }
+    pthread_mutex_unlock(&c->sc_mu);
+    return NULL;
+}
+
+void collect_tok_sync(collect *c)
+{
+    if (!c->sc_on) return;
+    pthread_mutex_lock(&c->sc_mu);
+    while (c->sc_busy) pthread_cond_wait(&c->sc_cv, &c->sc_mu);
+    pthread_mutex_unlock(&c->sc_mu);
 }
 
 /* one layer's per-head scalars of the batch, bstat (B, NH, STAT_N), into the window */
@@ -281,7 +379,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &sp, c->bstat, c->ki ? c->bki : NULL,
                    k ? c->bti : NULL, k ? c->btw : NULL);
     scatter_scalars(c, layer, B, c->bstat);
-    scatter_tokens(c, layer, B, T, c->bki, c->bti, c->btw);
+    scatter_tokens(c, c->batch_idx, c->w0, c->ki, c->ti, c->tw, layer, B, T, c->bki, c->bti, c->btw);
     if (c->probe) {
         /* the probe's scores on the host, from a packed copy (on the GPU the probabilities are
          * in device memory; the probe's sequences are short) */
@@ -329,12 +427,26 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
 
 void collect_batch_end(collect *c, int B, int T)
 {
-    if (c->req.fused)
-        for (int l = 0; l < c->L; l++) {
-            const size_t ft = (size_t)l * B * c->NH * T, k = c->o.topk;
-            scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
-            scatter_tokens(c, l, B, T, c->fki + ft, c->fti + ft * k, c->ftw + ft * k);
+    if (c->req.fused) {
+        for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
+        if (c->ki || c->o.topk) {
+            if (!c->sc_on) {
+                scatter_fused(c, c->fcur, c->batch_idx, c->w0, c->ki, c->ti, c->tw, B, T);
+            } else {   /* on the helper while the next batch runs in the other set */
+                collect_tok_sync(c);
+                collect_scatter_job *j = &c->sc_job;
+                if (B > j->idx_cap) { j->idx = xrealloc(j->idx, B * sizeof(int)); j->idx_cap = B; }
+                memcpy(j->idx, c->batch_idx, B * sizeof(int));
+                j->B = B; j->T = T; j->set = c->fcur; j->w0 = c->w0;
+                j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+                pthread_mutex_lock(&c->sc_mu);
+                c->sc_busy = 1;
+                pthread_cond_broadcast(&c->sc_cv);
+                pthread_mutex_unlock(&c->sc_mu);
+                c->fcur ^= 1;
+            }
         }
+    }
     if (!c->o.similarity) return;
     int *len = xmalloc(B * sizeof(int));
     for (int b = 0; b < B; b++) { len[b] = c->d->len[c->batch_idx[b]]; c->sim.n_rows += len[b]; }
@@ -345,12 +457,22 @@ void collect_batch_end(collect *c, int B, int T)
 
 void collect_free(collect *c)
 {
+    if (c->sc_on) {
+        pthread_mutex_lock(&c->sc_mu);
+        c->sc_stop = 1;
+        pthread_cond_broadcast(&c->sc_cv);
+        pthread_mutex_unlock(&c->sc_mu);
+        pthread_join(c->sc_thread, NULL);              /* after its last job */
+        c->sc_on = 0;
+    }
     if (c->wr) writer_finish(c->wr);
     if (c->fd >= 0) close(c->fd);
     if (c->o.similarity) stats_sim_free(&c->sim);
     collect_vision_free(c);
     free(c->probe); free(c->bprobe);
-    free(c->sep_of_id); free(c->punct_of_id); free(c->stat); free(c->ki); free(c->ti); free(c->tw);
+    free(c->sep_of_id); free(c->punct_of_id); free(c->stat);
+    for (int i = 0; i < c->tok_n; i++) { free(c->tok_set[i].ki); free(c->tok_set[i].ti); free(c->tok_set[i].tw); }
+    free(c->sc_job.idx);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
     collect_free_tokens(c);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
@@ -360,4 +482,7 @@ void collect_free(collect *c)
     free(c->att_off);
     pthread_mutex_destroy(&c->pool_mu);
     pthread_cond_destroy(&c->pool_cv);
+    pthread_cond_destroy(&c->tok_cv);
+    pthread_mutex_destroy(&c->sc_mu);
+    pthread_cond_destroy(&c->sc_cv);
 }

@@ -49,6 +49,13 @@ enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK,
        CO_N = CO_VIS + VIS_N };
 
 
+/* one window's per-token output buffers: ki (wcap, L, NH, Lmax), ti and tw (wcap, L, NH, Lmax, k) */
+typedef struct { float *ki; int32_t *ti; float *tw; } collect_tokbuf;
+#define COLLECT_TOK_SETS 3
+/* the helper thread's job: batch (idx[B] local samples, padded to T) of per-token set `set` into
+ * the window buffers ki, ti, tw of the window starting at w0 */
+typedef struct { int B, T, set, w0; int *idx; int idx_cap; float *ki; int32_t *ti; float *tw; } collect_scatter_job;
+
 typedef struct {
     /* fixed for the run */
     const model *m;
@@ -78,6 +85,13 @@ typedef struct {
     float *bprobe; size_t bprobe_cap;  /* (B, NH, T, T) host copy of a layer's probabilities for them */
     float *ki;                         /* (wcap, L, NH, Lmax) */
     int32_t *ti; float *tw;            /* (wcap, L, NH, Lmax, k) */
+    /* ki, ti, tw come from a pool of COLLECT_TOK_SETS sets, allocated once and reused (a fresh
+     * buffer of up to 256 MiB costs its page faults every window): the writer hands a complete
+     * window's set back after its write (collect_tok_release); tok_cur: the set of the current
+     * window, -1 between windows or when no per-token output is wanted */
+    collect_tokbuf tok_set[COLLECT_TOK_SETS];
+    int tok_busy[COLLECT_TOK_SETS], tok_n, tok_cap, tok_cur;
+    pthread_cond_t tok_cv;             /* (with pool_mu) a set was handed back */
     float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
     size_t vis_row[VIS_N];             /* floats per sample of each vision output */
     int vis_gh, vis_gw;                /* the patch grid of the images */
@@ -93,9 +107,17 @@ typedef struct {
     int no_probs;                      /* no output needs the probabilities: the forward may fuse */
     attn_request req;                  /* the batch's request to model_forward */
     float *fstat; size_t fstat_cap;    /* (L, B, NH, STAT_N) the fused path's scalars */
-    int32_t *fti; float *ftw, *fki;    /* (L, B, NH, T, k), (L, B, NH, T): its per-token outputs */
-    size_t ftok_cap;                   /* (L·B·NH·T of them) */
+    /* its per-token outputs, (L, B, NH, T, k) and (L, B, NH, T), in two sets: the forward of batch i
+     * downloads into set fcur while a helper thread scatters batch i-1's set into the window */
+    int32_t *fti[2]; float *ftw[2], *fki[2];
+    int fcur;
+    size_t ftok_cap;                   /* (L·B·NH·T of them, per set) */
     size_t bstat_cap;                  /* B·NH·T they have room for */
+    pthread_t sc_thread;               /* the helper; sc_on = 0: not started, scatter inline */
+    int sc_on, sc_busy, sc_stop;       /* (sc_mu) a job waits or runs; the thread should exit */
+    pthread_mutex_t sc_mu;
+    pthread_cond_t sc_cv;
+    collect_scatter_job sc_job;
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of
      * batch·NH·Lmax² elements each (room for any batch's Σ_b NH·n_b²), handed back by the writer
@@ -131,7 +153,9 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T);
 /* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers, and the
  * request for model_forward (c->req). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
-/* After the batch's forward: the fused path's scalars into the window, head similarity. */
+/* After the batch's forward: the fused path's scalars into the window, head similarity; its
+ * per-token outputs go into the window on the helper thread while the next batch runs (after the
+ * previous batch's are done; collect_tok_sync waits for them). */
 void collect_batch_end(collect *c, int B, int T);
 /* Starts window [w0, w0+wn) (wn ≤ wcap). resume: its rows are read back from the file first (a
  * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
@@ -140,6 +164,10 @@ int collect_window_begin(collect *c, int w0, int wn, int resume);
  * rec. keep = 1: a checkpoint in the middle of the window (the rows are copied, the window goes
  * on); keep = 0: the window is complete (the writer takes its buffers). */
 void collect_window_write(collect *c, const progress_rec *rec, int keep);
+/* Writer thread: a complete window's per-token buffers (set tok_set[i]) may be reused. */
+void collect_tok_release(collect *c, int i);
+/* Waits until the helper thread has scattered every batch into the window buffers. */
+void collect_tok_sync(collect *c);
 /* A write of the writer thread failed (message in c->werr_msg); later writes are skipped. */
 int collect_write_failed(const collect *c);
 /* Waits for every write, fdatasync. Returns the seconds the compute waited for the disk. */

@@ -209,6 +209,7 @@ typedef struct {
     int64_t g0; int w0, wn;
     float *stat, *probe, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
     float *vis[VIS_N];
+    int tok_set;                       /* ki, ti, tw are pool set tok_set (handed back), or -1: copies */
     progress_rec *rec;
 } window_job;
 
@@ -249,7 +250,9 @@ static void window_job_run(void *ctx)
         }
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
-    free(j->stat); free(j->probe); free(j->ki); free(j->ti); free(j->tw); free(j->sink); free(j->ids); free(j->toks);
+    if (j->tok_set >= 0) collect_tok_release(c, j->tok_set);
+    else { free(j->ki); free(j->ti); free(j->tw); }
+    free(j->stat); free(j->probe); free(j->sink); free(j->ids); free(j->toks);
     for (int v = 0; v < VIS_N; v++) free(j->vis[v]);
     free(j);
 }
@@ -267,8 +270,9 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
     const dataset *d = c->d;
     const int L = c->L, NH = c->NH, Lmax = c->Lmax, wn = c->wn, w0 = c->w0, k = c->o.topk;
     const size_t wstride = (size_t)wn * L * NH;
+    collect_tok_sync(c);                               /* every batch's rows are in the window */
     window_job *j = xcalloc(1, sizeof *j);
-    j->c = c; j->g0 = d->first + w0; j->w0 = w0; j->wn = wn;
+    j->c = c; j->g0 = d->first + w0; j->w0 = w0; j->wn = wn; j->tok_set = -1;
     /* sink rate: fraction of heads whose first-token importance exceeds eps */
     j->sink = xmalloc((wn ? wn : 1) * sizeof(float));
     for (int w = 0; w < wn; w++) {
@@ -299,8 +303,10 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
         for (int v = 0; v < VIS_N; v++) j->vis[v] = dup_or_null(c->vis[v], (size_t)wn * c->vis_row[v] * sizeof(float));
     } else {      /* the writer owns them now */
         j->stat = c->stat; j->probe = c->probe; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+        j->tok_set = c->tok_cur;
         c->stat = c->probe = c->ki = c->tw = NULL;
         c->ti = NULL;
+        c->tok_cur = -1;
         for (int v = 0; v < VIS_N; v++) { j->vis[v] = c->vis[v]; c->vis[v] = NULL; }
     }
     if (rec) {
@@ -315,7 +321,9 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
 
 double collect_drain(collect *c)
 {
-    /* waited: in the writer's queue, and for a free /attention buffer (all were being written) */
+    collect_tok_sync(c);
+    /* waited: in the writer's queue, and for a free /attention buffer or per-token set (all were
+     * being written) */
     const double waited = writer_finish(c->wr) + c->pool_wait_s;
     c->wr = NULL;
     if (!collect_write_failed(c) && c->fd >= 0 && fdatasync(c->fd)) collect_write_error(c, -1, errno);

@@ -148,6 +148,50 @@ for trial in range(TRIALS):
         os.remove(out)
     shutil.rmtree(out + ".partial", ignore_errors=True)
 
+# ---- the fused path's per-token outputs, killed and resumed -------------------------------------
+# no head similarity: top-k and key importance come from the fused attention, reach the window on
+# a helper thread while the next batch runs, in window buffers reused from window to window and
+# never filled beforehand; one rank, 14000 samples: four windows of at most 4096 for three buffer
+# sets, so the fourth reuses the first's. Every row beyond a sample's length must be padding
+# (-1, 0): no earlier window may show through
+TOK_IN = f"{TMP}/tok_input.h5"
+write_input(TOK_IN, random_lengths(14000, seed=7), seed=7)
+TOK_ARGS = ["--model", MODEL, "--input", TOK_IN, "--checkpoint-every", "0.2", "--topk", "3", "--key-importance"]
+TOK_REF = f"{TMP}/tok_ref.h5"
+t = time.time()
+p = run(TOK_REF, np_=1, args=TOK_ARGS)
+tok_s = time.time() - t
+check(p.returncode == 0, f"fused per-token reference run (1 rank, 14000 samples, 4 windows) exits 0 in {tok_s:.1f} s")
+if p.returncode == 0:
+    with h5py.File(TOK_REF, "r") as f:
+        ln = f["samples/length"][:]
+        ti, tw, ki = f["stats/topk_index"][:], f["stats/topk_weight"][:], f["stats/key_importance"][:]
+    beyond = np.arange(ti.shape[3])[None, :] >= ln[:, None]              # [N, Lmax]
+    m5 = np.broadcast_to(beyond[:, None, None, :, None], ti.shape)
+    m4 = np.broadcast_to(beyond[:, None, None, :], ki.shape)
+    check(bool((ti[m5] == -1).all() and (tw[m5] == 0).all() and (ki[m4] == 0).all()),
+          f"every row beyond a sample's length is padding: topk_index -1, topk_weight 0, key_importance 0 "
+          f"({int(m5.sum())} + {int(m4.sum())} values)")
+    for trial, sig in enumerate((signal.SIGKILL, signal.SIGTERM)):
+        out = f"{work}/tok.h5"
+        at = rng.uniform(0.3, max(0.6, tok_s * 0.9))
+        p = start(out, np_=1, args=TOK_ARGS)
+        time.sleep(at)
+        kill_job(p, sig)
+        p.communicate(timeout=120)
+        if os.path.exists(out):                 # completed before the signal
+            os.remove(out)
+            continue
+        p2 = run(out, np_=1, args=TOK_ARGS)
+        m = re.search(r"resuming: (\d+) of (\d+) samples", p2.stdout)
+        d = differing(out, TOK_REF) if p2.returncode == 0 and os.path.exists(out) else ["(no output)"]
+        check(p2.returncode == 0 and not d,
+              f"fused per-token trial {trial}: {sig.name} at {at:.2f} s, re-run saved {m.group(1) if m else 0} samples; "
+              f"output == uninterrupted over every dataset (differ: {d})")
+        if os.path.exists(out):
+            os.remove(out)
+        shutil.rmtree(out + ".partial", ignore_errors=True)
+
 # ---- --save-attention: /attention packed per sample, killed and resumed -------------------------
 # mostly short samples and a few of the full 64 tokens: each block goes to its fixed offset, so a
 # resumed run rewrites exactly the blocks it had not saved
