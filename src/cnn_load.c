@@ -2,6 +2,7 @@
  * Hugging Face's module names with every batch norm folded into the convolution before it. */
 #include "cnn.h"
 #include "jsonutil.h"
+#include "model.h"
 #include "safetensors.h"
 #include "util.h"
 #include <math.h>
@@ -104,7 +105,8 @@ void cnn_config_free(cnn_config *c)
     memset(c, 0, sizeof *c);
 }
 
-/* A tensor of exactly the given shape (nd dims) as float32 into host. 0, or -1 with err_set(). */
+/* A tensor of exactly the given shape (nd dims) as float32 into host, checked for non-finite values
+ * (model_check_finite). 0, or -1 with err_set(). */
 static int read_exact(const st_model *st, const char *name, int nd, const int64_t *shape, float *host, const char *dir)
 {
     const st_tensor *t = st_find(st, name);
@@ -117,7 +119,9 @@ static int read_exact(const st_model *st, const char *name, int nd, const int64_
         for (int i = 0, k = 0; i < nd; i++) k += snprintf(want + k, sizeof want - k, i ? ", %lld" : "%lld", (long long)shape[i]);
         return err_set("%s: tensor \"%s\" has shape [%s], config.json implies [%s]", st->paths[t->file], name, got, want);
     }
-    return st_to_f32(t, host);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    return st_to_f32(t, host) || model_check_finite(st->paths[t->file], name, host, n) ? -1 : 0;
 }
 
 static float *upload_owned(cnn_model *m, const float *host, size_t n, const char *dir, const char *name)

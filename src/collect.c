@@ -353,7 +353,11 @@ static void scatter_scalars(collect *c, int layer, int B, const float *bstat)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
-            for (int s = 0; s < STAT_N; s++) c->stat[s * wstride + o] = bstat[src * STAT_N + s];
+            for (int s = 0; s < STAT_N; s++) {
+                const float v = bstat[src * STAT_N + s];
+                c->n_nonfinite += !isfinite(v);
+                c->stat[s * wstride + o] = v;
+            }
         }
 }
 

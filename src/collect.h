@@ -77,6 +77,7 @@ typedef struct {
     int werr, werr_errno;              /* set once by the writer thread on a failed write */
     int werr_input;                    /* the failure was an input that could not be read (an image) */
     int64_t saved_samples, saved_tokens;   /* what this rank's last durable record says is done */
+    int64_t n_nonfinite;               /* per-head scalars written NaN/Inf by this rank in this run */
     char werr_msg[1024];
     /* the current window [w0, w0 + wn) of local samples */
     int w0, wn, wcap;

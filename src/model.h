@@ -98,6 +98,17 @@ int model_load(model *m, const char *dir, backend *be);
 int model_load_tower(model *m, const char *dir, backend *be, int tower);
 void model_free(model *m);
 
+/* Non-finite weights (NaN/Inf). Every tensor that model_load and cnn_load read is checked in host
+ * memory before its upload: NONFINITE_REFUSE (the default) fails the load with err_set() naming
+ * the file, the tensor and the count; NONFINITE_WARN loads it and prints one warning line per
+ * tensor on stderr; NONFINITE_SILENT loads it without a word (the ranks other than 0 under
+ * --allow-nonfinite, so that the warning is printed once). Process-wide: set before loading. */
+enum { NONFINITE_REFUSE, NONFINITE_WARN, NONFINITE_SILENT };
+void model_set_nonfinite(int policy);
+/* Checks x[0..n) of tensor name read from file under the policy above. Returns 0, or -1 with
+ * err_set() when the tensor has non-finite values and the policy refuses them. */
+int model_check_finite(const char *file, const char *name, const float *x, size_t n);
+
 /* Called once per layer with that layer's probabilities (B, NH, T, T) in backend memory. */
 typedef void (*attn_capture_fn)(void *user, int layer, const float *probs, int B, int T);
 

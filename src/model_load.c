@@ -5,9 +5,27 @@
 #include "model_int.h"
 #include "safetensors.h"
 #include "util.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+
+static int nonfinite_policy = NONFINITE_REFUSE;
+
+void model_set_nonfinite(int policy) { nonfinite_policy = policy; }
+
+int model_check_finite(const char *file, const char *name, const float *x, size_t n)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    if (!bad) return 0;
+    if (nonfinite_policy == NONFINITE_REFUSE)
+        return err_set("%s: tensor \"%s\" has %zu non-finite values (NaN/Inf); --allow-nonfinite to run anyway", file, name, bad);
+    if (nonfinite_policy == NONFINITE_WARN)
+        fprintf(stderr, "attnscope: warning: %s: tensor \"%s\" has %zu non-finite values (NaN/Inf); running anyway (--allow-nonfinite)\n",
+                file, name, bad);
+    return 0;
+}
 
 /* Where the weights come from: a checkpoint directory's safetensors files or one GGUF file. */
 typedef struct {
@@ -67,7 +85,8 @@ static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, 
             shape_str(t->ne, t->n_dims, 1, got, sizeof got);
             return err_set("%s: tensor \"%s\" has shape [%s], %s %s", s->path, full, got, implied, want);
         }
-        return gguf_tensor_f32(s->gg, full, host, (size_t)d0 * (d1 ? d1 : 1)) ? -1 : 1;
+        const size_t n = (size_t)d0 * (d1 ? d1 : 1);
+        return gguf_tensor_f32(s->gg, full, host, n) || model_check_finite(s->path, full, host, n) ? -1 : 1;
     }
     const st_model *st = s->st;
     const st_tensor *t = st_find(st, full);
@@ -96,9 +115,10 @@ static int read_tensor(const wsrc *s, const char *full, int d0, int d1, int tr, 
         shape_str(sh, t->ndim < 8 ? t->ndim : 8, 0, got, sizeof got);
         return err_set("%s: tensor \"%s\" has shape [%s], %s %s", file, full, got, implied, want);
     }
-    if (!tr) return st_to_f32(t, host) ? -1 : 1;
-    float *tmp = xmalloc((size_t)d0 * d1 * sizeof(float));
-    if (st_to_f32(t, tmp)) { free(tmp); return -1; }
+    const size_t n = (size_t)d0 * (d1 ? d1 : 1);
+    if (!tr) return st_to_f32(t, host) || model_check_finite(file, t->name, host, n) ? -1 : 1;
+    float *tmp = xmalloc(n * sizeof(float));
+    if (st_to_f32(t, tmp) || model_check_finite(file, t->name, tmp, n)) { free(tmp); return -1; }
     for (int i = 0; i < d0; i++)
         for (int j = 0; j < d1; j++) host[(size_t)i * d1 + j] = tmp[(size_t)j * d0 + i];
     free(tmp);

@@ -38,7 +38,7 @@ typedef struct {
     int window, topk, similarity, key_importance, no_key_importance, profile;
     double sink_eps, rollout_discard, high_norm_factor;
     int rollout_start;
-    int overwrite, restart, force;
+    int overwrite, restart, force, allow_nonfinite;
     double progress_every, checkpoint_every;
 } run_opts;
 
@@ -97,6 +97,8 @@ static const cli_opt run_options[] = {
     CLI_OPT("overwrite", CLI_FLAG, F(overwrite), NULL, "replace an existing --out (kept until the new run completes)"),
     CLI_OPT("restart", CLI_FLAG, F(restart), NULL, "discard the partial results of an interrupted run of the same --out"),
     CLI_OPT("force", CLI_FLAG, F(force), NULL, "run even if the output will not fit in the free space"),
+    CLI_OPT("allow-nonfinite", CLI_FLAG, F(allow_nonfinite), NULL, "load weights with NaN/Inf values (one warning per tensor)\n"
+            "instead of refusing the model; their statistics come out NaN"),
     CLI_OPT("progress-every", CLI_DOUBLE, F(progress_every), "S", "seconds between progress lines when stdout is not a terminal",
             .lo = 0.1, .hi = 86400, .def = "10"),
     CLI_OPT("checkpoint-every", CLI_DOUBLE, F(checkpoint_every), "S", "seconds between durable checkpoints of each rank's progress",
@@ -385,6 +387,7 @@ int run_main(int argc, char **argv)
     int parsed = parse_opts(&o, argc, argv, &job_store, comm);
     if (parsed >= 0) { free(job_store); return parsed; }
     const double t0 = util_now();
+    model_set_nonfinite(!o.allow_nonfinite ? NONFINITE_REFUSE : rank == 0 ? NONFINITE_WARN : NONFINITE_SILENT);
 
     /* the output first: fail before any expensive work (an existing --out, --out an input, a
      * run already working on it); rank 0 holds the partial directory's lock from here on */
@@ -606,11 +609,12 @@ int run_main(int argc, char **argv)
     if (collect_write_failed(&col)) state = RUNCTL_FAILED;
     const int verdict = runctl_finish(&ctl, state, res.samples_done, res.tokens_done);
     runctl_set_graceful(0);
-    int64_t pad[2] = {res.tokens_computed, res.tokens_padded}, pad_all[2];
+    /* padding, and the non-finite statistics counted for the closing line */
+    int64_t pad[3] = {res.tokens_computed, res.tokens_padded, col.n_nonfinite}, pad_all[3];
     double waited_max = 0;
     CHECK_MPI(MPI_Allreduce(&loop_s, &loop_max, 1, MPI_DOUBLE, MPI_MAX, comm));
     CHECK_MPI(MPI_Allreduce(&waited, &waited_max, 1, MPI_DOUBLE, MPI_MAX, comm));
-    CHECK_MPI(MPI_Allreduce(pad, pad_all, 2, MPI_INT64_T, MPI_SUM, comm));
+    CHECK_MPI(MPI_Allreduce(pad, pad_all, 3, MPI_INT64_T, MPI_SUM, comm));
     rc = 0;
     if (verdict == RUNCTL_DONE) {
         rc = collect_write_similarity(&col, comm);
@@ -620,11 +624,13 @@ int run_main(int argc, char **argv)
         else rc = -1;
         if (!rc && rank == 0) {
             double el = util_now() - t0;
+            char nonfin[64] = "";
+            if (pad_all[2]) snprintf(nonfin, sizeof nonfin, "; %lld non-finite statistics (NaN/Inf)", (long long)pad_all[2]);
             printf("attnscope: wrote %s: %lld samples, %lld tokens in %.1f s (%.0f tokens/s on %d rank(s); "
-                   "forward, statistics and writes %.2f s: %.0f tokens/s; padding %.1f%% of %lld tokens computed; waited %.2f s for the disk)\n",
+                   "forward, statistics and writes %.2f s: %.0f tokens/s; padding %.1f%% of %lld tokens computed; waited %.2f s for the disk)%s\n",
                    o.out, (long long)N, (long long)n_tokens, el, n_tokens / el, nranks, loop_max,
                    pad_all[0] / loop_max, pad_all[0] + pad_all[1] ? 100.0 * pad_all[1] / (pad_all[0] + pad_all[1]) : 0.0,
-                   (long long)(pad_all[0] + pad_all[1]), waited_max);
+                   (long long)(pad_all[0] + pad_all[1]), waited_max, nonfin);
         }
     } else {
         /* what the durable records say is done: a resume starts there */

@@ -20,7 +20,7 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
                 float out[STAT_N], float *key_importance, int32_t *topk_idx, float *topk_w)
 {
     double acc[STAT_N] = {0};
-    int norm_rows = 0;
+    int norm_rows = 0, nonfinite = 0;
     const int causal = sp->causal, w = sp->window, k = sp->topk, sw = sp->sliding_window;
     for (int i = 0; i < n; i++) {
         const float *row = P + (size_t)i * T;
@@ -29,6 +29,7 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
         double h = 0, dist = 0, loc = 0, ssep = 0, spunct = 0;
         for (int j = lo; j < hi; j++) {
             const double p = row[j];
+            nonfinite |= !isfinite(p);
             if (p > 0) h -= p * log(p);
             const int d = i > j ? i - j : j - i;
             dist += p * d;
@@ -49,6 +50,10 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
     }
     for (int s = 0; s < STAT_N; s++) out[s] = n > 0 ? (float)(acc[s] / n) : 0.0f;
     out[STAT_ENTROPY_NORM] = norm_rows ? (float)(acc[STAT_ENTROPY_NORM] / norm_rows) : 0.0f;
+    /* a NaN/Inf probability (non-finite weights run with --allow-nonfinite) makes every scalar of
+     * the head NaN: `p > 0` above would skip a NaN and give a finite entropy */
+    if (nonfinite)
+        for (int s = 0; s < STAT_N; s++) out[s] = NAN;
 
     /* key importance α_k: the rows that see k are i < n, i >= k when causal, i < k + sw with a
      * sliding window (the others hold exact zeros at k: summing all would give the same sum) */
@@ -61,7 +66,7 @@ void stats_head(const float *P, int T, int n, const stats_params *sp, const uint
         if (j == 0) alpha0 = a;
         if (key_importance) key_importance[j] = (float)a;
     }
-    out[STAT_SINK] = n > 0 ? (float)alpha0 : 0.0f;
+    out[STAT_SINK] = nonfinite ? NAN : n > 0 ? (float)alpha0 : 0.0f;
 
     if (!topk_idx) return;
     for (int i = 0; i < T; i++) {
