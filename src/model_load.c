@@ -20,10 +20,11 @@ int model_check_finite(const char *file, const char *name, const float *x, size_
     for (size_t i = 0; i < n; i++) bad += !isfinite(x[i]);
     if (!bad) return 0;
     if (nonfinite_policy == NONFINITE_REFUSE)
-        return err_set("%s: tensor \"%s\" has %zu non-finite values (NaN/Inf); --allow-nonfinite to run anyway", file, name, bad);
+        return err_set("%s: tensor \"%s\" has %zu non-finite value%s (NaN/Inf); --allow-nonfinite to run anyway", file, name, bad,
+                       bad == 1 ? "" : "s");
     if (nonfinite_policy == NONFINITE_WARN)
-        fprintf(stderr, "attnscope: warning: %s: tensor \"%s\" has %zu non-finite values (NaN/Inf); running anyway (--allow-nonfinite)\n",
-                file, name, bad);
+        fprintf(stderr, "attnscope: warning: %s: tensor \"%s\" has %zu non-finite value%s (NaN/Inf); running anyway (--allow-nonfinite)\n",
+                file, name, bad, bad == 1 ? "" : "s");
     return 0;
 }
 

@@ -15,11 +15,17 @@
  *   probe_stats --exact-heads
  * builds by hand an exact previous-token, duplicate-token and induction head on the probe's
  * layout (each row's mass on its one target key; rows without a target on key 0) for several
- * K and b, and checks that each scores exactly 1 on its own score; exits 1 otherwise. */
+ * K and b, and checks that each scores exactly 1 on its own score; exits 1 otherwise.
+ *
+ *   probe_stats --nonfinite
+ * checks that a head whose rows hold one NaN (or Inf) probability gets NaN for every statistic
+ * (before issue 14 `p > 0` skipped the NaN and the entropy read as a finite number), and that the
+ * same head without it stays finite; exits 1 otherwise. */
 #include "probe.h"
 #include "stats.h"
 #include "util.h"
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,9 +99,38 @@ static int exact_heads(void)
     return fails != 0;
 }
 
+static int nonfinite_heads(void)
+{
+    enum { T = 5 };
+    const float bad[] = {NAN, INFINITY};
+    const char *const bad_name[] = {"NaN", "Inf"};
+    int fails = 0;
+    for (int causal = 0; causal <= 1; causal++)
+        for (int v = 0; v < 3; v++) {               /* v = 2: no bad value (the control) */
+            float P[T * T], out[STAT_N];
+            for (int i = 0; i < T; i++) {            /* uniform over each row's visible keys */
+                const int nk = causal ? i + 1 : T;
+                for (int j = 0; j < T; j++) P[i * T + j] = j < nk ? 1.0f / nk : 0.0f;
+            }
+            if (v < 2) P[3 * T + 1] = bad[v];        /* one value in row 3, key 1 (visible either way) */
+            stats_params sp = {.causal = causal, .window = 1, .topk = 0};
+            stats_head(P, T, T, &sp, NULL, NULL, out, NULL, NULL, NULL);
+            int n_nan = 0, n_finite = 0;
+            for (int s = 0; s < STAT_N; s++) { n_nan += isnan(out[s]) != 0; n_finite += isfinite(out[s]) != 0; }
+            const int ok = v < 2 ? n_nan == STAT_N : n_finite == STAT_N;
+            fails += !ok;
+            printf("%s causal=%d, row 3 with %s: %d of %d statistics NaN, %d finite (want %s); entropy %g\n", ok ? "ok  " : "FAIL",
+                   causal, v < 2 ? bad_name[v] : "no bad value", n_nan, STAT_N, n_finite, v < 2 ? "all NaN" : "all finite",
+                   out[STAT_ENTROPY]);
+        }
+    printf("%d failed\n", fails);
+    return fails != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--exact-heads")) return exact_heads();
+    if (argc == 2 && !strcmp(argv[1], "--nonfinite")) return nonfinite_heads();
     if (argc != 3) { fprintf(stderr, "usage: probe_stats IN.h5 OUT.h5\n"); return 2; }
     hid_t f = H5Fopen(argv[1], H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return 2;
