@@ -9,7 +9,8 @@ model.safetensors (the header parsed here: 8-byte little-endian length, JSON, da
   probabilities are NaN read NaN for every statistic (before the fix entropy read 0), the other
   heads match the unmodified model's output exactly, and the closing line counts the non-finite
   statistics written;
-and the C statistics (tests/probe_stats --nonfinite) give NaN for a head with one NaN row.
+the ResNet loader refuses (or, allowed, warns about) a NaN convolution weight; and the C statistics
+(tests/probe_stats --nonfinite) give NaN for a head with one NaN row.
 Prints every comparison; exits non-zero on any failure."""
 import json, os, re, shutil, struct, subprocess, sys, tempfile
 import numpy as np, h5py
@@ -108,6 +109,23 @@ for ranks in (1, 2):
     check(m is not None and int(m.group(1)) == N * STAT_N == n_bad,
           f"the closing line counts the non-finite statistics: {m.group(1) if m else None} "
           f"(want {N} samples x {STAT_N} statistics = {N * STAT_N}; {n_bad} in the file)")
+
+# ---- the ResNet loader (src/cnn_load.c) checks its tensors the same way -----------------------------
+rmodel = f"{TMP}/resnet_nan"
+shutil.copytree(f"{FX}/resnet_basic_tiny", rmodel)
+RTENSOR = "encoder.stages.0.layers.0.layer.1.convolution.weight"
+rst = poison(rmodel, RTENSOR, [2], [float("nan")])
+out = f"{TMP}/resnet.h5"
+p = attnscope("run", "--model", rmodel, "--input", f"{FX}/input_resnet.h5", "--out", out, "--quiet")
+lines = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+print("  stderr:", lines)
+check(p.returncode != 0 and lines == [f'attnscope: {rst}: tensor "{RTENSOR}" has 1 non-finite value (NaN/Inf); '
+                                      "--allow-nonfinite to run anyway"] and not os.path.exists(out),
+      f"ResNet: a NaN convolution weight is refused with one line, nothing at --out (exit {p.returncode})")
+p = attnscope("run", "--model", rmodel, "--input", f"{FX}/input_resnet.h5", "--out", out, "--quiet", "--allow-nonfinite")
+warn = [l for l in p.stderr.splitlines() if "warning" in l and RTENSOR in l]
+check(p.returncode == 0 and os.path.exists(out) and len(warn) == 1,
+      f"ResNet --allow-nonfinite runs with one warning line (exit {p.returncode}, {len(warn)} warnings)")
 
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
