@@ -155,5 +155,15 @@ check(p.returncode == 0 and counts[0, 0] == finite_n and (counts.reshape(-1)[1:]
       f"+inf/-inf in /stats/entropy[.., 0, 0]: rc {p.returncode}, head (0, 0) counts {counts[0, 0]} of {N} samples in its bins "
       f"(expected {finite_n}: non-finite left out), other heads {sorted(set(counts.reshape(-1)[1:].tolist()))}, mean finite: {np.isfinite(mean).all()}")
 
+# a CNN run (reduce_cnn.c): /cnn/stage_0/mean declared [2^28, 8], nothing written
+CNN = f"{FX}/resnet_basic_tiny"
+if os.path.isdir(CNN):
+    p = run([BIN, "run", "--model", CNN, "--input", f"{FX}/input_resnet.h5", "--out", f"{TMP}/cnn.h5"])
+    if check(p.returncode == 0, "attnscope run writes a CNN run output"):
+        RUN = f"{TMP}/cnn.h5"
+        reduce_refused("/cnn/stage_0/mean declared [2^28, 8], nothing written",
+                       variant("cnn_sparse", lambda f: replace(f, "cnn/stage_0/mean", shape=(2**28, 8), dtype="f4", chunks=(1024, 8))),
+                       ["/cnn/stage_0/mean", "stores"])
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
