@@ -4,6 +4,12 @@
 #include <hdf5.h>
 #include <string.h>
 
+/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
+
+/* The most samples a --input file may declare: a rank's count is an int. */
+#define DATASET_MAX_SAMPLES INT32_MAX
+
 void dataset_shard(int64_t N, int rank, int nranks, int64_t *first, int *n)
 {
     int64_t a = N * rank / nranks, b = N * (rank + 1) / nranks;
@@ -136,7 +142,24 @@ int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_
     H5Sclose(sp); H5Dclose(ds);
     if (nd != 2) { err_set("%s: /input_ids must be 2-D [samples, tokens]", path); goto done; }
     if (dims[0] == 0 || dims[1] == 0) { err_set("%s: /input_ids is empty", path); goto done; }
+    if (dims[0] > DATASET_MAX_SAMPLES) {
+        err_set("%s: /input_ids declares %llu samples; at most %d (2^31 - 1) are supported", path, (unsigned long long)dims[0],
+                DATASET_MAX_SAMPLES);
+        goto done;
+    }
     if (dims[1] > (1u << 20)) { err_set("%s: /input_ids has %llu tokens per row", path, (unsigned long long)dims[1]); goto done; }
+    /* every dataset read must store what it declares before buffers of its shard's size are made */
+    static const char *const names[] = {"/input_ids", "/attention_mask", "/token_type_ids"};
+    for (int k = 0; k < 3; k++) {
+        int bad = 0;
+        H5E_BEGIN_TRY {
+            if (H5Lexists(f, names[k], H5P_DEFAULT) > 0 && (ds = H5Dopen2(f, names[k], H5P_DEFAULT)) >= 0) {
+                bad = h5_check_stored(f, ds, path, names[k]);
+                H5Dclose(ds);
+            }
+        } H5E_END_TRY;
+        if (bad) goto done;
+    }
     const int64_t N = dims[0], L = dims[1];
     d->n_total = N;
     dataset_shard(N, rank, nranks, &d->first, &d->n);

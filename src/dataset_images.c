@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
+
 /* Where a shard's pixels come from: image files (paths in dataset.image_paths) through the
  * processor, or the rows of an open /pixel_values. */
 struct dataset_px {
@@ -207,7 +210,10 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     H5Sclose(sp);
     if (cls != H5T_FLOAT) { err_set("%s: /pixel_values is not floating point", path); goto fail; }
     if (nd != 4) { err_set("%s: /pixel_values must be 4-D [images, channels, height, width]", path); goto fail; }
-    if (dims[0] == 0 || dims[0] > ((hsize_t)1 << 40)) { err_set("%s: /pixel_values has %llu images", path, (unsigned long long)dims[0]); goto fail; }
+    if (dims[0] == 0 || dims[0] > INT32_MAX) {
+        err_set("%s: /pixel_values declares %llu images; from 1 to %d (2^31 - 1) are supported", path, (unsigned long long)dims[0], INT32_MAX);
+        goto fail;
+    }
     if ((int64_t)dims[1] != channels) {
         err_set("%s: /pixel_values has %llu channels, the model takes %d", path, (unsigned long long)dims[1], channels);
         goto fail;
@@ -217,6 +223,9 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
                 (unsigned long long)dims[2], (unsigned long long)dims[3], patch);
         goto fail;
     }
+    int bad;
+    H5E_BEGIN_TRY { bad = h5_check_stored(f, ds, path, "/pixel_values"); } H5E_END_TRY;
+    if (bad) goto fail;
     const int64_t N = (int64_t)dims[0];
     const int H = (int)dims[2], W = (int)dims[3], T = n_prefix + (H / patch) * (W / patch);
     const size_t per = (size_t)channels * H * W;

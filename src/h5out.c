@@ -224,3 +224,41 @@ int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf
     if (ds->off < 0 || n == 0) return 0;
     return h5raw_read(fd, ds, first * (int64_t)ds->row_bytes, (size_t)n * ds->row_bytes, buf);
 }
+
+/* Reading files a user hands us (not in h5out.h, which lies outside the change of issue 14: the
+ * users declare it where they call it). 0 when dataset ds (name, of file f at path file) stores
+ * what its shape declares: unfiltered data in full (the chunks of a sparse chunked dataset that
+ * were never written read as fill values, so a file of a few KB can declare terabytes), filtered
+ * (compressed) data at most H5_MAX_RATIO times its stored bytes (deflate's limit is about
+ * 1032:1), and never more bytes stored than the file holds. Else -1 with err_set naming both.
+ * Call it before allocating anything sized by the declared shape. */
+#define H5_MAX_RATIO 1100
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name)
+{
+    hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds), pl = H5Dget_create_plist(ds);
+    const hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    const size_t es = ty >= 0 ? H5Tget_size(ty) : 0;
+    const int nf = pl >= 0 ? H5Pget_nfilters(pl) : -1;
+    const hsize_t stored = H5Dget_storage_size(ds);
+    hsize_t fsize = 0;
+    const herr_t fr = H5Fget_filesize(f, &fsize);
+    if (pl >= 0) H5Pclose(pl);
+    if (ty >= 0) H5Tclose(ty);
+    if (sp >= 0) H5Sclose(sp);
+    unsigned long long declared;
+    if (np < 0 || es == 0 || nf < 0 || fr < 0) return err_set("%s: cannot read the shape and layout of %s", file, name);
+    if (__builtin_mul_overflow((unsigned long long)np, (unsigned long long)es, &declared))
+        return err_set("%s: %s declares %lld values of %zu bytes: more than 2^64 bytes", file, name, (long long)np, es);
+    if (stored > fsize)
+        return err_set("%s: %s claims %llu stored bytes in a file of %llu bytes (a corrupt file?)", file, name,
+                       (unsigned long long)stored, (unsigned long long)fsize);
+    if (nf == 0 && stored < declared)
+        return err_set("%s: %s declares %lld values (%.4g GB) but the file stores only %llu bytes of them: rows that were "
+                       "never written (a sparse chunked dataset) are refused", file, name, (long long)np, declared / 1e9,
+                       (unsigned long long)stored);
+    if (nf > 0 && declared / H5_MAX_RATIO > stored)
+        return err_set("%s: %s declares %lld values (%.4g GB) but the file stores only %llu compressed bytes of them (more "
+                       "than %d:1): rows that were never written are refused", file, name, (long long)np, declared / 1e9,
+                       (unsigned long long)stored, H5_MAX_RATIO);
+    return 0;
+}

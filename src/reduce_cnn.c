@@ -18,6 +18,9 @@
 
 typedef struct { int C, h, w; int64_t N; float *mean; } cnn_stage_data;
 
+/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
+
 static int64_t g_attr(hid_t obj, const char *name)
 {
     int64_t v = -1;
@@ -52,6 +55,11 @@ static int stage_read(hid_t f, const char *file, int s, cnn_stage_data *sd)
         H5Dclose(ds);
         return err_set("%s: %s/mean is not [N, channels] or its group lacks channels/height/width", file, name);
     }
+    char mname[80];
+    snprintf(mname, sizeof mname, "%s/mean", name);
+    int bad;
+    H5E_BEGIN_TRY { bad = h5_check_stored(f, ds, file, mname); } H5E_END_TRY;
+    if (bad) { H5Dclose(ds); return -1; }
     sd->N = (int64_t)d[0];
     sd->mean = xmalloc((size_t)(d[0] * d[1] + 1) * sizeof(float));
     const herr_t r = d[0] ? H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sd->mean) : 0;
@@ -138,7 +146,12 @@ static float *read_maps(hid_t f, int s, int64_t i, int C, int h, int w)
     H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
     if (ds < 0) return NULL;
     hid_t sp = H5Dget_space(ds);
-    hsize_t start[4] = {(hsize_t)i, 0, 0, 0}, cnt[4] = {1, (hsize_t)C, (hsize_t)h, (hsize_t)w};
+    hsize_t start[4] = {(hsize_t)i, 0, 0, 0}, cnt[4] = {1, (hsize_t)C, (hsize_t)h, (hsize_t)w}, d[4] = {0};
+    /* the maps must be there at the size the group's attributes say before they are allocated */
+    int fits = H5Sget_simple_extent_ndims(sp) == 4 && H5Sget_simple_extent_dims(sp, d, NULL) == 4 && d[0] > (hsize_t)i
+               && d[1] == cnt[1] && d[2] == cnt[2] && d[3] == cnt[3];
+    if (fits) { H5E_BEGIN_TRY { fits = !h5_check_stored(f, ds, name, name); } H5E_END_TRY; }
+    if (!fits) { H5Sclose(sp); H5Dclose(ds); return NULL; }
     float *v = xmalloc((size_t)C * h * w * sizeof(float));
     hid_t ms = H5Screate_simple(4, cnt, NULL);
     herr_t r;

@@ -8,6 +8,9 @@
 #include <math.h>
 #include <sys/stat.h>
 
+/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
+
 /* Opens dataset name, checks its rank and returns its dims; -1 with err_set if absent/wrong. */
 static hid_t open_ds(hid_t f, const char *file, const char *name, int ndim, hsize_t *dims)
 {
@@ -35,7 +38,7 @@ static int read_tokens(hid_t f, const char *file, hsize_t i, int len, char **lab
     hid_t ft = H5Dget_type(ds);
     size_t S = H5Tget_size(ft);
     int rc = 0;
-    if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) || S > 4096 || (hsize_t)len > dims[1]) {
+    if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) || S > 4096 || (hsize_t)len > dims[1] || i >= dims[0]) {
         rc = err_set("%s: /samples/tokens is not a fixed-length string dataset of the expected shape", file);
     } else {
         char *buf = xcalloc((size_t)len, S);
@@ -43,7 +46,7 @@ static int read_tokens(hid_t f, const char *file, hsize_t i, int len, char **lab
         hsize_t start[2] = {i, 0}, count[2] = {1, (hsize_t)len};
         H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
         hid_t ms = H5Screate_simple(2, count, NULL);
-        CHECK_H5(H5Dread(ds, ft, ms, sp, H5P_DEFAULT, buf));
+        if (H5Dread(ds, ft, ms, sp, H5P_DEFAULT, buf) < 0) rc = err_set("%s: cannot read row %llu of /samples/tokens", file, (unsigned long long)i);
         for (int t = 0; t < len; t++) {
             labels[t] = xcalloc(S + 1, 1);
             memcpy(labels[t], buf + (size_t)t * S, S);
@@ -134,13 +137,14 @@ static int attention_read(hid_t f, const char *file, const summary *s, int64_t i
         int64_t off = -1;
         hid_t dofs = open_ds(f, file, "/attention_offset", 1, dof);
         if (dofs < 0) rc = -1;
-        else if (dof[0] != (hsize_t)s->N) rc = err_set("%s: /attention_offset has %llu rows, /stats %lld samples", file, (unsigned long long)dof[0], (long long)s->N);
+        else if ((hsize_t)i >= dof[0] || dof[0] != (hsize_t)s->N) rc = err_set("%s: /attention_offset has %llu rows, /stats %lld samples", file, (unsigned long long)dof[0], (long long)s->N);
         else {
             hid_t osp = H5Dget_space(dofs);
             hsize_t os = (hsize_t)i, oc = 1;
             H5Sselect_hyperslab(osp, H5S_SELECT_SET, &os, NULL, &oc, NULL);
             hid_t oms = H5Screate_simple(1, &oc, NULL);
-            CHECK_H5(H5Dread(dofs, H5T_NATIVE_INT64, oms, osp, H5P_DEFAULT, &off));
+            if (H5Dread(dofs, H5T_NATIVE_INT64, oms, osp, H5P_DEFAULT, &off) < 0)
+                rc = err_set("%s: cannot read /attention_offset[%lld]", file, (long long)i);
             H5Sclose(oms); H5Sclose(osp);
         }
         if (dofs >= 0) H5Dclose(dofs);
@@ -161,9 +165,11 @@ static int attention_read(hid_t f, const char *file, const summary *s, int64_t i
             ams = H5Screate_simple(5, count, NULL);
         }
     } else rc = err_set("%s: /attention has %d dimensions, expected 1 (packed, with /attention_offset) or 5 (padded)", file, nd);
+    if (!rc) rc = h5_check_stored(f, dat, file, "/attention");   /* bounds the block allocated below */
     if (!rc) {
         sd->att = xmalloc(block * sizeof(float));
-        CHECK_H5(H5Dread(dat, H5T_NATIVE_FLOAT, ams, asp, H5P_DEFAULT, sd->att));
+        if (H5Dread(dat, H5T_NATIVE_FLOAT, ams, asp, H5P_DEFAULT, sd->att) < 0)
+            rc = err_set("%s: cannot read sample %lld's block of /attention as numbers", file, (long long)i);
     }
     if (ams >= 0) H5Sclose(ams);
     H5Sclose(asp); H5Dclose(dat);
@@ -176,12 +182,17 @@ static int sample_read(hid_t f, const char *file, const summary *s, int64_t i, i
     hsize_t dl[1];
     hid_t dlen = open_ds(f, file, "/samples/length", 1, dl);
     if (dlen < 0) return -1;
+    if ((hsize_t)i >= dl[0]) {
+        H5Dclose(dlen);
+        return err_set("%s: /samples/length has %llu rows, sample %lld asked for", file, (unsigned long long)dl[0], (long long)i);
+    }
     hid_t lsp = H5Dget_space(dlen);
     hsize_t ls = (hsize_t)i, lc = 1;
     H5Sselect_hyperslab(lsp, H5S_SELECT_SET, &ls, NULL, &lc, NULL);
     hid_t lms = H5Screate_simple(1, &lc, NULL);
-    CHECK_H5(H5Dread(dlen, H5T_NATIVE_INT, lms, lsp, H5P_DEFAULT, &sd->len));
+    const herr_t r = H5Dread(dlen, H5T_NATIVE_INT, lms, lsp, H5P_DEFAULT, &sd->len);
     H5Sclose(lms); H5Sclose(lsp); H5Dclose(dlen);
+    if (r < 0) return err_set("%s: cannot read /samples/length[%lld] as an integer", file, (long long)i);
     if (sd->len < 1 || sd->len > s->Lmax) return err_set("%s: /samples/length[%lld] = %d is out of range", file, (long long)i, sd->len);
     sd->tokens = xcalloc(sd->len, sizeof(char *));
     if (read_tokens(f, file, (hsize_t)i, sd->len, sd->tokens)) return -1;
@@ -229,7 +240,7 @@ static void one_map(html_list *h, const char *dir, const sample_data *sd, const 
 
 /* ---- the report ------------------------------------------------------------------------------- */
 
-int report_write(const char *file, const summary *s, const report_opts *o)
+static int write_report(const char *file, const summary *s, const report_opts *o)
 {
     mkdir(o->dir, 0777);
     struct stat stt;
@@ -417,5 +428,18 @@ int report_write(const char *file, const summary *s, const report_opts *o)
     for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
     free(h);
     H5Fclose(f);
+    return rc;
+}
+
+/* HDF5's own error stack is silenced while the report reads the file: every failure is reported
+ * in one line by err_set, naming the file and the dataset. */
+int report_write(const char *file, const summary *s, const report_opts *o)
+{
+    H5E_auto2_t func;
+    void *data;
+    H5Eget_auto2(H5E_DEFAULT, &func, &data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const int rc = write_report(file, s, o);
+    H5Eset_auto2(H5E_DEFAULT, func, data);
     return rc;
 }
