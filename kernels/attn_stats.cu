@@ -88,7 +88,8 @@ attn_stats_kernel(const float *probs, const int *len, const uint8_t *sep, const 
                 if (j >= nk) break;
                 const float pf = pv[u];
                 const double p = pf;
-                if (pf > 0.0f) h -= (double)(pf * logf(pf));
+                // (a NaN or Inf p, from non-finite weights, reaches the entropy as NaN/Inf: never skipped)
+                if (!(pf <= 0.0f)) h -= (double)(pf * logf(pf));
                 const int d = i > j ? i - j : j - i;
                 acc[STAT_DISTANCE] += p * d;
                 if (d <= window) acc[STAT_LOCALITY] += p;
