@@ -216,13 +216,9 @@ fail:
 /* Validates one file and appends it and its tensors to m (names not yet sorted or merged). */
 static int add_file(st_model *m, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return err_set("%s: not a regular file", path);
-    }
+    int fd = util_open_regular(path, &sb);
+    if (fd < 0) return -1;
     uint64_t size = (uint64_t)sb.st_size;
     unsigned char lenb[8];
     if (size < 8) {
