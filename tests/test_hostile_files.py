@@ -114,5 +114,13 @@ FIFOS.append(f"{d}/zz.png")
 refused("an image of an --images directory as a FIFO", ["preprocess", "--images", d, "--preprocessor", f"{IMG}/pp/vit_32"],
         [f"{d}/zz.png: {NOT_REG}"])
 
+# ---- a NUL byte in a job file: refused with its line, not the rest of the file dropped -----------
+# line 3 is cut by a NUL; before the fix the run went on without line 4's --out
+job = os.path.join(TMP, "nul.job")
+with open(job, "wb") as fh:
+    fh.write(f"model = {FX}/bert_tiny\ninput = {FX}/input_tiny.h5\nbatch = 4\0 garbage\nout = {TMP}/nul.h5\n".encode())
+refused("a job file with a NUL byte on line 3", ["run", "--job", job], [f"{job}:3: NUL byte"])
+check(not os.path.exists(f"{TMP}/nul.h5"), "the job file with a NUL byte wrote no output")
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
