@@ -122,5 +122,60 @@ with open(job, "wb") as fh:
 refused("a job file with a NUL byte on line 3", ["run", "--job", job], [f"{job}:3: NUL byte"])
 check(not os.path.exists(f"{TMP}/nul.h5"), "the job file with a NUL byte wrote no output")
 
+# ---- safetensors headers and dtypes -------------------------------------------------------------
+def read_st(path):
+    """(header dict, {name: raw bytes}) of a safetensors file."""
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    data = {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+    return h, data
+
+
+def write_st(path, h, data, header_text=None):
+    """A safetensors file of header h (offsets recomputed from data, in h's order) or, given, the
+    header text as is (its offsets must already be right)."""
+    off = 0
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        v["data_offsets"] = [off, off + len(data[k])]
+        off += len(data[k])
+    text = (header_text if header_text is not None else json.dumps(h)).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(text)) + text + b"".join(data[k] for k in h if k != "__metadata__"))
+
+
+def model_copy(name):
+    d = os.path.join(TMP, name)
+    shutil.copytree(f"{FX}/bert_tiny", d)
+    return d
+
+
+H, DATA = read_st(f"{FX}/bert_tiny/model.safetensors")
+# an unpaired surrogate escape in a string of the header: serde_json (the reference reader) fails
+# with "unexpected end of hex escape" / "lone leading surrogate"; json-c would take it as U+FFFD
+for i, (case, esc) in enumerate((("lone high surrogate \\ud800", "\\ud800"), ("lone low surrogate \\udc00", "\\udc00"),
+                  ("high surrogate then a non-surrogate \\ud800\\u0041", "\\ud800\\u0041"))):
+    d = model_copy(f"surrogate_{i}")
+    h = json.loads(json.dumps(H))
+    h["__metadata__"] = {"format": "pt", "note": "@@"}
+    write_st(f"{d}/model.safetensors", h, DATA)
+    text = open(f"{d}/model.safetensors", "rb").read()  # the escape put in by hand: json.dumps would pair it
+    n = struct.unpack("<Q", text[:8])[0]
+    hdr = text[8:8 + n].decode().replace("@@", esc)
+    with open(f"{d}/model.safetensors", "wb") as fh:
+        fh.write(struct.pack("<Q", len(hdr)) + hdr.encode() + text[8 + n:])
+    refused(f"safetensors header with a {case}", ["run", "--model", d, *TINY_IN, *OUT],
+            [f"{d}/model.safetensors: header has an unpaired", "surrogate escape"])
+# a proper pair (U+1F600) stays accepted, as the reference accepts it
+d = model_copy("surrogate_pair")
+h = json.loads(json.dumps(H))
+h["__metadata__"] = {"format": "pt", "note": "\U0001F600 and \\ud800 as text"}
+write_st(f"{d}/model.safetensors", h, DATA)  # json.dumps writes the emoji as \ud83d\ude00
+rc, lines = attnscope("run", "--model", d, *TINY_IN, "--out", f"{TMP}/pair.h5", "--quiet")
+check(rc == 0 and '\\ud83d\\ude00' in open(f"{d}/model.safetensors", "rb").read().decode("latin-1"),
+      f"safetensors header with a paired surrogate escape \\ud83d\\ude00 (and an escaped backslash before 'ud800'): "
+      f"exit {rc}, stderr {[label(l) for l in lines]} (want 0)")
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
