@@ -306,6 +306,7 @@ static int add_file(st_model *m, const char *path)
         t->data = data + es[i].begin;
         t->nbytes = es[i].end - es[i].begin;
         t->file = f;
+        t->path = m->paths[f];
     }
     free(es);
     json_object_put(root);
@@ -465,8 +466,8 @@ int st_to_f32(const st_tensor *t, float *out)
         }
         return 0;
     default:
-        return err_set("tensor \"%s\": cannot convert dtype %s to float32 (F32, F16, BF16 only)", t->name,
-                       st_dtype_name(t->dtype));
+        return err_set("%s: tensor \"%s\" has dtype %s; weights are read as float32 from F32, F16 or BF16 only",
+                       t->path ? t->path : "safetensors", t->name, st_dtype_name(t->dtype));
     }
 }
 

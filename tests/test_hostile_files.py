@@ -177,5 +177,17 @@ check(rc == 0 and '\\ud83d\\ude00' in open(f"{d}/model.safetensors", "rb").read(
       f"safetensors header with a paired surrogate escape \\ud83d\\ude00 (and an escaped backslash before 'ud800'): "
       f"exit {rc}, stderr {[label(l) for l in lines]} (want 0)")
 
+# an I64 or F64 weight (a valid file, a dtype the model cannot use) names the file and the tensor
+for dt, np_dt in (("I64", "<i8"), ("F64", "<f8")):
+    d = model_copy("dtype_" + dt)
+    h = json.loads(json.dumps(H))
+    data = dict(DATA)
+    name = "embeddings.LayerNorm.weight"
+    h[name]["dtype"] = dt
+    data[name] = struct.pack(f"<{len(DATA[name]) // 4}" + ("q" if dt == "I64" else "d"),
+                             *([1] * (len(DATA[name]) // 4)))
+    write_st(f"{d}/model.safetensors", h, data)
+    refused(f"a {dt} weight", ["run", "--model", d, *TINY_IN, *OUT], [f"{d}/model.safetensors", f'"{name}"', dt])
+
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
