@@ -114,6 +114,17 @@ FIFOS.append(f"{d}/zz.png")
 refused("an image of an --images directory as a FIFO", ["preprocess", "--images", d, "--preprocessor", f"{IMG}/pp/vit_32"],
         [f"{d}/zz.png: {NOT_REG}"])
 
+# through run: a vision model's --images list, and an image of an --images directory
+VIT = os.path.join(ROOT, "jobs/models/vit-digits")
+f = fifo("run_images.txt")
+refused("an --images list file as a FIFO (run)", ["run", "--model", VIT, "--images", f, *OUT], [f"{f}: {NOT_REG}"])
+d = os.path.join(TMP, "run_images")
+os.mkdir(d)
+shutil.copy(os.path.join(ROOT, "jobs/digits/test_000_6.png"), d)
+os.mkfifo(f"{d}/zz.png")
+FIFOS.append(f"{d}/zz.png")
+refused("an image of an --images directory as a FIFO (run)", ["run", "--model", VIT, "--images", d, *OUT], [f"{d}/zz.png: {NOT_REG}"])
+
 # ---- a NUL byte in a job file: refused with its line, not the rest of the file dropped -----------
 # line 3 is cut by a NUL; before the fix the run went on without line 4's --out
 job = os.path.join(TMP, "nul.job")
