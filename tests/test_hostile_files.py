@@ -78,26 +78,33 @@ def fifo(name):
 
 # ---- named pipes: refused at once, never waited on ----------------------------------------------
 NOT_REG = "not a regular file"
-OUT = ["--out", f"{TMP}/out.h5"]  # never written: every case fails before it opens its output
+
+
+def out():
+    """--out with a path of its own: a case that wrongly succeeds cannot spoil the next one."""
+    out.n = getattr(out, "n", 0) + 1
+    return ["--out", f"{TMP}/out{out.n}.h5"]
+
+
 TINY_IN = ["--input", f"{FX}/input_tiny.h5"]
 d = copy_with_fifo(f"{FX}/bert_tiny", "model.safetensors")
-refused("weights model.safetensors as a FIFO", ["run", "--model", d, *TINY_IN, *OUT], [f"{d}/model.safetensors: {NOT_REG}"])
+refused("weights model.safetensors as a FIFO", ["run", "--model", d, *TINY_IN, *out()], [f"{d}/model.safetensors: {NOT_REG}"])
 d = copy_with_fifo(f"{FX}/bert_tiny_sharded", "model-00002-of-00003.safetensors")
-refused("one shard of a sharded checkpoint as a FIFO", ["run", "--model", d, *TINY_IN, *OUT],
+refused("one shard of a sharded checkpoint as a FIFO", ["run", "--model", d, *TINY_IN, *out()],
         [f"{d}/model-00002-of-00003.safetensors: {NOT_REG}"])
 d = copy_with_fifo(f"{FX}/bert_tiny_sharded", "model.safetensors.index.json")
-refused("model.safetensors.index.json as a FIFO", ["run", "--model", d, *TINY_IN, *OUT],
+refused("model.safetensors.index.json as a FIFO", ["run", "--model", d, *TINY_IN, *out()],
         [f"{d}/model.safetensors.index.json: {NOT_REG}"])
 d = copy_with_fifo(f"{FX}/bert_tiny", "config.json")
-refused("config.json as a FIFO", ["run", "--model", d, *TINY_IN, *OUT], [f"{d}/config.json: {NOT_REG}"])
+refused("config.json as a FIFO", ["run", "--model", d, *TINY_IN, *out()], [f"{d}/config.json: {NOT_REG}"])
 CLIP_TXT = ["--text", f"{FX}/clip_sentences.txt"]
 d = copy_with_fifo(f"{FX}/clip_text_tok", "tokenizer.json")
-refused("tokenizer.json as a FIFO (run)", ["run", "--model", d, *CLIP_TXT, *OUT], [f"{d}/tokenizer.json: {NOT_REG}"])
+refused("tokenizer.json as a FIFO (run)", ["run", "--model", d, *CLIP_TXT, *out()], [f"{d}/tokenizer.json: {NOT_REG}"])
 refused("tokenizer.json as a FIFO (tokenize)", ["tokenize", "--tokenizer", d], [f"{d}/tokenizer.json: {NOT_REG}"])
 f = fifo("tok.gguf")
 refused("a GGUF tokenizer file as a FIFO (tokenize)", ["tokenize", "--tokenizer", f], [f"{f}: {NOT_REG}"])
 f = fifo("corpus.txt")
-refused("a --text corpus as a FIFO", ["run", "--model", f"{FX}/clip_text_tok", "--text", f, *OUT], [f"{f}: {NOT_REG}"])
+refused("a --text corpus as a FIFO", ["run", "--model", f"{FX}/clip_text_tok", "--text", f, *out()], [f"{f}: {NOT_REG}"])
 f = fifo("a.job")
 refused("a --job file as a FIFO", ["run", "--job", f], [f"{f}: {NOT_REG}"])
 f = fifo("images.txt")
@@ -117,13 +124,13 @@ refused("an image of an --images directory as a FIFO", ["preprocess", "--images"
 # through run: a vision model's --images list, and an image of an --images directory
 VIT = os.path.join(ROOT, "jobs/models/vit-digits")
 f = fifo("run_images.txt")
-refused("an --images list file as a FIFO (run)", ["run", "--model", VIT, "--images", f, *OUT], [f"{f}: {NOT_REG}"])
+refused("an --images list file as a FIFO (run)", ["run", "--model", VIT, "--images", f, *out()], [f"{f}: {NOT_REG}"])
 d = os.path.join(TMP, "run_images")
 os.mkdir(d)
 shutil.copy(os.path.join(ROOT, "jobs/digits/test_000_6.png"), d)
 os.mkfifo(f"{d}/zz.png")
 FIFOS.append(f"{d}/zz.png")
-refused("an image of an --images directory as a FIFO (run)", ["run", "--model", VIT, "--images", d, *OUT], [f"{d}/zz.png: {NOT_REG}"])
+refused("an image of an --images directory as a FIFO (run)", ["run", "--model", VIT, "--images", d, *out()], [f"{d}/zz.png: {NOT_REG}"])
 
 # ---- a NUL byte in a job file: refused with its line, not the rest of the file dropped -----------
 # line 3 is cut by a NUL; before the fix the run went on without line 4's --out
@@ -176,7 +183,7 @@ for i, (case, esc) in enumerate((("lone high surrogate \\ud800", "\\ud800"), ("l
     hdr = text[8:8 + n].decode().replace("@@", esc)
     with open(f"{d}/model.safetensors", "wb") as fh:
         fh.write(struct.pack("<Q", len(hdr)) + hdr.encode() + text[8 + n:])
-    refused(f"safetensors header with a {case}", ["run", "--model", d, *TINY_IN, *OUT],
+    refused(f"safetensors header with a {case}", ["run", "--model", d, *TINY_IN, *out()],
             [f"{d}/model.safetensors: header has an unpaired", "surrogate escape"])
 # a proper pair (U+1F600) stays accepted, as the reference accepts it
 d = model_copy("surrogate_pair")
@@ -198,7 +205,7 @@ for dt, np_dt in (("I64", "<i8"), ("F64", "<f8")):
     data[name] = struct.pack(f"<{len(DATA[name]) // 4}" + ("q" if dt == "I64" else "d"),
                              *([1] * (len(DATA[name]) // 4)))
     write_st(f"{d}/model.safetensors", h, data)
-    refused(f"a {dt} weight", ["run", "--model", d, *TINY_IN, *OUT], [f"{d}/model.safetensors", f'"{name}"', dt])
+    refused(f"a {dt} weight", ["run", "--model", d, *TINY_IN, *out()], [f"{d}/model.safetensors", f'"{name}"', dt])
 
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
