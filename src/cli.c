@@ -133,6 +133,13 @@ static int read_job(const cli_spec *s, void *opts, const char *path, char **stor
     char *text = util_read_file(path, 1 << 20, &n);
     if (!text) return -1;
     *store = text;
+    /* the lines are C strings: a NUL would end the file early, silently dropping what follows */
+    const char *nul = memchr(text, 0, n);
+    if (nul) {
+        int at = 1;
+        for (const char *c = text; c < nul; c++) at += *c == '\n';
+        return err_set("%s:%d: NUL byte", path, at);
+    }
     int lineno = 0;
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');

@@ -182,6 +182,10 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     px->path = xstrdup(path);
     d->px = px;
     hid_t f;
+    /* HDF5's open(2) of a named pipe would wait for a writer: refuse anything but a file first */
+    int probe = util_open_regular(path, NULL);
+    if (probe < 0) goto fail;
+    close(probe);
     H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
     if (f < 0) { err_set("%s: cannot open as HDF5", path); goto fail; }
     px->file = f;

@@ -353,13 +353,9 @@ int gguf_open(gguf_file *g, const char *path)
 {
     memset(g, 0, sizeof *g);
     g->fd = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return err_set("%s: not a regular file", path);
-    }
+    int fd = util_open_regular(path, &sb);
+    if (fd < 0) return -1;
     reader *r = xcalloc(1, sizeof *r);
     r->fd = fd;
     r->path = path;

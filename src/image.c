@@ -275,10 +275,9 @@ static int read_image(const char *path, int64_t max_pixels, int header_only, ima
     struct stat st;
     if (stat(path, &st) != 0) return err_set("%s: cannot open: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return err_set("%s: not a regular file%s", path, S_ISDIR(st.st_mode) ? " (a directory)" : "");
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set("%s: cannot open: %s", path, strerror(errno));
     /* the file opened is the file checked (no swap between the stat and the open) */
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { fclose(f); return err_set("%s: not a regular file", path); }
+    FILE *f = util_fopen_regular(path, &st);
+    if (!f) return -1;
     uint8_t sig[8];
     const size_t n = fread(sig, 1, sizeof sig, f);
     int rc;

@@ -8,6 +8,8 @@
  * duplicate names are rejected (serde keeps the last silently), more than ST_MAX_DIMS dims and
  * dimensions above INT64_MAX are rejected (our shape is int64_t[ST_MAX_DIMS]), and a
  * \u0000 escape anywhere in the header is rejected (json-c keys are C strings: it would cut a name).
+ * An unpaired surrogate escape (\ud800 alone) is rejected as serde_json rejects it; json-c alone
+ * would take it as U+FFFD.
  *
  * Invariant of st_model: tensors[] sorted by name (strcmp), names unique, every data pointer
  * inside maps[file]. Little-endian host assumed, as the format is: tensor bytes are used as is. */
@@ -123,6 +125,20 @@ static int parse_metadata(const char *path, json_object *o)
     return 0;
 }
 
+/* The code unit of a "\\uXXXX" escape at s (n bytes left), or -1 when s does not start with one. */
+static int hex4_escape(const char *s, size_t n)
+{
+    if (n < 6 || s[0] != '\\' || s[1] != 'u') return -1;
+    int v = 0;
+    for (int k = 2; k < 6; k++) {
+        const char c = s[k];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 /* Validates the header text against a data section of data_len bytes. On success *out holds
  * ntensors entries sorted by offset (names borrowed from root). */
 static int validate_header(const char *path, const char *hdr, size_t n, uint64_t data_len,
@@ -134,11 +150,21 @@ static int validate_header(const char *path, const char *hdr, size_t n, uint64_t
     if (z) return err_set("%s: header has a NUL byte at byte %zu (not JSON)", path, (size_t)(z - hdr));
     size_t ok = util_utf8_valid_prefix(hdr, n);
     if (ok != n) return err_set("%s: header is not valid UTF-8 (at byte %zu)", path, ok);
-    /* json-c keys are C strings: an escaped NUL would silently cut a name short */
+    /* json-c keys are C strings: an escaped NUL would silently cut a name short; json-c also takes
+     * an unpaired surrogate escape (it writes U+FFFD), which the reference (serde_json) rejects */
     for (size_t i = 0; i + 6 <= n; i++)
         if (hdr[i] == '\\') {
             if (strncasecmp(hdr + i + 1, "u0000", 5) == 0)
                 return err_set("%s: header has an escaped NUL (\\u0000) at byte %zu, not supported", path, i);
+            const int u = hex4_escape(hdr + i, n - i);
+            if (u >= 0xDC00 && u <= 0xDFFF)
+                return err_set("%s: header has an unpaired low surrogate escape (\\u%04X) at byte %zu (not valid JSON text)", path, u, i);
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                const int lo = hex4_escape(hdr + i + 6, n - i - 6);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return err_set("%s: header has an unpaired high surrogate escape (\\u%04X) at byte %zu (not valid JSON text)", path, u, i);
+                i += 6; /* the low half, checked */
+            }
             i++; /* skip the escaped character */
         }
     char what[512];
@@ -216,13 +242,9 @@ fail:
 /* Validates one file and appends it and its tensors to m (names not yet sorted or merged). */
 static int add_file(st_model *m, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return err_set("%s: not a regular file", path);
-    }
+    int fd = util_open_regular(path, &sb);
+    if (fd < 0) return -1;
     uint64_t size = (uint64_t)sb.st_size;
     unsigned char lenb[8];
     if (size < 8) {
@@ -284,6 +306,7 @@ static int add_file(st_model *m, const char *path)
         t->data = data + es[i].begin;
         t->nbytes = es[i].end - es[i].begin;
         t->file = f;
+        t->path = m->paths[f];
     }
     free(es);
     json_object_put(root);
@@ -443,8 +466,8 @@ int st_to_f32(const st_tensor *t, float *out)
         }
         return 0;
     default:
-        return err_set("tensor \"%s\": cannot convert dtype %s to float32 (F32, F16, BF16 only)", t->name,
-                       st_dtype_name(t->dtype));
+        return err_set("%s: tensor \"%s\" has dtype %s; weights are read as float32 from F32, F16 or BF16 only",
+                       t->path ? t->path : "safetensors", t->name, st_dtype_name(t->dtype));
     }
 }
 

@@ -30,6 +30,7 @@ typedef struct {
     const void *data;     /* into the file's mapping */
     uint64_t nbytes;
     int file;             /* index into st_model.paths */
+    const char *path;     /* st_model.paths[file], for messages (owned by the st_model) */
 } st_tensor;
 
 typedef struct {
@@ -54,7 +55,8 @@ int st_open_dir(st_model *m, const char *dir);
 /* The tensor of that exact name, or NULL. */
 const st_tensor *st_find(const st_model *m, const char *name);
 /* Converts a F32/F16/BF16 tensor to float32 into out[numel] (F16 exact incl. subnormals, inf, nan
- * payloads; BF16 by shift; little-endian host assumed). -1 with err_set() for other dtypes. */
+ * payloads; BF16 by shift; little-endian host assumed). -1 with err_set(), naming the file and
+ * the tensor, for other dtypes (I64, F64, ...). */
 int st_to_f32(const st_tensor *t, float *out);
 /* Unmaps and frees everything; m may be empty. */
 void st_close(st_model *m);

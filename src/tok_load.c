@@ -375,12 +375,12 @@ tokenizer *tok_load(const char *dir)
     if (stat(dir, &st) != 0) { err_set("%s: cannot open the model directory: %s", dir, strerror(errno)); return NULL; }
     if (S_ISREG(st.st_mode)) {
         char magic[4] = {0};
-        FILE *f = fopen(dir, "rb");
+        FILE *f = util_fopen_regular(dir, NULL);
         int gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
         if (f) fclose(f);
         return gguf ? tok_load_gguf(dir) : load_tokenizer_json(dir);
     }
-    if (!S_ISDIR(st.st_mode)) { err_set("%s: not a directory", dir); return NULL; }
+    if (!S_ISDIR(st.st_mode)) { err_set("%s: not a regular file or a directory", dir); return NULL; }
     if ((size_t)snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= sizeof path) {
         err_set("%s: path too long", dir);
         return NULL;

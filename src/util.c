@@ -2,6 +2,7 @@
 #include "util.h"
 #include "check.h"
 #include <stdarg.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,16 +71,49 @@ char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
+int util_open_regular(const char *path, struct stat *st)
+{
+    struct stat sb;
+    if (!st) st = &sb;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return err_set("%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0) {
+        const int e = errno;
+        close(fd);
+        return err_set("%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return err_set("%s: not a regular file%s", path, S_ISDIR(st->st_mode) ? " (a directory)" : "");
+    }
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        const int e = errno;
+        close(fd);
+        return err_set("%s: cannot open: %s", path, strerror(e));
+    }
+    return fd;
+}
+
+FILE *util_fopen_regular(const char *path, struct stat *st)
+{
+    int fd = util_open_regular(path, st);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        const int e = errno;
+        close(fd);
+        err_set("%s: cannot open: %s", path, strerror(e));
+    }
+    return f;
+}
+
 char *util_read_file(const char *path, size_t max_bytes, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) { err_set("%s: cannot open: %s", path, strerror(errno)); return NULL; }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        err_set("%s: not a regular file", path);
-        return NULL;
-    }
+    FILE *f = util_fopen_regular(path, &st);
+    if (!f) return NULL;
     if ((uint64_t)st.st_size > max_bytes) {
         fclose(f);
         err_set("%s: file is %lld bytes, more than the limit of %zu", path, (long long)st.st_size, max_bytes);
@@ -101,8 +135,8 @@ char *util_read_file(const char *path, size_t max_bytes, size_t *len)
 
 int util_sha256_file(const char *path, char hex[65])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set("%s: cannot open: %s", path, strerror(errno));
+    FILE *f = util_fopen_regular(path, NULL);
+    if (!f) return -1;
     struct sha256_ctx ctx;
     sha256_init(&ctx);
     static _Thread_local unsigned char buf[1 << 20];

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 /* Records the message (printf format) as this thread's last error. Returns -1. */
 int err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -21,6 +23,16 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+
+/* Opens path read-only for a reader of untrusted input, refusing anything but a regular file
+ * ("PATH: not a regular file") before it could block: a named pipe, a device or a socket is
+ * opened O_NONBLOCK and checked by fstat, so a FIFO with no writer never hangs the job. The fd
+ * returned is blocking again, close-on-exec; *st (if not NULL) gets its fstat. Returns the fd,
+ * or -1 with err_set(). */
+int util_open_regular(const char *path, struct stat *st);
+
+/* util_open_regular() as a stdio stream ("rb"). Returns NULL with err_set(). */
+FILE *util_fopen_regular(const char *path, struct stat *st);
 
 /* Reads a whole regular file of at most max_bytes into a NUL-terminated buffer the caller frees.
  * Returns NULL with err_set() on a missing/unreadable/too large file. */
