@@ -1,6 +1,7 @@
 /* dataset.c — see dataset.h. */
 #include "dataset.h"
 #include "util.h"
+#include <unistd.h>
 #include <hdf5.h>
 #include <string.h>
 
@@ -128,6 +129,9 @@ int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_
     memset(d, 0, sizeof *d);
     d->max_len = max_len;
     hid_t f;
+    const int fd = util_open_regular(path, NULL);      /* (a named pipe would block H5Fopen forever) */
+    if (fd < 0) return -1;
+    close(fd);
     H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
     if (f < 0) return err_set("%s: cannot open as HDF5", path);
     int rc = -1;

@@ -269,11 +269,13 @@ static const char *missing_op(const backend *be, const model_config *c)
     return NULL;
 }
 
-/* Whether path is a file (a GGUF model) rather than a checkpoint directory. */
+/* Whether path is a file (a GGUF model) rather than a checkpoint directory; -1 with err_set() when
+ * it is neither (a named pipe, a device: never opened) */
 static int is_file(const char *path)
 {
     struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (stat(path, &sb) != 0 || S_ISDIR(sb.st_mode)) return 0;   /* (a missing path: config.json's loader names it) */
+    return S_ISREG(sb.st_mode) ? 1 : err_set("%s: not a regular file or a directory", path);
 }
 
 int model_load(model *m, const char *dir, backend *be) { return model_load_tower(m, dir, be, TOWER_ANY); }
@@ -289,6 +291,7 @@ int model_load_tower(model *m, const char *dir, backend *be, int tower)
     gg.fd = -1;
     wsrc src = {.path = dir};
     m->gguf = is_file(dir);
+    if (m->gguf < 0) return -1;
     if (m->gguf) {
         if (gguf_open(&gg, dir)) return -1;
         if (config_load_gguf(&m->cfg, &gg)) { gguf_close(&gg); return -1; }

@@ -363,6 +363,9 @@ static int input_tower(const run_opts *o)
     if (o->text || o->probe) return TOWER_TEXT;
     if (!o->input) return TOWER_ANY;
     int tower = TOWER_ANY;
+    const int fd = util_open_regular(o->input, NULL);   /* not a regular file: the input's loader says so */
+    if (fd < 0) return TOWER_ANY;
+    close(fd);
     H5E_BEGIN_TRY {
         hid_t f = H5Fopen(o->input, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f >= 0) {

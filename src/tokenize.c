@@ -71,8 +71,8 @@ int tokenize_main(int argc, char **argv)
     size_t n = 0;
     rc = t ? 0 : -1;
     if (!rc) {
-        FILE *f = o.text ? fopen(o.text, "rb") : stdin;
-        if (!f) rc = err_set("%s: cannot open: %s", o.text, strerror(errno));
+        FILE *f = o.text ? util_fopen_regular(o.text, NULL) : stdin;   /* (err_set: a FIFO is refused) */
+        if (!f) rc = -1;
         else {
             if (!(text = read_all(f, o.text ? o.text : "standard input", &n))) rc = -1;
             if (o.text) fclose(f);
