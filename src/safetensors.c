@@ -17,6 +17,8 @@
 #include "jsonutil.h"
 #include "util.h"
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,28 +449,52 @@ static uint32_t f16_to_f32_bits(uint16_t h)
     return sign | ((e + 112) << 23) | (mant << 13);
 }
 
+/* A file that shrinks while it is mapped (truncated, replaced in place on a network file system)
+ * turns the copy's loads beyond its new end into SIGBUS: caught here, while a tensor is copied, and
+ * made an error naming the file and tensor instead of a silent death. The jump buffer is the
+ * copying thread's own; a SIGBUS anywhere else keeps its default action. */
+static __thread sigjmp_buf *bus_jump;
+static void on_sigbus(int sig)
+{
+    if (bus_jump) siglongjmp(*bus_jump, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int st_to_f32(const st_tensor *t, float *out)
 {
     /* data may be unaligned (it follows a header of any length): loads go through memcpy */
     const unsigned char *p = t->data;
     int64_t n = t->numel;
-    switch (t->dtype) {
-    case ST_F32:
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+        return err_set("%s: tensor \"%s\" has dtype %s; weights are read as float32 from F32, F16 or BF16 only",
+                       t->path ? t->path : "safetensors", t->name, st_dtype_name(t->dtype));
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 1)) {
+        bus_jump = NULL;
+        sigaction(SIGBUS, &old, NULL);
+        return err_set("%s: tensor \"%s\": its data could not be read (SIGBUS: the file shrank or its storage failed "
+                       "after it was opened)", t->path ? t->path : "safetensors", t->name);
+    }
+    sigaction(SIGBUS, &sa, &old);
+    bus_jump = &jump;
+    if (t->dtype == ST_F32) {
         if (n) memcpy(out, p, (size_t)n * 4);
-        return 0;
-    case ST_F16:
-    case ST_BF16:
+    } else {
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
             uint32_t b = t->dtype == ST_F16 ? f16_to_f32_bits(h) : (uint32_t)h << 16;
             memcpy(&out[i], &b, 4);
         }
-        return 0;
-    default:
-        return err_set("%s: tensor \"%s\" has dtype %s; weights are read as float32 from F32, F16 or BF16 only",
-                       t->path ? t->path : "safetensors", t->name, st_dtype_name(t->dtype));
     }
+    bus_jump = NULL;
+    sigaction(SIGBUS, &old, NULL);
+    return 0;
 }
 
 void st_close(st_model *m)

@@ -10,6 +10,8 @@
 #include "safetensors.h"
 #include "util.h"
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +385,47 @@ static void accept_cases(void)
     } else fail("odd header: %s", err_get());
 }
 
+/* A file truncated after it was opened and mapped (issue 14): st_to_f32 of a tensor beyond the new
+ * end gets SIGBUS, which must come back as an error naming the file and tensor, not kill the test;
+ * a tensor still inside the file copies as before, and SIGBUS keeps its default action after. */
+static void shrunk_while_mapped(void)
+{
+    char path[] = "/tmp/test_safetensors_shrink_XXXXXX";
+    const int fd = mkstemp(path);
+    /* two F32 tensors: "a" in the first page, "b" of 16 KiB after it (mostly beyond the 4 KiB left after the cut) */
+    char hdr[256];
+    const int nb = 4096;
+    int hl = snprintf(hdr, sizeof hdr, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                                        "\"b\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[16,%d]}}",
+                      nb, 16 + 4 * nb);
+    while (hl % 8) hdr[hl++] = ' ';
+    const uint64_t n = (uint64_t)hl;
+    const size_t total = 8 + n + 16 + 4 * (size_t)nb;
+    unsigned char *buf = calloc(total, 1);
+    memcpy(buf, &n, 8);
+    memcpy(buf + 8, hdr, n);
+    if (fd < 0 || write(fd, buf, total) != (ssize_t)total) { fail("shrink: cannot write %s", path); free(buf); return; }
+    st_model m;
+    if (st_open_file(&m, path) != 0) { fail("shrink: %s", err_get()); close(fd); unlink(path); free(buf); return; }
+    if (ftruncate(fd, 4096) != 0) fail("shrink: ftruncate: %s", strerror(errno));
+    float a[4], *b = malloc(4 * (size_t)nb);
+    const int ra = st_to_f32(st_find(&m, "a"), a), rb = st_to_f32(st_find(&m, "b"), b);
+    const char *msg = rb ? err_get() : "";
+    if (ra != 0) fail("shrink: tensor a (inside the file) refused: %s", err_get());
+    else if (rb == 0) fail("shrink: tensor b beyond the truncated end was copied without an error");
+    else if (!strstr(msg, path) || !strstr(msg, "\"b\"") || !strstr(msg, "SIGBUS"))
+        fail("shrink: the message does not name the file, the tensor and SIGBUS: %s", msg);
+    else printf("ok   shrink   a file truncated after it was mapped: tensor a copied, tensor b refused: %s\n", msg);
+    struct sigaction now;
+    sigaction(SIGBUS, NULL, &now);
+    if (now.sa_handler != SIG_DFL) fail("shrink: SIGBUS's action was not restored");
+    st_close(&m);
+    close(fd);
+    unlink(path);
+    free(buf);
+    free(b);
+}
+
 /* Every F16 bit pattern through st_to_f32, hashed like the fixture script hashes numpy's. */
 static void f16_exhaustive(void)
 {
@@ -448,6 +491,7 @@ int main(void)
         st_close(&m);
     }
     f16_exhaustive();
+    shrunk_while_mapped();
     for (int i = 0; i < nrows; i++) free(rows[i].bits);
     free(rows);
 
