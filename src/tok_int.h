@@ -108,6 +108,12 @@ struct tokenizer {
     added_token *added;       /* [n_added] sorted by length, longest first */
     int n_added, any_raw, any_norm;
     unsigned char first[2][256]; /* [normalized][byte]: some added token of that set starts so */
+    /* the added tokens' index (added_index): a hash table of (set, matched string) -> the first
+     * added token in sorted order, each set's distinct lengths (longest first), and each id's
+     * added token (−1: none) — matching and the id queries take no pass over all of them */
+    int *added_ht; size_t added_ht_mask;
+    int *added_lens[2], n_added_lens[2];
+    int *added_of_id;
     /* post-processor */
     int32_t pre[TOK_MAX_AFFIX], post[TOK_MAX_AFFIX];
     int n_pre, n_post;
@@ -170,6 +176,7 @@ void added_push(tokenizer *t, const char *content, int32_t id, int normalized, i
 void added_assign_ids(tokenizer *t);
 void added_index(tokenizer *t);
 int32_t added_find(const tokenizer *t, const char *s);
+int added_of_id(const tokenizer *t, int32_t id);   /* the index in added of id's added token, or −1 */
 
 /* ---- loading helpers (tok_load.c, tok_post.c, tok_normalize.c, tok_pretok.c, tok_bpe.c) ---- */
 int tok_get_object(json_object *o, const char *key, json_object **out, const char *path);

@@ -34,6 +34,7 @@ void tok_free(tokenizer *t)
     for (int i = 0; i < TOK_MAX_STAGES; i++) { free(t->norm[i].a); free(t->norm[i].b); if (t->norm[i].re) pcre2_code_free(t->norm[i].re); }
     for (int i = 0; i < TOK_MAX_STAGES; i++) { if (t->pre_tok[i].re) pcre2_code_free(t->pre_tok[i].re); free(t->pre_tok[i].lit); }
     bpe_free(t);
+    free(t->added_ht); free(t->added_lens[0]); free(t->added_lens[1]); free(t->added_of_id);
     free(t->added); free(t->vocab); free(t->vocab_len); free(t->ht); free(t->id_str); free(t->pool);
     free(t);
 }

@@ -78,8 +78,8 @@ static int is_special(const tokenizer *t, int32_t id)
 {
     for (int i = 0; i < t->n_pre; i++) if (t->pre[i] == id) return 1;
     for (int i = 0; i < t->n_post; i++) if (t->post[i] == id) return 1;
-    for (int i = 0; i < t->n_added; i++) if (t->added[i].id == id) return t->added[i].special;
-    return 0;
+    const int a = added_of_id(t, id);
+    return a >= 0 ? t->added[a].special : 0;
 }
 
 int tok_byte_of_cp(uint32_t c); /* tok_pretok.c */
@@ -90,8 +90,7 @@ size_t tok_id_surface(const tokenizer *t, int32_t id, char *buf, size_t cap)
     if (!s) return (size_t)-1;
     byte_buf out = {0};
     size_t n = strlen(s);
-    int added = 0;
-    for (int i = 0; i < t->n_added && !added; i++) added = t->added[i].id == id;
+    const int added = added_of_id(t, id) >= 0;
     if (added || id >= t->n_model) {
         byte_append(&out, s, n);
     } else if (t->model == TOK_MODEL_WORDPIECE) {

