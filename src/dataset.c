@@ -1,12 +1,10 @@
 /* dataset.c — see dataset.h. */
 #include "dataset.h"
+#include "h5out.h"
 #include "util.h"
 #include <unistd.h>
 #include <hdf5.h>
 #include <string.h>
-
-/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
-int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
 
 /* The most samples a --input file may declare: a rank's count is an int. */
 #define DATASET_MAX_SAMPLES INT32_MAX

@@ -6,6 +6,7 @@
 #include "dataset.h"
 #include "image.h"
 #include "imgproc.h"
+#include "h5out.h"
 #include "util.h"
 #include <hdf5.h>
 #include <math.h>
@@ -14,9 +15,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-
-/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
-int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
 
 /* Where a shard's pixels come from: image files (paths in dataset.image_paths) through the
  * processor, or the rows of an open /pixel_values. */

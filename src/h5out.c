@@ -225,8 +225,7 @@ int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf
     return h5raw_read(fd, ds, first * (int64_t)ds->row_bytes, (size_t)n * ds->row_bytes, buf);
 }
 
-/* Reading files a user hands us (not in h5out.h, which lies outside the change of issue 14: the
- * users declare it where they call it). 0 when dataset ds (name, of file f at path file) stores
+/* Reading files a user hands us (h5out.h). 0 when dataset ds (name, of file f at path file) stores
  * what its shape declares: unfiltered data in full (the chunks of a sparse chunked dataset that
  * were never written read as fill values, so a file of a few KB can declare terabytes), filtered
  * (compressed) data at most H5_MAX_RATIO times its stored bytes (deflate's limit is about

@@ -69,4 +69,10 @@ int h5raw_read(int fd, const h5raw *ds, int64_t at, size_t nbytes, void *buf);
 /* Rows [first, first + n) of a raw dataset. */
 int h5raw_write_rows(int fd, const h5raw *ds, int64_t first, int64_t n, const void *buf);
 int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf);
+
+/* Reading files a user hands us: 0 when dataset ds (name, of file f at path file) stores what its
+ * shape declares — unfiltered data in full, filtered (compressed) data at most 1100 times its
+ * stored bytes, never more bytes than the file holds — else -1 with err_set naming both. Call it
+ * before allocating anything sized by a declared shape (h5out.c). */
+int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
 #endif

@@ -18,9 +18,6 @@
 
 typedef struct { int C, h, w; int64_t N; float *mean; } cnn_stage_data;
 
-/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
-int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
-
 static int64_t g_attr(hid_t obj, const char *name)
 {
     int64_t v = -1;

@@ -3,13 +3,11 @@
 #include "report_int.h"
 #include "check.h"
 #include "figure.h"
+#include "h5out.h"
 #include "util.h"
 #include <hdf5.h>
 #include <math.h>
 #include <sys/stat.h>
-
-/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
-int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
 
 /* Opens dataset name, checks its rank and returns its dims; -1 with err_set if absent/wrong. */
 static hid_t open_ds(hid_t f, const char *file, const char *name, int ndim, hsize_t *dims)

@@ -42,9 +42,6 @@ static int read_rows_f32(hid_t ds, const char *path, const char *name, int nd, h
     return ok ? 0 : err_set("%s: cannot read rows %llu to %llu of %s", path, (unsigned long long)first, (unsigned long long)(first + n), name);
 }
 
-/* h5out.c: the declared size of a dataset is stored in the file (issue 14) */
-int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name);
-
 /* Opens dataset name of f when it is there and checks it before anything is read: its type is
  * one HDF5 converts to numbers (integer or floating point; else strings, compounds... are
  * refused), it has nd dimensions, equal to want[i] where want is given (want[i] 0: any), and the
