@@ -65,7 +65,7 @@ static const cli_opt run_options[] = {
     CLI_OPT("max-len", CLI_INT, F(max_len), "N", "truncate samples to N tokens (default: the model's max positions)", .lo = 2, .hi = 1 << 20, .identity = 1),
     CLI_OPT("batch", CLI_INT, F(batch), "N", "samples per forward batch", .lo = 1, .hi = 1 << 20, .def = "32", .identity = 1),
     CLI_OPT("max-tokens", CLI_INT, F(max_tokens), "N", "cap on batch x padded length", .lo = 2, .hi = 1 << 30, .def = "16384", .identity = 1),
-    CLI_OPT("save-attention", CLI_FLAG, F(save_attention), NULL, "also store /attention [N, layers, heads, Lmax, Lmax]", .identity = 1),
+    CLI_OPT("save-attention", CLI_FLAG, F(save_attention), NULL, "also store /attention, every sample at its own length: [layers, heads, n, n]\nblocks from /attention_offset", .identity = 1),
     CLI_OPT("attention-dtype", CLI_STR, F(att_dtype), "T", "f32 or f16 for /attention", .def = "f32", .identity = 1),
     CLI_OPT("backend", CLI_STR, F(backend), "B", "cuda (default when built with CUDA and a GPU is visible) or cpu"),
     CLI_OPT("precision", CLI_STR, F(precision), "P",
