@@ -214,7 +214,7 @@ for what, np_, feats, inject, only, want in trials if STRACE else []:
     saved = int(m2.group(1)) if m2 else 0
     n, d = cnn_differing(out, ref) if p2.returncode == 0 and os.path.exists(out) and ref else (0, ["(no output)"])
     left = sorted(x for x in os.listdir(RES) if x not in ("out.h5",) and not x.startswith("ref_"))
-    check(p2.returncode == 0 and m2 and (want is None or saved == (int(m.group(1)) if m else -1) and saved in wants) and not d and not left,
+    check(p2.returncode == 0 and m2 and (want is None or saved in wants and (not m or saved == int(m.group(1)))) and not d and not left,
           f"  the same command again: exit {p2.returncode}, resumed from {saved} of 32 images{'' if want is None else f' ({want} expected)'}, "
           f"computed {32 - saved} again; {n} datasets under /cnn and /images == the uninterrupted run's bit for bit (differ: {d}); "
           f"left beside it: {left}")
