@@ -16,6 +16,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Unicode canonical ordering of v[0..n): each run of non-starters (combining class > 0) is
+ * sorted by class, stably. A counting sort over the 255 classes, so that a line of a million
+ * alternating marks takes linear time (utf8proc's and a plain insertion sort are quadratic in the
+ * length of a run). tmp is scratch, resized as needed. */
+static void canonical_order(cp_buf *b, cp_buf *tmp)
+{
+    uint32_t *v = b->v;
+    for (size_t i = 0; i < b->n;) {
+        if (!utf8proc_get_property((utf8proc_int32_t)v[i])->combining_class) { i++; continue; }
+        size_t j = i, sorted = 1;
+        int prev = 0;
+        while (j < b->n) {
+            int cc = utf8proc_get_property((utf8proc_int32_t)v[j])->combining_class;
+            if (!cc) break;
+            if (cc < prev) sorted = 0;
+            prev = cc;
+            j++;
+        }
+        if (!sorted) {
+            size_t count[257] = {0};
+            tmp->n = 0;
+            cp_reserve(tmp, j - i);
+            for (size_t k = i; k < j; k++) count[utf8proc_get_property((utf8proc_int32_t)v[k])->combining_class + 1]++;
+            for (int c = 1; c < 257; c++) count[c] += count[c - 1];
+            for (size_t k = i; k < j; k++) tmp->v[count[utf8proc_get_property((utf8proc_int32_t)v[k])->combining_class]++] = v[k];
+            memcpy(v + i, tmp->v, (j - i) * sizeof *v);
+        }
+        i = j;
+    }
+}
+
 /* BertNormalizer of s[0..n), appended to out as UTF-8. */
 static void bert_normalize(const tokenizer *t, const char *s, size_t n, scratch *w, byte_buf *out)
 {
@@ -51,20 +82,7 @@ static void bert_normalize(const tokenizer *t, const char *s, size_t n, scratch 
                 cp_reserve(b, (size_t)k);
             }
         }
-        /* canonical ordering: stable sort of each run of non-zero combining classes */
-        for (size_t i = 1; i < b->n; i++) {
-            int cc = utf8proc_get_property((utf8proc_int32_t)b->v[i])->combining_class;
-            if (!cc) continue;
-            uint32_t c = b->v[i];
-            size_t j = i;
-            while (j > 0) {
-                int pc = utf8proc_get_property((utf8proc_int32_t)b->v[j - 1])->combining_class;
-                if (pc <= cc) break;
-                b->v[j] = b->v[j - 1];
-                j--;
-            }
-            b->v[j] = c;
-        }
+        canonical_order(b, &w->a);
         a->n = 0;
         cp_reserve(a, b->n);
         for (size_t i = 0; i < b->n; i++)
@@ -81,9 +99,37 @@ static void bert_normalize(const tokenizer *t, const char *s, size_t n, scratch 
     }
 }
 
+/* s[0..n) decomposed by utf8proc character by character, put in canonical order (linear, see
+ * canonical_order), composed if opt says so, appended to out: what utf8proc_map does, without
+ * its quadratic sort */
+static void utf8proc_form(const char *s, size_t n, int opt, scratch *w, byte_buf *out)
+{
+    cp_buf *b = &w->b;
+    b->n = 0;
+    for (size_t i = 0; i < n;) {
+        int k;
+        uint32_t c = tok_next_cp(s + i, n - i, &k);
+        i += (size_t)k;
+        for (;;) {
+            cp_reserve(b, 8);
+            int bound = 0;
+            utf8proc_ssize_t m = utf8proc_decompose_char((utf8proc_int32_t)c, (utf8proc_int32_t *)b->v + b->n,
+                                                         (utf8proc_ssize_t)(b->cap - b->n), (utf8proc_option_t)opt, &bound);
+            if (m < 0) { b->v[b->n] = c; m = 1; }
+            if ((size_t)m <= b->cap - b->n) { b->n += (size_t)m; break; }
+            cp_reserve(b, (size_t)m);
+        }
+    }
+    canonical_order(b, &w->a);
+    /* normalize_utf32 composes (if asked) and re-encodes as UTF-8 in place: 4 bytes per code point suffice */
+    utf8proc_ssize_t m = utf8proc_reencode((utf8proc_int32_t *)b->v, (utf8proc_ssize_t)b->n, (utf8proc_option_t)opt);
+    if (m < 0) byte_append(out, s, n); /* the text is valid UTF-8 (tok_encode): not reached */
+    else byte_append(out, (const char *)b->v, (size_t)m);
+}
+
 /* one Unicode form of s[0..n) by utf8proc, leaving whole the characters whose decomposition
  * HF's older tables lack (tku_no_nfd / tku_no_nfkd): the text is cut around them */
-static void unicode_form(int kind, const char *s, size_t n, byte_buf *out)
+static void unicode_form(int kind, const char *s, size_t n, scratch *w, byte_buf *out)
 {
     int compat = kind == NM_NFKC || kind == NM_NFKD;
     int opt = UTF8PROC_STABLE | (kind == NM_NFC || kind == NM_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
@@ -94,13 +140,7 @@ static void unicode_form(int kind, const char *s, size_t n, byte_buf *out)
         uint32_t c = i < n ? tok_next_cp(s + i, n - i, &k) : 0;
         int keep = i < n && c >= 0x32FF && (compat ? tku_no_nfkd(c) : tku_no_nfd(c));
         if (i == n || keep) {
-            if (i > seg) {
-                utf8proc_uint8_t *r = NULL;
-                utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + seg, (utf8proc_ssize_t)(i - seg), &r, (utf8proc_option_t)opt);
-                if (m < 0) byte_append(out, s + seg, i - seg); /* the text is valid UTF-8 (tok_encode): not reached */
-                else byte_append(out, (const char *)r, (size_t)m);
-                free(r);
-            }
+            if (i > seg) utf8proc_form(s + seg, i - seg, opt, w, out);
             if (keep) byte_append(out, s + i, (size_t)k);
             seg = i + (size_t)k;
         }
@@ -135,7 +175,7 @@ static void step(const tokenizer *t, const tok_norm *m, const char *s, size_t n,
 {
     switch (m->kind) {
     case NM_BERT: bert_normalize(t, s, n, w, out); return;
-    case NM_NFC: case NM_NFD: case NM_NFKC: case NM_NFKD: unicode_form(m->kind, s, n, out); return;
+    case NM_NFC: case NM_NFD: case NM_NFKC: case NM_NFKD: unicode_form(m->kind, s, n, w, out); return;
     case NM_LOWER:
         for (size_t i = 0; i < n;) {
             int k;

