@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const char *file, *figures, *summary_out;
@@ -81,6 +82,10 @@ int reduce_main(int argc, char **argv)
     reduce_opts o;
     int st = parse(&o, argc, argv, comm);
     if (st >= 0) return st;
+    /* HDF5 would open a named pipe and wait on it forever: a regular file or one line saying why */
+    int fd = util_open_regular(o.file, NULL);
+    if (fd >= 0) close(fd);
+    if (par_agree(fd < 0, comm)) return 1;
     /* a CNN run (run_cnn.c) has /cnn and no /stats: its own reduction, on rank 0 */
     int is_cnn = 0;
     if (rank == 0) {

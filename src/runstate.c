@@ -49,7 +49,7 @@ static int fsync_dir(const char *dir)
 
 static int fsync_path(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = fsync(fd);
     close(fd);
@@ -285,7 +285,7 @@ int progress_read(const char *dir, int rank, int nranks, uint64_t run_id, int64_
     memset(p, 0, sizeof *p);
     char path[4300];
     snprintf(path, sizeof path, "%s/rank-%05d.progress", dir, rank);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? 0 : err_set("%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     const size_t want = progress_bytes(nsim);

@@ -138,6 +138,21 @@ os.mkfifo(f"{d}/zz.png")
 FIFOS.append(f"{d}/zz.png")
 refused("an image of an --images directory as a FIFO (run)", ["run", "--model", VIT, "--images", d, *out()], [f"{d}/zz.png: {NOT_REG}"])
 
+# reduce: HDF5 would open a named pipe and wait on it
+f = fifo("reduce_in.h5")
+refused("reduce of a FIFO", ["reduce", f], [f"{f}: {NOT_REG}"])
+
+# the files of a partial run (OUT.partial/): a named pipe there is not waited on; the run starts
+# afresh (the partial state is not this run's) and completes
+for name in ("manifest", "rank-00000.progress", "data.h5", "lock"):
+    o = os.path.join(TMP, f"partial_{name.replace('.', '_')}.h5")
+    os.mkdir(o + ".partial")
+    os.mkfifo(os.path.join(o + ".partial", name))
+    FIFOS.append(os.path.join(o + ".partial", name))
+    rc, lines = attnscope("run", "--model", f"{FX}/bert_tiny", *TINY_IN, "--out", o)
+    check(rc == 0 and os.path.isfile(o), f"a FIFO as OUT.partial/{name}: exit {'HANG' if rc is None else rc}, "
+          f"{'wrote' if os.path.isfile(o) else 'did not write'} the output")
+
 # ---- a NUL byte in a job file: refused with its line, not the rest of the file dropped -----------
 # line 3 is cut by a NUL; before the fix the run went on without line 4's --out
 job = os.path.join(TMP, "nul.job")
