@@ -215,7 +215,9 @@ int config_load(model_config *c, const char *dir, int tower)
     if (get_int_key(o, c, KEY_D_FF, &c->d_ff, 1, 1 << 18, a->d_ff_mult ? a->d_ff_mult * c->d_model : 0, path) ||
         get_int_key(o, c, KEY_N_KV_HEAD, &c->n_kv_head, 1, c->n_head, c->n_head, path) ||
         get_int_key(o, c, KEY_HEAD_DIM, &c->head_dim, 1, 1024, c->d_model / c->n_head > 0 ? c->d_model / c->n_head : 1, path) ||
-        get_int_key(o, c, KEY_TYPE_VOCAB, &c->type_vocab, 0, 1024, 0, path))
+        /* a model with token-type embeddings has at least one type (HF adds row 0 to every token);
+         * absent, HF's BertConfig/RobertaConfig default of 2 */
+        get_int_key(o, c, KEY_TYPE_VOCAB, &c->type_vocab, a->names[ROLE_TYPE_EMB] ? 1 : 0, 1024, a->names[ROLE_TYPE_EMB] ? 2 : 0, path))
         goto done;
     char key[64];
     if (!find_key(o, a->keys[KEY_HEAD_DIM], key, sizeof key) && c->d_model % c->n_head) {

@@ -114,6 +114,12 @@ static const cli_spec run_cli = {
                 "                     [options]\n",
     .opts = run_options};
 
+/* a required option absent: say where it was looked for */
+static int missing(const char *what, const char *job)
+{
+    return job ? err_set("%s is required (neither on the command line nor in %s)", what, job) : err_set("%s is required", what);
+}
+
 /* Collective. Fills *o from the job file and the command line (*job_store: the job file's text,
  * which o's strings may point into; the caller frees it). Returns -1 when run should go on, else
  * the exit status: 0 after --help/--version, 2 after a usage error (reported once, cli_agree). */
@@ -122,10 +128,11 @@ static int parse_opts(run_opts *o, int argc, char **argv, char **job_store, MPI_
     memset(o, 0, sizeof *o);
     int rc = cli_parse(&run_cli, o, argc, argv, job_store);
     if (rc != CLI_OK) return cli_agree(&run_cli, rc, comm);
-    if (!o->model) rc = err_set("--model DIR is required");
-    else if (!o->out) rc = err_set("--out OUT.h5 is required");
+    if (!o->model) rc = missing("--model DIR", o->job);
+    else if (!o->out) rc = missing("--out OUT.h5", o->job);
     else if (!!o->text + !!o->input + !!o->probe + !!o->images != 1)
-        rc = err_set("give exactly one of --text FILE, --input FILE.h5, --images DIR|LIST and --probe induction");
+        rc = err_set("give exactly one of --text FILE, --input FILE.h5, --images DIR|LIST and --probe induction%s%s%s",
+                     o->job ? " (the command line and " : "", o->job ? o->job : "", o->job ? " together)" : "");
     else if (o->probe && strcmp(o->probe, "induction")) rc = err_set("--probe must be induction, not '%s'", o->probe);
     else if (strcmp(o->att_dtype, "f32") && strcmp(o->att_dtype, "f16"))
         rc = err_set("--attention-dtype must be f32 or f16, not '%s'", o->att_dtype);

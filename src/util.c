@@ -12,10 +12,23 @@ static _Thread_local char err_msg[1024];
 
 int err_set(const char *fmt, ...)
 {
+    /* a message longer than the buffer (a path of thousands of characters, say) keeps its start
+     * and its end, where the reason is */
+    static _Thread_local char full[16384];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    int n = vsnprintf(full, sizeof full, fmt, ap);
     va_end(ap);
+    if (n < 0) n = 0;
+    size_t len = strlen(full);
+    if (len < sizeof err_msg) {
+        memcpy(err_msg, full, len + 1);
+    } else {
+        const size_t keep = (sizeof err_msg - 8) / 2;
+        memcpy(err_msg, full, keep);
+        memcpy(err_msg + keep, " ... ", 5);
+        memcpy(err_msg + keep + 5, full + len - keep, keep + 1);
+    }
     return -1;
 }
 
