@@ -8,6 +8,9 @@
  * duplicate names are rejected (serde keeps the last silently), more than ST_MAX_DIMS dims and
  * dimensions above INT64_MAX are rejected (our shape is int64_t[ST_MAX_DIMS]), and a
  * \u0000 escape anywhere in the header is rejected (json-c keys are C strings: it would cut a name).
+ * The header's JSON is checked against RFC 8259 before json-c parses it (json_check_rfc8259), so
+ * that what json-c alone would take (comments, trailing commas, NaN, ...) is rejected as serde_json
+ * rejects it.
  * An unpaired surrogate escape (\ud800 alone) is rejected as serde_json rejects it; json-c alone
  * would take it as U+FFFD.
  *
@@ -169,6 +172,11 @@ static int validate_header(const char *path, const char *hdr, size_t n, uint64_t
             }
             i++; /* skip the escaped character */
         }
+    /* json-c takes comments, trailing commas, single quotes, NaN and raw control characters,
+     * which the reference (serde_json) rejects: the grammar is checked first */
+    size_t bad;
+    const char *why = json_check_rfc8259(hdr, n, &bad);
+    if (why) return err_set("%s: header: invalid JSON at byte %zu: %s", path, bad, why);
     char what[512];
     snprintf(what, sizeof what, "%.480s: header", path);
     json_object *root = json_parse_text(hdr, n, what);
