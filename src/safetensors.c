@@ -37,11 +37,16 @@
 static const char *dtype_names[ST_NDTYPES] = {
     "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
     "I32", "U32", "F32", "F64", "I64", "U64",
+    "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64", "F4", "F6_E2M3", "F6_E3M2",
 };
-static const unsigned char dtype_sizes[ST_NDTYPES] = { 1, 1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 8, 8, 8 };
+/* bits per element, as tensor.rs's Dtype::bitsize */
+static const unsigned char dtype_bits[ST_NDTYPES] = {
+    8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64,
+    8, 8, 8, 64, 4, 6, 6,
+};
 
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtype_names[d] : "?"; }
-size_t st_dtype_size(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtype_sizes[d] : 0; }
+size_t st_dtype_size(st_dtype d) { return (unsigned)d < ST_NDTYPES && dtype_bits[d] % 8 == 0 ? dtype_bits[d] / 8 : 0; }
 
 /* one header entry while the file is being validated */
 typedef struct {
@@ -221,10 +226,18 @@ static int validate_header(const char *path, const char *hdr, size_t n, uint64_t
                 err_set("%s: tensor \"%s\": shape product overflows", path, e->name);
                 goto fail;
             }
-        if (util_mul_overflow(numel, dtype_sizes[e->dtype], &nbytes) != 0) {
+        /* in bits, as the reference: F4 and F6 tensors must fill whole bytes (its MisalignedSlice) */
+        uint64_t nbits;
+        if (util_mul_overflow(numel, dtype_bits[e->dtype], &nbits) != 0) {
             err_set("%s: tensor \"%s\": shape product times dtype size overflows", path, e->name);
             goto fail;
         }
+        if (nbits % 8 != 0) {
+            err_set("%s: tensor \"%s\": %llu elements of %s are %llu bits, not a whole number of bytes", path, e->name,
+                    (unsigned long long)numel, dtype_names[e->dtype], (unsigned long long)nbits);
+            goto fail;
+        }
+        nbytes = nbits / 8;
         if (nbytes != e->end - e->begin) {
             err_set("%s: tensor \"%s\": %llu elements of %s need %llu bytes but data_offsets span %llu", path,
                     e->name, (unsigned long long)numel, dtype_names[e->dtype], (unsigned long long)nbytes,
