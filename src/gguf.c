@@ -285,6 +285,10 @@ static int check_layout(reader *r, gguf_file *g)
     const char *path = r->path;
     uint64_t a = g->alignment, start = (r->pos + a - 1) / a * a;
     g->data_offset = start;
+    /* ggml seeks there when the file has tensors, and fails past the end even for empty ones */
+    if (g->ntensors > 0 && start > r->size)
+        return err_set("%s: data section starts at offset %" PRIu64 ", past the end of the file (%" PRIu64 " bytes)",
+                       path, start, r->size);
     uint64_t data_len = start <= r->size ? r->size - start : 0;
     for (int64_t i = 0; i < g->ntensors; i++) {
         gguf_tensor *t = &g->tensors[i];
