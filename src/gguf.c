@@ -255,9 +255,9 @@ static int read_tensor_info(reader *r, gguf_file *g, uint64_t i)
     }
     /* as ggml: a tensor without elements is valid whatever its other dimensions; otherwise the
      * element count must stay below INT64_MAX */
-    uint64_t numel = 0;
+    uint64_t numel = empty ? 0 : 1;
     for (int d = 0; d < GGUF_MAX_DIMS && !empty; d++)
-        if (util_mul_overflow(d ? numel : 1, (uint64_t)t->ne[d], &numel) != 0 || numel >= (uint64_t)INT64_MAX)
+        if (util_mul_overflow(numel, (uint64_t)t->ne[d], &numel) != 0 || numel >= (uint64_t)INT64_MAX)
             return err_set("%s: tensor \"%s\": the product of the dimensions overflows (reaches INT64_MAX)", path, t->name);
     t->numel = (int64_t)numel;
     if (rd_u32(r, &t->type, what) != 0 || rd_u64(r, &t->offset, what) != 0) return -1;

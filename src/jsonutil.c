@@ -1,6 +1,7 @@
 /* jsonutil.c — see jsonutil.h. */
 #include "jsonutil.h"
 #include "util.h"
+#include <ctype.h>
 #include <string.h>
 
 json_object *json_parse_text(const char *text, size_t n, const char *what)
@@ -102,7 +103,7 @@ static int js_string(jscan *j)
         if (e < 0) break;
         if (e == 'u') {
             for (int k = 1; k <= 4; k++)
-                if (j->i + k >= j->n || !strchr("0123456789abcdefABCDEF", j->s[j->i + k]) || !j->s[j->i + k]) {
+                if (j->i + k >= j->n || !isxdigit((unsigned char)j->s[j->i + k])) {
                     j->i += (size_t)k;
                     return js_fail(j, "\\u escape without 4 hex digits");
                 }
