@@ -10,7 +10,7 @@ timeout and without a signal, with exactly one stderr line that holds the file's
 the case's regex; an accept case must exit 0 with nothing on stderr. A few cases then go through
 the binary itself (attnscope run under mpirun) to show the line a user sees. Prints every
 comparison (file, expected, got) and exits non-zero on any failure."""
-import csv, os, re, shutil, subprocess, sys, tempfile, time
+import csv, os, re, shutil, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
 
@@ -21,19 +21,24 @@ BIN = os.path.join(BUILD, "attnscope")
 CORPUS = os.path.join(ROOT, "tests/fixtures/malformed")
 FX = os.path.join(ROOT, "tests/fixtures/hf")
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
-TIMEOUT = 10  # seconds; each file is read in milliseconds, so running this long is a hang
+# seconds: the probe reads a file in milliseconds and a run fails within a few seconds of mpirun's
+# start, so running this long is a hang
+TIMEOUT_PROBE, TIMEOUT_RUN = 10, 30
 
 
-def run(cmd):
+def run(cmd, timeout):
     """(exit status, or None on a hang, or -N for signal N; stdout lines; stderr lines without
     mpirun's boxed notes and the rank banner, which are not ours)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, errors="replace",
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT, cwd=ROOT,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"), errors="replace")
-    except subprocess.TimeoutExpired:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # mpirun and its rank together
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return None, [], []
-    err = re.sub(r"-{20,}\n.*?-{20,}\n", "", p.stderr, flags=re.S)
-    return p.returncode, p.stdout.splitlines(), [l for l in err.splitlines() if l.strip() and not l.startswith("[rank ")]
+    err = re.sub(r"-{20,}\n.*?-{20,}\n", "", err, flags=re.S)
+    return p.returncode, out.splitlines(), [l for l in err.splitlines() if l.strip() and not l.startswith("[rank ")]
 
 
 def judge(rel, path, want, regex, rc, err, extra=""):
@@ -54,7 +59,7 @@ n = {"safetensors": 0, "gguf": 0}
 for c in cases:
     path = os.path.join(CORPUS, c["file"])
     n[c["file"].split("/")[0]] += 1
-    rc, out, err = run([PROBE, path])
+    rc, out, err = run([PROBE, path], TIMEOUT_PROBE)
     judge(c["file"], path, c["expected"], c["regex"], rc, err)
 check(n["safetensors"] >= 35 and n["gguf"] >= 40, f"corpus size: {n['safetensors']} safetensors and {n['gguf']} GGUF cases "
       f"(want at least 35 and 40)")
@@ -78,7 +83,7 @@ for i, name in enumerate(THROUGH_BINARY):
     else:
         model = path = src
     cmd = MPIRUN + ["-n", "1", BIN, "run", "--model", model, "--input", f"{FX}/input_tiny.h5", "--out", f"{TMP}/out{i}.h5"]
-    rc, out, err = run(cmd)
+    rc, out, err = run(cmd, TIMEOUT_RUN)
     judge(c["file"], path, "reject", c["regex"], rc, err, " (attnscope run)")
 shutil.rmtree(TMP, ignore_errors=True)
 print(f"runtime {time.time() - t0:.1f} s")
