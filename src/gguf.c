@@ -244,16 +244,21 @@ static int read_tensor_info(reader *r, gguf_file *g, uint64_t i)
     if (nd > GGUF_MAX_DIMS)
         return err_set("%s: tensor \"%s\" has %" PRIu32 " dimensions, more than %d", path, t->name, nd, GGUF_MAX_DIMS);
     t->n_dims = (int)nd;
-    uint64_t numel = 1;
+    int empty = 0;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) {
         uint64_t ne = 1;
         if (d < t->n_dims && rd_u64(r, &ne, what) != 0) return -1;
         if (ne > (uint64_t)INT64_MAX)
             return err_set("%s: tensor \"%s\": dimension %d is %" PRIu64 ", above INT64_MAX", path, t->name, d, ne);
         t->ne[d] = (int64_t)ne;
-        if (util_mul_overflow(numel, ne, &numel) != 0 || numel > (uint64_t)INT64_MAX)
-            return err_set("%s: tensor \"%s\": the product of the dimensions overflows", path, t->name);
+        empty |= ne == 0;
     }
+    /* as ggml: a tensor without elements is valid whatever its other dimensions; otherwise the
+     * element count must stay below INT64_MAX */
+    uint64_t numel = empty ? 0 : 1;
+    for (int d = 0; d < GGUF_MAX_DIMS && !empty; d++)
+        if (util_mul_overflow(numel, (uint64_t)t->ne[d], &numel) != 0 || numel >= (uint64_t)INT64_MAX)
+            return err_set("%s: tensor \"%s\": the product of the dimensions overflows (reaches INT64_MAX)", path, t->name);
     t->numel = (int64_t)numel;
     if (rd_u32(r, &t->type, what) != 0 || rd_u64(r, &t->offset, what) != 0) return -1;
     const quant_type_info *qt = quant_type(t->type);
@@ -262,9 +267,9 @@ static int read_tensor_info(reader *r, gguf_file *g, uint64_t i)
         return err_set("%s: tensor \"%s\" of type %s has %" PRId64 " elements per row, not a multiple of the block size %d",
                        path, t->name, qt->name, t->ne[0], qt->blck);
     /* bytes = ne0/blck · tsize · ne1 · ne2 · ne3, every step checked */
-    uint64_t nbytes;
-    int over = util_mul_overflow((uint64_t)(t->ne[0] / qt->blck), (uint64_t)qt->tsize, &nbytes);
-    for (int d = 1; d < GGUF_MAX_DIMS; d++)
+    uint64_t nbytes = 0;
+    int over = !empty && util_mul_overflow((uint64_t)(t->ne[0] / qt->blck), (uint64_t)qt->tsize, &nbytes);
+    for (int d = 1; d < GGUF_MAX_DIMS && !empty; d++)
         if (over || util_mul_overflow(nbytes, (uint64_t)t->ne[d], &nbytes) != 0)
             return err_set("%s: tensor \"%s\": its size in bytes overflows", path, t->name);
     t->nbytes = nbytes;
@@ -280,6 +285,10 @@ static int check_layout(reader *r, gguf_file *g)
     const char *path = r->path;
     uint64_t a = g->alignment, start = (r->pos + a - 1) / a * a;
     g->data_offset = start;
+    /* ggml seeks there when the file has tensors, and fails past the end even for empty ones */
+    if (g->ntensors > 0 && start > r->size)
+        return err_set("%s: data section starts at offset %" PRIu64 ", past the end of the file (%" PRIu64 " bytes)",
+                       path, start, r->size);
     uint64_t data_len = start <= r->size ? r->size - start : 0;
     for (int64_t i = 0; i < g->ntensors; i++) {
         gguf_tensor *t = &g->tensors[i];

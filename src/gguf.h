@@ -8,10 +8,10 @@
  * as ggml) before anything is allocated; keys non-empty, without NUL, unique; value types known,
  * no arrays of arrays, bools 0 or 1; general.alignment, if present, a uint32 power of two
  * (default 32); tensor names non-empty, < 64 bytes, without NUL, unique; n_dims ≤ 4; dims ≤ INT64_MAX
- * with an overflow-checked product; type known to ggml; ne[0] a multiple of the type's block size;
- * byte size overflow-checked; offsets relative to the data section (which starts at the end of the
- * tensor infos rounded up to the alignment), multiples of the alignment, inside the file, and no
- * two tensors overlap.
+ * and, unless one is 0, an element count below INT64_MAX; type known to ggml; ne[0] a multiple of
+ * the type's block size; byte size overflow-checked; offsets relative to the data section (which
+ * starts at the end of the tensor infos rounded up to the alignment, inside the file when there
+ * are tensors), multiples of the alignment, inside the file, and no two tensors overlap.
  *
  * Dimension order is ggml's: ne[0] is the fastest-varying (a weight [out, in] in PyTorch is
  * ne = {in, out}); gguf_tensor_f32 writes row-major floats, i.e. PyTorch's layout. */

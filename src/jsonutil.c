@@ -1,6 +1,7 @@
 /* jsonutil.c — see jsonutil.h. */
 #include "jsonutil.h"
 #include "util.h"
+#include <ctype.h>
 #include <string.h>
 
 json_object *json_parse_text(const char *text, size_t n, const char *what)
@@ -53,6 +54,113 @@ json_object *json_load_object(const char *path, size_t max_bytes, char **text)
     }
     if (!o) { free(*text); *text = NULL; }
     return o;
+}
+
+/* --- RFC 8259 grammar, recursive descent ----------------------------------------------------- */
+typedef struct { const char *s; size_t n, i; int depth; const char *why; } jscan;
+
+static int js_fail(jscan *j, const char *why)
+{
+    if (!j->why) j->why = j->i >= j->n ? "unexpected end of text" : why;
+    return -1;
+}
+static int js_peek(const jscan *j) { return j->i < j->n ? (unsigned char)j->s[j->i] : -1; }
+static void js_ws(jscan *j)
+{
+    while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r')) j->i++;
+}
+static int js_digits(jscan *j)
+{
+    size_t at = j->i;
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') j->i++;
+    return j->i > at ? 0 : js_fail(j, "a digit expected");
+}
+static int js_number(jscan *j)
+{
+    if (js_peek(j) == '-') j->i++;
+    if (js_peek(j) == '0') {
+        j->i++;
+        if (js_peek(j) >= '0' && js_peek(j) <= '9') return js_fail(j, "leading zero in a number");
+    } else if (js_digits(j) != 0) return -1;
+    if (js_peek(j) == '.') { j->i++; if (js_digits(j) != 0) return -1; }
+    if (js_peek(j) == 'e' || js_peek(j) == 'E') {
+        j->i++;
+        if (js_peek(j) == '+' || js_peek(j) == '-') j->i++;
+        if (js_digits(j) != 0) return -1;
+    }
+    return 0;
+}
+static int js_string(jscan *j)
+{
+    j->i++; /* the opening quote */
+    while (j->i < j->n) {
+        unsigned char c = (unsigned char)j->s[j->i];
+        if (c == '"') { j->i++; return 0; }
+        if (c < 0x20) return js_fail(j, "control character in a string (it must be escaped)");
+        if (c != '\\') { j->i++; continue; }
+        j->i++;
+        int e = js_peek(j);
+        if (e < 0) break;
+        if (e == 'u') {
+            for (int k = 1; k <= 4; k++)
+                if (j->i + k >= j->n || !isxdigit((unsigned char)j->s[j->i + k])) {
+                    j->i += (size_t)k;
+                    return js_fail(j, "\\u escape without 4 hex digits");
+                }
+            j->i += 5;
+        } else if (e && strchr("\"\\/bfnrt", e)) j->i++;
+        else return js_fail(j, "invalid escape in a string");
+    }
+    return js_fail(j, "unexpected end of text in a string");
+}
+static int js_value(jscan *j);
+/* an object or array: open at j->i, members until close */
+static int js_container(jscan *j, char close)
+{
+    if (++j->depth > 128) return js_fail(j, "nested more than 128 deep");
+    j->i++;
+    js_ws(j);
+    if (js_peek(j) == close) { j->i++; j->depth--; return 0; }
+    for (;;) {
+        if (close == '}') {
+            if (js_peek(j) != '"') return js_fail(j, "a string key expected");
+            if (js_string(j) != 0) return -1;
+            js_ws(j);
+            if (js_peek(j) != ':') return js_fail(j, "':' expected");
+            j->i++;
+        }
+        if (js_value(j) != 0) return -1;
+        js_ws(j);
+        if (js_peek(j) == close) { j->i++; j->depth--; return 0; }
+        if (js_peek(j) != ',') return js_fail(j, close == '}' ? "',' or '}' expected" : "',' or ']' expected");
+        j->i++;
+        js_ws(j);
+    }
+}
+static int js_value(jscan *j)
+{
+    js_ws(j);
+    int c = js_peek(j);
+    if (c == '{' || c == '[') return js_container(j, c == '{' ? '}' : ']');
+    if (c == '"') return js_string(j);
+    if (c == '-' || (c >= '0' && c <= '9')) return js_number(j);
+    static const char *const lit[] = { "true", "false", "null" };
+    for (int k = 0; k < 3; k++) {
+        size_t len = strlen(lit[k]);
+        if (j->n - j->i >= len && memcmp(j->s + j->i, lit[k], len) == 0) { j->i += len; return 0; }
+    }
+    return js_fail(j, c < 0 ? "unexpected end of text" : "a JSON value expected");
+}
+
+const char *json_check_rfc8259(const char *text, size_t n, size_t *at)
+{
+    jscan j = { text, n, 0, 0, NULL };
+    if (js_value(&j) == 0) {
+        js_ws(&j);
+        if (j.i < n) js_fail(&j, "unexpected data after the JSON value");
+    }
+    *at = j.i;
+    return j.why;
 }
 
 int64_t json_count_members(const char *s, size_t n)

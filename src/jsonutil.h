@@ -23,6 +23,13 @@ json_object *json_parse_file(const char *path, size_t max_bytes);
  * on failure. */
 json_object *json_load_object(const char *path, size_t max_bytes, char **text);
 
+/* Checks that text[0..n) is one JSON value exactly as RFC 8259 writes it (what serde_json, the
+ * safetensors reference, accepts): no comments, trailing commas, single quotes, NaN/Infinity,
+ * leading zeros or raw control characters in strings, which json-c takes; whitespace only space,
+ * tab, CR, LF; nesting at most 128 deep (serde_json's limit). Returns NULL when it is, else the
+ * problem, with *at set to its byte offset. Escapes are checked for form only (4 hex digits). */
+const char *json_check_rfc8259(const char *text, size_t n, size_t *at);
+
 /* Number of members of the top-level object in text[0..n) counted lexically, duplicates included
  * (the text must already have parsed as an object). */
 int64_t json_count_members(const char *text, size_t n);

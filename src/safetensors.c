@@ -8,6 +8,9 @@
  * duplicate names are rejected (serde keeps the last silently), more than ST_MAX_DIMS dims and
  * dimensions above INT64_MAX are rejected (our shape is int64_t[ST_MAX_DIMS]), and a
  * \u0000 escape anywhere in the header is rejected (json-c keys are C strings: it would cut a name).
+ * The header's JSON is checked against RFC 8259 before json-c parses it (json_check_rfc8259), so
+ * that what json-c alone would take (comments, trailing commas, NaN, ...) is rejected as serde_json
+ * rejects it.
  * An unpaired surrogate escape (\ud800 alone) is rejected as serde_json rejects it; json-c alone
  * would take it as U+FFFD.
  *
@@ -34,11 +37,16 @@
 static const char *dtype_names[ST_NDTYPES] = {
     "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
     "I32", "U32", "F32", "F64", "I64", "U64",
+    "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64", "F4", "F6_E2M3", "F6_E3M2",
 };
-static const unsigned char dtype_sizes[ST_NDTYPES] = { 1, 1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 8, 8, 8 };
+/* bits per element, as tensor.rs's Dtype::bitsize */
+static const unsigned char dtype_bits[ST_NDTYPES] = {
+    8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64,
+    8, 8, 8, 64, 4, 6, 6,
+};
 
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtype_names[d] : "?"; }
-size_t st_dtype_size(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtype_sizes[d] : 0; }
+size_t st_dtype_size(st_dtype d) { return (unsigned)d < ST_NDTYPES && dtype_bits[d] % 8 == 0 ? dtype_bits[d] / 8 : 0; }
 
 /* one header entry while the file is being validated */
 typedef struct {
@@ -169,6 +177,11 @@ static int validate_header(const char *path, const char *hdr, size_t n, uint64_t
             }
             i++; /* skip the escaped character */
         }
+    /* json-c takes comments, trailing commas, single quotes, NaN and raw control characters,
+     * which the reference (serde_json) rejects: the grammar is checked first */
+    size_t bad;
+    const char *why = json_check_rfc8259(hdr, n, &bad);
+    if (why) return err_set("%s: header: invalid JSON at byte %zu: %s", path, bad, why);
     char what[512];
     snprintf(what, sizeof what, "%.480s: header", path);
     json_object *root = json_parse_text(hdr, n, what);
@@ -213,10 +226,18 @@ static int validate_header(const char *path, const char *hdr, size_t n, uint64_t
                 err_set("%s: tensor \"%s\": shape product overflows", path, e->name);
                 goto fail;
             }
-        if (util_mul_overflow(numel, dtype_sizes[e->dtype], &nbytes) != 0) {
+        /* in bits, as the reference: F4 and F6 tensors must fill whole bytes (its MisalignedSlice) */
+        uint64_t nbits;
+        if (util_mul_overflow(numel, dtype_bits[e->dtype], &nbits) != 0) {
             err_set("%s: tensor \"%s\": shape product times dtype size overflows", path, e->name);
             goto fail;
         }
+        if (nbits % 8 != 0) {
+            err_set("%s: tensor \"%s\": %llu elements of %s are %llu bits, not a whole number of bytes", path, e->name,
+                    (unsigned long long)numel, dtype_names[e->dtype], (unsigned long long)nbits);
+            goto fail;
+        }
+        nbytes = nbits / 8;
         if (nbytes != e->end - e->begin) {
             err_set("%s: tensor \"%s\": %llu elements of %s need %llu bytes but data_offsets span %llu", path,
                     e->name, (unsigned long long)numel, dtype_names[e->dtype], (unsigned long long)nbytes,

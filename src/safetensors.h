@@ -6,7 +6,8 @@
  * N ≤ 100,000,000 and 8+N ≤ file size; header is UTF-8 JSON object (leading/trailing whitespace
  * accepted); no duplicate names; "__metadata__" optional, a map of strings; every entry has dtype
  * (known name), shape (non-negative integers), data_offsets [begin, end] with begin ≤ end;
- * shape product × dtype size computed with overflow checks equals end − begin; sorted by offset,
+ * shape product × dtype size in bits computed with overflow checks is a whole number of bytes
+ * and equals end − begin; sorted by offset,
  * the ranges are contiguous from 0 with no gap or overlap, and the last ends exactly at the end
  * of the file. */
 #ifndef ATTNSCOPE_SAFETENSORS_H
@@ -14,9 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* every Dtype of the reference (tensor.rs); only F32, F16 and BF16 are read as weights */
 typedef enum {
     ST_BOOL, ST_U8, ST_I8, ST_F8_E5M2, ST_F8_E4M3, ST_I16, ST_U16, ST_F16, ST_BF16,
-    ST_I32, ST_U32, ST_F32, ST_F64, ST_I64, ST_U64, ST_NDTYPES
+    ST_I32, ST_U32, ST_F32, ST_F64, ST_I64, ST_U64,
+    ST_F8_E8M0, ST_F8_E4M3FNUZ, ST_F8_E5M2FNUZ, ST_C64, ST_F4, ST_F6_E2M3, ST_F6_E3M2, ST_NDTYPES
 } st_dtype;
 
 #define ST_MAX_DIMS 8
@@ -42,7 +45,8 @@ typedef struct {
     st_tensor *tensors;   /* [ntensors], sorted by name */
 } st_model;
 
-/* Name of a dtype as written in the header ("F32", "BF16", ...), and its size in bytes. */
+/* Name of a dtype as written in the header ("F32", "BF16", ...), and its size in bytes (0 for the
+ * sub-byte F4 and F6_* types: 4 and 6 bits; a tensor of them holds a whole number of bytes). */
 const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
 
