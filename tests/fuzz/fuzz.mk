@@ -28,7 +28,7 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 $(FUZZ_BUILD)/libattnscope.a: $(filter-out $(FUZZ_BUILD)/obj/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o))
 	rm -f $@ && ar rcs $@ $^
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_common.h $(FUZZ_BUILD)/libattnscope.a
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) tests/fuzz/fuzz_common.c tests/fuzz/h5build.c $(FUZZ_BUILD)/libattnscope.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -Itests/fuzz $(filter %.c %.a,$^) -o $@ $(FUZZ_LINK) $(LDLIBS:-fopenmp=)
 $(FUZZ_BUILD)/obj:
 	mkdir -p $@
