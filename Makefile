@@ -122,7 +122,7 @@ $(BUILD)/obj $(BUILD)/tests:
 #    libraries of PKGS), the run (fonts-noto-cjk for figure text, fonts-dejavu-core for the glyphs
 #    Noto CJK lacks; hdf5-tools' h5dump/h5ls to look into the output), the tests (numpy, h5py,
 #    pandas, matplotlib for Debian's python3; slurm-wlm and munge for a real one-node Slurm job;
-#    strace for fault injection, procps for pkill/pgrep in the kill tests).
+#    strace for fault injection, procps for pkill/pgrep in the kill tests; clang for the fuzz targets).
 # 2. Those Python modules with pip, only when $(PYTHON) lacks them (a venv or pyenv Python).
 # 3. What Debian 12 does not package, with `pip --target` into .deps/py (Debian's Python is
 #    externally managed): pyarrow (parquet export) and the demo model. The tests and the checks

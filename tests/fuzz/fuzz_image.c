@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (image_read(path, 1 << 18, &im)) return 0;
     const imgproc *p = &pp[(size ? data[size - 1] : 0) & 1];
     int oh, ow;
-    imgproc_output_size(p, im.height, im.width, &oh, &ow);
-    if ((int64_t)oh * ow <= (1 << 18)) {
+    if (!imgproc_check_size(p, im.height, im.width, 1 << 18, path)) {
+        imgproc_output_size(p, im.height, im.width, &oh, &ow);
         float *out = malloc((size_t)3 * oh * ow * sizeof *out);
         imgproc_run(p, &im, out);
         free(out);
