@@ -24,6 +24,7 @@ files_of() {
     safetensors|st_index) echo safetensors.c ;;
     gguf) echo gguf.c quant.c config.c tok_gguf.c ;;
     config) echo config.c arch.c ;;
+    vocabfiles) echo tok_load.c tok_vocab.c ;;
     tokenizer) echo tok_load.c tok_vocab.c tok_normalize.c tok_pretok.c tok_post.c tok_added.c tok_bpe.c tok_wordpiece.c ;;
     encode) echo tokenizer.c tok_normalize.c tok_pretok.c tok_post.c tok_added.c tok_bpe.c tok_wordpiece.c tokunicode.c ;;
     text) echo dataset.c ;;
@@ -31,7 +32,7 @@ files_of() {
     imgconfig) echo imgproc.c ;;
     jobfile) echo cli.c ;;
     h5input) echo dataset.c dataset_images.c h5out.c ;;
-    h5reduce) echo summary.c h5out.c ;;
+    h5reduce) echo summary.c report.c h5out.c ;;
     *) echo "" ;;
     esac
 }
