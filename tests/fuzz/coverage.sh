@@ -16,8 +16,9 @@ for tool in profdata cov; do
 done
 cov=build-fuzzcov
 flags="-fprofile-instr-generate -fcoverage-mapping"
-make --no-print-directory -j"$(nproc)" fuzz-build FUZZ_BUILD=$cov FUZZ_SAN="$flags" FUZZ_LINK="-fsanitize=fuzzer $flags" >$cov.log 2>&1 ||
-    { tail -20 $cov.log; exit 1; }
+mkdir -p $cov
+make --no-print-directory -j"$(nproc)" fuzz-build FUZZ_BUILD=$cov FUZZ_SAN="$flags" FUZZ_LINK="-fsanitize=fuzzer $flags" >$cov/build.log 2>&1 ||
+    { tail -20 $cov/build.log; exit 1; }
 # the modules each target is about
 files_of() {
     case $1 in
@@ -33,6 +34,7 @@ files_of() {
     jobfile) echo cli.c ;;
     h5input) echo dataset.c dataset_images.c h5out.c ;;
     h5reduce) echo summary.c report.c h5out.c ;;
+    h5cnn) echo reduce_cnn.c ;;
     *) echo "" ;;
     esac
 }

@@ -13,11 +13,12 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Wall -Wno
                 -DATTNSCOPE_FUZZ -DATTNSCOPE_GIT_COMMIT='"fuzz"' -DFUZZ_ROOT='"$(CURDIR)"' \
                 $(shell pkg-config --cflags $(PCNAMES) 2>/dev/null) $(FUZZ_SAN)
 FUZZ_LINK    ?= -fsanitize=fuzzer,address,undefined
-FUZZ_CC       = OMPI_CC=clang $(CC)
+FUZZ_CLANG   ?= clang
+FUZZ_CC       = OMPI_CC=$(FUZZ_CLANG) $(CC)
 
 ifneq ($(filter fuzz fuzz-build,$(MAKECMDGOALS)),)
-ifeq ($(shell command -v clang),)
-$(error clang not found: install the Debian package clang (clang-14 on Debian 12), or run 'make deps' as root)
+ifeq ($(shell command -v $(FUZZ_CLANG)),)
+$(error $(FUZZ_CLANG) not found: install the Debian package clang (clang-14 on Debian 12), or run 'make deps' as root)
 endif
 endif
 

@@ -8,8 +8,10 @@
 #include "h5build.h"
 #include "report.h"
 #include "summary.h"
+#include "util.h"
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 enum { NEXTRA = 10 };
 static const char *names[STAT_N + NEXTRA];
@@ -45,15 +47,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     char path[256];
     snprintf(path, sizeof path, "%s/run.h5", fuzz_dir());
-    if (h5build(path, names, STAT_N + NEXTRA, data + 1, size - 1)) return 0;
+    if (h5build(path, names, STAT_N + NEXTRA, NULL, 0, data + 1, size - 1)) return 0;
     FUZZ_GUARD();
     summary s = {0};
-    if (summary_compute(&s, path, 1 + data[0] % 32, 1 + (data[0] >> 5), MPI_COMM_SELF)) return 0;
+    if (summary_compute(&s, path, 1 + data[0] % 32, 1 + (data[0] >> 5), MPI_COMM_SELF)) {
+        if (getenv("FUZZ_VERBOSE")) fprintf(stderr, "refused: %s\n", err_get());
+        return 0;
+    }
     if (data[size - 1] & 1) {     /* the figures: sample 0's tokens and /attention, every statistic's grid */
         char dir[300];
         snprintf(dir, sizeof dir, "%s/figures", fuzz_dir());
         const report_opts o = {.dir = dir, .sample = 0, .layer = -1, .head = -1, .exemplar_stat = stats_names[0]};
-        report_write(path, &s, &o);
+        if (report_write(path, &s, &o) && getenv("FUZZ_VERBOSE")) fprintf(stderr, "report refused: %s\n", err_get());
     }
     summary_free(&s);
     return 0;

@@ -19,7 +19,25 @@ static hid_t file_type(unsigned k)
     return ty;
 }
 
-int h5build(const char *path, const char *const *names, int n, const uint8_t *data, size_t size)
+/* the attributes of attrs[] the next byte selects, on object obj */
+static void add_attrs(hid_t obj, const char *const *attrs, int nattr, bytes *b)
+{
+    const unsigned mask = take(b);
+    for (int j = 0; j < nattr && j < 8; j++) {
+        if (!(mask >> j & 1)) continue;
+        const unsigned kind = take(b) % 4;
+        const int64_t small = (int8_t)take(b), v = kind == 1 ? small * ((int64_t)1 << 33) : small;
+        const double d = small / 4.0;
+        hid_t ty = kind == 2 ? H5Tcopy(H5T_NATIVE_DOUBLE) : kind == 3 ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_NATIVE_INT64);
+        if (kind == 3) H5Tset_size(ty, 4);
+        hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, attrs[j], ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+        if (a >= 0) { H5Awrite(a, ty, kind == 2 ? (const void *)&d : kind == 3 ? (const void *)"12x" : (const void *)&v); H5Aclose(a); }
+        H5Sclose(sp); H5Tclose(ty);
+    }
+}
+
+int h5build(const char *path, const char *const *names, int n, const char *const *attrs, int nattr, const uint8_t *data,
+            size_t size)
 {
     static const hsize_t dim_of[16] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 16, 33, 255, 1u << 20, 1ull << 40};
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -33,9 +51,14 @@ int h5build(const char *path, const char *const *names, int n, const uint8_t *da
     for (int i = 0; i < n; i++) {
         const unsigned kind = take(&b) % 4;
         if (kind == 0) continue;
-        if (kind == 1) { hid_t g = H5Gcreate2(f, names[i], lcpl, H5P_DEFAULT, H5P_DEFAULT); if (g >= 0) H5Gclose(g); continue; }
+        if (kind == 1) {
+            hid_t g = H5Gcreate2(f, names[i], lcpl, H5P_DEFAULT, H5P_DEFAULT);
+            if (g >= 0 && nattr) add_attrs(g, attrs, nattr, &b);
+            if (g >= 0) H5Gclose(g);
+            continue;
+        }
         const unsigned tk = take(&b) % 12, shape = take(&b), layout = take(&b) % 3;
-        const int rank = (int)(shape % 5);
+        const int rank = (int)((shape & 7) % 5);
         hsize_t dims[4], maxd[4], chunk[4], cells = 1;
         for (int d = 0; d < rank; d++) {
             dims[d] = (shape & 0x80) && rank == first_rank ? first[d] : dim_of[take(&b) % 16];
@@ -56,6 +79,7 @@ int h5build(const char *path, const char *const *names, int n, const uint8_t *da
             H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
             free(buf);
         }
+        if (ds >= 0 && nattr) add_attrs(ds, attrs, nattr, &b);
         if (ds >= 0) H5Dclose(ds);
         H5Pclose(pl); H5Sclose(sp); H5Tclose(ty);
     }

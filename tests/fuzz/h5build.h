@@ -11,7 +11,10 @@
  * choose: absent, a group, or a dataset with its type (integers of 1 to 8 bytes, float16/32/64,
  * a fixed string), rank 0 to 4, dims (small ones, 0, or up to 2^40: declared but never stored)
  * or those of names[0], contiguous / chunked / chunked+deflate, written from the bytes or left
- * unwritten (a sparse dataset). Bytes past the end read as 0. Returns 0, or -1 when HDF5 could
+ * unwritten (a sparse dataset). When nattr > 0 (at most 8), one more byte per group or dataset
+ * says which of attrs[0..nattr) it gets, each an int64 (a small or a large value), a double or a
+ * string as the next bytes say. Bytes past the end read as 0. Returns 0, or -1 when HDF5 could
  * not create the file (the input is then skipped). */
-int h5build(const char *path, const char *const *names, int n, const uint8_t *data, size_t size);
+int h5build(const char *path, const char *const *names, int n, const char *const *attrs, int nattr, const uint8_t *data,
+            size_t size);
 #endif
