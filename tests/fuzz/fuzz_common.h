@@ -18,8 +18,8 @@ extern int fuzz_armed;
  * inside it failed (check_fail's out-of-memory path longjmps back here). */
 #define FUZZ_GUARD() do { fuzz_armed = 1; if (setjmp(fuzz_jmp)) { fuzz_armed = 0; return 0; } } while (0)
 
-/* Writes data[0..size) to NAME in this process's scratch directory; returns the file's path
- * (a static buffer per call site is not kept: copy it if two are needed). Aborts on I/O errors. */
+/* Writes data[0..size) to NAME in this process's scratch directory; returns the file's path in a
+ * static buffer that the next call overwrites. Aborts on I/O errors. */
 const char *fuzz_file(const char *name, const uint8_t *data, size_t size);
 /* The scratch directory itself (/dev/shm/attnscope-fuzz-PID, removed at exit). */
 const char *fuzz_dir(void);
