@@ -98,6 +98,7 @@ int dataset_from_images(dataset *d, const char *src, const char *model_dir, int 
     for (int i = 0; i < d->n; i++) {
         const char *path = paths[d->first + i];
         int oh, ow;
+        if (imgproc_check_size(&px->proc, d->image_size[2 * i], d->image_size[2 * i + 1], 0, path)) { free(fsha); goto fail; }
         imgproc_output_size(&px->proc, d->image_size[2 * i], d->image_size[2 * i + 1], &oh, &ow);
         if (i == 0) {
             if (oh < patch || ow < patch) {

@@ -199,7 +199,7 @@ fig_cmap fig_cmap_get(const char *name)
 
 void fig_cmap_rgb(fig_cmap cm, float t, uint8_t rgb[3])
 {
-    int i = t > 0 ? (int)(t * 256.0f) : 0;
-    if (i > 255) i = 255;
+    /* t outside [0, 1] (or inf, from a file's values) takes the end colours; NaN the first */
+    const int i = t > 0 ? (t < 1 ? (int)(t * 256.0f) : 255) : 0;
     for (int k = 0; k < 3; k++) rgb[k] = (uint8_t)lrintf(cm[i][k] * 255.0f);
 }

@@ -444,6 +444,7 @@ static const gguf_kv *want_kv(const gguf_file *g, const char *key, int is_array)
 /* element i of an integer kv as int64/uint64; -1 when the type is not an integer type */
 static int int_at(const gguf_kv *kv, uint64_t i, int64_t *s, uint64_t *u, int *is_signed)
 {
+    if (!kv->data) return -1;   /* a string: no numbers (and no pointer arithmetic on NULL) */
     const unsigned char *p = (const unsigned char *)kv->data + i * vtype_sizes[kv->type];
     uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; uint64_t u64; int64_t i64;
     *is_signed = 0;

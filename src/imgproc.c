@@ -7,6 +7,7 @@
 #include "imgproc.h"
 #include "jsonutil.h"
 #include "util.h"
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -197,7 +198,8 @@ void imgproc_resize(const uint8_t *src, int h, int w, uint8_t *dst, int oh, int 
 static void shortest_edge_size(int h, int w, int s, int *oh, int *ow)
 {
     const int shrt = w <= h ? w : h, lng = w <= h ? h : w;
-    const int nl = (int)((double)((int64_t)s * lng) / shrt);
+    const double l = (double)((int64_t)s * lng) / shrt;
+    const int nl = l < INT_MAX ? (int)l : INT_MAX;   /* an extreme aspect ratio: imgproc_check_size refuses it */
     if (w <= h) { *oh = nl; *ow = s; }
     else { *oh = s; *ow = nl; }
 }
@@ -220,6 +222,17 @@ static void plan(const imgproc *p, int h, int w, int *rh, int *rw, int *ch, int 
             *rh = p->size_h; *rw = p->size_w;
         }
     }
+}
+
+int imgproc_check_size(const imgproc *p, int h, int w, int64_t max_pixels, const char *file)
+{
+    int rh, rw, ch, cw;
+    plan(p, h, w, &rh, &rw, &ch, &cw);
+    if (max_pixels <= 0) max_pixels = IMAGE_MAX_PIXELS_DEFAULT;
+    if ((int64_t)rh * rw > max_pixels)
+        return err_set("%s: %d x %d pixels would be resized to %d x %d, more than %lld pixels (a size or shortest_edge too "
+                       "large for this image's aspect ratio)", file, h, w, rh, rw, (long long)max_pixels);
+    return 0;
 }
 
 void imgproc_output_size(const imgproc *p, int h, int w, int *oh, int *ow)

@@ -53,6 +53,13 @@ typedef struct {
  * defaults, then the file's keys. Returns 0, or -1 with err_set("PATH: <key>: <problem>"). */
 int imgproc_load(imgproc *p, const char *path);
 
+/* 0 when an image of h x w can be processed; -1 with err_set("FILE: <problem>") when the resize
+ * would make more than max_pixels pixels (<= 0: IMAGE_MAX_PIXELS_DEFAULT, image_read's limit): a
+ * large size or shortest_edge and an extreme aspect ratio (a 300 x 4 image with shortest_edge
+ * 65536 would take a terabyte). Call it before imgproc_output_size and imgproc_run on an untrusted
+ * image or processor. */
+int imgproc_check_size(const imgproc *p, int h, int w, int64_t max_pixels, const char *file);
+
 /* The (height, width) of the pixel_values of an image of h x w. */
 void imgproc_output_size(const imgproc *p, int h, int w, int *oh, int *ow);
 

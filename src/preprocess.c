@@ -131,6 +131,7 @@ static float *process(const imgproc *p, const char *path, int64_t max_pixels, in
     if (image_read(path, max_pixels, &im)) return NULL;
     orig[0] = im.height;
     orig[1] = im.width;
+    if (imgproc_check_size(p, im.height, im.width, max_pixels, path)) { image_free(&im); return NULL; }
     imgproc_output_size(p, im.height, im.width, oh, ow);
     float *pv = xmalloc((size_t)3 * *oh * *ow * sizeof *pv);
     imgproc_run(p, &im, pv);

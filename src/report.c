@@ -174,6 +174,13 @@ static int attention_read(hid_t f, const char *file, const summary *s, int64_t i
     return rc;
 }
 
+static void sample_free(sample_data *sd)
+{
+    if (sd->tokens) for (int t = 0; t < sd->len; t++) free(sd->tokens[t]);
+    free(sd->tokens); free(sd->att);
+    memset(sd, 0, sizeof *sd);
+}
+
 static int sample_read(hid_t f, const char *file, const summary *s, int64_t i, int with_attention, sample_data *sd)
 {
     memset(sd, 0, sizeof *sd);
@@ -193,16 +200,10 @@ static int sample_read(hid_t f, const char *file, const summary *s, int64_t i, i
     if (r < 0) return err_set("%s: cannot read /samples/length[%lld] as an integer", file, (long long)i);
     if (sd->len < 1 || sd->len > s->Lmax) return err_set("%s: /samples/length[%lld] = %d is out of range", file, (long long)i, sd->len);
     sd->tokens = xcalloc(sd->len, sizeof(char *));
-    if (read_tokens(f, file, (hsize_t)i, sd->len, sd->tokens)) return -1;
-    if (!with_attention) return 0;
-    return attention_read(f, file, s, i, sd);
-}
-
-static void sample_free(sample_data *sd)
-{
-    if (sd->tokens) for (int t = 0; t < sd->len; t++) free(sd->tokens[t]);
-    free(sd->tokens); free(sd->att);
-    memset(sd, 0, sizeof *sd);
+    int rc = read_tokens(f, file, (hsize_t)i, sd->len, sd->tokens);
+    if (!rc && with_attention) rc = attention_read(f, file, s, i, sd);
+    if (rc) sample_free(sd);   /* a refused sample leaves nothing for the caller to free */
+    return rc;
 }
 
 /* the sample's text: its tokens joined (wordpieces glued), without [CLS]/[SEP] */

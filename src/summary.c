@@ -355,6 +355,7 @@ int summary_compute(summary *s, const char *path, int bins, int k, MPI_Comm comm
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const int rc = compute(s, path, bins, k, comm);
     H5Eset_auto2(H5E_DEFAULT, func, data);
+    if (rc) summary_free(s);   /* a file refused after the checks allocated (kv_group) leaves nothing */
     return rc;
 }
 

@@ -28,7 +28,8 @@ typedef struct {
 } summary;
 
 /* Collective: every rank reads its block of /stats from path (read-only) and the results are
- * merged on rank 0 (other ranks' summary holds only the shapes). 0, or -1 with err_set(). */
+ * merged on rank 0 (other ranks' summary holds only the shapes). 0, or -1 with err_set() and *s
+ * empty (nothing to free). */
 int summary_compute(summary *s, const char *path, int bins, int k, MPI_Comm comm);
 /* What writing the summary cost: the copy of the run's file, and leftovers removed (afile.h). */
 typedef struct {

@@ -218,7 +218,7 @@ static int gguf_merges_from_scores(tokenizer *t, const gguf_file *g, const char 
             if (n == cap) m = xrealloc(m, (cap = cap ? 2 * cap : 4096) * sizeof *m);
             m[n++] = (gen_merge){l, r, lcp, ncp - lcp, score, 0};
         }
-        qsort(m + start, n - start, sizeof *m, local_cmp);
+        if (n > start) qsort(m + start, n - start, sizeof *m, local_cmp);   /* m may still be NULL */
     }
     for (size_t i = 0; i < n; i++) m[i].order = (int64_t)i;
     qsort(m, n, sizeof *m, gen_cmp);

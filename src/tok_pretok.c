@@ -193,7 +193,7 @@ static void step_ws_split(const char *buf, const tok_span *sp, span_buf *out)
 void tok_pretokenize(const tokenizer *t, const char *s, size_t n, int first, scratch *w)
 {
     /* the spans start over s itself; a rewriting step moves them into pt[0] or pt[1] */
-    const char *buf = s;
+    const char *buf = s ? s : "";   /* an empty normalized text may have no buffer at all */
     int cur = 0, wb = 0;
     w->sp[0].n = 0;
     span_push(&w->sp[0], 0, n, first);

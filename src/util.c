@@ -34,6 +34,12 @@ int err_set(const char *fmt, ...)
 
 const char *err_get(void) { return err_msg; }
 
+#ifdef ATTNSCOPE_FUZZ
+/* fuzz builds only (tests/fuzz): the harness's hook, which returns to it (longjmp) instead of the
+ * process ending, so that a failed allocation is one rejected input and not a libFuzzer crash */
+void (*check_fuzz_hook)(const char *call, const char *msg);
+#endif
+
 static const char *g_writing;            /* the file being created, for check_fail's message */
 static const char *(*g_why)(void);       /* its last system error, if known */
 
@@ -42,6 +48,9 @@ void check_set_writing(const char *path, const char *(*why)(void)) { g_writing =
 _Noreturn void check_fail(const char *file, int line, const char *call, const char *msg)
 {
     const int err = errno;
+#ifdef ATTNSCOPE_FUZZ
+    if (check_fuzz_hook) check_fuzz_hook(call, msg);
+#endif
     int up = 0, fin = 0, rank = 0;
     MPI_Initialized(&up);
     MPI_Finalized(&fin);
