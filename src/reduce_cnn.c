@@ -278,8 +278,7 @@ int reduce_cnn(const char *file, const char *dir, int k, int n_images)
     if (!rc && dir) {
         html_list *h = xcalloc(1, sizeof *h);
         rc = figures(file, dir, S, sd, cmean, n_images, h);
-        for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
-        free(h);
+        html_list_free(h);
     }
     for (int s = 0; s < S; s++) { free(sd[s].mean); free(top[s]); free(cmean[s]); }
     free(sd); free(top); free(cmean);

@@ -424,8 +424,7 @@ static int write_report(const char *file, const summary *s, const report_opts *o
         rc = fig_html_index(path, h->e, h->n, title);
         if (!rc) printf("attnscope reduce: wrote %s (%d figures)\n", path, h->n);
     }
-    for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
-    free(h);
+    html_list_free(h);
     H5Fclose(f);
     return rc;
 }

@@ -10,11 +10,27 @@
 typedef struct {
     fig_html_entry e[MAX_ENTRIES];
     int n;
-    char *owned[8 * MAX_ENTRIES];   /* strings and buffers the entries point to */
-    int n_owned;
+    char **owned;                   /* strings and buffers the entries point to (grown as needed) */
+    int n_owned, cap_owned;
 } html_list;
 
-static inline char *keep(html_list *h, char *p) { if (h->n_owned < 8 * MAX_ENTRIES) h->owned[h->n_owned++] = p; return p; }
+/* p, freed with the list (a model of 80 layers x 64 heads keeps thousands of labels) */
+static inline char *keep(html_list *h, char *p)
+{
+    if (h->n_owned == h->cap_owned) {
+        h->cap_owned = h->cap_owned ? 2 * h->cap_owned : 256;
+        h->owned = xrealloc(h->owned, (size_t)h->cap_owned * sizeof *h->owned);
+    }
+    h->owned[h->n_owned++] = p;
+    return p;
+}
+/* frees the list and every string and buffer it keeps */
+static inline void html_list_free(html_list *h)
+{
+    for (int i = 0; i < h->n_owned; i++) free(h->owned[i]);
+    free(h->owned);
+    free(h);
+}
 static inline char *keep_str(html_list *h, const char *s) { return keep(h, xstrdup(s)); }
 /* the file name of path (its last component) */
 char *report_base_name(const char *path);

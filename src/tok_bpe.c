@@ -126,7 +126,7 @@ static void cache_put(const tokenizer *t, const char *w, size_t n, uint64_t h, c
             e->word = xmalloc(n);
             memcpy(e->word, w, n);
             e->ids = xmalloc((size_t)n_ids * sizeof *ids + 1);
-            memcpy(e->ids, ids, (size_t)n_ids * sizeof *ids);
+            if (n_ids) memcpy(e->ids, ids, (size_t)n_ids * sizeof *ids);
             e->h = h; e->len = (int)n; e->n_ids = n_ids;
             c->n++;
         }
@@ -225,7 +225,8 @@ void bpe_encode(const tokenizer *t, const char *word, size_t n, scratch *s)
     }
     size_t mark = s->ids.n;
     for (int32_t i = ns ? 0 : -1; i >= 0; i = w->next[i]) id_push(&s->ids, w->c[i]);
-    if (n <= BPE_CACHE_WORD) cache_put(t, word, n, h, s->ids.v + mark, (int)(s->ids.n - mark));
+    /* an empty word may leave ids without a buffer: no pointer arithmetic on NULL */
+    if (n <= BPE_CACHE_WORD) cache_put(t, word, n, h, s->ids.n > mark ? s->ids.v + mark : NULL, (int)(s->ids.n - mark));
 }
 
 /* ---------------------------------------------------------------------------------------------
