@@ -67,10 +67,13 @@ LDLIBS  := $(shell pkg-config --libs $(PCNAMES) 2>/dev/null) -lm -fopenmp
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CFLAGS  += -DATTNSCOPE_GIT_COMMIT='"$(GIT_COMMIT)"'
 
+# every UBSan report is fatal (-fno-sanitize-recover); float-cast-overflow (a NaN or an out-of-range
+# float converted to an integer) is not part of GCC's `undefined` group, so it is named
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan
-CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer
-LDLIBS  += -fsanitize=address,undefined
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS  += -O1 $(SANFLAGS)
+LDLIBS  += $(SANFLAGS) -Wl,--export-dynamic-symbol=dlclose
 endif
 
 ifeq ($(CUDA),1)
@@ -79,6 +82,11 @@ endif
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# the sanitized build keeps every shared library loaded until exit, so that LeakSanitizer can name
+# the library a leak comes from (tests/sanitize/keep_dso.c, tests/sanitize/lsan.supp)
+ifeq ($(SANITIZE),1)
+OBJS += $(BUILD)/obj/keep_dso.o
+endif
 CU_SRCS :=
 ifeq ($(CUDA),1)
 ifeq ($(wildcard $(CUDA_HOME)/bin/nvcc),)
@@ -95,7 +103,7 @@ TEST_SRCS := $(wildcard tests/test_*.c tests/probe_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # tests/test_*.c are run by tests/run_all.sh; tests/probe_*.c are helpers the Python tests drive
 
-.PHONY: all test test-long demo deps sanitize clean FORCE
+.PHONY: all test test-long demo deps sanitize sanitize-build clean FORCE
 all: $(BUILD)/attnscope $(TEST_BINS)
 	@echo "built $(BUILD)/attnscope (CUDA=$(CUDA) SANITIZE=$(SANITIZE) commit $(GIT_COMMIT))"
 
@@ -104,6 +112,8 @@ all: $(BUILD)/attnscope $(TEST_BINS)
 $(BUILD)/obj/run.o $(BUILD)/obj/cli.o: FORCE
 FORCE:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/keep_dso.o: tests/sanitize/keep_dso.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h) | $(BUILD)/obj
 	$(CUDA_HOME)/bin/nvcc $(NVCCFLAGS) -c $< -o $@
@@ -188,7 +198,18 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@jobs/demo.sh
 
-sanitize:
+# the whole CPU suite on the AddressSanitizer + UBSan build (build-asan/). Any report fails the test
+# that saw it: ASan stops at the first error, UBSan is built not to recover, and LeakSanitizer checks
+# every process at exit (libraries' own lifetime allocations suppressed in tests/sanitize/lsan.supp).
+# The ranks under mpirun inherit these variables. ATTNSCOPE_TEST_SLOW scales the tests' hang timeouts.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0 \
+           ATTNSCOPE_TEST_SLOW=3
+sanitize: sanitize-build
+	@PYTHONPATH=$(PYPATH) BUILD=build-asan $(SAN_ENV) tests/run_all.sh
+
+sanitize-build:
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 
 clean:

@@ -12,7 +12,7 @@ h5py and strace (the fixtures are committed)."""
 import json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -159,7 +159,7 @@ def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync
 
 def cnn_run(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
     return subprocess.run(cnn_cmd(out, extra, np_, inject, inject_rank, call), capture_output=True, text=True, env=ENV, cwd=ROOT,
-                          timeout=300)
+                          timeout=300 * SLOW)
 
 
 def cnn_differing(path, ref):
