@@ -6,6 +6,10 @@ binary runs about that much slower)."""
 import os
 
 SLOW = float(os.environ.get("ATTNSCOPE_TEST_SLOW", "1"))
+# strace options for the tests that run attnscope under strace: LeakSanitizer cannot check a traced
+# process (it stops the threads with ptrace and dies when strace holds them), so under `make
+# sanitize` the traced command alone runs without leak checking; empty otherwise.
+STRACE_ENV = ["-E", "ASAN_OPTIONS=" + os.environ["ASAN_OPTIONS"] + ":detect_leaks=0"] if os.environ.get("ASAN_OPTIONS") else []
 passed = failed = 0
 
 
