@@ -5,14 +5,16 @@
 #   make test         install what is missing, build, run every test (what CI runs)
 #   make test-long    the same installs and build, then 24 kill-and-resume trials (tests/test_resume.py)
 #   make demo         install what is missing, build, run the demo job on 2 MPI ranks + reducer
-#   make sanitize     build with AddressSanitizer/UBSan into build-asan/
+#   make sanitize     build with AddressSanitizer + UBSan into build-asan/ and run every test on it
+#                     (what CI runs after make test; any sanitizer report or leak fails the test)
+#   make sanitize-build  only that build
 #   make deps         only the installs (apt-get as root; pip into .deps/py for what Debian lacks)
 #   make clean
 #
 # Switches are validated and echoed; a missing library stops the build naming its Debian package.
 # `make test` and `make demo` install first and then build in a sub-make, so on a bare Debian 12
 # the library checks run after the installs; `make`, `make CUDA=1` and `make sanitize` install
-# nothing and stop at once when something is missing.
+# nothing and stop at once when something is missing (make sanitize expects make deps done).
 
 CUDA       ?= 0
 SANITIZE   ?= 0
