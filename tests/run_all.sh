@@ -12,12 +12,12 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "=== $t"; t0=$SECONDS
     if "$t"; then pass=$((pass + 1)); else echo "FAILED: $t"; fail=$((fail + 1)); fi
-    echo "--- $t: $((SECONDS - t0)) s"
+    echo "time $t: $((SECONDS - t0)) s"
 done
 for t in tests/test_*.py; do
     echo "=== $t"; t0=$SECONDS
     if ${PYTHON:-python3} "$t"; then pass=$((pass + 1)); else echo "FAILED: $t"; fail=$((fail + 1)); fi
-    echo "--- $t: $((SECONDS - t0)) s"
+    echo "time $t: $((SECONDS - t0)) s"
 done
 echo "test suites: $pass passed, $fail failed ($((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [ "$fail" -eq 0 ]
