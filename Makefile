@@ -201,10 +201,11 @@ demo: deps
 	@jobs/demo.sh
 
 # the whole CPU suite on the AddressSanitizer + UBSan build (build-asan/). Any report fails the test
-# that saw it: ASan stops at the first error, UBSan is built not to recover, and LeakSanitizer checks
-# every process at exit (libraries' own lifetime allocations suppressed in tests/sanitize/lsan.supp).
+# that saw it: ASan stops at the first error (a use of a returned function's stack frame included),
+# UBSan is built not to recover, and LeakSanitizer checks every process at exit (libraries' own
+# lifetime allocations suppressed in tests/sanitize/lsan.supp).
 # The ranks under mpirun inherit these variables. ATTNSCOPE_TEST_SLOW scales the tests' hang timeouts.
-SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
            LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0 \
            ATTNSCOPE_TEST_SLOW=3
