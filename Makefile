@@ -5,7 +5,9 @@
 #   make test         install what is missing, build, run every test (what CI runs)
 #   make test-long    the same installs and build, then 24 kill-and-resume trials (tests/test_resume.py)
 #   make demo         install what is missing, build, run the demo job on 2 MPI ranks + reducer
-#   make sanitize     build with AddressSanitizer/UBSan into build-asan/
+#   make sanitize     build with AddressSanitizer + UBSan into build-asan/ and run every test on it
+#                     (what CI runs after make test; any sanitizer report or leak fails the test)
+#   make sanitize-build  only that build
 #   make fuzz         build the libFuzzer targets of every parser (clang) and run each FUZZ_TIME=60 s
 #   make deps         only the installs (apt-get as root; pip into .deps/py for what Debian lacks)
 #   make clean
@@ -13,7 +15,7 @@
 # Switches are validated and echoed; a missing library stops the build naming its Debian package.
 # `make test` and `make demo` install first and then build in a sub-make, so on a bare Debian 12
 # the library checks run after the installs; `make`, `make CUDA=1` and `make sanitize` install
-# nothing and stop at once when something is missing.
+# nothing and stop at once when something is missing (make sanitize expects make deps done).
 
 CUDA       ?= 0
 SANITIZE   ?= 0
@@ -68,10 +70,13 @@ LDLIBS  := $(shell pkg-config --libs $(PCNAMES) 2>/dev/null) -lm -fopenmp
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CFLAGS  += -DATTNSCOPE_GIT_COMMIT='"$(GIT_COMMIT)"'
 
+# every UBSan report is fatal (-fno-sanitize-recover); float-cast-overflow (a NaN or an out-of-range
+# float converted to an integer) is not part of GCC's `undefined` group, so it is named
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan
-CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer
-LDLIBS  += -fsanitize=address,undefined
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS  += -O1 $(SANFLAGS)
+LDLIBS  += $(SANFLAGS) -Wl,--export-dynamic-symbol=dlclose
 endif
 
 ifeq ($(CUDA),1)
@@ -80,6 +85,11 @@ endif
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# the sanitized build keeps every shared library loaded until exit, so that LeakSanitizer can name
+# the library a leak comes from (tests/sanitize/keep_dso.c, tests/sanitize/lsan.supp)
+ifeq ($(SANITIZE),1)
+OBJS += $(BUILD)/obj/keep_dso.o
+endif
 CU_SRCS :=
 ifeq ($(CUDA),1)
 ifeq ($(wildcard $(CUDA_HOME)/bin/nvcc),)
@@ -96,7 +106,7 @@ TEST_SRCS := $(wildcard tests/test_*.c tests/probe_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # tests/test_*.c are run by tests/run_all.sh; tests/probe_*.c are helpers the Python tests drive
 
-.PHONY: all test test-long demo deps sanitize clean FORCE
+.PHONY: all test test-long demo deps sanitize sanitize-build clean FORCE
 all: $(BUILD)/attnscope $(TEST_BINS)
 	@echo "built $(BUILD)/attnscope (CUDA=$(CUDA) SANITIZE=$(SANITIZE) commit $(GIT_COMMIT))"
 
@@ -105,6 +115,8 @@ all: $(BUILD)/attnscope $(TEST_BINS)
 $(BUILD)/obj/run.o $(BUILD)/obj/cli.o: FORCE
 FORCE:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/keep_dso.o: tests/sanitize/keep_dso.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h) | $(BUILD)/obj
 	$(CUDA_HOME)/bin/nvcc $(NVCCFLAGS) -c $< -o $@
@@ -189,7 +201,19 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@jobs/demo.sh
 
-sanitize:
+# the whole CPU suite on the AddressSanitizer + UBSan build (build-asan/). Any report fails the test
+# that saw it: ASan stops at the first error (a use of a returned function's stack frame included),
+# UBSan is built not to recover, and LeakSanitizer checks every process at exit (libraries' own
+# lifetime allocations suppressed in tests/sanitize/lsan.supp).
+# The ranks under mpirun inherit these variables. ATTNSCOPE_TEST_SLOW scales the tests' hang timeouts.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0 \
+           ATTNSCOPE_TEST_SLOW=3
+sanitize: sanitize-build
+	@PYTHONPATH=$(PYPATH) BUILD=build-asan $(SAN_ENV) tests/run_all.sh
+
+sanitize-build:
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 
 include tests/fuzz/fuzz.mk

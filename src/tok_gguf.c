@@ -218,10 +218,10 @@ static int gguf_merges_from_scores(tokenizer *t, const gguf_file *g, const char 
             if (n == cap) m = xrealloc(m, (cap = cap ? 2 * cap : 4096) * sizeof *m);
             m[n++] = (gen_merge){l, r, lcp, ncp - lcp, score, 0};
         }
-        if (n > start) qsort(m + start, n - start, sizeof *m, local_cmp);   /* m may still be NULL */
+        if (n > start) qsort(m + start, n - start, sizeof *m, local_cmp); /* m is NULL until the first merge */
     }
     for (size_t i = 0; i < n; i++) m[i].order = (int64_t)i;
-    qsort(m, n, sizeof *m, gen_cmp);
+    if (n) qsort(m, n, sizeof *m, gen_cmp);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
         rc = bpe_merge_add(t, t->vocab[m[i].l], (size_t)t->vocab_len[m[i].l], t->vocab[m[i].r], (size_t)t->vocab_len[m[i].r],

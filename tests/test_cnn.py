@@ -12,7 +12,7 @@ h5py and strace (the fixtures are committed)."""
 import json, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, STRACE_ENV, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -147,7 +147,7 @@ def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync
     """the CNN run on np_ ranks; inject (e.g. "signal=SIGTERM:when=3") at the K-th call (fdatasync)
     of every rank, or of rank inject_rank alone (an MPMD launch)"""
     base = [BIN, *CNN_RUN, *map(str, extra), "--out", out]
-    traced = [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}", "-e", f"inject={call}:{inject}"] + base if inject else base
+    traced = [STRACE, *STRACE_ENV, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={call}", "-e", f"inject={call}:{inject}"] + base if inject else base
     launch = MPIRUN + ["-x", "OMP_NUM_THREADS=1"]
     if inject and inject_rank is not None:
         apps = []
@@ -159,7 +159,7 @@ def cnn_cmd(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync
 
 def cnn_run(out, extra=(), np_=1, inject=None, inject_rank=None, call="fdatasync"):
     return subprocess.run(cnn_cmd(out, extra, np_, inject, inject_rank, call), capture_output=True, text=True, env=ENV, cwd=ROOT,
-                          timeout=300)
+                          timeout=300 * SLOW)
 
 
 def cnn_differing(path, ref):
@@ -257,7 +257,7 @@ if STRACE:
         fh.write("\n".join(pngs) + "\n")
     opt = ["--save-features"]
     run_list = lambda extra=(), inject=None: subprocess.run(
-        MPIRUN + ["-n", "1", "-x", "OMP_NUM_THREADS=1"] + ([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e",
+        MPIRUN + ["-n", "1", "-x", "OMP_NUM_THREADS=1"] + ([STRACE, *STRACE_ENV, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e",
         f"inject=fdatasync:{inject}"] if inject else []) + [BIN, "run", "--model", "jobs/models/resnet-digits", "--images", lst,
         "--batch", "4", "--checkpoint-every", "0", *opt, *extra, "--out", out], capture_output=True, text=True, env=ENV, cwd=ROOT)
     p = run_list(inject="signal=SIGTERM:when=2")

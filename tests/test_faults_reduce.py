@@ -23,7 +23,7 @@ Prints every comparison; exits non-zero on any failure."""
 import filecmp, os, re, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import STRACE_ENV, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -47,7 +47,7 @@ def run(cmd):
 def reduce(*inject, np_=1, figs=False, trace=None, binary=None):
     """One reduce of OUT (one rank: the binary itself, an MPI singleton; faster than mpirun),
     under strace with the given -e inject= rules."""
-    st = [STRACE, "-f", "-o", trace or "/dev/null"] + (["-y", "-e", "trace=pwrite64"] if trace else [])
+    st = [STRACE, *STRACE_ENV, "-f", "-o", trace or "/dev/null"] + (["-y", "-e", "trace=pwrite64"] if trace else [])
     for i in inject: st += ["-e", "inject=" + i]
     cmd = binary or [BIN, "reduce", OUT] + (["--figures", FIGS] if figs else [])
     return run((MPIRUN + ["-n", str(np_)] if np_ > 1 else []) + st + cmd)

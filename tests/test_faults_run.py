@@ -12,7 +12,7 @@ failure."""
 import os, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, STRACE_ENV, check, summary
 from inputs import write_input, random_lengths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +32,8 @@ RUN = [BIN, "run", "--model", MODEL, "--input", INPUT, "--head-similarity", "--c
 def attnscope(out, strace=None):
     inner = RUN + ["--out", out]
     if strace:
-        inner = ["strace", "-f", "-qq", "-o", "/dev/null"] + strace + inner
-    return subprocess.run(MPIRUN + ["-n", "2", "-x", "OMP_NUM_THREADS=1"] + inner, capture_output=True, text=True, timeout=120)
+        inner = ["strace", *STRACE_ENV, "-f", "-qq", "-o", "/dev/null"] + strace + inner
+    return subprocess.run(MPIRUN + ["-n", "2", "-x", "OMP_NUM_THREADS=1"] + inner, capture_output=True, text=True, timeout=120 * SLOW)
 
 
 def datasets(f):

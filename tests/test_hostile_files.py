@@ -10,7 +10,7 @@ the reference reader (Rust serde_json) refuses it; an I64/F64 weight names the f
 tensor. Prints every comparison; exits non-zero on any failure."""
 import json, os, re, shutil, signal, struct, subprocess, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "attnscope")
@@ -18,7 +18,7 @@ FX = os.path.join(ROOT, "tests/fixtures/hf")
 IMG = os.path.join(ROOT, "tests/fixtures/images")
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 TMP = tempfile.mkdtemp(prefix="attnscope-hostile-")
-TIMEOUT = 20  # seconds; every case here fails in well under one, so running this long is a hang
+TIMEOUT = 20 * SLOW  # seconds; every case here fails in well under one, so running this long is a hang
 ENV = dict(os.environ, OMPI_MCA_odls_base_sigkill_timeout="0")
 FIFOS = []  # every named pipe made, to unblock a hung reader
 

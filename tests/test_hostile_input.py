@@ -12,7 +12,7 @@ Prints every comparison; exits non-zero on any failure."""
 import filecmp, os, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -21,7 +21,7 @@ FX = os.path.join(ROOT, "tests/fixtures/hf")
 MPIRUN = os.environ.get("MPIRUN", "mpirun --oversubscribe --allow-run-as-root").split()
 TMP = tempfile.mkdtemp(prefix="attnscope-hostile-")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-TIMEOUT = 60
+TIMEOUT = 60 * SLOW
 
 
 def run(cmd, np_=1):

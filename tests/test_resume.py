@@ -21,7 +21,7 @@ to be interrupted), BUILD the build directory (build; build-cuda for the GPU). E
 import os, random, re, shutil, signal, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, check, summary
 from inputs import write_input, random_lengths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def start_computing(out, *extra, args=None):
     that ends the start-up, where nothing is saved yet"""
     p = start(out, *extra, args=args)
     t0 = time.time()
-    while time.time() - t0 < 60:
+    while time.time() - t0 < 60 * SLOW:
         line = p.stdout.readline()
         if not line or line.startswith("[progress]"):
             break
@@ -118,7 +118,7 @@ for trial in range(TRIALS):
     time.sleep(at)
     t_sig = time.time()
     kill_job(p, sig)
-    so, se = p.communicate(timeout=120)
+    so, se = p.communicate(timeout=120 * SLOW)
     dt = time.time() - t_sig
     final_state = "complete" if os.path.exists(out) else "absent"
     ok_final = final_state == "absent" or not differing(out, REF)
@@ -126,8 +126,8 @@ for trial in range(TRIALS):
         lines = [l for l in se.splitlines() if l.startswith("attnscope:")]
         stopped = [l for l in lines if "stopped by SIGTERM" in l or "interrupted" in l]
         started = "attnscope " in so   # the ranks had started (a signal to mpirun before that ends it alone)
-        check(dt < 30 and (final_state == "complete" or len(stopped) >= 1 or not started),
-              f"trial {trial}: SIGTERM at {at:.2f} s: exit after {dt:.2f} s (limit 30), "
+        check(dt < 30 * SLOW and (final_state == "complete" or len(stopped) >= 1 or not started),
+              f"trial {trial}: SIGTERM at {at:.2f} s: exit after {dt:.2f} s (limit {30 * SLOW:g}), "
               f"{stopped[:1] or lines[:1] or ('no line' if started else 'before the ranks started')}")
     p2 = run(out)
     m = re.search(r"resuming: (\d+) of (\d+) samples", p2.stdout)
@@ -178,7 +178,7 @@ if p.returncode == 0:
         p = start(out, np_=1, args=TOK_ARGS)
         time.sleep(at)
         kill_job(p, sig)
-        p.communicate(timeout=120)
+        p.communicate(timeout=120 * SLOW)
         if os.path.exists(out):                 # completed before the signal
             os.remove(out)
             continue
@@ -225,7 +225,7 @@ if p.returncode == 0:
         p = start_computing(out, args=ATT_ARGS)
         time.sleep(frac * att_s)
         kill_job(p, signal.SIGKILL)
-        p.communicate(timeout=120)
+        p.communicate(timeout=120 * SLOW)
         final_state = "complete" if os.path.exists(out) else "absent"
         if final_state == "absent":
             p2 = run(out, args=ATT_ARGS)
@@ -250,7 +250,7 @@ p = start_computing(out)
 ranks = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "attnscope"], capture_output=True, text=True).stdout.split()
 for r in ranks:
     os.kill(int(r), signal.SIGUSR1)
-so, se = p.communicate(timeout=120)
+so, se = p.communicate(timeout=120 * SLOW)
 lines = [l for l in se.splitlines() if l.startswith("attnscope:")]
 check(p.returncode == 75 and len(ranks) == 2 and any("stopped by SIGUSR1" in l for l in lines),
       f"SIGUSR1 to the 2 ranks: exit status {p.returncode} (75 expected), {[l for l in lines if 'stopped' in l]}")
@@ -266,12 +266,13 @@ t = time.time()
 if ranks:
     os.kill(int(ranks[-1]), signal.SIGKILL)
 try:
-    p.communicate(timeout=60)
+    p.communicate(timeout=60 * SLOW)
 except subprocess.TimeoutExpired:
     kill_job(p, signal.SIGKILL)
     p.communicate()
 dt = time.time() - t
-check(ranks and p.returncode != 0 and dt < 10, f"one rank SIGKILLed: the job exits {p.returncode} after {dt:.1f} s (limit 10)")
+check(ranks and p.returncode != 0 and dt < 10 * SLOW,
+      f"one rank SIGKILLed: the job exits {p.returncode} after {dt:.1f} s (limit {10 * SLOW:g})")
 p2 = run(out)
 check(p2.returncode == 0 and not differing(out, REF), "and the same command then resumes to the uninterrupted output")
 
@@ -279,7 +280,7 @@ check(p2.returncode == 0 and not differing(out, REF), "and the same command then
 out = f"{TMP}/opts.h5"
 p = start_computing(out)
 kill_job(p, signal.SIGTERM)
-p.communicate(timeout=60)
+p.communicate(timeout=60 * SLOW)
 p2 = run(out, "--topk", 2)
 l2 = att_lines(p2)
 check(p2.returncode != 0 and len(l2) == 1 and "--topk (was 3, now 2)" in l2[0] and "--restart" in l2[0],
@@ -304,7 +305,7 @@ pa = start_computing(out)
 pb = run(out)
 check(pb.returncode != 0 and "another attnscope run is writing it" in (att_lines(pb) or [""])[0],
       f"a second run on the same --out is refused while the first works: {att_lines(pb)}")
-pa.communicate(timeout=120)
+pa.communicate(timeout=120 * SLOW)
 check(pa.returncode == 0 and not differing(out, REF), "the first run completes undisturbed")
 
 # ---- the free space: refused up front; a disk that fills up mid-run ----------------------------

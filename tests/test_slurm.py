@@ -21,7 +21,7 @@ installs them). Prints every comparison; exits non-zero on any failure."""
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, summary
+from checks import SLOW, check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BUILD", "build")
@@ -391,13 +391,14 @@ def test_requeue_resume(c):
     extra = "save-attention = false\nbatch = 16\n"
     job = job_file(f"{tmp}/resume.job", f"{tmp}/resume/out.h5", text=corpus, extra=extra)
     log = f"{tmp}/resume.out"
-    jid = c.sbatch("-o", log, TEMPLATE, job)
+    jid = c.sbatch("-o", log, TEMPLATE, job, env=dict(c.env, ATTNSCOPE_BIN=BIN) if BUILD != "build" else c.env)
     # the warning once the run is under way: rank 0 has printed a progress line
-    if not check(jid and wait_log(log, r"\[progress\] [1-9][0-9]*/", 1, 90), "the long run is under way"):
+    if not check(jid and wait_log(log, r"\[progress\] [1-9][0-9]*/", 1, 90 * SLOW), "the long run is under way"):
+        print(open(log).read() if os.path.exists(log) else f"no log {log}")
         return
     p = run(["scancel", "--signal=USR1", jid], c.env, timeout=10)
     release(c, jid)
-    j = c.wait_job(jid, 150)
+    j = c.wait_job(jid, 150 * SLOW)
     text = open(log).read()
     check(p.returncode == 0 and j.get("JobState") == "COMPLETED" and j.get("Restarts") == "1",
           f"USR1 mid-run: requeued once, then {j.get('JobState')}, Restarts={j.get('Restarts')}")
