@@ -134,7 +134,7 @@ $(BUILD)/obj $(BUILD)/tests:
 #    libraries of PKGS), the run (fonts-noto-cjk for figure text, fonts-dejavu-core for the glyphs
 #    Noto CJK lacks; hdf5-tools' h5dump/h5ls to look into the output), the tests (numpy, h5py,
 #    pandas, matplotlib for Debian's python3; slurm-wlm and munge for a real one-node Slurm job;
-#    strace for fault injection, procps for pkill/pgrep in the kill tests; clang and libomp-dev (its omp.h) for the fuzz targets).
+#    strace for fault injection, procps for pkill/pgrep in the kill tests; clang, libclang-rt-14-dev (libFuzzer, ASan) and libomp-dev (omp.h) for the fuzz targets).
 # 2. Those Python modules with pip, only when $(PYTHON) lacks them (a venv or pyenv Python).
 # 3. What Debian 12 does not package, with `pip --target` into .deps/py (Debian's Python is
 #    externally managed): pyarrow (parquet export) and the demo model. The tests and the checks
@@ -143,7 +143,7 @@ APT_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmp
             libpng-dev libjpeg62-turbo-dev libjson-c-dev libutf8proc-dev libfreetype-dev nettle-dev libopenblas-dev libpcre2-dev \
             fonts-noto-cjk fonts-dejavu-core \
             python3-pip python3-numpy python3-h5py python3-pandas python3-matplotlib python3-yaml \
-            slurm-wlm munge strace procps clang libomp-dev
+            slurm-wlm munge strace procps clang libclang-rt-14-dev libomp-dev
 # wait for another apt-get instead of failing on its lock
 APT_OPTS := -qq -o DPkg::Lock::Timeout=600
 PY_MODS  := numpy h5py pandas matplotlib
