@@ -17,9 +17,8 @@ int err_set(const char *fmt, ...)
     static _Thread_local char full[16384];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(full, sizeof full, fmt, ap);
+    if (vsnprintf(full, sizeof full, fmt, ap) < 0) full[0] = 0;
     va_end(ap);
-    if (n < 0) n = 0;
     size_t len = strlen(full);
     if (len < sizeof err_msg) {
         memcpy(err_msg, full, len + 1);
