@@ -13,6 +13,7 @@
 #include "figure_int.h"
 #include "afile.h"
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +63,7 @@ void fig_img_blend(image *im, int x, int y, const uint8_t rgb[3], int a)
  * ring where r - edge <= d < r, the fill inside; pixels wholly inside r - edge - 0.5 are exact. */
 void fig_img_disc(image *im, float cx, float cy, float r, float edge, const uint8_t fill[3], const uint8_t ring[3])
 {
+    if (!(cx > -r - 2 && cx < im->w + r + 2 && cy > -r - 2 && cy < im->h + r + 2)) return;   /* off the image, NaN */
     for (int y = (int)floorf(cy - r - 1); y <= (int)ceilf(cy + r + 1); y++)
         for (int x = (int)floorf(cx - r - 1); x <= (int)ceilf(cx + r + 1); x++) {
             float d = hypotf(x + 0.5f - cx, y + 0.5f - cy);
@@ -346,6 +348,26 @@ void fig_data_range(const float *data, int64_t n, float *lo_out, float *hi_out)
     if (lo > hi) lo = 0, hi = 1;                           /* nothing finite */
     if (lo == hi) { float d = lo != 0 ? fabsf(lo) * 0.1f : 0.5f; lo -= d; hi += d; }
     *lo_out = lo, *hi_out = hi;
+    fig_range_fix(lo_out, hi_out);
+}
+
+/* Makes [lo, hi] a range the drawing arithmetic can take, whatever a file held: finite, within
+ * +-FLT_MAX/4 (so hi - lo and a 5% pad stay finite floats), and at least 1e-5 of its magnitude
+ * (and 1e-30) wide, so that tick steps are non-zero and a tick loop advances. NaN gives [0, 1]. */
+void fig_range_fix(float *lo, float *hi)
+{
+    const double lim = FLT_MAX / 4;
+    double a = *lo, b = *hi;
+    if (isnan(a) || isnan(b)) a = 0, b = 1;
+    if (a > b) { double t = a; a = b; b = t; }
+    a = fmax(-lim, fmin(lim, a)), b = fmax(-lim, fmin(lim, b));
+    double w = fmax(fmax(fabs(a), fabs(b)) * 1e-5, 1e-30);
+    if (b - a < w) {
+        double c = a / 2 + b / 2;
+        a = c - w / 2, b = c + w / 2;
+    }
+    *lo = (float)a, *hi = (float)b;
+    if (!(*lo < *hi)) *hi = nextafterf(*lo, INFINITY);
 }
 
 static int layout(font *f, fig_layout *L, const float *data, int rows, int cols, const fig_heatmap *o)
@@ -361,6 +383,7 @@ static int layout(font *f, fig_layout *L, const float *data, int rows, int cols,
     if (!fig_cmap_get(o->cmap)) return -1;
     float lo = o->vmin, hi = o->vmax, absmax = 0;
     if (!(lo < hi)) fig_data_range(data, (int64_t)rows * cols, &lo, &hi);
+    fig_range_fix(&lo, &hi);
     L->vmin = lo, L->vmax = hi;
     for (int64_t i = 0; i < (int64_t)rows * cols; i++)
         if (isfinite(data[i])) absmax = fmaxf(absmax, fabsf(data[i]));

@@ -92,6 +92,7 @@ void fig_cells_draw(image *im, int x0, int y0, int cell, const float *data, int 
                     float vmin, float vmax, fig_cmap cm);
 /* Range of the finite values of data[n] into lo, hi (widened if flat, [0, 1] if none). */
 void fig_data_range(const float *data, int64_t n, float *lo, float *hi);
+void fig_range_fix(float *lo, float *hi);
 
 /* ---- output ---- */
 /* Writes im to path via "path.tmp.<pid>" and rename. Returns 0, or -1 with err_set() (no file). */

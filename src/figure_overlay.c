@@ -42,6 +42,7 @@ int fig_overlay_layout_get(fig_overlay_layout *L, const float *const *maps, int 
         L->vmin = lo;
         L->vmax = hi;
     }
+    fig_range_fix(&L->vmin, &L->vmax);
     const int grid_w = L->grid_cols * L->pitch_x - GAP, grid_h = rows * L->pitch_y - GAP - box_h(L->title_px);
     L->cbar = (fig_rect){L->x0 + grid_w + 2 * GAP, L->y0, CBAR_W, imax(grid_h, 120)};
     font f;

@@ -28,18 +28,25 @@ static const fig_scatter no_scatter;
  * others (the HTML index can recompute positions from the index). */
 static float jitter_u(int i) { return (float)(((uint32_t)i * 2654435761u) >> 16 & 0xffff) / 65536.0f; }
 
-/* Axis range [lo, hi] around the finite data range [a, b], and its tick step. */
+/* Axis range [lo, hi] around the finite data range [a, b], and its tick step; fig_range_fix keeps
+ * extreme data (1e38, denormals) drawable. An integer axis past +-1e6 (no layer index; a broken
+ * file) is drawn as a continuous one, where a step of 1 would not advance a tick loop. */
 static void axis_range(float a, float b, int integer, float jitter, float *lo, float *hi, double *step)
 {
-    if (integer) {
+    if (integer && fabsf(a) < 1e6f && fabsf(b) < 1e6f) {
         *lo = floorf(a) - 0.5f - jitter / 2, *hi = ceilf(b) + 0.5f + jitter / 2;
         double s = fig_nice_step(*lo, *hi, 4);
         *step = s < 1 ? 1 : s == 2.5 ? 2 : round(s);
         return;
     }
+    if (a == b) {
+        float d = a != 0 ? fabsf(a) * 0.1f : 0.5f;
+        a -= d, b += d;
+    }
+    fig_range_fix(&a, &b);
     float pad = (b - a) * 0.05f;
-    if (pad == 0) pad = a != 0 ? fabsf(a) * 0.1f : 0.5f;
     *lo = a - pad, *hi = b + pad;
+    fig_range_fix(lo, hi);
     *step = fig_nice_step(*lo, *hi, 4);
 }
 
@@ -50,7 +57,7 @@ static int nticks(double lo, double hi, double step)
 
 static void axis_label(char *buf, size_t n, double v, double step, int integer)
 {
-    if (integer) snprintf(buf, n, "%ld", lrint(v));
+    if (integer && fabs(v) < 1e6) snprintf(buf, n, "%ld", lround(v));
     else fig_fmt_value(buf, n, v, step);
 }
 
@@ -74,6 +81,7 @@ static int scatter_layout(font *f, fig_scatter_layout *L, const float *x, const 
     if (color) {
         L->cmin = o->cmin, L->cmax = o->cmax;
         if (!(L->cmin < L->cmax)) fig_data_range(color, n, &L->cmin, &L->cmax);
+        fig_range_fix(&L->cmin, &L->cmax);
     }
     L->radius = 4.5f;
 
@@ -128,6 +136,7 @@ int fig_scatter_layout_get(fig_scatter_layout *out, const float *x, const float 
 
 void fig_scatter_pos(const fig_scatter_layout *L, int i, float x, float y, float *px, float *py)
 {
+    x = fmaxf(L->xmin, fminf(L->xmax, x)), y = fmaxf(L->ymin, fminf(L->ymax, y));   /* past +-FLT_MAX/4: at the edge */
     float xj = x + (L->jitter > 0 ? L->jitter * (jitter_u(i) - 0.5f) : 0);
     *px = L->plot.x + 0.5f + (xj - L->xmin) / (L->xmax - L->xmin) * (L->plot.w - 1);
     *py = L->plot.y + 0.5f + (L->ymax - y) / (L->ymax - L->ymin) * (L->plot.h - 1);
@@ -217,6 +226,7 @@ static int grid_layout(font *f, fig_grid_layout *L, const float *const *maps, in
         if (lo > hi) lo = 0, hi = 1;
         L->vmin = lo, L->vmax = hi;
     }
+    fig_range_fix(&L->vmin, &L->vmax);
 
     /* cell side from the width and height budgets; labels measured at their widest (before
      * thinning) so the budget does not depend on the cell */

@@ -10,6 +10,7 @@
  * The PNGs stay in a temp dir (printed) so a person can look at them. Exits 1 on any failure. */
 #include "figure.h"
 #include "util.h"
+#include <float.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -417,6 +418,68 @@ static void test_overlay(const char *dir, char *out, size_t n)
     free(rgb);
 }
 
+/* Values a damaged or hostile run file can hold: +-FLT_MAX, denormals, equal values, infinities
+ * and NaN, as data and as the colour range. Every plot type must draw them (a PNG of the layout's
+ * size), not loop, crash or overflow an int (found by fuzzing reduce: a scatter axis from
+ * -FLT_MAX to FLT_MAX gave a NaN tick count; `make sanitize` runs this test under UBSan). */
+static void test_extremes(const char *dir)
+{
+    const float M = FLT_MAX, D = 1e-45f, I = INFINITY, N = NAN;
+    static const float sets[][4] = {
+        {-FLT_MAX, FLT_MAX, 0, 1}, {FLT_MAX, FLT_MAX, FLT_MAX, FLT_MAX}, {1e-45f, 1e-45f, 1e-45f, 1e-45f},
+        {0, 0, 0, 0}, {-FLT_MAX, -FLT_MAX, -1e38f, NAN}, {NAN, FLT_MAX, -INFINITY, 3}, {1e30f, 1e30f, 1.0000001e30f, 1e30f},
+        {3e37f, 3e37f + 1e31f, 3e37f, 3e37f},
+    };
+    const float ranges[][2] = {{0, 0}, {-I, I}, {-M, M}, {D, 2 * D}, {N, 1}, {-I, 0}};
+    int drawn = 0, k = 0;
+    char out[600];
+    for (size_t si = 0; si < sizeof sets / sizeof *sets; si++)
+        for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++, k++) {
+            const float *d = sets[si], lo = ranges[ri][0], hi = ranges[ri][1];
+            rgb_image im;
+            fig_heatmap ho = {.title = "extreme", .vmin = lo, .vmax = hi};
+            fig_layout HL;
+            snprintf(out, sizeof out, "%s/x_heat_%d.png", dir, k);
+            int rc = fig_heatmap_png(out, d, 2, 2, &ho);
+            EXPECT(rc == 0 && fig_heatmap_layout(&HL, d, 2, 2, &ho) == 0, "heatmap of set %zu range %zu: %s", si, ri, err_get());
+            if (rc == 0 && png_read(out, &im) == 0) {
+                EXPECT(im.w == HL.width && im.h == HL.height, "heatmap set %zu: size differs", si);
+                drawn++, free(im.px);
+            }
+            for (int xi = 0; xi < 2; xi++) {
+                const float x[4] = {d[0], d[1], xi ? 2 : d[2], d[3]};
+                fig_scatter so = {.title = "extreme", .x_integer = xi, .cmin = lo, .cmax = hi, .jitter = xi ? 0.5f : 0};
+                snprintf(out, sizeof out, "%s/x_scatter_%d_%d.png", dir, k, xi);
+                rc = fig_scatter_png(out, x, d, d, 4, &so);
+                fig_scatter_layout SL;
+                int lrc = fig_scatter_layout_get(&SL, x, d, d, 4, &so);
+                EXPECT(rc == lrc, "scatter set %zu: png %d, layout %d", si, rc, lrc);
+                if (rc == 0 && png_read(out, &im) == 0) {
+                    EXPECT(im.w == SL.width && im.h == SL.height, "scatter set %zu: size differs", si);
+                    EXPECT(SL.nxticks >= 1 && SL.nxticks <= 50 && SL.nyticks >= 1 && SL.nyticks <= 50,
+                           "scatter set %zu range %zu: %d x %d ticks", si, ri, SL.nxticks, SL.nyticks);
+                    drawn++, free(im.px);
+                }
+            }
+            const float *maps[2] = {d, sets[(si + 1) % (sizeof sets / sizeof *sets)]};
+            fig_grid go = {.vmin = lo, .vmax = hi};
+            snprintf(out, sizeof out, "%s/x_grid_%d.png", dir, k);
+            rc = fig_grid_png(out, maps, 2, 2, 2, 2, &go);
+            EXPECT(rc == 0, "grid set %zu range %zu: %s", si, ri, err_get());
+            if (rc == 0 && png_read(out, &im) == 0) drawn++, free(im.px);
+            uint8_t rgb[4 * 4 * 3] = {0};
+            for (int pp = 0; pp < 2; pp++) {
+                fig_overlay oo = {.vmin = lo, .vmax = hi, .per_panel = pp};
+                snprintf(out, sizeof out, "%s/x_overlay_%d_%d.png", dir, k, pp);
+                rc = fig_overlay_png(out, rgb, 4, 4, maps, 2, 2, 2, 2, &oo);
+                EXPECT(rc == 0, "overlay set %zu range %zu: %s", si, ri, err_get());
+                if (rc == 0 && png_read(out, &im) == 0) drawn++, free(im.px);
+            }
+        }
+    printf("extreme values: %d PNGs drawn of %d data sets x %d colour ranges\n", drawn,
+           (int)(sizeof sets / sizeof *sets), (int)(sizeof ranges / sizeof *ranges));
+}
+
 static int count(const char *s, const char *what)
 {
     int n = 0;
@@ -519,6 +582,7 @@ int main(void)
     test_overlay(dir, ov, sizeof ov);
     test_html(dir, bm, &HL, hd, &SL, x, y, px, py, hx, sizeof hx);
     test_new_failures(dir);
+    test_extremes(dir);
     EXPECT(temps_left(dir, "") == 0, "temporary files left in %s", dir);
     printf("samples: %s %s %s %s\n", b, c, e, a);
     printf("samples (new): %s %s %s %s %s %s\n", bm, sc, g1, g2, hx, ov);
