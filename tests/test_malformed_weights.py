@@ -85,6 +85,19 @@ for i, name in enumerate(THROUGH_BINARY):
     cmd = MPIRUN + ["-n", "1", BIN, "run", "--model", model, "--input", f"{FX}/input_tiny.h5", "--out", f"{TMP}/out{i}.h5"]
     rc, out, err = run(cmd, TIMEOUT_RUN)
     judge(c["file"], path, "reject", c["regex"], rc, err, " (attnscope run)")
+
+# ---- the header-size limit itself: made here, too big to commit ---------------------------------
+# The reference accepts a header of exactly 100,000,000 bytes (N <= MAX_HEADER_SIZE) and refuses
+# 100,000,001 (03-header-len-over-100MB above); JSON padded with spaces, as writers pad to 8 bytes.
+import struct
+hdr = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+for n_hdr, want in ((100_000_000, "accept"), (99_999_999, "accept")):
+    path = os.path.join(TMP, f"header-{n_hdr}.safetensors")
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", n_hdr) + hdr + b" " * (n_hdr - len(hdr)) + struct.pack("<f", 1.5))
+    rc, out, err = run([PROBE, path], TIMEOUT_PROBE)
+    judge(f"generated header of {n_hdr:,} bytes", path, want, "", rc, err)
+    os.unlink(path)
 shutil.rmtree(TMP, ignore_errors=True)
 print(f"runtime {time.time() - t0:.1f} s")
 sys.exit(summary())
