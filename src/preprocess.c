@@ -84,7 +84,7 @@ static int list_images(const char *src, path_list *l)
         for (struct dirent *e; (e = readdir(d));)
             if (image_name(e->d_name)) list_add(&names, xstrdup(e->d_name));
         closedir(d);
-        qsort(names.v, (size_t)names.n, sizeof *names.v, by_name);
+        if (names.n) qsort(names.v, (size_t)names.n, sizeof *names.v, by_name);   /* no images: names.v is NULL */
         for (int i = 0; i < names.n; i++) {
             const size_t n = strlen(src) + strlen(names.v[i]) + 2;
             char *p = xmalloc(n);

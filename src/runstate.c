@@ -300,9 +300,10 @@ int progress_read(const char *dir, int rank, int nranks, uint64_t run_id, int64_
     uint64_t h;
     memcpy(f, buf + 8, sizeof f);
     memcpy(&h, buf + want - 8, 8);
+    /* a forged record may hold any int64: the window is checked without overflowing wstart + wn */
     int ok = got == (ssize_t)want && !memcmp(buf, PROGRESS_MAGIC, 8) && h == hash_bytes(buf, want - 8) && f[P_RANK] == rank &&
              f[P_NRANKS] == nranks && (uint64_t)f[P_RUNID] == run_id && f[P_FIRST] == first && f[P_N] == n && f[P_NSIM] == nsim &&
-             f[P_WSTART] >= 0 && f[P_WN] >= 0 && f[P_WSTART] + f[P_WN] <= n && f[P_Q] >= 0 && f[P_Q] <= f[P_WN] &&
+             f[P_WSTART] >= 0 && f[P_WN] >= 0 && f[P_WSTART] <= n && f[P_WN] <= n - f[P_WSTART] && f[P_Q] >= 0 && f[P_Q] <= f[P_WN] &&
              (f[P_Q] == 0 || f[P_WN] > 0);
     if (!ok) { free(buf); return err_set("%s: not a valid progress record of this run", path); }
     p->first = first; p->n = n; p->wstart = f[P_WSTART]; p->wn = f[P_WN]; p->q = f[P_Q];

@@ -35,6 +35,8 @@ files_of() {
     h5input) echo dataset.c dataset_images.c h5out.c ;;
     h5reduce) echo summary.c report.c h5out.c ;;
     h5cnn) echo reduce_cnn.c ;;
+    runstate) echo runstate.c ;;
+    imagelist) echo preprocess.c dataset_images.c ;;
     *) echo "" ;;
     esac
 }
