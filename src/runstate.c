@@ -192,7 +192,7 @@ int runstate_match(runstate *s, const char *manifest)
         size_t kn = (size_t)(eq - l) < sizeof key - 1 ? (size_t)(eq - l) : sizeof key - 1;
         memcpy(key, l, kn);
         key[kn] = 0;
-        manifest_get(manifest, key, now, sizeof now);
+        if (!manifest_get(manifest, key, now, sizeof now)) now[0] = 0;   /* a key cut at 255 bytes */
         if (!manifest_get(old, key, was, sizeof was)) snprintf(was, sizeof was, "(not recorded)");
         if (strcmp(was, now)) {
             if (strlen(was) > 60 || strlen(now) > 60)
@@ -304,6 +304,7 @@ int progress_read(const char *dir, int rank, int nranks, uint64_t run_id, int64_
     int ok = got == (ssize_t)want && !memcmp(buf, PROGRESS_MAGIC, 8) && h == hash_bytes(buf, want - 8) && f[P_RANK] == rank &&
              f[P_NRANKS] == nranks && (uint64_t)f[P_RUNID] == run_id && f[P_FIRST] == first && f[P_N] == n && f[P_NSIM] == nsim &&
              f[P_WSTART] >= 0 && f[P_WN] >= 0 && f[P_WSTART] <= n && f[P_WN] <= n - f[P_WSTART] && f[P_Q] >= 0 && f[P_Q] <= f[P_WN] &&
+             f[P_SDONE] == f[P_WSTART] + f[P_Q] && f[P_TDONE] >= 0 &&
              (f[P_Q] == 0 || f[P_WN] > 0);
     if (!ok) { free(buf); return err_set("%s: not a valid progress record of this run", path); }
     p->first = first; p->n = n; p->wstart = f[P_WSTART]; p->wn = f[P_WN]; p->q = f[P_Q];

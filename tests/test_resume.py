@@ -18,7 +18,7 @@ ends with one line naming the file and the errno text, the finished work kept fo
 RESUME_TRIALS sets the number of kill trials (make test: 4; make test-long: 24), RESUME_SEED the
 random seed, RESUME_SAMPLES the input's size (6000; on a GPU more, so that a run lasts long enough
 to be interrupted), BUILD the build directory (build; build-cuda for the GPU). Exits non-zero on any failure."""
-import os, random, re, shutil, signal, subprocess, sys, tempfile, time
+import os, random, re, shutil, signal, struct, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import SLOW, check, summary
@@ -254,7 +254,20 @@ so, se = p.communicate(timeout=120 * SLOW)
 lines = [l for l in se.splitlines() if l.startswith("attnscope:")]
 check(p.returncode == 75 and len(ranks) == 2 and any("stopped by SIGUSR1" in l for l in lines),
       f"SIGUSR1 to the 2 ranks: exit status {p.returncode} (75 expected), {[l for l in lines if 'stopped' in l]}")
+# with rank 0's progress record forged (its hash recomputed) to count one sample more than its
+# window says: the record is not trusted (one warning naming it, rank 0 starts its shard again),
+# rank 1 resumes, and the output is the uninterrupted one
+rec = f"{out}.partial/rank-00000.progress"
+forged = os.path.exists(rec)
+if forged:
+    bad = bytearray(open(rec, "rb").read()[:-8])
+    bad[72:80] = struct.pack("<q", struct.unpack("<q", bad[72:80])[0] + 1)     # P_SDONE, the 9th field
+    h = 1469598103934665603
+    for b in bad: h = ((h ^ b) * 1099511628211) & (2**64 - 1)                 # runstate.c's FNV-1a
+    open(rec, "wb").write(bytes(bad) + struct.pack("<Q", h))
 p2 = run(out)
+warn = [l for l in att_lines(p2) if "rank-00000.progress: not a valid progress record" in l]
+check(forged and len(warn) == 1, f"a forged progress record (samples done != window start + position) is not trusted: {warn}")
 check(p2.returncode == 0 and not differing(out, REF) and not os.path.exists(out + ".partial"),
       "after SIGUSR1 the same command resumes and completes with the uninterrupted output, partial directory gone")
 
