@@ -4,20 +4,23 @@
  * each blended over the picture the model saw (the image file through the same processor, its
  * normalisation undone). */
 #include "report_int.h"
+#include "h5out.h"
 #include "image.h"
 #include "imgproc.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static float *read_all(hid_t f, const char *name, int nd, hsize_t *dims)
+/* name as floats when it is a dataset of rank nd whose values the file stores (h5_check_stored:
+ * the allocation is bounded by the file's size); its dims in dims. NULL otherwise. */
+static float *read_all(hid_t f, const char *file, const char *name, int nd, hsize_t *dims)
 {
     hid_t ds;
     H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
     if (ds < 0) return NULL;
     hid_t sp = H5Dget_space(ds);
     float *v = NULL;
-    if (H5Sget_simple_extent_ndims(sp) == nd) {
+    if (H5Sget_simple_extent_ndims(sp) == nd && !h5_check_stored(f, ds, file, name)) {
         H5Sget_simple_extent_dims(sp, dims, NULL);
         size_t n = 1;
         for (int i = 0; i < nd; i++) n *= dims[i];
@@ -69,13 +72,28 @@ uint8_t *report_input_image(hid_t f, int64_t i, int h, int w)
     if (ds < 0) return NULL;
     hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
     const size_t n = H5Tget_size(ft);
-    char *buf = xcalloc(n + 1, 1);
-    hsize_t start = (hsize_t)i, one = 1;
-    H5Sselect_hyperslab(sp, H5S_SELECT_SET, &start, NULL, &one, NULL);
-    hid_t ms = H5Screate_simple(1, &one, NULL);
-    if (H5Dread(ds, ft, ms, sp, H5P_DEFAULT, buf) >= 0) snprintf(path, sizeof path, "%s", buf);
-    H5Sclose(ms); H5Sclose(sp); H5Tclose(ft); H5Dclose(ds);
-    free(buf);
+    hsize_t start = (hsize_t)i, one = 1, np = 0;
+    /* one string of a 1-D string dataset: fixed-length as runs write it, or variable-length (h5py's
+     * default), read into memory HDF5 allocates and freed here */
+    if (H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_ndims(sp) == 1 && H5Sget_simple_extent_dims(sp, &np, NULL) == 1 &&
+        start < np && n <= sizeof path) {
+        H5Sselect_hyperslab(sp, H5S_SELECT_SET, &start, NULL, &one, NULL);
+        hid_t ms = H5Screate_simple(1, &one, NULL);
+        if (H5Tis_variable_str(ft) > 0) {
+            char *s = NULL;
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ft));   /* no conversion between ASCII and UTF-8 */
+            if (H5Dread(ds, mt, ms, sp, H5P_DEFAULT, &s) >= 0 && s) { snprintf(path, sizeof path, "%s", s); H5free_memory(s); }
+            H5Tclose(mt);
+        } else {
+            char *buf = xcalloc(n + 1, 1);
+            if (H5Dread(ds, ft, ms, sp, H5P_DEFAULT, buf) >= 0) snprintf(path, sizeof path, "%s", buf);
+            free(buf);
+        }
+        H5Sclose(ms);
+    }
+    H5Sclose(sp); H5Tclose(ft); H5Dclose(ds);
     imgproc p;
     image_rgb im;
     if (!path[0] || imgproc_load(&p, model) || image_read(path, 0, &im)) return NULL;
@@ -101,20 +119,29 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
 {
     if (H5Lexists(f, "/vision", H5P_DEFAULT) <= 0) return 0;
     hid_t g = H5Gopen2(f, "/vision", H5P_DEFAULT);
-    const int gh = (int)attr_int(g, "grid_h"), gw = (int)attr_int(g, "grid_w"), npre = (int)attr_int(g, "n_prefix");
-    const int ih = (int)attr_int(g, "image_height"), iw = (int)attr_int(g, "image_width");
+    const int64_t gh64 = attr_int(g, "grid_h"), gw64 = attr_int(g, "grid_w"), npre64 = attr_int(g, "n_prefix");
+    const int64_t ih64 = attr_int(g, "image_height"), iw64 = attr_int(g, "image_width");
     H5Gclose(g);
-    if (gh < 1 || gw < 1 || npre < 0 || ih < 1 || iw < 1) return err_set("%s: /vision lacks its grid attributes", file);
+    if (gh64 < 1 || gw64 < 1 || npre64 < 0 || ih64 < 1 || iw64 < 1) return err_set("%s: /vision lacks its grid attributes", file);
+    /* a patch is at least a pixel; the canvas (3 bytes a pixel) at most 2^26 pixels: the products below fit an int */
+    if (ih64 > 65536 || iw64 > 65536 || ih64 * iw64 > (1 << 26) || gh64 > ih64 || gw64 > iw64 || npre64 > 1024)
+        return err_set("%s: /vision's grid %lld x %lld with %lld prefix tokens on a %lld x %lld image is out of range (at most "
+                       "2^26 pixels, 8192 x 8192, a patch at least one pixel, at most 1024 prefix tokens)", file, (long long)gh64,
+                       (long long)gw64, (long long)npre64, (long long)ih64, (long long)iw64);
+    const int gh = (int)gh64, gw = (int)gw64, npre = (int)npre64, ih = (int)ih64, iw = (int)iw64;
     const int LH = L * H, np = gh * gw, T = npre + np;
     hsize_t dd[3], dc[4], dr[3], dn[3];
-    float *dist = read_all(f, "/vision/distance_px", 3, dd), *cls = read_all(f, "/vision/cls_attention", 4, dc);
-    float *norm = read_all(f, "/vision/token_norm", 3, dn);     /* optional (older files) */
-    if (norm && (dn[1] != (hsize_t)L || dn[2] != (hsize_t)T)) { free(norm); norm = NULL; }
-    float *roll = read_all(f, "/vision/rollout", 3, dr);
+    float *dist = read_all(f, file, "/vision/distance_px", 3, dd), *cls = read_all(f, file, "/vision/cls_attention", 4, dc);
+    float *norm = read_all(f, file, "/vision/token_norm", 3, dn);     /* optional (older files) */
+    if (norm && (dn[0] != dd[0] || dn[1] != (hsize_t)L || dn[2] != (hsize_t)T)) { free(norm); norm = NULL; }
+    float *roll = read_all(f, file, "/vision/rollout", 3, dr);
     int rc = 0;
     char path[4200], title[512], cap[1024];
-    if (!dist || !cls || !roll || dd[1] != (hsize_t)L || dd[2] != (hsize_t)H || dc[3] != (hsize_t)np || dr[1] != (hsize_t)T) {
-        rc = err_set("%s: /vision datasets missing or of unexpected shapes", file);
+    /* every image's rows: [N, L, H], [N, L, H, patches], [N, T, T] */
+    if (!dist || !cls || !roll || dd[0] < 1 || dd[1] != (hsize_t)L || dd[2] != (hsize_t)H || dc[0] != dd[0] || dc[1] != (hsize_t)L ||
+        dc[2] != (hsize_t)H || dc[3] != (hsize_t)np || dr[0] != dd[0] || dr[1] != (hsize_t)T || dr[2] != (hsize_t)T) {
+        rc = err_set("%s: /vision datasets missing, not stored or of unexpected shapes (distance_px [N, %d, %d], cls_attention "
+                     "[N, %d, %d, %d], rollout [N, %d, %d])", file, L, H, L, H, np, T, T);
         goto done;
     }
     const int64_t N = (int64_t)dd[0];
