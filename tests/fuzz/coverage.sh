@@ -37,6 +37,7 @@ files_of() {
     h5cnn) echo reduce_cnn.c ;;
     runstate) echo runstate.c ;;
     imagelist) echo preprocess.c dataset_images.c ;;
+    h5vision) echo report_vision.c ;;
     *) echo "" ;;
     esac
 }
