@@ -126,7 +126,7 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
     /* a patch is at least a pixel; the canvas (3 bytes a pixel) at most 2^26 pixels: the products below fit an int */
     if (ih64 > 65536 || iw64 > 65536 || ih64 * iw64 > (1 << 26) || gh64 > ih64 || gw64 > iw64 || npre64 > 1024)
         return err_set("%s: /vision's grid %lld x %lld with %lld prefix tokens on a %lld x %lld image is out of range (at most "
-                       "2^26 pixels, 8192 x 8192, a patch at least one pixel, at most 1024 prefix tokens)", file, (long long)gh64,
+                       "2^26 pixels and 65536 a side, a patch at least one pixel, at most 1024 prefix tokens)", file, (long long)gh64,
                        (long long)gw64, (long long)npre64, (long long)ih64, (long long)iw64);
     const int gh = (int)gh64, gw = (int)gw64, npre = (int)npre64, ih = (int)ih64, iw = (int)iw64;
     const int LH = L * H, np = gh * gw, T = npre + np;
