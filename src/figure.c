@@ -346,14 +346,14 @@ void fig_data_range(const float *data, int64_t n, float *lo_out, float *hi_out)
     for (int64_t i = 0; i < n; i++)
         if (isfinite(data[i])) { lo = fminf(lo, data[i]); hi = fmaxf(hi, data[i]); }
     if (lo > hi) lo = 0, hi = 1;                           /* nothing finite */
-    if (lo == hi) { float d = lo != 0 ? fabsf(lo) * 0.1f : 0.5f; lo -= d; hi += d; }
     *lo_out = lo, *hi_out = hi;
-    fig_range_fix(lo_out, hi_out);
+    fig_range_fix(lo_out, hi_out);                         /* flat: widened */
 }
 
 /* Makes [lo, hi] a range the drawing arithmetic can take, whatever a file held: finite, within
- * +-FLT_MAX/4 (so hi - lo and a 5% pad stay finite floats), and at least 1e-5 of its magnitude
- * (and 1e-30) wide, so that tick steps are non-zero and a tick loop advances. NaN gives [0, 1]. */
+ * +-FLT_MAX/4 (so hi - lo and a 5% pad stay finite floats), a flat one widened by 10% of its value
+ * (0.5 at 0), and at least 1e-5 of its magnitude (and 1e-30) wide, so that tick steps are non-zero
+ * and a tick loop advances. NaN gives [0, 1]. */
 void fig_range_fix(float *lo, float *hi)
 {
     const double lim = FLT_MAX / 4;
@@ -361,6 +361,10 @@ void fig_range_fix(float *lo, float *hi)
     if (isnan(a) || isnan(b)) a = 0, b = 1;
     if (a > b) { double t = a; a = b; b = t; }
     a = fmax(-lim, fmin(lim, a)), b = fmax(-lim, fmin(lim, b));
+    if (a == b) {
+        const double d = a != 0 ? fabs(a) * 0.1 : 0.5;
+        a -= d, b += d;
+    }
     double w = fmax(fmax(fabs(a), fabs(b)) * 1e-5, 1e-30);
     if (b - a < w) {
         double c = a / 2 + b / 2;

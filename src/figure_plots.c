@@ -39,11 +39,7 @@ static void axis_range(float a, float b, int integer, float jitter, float *lo, f
         *step = s < 1 ? 1 : s == 2.5 ? 2 : round(s);
         return;
     }
-    if (a == b) {
-        float d = a != 0 ? fabsf(a) * 0.1f : 0.5f;
-        a -= d, b += d;
-    }
-    fig_range_fix(&a, &b);
+    fig_range_fix(&a, &b);                         /* flat: widened */
     float pad = (b - a) * 0.05f;
     *lo = a - pad, *hi = b + pad;
     fig_range_fix(lo, hi);
