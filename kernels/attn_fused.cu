@@ -44,6 +44,7 @@
 // The inputs are rows of ld elements ((B, T, ·), query head h at columns h·HS of q, kv head g at
 // columns g·HS of k and v); the output is (B, T, ldo) fp32 or bf16.
 #include "attn_fused_ops.cuh"
+#include "attn_vision.cuh"
 
 template <class Ops, int HS> struct af_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
@@ -505,8 +506,27 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
     const float scale = 1.0f / sqrtf((float)HS);
     attn_fused_kernel<Ops, HS, TOut, KMAX><<<grid, 32 * AF_WARPS, smem>>>(
         out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T, scale, causal, sw, window, part_rows, count, stats,
-        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && tok->key_imp ? lse : NULL);
+        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL,
+        tok && (tok->key_imp || tok->vis) ? lse : NULL);
     KERNEL_CHECK("attn_fused_kernel");
+    if (tok && tok->vis) {   // the vision pass (attn_vision.cuh), from the same normalisers
+        const attn_vis *vs = tok->vis;
+        static size_t av_attr_bytes;   // the opt-in, raised as longer layers come
+        const size_t av_bytes = av_smem_bytes<Ops, HS>(T, NH);
+        if (av_bytes > av_attr_bytes) {
+            int once = 0;
+            smem_opt_in(attn_vision_kernel<Ops, HS>, av_bytes, &once);
+            av_attr_bytes = av_bytes;
+        }
+        const dim3 vgrid_((T + AF_QROWS - 1) / AF_QROWS, B);
+        double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
+        attn_vision_kernel<Ops, HS><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(q, k, ld, len, lse, NH, NKV, T, scale, vs->n_prefix,
+                                                                         vs->gw, vs->fusion, vpart, vs->cls, vs->map);
+        KERNEL_CHECK("attn_vision_kernel");
+        vis_finish_kernel<<<(B * NH + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x, vs->gh * vs->gw, vs->patch, vs->dist,
+                                                         vs->loc);
+        KERNEL_CHECK("vis_finish_kernel");
+    }
     if (!tok || !tok->key_imp) return;
     static int ki_attr_set;
     const size_t ki_smem_bytes = sizeof(ki_smem<Ops, HS>);
@@ -543,6 +563,8 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
     if (NKV < 1 || NH % NKV) check_fail(__FILE__, __LINE__, "cuda_attn_fused", "NH is not a multiple of NKV");
     if (tok && tok->topk_idx && (tok->topk < 1 || tok->topk > ATTN_FUSED_TOPK_MAX))
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "top-k beyond ATTN_FUSED_TOPK_MAX");
+    if (tok && tok->vis && (causal || sw > 0 || !cuda_attn_vision_supported(T, NH, HS, fp32)))
+        check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs of a causal, windowed or too long attention");
     if (B * NH == 0 || T == 0) return;
     unsigned *count = (unsigned *)scratch;
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
@@ -556,10 +578,23 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
 
 extern "C" size_t cuda_attn_fused_count_bytes(int B, int NH) { return af_count_bytes(B, NH); }
 
-// the counters, the row sums' partials and the rows' log2 normalisers (key importance)
+// the counters, the row sums' partials, the rows' log2 normalisers (key importance, vision) and
+// the vision pass's row sums (B, row tiles, NH, 2)
 extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
 {
-    return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + (size_t)B * NH * T * sizeof(float);
+    const size_t lse = ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256;
+    return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + lse +
+           (size_t)B * ((T + AF_QROWS - 1) / AF_QROWS) * NH * 2 * sizeof(double);
+}
+
+// whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)
+extern "C" int cuda_attn_vision_supported(int T, int NH, int HS, int fp32)
+{
+    if (!cuda_attn_fused_supported(HS, fp32)) return 0;
+    if (fp32) return HS == 32 ? av_fits<ops_tf32x3<32>, 32>(T, NH) : HS == 64 ? av_fits<ops_tf32x3<64>, 64>(T, NH)
+                                                                            : av_fits<ops_tf32x3<128>, 128>(T, NH);
+    return HS == 32 ? av_fits<ops_bf16<32>, 32>(T, NH) : HS == 64 ? av_fits<ops_bf16<64>, 64>(T, NH)
+                                                                : av_fits<ops_bf16<128>, 128>(T, NH);
 }
 
 extern "C" void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,

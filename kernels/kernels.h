@@ -82,6 +82,10 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
  * cuda_attn_fused_supported(HS, fp32) accepts (else the job ends); rows 16-byte aligned;
  * sm_80 and newer. */
 int cuda_attn_fused_supported(int HS, int fp32);
+/* whether tok->vis (stats.h attn_vis: a patch model's vision outputs, by a second pass over the
+ * scores, attn_vision.cuh) is taken for a layer of T tokens and NH heads of HS: its tables must fit
+ * in shared memory (T up to 4096) */
+int cuda_attn_vision_supported(int T, int NH, int HS, int fp32);
 size_t cuda_attn_fused_scratch(int B, int NH, int T);
 size_t cuda_attn_fused_count_bytes(int B, int NH);   /* the counters' part of the scratch, at its head */
 void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,

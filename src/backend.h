@@ -100,12 +100,16 @@ struct backend {
      * flags (bit 0 [SEP]/EOS, bit 1 punctuation; NULL: none) and stats (B, NH, STAT_N), all three
      * in backend memory; out, q, k, v of element type dt; window: the locality statistic's window
      * (stats_params.window). The output rows of padding queries that see no key (beyond
-     * len - 1 + sw) are not defined (the GPU writes 0). Only where fused_ok(be, HS); both NULL on a
+     * len - 1 + sw) are not defined (the GPU writes 0). tok->vis (a patch model's layer: every
+     * len = T, not causal, no window) also asks for the vision outputs and the heads' fused map,
+     * still without storing the probabilities per head (the GPU: a second pass over the scores),
+     * only where vision_fused_ok(be, T, NH, HS). Only where fused_ok(be, HS); all three NULL on a
      * backend without it. */
     void (*attention_stats)(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                             const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
                             int causal, int sw, int window, float *stats, const attn_tokens *tok);
     int (*fused_ok)(backend *be, int HS);
+    int (*vision_fused_ok)(backend *be, int T, int NH, int HS);
     /* Per-head statistics (stats.h) of probs (B, NH, T, T) in backend memory, results on the host
      * (sp: causal, locality window, top-k and the attention's sliding window, which decides the
      * visible keys that the statistics count):

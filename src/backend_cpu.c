@@ -228,6 +228,18 @@ static void cpu_release(backend *be)
     be->ctx = NULL;
 }
 
+/* attention_stats' vision outputs (stats.h attn_vis) of probs (B, NH, T, T), vstats.c's definitions */
+static void cpu_vision_stats(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist,
+                             float *loc, float *cls);
+static void cpu_attn_vision(const float *probs, int B, int NH, int T, const attn_vis *v)
+{
+    const vgrid g = {v->n_prefix, v->gh, v->gw, v->patch};
+    const size_t TT = (size_t)T * T;
+    cpu_vision_stats(NULL, probs, B, NH, T, &g, v->dist, v->loc, v->cls);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) vstats_fuse(v->map + b * TT, probs + (size_t)b * NH * TT, NH, T, v->fusion);
+}
+
 static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                 const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
                                 int causal, int sw, int window, float *stats, const attn_tokens *tok)
@@ -256,9 +268,11 @@ static void cpu_attention_stats(backend *be, void *out, const void *q, const voi
     const stats_params sp = {.causal = causal, .window = window, .topk = topk, .sliding_window = sw};
     cpu_attn_stats(be, probs, n, sep, punct, B, NH, T, &sp, stats, tok ? tok->key_imp : NULL, topk ? tok->topk_idx : NULL,
                    topk ? tok->topk_w : NULL);
+    if (tok && tok->vis) cpu_attn_vision(probs, B, NH, T, tok->vis);
     free(mask); free(sep); free(punct); free(n);
 }
 static int cpu_fused_ok(backend *be, int HS) { return 1; }
+static int cpu_vision_fused_ok(backend *be, int T, int NH, int HS) { return 1; }
 
 static void cpu_attn_pack(backend *be, void *dst, const float *probs, const int *len, int B, int NH, int T, int Lmax, int f16)
 {
@@ -442,6 +456,7 @@ backend *backend_cpu_init(void)
     be->attn_stats = cpu_attn_stats;
     be->attention_stats = cpu_attention_stats;
     be->fused_ok = cpu_fused_ok;
+    be->vision_fused_ok = cpu_vision_fused_ok;
     be->attn_pack = cpu_attn_pack;
     be->host_alloc = cpu_host_alloc;
     be->host_free = cpu_host_free;

@@ -387,6 +387,12 @@ static int cuda_fused_ok(backend *be, int HS)
     return c->precision != 3 && c->sm >= 80 && cuda_attn_fused_supported(HS, fp32) && !env_on("ATTNSCOPE_NO_FUSED");
 }
 
+static int cuda_vision_fused_ok(backend *be, int T, int NH, int HS)
+{
+    cuda_ctx *c = be->ctx;
+    return cuda_fused_ok(be, HS) && cuda_attn_vision_supported(T, NH, HS, c->precision != 2);
+}
+
 static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                  const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
                                  int causal, int sw, int window, float *stats, const attn_tokens *tok)
@@ -650,6 +656,7 @@ backend *backend_cuda_init(int precision)
     be->attn_stats = cuda_attn_stats_op;
     be->attention_stats = cuda_attention_stats;
     be->fused_ok = cuda_fused_ok;
+    be->vision_fused_ok = cuda_vision_fused_ok;
     be->attn_pack = cuda_attn_pack_op;
     be->host_alloc = cuda_host_alloc;
     be->host_free = cuda_host_free;

@@ -48,6 +48,10 @@ static void p_attention_stats(backend *be, void *out, const void *q, const void 
 static void *p_linear_weight(backend *be, const float *host, int N, int K) { return IN(be)->linear_weight(IN(be), host, N, K); }
 static void *p_token_table(backend *be, const float *host, int rows, int C) { return IN(be)->token_table(IN(be), host, rows, C); }
 static int p_fused_ok(backend *be, int HS) { return IN(be)->fused_ok && IN(be)->fused_ok(IN(be), HS); }
+static int p_vision_fused_ok(backend *be, int T, int NH, int HS)
+{
+    return IN(be)->vision_fused_ok && IN(be)->vision_fused_ok(IN(be), T, NH, HS);
+}
 static void p_stats(backend *be, const float *probs, const int *len, const uint8_t *sep, const uint8_t *punct, int B,
                     int NH, int T, const stats_params *sp, float *out, float *ki, int32_t *ti, float *tw)
 { TIMED(be, P_STATS, IN(be)->attn_stats(IN(be), probs, len, sep, punct, B, NH, T, sp, out, ki, ti, tw)); }
@@ -92,6 +96,7 @@ backend *backend_profiled(backend *inner)
                     .add_norm = inner->add_norm ? p_add_norm : NULL, .rope = inner->rope ? p_rope : NULL,
                     .gated_act = inner->gated_act ? p_gated : NULL, .attention = p_attention,
                     .attention_stats = inner->attention_stats ? p_attention_stats : NULL, .fused_ok = p_fused_ok,
+                    .vision_fused_ok = p_vision_fused_ok,
                     .attn_stats = p_stats, .attn_pack = p_pack, .host_alloc = p_host_alloc, .host_free = p_host_free,
                     .mem_free = p_mem_free, .copy_rows = p_copy_rows, .head_sim = p_head_sim,
                     .vision_stats = p_vision_stats, .rollout_step = p_rollout_step, .row_norms = p_row_norms,

@@ -66,9 +66,11 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
         c->pool = xcalloc(c->pool_cap, sizeof(void *));
     }
     collect_vision_init(c);
-    /* top-k and key importance come from the fused kernel too; the vision outputs, /attention, the
-     * head similarity and the probe need the probabilities */
-    c->no_probs = !o->save_attention && !o->similarity && !o->probe && !c->names[CO_VIS] && k <= ATTN_FUSED_TOPK_MAX;
+    /* top-k and key importance come from the fused kernel too, the vision outputs where the
+     * backend takes them (collect_vision.c); /attention, the head similarity and the probe need the
+     * probabilities */
+    c->no_probs = !o->save_attention && !o->similarity && !o->probe && (!c->names[CO_VIS] || collect_vision_fuses(c)) &&
+                  k <= ATTN_FUSED_TOPK_MAX;
     pthread_mutex_init(&c->pool_mu, NULL);
     pthread_cond_init(&c->pool_cv, NULL);
     c->wr = writer_start((size_t)1 << 30, 1);
@@ -271,6 +273,7 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
                             .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat,
                             .topk = k, .topk_idx = k ? c->fti[f] : NULL, .topk_w = k ? c->ftw[f] : NULL,
                             .key_imp = c->ki ? c->fki[f] : NULL};
+    collect_vision_request(c, &c->req, B);
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
         size_t need = (size_t)B * c->L * c->NH * T * T;
@@ -433,6 +436,7 @@ void collect_batch_end(collect *c, int B, int T)
 {
     if (c->req.fused) {
         for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
+        collect_vision_batch_end(c, B);
         if (c->ki || c->o.topk) {
             if (!c->sc_on) {
                 scatter_fused(c, c->fcur, c->batch_idx, c->w0, c->ki, c->ti, c->tw, B, T);

@@ -100,6 +100,8 @@ typedef struct {
                                           (B, NH, np), or the token norms (B, T) */
     float *roll[2]; size_t roll_cap;   /* (B, T, T) the batch's rollout in backend memory, ping-pong */
     int roll_cur;                      /* roll[roll_cur] holds the product so far */
+    vgrid vgrid;                       /* the fused path's request: the patch grid */
+    float *fvis; size_t fvis_cap;      /* (L, B·NH·(2 + np)) the fused path's dist | loc | cls (model.h) */
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -197,6 +199,14 @@ int64_t collect_dataset_bytes(const collect *c, int co);
 void collect_vision_init(collect *c);
 void collect_vision_window(collect *c, int resume, int64_t g0);
 void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T);
+/* The fused path (model.h attn_request's vis_*): whether the run's images take it (fuses); the
+ * batch's request (request: a no-op unless no_probs and a vision run); the model's vis_map
+ * callback (user = collect*): the layer's rollout step from the fused map; the batch's layers
+ * into the window once the forward has run (batch_end: a no-op unless it fused). */
+int collect_vision_fuses(collect *c);
+void collect_vision_request(collect *c, attn_request *req, int B);
+void collect_vision_map(void *user, int layer, const float *map, int B, int T);
+void collect_vision_batch_end(collect *c, int B);
 /* the model's hidden callback (user = collect*): every token's norm after each layer */
 void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C);
 void collect_vision_create(collect *c, h5out *out);

@@ -1,10 +1,15 @@
 /* collect_vision.c — the vision outputs of collect.h for a patch-stem model (ViT, DeiT, CLIP's
  * vision tower): per sample and per layer and head the mean attention distance in pixels and the
  * 2-D locality, the [CLS] row over the patches, and per sample the attention rollout over all
- * layers (vstats.c defines each). They need the probabilities: a vision run takes the explicit
- * path, and the backend computes them where the probabilities are (backend.h vision_stats,
- * rollout_step, row_norms); only the small results reach the host, the rollout once per batch. */
+ * layers (vstats.c defines each). Where the backend can (model_fuses_vision), they come from the
+ * fused path, the probabilities never stored per head: the forward leaves every layer's
+ * distance, locality and [CLS] rows for the batch's end and hands over each layer's fused map for
+ * the rollout (collect_vision_request, _map, _batch_end). Else from the probabilities of the
+ * explicit path (capture): the backend computes them where the probabilities are (backend.h
+ * vision_stats, rollout_step, row_norms). Only the small results reach the host, the rollout once
+ * per batch. */
 #include "collect.h"
+#include "check.h"
 #include "util.h"
 #include "vstats.h"
 #include <math.h>
@@ -53,24 +58,26 @@ static float *batch_buf(collect *c, size_t n)
     return c->bvis;
 }
 
-void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T)
+/* one layer's dist, loc (B, NH) and cls (B, NH, np) of the batch into the window */
+static void scatter_layer(collect *c, int layer, int B, const float *dist, const float *loc, const float *cls)
 {
-    if (!c->vis[VIS_DIST]) return;
-    backend *be = c->m->be;
-    const vgrid g = grid_of(c);
-    const int NH = c->NH, L = c->L, np = g.gh * g.gw;
-    const size_t heads = (size_t)B * NH, TT = (size_t)T * T;
-    float *dist = batch_buf(c, heads * (2 + np)), *loc = dist + heads, *cls = loc + heads;
-    be->vision_stats(be, probs, B, NH, T, &g, dist, loc, cls);
+    const int NH = c->NH, L = c->L, np = c->vis_gh * c->vis_gw;
     for (int b = 0; b < B; b++) {
         const size_t o = (size_t)(c->batch_idx[b] - c->w0) * L * NH + (size_t)layer * NH;
         memcpy(c->vis[VIS_DIST] + o, dist + (size_t)b * NH, NH * sizeof(float));
         memcpy(c->vis[VIS_LOC] + o, loc + (size_t)b * NH, NH * sizeof(float));
         memcpy(c->vis[VIS_CLS] + o * np, cls + (size_t)b * NH * np, (size_t)NH * np * sizeof(float));
     }
-    /* the rollout, from --rollout-start, in backend memory; the product reaches the host after
-     * the last layer */
+}
+
+/* the rollout's step of one layer from its maps (B, nh, T, T) in backend memory (the probabilities,
+ * nh = NH, or the fused path's fused map, nh = 1), from --rollout-start; the product reaches the
+ * host after the last layer */
+static void rollout_layer(collect *c, int layer, const float *maps, int nh, int B, int T)
+{
     if (layer < c->o.rollout_start) return;
+    backend *be = c->m->be;
+    const size_t TT = (size_t)T * T;
     if ((size_t)B * TT > c->roll_cap) {
         for (int i = 0; i < 2; i++) {
             if (c->roll[i]) be->free(be, c->roll[i]);
@@ -80,14 +87,64 @@ void collect_vision_capture(collect *c, int layer, const float *probs, int B, in
         c->roll_cap = (size_t)B * TT;
     }
     const int first = layer == c->o.rollout_start, next = first ? 0 : !c->roll_cur;
-    be->rollout_step(be, c->roll[next], first ? NULL : c->roll[c->roll_cur], probs, B, NH, T, c->o.rollout_fusion,
+    be->rollout_step(be, c->roll[next], first ? NULL : c->roll[c->roll_cur], maps, B, nh, T, c->o.rollout_fusion,
                      c->o.rollout_discard);
     c->roll_cur = next;
-    if (layer != L - 1) return;
+    if (layer != c->L - 1) return;
     float *R = batch_buf(c, (size_t)B * TT);
     be->download(be, R, c->roll[c->roll_cur], (size_t)B * TT * sizeof(float));
     for (int b = 0; b < B; b++)
         memcpy(c->vis[VIS_ROLL] + (size_t)(c->batch_idx[b] - c->w0) * TT, R + (size_t)b * TT, TT * sizeof(float));
+}
+
+void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T)
+{
+    if (!c->vis[VIS_DIST]) return;
+    const vgrid g = grid_of(c);
+    const size_t heads = (size_t)B * c->NH;
+    float *dist = batch_buf(c, heads * (2 + (size_t)g.gh * g.gw)), *loc = dist + heads, *cls = loc + heads;
+    c->m->be->vision_stats(c->m->be, probs, B, c->NH, T, &g, dist, loc, cls);
+    scatter_layer(c, layer, B, dist, loc, cls);
+    rollout_layer(c, layer, probs, c->NH, B, T);
+}
+
+int collect_vision_fuses(collect *c)
+{
+    return c->names[CO_VIS] && model_fuses_vision(c->m, c->m->cfg.n_prefix + c->vis_gh * c->vis_gw);
+}
+
+void collect_vision_request(collect *c, attn_request *req, int B)
+{
+    if (!c->no_probs || !c->vis[VIS_DIST]) return;
+    const size_t n = (size_t)c->L * B * c->NH * (2 + (size_t)c->vis_gh * c->vis_gw);
+    if (n > c->fvis_cap) {   /* page-locked on a GPU */
+        backend *be = c->m->be;
+        if (c->fvis) be->host_free(be, c->fvis);
+        if (!(c->fvis = be->host_alloc(be, n * sizeof(float))))
+            check_fail(__FILE__, __LINE__, "collect", "out of host memory for the vision outputs of a batch");
+        c->fvis_cap = n;
+    }
+    c->vgrid = grid_of(c);
+    req->vis_grid = &c->vgrid;
+    req->vis_fusion = c->o.rollout_fusion;
+    req->vis_out = c->fvis;
+    req->vis_map = collect_vision_map;
+}
+
+void collect_vision_map(void *user, int layer, const float *map, int B, int T)
+{
+    collect *c = user;
+    if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T);
+}
+
+void collect_vision_batch_end(collect *c, int B)
+{
+    if (!c->req.fused || !c->req.vis_grid) return;
+    const size_t heads = (size_t)B * c->NH, per = heads * (2 + (size_t)c->vis_gh * c->vis_gw);
+    for (int l = 0; l < c->L; l++) {
+        const float *v = c->fvis + l * per;
+        scatter_layer(c, l, B, v, v + heads, v + 2 * heads);
+    }
 }
 
 static int by_float(const void *a, const void *b)
@@ -127,6 +184,7 @@ void collect_vision_free(collect *c)
     free(c->bvis);
     for (int i = 0; i < 2; i++)
         if (c->roll[i]) c->m->be->free(c->m->be, c->roll[i]);
+    if (c->fvis) c->m->be->host_free(c->m->be, c->fvis);
 }
 
 void collect_vision_create(collect *c, h5out *out)

@@ -78,6 +78,21 @@ int model_fuses(const model *m)
     return m->be->attention_stats && m->be->fused_ok && m->be->fused_ok(m->be, m->cfg.head_dim);
 }
 
+int model_fuses_vision(const model *m, int T)
+{
+    const model_config *c = &m->cfg;
+    return c->arch->stem == STEM_PATCHES && model_fuses(m) && m->be->vision_fused_ok &&
+           m->be->vision_fused_ok(m->be, T, c->n_head, c->head_dim);
+}
+
+/* the floats of a batch's fused vision outputs: every layer's (B, NH, 2 + patches), then the
+ * heads' fused map (B, T, T) of the layer at hand */
+static size_t vis_floats(const model *m, int B, int T)
+{
+    const model_config *c = &m->cfg;
+    return (size_t)c->n_layer * B * c->n_head * (2 + (size_t)(T - c->n_prefix)) + (size_t)B * T * T;
+}
+
 /* the attention width A = NH·HS, the key/value width KV = NKV·HS, the up projection's width Fg
  * and the activation's extra output */
 static void widths(const model_config *c, size_t *A, size_t *KV, size_t *Fg, size_t *Fa)
@@ -109,9 +124,11 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes)
     /* (under bf16 activations the residual branches and the MLP's buffers hold bf16, and on the
      * fused path q k v and the attention output too) */
     const size_t ge = m->be->bf16_acts ? 2 : 4;
+    /* (a patch model's fused vision outputs and the fused map, and the rollout's two products) */
+    const size_t vis = c->arch->stem == STEM_PATCHES ? 4 * vis_floats(m, B, T) + 8 * (size_t)B * T * T : 0;
     if (fused)
         return xn + 4 * BT * (C + 5) + ge * BT * (2 * C + qkv + F) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin +
-               heads * T * (4 + (size_t)c->n_layer * tok_bytes);
+               heads * T * (4 + (size_t)c->n_layer * tok_bytes) + vis;
     return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
 }
 
@@ -171,7 +188,7 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
 {
     if (!fused) return 0;
     const size_t per = (req->topk_idx ? 8 * (size_t)req->topk : 0) + (req->key_imp ? 4 : 0);
-    const size_t bytes = (size_t)m->cfg.n_layer * B * m->cfg.n_head * T * per;
+    const size_t bytes = (size_t)m->cfg.n_layer * B * m->cfg.n_head * T * per + (req->vis_grid ? 4 * vis_floats(m, B, T) : 0);
     if (bytes <= m->cap_ftok) return 0;
     backend *be = m->be;
     if (m->ftok) be->free(be, m->ftok);
@@ -213,6 +230,10 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     const size_t nk = (size_t)B * NH * T * k, nki = want_ki ? (size_t)B * NH * T : 0;
     int32_t *d_ti = m->ftok;                 /* (ensure_tokens made room) */
     float *d_tw = (float *)(d_ti + c->n_layer * nk), *d_ki = d_tw + c->n_layer * nk;
+    /* then a patch model's vision outputs: layer l's dist | loc | cls at l·nv, and the fused map */
+    const vgrid *vg = fused ? req->vis_grid : NULL;
+    const size_t nv = vg ? (size_t)B * NH * (2 + (size_t)vg->gh * vg->gw) : 0;
+    float *d_vis = d_ki + c->n_layer * nki, *d_map = d_vis + c->n_layer * nv;
     /* Under bf16 GEMMs (bf16_acts), what only feeds a GEMM is bf16: the norms' copies (xb), the
      * residual branches and the MLP's hidden layer (gdt); q k v and the attention output too (dt)
      * where the fused attention reads them — the explicit path's attention op is float32. */
@@ -233,10 +254,15 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         /* q and k are the first NH + NKV heads of each q | k | v row */
         if (m->inv_freq) be->rope(be, m->qkv, dt, QKV, m->pos, m->inv_freq, BT, NH + NKV, HS);
         if (fused) {
-            const attn_tokens tok = {k, k ? d_ti + l * nk : NULL, k ? d_tw + l * nk : NULL, want_ki ? d_ki + l * nki : NULL};
+            float *lv = d_vis + l * nv;
+            const attn_vis vis = {vg ? vg->n_prefix : 0, vg ? vg->gh : 0, vg ? vg->gw : 0, vg ? vg->patch : 0,
+                                  req->vis_fusion, lv, lv + B * NH, lv + 2 * B * NH, d_map};
+            const attn_tokens tok = {k, k ? d_ti + l * nk : NULL, k ? d_tw + l * nk : NULL, want_ki ? d_ki + l * nki : NULL,
+                                     vg ? &vis : NULL};
             be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + (A + KV) * es, dt, QKV, m->lens,
                                 req->tokcls ? m->tokcls : NULL, B, T, NH, NKV, HS, c->causal, sw, req->window,
-                                m->fstats + l * per_layer, k || want_ki ? &tok : NULL);
+                                m->fstats + l * per_layer, k || want_ki || vg ? &tok : NULL);
+            if (vg && req->vis_map) req->vis_map(req->user, l, d_map, B, T);
         } else {
             be->attention(be, m->ctx, m->probs, m->qkv, m->qkv + A, m->qkv + A + KV, QKV, m->keymask, B, T, NH, NKV, HS,
                           c->causal, sw);
@@ -259,6 +285,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         if (k) be->download(be, req->topk_idx, d_ti, c->n_layer * nk * sizeof(int32_t));
         if (k) be->download(be, req->topk_w, d_tw, c->n_layer * nk * sizeof(float));
         if (want_ki) be->download(be, req->key_imp, d_ki, c->n_layer * nki * sizeof(float));
+        if (vg) be->download(be, req->vis_out, d_vis, c->n_layer * nv * sizeof(float));
         req->fused = 1;
     }
     be->sync(be);
@@ -358,8 +385,11 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     const int P = c->patch_size, gh = H / P, gw = W / P, N = gh * gw, T = c->n_prefix + N, C = c->d_model;
     const int K = c->n_channels * P * P;
     if (gh < 1 || gw < 1) return err_set("images of %d x %d pixels are smaller than one patch of %d", H, W, P);
-    const int fused = req && req->no_probs && (!req->topk_idx || req->topk <= ATTN_FUSED_TOPK_MAX) && model_fuses(m);
+    const int fused = req && req->no_probs && (!req->topk_idx || req->topk <= ATTN_FUSED_TOPK_MAX) && model_fuses(m) &&
+                      (!req->vis_grid || model_fuses_vision(m, T));
     if (req) req->fused = 0;
+    if (req && req->vis_grid && (req->vis_grid->gh != gh || req->vis_grid->gw != gw || req->vis_grid->n_prefix != c->n_prefix))
+        return err_set("model_forward_pixels: the request's patch grid is not the images' %d x %d", gh, gw);
     if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw))
         return -1;
     /* token t of image b reads row t of the table for a prefix token, its own patch's row after */

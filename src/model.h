@@ -130,6 +130,14 @@ typedef struct {
     /* host, when fused (NULL: not wanted): each row's topk most attended keys (L, B, NH, T, topk)
      * and the key importance (L, B, NH, T), as stats_head gives them */
     int topk; int32_t *topk_idx; float *topk_w; float *key_imp;
+    /* a patch model's vision outputs from the fused path (vis_grid NULL: not wanted; a forward
+     * whose backend cannot give them for this T — model_fuses_vision — takes the explicit path and
+     * calls capture): vis_out, host (L, B·NH·(2 + gh·gw)), receives each layer's distance in
+     * pixels (B, NH), 2-D locality (B, NH) and [CLS] row (B, NH, gh·gw) one after another, as
+     * stats.h attn_vis; vis_map (NULL: not wanted) is called after each layer with the heads'
+     * fused map (B, T, T) in backend memory (fusion vis_fusion), valid until the next layer */
+    const vgrid *vis_grid; int vis_fusion; float *vis_out;
+    void (*vis_map)(void *user, int layer, const float *map, int B, int T);
     int fused;                           /* out: 1 when the fused path ran */
 } attn_request;
 
@@ -154,4 +162,6 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
 size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes);
 /* Whether a forward with a no_probs request takes the fused path on this model and backend. */
 int model_fuses(const model *m);
+/* Whether a patch model's forward of T tokens with vis_grid gives the vision outputs on the fused path. */
+int model_fuses_vision(const model *m, int T);
 #endif

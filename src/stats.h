@@ -43,7 +43,13 @@ typedef struct {
  * besides the scalars, in backend memory (a NULL pointer: not wanted): each query row's topk most
  * attended keys, topk_idx/topk_w (B, NH, T, topk), 1 <= topk <= ATTN_FUSED_TOPK_MAX, and the key
  * importance key_imp (B, NH, T), 0 beyond the length. Rows beyond the length get −1 and 0. */
-typedef struct { int topk; int32_t *topk_idx; float *topk_w; float *key_imp; } attn_tokens;
+/* For a patch model's layer (images: no padding, not causal, no window), also vis (NULL: none):
+ * vstats.h's outputs, as vstats.c defines them, in backend memory — per head the mean distance in
+ * pixels dist and the 2-D locality (radius 1) loc (B, NH), the [CLS] row over the patches cls
+ * (B, NH, gh·gw), and the heads' fused map (B, T, T) (fusion 0 mean, 1 max, 2 min: the rollout's
+ * input, whose rollout_step with one head is the rollout of the layer). */
+typedef struct { int n_prefix, gh, gw, patch, fusion; float *dist, *loc, *cls, *map; } attn_vis;
+typedef struct { int topk; int32_t *topk_idx; float *topk_w; float *key_imp; const attn_vis *vis; } attn_tokens;
 #define ATTN_FUSED_TOPK_MAX 8
 
 #ifdef __CUDACC__

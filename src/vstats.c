@@ -57,10 +57,9 @@ static int by_value(const void *a, const void *b)
     return x->v < y->v ? -1 : x->v > y->v ? 1 : x->i - y->i;
 }
 
-void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion, double discard, float *work)
+void vstats_fuse(float *A, const float *maps, int NH, int T, int fusion)
 {
     const size_t TT = (size_t)T * T;
-    float *A = work;
     for (size_t e = 0; e < TT; e++) {
         double acc = maps[e];
         for (int h = 1; h < NH; h++) {
@@ -69,6 +68,13 @@ void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion,
         }
         A[e] = (float)(fusion == 0 ? acc / NH : acc);
     }
+}
+
+void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion, double discard, float *work)
+{
+    const size_t TT = (size_t)T * T;
+    float *A = work;
+    vstats_fuse(A, maps, NH, T, fusion);
     const size_t k = (size_t)(discard * (double)TT);
     if (k > 0) {
         entry *es = xmalloc(TT * sizeof(entry));

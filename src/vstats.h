@@ -29,5 +29,9 @@ void vstats_cls(const float *P, const vgrid *g, float *cls);
  * entry (as jacobgil/vit-explain); then Â = (A + I)/2 with rows renormalised to sum 1, and
  * R ← Â·R. R (T, T) starts as the identity (vstats_rollout_init); work: T² floats of scratch. */
 void vstats_rollout_init(float *R, int T);
+/* A (T, T) = the NH maps (head-major) fused elementwise by fusion (0 mean, 1 max, 2 min), in
+ * double in head order: the first step of vstats_rollout_step, whose step with NH = 1 on A is the
+ * step with NH on maps. */
+void vstats_fuse(float *A, const float *maps, int NH, int T, int fusion);
 void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion, double discard, float *work);
 #endif

@@ -249,7 +249,7 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     const size_t nrow = (size_t)B * NH * T;
     int32_t *ti = xmalloc(nrow * k * 4);
     float *tw = xmalloc(nrow * k * 4), *ki = xmalloc(nrow * 4);
-    const attn_tokens ctok = {k, ti, tw, ki};
+    const attn_tokens ctok = {k, ti, tw, ki, NULL};
     cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + C + NKV * HS, DT_F32, ld, s->len, cls, B, T, NH, NKV, HS, s->causal,
                          s->sw, window, st, &ctok);
     const size_t es = dt == DT_BF16 ? 2 : 4;
@@ -261,7 +261,7 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     uint8_t *d_cls = to_dev(cls, (size_t)B * T);
     int32_t *d_ti = g->alloc(g, nrow * k * 4);
     float *d_tw = g->alloc(g, nrow * k * 4), *d_ki = g->alloc(g, nrow * 4);
-    const attn_tokens gtok = {k, d_ti, d_tw, d_ki};
+    const attn_tokens gtok = {k, d_ti, d_tw, d_ki, NULL};
     g->attention_stats(g, d_out, d_qkv, d_qkv + C * es, d_qkv + (C + NKV * HS) * es, dt, ld, d_len, d_cls, B, T, NH, NKV,
                        HS, s->causal, s->sw, window, d_st, &gtok);
     int32_t *got_ti = to_host(d_ti, nrow * k * 4);
@@ -293,6 +293,60 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     g->free(g, d_ti); g->free(g, d_tw); g->free(g, d_ki);
     free(qkv); free(qkvb); free(cls); free(out); free(st); free(got_o); free(got_s);
     free(ti); free(tw); free(ki); free(got_ti); free(got_tw); free(got_ki);
+}
+
+/* attention_stats with the vision outputs (stats.h attn_vis: the fused kernel's second pass over
+ * the scores) against the CPU's explicit attention + vstats.c: B images of npre prefix tokens and
+ * gh x gw patches (no padding), every len = T. As test_attention_fused: bf16 q, k are bf16 values
+ * (the products exact), fp32 any floats (3xTF32). */
+static void test_attention_vision(backend *g, int dt, int B, int npre, int gh, int gw, int NH, int HS, float qscale,
+                                  int fusion)
+{
+    const int T = npre + gh * gw, np = gh * gw, patch = 16, C = NH * HS, ld = 3 * C, fp32 = g != gpu_bf16;
+    int *lens = xmalloc(B * sizeof(int));
+    for (int b = 0; b < B; b++) lens[b] = T;
+    const shape s = {B, T, NH, NH, HS, lens, 0, 0};
+    const size_t n = (size_t)B * T * C, nq = (size_t)B * T * ld, bh = (size_t)B * NH, TT = (size_t)T * T;
+    float *qkv = rand_qkv(&s, qscale, !fp32);
+    float *out = xmalloc(n * 4), *st = xmalloc(bh * STAT_N * 4);
+    float *dist = xmalloc(bh * 4), *loc = xmalloc(bh * 4), *cls = xmalloc(bh * np * 4), *map = xmalloc(B * TT * 4);
+    const attn_vis cv = {npre, gh, gw, patch, fusion, dist, loc, cls, map};
+    const attn_tokens ctok = {0, NULL, NULL, NULL, &cv};
+    cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + 2 * C, DT_F32, ld, lens, NULL, B, T, NH, NH, HS, 0, 0, 1, st, &ctok);
+    const size_t es = dt == DT_BF16 ? 2 : 4;
+    uint16_t *qkvb = to_bf16_bits(qkv, nq);
+    char *d_qkv = dt == DT_BF16 ? to_dev(qkvb, nq * 2) : to_dev(qkv, nq * 4);
+    void *d_out = g->alloc(g, n * 4);
+    float *d_st = g->alloc(g, bh * STAT_N * 4);
+    int32_t *d_len = to_dev(lens, B * 4);
+    float *d_dist = g->alloc(g, bh * 4), *d_loc = g->alloc(g, bh * 4), *d_cls = g->alloc(g, bh * np * 4);
+    float *d_map = g->alloc(g, B * TT * 4);
+    const attn_vis gv = {npre, gh, gw, patch, fusion, d_dist, d_loc, d_cls, d_map};
+    const attn_tokens gtok = {0, NULL, NULL, NULL, &gv};
+    char what[160];
+    snprintf(what, sizeof what, "%s vision B=%d T=%d (%d + %dx%d) NH=%d HS=%d fusion=%d", fp32 ? "fp32 3xTF32" : "bf16",
+             B, T, npre, gh, gw, NH, HS, fusion);
+    if (!g->vision_fused_ok(g, T, NH, HS)) {
+        printf("FAIL %s: vision_fused_ok refuses it\n", what);
+        failures++;
+    } else {
+        g->attention_stats(g, d_out, d_qkv, d_qkv + C * es, d_qkv + 2 * C * es, dt, ld, d_len, NULL, B, T, NH, NH, HS, 0,
+                           0, 1, d_st, &gtok);
+        float *gd = to_host(d_dist, bh * 4), *gl = to_host(d_loc, bh * 4), *gc = to_host(d_cls, bh * np * 4);
+        float *gm = to_host(d_map, B * TT * 4), *gs = to_host(d_st, bh * STAT_N * 4);
+        const char *why = fp32 ? "3xTF32 scores, p = 2^(s - M) from the first pass's normaliser"
+                               : "bf16 inputs exact, fp32 scores, p = 2^(s - M) from the first pass's normaliser";
+        printf("     %s\n", what);
+        report("vision", "  distance in pixels", compare(gd, dist, bh), 2e-5, 1, why);
+        report("vision", "  2-D locality", compare(gl, loc, bh), 2e-6, 0, why);
+        report("vision", "  [CLS] row", compare(gc, cls, bh * np), 2e-6, 0, why);
+        report("vision", "  heads' fused map", compare(gm, map, B * TT), 2e-6, 0, fusion ? why : "float sum over the heads");
+        report("vision", "  entropy (first pass)", compare(gs, st, bh * STAT_N), 4e-3, 1, "as the fused kernel's scalars");
+        free(gd); free(gl); free(gc); free(gm); free(gs);
+    }
+    g->free(g, d_qkv); g->free(g, d_out); g->free(g, d_st); g->free(g, d_len);
+    g->free(g, d_dist); g->free(g, d_loc); g->free(g, d_cls); g->free(g, d_map);
+    free(qkv); free(qkvb); free(out); free(st); free(dist); free(loc); free(cls); free(map); free(lens);
 }
 
 /* rows of few distinct values (0, 1/8, 1/4, 3/8): many exact ties for top-k */
@@ -388,6 +442,20 @@ int main(void)
         const shape e4 = {3, 37, 4, 2, 32, l37, 1, 4};     /* an empty sample under a window: uniform rows */
         test_attention_fused(gpu, &e4, 8, 1, DT_F32);
         test_attention_fused(bf16, &e4, 8, 1, DT_BF16);
+        /* the vision pass: ViT-B/16's 1 + 14 x 14 (T not a multiple of the tiles), DeiT's two prefix
+         * tokens on a non-square grid, a grid of one patch, ViT at 384 (1 + 24 x 24 = 577, the
+         * longest a bf16 block's fused map takes), heads of 32, 64 and 128; each fusion */
+        for (int f = 0; f < 3; f++) {
+            test_attention_vision(bf16, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f);
+            test_attention_vision(gpu, DT_F32, 3, 1, 14, 14, 4, 64, 1, f);
+        }
+        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 0);     /* peaked rows */
+        test_attention_vision(gpu, DT_F32, 2, 2, 5, 7, 3, 32, 8, 1);
+        test_attention_vision(bf16, DT_BF16, 2, 1, 1, 1, 2, 64, 1, 0);
+        test_attention_vision(gpu, DT_F32, 2, 1, 9, 9, 2, 128, 2, 0);
+        test_attention_vision(bf16, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0);
+        test_attention_vision(gpu, DT_F32, 1, 1, 24, 24, 2, 64, 1, 2);
+        test_attention_vision(bf16, DT_F32, 2, 1, 14, 14, 4, 64, 1, 0);    /* bf16 backend, fp32 q k v */
     } else {
         printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
         failures++;

@@ -9,7 +9,8 @@ set -u
 # the file's size and the most GPU memory nvidia-smi saw (whole device, 50 ms polls).
 #   DTYPES (bf16 fp32), LENS (128 512), TOKENS (1048576 per length), DIR (/dev/shm/optbench),
 #   ATTNSCOPE (build-cuda/attnscope), PEER_B128 (64,128,256,512), PEER_B512 (16,32,64,128),
-#   OUR_TOKENS (65536: --max-tokens and --batch = OUR_TOKENS / L)
+#   OUR_TOKENS (65536: --max-tokens and --batch = OUR_TOKENS / L), ONLY (an extended regex: the
+#   option sets whose names match, e.g. '^defaults$'; default all)
 . tests/bench/timed_run.sh
 DTYPES=${DTYPES:-bf16 fp32}
 LENS=${LENS:-128 512}
@@ -50,6 +51,7 @@ for dt in $DTYPES; do
     echo "== $dt L=$L: peer P0 best $best tokens/s"
     for s in "${SETS[@]}"; do
       name=${s%%|*}; opts=${s#*|}; env=""
+      [[ "$name" =~ ${ONLY:-.} ]] || continue
       case "$opts" in *@NOFUSED*) env="ATTNSCOPE_NO_FUSED=1"; opts=${opts/@NOFUSED/};; esac
       out=$DIR/run.h5
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > /tmp/opt_mem.txt &

@@ -43,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--save", metavar="DIR")
     ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=1, help="--save: pixels.h5 holds the images this many times "
+                    "(long runs without the cost of drawing more random numbers)")
     ap.add_argument("--batches", default="16,32,64")
     ap.add_argument("--reps", type=int, default=8, help="timed batches per batch size")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
@@ -55,8 +57,10 @@ def main():
         import h5py
         px = np.random.default_rng(args.seed).standard_normal((args.images, 3, 224, 224)).astype(np.float32)
         with h5py.File(os.path.join(args.save, "pixels.h5"), "w") as f:
-            f["pixel_values"] = px
-        print(f"saved {args.save}: ViT-B/16, {args.images} images")
+            ds = f.create_dataset("pixel_values", (args.images * args.repeat, 3, 224, 224), np.float32)
+            for r in range(args.repeat):
+                ds[r * args.images:(r + 1) * args.images] = px
+        print(f"saved {args.save}: ViT-B/16, {args.images} images x {args.repeat}")
         return
     dt = torch.float32 if args.dtype == "fp32" else torch.bfloat16
     if args.dtype == "fp32":

@@ -1,0 +1,191 @@
+// attn_vision.cuh — private to attn_fused.cu: the vision outputs of a patch model's layer
+// (vstats.h's definitions) from the fused path, the probabilities never stored per head. A second
+// pass over the scores, as the key-importance pass: each row's final log2 normaliser M_i from the
+// first kernel (lse) gives p_ij = 2^(s_ij·sl2 − M_i) exactly as a flash backward recomputes P.
+//  * One block per (image b, tile of AF_QROWS query rows). For each key tile, every head in turn:
+//    its Q fragments (from global memory, in L2), its kv head's K tile through shared memory
+//    (cp.async, double-buffered over the (key tile, head) sequence), p from the scores.
+//  * The heads' fused map (mean, max or min: the rollout's input) of the key tile stays in the
+//    thread's registers (its 2 rows x 16 keys) while the heads go by, then is written once:
+//    (B, T, T) floats instead of (B, NH, T, T).
+//  * Per head, each row's Σ p·‖c_i − c_j‖ (the distance from a table of ‖(dx, dy)‖ in shared
+//    memory) and 2-D locality mass over the patch keys, summed over the quad per step and kept in
+//    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
+//    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
+//    (image, head, row tile) go to scratch; vis_finish_kernel adds the tiles in tile order
+//    (deterministic) and writes the means.
+// Images only: no padding (keys j >= len are not visible, but every image has len = T), not causal,
+// no window.
+#ifndef ATTNSCOPE_ATTN_VISION_CUH
+#define ATTNSCOPE_ATTN_VISION_CUH
+#include "attn_fused_ops.cuh"
+
+#define AV_MAX_T 4096              // tokens (the tables in shared memory: ≤ 32 KiB)
+
+template <class Ops, int HS> struct av_smem {
+    typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered)
+    typename Ops::qspill qspill[AF_WARPS];
+    // then, sized by the launch (av_tail): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
+    // and Σ p over the 3 x 3 patches; dtab (T) floats — ‖(dx, dy)‖ in patches at |dy|·gw + |dx|;
+    // kc (T) short2 — key j's patch (x, y), a prefix token (−30000, −30000)
+};
+template <class Ops, int HS> __host__ __device__ constexpr size_t av_head_bytes() { return (sizeof(av_smem<Ops, HS>) + 15) / 16 * 16; }
+template <class Ops, int HS> static size_t av_smem_bytes(int T, int NH)
+{
+    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + T) * sizeof(float) + (size_t)T * sizeof(short2);
+}
+
+template <class Ops, int HS>
+__global__ static void __launch_bounds__(32 * AF_WARPS)
+attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int ld, const int *len, const float *lse,
+                   int NH, int NKV, int T, float scale, int npre, int gw, int fusion, double *part, float *cls,
+                   float *map)
+{
+    typedef typename Ops::elem elem;
+    constexpr int VEC = 16 / sizeof(elem);
+    extern __shared__ __align__(16) unsigned char av_raw[];
+    av_smem<Ops, HS> &sm = *reinterpret_cast<av_smem<Ops, HS> *>(av_raw);
+    float *rs = reinterpret_cast<float *>(av_raw + av_head_bytes<Ops, HS>()), *dtab = rs + NH * AF_QROWS * 2;
+    short2 *kc = reinterpret_cast<short2 *>(dtab + T);
+    const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b], np = T - npre;
+    const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    const int lrow[2] = {warp * 16 + g, warp * 16 + g + 8};   // the rows in the block
+    const size_t base = (size_t)b * T;
+    const float sl2 = scale * 1.4426950408889634f;
+    const int ntiles = (n + AF_KEYS - 1) / AF_KEYS;
+    for (int j = threadIdx.x; j < T; j += blockDim.x)
+        kc[j] = j < npre ? make_short2(-30000, -30000) : make_short2((short)((j - npre) % gw), (short)((j - npre) / gw));
+    for (int e = threadIdx.x; e < np; e += blockDim.x) {
+        const int dy = e / gw, dx = e % gw;
+        dtab[e] = sqrtf((float)(dx * dx + dy * dy));
+    }
+    for (int e = threadIdx.x; e < NH * AF_QROWS * 2; e += blockDim.x) rs[e] = 0.0f;
+    // the rows' patch coordinates (a prefix token or a row past the length: none)
+    int rx[2], ry[2];
+    bool rpatch[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        rpatch[r] = row[r] >= npre && row[r] < n;
+        rx[r] = rpatch[r] ? (row[r] - npre) % gw : 0;
+        ry[r] = rpatch[r] ? (row[r] - npre) / gw : 0;
+    }
+    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
+    const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
+    // the copies of step s = (key tile s / NH, head s % NH) into buffer buf
+    auto issue = [&](int s, int buf) {
+        const int h = s % NH, kt = s / NH * AF_KEYS, kvh = h / (NH / NKV);
+        const size_t off = base * ld + (size_t)kvh * HS + cp_cv;
+        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
+            const int j = kt + r;
+            cp_async16(&sm.k[buf][r][cp_cv], k + off + (size_t)(j < T ? j : T - 1) * ld, j < T);
+        }
+        cp_async_commit();
+    };
+    const int steps = NH * ntiles;
+    if (steps > 0) issue(0, 0);
+    const float init = fusion == 2 ? INFINITY : 0.0f;
+    float acc[AF_KEYS / 8][4];                   // the fused map of the key tile: row g + 8(e >> 1), key 2t + (e & 1)
+    for (int s = 0; s < steps; s++) {
+        const int h = s % NH, kt = s / NH * AF_KEYS, buf = s & 1;
+        if (h == 0)
+#pragma unroll
+            for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
+        typename Ops::qfrag qf;                  // head h's Q fragments and the rows' normalisers (+inf: p = 0)
+        Ops::load_q(qf, row[0] < n ? q + (base + row[0]) * ld + h * HS : NULL,
+                    row[1] < n ? q + (base + row[1]) * ld + h * HS : NULL, t, &sm.qspill[warp], lane);
+        float M[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) M[r] = row[r] < n ? lse[((size_t)b * NH + h) * T + row[r]] : INFINITY;
+        cp_async_wait<0>();
+        __syncthreads();   // this step's tile is in; every warp is done with the buffer the next copies reuse
+        if (s + 1 < steps) issue(s + 1, buf ^ 1);
+        float sc[AF_KEYS / 8][4];
+        Ops::scores(sc, qf, sm.k[buf], lane);
+        float rd[2] = {0.0f, 0.0f}, rl[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < AF_KEYS / 8; nt++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int j = kt + nt * 8 + 2 * t + c;
+                const bool ok = j < n;
+                const short2 kj = kc[ok ? j : 0];
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const int e = 2 * r + c;
+                    const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -M[r])) : 0.0f;
+                    acc[nt][e] = fusion == 0 ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
+                    if (rpatch[r] && kj.x >= 0) {
+                        const int ax = abs(rx[r] - kj.x), ay = abs(ry[r] - kj.y);
+                        rd[r] = fmaf(p, dtab[ay * gw + ax], rd[r]);
+                        rl[r] += (ay <= 1 && ax <= 1) ? p : 0.0f;
+                    }
+                    if (row[r] == 0 && ok && j >= npre) cls[((size_t)b * NH + h) * np + (j - npre)] = p;
+                }
+            }
+        // the step's row sums over the quad, into the head's per-row sums
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 1);
+            rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 2);
+            rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 1);
+            rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 2);
+            if (t == 0) { rs[(h * AF_QROWS + lrow[r]) * 2] += rd[r]; rs[(h * AF_QROWS + lrow[r]) * 2 + 1] += rl[r]; }
+        }
+        if (h != NH - 1) continue;
+        // the key tile's fused map after its last head (mean: the sum times 1/NH); padding 0
+        const float inv = fusion == 0 ? 1.0f / (float)NH : 1.0f;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (row[r] >= T) continue;
+            float *dst = map + (base + row[r]) * T;
+#pragma unroll
+            for (int nt = 0; nt < AF_KEYS / 8; nt++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const int j = kt + nt * 8 + 2 * t + c;
+                    if (j < T) dst[j] = j < n && row[r] < n ? acc[nt][2 * r + c] * inv : 0.0f;
+                }
+        }
+    }
+    __syncthreads();
+    // the block's rows' sums per head, rows in order, in double
+    for (int h = threadIdx.x; h < NH; h += blockDim.x) {
+        double d = 0.0, l = 0.0;
+        for (int r = 0; r < AF_QROWS; r++) { d += rs[(h * AF_QROWS + r) * 2]; l += rs[(h * AF_QROWS + r) * 2 + 1]; }
+        double *pp = part + (((size_t)b * gridDim.x + tile) * NH + h) * 2;
+        pp[0] = d;
+        pp[1] = l;
+    }
+    // rows of a sample with no token (none for an image): the map's rows 0
+    if (n == 0)
+        for (int e = threadIdx.x; e < AF_QROWS * T && q0 + e / T < T; e += blockDim.x) map[(base + q0 + e / T) * T + e % T] = 0.0f;
+}
+
+// dist, loc (B, NH): the rows' sums of the row tiles added in tile order, over the np patch rows
+__global__ static void vis_finish_kernel(const double *part, int B, int NH, int ntiles, int np, int patch, float *dist,
+                                         float *loc)
+{
+    const int bh = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bh >= B * NH) return;
+    const int b = bh / NH, h = bh % NH;
+    double d = 0.0, l = 0.0;
+    for (int tl = 0; tl < ntiles; tl++) {
+        const double *pp = part + (((size_t)b * ntiles + tl) * NH + h) * 2;
+        d += pp[0];
+        l += pp[1];
+    }
+    dist[bh] = np > 0 ? (float)(d * patch / np) : 0.0f;   // (dtab in patches)
+    loc[bh] = np > 0 ? (float)(l / np) : 0.0f;
+}
+
+// whether a layer of T tokens and NH heads fits (the tables in shared memory)
+template <class Ops, int HS> static bool av_fits(int T, int NH)
+{
+    int dev = 0, optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return T <= AV_MAX_T && av_smem_bytes<Ops, HS>(T, NH) <= (size_t)optin;
+}
+#endif
