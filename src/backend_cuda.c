@@ -50,7 +50,7 @@ typedef struct {
     lt_plan plans[LT_PLANS]; int n_plans;
     void *scr[SCR_N];                 /* scratch buffers, see the enum */
     size_t scr_bytes[SCR_N];
-    int fused_bh;                     /* the fused kernel's finish counters known zero: (b, h) < this */
+    int fused_bh;                     /* the last fused launch's B·NH: its finish counters are zero */
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
 } cuda_ctx;
 
@@ -398,16 +398,16 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
                                  int causal, int sw, int window, float *stats, const attn_tokens *tok)
 {
     cuda_ctx *c = be->ctx;
-    /* the finish counters at the scratch's head are zero after every launch, but a larger B·NH reaches
-     * into what was the partial sums of a smaller one: zeroed first (a new buffer is all zero) */
+    /* the finish counters at the scratch's head are zero after every launch for the (b, h) pairs it
+     * had; the partial sums follow them, so a launch with fewer pairs writes its partial sums where
+     * a later launch with more finds its counters: zeroed whenever B·NH exceeds the last launch's
+     * (a new buffer is all zero). Only "exceeds the largest so far" missed the window's small last
+     * batch followed by the next window's full one: stale counts, wrong per-head statistics. */
     const size_t need = cuda_attn_fused_scratch(B, NH, T);
-    if (c->scr_bytes[SCR_FUSED] < need) c->fused_bh = 0;
+    if (c->scr_bytes[SCR_FUSED] < need) c->fused_bh = B * NH;
     void *part = scratch(c, SCR_FUSED, need);
-    if (c->fused_bh == 0) c->fused_bh = B * NH;
-    if (B * NH > c->fused_bh) {
-        CHECK_CUDA(cudaMemsetAsync(part, 0, cuda_attn_fused_count_bytes(B, NH), 0));
-        c->fused_bh = B * NH;
-    }
+    if (B * NH > c->fused_bh) CHECK_CUDA(cudaMemsetAsync(part, 0, cuda_attn_fused_count_bytes(B, NH), 0));
+    c->fused_bh = B * NH;
     if (dt == DT_BF16) {
         cuda_attn_fused_bf16(out, NH * HS, q, k, v, ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window, stats, tok, part);
         return;
