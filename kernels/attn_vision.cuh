@@ -25,7 +25,7 @@
 template <class Ops, int HS> struct av_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered)
     typename Ops::qspill qspill[AF_WARPS];
-    // then, sized by the launch (av_tail): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
+    // then, sized by the launch (av_smem_bytes): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
     // and Σ p over the 3 x 3 patches; dtab (T) floats — ‖(dx, dy)‖ in patches at |dy|·gw + |dx|;
     // kc (T) short2 — key j's patch (x, y), a prefix token (−30000, −30000)
 };

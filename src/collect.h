@@ -100,7 +100,7 @@ typedef struct {
                                           (B, NH, np), or the token norms (B, T) */
     float *roll[2]; size_t roll_cap;   /* (B, T, T) the batch's rollout in backend memory, ping-pong */
     int roll_cur;                      /* roll[roll_cur] holds the product so far */
-    vgrid vgrid;                       /* the fused path's request: the patch grid */
+    vgrid vgrid;                       /* the images' patch grid (the fused path's request) */
     float *fvis; size_t fvis_cap;      /* (L, B·NH·(2 + np)) the fused path's dist | loc | cls (model.h) */
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */

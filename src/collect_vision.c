@@ -31,6 +31,7 @@ void collect_vision_init(collect *c)
     if (mc->arch->stem != STEM_PATCHES || !c->d->px) return;
     c->vis_gh = c->d->height / mc->patch_size;
     c->vis_gw = c->d->width / mc->patch_size;
+    c->vgrid = grid_of(c);
     const size_t LH = (size_t)c->L * c->NH, np = (size_t)c->vis_gh * c->vis_gw, T = mc->n_prefix + np;
     c->vis_row[VIS_DIST] = c->vis_row[VIS_LOC] = LH;
     c->vis_row[VIS_CLS] = LH * np;
@@ -124,7 +125,6 @@ void collect_vision_request(collect *c, attn_request *req, int B)
             check_fail(__FILE__, __LINE__, "collect", "out of host memory for the vision outputs of a batch");
         c->fvis_cap = n;
     }
-    c->vgrid = grid_of(c);
     req->vis_grid = &c->vgrid;
     req->vis_fusion = c->o.rollout_fusion;
     req->vis_out = c->fvis;

@@ -278,20 +278,7 @@ static int file_pixels(const dataset *d, int i, float *out)
 int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
 {
     const size_t per = (size_t)d->channels * d->height * d->width;
-    if (d->px->from_h5 && d->px->raw_fd >= 0) {
-        /* pread is thread-safe: the images read and checked in parallel (a ViT-B batch of 128 is
-         * 77 MB; one thread's pread and check of it took longer than the GPU's forward) */
-        int bad = n;
-        char msg[1024] = "";
-#pragma omp parallel for schedule(dynamic)
-        for (int b = 0; b < n; b++)
-            if (h5_rows(d, d->first + idx[b], 1, out + (size_t)b * per)) {
-#pragma omp critical(dataset_pixels_err)
-                if (b < bad) { bad = b; snprintf(msg, sizeof msg, "%s", err_get()); }
-            }
-        return bad < n ? err_set("%s", msg) : 0;
-    }
-    if (d->px->from_h5) {
+    if (d->px->from_h5 && d->px->raw_fd < 0) {
         /* runs of consecutive rows, one hyperslab read each (a batch of images is one run; HDF5
          * itself is not thread-safe) */
         for (int b = 0; b < n;) {
@@ -302,14 +289,20 @@ int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
         }
         return 0;
     }
+    /* image files decoded, or /pixel_values rows by pread (thread-safe), in parallel over the batch
+     * (a ViT-B batch of 128 is 77 MB: one thread's pread and check of it took longer than the GPU's
+     * forward) */
+    const int raw = d->px->from_h5;
     int bad = n;
     char msg[1024] = "";
 #pragma omp parallel for schedule(dynamic)
-    for (int b = 0; b < n; b++)
-        if (file_pixels(d, idx[b], out + (size_t)b * per)) {
+    for (int b = 0; b < n; b++) {
+        float *o = out + (size_t)b * per;
+        if (raw ? h5_rows(d, d->first + idx[b], 1, o) : file_pixels(d, idx[b], o)) {
 #pragma omp critical(dataset_pixels_err)
             if (b < bad) { bad = b; snprintf(msg, sizeof msg, "%s", err_get()); }
         }
+    }
     if (bad < n) return err_set("%s", msg);
     return 0;
 }
