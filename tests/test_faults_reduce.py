@@ -46,11 +46,16 @@ def run(cmd):
 
 def reduce(*inject, np_=1, figs=False, trace=None, binary=None):
     """One reduce of OUT (one rank: the binary itself, an MPI singleton; faster than mpirun),
-    under strace with the given -e inject= rules."""
+    under strace with the given -e inject= rules. With np_ ranks only rank 0 runs under strace:
+    the rules count rank 0's calls, the faults are rank 0's (another rank's own calls, which vary
+    with the machine's load, never reach a rule)."""
     st = [STRACE, *STRACE_ENV, "-f", "-o", trace or "/dev/null"] + (["-y", "-e", "trace=pwrite64"] if trace else [])
     for i in inject: st += ["-e", "inject=" + i]
     cmd = binary or [BIN, "reduce", OUT] + (["--figures", FIGS] if figs else [])
-    return run((MPIRUN + ["-n", str(np_)] if np_ > 1 else []) + st + cmd)
+    if np_ == 1:
+        return run(st + cmd)
+    rank0 = 'if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then exec "$@"; fi; shift ' + str(len(st)) + '; exec "$@"'
+    return run(MPIRUN + ["-n", str(np_), "sh", "-c", rank0, "sh"] + st + cmd)
 
 
 def stats_of(path):
@@ -102,6 +107,8 @@ def state(what, p, fails, cause=None, killed=False):
         return
     ok = opens and ok_stats and not crashed and not leftovers()
     if fails or (fails is None and p.returncode != 0):
+        if len(err) != 1:
+            print("     stderr:", p.stderr[-2000:])
         ok = ok and p.returncode == 1 and same and len(err) == 1 and (cause is None or cause in err[0])
         check(ok, f"{what}: rc {p.returncode}, OUT.h5 byte-identical: {same}, no temporary: {not leftovers()}, "
                   f"no crash/HDF5 stack: {not crashed}, {len(err)} line: {err[0] if err else p.stderr.strip()[-300:]}")
