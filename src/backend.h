@@ -143,7 +143,7 @@ struct backend {
      *   probs fused (fusion 0 mean, 1 max, 2 min), the smallest ⌊discard·T²⌋ entries discarded,
      *   (A + I)/2 with rows renormalised; Rin NULL: the identity (the first layer). Rout, Rin and
      *   probs in backend memory; Rout does not overlap Rin.
-     * row_norms: host out (M) = the L2 norms of the M rows of C floats of x in backend memory. */
+     * row_norms: out (M) = the L2 norms of the M rows of C floats of x, both in backend memory. */
     void (*vision_stats)(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist, float *loc,
                          float *cls);
     void (*rollout_step)(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T, int fusion,

@@ -81,6 +81,7 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     for (int v = 0; v < VIS_N; v++) per += c->vis_row[v] * 4;
     size_t cap = ((size_t)256 << 20) / per;
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
+    if (o->window_multiple > 1 && c->wcap > o->window_multiple) c->wcap -= c->wcap % o->window_multiple;
     /* the per-token sets (none without per-token outputs): one being filled, one being written,
      * one queued; a window waits for one when the disk is slower than the compute */
     pthread_cond_init(&c->tok_cv, NULL);
@@ -89,7 +90,7 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     c->tok_cap = set_bytes ? COLLECT_TOK_SETS : 0;
     pthread_mutex_init(&c->sc_mu, NULL);
     pthread_cond_init(&c->sc_cv, NULL);
-    if (c->no_probs && set_bytes) c->sc_on = pthread_create(&c->sc_thread, NULL, scatter_main, c) == 0;
+    if ((c->no_probs && set_bytes) || c->names[CO_VIS]) c->sc_on = pthread_create(&c->sc_thread, NULL, scatter_main, c) == 0;
 }
 
 void collect_restore_similarity(collect *c, const progress_rec *p)
@@ -273,7 +274,7 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
                             .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat,
                             .topk = k, .topk_idx = k ? c->fti[f] : NULL, .topk_w = k ? c->ftw[f] : NULL,
                             .key_imp = c->ki ? c->fki[f] : NULL};
-    collect_vision_request(c, &c->req, B);
+    collect_vision_request(c, &c->req, B, T);
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
         size_t need = (size_t)B * c->L * c->NH * T * T;
@@ -320,6 +321,13 @@ static void scatter_fused(const collect *c, int s, const int *idx, int w0, float
     }
 }
 
+/* one batch's scatter (collect.h collect_scatter_job) */
+static void run_job(collect *c, const collect_scatter_job *j)
+{
+    if (j->tok) scatter_fused(c, j->set, j->idx, j->w0, j->ki, j->ti, j->tw, j->B, j->T);
+    if (j->vis) collect_vision_scatter(c, j);
+}
+
 /* the helper thread: one batch's scatter (sc_job) at a time, while the main thread runs the next
  * forward; it touches only the job's set and the window rows of the job's samples */
 static void *scatter_main(void *arg)
@@ -330,8 +338,7 @@ static void *scatter_main(void *arg)
         while (!c->sc_busy && !c->sc_stop) pthread_cond_wait(&c->sc_cv, &c->sc_mu);
         if (!c->sc_busy) break;
         pthread_mutex_unlock(&c->sc_mu);
-        const collect_scatter_job *j = &c->sc_job;
-        scatter_fused(c, j->set, j->idx, j->w0, j->ki, j->ti, j->tw, j->B, j->T);
+        run_job(c, &c->sc_job);
         pthread_mutex_lock(&c->sc_mu);
         c->sc_busy = 0;
         pthread_cond_broadcast(&c->sc_cv);
@@ -434,25 +441,25 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
 
 void collect_batch_end(collect *c, int B, int T)
 {
-    if (c->req.fused) {
+    if (c->req.fused)
         for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
-        collect_vision_batch_end(c, B);
-        if (c->ki || c->o.topk) {
-            if (!c->sc_on) {
-                scatter_fused(c, c->fcur, c->batch_idx, c->w0, c->ki, c->ti, c->tw, B, T);
-            } else {   /* on the helper while the next batch runs in the other set */
-                collect_tok_sync(c);
-                collect_scatter_job *j = &c->sc_job;
-                if (B > j->idx_cap) { j->idx = xrealloc(j->idx, B * sizeof(int)); j->idx_cap = B; }
-                memcpy(j->idx, c->batch_idx, B * sizeof(int));
-                j->B = B; j->T = T; j->set = c->fcur; j->w0 = c->w0;
-                j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
-                pthread_mutex_lock(&c->sc_mu);
-                c->sc_busy = 1;
-                pthread_cond_broadcast(&c->sc_cv);
-                pthread_mutex_unlock(&c->sc_mu);
-                c->fcur ^= 1;
-            }
+    collect_vision_batch_end(c, B, T);
+    const int tok = c->req.fused && (c->ki || c->o.topk), vis = c->vis[VIS_DIST] ? 1 + c->req.fused : 0;
+    if (tok || vis) {
+        collect_tok_sync(c);                           /* the helper is done with the previous batch */
+        collect_scatter_job *j = &c->sc_job;
+        if (B > j->idx_cap) { j->idx = xrealloc(j->idx, B * sizeof(int)); j->idx_cap = B; }
+        memcpy(j->idx, c->batch_idx, B * sizeof(int));
+        j->B = B; j->T = T; j->set = c->fcur; j->w0 = c->w0; j->tok = tok; j->vis = vis;
+        j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+        if (!c->sc_on) {
+            run_job(c, j);
+        } else {   /* on the helper while the next batch runs in the other set */
+            pthread_mutex_lock(&c->sc_mu);
+            c->sc_busy = 1;
+            pthread_cond_broadcast(&c->sc_cv);
+            pthread_mutex_unlock(&c->sc_mu);
+            c->fcur ^= 1;
         }
     }
     if (!c->o.similarity) return;

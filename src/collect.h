@@ -28,6 +28,8 @@ typedef struct {
     int rollout_start;         /* vision: the first layer of the rollout */
     double high_norm_factor;   /* vision: a patch is high-norm above this many times the image's median */
     int batch;                 /* the most samples in one batch (sizes the attention buffers) */
+    int window_multiple;       /* > 1: a window holds a multiple of this many samples when it can
+                                  (images: the batch, so that no window ends in a small batch) */
     float sink_eps;
     const probe_params *probe; /* --probe induction: the probe's scores too (NULL: off) */
 } collect_opts;
@@ -52,9 +54,10 @@ enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK,
 /* one window's per-token output buffers: ki (wcap, L, NH, Lmax), ti and tw (wcap, L, NH, Lmax, k) */
 typedef struct { float *ki; int32_t *ti; float *tw; } collect_tokbuf;
 #define COLLECT_TOK_SETS 3
-/* the helper thread's job: batch (idx[B] local samples, padded to T) of per-token set `set` into
- * the window buffers ki, ti, tw of the window starting at w0 */
-typedef struct { int B, T, set, w0; int *idx; int idx_cap; float *ki; int32_t *ti; float *tw; } collect_scatter_job;
+/* the helper thread's job: batch (idx[B] local samples, padded to T) of set `set` into the window
+ * starting at w0: the fused path's per-token outputs (tok) into the window buffers ki, ti, tw, and
+ * the vision outputs the batch left in the set (vis: collect_vision_scatter) */
+typedef struct { int B, T, set, w0, tok, vis; int *idx; int idx_cap; float *ki; int32_t *ti; float *tw; } collect_scatter_job;
 
 typedef struct {
     /* fixed for the run */
@@ -96,12 +99,16 @@ typedef struct {
     float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
     size_t vis_row[VIS_N];             /* floats per sample of each vision output */
     int vis_gh, vis_gw;                /* the patch grid of the images */
-    float *bvis; size_t bvis_cap;      /* one layer's vision results of the batch: dist, loc (B, NH), cls
-                                          (B, NH, np), or the token norms (B, T) */
+    float *bvis; size_t bvis_cap;      /* the explicit path: one layer's dist, loc (B, NH), cls (B, NH, np) */
     float *roll[2]; size_t roll_cap;   /* (B, T, T) the batch's rollout in backend memory, ping-pong */
     int roll_cur;                      /* roll[roll_cur] holds the product so far */
+    float *dnorm; size_t dnorm_cap;    /* (L, B, T) the batch's token norms in backend memory */
     vgrid vgrid;                       /* the images' patch grid (the fused path's request) */
-    float *fvis; size_t fvis_cap;      /* (L, B·NH·(2 + np)) the fused path's dist | loc | cls (model.h) */
+    /* what reaches the host at the batch's end, page-locked on a GPU, in the two sets of fcur (below):
+     * the fused path's dist | loc | cls (L, B·NH·(2 + np)) (model.h), the token norms (L, B, T), the
+     * rollout (B, T, T) */
+    float *fvis[2], *fnorm[2], *froll[2];
+    size_t fvis_cap, fnorm_cap, froll_cap;
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -111,7 +118,8 @@ typedef struct {
     attn_request req;                  /* the batch's request to model_forward */
     float *fstat; size_t fstat_cap;    /* (L, B, NH, STAT_N) the fused path's scalars */
     /* its per-token outputs, (L, B, NH, T, k) and (L, B, NH, T), in two sets: the forward of batch i
-     * downloads into set fcur while a helper thread scatters batch i-1's set into the window */
+     * downloads into set fcur while a helper thread scatters batch i-1's set into the window (the
+     * vision outputs' sets above likewise, on either path) */
     int32_t *fti[2]; float *ftw[2], *fki[2];
     int fcur;
     size_t ftok_cap;                   /* (L·B·NH·T of them, per set) */
@@ -157,8 +165,8 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T);
  * request for model_forward (c->req). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
 /* After the batch's forward: the fused path's scalars into the window, head similarity; its
- * per-token outputs go into the window on the helper thread while the next batch runs (after the
- * previous batch's are done; collect_tok_sync waits for them). */
+ * per-token outputs and the vision outputs go into the window on the helper thread while the next
+ * batch runs (after the previous batch's are done; collect_tok_sync waits for them). */
 void collect_batch_end(collect *c, int B, int T);
 /* Starts window [w0, w0+wn) (wn ≤ wcap). resume: its rows are read back from the file first (a
  * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
@@ -199,15 +207,19 @@ int64_t collect_dataset_bytes(const collect *c, int co);
 void collect_vision_init(collect *c);
 void collect_vision_window(collect *c, int resume, int64_t g0);
 void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T);
-/* The fused path (model.h attn_request's vis_*): whether the run's images take it (fuses); the
- * batch's request (request: a no-op unless no_probs and a vision run); the model's vis_map
- * callback (user = collect*): the layer's rollout step from the fused map; the batch's layers
- * into the window once the forward has run (batch_end: a no-op unless it fused). */
+/* Whether the run's images take the fused path (model.h attn_request's vis_*: fuses). The batch's
+ * buffers, and on the fused path its request (request: a no-op but for a vision run). The model's
+ * vis_map callback (user = collect*): the layer's rollout step from the fused map. Once the forward
+ * has run, the norms and the rollout into the batch's set (batch_end), which scatter puts into the
+ * window (the helper thread's job j; every output of a vision run but the explicit path's
+ * per-layer ones, which capture puts there). */
 int collect_vision_fuses(collect *c);
-void collect_vision_request(collect *c, attn_request *req, int B);
+void collect_vision_request(collect *c, attn_request *req, int B, int T);
 void collect_vision_map(void *user, int layer, const float *map, int B, int T);
-void collect_vision_batch_end(collect *c, int B);
-/* the model's hidden callback (user = collect*): every token's norm after each layer */
+void collect_vision_batch_end(collect *c, int B, int T);
+void collect_vision_scatter(collect *c, const collect_scatter_job *j);
+/* the model's hidden callback (user = collect*): every token's norm after each layer (kept in
+ * backend memory until the batch ends) */
 void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C);
 void collect_vision_create(collect *c, h5out *out);
 void collect_vision_free(collect *c);

@@ -52,19 +52,21 @@ void collect_vision_window(collect *c, int resume, int64_t g0)
     }
 }
 
-/* the batch's results of one layer in c->bvis, grown as needed */
+/* the explicit path's results of one layer in c->bvis, grown as needed */
 static float *batch_buf(collect *c, size_t n)
 {
     if (n > c->bvis_cap) { free(c->bvis); c->bvis = xmalloc(n * sizeof(float)); c->bvis_cap = n; }
     return c->bvis;
 }
 
-/* one layer's dist, loc (B, NH) and cls (B, NH, np) of the batch into the window */
-static void scatter_layer(collect *c, int layer, int B, const float *dist, const float *loc, const float *cls)
+/* one layer's dist, loc (B, NH) and cls (B, NH, np) of the batch (local samples idx[B], window
+ * starting at w0) into the window */
+static void scatter_layer(collect *c, const int *idx, int w0, int layer, int B, const float *dist, const float *loc,
+                          const float *cls)
 {
     const int NH = c->NH, L = c->L, np = c->vis_gh * c->vis_gw;
     for (int b = 0; b < B; b++) {
-        const size_t o = (size_t)(c->batch_idx[b] - c->w0) * L * NH + (size_t)layer * NH;
+        const size_t o = (size_t)(idx[b] - w0) * L * NH + (size_t)layer * NH;
         memcpy(c->vis[VIS_DIST] + o, dist + (size_t)b * NH, NH * sizeof(float));
         memcpy(c->vis[VIS_LOC] + o, loc + (size_t)b * NH, NH * sizeof(float));
         memcpy(c->vis[VIS_CLS] + o * np, cls + (size_t)b * NH * np, (size_t)NH * np * sizeof(float));
@@ -73,7 +75,7 @@ static void scatter_layer(collect *c, int layer, int B, const float *dist, const
 
 /* the rollout's step of one layer from its maps (B, nh, T, T) in backend memory (the probabilities,
  * nh = NH, or the fused path's fused map, nh = 1), from --rollout-start; the product reaches the
- * host after the last layer */
+ * host at the batch's end */
 static void rollout_layer(collect *c, int layer, const float *maps, int nh, int B, int T)
 {
     if (layer < c->o.rollout_start) return;
@@ -91,11 +93,6 @@ static void rollout_layer(collect *c, int layer, const float *maps, int nh, int 
     be->rollout_step(be, c->roll[next], first ? NULL : c->roll[c->roll_cur], maps, B, nh, T, c->o.rollout_fusion,
                      c->o.rollout_discard);
     c->roll_cur = next;
-    if (layer != c->L - 1) return;
-    float *R = batch_buf(c, (size_t)B * TT);
-    be->download(be, R, c->roll[c->roll_cur], (size_t)B * TT * sizeof(float));
-    for (int b = 0; b < B; b++)
-        memcpy(c->vis[VIS_ROLL] + (size_t)(c->batch_idx[b] - c->w0) * TT, R + (size_t)b * TT, TT * sizeof(float));
 }
 
 void collect_vision_capture(collect *c, int layer, const float *probs, int B, int T)
@@ -105,7 +102,7 @@ void collect_vision_capture(collect *c, int layer, const float *probs, int B, in
     const size_t heads = (size_t)B * c->NH;
     float *dist = batch_buf(c, heads * (2 + (size_t)g.gh * g.gw)), *loc = dist + heads, *cls = loc + heads;
     c->m->be->vision_stats(c->m->be, probs, B, c->NH, T, &g, dist, loc, cls);
-    scatter_layer(c, layer, B, dist, loc, cls);
+    scatter_layer(c, c->batch_idx, c->w0, layer, B, dist, loc, cls);
     rollout_layer(c, layer, probs, c->NH, B, T);
 }
 
@@ -114,20 +111,39 @@ int collect_vision_fuses(collect *c)
     return c->names[CO_VIS] && model_fuses_vision(c->m, c->m->cfg.n_prefix + c->vis_gh * c->vis_gw);
 }
 
-void collect_vision_request(collect *c, attn_request *req, int B)
+/* both sets of *cap < n floats made n (page-locked on a GPU), after the helper is done with them */
+static void ensure_sets(collect *c, float *set[2], size_t *cap, size_t n, const char *what)
 {
-    if (!c->no_probs || !c->vis[VIS_DIST]) return;
-    const size_t n = (size_t)c->L * B * c->NH * (2 + (size_t)c->vis_gh * c->vis_gw);
-    if (n > c->fvis_cap) {   /* page-locked on a GPU */
-        backend *be = c->m->be;
-        if (c->fvis) be->host_free(be, c->fvis);
-        if (!(c->fvis = be->host_alloc(be, n * sizeof(float))))
-            check_fail(__FILE__, __LINE__, "collect", "out of host memory for the vision outputs of a batch");
-        c->fvis_cap = n;
+    if (n <= *cap) return;
+    backend *be = c->m->be;
+    collect_tok_sync(c);
+    for (int s = 0; s < 2; s++) {
+        if (set[s]) be->host_free(be, set[s]);
+        if (!(set[s] = be->host_alloc(be, n * sizeof(float))))
+            check_fail(__FILE__, __LINE__, "collect", what);
     }
+    *cap = n;
+}
+
+void collect_vision_request(collect *c, attn_request *req, int B, int T)
+{
+    if (!c->vis[VIS_DIST]) return;
+    backend *be = c->m->be;
+    const size_t n = (size_t)c->L * B * T;
+    if (n > c->dnorm_cap) {
+        if (c->dnorm) be->free(be, c->dnorm);
+        if (!(c->dnorm = be->alloc(be, n * sizeof(float))))
+            check_fail(__FILE__, __LINE__, "collect", "out of backend memory for the token norms of a batch");
+        c->dnorm_cap = n;
+    }
+    ensure_sets(c, c->fnorm, &c->fnorm_cap, n, "out of host memory for the token norms of a batch");
+    ensure_sets(c, c->froll, &c->froll_cap, (size_t)B * T * T, "out of host memory for the rollout of a batch");
+    if (!c->no_probs) return;
+    ensure_sets(c, c->fvis, &c->fvis_cap, (size_t)c->L * B * c->NH * (2 + (size_t)c->vis_gh * c->vis_gw),
+                "out of host memory for the vision outputs of a batch");
     req->vis_grid = &c->vgrid;
     req->vis_fusion = c->o.rollout_fusion;
-    req->vis_out = c->fvis;
+    req->vis_out = c->fvis[c->fcur];
     req->vis_map = collect_vision_map;
 }
 
@@ -137,14 +153,13 @@ void collect_vision_map(void *user, int layer, const float *map, int B, int T)
     if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T);
 }
 
-void collect_vision_batch_end(collect *c, int B)
+void collect_vision_batch_end(collect *c, int B, int T)
 {
-    if (!c->req.fused || !c->req.vis_grid) return;
-    const size_t heads = (size_t)B * c->NH, per = heads * (2 + (size_t)c->vis_gh * c->vis_gw);
-    for (int l = 0; l < c->L; l++) {
-        const float *v = c->fvis + l * per;
-        scatter_layer(c, l, B, v, v + heads, v + 2 * heads);
-    }
+    if (!c->vis[VIS_DIST]) return;
+    backend *be = c->m->be;
+    const int f = c->fcur;
+    be->download(be, c->fnorm[f], c->dnorm, (size_t)c->L * B * T * sizeof(float));
+    be->download(be, c->froll[f], c->roll[c->roll_cur], (size_t)B * T * T * sizeof(float));
 }
 
 static int by_float(const void *a, const void *b)
@@ -153,38 +168,56 @@ static int by_float(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+void collect_vision_scatter(collect *c, const collect_scatter_job *j)
+{
+    const int B = j->B, T = j->T, L = c->L, npre = c->m->cfg.n_prefix, np = T - npre;
+    const size_t TT = (size_t)T * T;
+    if (j->vis == 2) {   /* the fused path's per-layer outputs */
+        const size_t heads = (size_t)B * c->NH, per = heads * (2 + (size_t)np);
+        for (int l = 0; l < L; l++) {
+            const float *v = c->fvis[j->set] + l * per;
+            scatter_layer(c, j->idx, j->w0, l, B, v, v + heads, v + 2 * heads);
+        }
+    }
+    const float *norms = c->fnorm[j->set], *R = c->froll[j->set];
+    float *pn = np > 0 ? xmalloc((size_t)np * sizeof(float)) : NULL;
+    for (int b = 0; b < B; b++) {
+        const size_t w = (size_t)(j->idx[b] - j->w0);
+        memcpy(c->vis[VIS_ROLL] + w * TT, R + (size_t)b * TT, TT * sizeof(float));
+        float *rows = c->vis[VIS_NORM] + w * c->vis_row[VIS_NORM];
+        for (int l = 0; l < L; l++) memcpy(rows + (size_t)l * T, norms + ((size_t)l * B + b) * T, (size_t)T * sizeof(float));
+        if (!pn) continue;
+        /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
+        const float *last = rows + (size_t)(L - 1) * T + npre;
+        memcpy(pn, last, (size_t)np * sizeof(float));
+        qsort(pn, (size_t)np, sizeof(float), by_float);
+        const double med = np % 2 ? pn[np / 2] : 0.5 * ((double)pn[np / 2 - 1] + pn[np / 2]);
+        int cnt = 0;
+        for (int q = 0; q < np; q++) cnt += last[q] > c->o.high_norm_factor * med;
+        c->vis[VIS_HIGH][w] = (float)cnt;
+    }
+    free(pn);
+}
+
 void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C)
 {
     collect *c = user;
     if (!c->vis[VIS_NORM]) return;
-    backend *be = c->m->be;
-    float *norms = batch_buf(c, (size_t)B * T);
-    be->row_norms(be, norms, x, (size_t)B * T, C);
-    const int npre = c->m->cfg.n_prefix, np = T - npre;
-    float *pn = layer == c->L - 1 && np > 0 ? xmalloc((size_t)np * sizeof(float)) : NULL;
-    for (int b = 0; b < B; b++) {
-        const int w = c->batch_idx[b] - c->w0;
-        float *row = c->vis[VIS_NORM] + (size_t)w * c->vis_row[VIS_NORM] + (size_t)layer * T;
-        memcpy(row, norms + (size_t)b * T, (size_t)T * sizeof(float));
-        if (!pn) continue;
-        /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
-        memcpy(pn, row + npre, (size_t)np * sizeof(float));
-        qsort(pn, (size_t)np, sizeof(float), by_float);
-        const double med = np % 2 ? pn[np / 2] : 0.5 * ((double)pn[np / 2 - 1] + pn[np / 2]);
-        int cnt = 0;
-        for (int q = 0; q < np; q++) cnt += row[npre + q] > c->o.high_norm_factor * med;
-        c->vis[VIS_HIGH][w] = (float)cnt;
-    }
-    free(pn);
+    c->m->be->row_norms(c->m->be, c->dnorm + (size_t)layer * B * T, x, (size_t)B * T, C);
 }
 
 void collect_vision_free(collect *c)
 {
     for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
     free(c->bvis);
-    for (int i = 0; i < 2; i++)
-        if (c->roll[i]) c->m->be->free(c->m->be, c->roll[i]);
-    if (c->fvis) c->m->be->host_free(c->m->be, c->fvis);
+    backend *be = c->m->be;
+    for (int i = 0; i < 2; i++) {
+        if (c->roll[i]) be->free(be, c->roll[i]);
+        float *sets[3] = {c->fvis[i], c->fnorm[i], c->froll[i]};
+        for (int k = 0; k < 3; k++)
+            if (sets[k]) be->host_free(be, sets[k]);
+    }
+    if (c->dnorm) be->free(be, c->dnorm);
 }
 
 void collect_vision_create(collect *c, h5out *out)

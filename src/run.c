@@ -533,6 +533,7 @@ int run_main(int argc, char **argv)
     collect col;
     collect_opts co = {.window = o.window, .topk = o.topk, .key_importance = o.key_importance && !o.no_key_importance, .similarity = o.similarity, .save_attention = o.save_attention,
                        .att_f16 = !strcmp(o.att_dtype, "f16"), .sink_eps = (float)o.sink_eps, .batch = o.batch,
+                       .window_multiple = d.px ? (o.max_tokens / Lmax < o.batch ? o.max_tokens / Lmax : o.batch) : 0,
                        .rollout_fusion = !strcmp(o.rollout_fusion, "mean") ? 0 : !strcmp(o.rollout_fusion, "max") ? 1 : 2,
                        .rollout_discard = o.rollout_discard, .rollout_start = o.rollout_start,
                        .high_norm_factor = o.high_norm_factor,

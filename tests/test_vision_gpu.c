@@ -90,9 +90,11 @@ static void test_rollout(const char *what, int B, int NH, int T, int layers, int
 static void test_norms(size_t M, int C)
 {
     float *x = rand_vec(M * C, -3, 3), *d_x = to_dev(x, M * C * 4);
-    float *o1 = xmalloc(M * 4), *o2 = xmalloc(M * 4);
+    float *o1 = xmalloc(M * 4), *o2 = xmalloc(M * 4), *d_o = gpu->alloc(gpu, M * 4);
     cpu->row_norms(cpu, o1, x, M, C);
-    gpu->row_norms(gpu, o2, d_x, M, C);
+    gpu->row_norms(gpu, d_o, d_x, M, C);
+    gpu->download(gpu, o2, d_o, M * 4);
+    gpu->free(gpu, d_o);
     char w[64];
     snprintf(w, sizeof w, "M=%zu C=%d", M, C);
     report("row_norms", w, compare(o2, o1, M), 1e-6, 1, "double sums, order differs");
