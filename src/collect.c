@@ -81,13 +81,16 @@ void collect_init(collect *c, const model *m, const dataset *d, const tokenizer 
     for (int v = 0; v < VIS_N; v++) per += c->vis_row[v] * 4;
     size_t cap = ((size_t)256 << 20) / per;
     c->wcap = cap < 1 ? 1 : cap > 4096 ? 4096 : (int)cap;
+    /* test hook: ATTNSCOPE_TEST_WINDOW caps the window, so that small inputs span several windows */
+    const char *tw = getenv("ATTNSCOPE_TEST_WINDOW");
+    if (tw && atoi(tw) > 0 && atoi(tw) < c->wcap) c->wcap = atoi(tw);
     if (o->window_multiple > 1 && c->wcap > o->window_multiple) c->wcap -= c->wcap % o->window_multiple;
     /* the per-token sets (none without per-token outputs): one being filled, one being written,
      * one queued; a window waits for one when the disk is slower than the compute */
     pthread_cond_init(&c->tok_cv, NULL);
     c->tok_cur = -1;
     const size_t set_bytes = (size_t)c->wcap * L * NH * Lmax * ((o->key_importance ? 4 : 0) + 8 * (size_t)k);
-    c->tok_cap = set_bytes ? COLLECT_TOK_SETS : 0;
+    c->tok_cap = set_bytes || c->names[CO_VIS] ? COLLECT_TOK_SETS : 0;
     pthread_mutex_init(&c->sc_mu, NULL);
     pthread_cond_init(&c->sc_cv, NULL);
     if ((c->no_probs && set_bytes) || c->names[CO_VIS]) c->sc_on = pthread_create(&c->sc_thread, NULL, scatter_main, c) == 0;
@@ -114,9 +117,12 @@ static int tok_get(collect *c)
             const int i = c->tok_n++;
             c->tok_busy[i] = 1;
             pthread_mutex_unlock(&c->pool_mu);
-            c->tok_set[i] = (collect_tokbuf){c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL,
-                                             k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL,
-                                             k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL};
+            collect_tokbuf *t = &c->tok_set[i];
+            *t = (collect_tokbuf){c->names[CO_KI] ? xmalloc(heads * c->Lmax * sizeof(float)) : NULL,
+                                  k ? xmalloc(heads * c->Lmax * k * sizeof(int32_t)) : NULL,
+                                  k ? xmalloc(heads * c->Lmax * k * sizeof(float)) : NULL, {NULL}};
+            for (int v = 0; v < VIS_N; v++)
+                if (c->names[CO_VIS + v]) t->vis[v] = xmalloc((size_t)c->wcap * c->vis_row[v] * sizeof(float));
             return i;
         }
         const double t0 = util_now();                  /* every set is still being written */
@@ -143,6 +149,7 @@ static void window_alloc(collect *c)
     c->tok_cur = c->tok_cap ? tok_get(c) : -1;
     const collect_tokbuf z = {0}, *t = c->tok_cur >= 0 ? &c->tok_set[c->tok_cur] : &z;
     c->ki = t->ki; c->ti = t->ti; c->tw = t->tw;
+    for (int v = 0; v < VIS_N; v++) c->vis[v] = t->vis[v];
 }
 
 int collect_window_begin(collect *c, int w0, int wn, int resume)
@@ -350,9 +357,11 @@ static void *scatter_main(void *arg)
 void collect_tok_sync(collect *c)
 {
     if (!c->sc_on) return;
+    const double t0 = util_now();
     pthread_mutex_lock(&c->sc_mu);
     while (c->sc_busy) pthread_cond_wait(&c->sc_cv, &c->sc_mu);
     pthread_mutex_unlock(&c->sc_mu);
+    c->sc_wait_s += util_now() - t0;
 }
 
 /* one layer's per-head scalars of the batch, bstat (B, NH, STAT_N), into the window */
@@ -486,7 +495,11 @@ void collect_free(collect *c)
     collect_vision_free(c);
     free(c->probe); free(c->bprobe);
     free(c->sep_of_id); free(c->punct_of_id); free(c->stat);
-    for (int i = 0; i < c->tok_n; i++) { free(c->tok_set[i].ki); free(c->tok_set[i].ti); free(c->tok_set[i].tw); }
+    for (int i = 0; i < c->tok_n; i++) {
+        collect_tokbuf *t = &c->tok_set[i];
+        free(t->ki); free(t->ti); free(t->tw);
+        for (int v = 0; v < VIS_N; v++) free(t->vis[v]);
+    }
     free(c->sc_job.idx);
     free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
     collect_free_tokens(c);

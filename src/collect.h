@@ -51,8 +51,9 @@ enum { CO_LEN, CO_FULL, CO_ROW, CO_IDS, CO_TOK, CO_KI, CO_TI, CO_TW, CO_SINK,
        CO_N = CO_VIS + VIS_N };
 
 
-/* one window's per-token output buffers: ki (wcap, L, NH, Lmax), ti and tw (wcap, L, NH, Lmax, k) */
-typedef struct { float *ki; int32_t *ti; float *tw; } collect_tokbuf;
+/* one window's per-token output buffers: ki (wcap, L, NH, Lmax), ti and tw (wcap, L, NH, Lmax, k),
+ * and a vision run's outputs (wcap, vis_row[v]) */
+typedef struct { float *ki; int32_t *ti; float *tw; float *vis[VIS_N]; } collect_tokbuf;
 #define COLLECT_TOK_SETS 3
 /* the helper thread's job: batch (idx[B] local samples, padded to T) of set `set` into the window
  * starting at w0: the fused path's per-token outputs (tok) into the window buffers ki, ti, tw, and
@@ -89,14 +90,14 @@ typedef struct {
     float *bprobe; size_t bprobe_cap;  /* (B, NH, T, T) host copy of a layer's probabilities for them */
     float *ki;                         /* (wcap, L, NH, Lmax) */
     int32_t *ti; float *tw;            /* (wcap, L, NH, Lmax, k) */
-    /* ki, ti, tw come from a pool of COLLECT_TOK_SETS sets, allocated once and reused (a fresh
-     * buffer of up to 256 MiB costs its page faults every window): the writer hands a complete
+    /* ki, ti, tw and vis come from a pool of COLLECT_TOK_SETS sets, allocated once and reused (a
+     * fresh buffer of up to 256 MiB costs its page faults every window): the writer hands a complete
      * window's set back after its write (collect_tok_release); tok_cur: the set of the current
      * window, -1 between windows or when no per-token output is wanted */
     collect_tokbuf tok_set[COLLECT_TOK_SETS];
     int tok_busy[COLLECT_TOK_SETS], tok_n, tok_cap, tok_cur;
     pthread_cond_t tok_cv;             /* (with pool_mu) a set was handed back */
-    float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output, or NULL (text) */
+    float *vis[VIS_N];                 /* vision: [wcap][vis_row[v]] per output (the window's set), or NULL (text) */
     size_t vis_row[VIS_N];             /* floats per sample of each vision output */
     int vis_gh, vis_gw;                /* the patch grid of the images */
     float *bvis; size_t bvis_cap;      /* the explicit path: one layer's dist, loc (B, NH), cls (B, NH, np) */
@@ -129,6 +130,7 @@ typedef struct {
     pthread_mutex_t sc_mu;
     pthread_cond_t sc_cv;
     collect_scatter_job sc_job;
+    double sc_wait_s;                  /* seconds the main thread waited for the helper */
     float *sim_maps; size_t sim_cap;   /* (B, L·NH, T, T) when similarity is on */
     /* output on the writer thread; /attention layers through a pool of host (pinned) buffers of
      * batch·NH·Lmax² elements each (room for any batch's Σ_b NH·n_b²), handed back by the writer

@@ -209,7 +209,7 @@ typedef struct {
     int64_t g0; int w0, wn;
     float *stat, *probe, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
     float *vis[VIS_N];
-    int tok_set;                       /* ki, ti, tw are pool set tok_set (handed back), or -1: copies */
+    int tok_set;                       /* ki, ti, tw, vis are pool set tok_set (handed back), or -1: copies */
     progress_rec *rec;
 } window_job;
 
@@ -250,10 +250,13 @@ static void window_job_run(void *ctx)
         }
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
-    if (j->tok_set >= 0) collect_tok_release(c, j->tok_set);
-    else { free(j->ki); free(j->ti); free(j->tw); }
+    if (j->tok_set >= 0) {
+        collect_tok_release(c, j->tok_set);
+    } else {
+        free(j->ki); free(j->ti); free(j->tw);
+        for (int v = 0; v < VIS_N; v++) free(j->vis[v]);
+    }
     free(j->stat); free(j->probe); free(j->sink); free(j->ids); free(j->toks);
-    for (int v = 0; v < VIS_N; v++) free(j->vis[v]);
     free(j);
 }
 

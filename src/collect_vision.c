@@ -41,15 +41,13 @@ void collect_vision_init(collect *c)
     for (int v = 0; v < VIS_N; v++) c->names[CO_VIS + v] = vis_names[v];
 }
 
+/* (the window's buffers are its pool set's: every batch writes its samples' rows whole, and a
+ * checkpoint in the middle of the window writes the samples not done yet as they are) */
 void collect_vision_window(collect *c, int resume, int64_t g0)
 {
-    for (int v = 0; v < VIS_N; v++) {
-        c->vis[v] = NULL;
-        if (!c->names[CO_VIS + v]) continue;
-        c->vis[v] = xcalloc((size_t)(c->wcap ? c->wcap : 1) * c->vis_row[v], sizeof(float));
-        if (resume && h5raw_read_rows(c->fd, &c->raw[CO_VIS + v], g0, c->wn, c->vis[v]))
+    for (int v = 0; v < VIS_N && resume; v++)
+        if (c->vis[v] && h5raw_read_rows(c->fd, &c->raw[CO_VIS + v], g0, c->wn, c->vis[v]))
             collect_fail(c, "cannot read back the interrupted window's vision rows");
-    }
 }
 
 /* the explicit path's results of one layer in c->bvis, grown as needed */
@@ -208,7 +206,6 @@ void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, 
 
 void collect_vision_free(collect *c)
 {
-    for (int v = 0; v < VIS_N; v++) free(c->vis[v]);
     free(c->bvis);
     backend *be = c->m->be;
     for (int i = 0; i < 2; i++) {

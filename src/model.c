@@ -278,7 +278,9 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
-    /* the last hidden state: after the final norm (pre-norm) or the last post-norm */
+    /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first
+     * download waits for the backend */
+    const double t0 = util_now();
     if (hidden) be->download(be, hidden, m->xn, (size_t)BT * C * sizeof(float));
     if (fused) {
         be->download(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
@@ -289,6 +291,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         req->fused = 1;
     }
     be->sync(be);
+    m->wait_s += util_now() - t0;
 }
 
 /* The staging block's sections (inputs_layout) for the current capacity. */

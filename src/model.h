@@ -52,6 +52,7 @@ typedef struct {
      * table of the config's grid (n_prefix + g0², C) */
     float *wpatch, *bpatch, *wcls, *wdist;
     int rope_T;                          /* the T that inv_freq was made for (dynamic scaling depends on it) */
+    double wait_s;                       /* seconds the forwards waited for the backend at their ends */
     layer_weights *layers;               /* [n_layer] */
     void **owned; int n_owned;           /* every backend buffer of the weights */
     /* activations for up to cap_BT tokens, cap_BTT attention entries and cap_B sequences; q k v

@@ -69,6 +69,11 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     int w0 = restored ? (int)restored->wstart : 0;
     int64_t done_s = restored ? restored->samples_done : 0;
     double last_ckpt = util_now();
+    /* ATTNSCOPE_PHASES=1: where rank 0's loop spent its wall time, printed at its end (a benchmark's
+     * aid: the phases are timed without synchronising anything) */
+    enum { PH_WINDOW, PH_PIXELS, PH_BEGIN, PH_FORWARD, PH_END, PH_POLL, PH_N };
+    double ph[PH_N] = {0}, tp = util_now();
+#define PHASE(p) do { const double now_ = util_now(); ph[p] += now_ - tp; tp = now_; } while (0)
     for (int first = 1; w0 < d->n && state == RUNCTL_RUNNING; first = 0) {
         const int resume_part = first && restored && restored->q > 0;
         const int wn = resume_part ? (int)restored->wn : d->n - w0 < col->wcap ? d->n - w0 : col->wcap;
@@ -77,6 +82,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             state = RUNCTL_FAILED;
             break;
         }
+        PHASE(PH_WINDOW);
         for (int i = 0; i < wn; i++) order[i] = w0 + i;
         qsort_r(order, wn, sizeof(int), cmp_len_desc, d->len);
         int s = resume_part ? (int)restored->q : 0;
@@ -110,6 +116,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 state = RUNCTL_FAILED;
                 break;
             }
+            PHASE(PH_PIXELS);
             for (;;) {
                 for (int b = 0; b < B; b++) {
                     int i = order[s + b];
@@ -121,6 +128,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                     }
                 }
                 collect_batch_begin(col, order + s, B, T);
+                PHASE(PH_BEGIN);
                 if (bpx) {
                     if (!model_forward_pixels(m, bpx, B, d->height, d->width, &col->req, NULL)) break;
                 } else if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) {
@@ -131,7 +139,9 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 B /= 2;
                 bcap = B;                 /* the error is not sticky; later batches start no larger */
             }
+            PHASE(PH_FORWARD);
             collect_batch_end(col, B, T);
+            PHASE(PH_END);
             int64_t real = 0;
             for (int b = 0; b < B; b++) real += d->len[order[s + b]];
             done_tok += real;
@@ -147,6 +157,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 collect_window_write(col, &r, 1);
                 last_ckpt = now;
             }
+            PHASE(PH_POLL);
             if (stop) { state = RUNCTL_STOPPED; break; }
         }
         if (s == wn) {      /* the window is complete */
@@ -155,7 +166,17 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             last_ckpt = util_now();
             w0 += wn;
         }
+        PHASE(PH_WINDOW);
     }
+    if (rank == 0 && getenv("ATTNSCOPE_PHASES")) {
+        double all = 0;
+        for (int p = 0; p < PH_N; p++) all += ph[p];
+        fprintf(stderr, "[phases] loop %.3f s: windows %.3f, pixels %.3f, batch set-up %.3f, forward %.3f (of it waiting "
+                        "for the backend %.3f), batch end %.3f (of it waiting for the helper %.3f), poll+checkpoints %.3f\n",
+                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], m->wait_s, ph[PH_END], col->sc_wait_s,
+                ph[PH_POLL]);
+    }
+#undef PHASE
     if (bpx) prefetch_free(&pf);
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;

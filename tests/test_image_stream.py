@@ -19,7 +19,7 @@ the digits ViT's processor, 12 kB of float32 pixels each):
            good one) the resume is refused naming samples_sha256; --restart then completes and
            equals a run from scratch.
 Prints every comparison; exits non-zero on any failure."""
-import os, shutil, subprocess, sys, tempfile
+import os, random, re, shutil, signal, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
@@ -59,6 +59,18 @@ def run_rss(*args):
                        env=env, cwd=ROOT)
     err, _, rss = p.stderr.rstrip("\n").rpartition("\nmaxrss_kb=")
     return p.returncode, p.stdout, err, int(rss) * 1024
+
+
+def equal_outputs(p1, p2):
+    """(whether every dataset of p2 equals p1's bit for bit, NaN equal to NaN; how many datasets)"""
+    same = True
+    with h5py.File(p1) as a, h5py.File(p2) as b:
+        names = []
+        b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
+        for k in names:
+            x, y = a[k][()], b[k][()]
+            same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
+    return same, len(names)
 
 
 def write_list(name, paths):
@@ -146,13 +158,7 @@ for label, model in (("ViT", VIT), ("ResNet", RESNET)):
         outs.append((run_rss(e, "--model", model, "--images", many, "--batch", 24, "--out", o)[0], o))
     same, n = all(rc == 0 for rc, _ in outs), 0
     if same:
-        with h5py.File(outs[0][1]) as a, h5py.File(outs[1][1]) as b:
-            names = []
-            b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
-            for k in names:
-                x, y = a[k][()], b[k][()]
-                same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
-            n = len(names)
+        same, n = equal_outputs(outs[0][1], outs[1][1])
     check(same, f"{label} over 2,048 images, --batch 24: with prefetch (exit {outs[0][0]}) equal to without (exit {outs[1][0]}) "
                 f"in all {n} datasets, bit for bit")
 
@@ -167,15 +173,51 @@ check(r[0] != 0 and "samples_sha256" in r[2] and not os.path.exists(out),
       f"changed image set refused: exit {r[0]}: {r[2].strip()[:200]}")
 r = run_rss("--model", VIT, "--images", badlist, "--batch", 8, "--out", out, "--restart")
 ref = run_rss("--model", VIT, "--images", badlist, "--batch", 8, "--out", f"{TMP}/ref.h5")
-same = r[0] == 0 and ref[0] == 0
+same, n = r[0] == 0 and ref[0] == 0, 0
 if same:
-    with h5py.File(out) as a, h5py.File(f"{TMP}/ref.h5") as b:
-        names = []
-        b.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
-        for k in names:
-            x, y = a[k][()], b[k][()]
-            same &= bool(np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y))
-check(same, f"--restart completes (exit {r[0]}) and equals a fresh run (exit {ref[0]}) in all {len(names) if same else '?'} datasets")
+    same, n = equal_outputs(out, f"{TMP}/ref.h5")
+check(same, f"--restart completes (exit {r[0]}) and equals a fresh run (exit {ref[0]}) in all {n} datasets")
+
+# ---- windows and interruptions ------------------------------------------------------------------
+# A vision run's window buffers come from a pool of sets reused window after window (not zeroed),
+# and its outputs go into them on a helper thread while the next batch computes: 1,024 images in 26
+# windows (ATTNSCOPE_TEST_WINDOW) equal the same images in one window, and runs killed at random
+# moments (checkpoints after every batch), then resumed, equal the uninterrupted run.
+win_list = write_list("x32.txt", PNGS * 32)
+WIN = {"ATTNSCOPE_TEST_WINDOW": "40"}
+base = ["--model", VIT, "--images", win_list, "--batch", 8]
+r1 = run_rss(None, *base, "--out", f"{TMP}/win1.h5")
+r13 = run_rss(WIN, *base, "--out", f"{TMP}/win13.h5")
+same, n = r1[0] == 0 and r13[0] == 0, 0
+if same:
+    same, n = equal_outputs(f"{TMP}/win1.h5", f"{TMP}/win13.h5")
+check(same, f"ViT over 1,024 images in 26 windows of 40 (exit {r13[0]}) equal to one window (exit {r1[0]}) in all {n} datasets, "
+            "bit for bit")
+rng_k = random.Random(int(os.environ.get("RESUME_SEED", "0")) or None)
+for trial, sig in enumerate((signal.SIGKILL, signal.SIGTERM, signal.SIGKILL)):
+    out = f"{TMP}/killed_{trial}.h5"
+    args = [BIN, "run", *map(str, base), "--out", out, "--checkpoint-every", "0", "--progress-every", "0.1"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=dict(ENV, **WIN), start_new_session=True)
+    first = p.stdout.readline()                  # the start line, then progress once computing
+    while first and not first.startswith("[progress]"):
+        first = p.stdout.readline()
+    at = rng_k.uniform(0.0, 1.0)
+    time.sleep(at)
+    p.send_signal(sig)
+    p.communicate(timeout=120)
+    if os.path.exists(out):                      # it completed before the signal: nothing to resume
+        same, n = equal_outputs(out, f"{TMP}/win13.h5")
+        check(same, f"{sig.name} {at:.2f} s into the computing came after completion: equal to the uninterrupted run in all "
+                    f"{n} datasets")
+        continue
+    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=dict(ENV, **WIN))
+    m = re.search(r"resuming: (\d+) of (\d+) samples", r.stdout)
+    same, n = r.returncode == 0, 0
+    if same:
+        same, n = equal_outputs(out, f"{TMP}/win13.h5")
+    check(same, f"{sig.name} {at:.2f} s into the computing, resumed ({m.group(0) if m else 'from the start'}): exit "
+                f"{r.returncode}, equal to the uninterrupted run in all {n} datasets" + ("" if r.returncode == 0 else f": {r.stderr.strip()[-300:]}"))
 
 shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(summary())
