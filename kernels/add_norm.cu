@@ -5,7 +5,8 @@
 // order (__fmul_rn/__fadd_rn, no FMA contraction), so results match backend_cpu.c to about one
 // float ulp. xn may equal x (post-norm): each lane writes only the elements it read, x first.
 // Rows of 128·V floats stay in registers (float4 loads). res may be bfloat16 and a bf16 copy of xn
-// may be written (the next GEMM's input under --precision bf16).
+// may be written (the next GEMM's input under --precision bf16); with it, xn may be NULL (only the
+// copy is wanted: a pre-norm model's float32 xn is then never read).
 #include "kernels.h"
 #include "kernel_util.cuh"
 
@@ -16,7 +17,7 @@ __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, 
 {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
-    float *r = x + (size_t)row * C, *y = xn + (size_t)row * C;
+    float *r = x + (size_t)row * C, *y = xn ? xn + (size_t)row * C : NULL;
     __nv_bfloat16 *yb = xnb ? xnb + (size_t)row * C : NULL;
     if (res) {
         const TR *a = res + (size_t)row * C;
@@ -25,7 +26,7 @@ __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, 
     if (!w) {
         for (int i = lane; i < C; i += 32) {
             const float v = r[i];
-            y[i] = v;
+            if (y) y[i] = v;
             if (yb) yb[i] = __float2bfloat16_rn(v);
         }
         return;
@@ -40,7 +41,7 @@ __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, 
     const double rstd = 1.0 / sqrt(var + eps);
     for (int i = lane; i < C; i += 32) {
         const float v = __fadd_rn(__fmul_rn((float)((r[i] - mean) * rstd), w[i]), b ? b[i] : 0.0f);
-        y[i] = v;
+        if (y) y[i] = v;
         if (yb) yb[i] = __float2bfloat16_rn(v);
     }
 }
@@ -52,7 +53,7 @@ __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *x
 {
     const int C = 128 * V, row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
-    float *r = x + (size_t)row * C, *y = xn + (size_t)row * C;
+    float *r = x + (size_t)row * C, *y = xn ? xn + (size_t)row * C : NULL;
     const TR *a = res ? res + (size_t)row * C : NULL;
     float v[4 * V];
 #pragma unroll
@@ -93,7 +94,7 @@ __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *x
             for (int e = 0; e < 4; e++) o[e] = v[4 * k + e];
             if (a && y != r) store4(r + c, make_float4(o[0], o[1], o[2], o[3]));
         }
-        store4(y + c, make_float4(o[0], o[1], o[2], o[3]));
+        if (y) store4(y + c, make_float4(o[0], o[1], o[2], o[3]));
         if (xnb) store4(xnb + (size_t)row * C + c, make_float4(o[0], o[1], o[2], o[3]));
     }
 }

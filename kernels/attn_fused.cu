@@ -44,7 +44,15 @@
 // The inputs are rows of ld elements ((B, T, ·), query head h at columns h·HS of q, kv head g at
 // columns g·HS of k and v); the output is (B, T, ldo) fp32 or bf16.
 #include "attn_fused_ops.cuh"
-#include "attn_vision.cuh"
+// bf16: 4 blocks per SM for HS <= 64 (a few spilled registers; 3% faster than 3 at L = 512 before
+// the key columns, within 0.5% after: -DAF_MIN_BLOCKS=3 to compare); tf32x3 holds twice the Q
+// fragments: no minimum
+#ifndef AF_MIN_BLOCKS
+#define AF_MIN_BLOCKS 4
+#endif
+template <class Ops, int HS>
+constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : AF_MIN_BLOCKS; }
+#include "attn_vision.cuh"   // (after af_min_blocks: its kernel takes the same bound)
 
 template <class Ops, int HS> struct af_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
@@ -57,14 +65,6 @@ template <class Ops, int HS> struct af_smem {
     int last;                                    // this block is the last of its (b, h) to finish
 };
 
-// bf16: 4 blocks per SM for HS <= 64 (a few spilled registers; 3% faster than 3 at L = 512 before
-// the key columns, within 0.5% after: -DAF_MIN_BLOCKS=3 to compare); tf32x3 holds twice the Q
-// fragments: no minimum
-#ifndef AF_MIN_BLOCKS
-#define AF_MIN_BLOCKS 4
-#endif
-template <class Ops, int HS>
-constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : AF_MIN_BLOCKS; }
 
 // KMAX: the length of the running top-k lists (0: no top-k; 4 or 8: k <= KMAX, the first k written)
 template <class Ops, int HS, typename TOut, int KMAX>
@@ -180,6 +180,9 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         // done with the previous tile, whose buffer the next tile's copies (issued now) reuse
         __syncthreads();
         if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true);
+        // a warp whose 16 rows all lie past T (the last row tile of a T that is not a multiple of
+        // 16, as ViT-B's 197) only helps with the copies: nothing of its rows is stored or counted
+        if (wrow0 >= T) continue;
         float s[AF_KEYS / 8][4];
         const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0) &&
                           (sw_ <= 0 || kt >= q0 + AF_QROWS - sw_);
@@ -231,7 +234,12 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         float lt[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}, ut[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
         auto elements = [&](auto full_tile, auto near_tile) {
 #pragma unroll
-        for (int nt = 0; nt < AF_KEYS / 8; nt++)
+        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+            // (warp-uniform) 8 keys past the last one: p̃ = 0, for P·V too (adding 0 changes no sum)
+            if (!decltype(full_tile)::value && kt + nt * 8 >= nkeys) {
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+                continue;
+            }
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1, i = row[r], jl = nt * 8 + 2 * t + (e & 1), j = kt + jl;
@@ -255,6 +263,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                     }
                 }
             }
+        }
         };
         if (full) {
             if (near) elements(std::true_type{}, std::true_type{});

@@ -36,7 +36,7 @@ template <class Ops, int HS> static size_t av_smem_bytes(int T, int NH)
 }
 
 template <class Ops, int HS>
-__global__ static void __launch_bounds__(32 * AF_WARPS)
+__global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int ld, const int *len, const float *lse,
                    int NH, int NKV, int T, float scale, int npre, int gw, int fusion, double *part, float *cls,
                    float *map)
@@ -55,6 +55,9 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     const size_t base = (size_t)b * T;
     const float sl2 = scale * 1.4426950408889634f;
     const int ntiles = (n + AF_KEYS - 1) / AF_KEYS;
+    // a warp whose 16 rows all lie past the length (ViT-B's 197 tokens: 3 of the last tile's 4
+    // warps) only helps with the copies; key columns past it are skipped (warp-uniform tests)
+    const bool live = q0 + warp * 16 < n;
     for (int j = threadIdx.x; j < T; j += blockDim.x)
         kc[j] = j < npre ? make_short2(-30000, -30000) : make_short2((short)((j - npre) % gw), (short)((j - npre) / gw));
     for (int e = threadIdx.x; e < np; e += blockDim.x) {
@@ -93,45 +96,51 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
         typename Ops::qfrag qf;                  // head h's Q fragments and the rows' normalisers (+inf: p = 0)
-        Ops::load_q(qf, row[0] < n ? q + (base + row[0]) * ld + h * HS : NULL,
-                    row[1] < n ? q + (base + row[1]) * ld + h * HS : NULL, t, &sm.qspill[warp], lane);
         float M[2];
+        if (live) {
+            Ops::load_q(qf, row[0] < n ? q + (base + row[0]) * ld + h * HS : NULL,
+                        row[1] < n ? q + (base + row[1]) * ld + h * HS : NULL, t, &sm.qspill[warp], lane);
 #pragma unroll
-        for (int r = 0; r < 2; r++) M[r] = row[r] < n ? lse[((size_t)b * NH + h) * T + row[r]] : INFINITY;
+            for (int r = 0; r < 2; r++) M[r] = row[r] < n ? lse[((size_t)b * NH + h) * T + row[r]] : INFINITY;
+        }
         cp_async_wait<0>();
         __syncthreads();   // this step's tile is in; every warp is done with the buffer the next copies reuse
         if (s + 1 < steps) issue(s + 1, buf ^ 1);
-        float sc[AF_KEYS / 8][4];
-        Ops::scores(sc, qf, sm.k[buf], lane);
-        float rd[2] = {0.0f, 0.0f}, rl[2] = {0.0f, 0.0f};
+        if (live) {   // (a dead warp's map rows are written 0 below)
+            float sc[AF_KEYS / 8][4];
+            Ops::scores(sc, qf, sm.k[buf], lane);
+            float rd[2] = {0.0f, 0.0f}, rl[2] = {0.0f, 0.0f};
 #pragma unroll
-        for (int nt = 0; nt < AF_KEYS / 8; nt++)
+            for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+                if (kt + nt * 8 >= n) break;         // (their map entries are written 0)
 #pragma unroll
-            for (int c = 0; c < 2; c++) {
-                const int j = kt + nt * 8 + 2 * t + c;
-                const bool ok = j < n;
-                const short2 kj = kc[ok ? j : 0];
+                for (int c = 0; c < 2; c++) {
+                    const int j = kt + nt * 8 + 2 * t + c;
+                    const bool ok = j < n;
+                    const short2 kj = kc[ok ? j : 0];
 #pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    const int e = 2 * r + c;
-                    const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -M[r])) : 0.0f;
-                    acc[nt][e] = fusion == 0 ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
-                    if (rpatch[r] && kj.x >= 0) {
-                        const int ax = abs(rx[r] - kj.x), ay = abs(ry[r] - kj.y);
-                        rd[r] = fmaf(p, dtab[ay * gw + ax], rd[r]);
-                        rl[r] += (ay <= 1 && ax <= 1) ? p : 0.0f;
+                    for (int r = 0; r < 2; r++) {
+                        const int e = 2 * r + c;
+                        const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -M[r])) : 0.0f;
+                        acc[nt][e] = fusion == 0 ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
+                        if (rpatch[r] && kj.x >= 0) {
+                            const int ax = abs(rx[r] - kj.x), ay = abs(ry[r] - kj.y);
+                            rd[r] = fmaf(p, dtab[ay * gw + ax], rd[r]);
+                            rl[r] += (ay <= 1 && ax <= 1) ? p : 0.0f;
+                        }
+                        if (row[r] == 0 && ok && j >= npre) cls[((size_t)b * NH + h) * np + (j - npre)] = p;
                     }
-                    if (row[r] == 0 && ok && j >= npre) cls[((size_t)b * NH + h) * np + (j - npre)] = p;
                 }
             }
-        // the step's row sums over the quad, into the head's per-row sums
+            // the step's row sums over the quad, into the head's per-row sums
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 1);
-            rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 2);
-            rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 1);
-            rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 2);
-            if (t == 0) { rs[(h * AF_QROWS + lrow[r]) * 2] += rd[r]; rs[(h * AF_QROWS + lrow[r]) * 2 + 1] += rl[r]; }
+            for (int r = 0; r < 2; r++) {
+                rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 1);
+                rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 2);
+                rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 1);
+                rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 2);
+                if (t == 0) { rs[(h * AF_QROWS + lrow[r]) * 2] += rd[r]; rs[(h * AF_QROWS + lrow[r]) * 2 + 1] += rl[r]; }
+            }
         }
         if (h != NH - 1) continue;
         // the key tile's fused map after its last head (mean: the sum times 1/NH); padding 0

@@ -28,6 +28,10 @@ struct backend {
     void (*upload)(backend *be, void *dst, const void *src, size_t bytes);
     void (*download)(backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(backend *be);
+    /* upload from host_alloc memory that may return before the copy is done (CUDA: in stream order,
+     * before the ops enqueued after it): src must stay unchanged until the next sync or download.
+     * NULL: upload. */
+    void (*upload_async)(backend *be, void *dst, const void *src, size_t bytes);
 
     /* out[t,:] = wte[ids[t],:] + (wpe ? wpe[pos[t],:] : 0) + (wtt ? wtt[types[t],:] : 0);  out (T, C);
      * wpe NULL (rotary families) only on a backend with rope */
@@ -61,7 +65,8 @@ struct backend {
      *   (x - mean) / sqrt(var + eps)) or RMSNorm (rms 1: x / sqrt(mean(x²) + eps)); w NULL: xn = x
      *   (the add alone). xn may equal x: post-norm, x replaced by its norm (then as layernorm). The
      *   pre-norm residual step: the stream stays in x, the next sub-block's input is xn. xn_bf16
-     *   (M, C) receives a bf16 copy of xn (only with bf16_acts; else NULL): the next GEMM's input. */
+     *   (M, C) receives a bf16 copy of xn (only with bf16_acts; else NULL): the next GEMM's input;
+     *   with it, xn may be NULL (the copy alone). */
     void (*add_norm)(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt, const float *w,
                      const float *b, int M, int C, float eps, int rms);
     /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld elements of type dt,

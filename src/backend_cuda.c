@@ -89,6 +89,11 @@ static void cuda_upload(backend *be, void *dst, const void *src, size_t bytes)
 {
     CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
+static void cuda_upload_async(backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0));
+}
 static void cuda_download(backend *be, void *dst, const void *src, size_t bytes)
 {
     CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
@@ -640,6 +645,7 @@ backend *backend_cuda_init(int precision)
     be->alloc = cuda_alloc;
     be->free = cuda_free;
     be->upload = cuda_upload;
+    be->upload_async = cuda_upload_async;
     be->download = cuda_download;
     be->sync = cuda_sync;
     be->embed = cuda_embed_op;

@@ -18,6 +18,8 @@ typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 static void *p_alloc(backend *be, size_t bytes) { return IN(be)->alloc(IN(be), bytes); }
 static void p_free(backend *be, void *p) { IN(be)->free(IN(be), p); }
 static void p_upload(backend *be, void *d, const void *s, size_t n) { TIMED(be, P_UPLOAD, IN(be)->upload(IN(be), d, s, n)); }
+static void p_upload_async(backend *be, void *d, const void *s, size_t n)
+{ TIMED(be, P_UPLOAD, IN(be)->upload_async(IN(be), d, s, n)); }
 static void p_download(backend *be, void *d, const void *s, size_t n) { TIMED(be, P_DOWNLOAD, IN(be)->download(IN(be), d, s, n)); }
 static void p_sync(backend *be) { IN(be)->sync(IN(be)); }
 static void p_embed(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
@@ -89,7 +91,7 @@ backend *backend_profiled(backend *inner)
     prof_ctx *p = xcalloc(1, sizeof *p);
     p->in = inner;
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
-                    .upload = p_upload, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
+                    .upload = p_upload, .upload_async = inner->upload_async ? p_upload_async : NULL, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
                     .linear_weight = inner->linear_weight ? p_linear_weight : NULL,
                     .token_table = inner->token_table ? p_token_table : NULL,
                     .layernorm = p_layernorm, .activation = p_act,

@@ -202,15 +202,17 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
 /* One residual step of the chain (model.h): x += res (res of type res_dt), then xn = norm(x)
  * (xn == x: post-norm), and xb = bf16(xn) when xb is not NULL (the bf16 path's next GEMM input). A
  * post-norm LayerNorm takes the backend's layernorm, which every backend has; every other step
- * add_norm. */
-static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT)
+ * add_norm. keep_xn = 0: a pre-norm model's float32 xn is not wanted (with xb, the next GEMM reads
+ * the copy; only the last step's xn is the hidden state a caller may download). */
+static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
+    float *xn = m->xn != m->x && xb && n->w && !keep_xn ? NULL : m->xn;
     if (m->xn == m->x && c->arch->norm == NORM_LAYER && n->w)
         be->layernorm(be, m->x, xb, m->x, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
     else
-        be->add_norm(be, m->x, m->xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
+        be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
 }
 
 /* The layers, from the embedded input in m->x (and the inputs block uploaded) to the last hidden
@@ -246,7 +248,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     /* a pre-norm model with an embedding norm (CLIP's pre_layrnorm) normalises the stream itself first */
     if (a->pre_norm && m->emb_norm.w)
         be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS);
-    residual_step(m, NULL, DT_F32, &m->first, xb, BT);
+    residual_step(m, NULL, DT_F32, &m->first, xb, BT, 0);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         const int sw = config_window(c, l);
@@ -270,12 +272,12 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         }
         /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
         be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT);
+        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, 0);
         be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
         if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, gdt, BT, F, c->act);
         else be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
         be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT);
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, l == c->n_layer - 1);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first
@@ -409,8 +411,9 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     }
     if (fused) memset(s.cls, 0, (size_t)B * T);
     be->upload(be, m->inputs, m->stage, m->inputs_bytes);
-    /* the pixels cross the bus as they are; the backend cuts them into the patch rows */
-    be->upload(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
+    /* the pixels cross the bus as they are, without waiting (the forward ends with a sync before
+     * the caller gets px back); the backend cuts them into the patch rows */
+    (be->upload_async ? be->upload_async : be->upload)(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
     be->patch_rows(be, m->prow, m->px, B, c->n_channels, H, W, P);
     /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
     be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);

@@ -154,7 +154,8 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
  * W) on the host, preprocessed (normalised) as the model's image processor does; each becomes
  * n_prefix + (H/P)·(W/P) tokens ([CLS], DeiT's distillation token, then the patches row by row),
  * all of length T = that count. An image size other than the config's resamples the position
- * table as transformers' interpolate_pos_encoding (bicubic). Returns 0, or -1 with err_set(). */
+ * table as transformers' interpolate_pos_encoding (bicubic). px in host_alloc memory crosses the
+ * bus fastest (the upload does not wait for it). Returns 0, or -1 with err_set(). */
 int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden);
 /* Bytes of backend memory a batch of B x T needs beyond the weights (an estimate that includes
  * the backend's attention scratch), to size batches from free memory; fused: the forward will

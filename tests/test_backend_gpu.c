@@ -232,6 +232,21 @@ static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_
         printf("%s add_norm   bf16 copy of xn: %s (tol 0: the same floats, rounded to nearest even)\n",
                bdiff ? "FAIL" : "ok  ", bdiff ? "differs" : "bit-identical");
         failures += bdiff;
+        /* xn NULL (the copy alone: a pre-norm model's float32 xn is never read under bf16): the
+         * same stream and the same copy, bit for bit */
+        if (!in_place) {
+            float *d_x2 = to_dev(x, n * 4);
+            void *d_nb2 = gpu->alloc(gpu, n * 2);
+            g->add_norm(g, d_x2, NULL, d_nb2, d_r, DT_BF16, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms);
+            float *gx2 = to_host(d_x2, n * 4);
+            uint16_t *ob2 = to_host(d_nb2, n * 2);
+            const int d2 = memcmp(gx2, gx, n * 4) != 0 || memcmp(ob2, ob, n * 2) != 0;
+            printf("%s add_norm   xn NULL, the bf16 copy alone: stream and copy %s the xn run's (tol 0)\n",
+                   d2 ? "FAIL" : "ok  ", d2 ? "differ from" : "bit-identical to");
+            failures += d2;
+            free(gx2); free(ob2);
+            gpu->free(gpu, d_x2); gpu->free(gpu, d_nb2);
+        }
         free(ob); free(want_b);
         gpu->free(gpu, d_nb);
     }
