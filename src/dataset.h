@@ -30,7 +30,7 @@ typedef struct {
     uint8_t pixels_sha[32];  /* images: SHA-256 of the shard's image data, computed at load by
                               * streaming (the identity a resume checks): --images, over each
                               * file's path and the SHA-256 of its bytes; --input, over the
-                              * shard's /pixel_values rows as float32 */
+                              * SHA-256 of each of the shard's /pixel_values rows as float32 */
     char **image_paths;    /* --images: every image's path [n_total] (all ranks), else NULL */
     int32_t *image_size;   /* --images: [n][2] this shard's images' height and width before preprocessing */
 } dataset;

@@ -237,21 +237,32 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->channels = channels;
     d->height = H;
     d->width = W;
-    /* the shard's rows streamed once at load, 8 MiB at a time: every value checked finite (a bad
-     * file is refused before the run starts) and hashed as float32 (the identity a resume checks) */
-    int chunk = (int)(((size_t)8 << 20) / (per * sizeof(float)));
+    /* the shard's rows streamed once at load, 64 MiB at a time: every value checked finite (a bad
+     * file is refused before the run starts) and each image's float32 rows hashed, the images in
+     * parallel (one SHA-256 stream runs at ~1.5 GB/s: 6 s for ViT-B's 16,384 images); the identity
+     * a resume checks is the SHA-256 of those digests in order, as --images' over its files' */
+    int chunk = (int)(((size_t)64 << 20) / (per * sizeof(float)));
     if (chunk < 1) chunk = 1;
     if (chunk > d->n) chunk = d->n ? d->n : 1;
     float *buf = xmalloc((size_t)chunk * per * sizeof(float));
-    struct sha256_ctx ctx;
-    sha256_init(&ctx);
+    uint8_t (*dig)[SHA256_DIGEST_SIZE] = xmalloc((size_t)(d->n ? d->n : 1) * SHA256_DIGEST_SIZE);
     for (int i = 0; i < d->n; i += chunk) {
         const int k = d->n - i < chunk ? d->n - i : chunk;
-        if (h5_rows(d, d->first + i, k, buf)) { free(buf); goto fail; }
-        sha256_update(&ctx, (size_t)k * per * sizeof(float), (const uint8_t *)buf);
+        if (h5_rows(d, d->first + i, k, buf)) { free(buf); free(dig); goto fail; }
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < k; b++) {
+            struct sha256_ctx ic;
+            sha256_init(&ic);
+            sha256_update(&ic, per * sizeof(float), (const uint8_t *)(buf + (size_t)b * per));
+            sha256_digest(&ic, SHA256_DIGEST_SIZE, dig[i + b]);
+        }
     }
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, (size_t)d->n * SHA256_DIGEST_SIZE, (const uint8_t *)dig);
     sha256_digest(&ctx, SHA256_DIGEST_SIZE, d->pixels_sha);
     free(buf);
+    free(dig);
     image_samples(d, T);
     return 0;
 fail:
