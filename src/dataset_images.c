@@ -239,7 +239,7 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->width = W;
     /* the shard's rows streamed once at load, 64 MiB at a time: every value checked finite (a bad
      * file is refused before the run starts) and each image's float32 rows hashed, the images in
-     * parallel (one SHA-256 stream runs at ~1.5 GB/s: 6 s for ViT-B's 16,384 images); the identity
+     * parallel (one SHA-256 stream runs at ~1.6 GB/s: 6 s for ViT-B's 16,384 images); the identity
      * a resume checks is the SHA-256 of those digests in order, as --images' over its files' */
     int chunk = (int)(((size_t)64 << 20) / (per * sizeof(float)));
     if (chunk < 1) chunk = 1;
