@@ -171,10 +171,12 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     if (rank == 0 && getenv("ATTNSCOPE_PHASES")) {
         double all = 0;
         for (int p = 0; p < PH_N; p++) all += ph[p];
+        /* (the helper is waited for at a batch's end and at a window's: its time is part of both) */
         fprintf(stderr, "[phases] loop %.3f s: windows %.3f, pixels %.3f, batch set-up %.3f, forward %.3f (of it waiting "
-                        "for the backend %.3f), batch end %.3f (of it waiting for the helper %.3f), poll+checkpoints %.3f\n",
-                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], m->wait_s, ph[PH_END], col->sc_wait_s,
-                ph[PH_POLL]);
+                        "for the backend %.3f), batch end %.3f, poll+checkpoints %.3f; waiting for the helper (in batch "
+                        "ends and windows) %.3f\n",
+                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], m->wait_s, ph[PH_END], ph[PH_POLL],
+                col->sc_wait_s);
     }
 #undef PHASE
     if (bpx) prefetch_free(&pf);
