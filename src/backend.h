@@ -32,6 +32,15 @@ struct backend {
      * before the ops enqueued after it): src must stay unchanged until the next sync or download.
      * NULL: upload. */
     void (*upload_async)(backend *be, void *dst, const void *src, size_t bytes);
+    /* download into host_alloc memory that may return before the copy is done (CUDA: in stream
+     * order): dst is valid after a fence recorded later has been waited for, or a sync. NULL:
+     * download. */
+    void (*download_async)(backend *be, void *dst, const void *src, size_t bytes);
+    /* fence(slot) marks the point of the op stream reached so far; fence_wait(slot) returns once
+     * every op before that mark is done (slots 0..BACKEND_FENCES-1). NULL: every op is done when
+     * it returns (the CPU), or use sync. */
+    void (*fence)(backend *be, int slot);
+    void (*fence_wait)(backend *be, int slot);
 
     /* out[t,:] = wte[ids[t],:] + (wpe ? wpe[pos[t],:] : 0) + (wtt ? wtt[types[t],:] : 0);  out (T, C);
      * wpe NULL (rotary families) only on a backend with rope */
@@ -214,4 +223,25 @@ void backend_free(backend *be);
 backend *backend_profiled(backend *inner);
 #include <stdio.h>
 void backend_profile_print(backend *be, double loop_s, FILE *f);
+
+/* The asynchronous copies and fences, with their fallbacks where a backend lacks them (the
+ * synchronous copy; a sync for a wait) */
+#define BACKEND_FENCES 8
+static inline void backend_download_async(backend *be, void *dst, const void *src, size_t bytes)
+{
+    (be->download_async ? be->download_async : be->download)(be, dst, src, bytes);
+}
+static inline void backend_upload_async(backend *be, void *dst, const void *src, size_t bytes)
+{
+    (be->upload_async ? be->upload_async : be->upload)(be, dst, src, bytes);
+}
+static inline void backend_fence(backend *be, int slot)
+{
+    if (be->fence) be->fence(be, slot);
+}
+static inline void backend_fence_wait(backend *be, int slot)
+{
+    if (be->fence_wait) be->fence_wait(be, slot);
+    else be->sync(be);
+}
 #endif

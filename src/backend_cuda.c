@@ -52,6 +52,8 @@ typedef struct {
     size_t scr_bytes[SCR_N];
     int fused_bh;                     /* the last fused launch's B·NH: its finish counters are zero */
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
+    cudaEvent_t fence[BACKEND_FENCES];
+    int roll_tf32;                    /* the rollout's products on TF32 tensor cores (bf16 runs) */
 } cuda_ctx;
 
 /* a switch of the environment is on when set to anything but "" or "0" */
@@ -98,7 +100,23 @@ static void cuda_download(backend *be, void *dst, const void *src, size_t bytes)
 {
     CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
+static void cuda_download_async(backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, 0));
+}
 static void cuda_sync(backend *be) { CHECK_CUDA(cudaDeviceSynchronize()); }
+/* fences: one event per slot, recorded in the stream every op runs in (the legacy default stream) */
+static void cuda_fence(backend *be, int slot)
+{
+    cuda_ctx *c = be->ctx;
+    CHECK_CUDA(cudaEventRecord(c->fence[slot], 0));
+}
+static void cuda_fence_wait(backend *be, int slot)
+{
+    cuda_ctx *c = be->ctx;
+    CHECK_CUDA(cudaEventSynchronize(c->fence[slot]));
+}
 
 /* Scratch slot s with at least bytes; contents are not kept when it grows. Out of memory here
  * is fatal: the model's own buffers already fit, and scratch is a few of their size. */
@@ -525,9 +543,11 @@ static void cuda_vision_stats_op(backend *be, const float *probs, int B, int NH,
     CHECK_CUDA(cudaMemcpy(cls, d + 2 * heads, heads * np * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
-/* Â in scratch, then Rout = Â·Rin for the B images as one strided-batched GEMM in full fp32
- * (pedantic: no TF32 whatever the handle's math mode; T³ per image is small beside the forward).
- * Row-major Rout = Â·Rin is column-major Routᵀ = Rinᵀ·Âᵀ: both operands as stored. */
+/* Â in scratch, then Rout = Â·Rin for the B images as one strided-batched GEMM: in full fp32
+ * (pedantic: no TF32 whatever the handle's math mode) but under --precision bf16, where TF32
+ * tensor cores take it (~2^-11 relative per product, below what the bf16 forward's maps already
+ * carry: BENCHMARKS.md run 28; ATTNSCOPE_ROLLOUT_FP32=1 keeps fp32 there too). Row-major
+ * Rout = Â·Rin is column-major Routᵀ = Rinᵀ·Âᵀ: both operands as stored. */
 static void cuda_rollout_step_op(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T,
                                  int fusion, double discard)
 {
@@ -539,7 +559,8 @@ static void cuda_rollout_step_op(backend *be, float *Rout, const float *Rin, con
     const float one = 1.0f, zero = 0.0f;
     CHECK_CUBLAS(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, T, T, T, &one, Rin, CUDA_R_32F, T,
                                             (long long)TT, A, CUDA_R_32F, T, (long long)TT, &zero, Rout, CUDA_R_32F, T,
-                                            (long long)TT, B, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+                                            (long long)TT, B, c->roll_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC,
+                                            CUBLAS_GEMM_DEFAULT));
 }
 
 /* (into device memory, no wait: a run keeps every layer's norms there until the batch ends) */
@@ -598,6 +619,7 @@ static void cuda_release(backend *be)
         cublasLtMatmulDescDestroy(p->op);
     }
     cublasLtDestroy(c->lt);
+    for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventDestroy(c->fence[i]));
     free(c);
     be->ctx = NULL;
 }
@@ -625,6 +647,7 @@ backend *backend_cuda_init(int precision)
     c->split = precision == 0 && major >= 8 && !env_on("ATTNSCOPE_NO_SPLIT");   /* TF32: sm_80+; the env: comparisons */
     const char *chunks = getenv("ATTNSCOPE_SPLIT_CHUNKS");      /* for measurements; see cuda_linear */
     c->chunks = chunks && atoi(chunks) > 0 ? atoi(chunks) : 0;
+    c->roll_tf32 = precision == 2 && major >= 8 && !env_on("ATTNSCOPE_ROLLOUT_FP32");
     cublasStatus_t s = cublasCreate(&c->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         err_set("--backend cuda: cublasCreate failed: %s", cublasGetStatusString(s));
@@ -638,6 +661,7 @@ backend *backend_cuda_init(int precision)
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
     c->use_lt = !env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
+    for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cuda";
     be->ctx = c;
@@ -647,7 +671,10 @@ backend *backend_cuda_init(int precision)
     be->upload = cuda_upload;
     be->upload_async = cuda_upload_async;
     be->download = cuda_download;
+    be->download_async = cuda_download_async;
     be->sync = cuda_sync;
+    be->fence = cuda_fence;
+    be->fence_wait = cuda_fence_wait;
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
     be->linear_weight = cuda_linear_weight;

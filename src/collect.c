@@ -226,17 +226,35 @@ static void att_job_run(void *ctx)
 }
 
 /* the fused path's per-token outputs of a batch (page-locked host memory) */
-static void collect_free_tokens(collect *c)
+void *collect_grow_host(collect *c, void *p, size_t *cap, size_t n, size_t es, const char *what)
+{
+    if (n <= *cap) return p;
+    backend *be = c->m->be;
+    if (p) be->host_free(be, p);
+    if (!(p = be->host_alloc(be, n * es))) check_fail(__FILE__, __LINE__, "collect", what);
+    *cap = n;
+    return p;
+}
+
+static collect_bset *set_ready(collect *c, int f)
+{
+    /* the helper may still scatter this set's previous batch only when the loop has not ended it
+     * since (the run loop's order makes this rare): wait for it */
+    if (c->sc_job.set == f && c->sc_job.B) collect_tok_sync(c);
+    return &c->bset[f];
+}
+
+static void collect_free_sets(collect *c)
 {
     backend *be = c->m->be;
-    for (int s = 0; s < 2; s++) {
-        if (c->fti[s]) be->host_free(be, c->fti[s]);
-        if (c->ftw[s]) be->host_free(be, c->ftw[s]);
-        if (c->fki[s]) be->host_free(be, c->fki[s]);
-        c->fti[s] = NULL;
-        c->ftw[s] = c->fki[s] = NULL;
+    for (int f = 0; f < COLLECT_SETS; f++) {
+        collect_bset *s = &c->bset[f];
+        void *bufs[7] = {s->stat, s->ti, s->tw, s->ki, s->vis, s->norm, s->roll};
+        for (int i = 0; i < 7; i++)
+            if (bufs[i]) be->host_free(be, bufs[i]);
+        free(s->idx);
+        memset(s, 0, sizeof *s);
     }
-    c->ftok_cap = 0;
 }
 
 void collect_batch_begin(collect *c, const int *idx, int B, int T)
@@ -256,31 +274,27 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
             c->btokcls[e] = (uint8_t)(c->bsep[e] | c->bpunct[e] << 1);
         }
     const size_t fs = (size_t)c->L * B * c->NH * STAT_N, ft = (size_t)c->L * B * c->NH * T;
-    const int k = c->o.topk;
-    if (c->no_probs && fs > c->fstat_cap) {
-        c->fstat = xrealloc(c->fstat, fs * sizeof(float));
-        c->fstat_cap = fs;
-    }
-    if (c->no_probs && ft > c->ftok_cap && (k || c->ki)) {
-        /* page-locked on a GPU: the download runs at the bus's speed (a few KB per token) */
-        backend *be = c->m->be;
-        collect_tok_sync(c);                           /* the helper may still read the other set */
-        collect_free_tokens(c);
-        for (int s = 0; s < 2; s++) {
-            if (k) c->fti[s] = be->host_alloc(be, ft * k * sizeof(int32_t));
-            if (k) c->ftw[s] = be->host_alloc(be, ft * k * sizeof(float));
-            if (c->ki) c->fki[s] = be->host_alloc(be, ft * sizeof(float));
-            if ((k && (!c->fti[s] || !c->ftw[s])) || (c->ki && !c->fki[s]))
-                check_fail(__FILE__, __LINE__, "collect", "out of host memory for the per-token outputs of a batch");
+    const int k = c->o.topk, f = c->fcur;
+    collect_bset *st = set_ready(c, f);
+    if (c->no_probs) {
+        /* page-locked on a GPU: the downloads run at the bus's speed (a few KB per token) and
+         * without waiting */
+        st->stat = collect_grow_host(c, st->stat, &st->stat_cap, fs, sizeof(float), "out of host memory for a batch's scalars");
+        if (ft > st->tok_cap && (k || c->ki)) {
+            size_t cap = 0;
+            if (k) st->ti = collect_grow_host(c, st->ti, &cap, ft * k, sizeof(int32_t), "out of host memory for a batch's top-k");
+            cap = 0;
+            if (k) st->tw = collect_grow_host(c, st->tw, &cap, ft * k, sizeof(float), "out of host memory for a batch's top-k");
+            cap = 0;
+            if (c->ki) st->ki = collect_grow_host(c, st->ki, &cap, ft, sizeof(float), "out of host memory for a batch's key importance");
+            st->tok_cap = ft;
         }
-        c->ftok_cap = ft;
     }
-    const int f = c->fcur;                             /* the helper is done with set f (collect_batch_end) */
     c->req = (attn_request){.capture = collect_capture, .user = c, .no_probs = c->no_probs,
                             .hidden = c->vis[VIS_NORM] ? collect_vision_hidden : NULL,
-                            .window = c->o.window, .tokcls = c->btokcls, .stats = c->fstat,
-                            .topk = k, .topk_idx = k ? c->fti[f] : NULL, .topk_w = k ? c->ftw[f] : NULL,
-                            .key_imp = c->ki ? c->fki[f] : NULL};
+                            .window = c->o.window, .tokcls = c->btokcls, .stats = st->stat,
+                            .topk = k, .topk_idx = k ? st->ti : NULL, .topk_w = k ? st->tw : NULL,
+                            .key_imp = c->ki ? st->ki : NULL, .defer = 1};
     collect_vision_request(c, &c->req, B, T);
     if (c->o.similarity) {   /* every layer's maps of the batch, in backend memory */
         backend *be = c->m->be;
@@ -318,13 +332,14 @@ static void scatter_tokens(const collect *c, const int *idx, int w0, float *wki,
         }
 }
 
-/* every layer of the fused path's per-token set s of a batch into the window */
+/* every layer of the fused path's per-token outputs in set s of a batch into the window */
 static void scatter_fused(const collect *c, int s, const int *idx, int w0, float *wki, int32_t *wti, float *wtw, int B, int T)
 {
+    const collect_bset *st = &c->bset[s];
     for (int l = 0; l < c->L; l++) {
         const size_t ft = (size_t)l * B * c->NH * T, k = c->o.topk;
-        scatter_tokens(c, idx, w0, wki, wti, wtw, l, B, T, c->fki[s] ? c->fki[s] + ft : NULL,
-                       c->fti[s] ? c->fti[s] + ft * k : NULL, c->ftw[s] ? c->ftw[s] + ft * k : NULL);
+        scatter_tokens(c, idx, w0, wki, wti, wtw, l, B, T, st->ki ? st->ki + ft : NULL, st->ti ? st->ti + ft * k : NULL,
+                       st->tw ? st->tw + ft * k : NULL);
     }
 }
 
@@ -364,14 +379,14 @@ void collect_tok_sync(collect *c)
     c->sc_wait_s += util_now() - t0;
 }
 
-/* one layer's per-head scalars of the batch, bstat (B, NH, STAT_N), into the window */
-static void scatter_scalars(collect *c, int layer, int B, const float *bstat)
+/* one layer's per-head scalars of the batch (local samples idx[B]), bstat (B, NH, STAT_N), into the window */
+static void scatter_scalars(collect *c, const int *idx, int layer, int B, const float *bstat)
 {
     const int L = c->L, NH = c->NH;
     const size_t wstride = (size_t)c->wn * L * NH;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const size_t o = ((size_t)(c->batch_idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
+            const size_t o = ((size_t)(idx[b] - c->w0) * L + layer) * NH + h, src = (size_t)b * NH + h;
             for (int s = 0; s < STAT_N; s++) {
                 const float v = bstat[src * STAT_N + s];
                 c->n_nonfinite += !isfinite(v);
@@ -401,7 +416,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
     sp.sliding_window = config_window(&c->m->cfg, layer);
     be->attn_stats(be, probs, len, c->bsep, c->bpunct, B, NH, T, &sp, c->bstat, c->ki ? c->bki : NULL,
                    k ? c->bti : NULL, k ? c->btw : NULL);
-    scatter_scalars(c, layer, B, c->bstat);
+    scatter_scalars(c, c->batch_idx, layer, B, c->bstat);
     scatter_tokens(c, c->batch_idx, c->w0, c->ki, c->ti, c->tw, layer, B, T, c->bki, c->bti, c->btw);
     if (c->probe) {
         /* the probe's scores on the host, from a packed copy (on the GPU the probabilities are
@@ -448,32 +463,46 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                   (size_t)NH * TT * sizeof(float), (size_t)NH * TT * sizeof(float), (size_t)B);
 }
 
-void collect_batch_end(collect *c, int B, int T)
+int collect_batch_sent(collect *c, int B, int T)
 {
-    if (c->req.fused)
-        for (int l = 0; l < c->L; l++) scatter_scalars(c, l, B, c->fstat + (size_t)l * B * c->NH * STAT_N);
-    collect_vision_batch_end(c, B, T);
-    const int tok = c->req.fused && (c->ki || c->o.topk), vis = c->vis[VIS_DIST] ? 1 + c->req.fused : 0;
+    const int f = c->fcur;
+    collect_bset *st = &c->bset[f];
+    collect_vision_batch_sent(c, B, T);
+    backend_fence(c->m->be, COLLECT_FENCE0 + f);
+    if (B > st->idx_cap) { st->idx = xrealloc(st->idx, B * sizeof(int)); st->idx_cap = B; }
+    memcpy(st->idx, c->batch_idx, B * sizeof(int));
+    st->B = B; st->T = T; st->w0 = c->w0; st->fused = c->req.fused;
+    c->fcur = (f + 1) % COLLECT_SETS;
+    return f;
+}
+
+void collect_batch_end(collect *c, int f)
+{
+    collect_bset *st = &c->bset[f];
+    const int B = st->B, T = st->T;
+    const double t0 = util_now();
+    backend_fence_wait(c->m->be, COLLECT_FENCE0 + f);
+    c->gpu_wait_s += util_now() - t0;
+    if (st->fused)
+        for (int l = 0; l < c->L; l++) scatter_scalars(c, st->idx, l, B, st->stat + (size_t)l * B * c->NH * STAT_N);
+    const int tok = st->fused && (c->ki || c->o.topk), vis = c->vis[VIS_DIST] ? 1 + st->fused : 0;
     if (tok || vis) {
         collect_tok_sync(c);                           /* the helper is done with the previous batch */
         collect_scatter_job *j = &c->sc_job;
-        if (B > j->idx_cap) { j->idx = xrealloc(j->idx, B * sizeof(int)); j->idx_cap = B; }
-        memcpy(j->idx, c->batch_idx, B * sizeof(int));
-        j->B = B; j->T = T; j->set = c->fcur; j->w0 = c->w0; j->tok = tok; j->vis = vis;
-        j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+        *j = (collect_scatter_job){.B = B, .T = T, .set = f, .w0 = st->w0, .tok = tok, .vis = vis, .idx = st->idx,
+                                   .ki = c->ki, .ti = c->ti, .tw = c->tw};
         if (!c->sc_on) {
             run_job(c, j);
-        } else {   /* on the helper while the next batch runs in the other set */
+        } else {   /* on the helper while the next batches run in the other sets */
             pthread_mutex_lock(&c->sc_mu);
             c->sc_busy = 1;
             pthread_cond_broadcast(&c->sc_cv);
             pthread_mutex_unlock(&c->sc_mu);
-            c->fcur ^= 1;
         }
     }
     if (!c->o.similarity) return;
     int *len = xmalloc(B * sizeof(int));
-    for (int b = 0; b < B; b++) { len[b] = c->d->len[c->batch_idx[b]]; c->sim.n_rows += len[b]; }
+    for (int b = 0; b < B; b++) { len[b] = c->d->len[st->idx[b]]; c->sim.n_rows += len[b]; }
     c->m->be->head_sim(c->m->be, c->sim_maps, len, B, c->L * c->NH, T, c->sim.js_sum, c->sim.gram);
     free(len);
 }
@@ -500,9 +529,8 @@ void collect_free(collect *c)
         free(t->ki); free(t->ti); free(t->tw);
         for (int v = 0; v < VIS_N; v++) free(t->vis[v]);
     }
-    free(c->sc_job.idx);
-    free(c->bsep); free(c->bpunct); free(c->btokcls); free(c->fstat);
-    collect_free_tokens(c);
+    free(c->bsep); free(c->bpunct); free(c->btokcls);
+    collect_free_sets(c);
     if (c->sim_maps) c->m->be->free(c->m->be, c->sim_maps);
     free(c->bstat); free(c->bki); free(c->bti); free(c->btw);
     for (int i = 0; i < c->pool_free; i++) c->m->be->host_free(c->m->be, c->pool[i]);

@@ -58,7 +58,21 @@ typedef struct { float *ki; int32_t *ti; float *tw; float *vis[VIS_N]; } collect
 /* the helper thread's job: batch (idx[B] local samples, padded to T) of set `set` into the window
  * starting at w0: the fused path's per-token outputs (tok) into the window buffers ki, ti, tw, and
  * the vision outputs the batch left in the set (vis: collect_vision_scatter) */
-typedef struct { int B, T, set, w0, tok, vis; int *idx; int idx_cap; float *ki; int32_t *ti; float *tw; } collect_scatter_job;
+typedef struct { int B, T, set, w0, tok, vis; const int *idx; float *ki; int32_t *ti; float *tw; } collect_scatter_job;
+
+/* What one batch leaves for the host, page-locked on a GPU: the fused path's scalars (L, B, NH,
+ * STAT_N), top-k (L, B, NH, T, k) and key importance (L, B, NH, T); a vision run's dist | loc | cls
+ * (L, B·NH·(2 + np)) (fused path), token norms (L, B, T) and rollout (B, T, T); and the batch it
+ * holds (idx[B] local samples padded to T, of the window starting at w0). Batches take the
+ * COLLECT_SETS sets in turn: batch i's forward downloads into set i mod 3 while batch i-1's
+ * results are still arriving (set i-1) and the helper thread scatters batch i-2's (set i-2). */
+#define COLLECT_SETS 3
+#define COLLECT_FENCE0 1           /* backend fence slots COLLECT_FENCE0 + set (model.h uses 0) */
+typedef struct {
+    float *stat; int32_t *ti; float *tw, *ki; float *vis, *norm, *roll;
+    size_t stat_cap, tok_cap, vis_cap, norm_cap, roll_cap;
+    int *idx; int idx_cap, B, T, w0, fused;
+} collect_bset;
 
 typedef struct {
     /* fixed for the run */
@@ -105,11 +119,6 @@ typedef struct {
     int roll_cur;                      /* roll[roll_cur] holds the product so far */
     float *dnorm; size_t dnorm_cap;    /* (L, B, T) the batch's token norms in backend memory */
     vgrid vgrid;                       /* the images' patch grid (the fused path's request) */
-    /* what reaches the host at the batch's end, page-locked on a GPU, in the two sets of fcur (below):
-     * the fused path's dist | loc | cls (L, B·NH·(2 + np)) (model.h), the token norms (L, B, T), the
-     * rollout (B, T, T) */
-    float *fvis[2], *fnorm[2], *froll[2];
-    size_t fvis_cap, fnorm_cap, froll_cap;
     /* the current batch */
     const int *batch_idx;              /* [B] local sample indices */
     uint8_t *bsep, *bpunct;            /* (B, T) flags of the batch's tokens */
@@ -117,13 +126,9 @@ typedef struct {
     uint8_t *btokcls;                  /* (B, T) the same flags for the fused path: bit 0 sep, bit 1 punct */
     int no_probs;                      /* no output needs the probabilities: the forward may fuse */
     attn_request req;                  /* the batch's request to model_forward */
-    float *fstat; size_t fstat_cap;    /* (L, B, NH, STAT_N) the fused path's scalars */
-    /* its per-token outputs, (L, B, NH, T, k) and (L, B, NH, T), in two sets: the forward of batch i
-     * downloads into set fcur while a helper thread scatters batch i-1's set into the window (the
-     * vision outputs' sets above likewise, on either path) */
-    int32_t *fti[2]; float *ftw[2], *fki[2];
+    collect_bset bset[COLLECT_SETS];   /* the batches' results (above); fcur: the next batch's set */
     int fcur;
-    size_t ftok_cap;                   /* (L·B·NH·T of them, per set) */
+    double gpu_wait_s;                 /* seconds collect_batch_end waited for a batch's results */
     size_t bstat_cap;                  /* B·NH·T they have room for */
     pthread_t sc_thread;               /* the helper; sc_on = 0: not started, scatter inline */
     int sc_on, sc_busy, sc_stop;       /* (sc_mu) a job waits or runs; the thread should exit */
@@ -163,13 +168,18 @@ int collect_attach(collect *c, const char *data_path, const char *state_dir, uin
 void collect_restore_similarity(collect *c, const progress_rec *p);
 /* The model's capture callback (user = collect*). */
 void collect_capture(void *user, int layer, const float *probs, int B, int T);
-/* Before a batch of B samples (local indices idx[B]) padded to T: token flags, buffers, and the
- * request for model_forward (c->req). */
+/* Before a batch of B samples (local indices idx[B]) padded to T: token flags, its set's buffers,
+ * and the request for model_forward (c->req, deferred: the forward only enqueues its work). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
-/* After the batch's forward: the fused path's scalars into the window, head similarity; its
- * per-token outputs and the vision outputs go into the window on the helper thread while the next
- * batch runs (after the previous batch's are done; collect_tok_sync waits for them). */
-void collect_batch_end(collect *c, int B, int T);
+/* Once the batch's forward has returned: the copies of the rest of its results into its set
+ * enqueued, then its fence. Returns the set, for collect_batch_end. At most two batches may be
+ * sent and not ended (the run loop keeps one). */
+int collect_batch_sent(collect *c, int B, int T);
+/* Waits for the results of the batch in set s, then: the fused path's scalars into the window,
+ * head similarity; its per-token outputs and the vision outputs go into the window on the helper
+ * thread while the next batches run (after the previous batch's are done; collect_tok_sync waits
+ * for them). The window must still be the batch's. */
+void collect_batch_end(collect *c, int s);
 /* Starts window [w0, w0+wn) (wn ≤ wcap). resume: its rows are read back from the file first (a
  * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
 int collect_window_begin(collect *c, int w0, int wn, int resume);
@@ -179,6 +189,9 @@ int collect_window_begin(collect *c, int w0, int wn, int resume);
 void collect_window_write(collect *c, const progress_rec *rec, int keep);
 /* Writer thread: a complete window's per-token buffers (set tok_set[i]) may be reused. */
 void collect_tok_release(collect *c, int i);
+/* p (NULL, or *cap elements of es bytes from the backend's host_alloc) made room for n elements
+ * (page-locked on a GPU; the contents are not kept); out of memory ends the job. */
+void *collect_grow_host(collect *c, void *p, size_t *cap, size_t n, size_t es, const char *what);
 /* Waits until the helper thread has scattered every batch into the window buffers. */
 void collect_tok_sync(collect *c);
 /* A write of the writer thread failed (message in c->werr_msg); later writes are skipped. */
@@ -212,13 +225,13 @@ void collect_vision_capture(collect *c, int layer, const float *probs, int B, in
 /* Whether the run's images take the fused path (model.h attn_request's vis_*: fuses). The batch's
  * buffers, and on the fused path its request (request: a no-op but for a vision run). The model's
  * vis_map callback (user = collect*): the layer's rollout step from the fused map. Once the forward
- * has run, the norms and the rollout into the batch's set (batch_end), which scatter puts into the
+ * has run, the norms and the rollout into the batch's set (batch_sent), which scatter puts into the
  * window (the helper thread's job j; every output of a vision run but the explicit path's
  * per-layer ones, which capture puts there). */
 int collect_vision_fuses(collect *c);
 void collect_vision_request(collect *c, attn_request *req, int B, int T);
 void collect_vision_map(void *user, int layer, const float *map, int B, int T);
-void collect_vision_batch_end(collect *c, int B, int T);
+void collect_vision_batch_sent(collect *c, int B, int T);
 void collect_vision_scatter(collect *c, const collect_scatter_job *j);
 /* the model's hidden callback (user = collect*): every token's norm after each layer (kept in
  * backend memory until the batch ends) */

@@ -80,6 +80,7 @@ static void rollout_layer(collect *c, int layer, const float *maps, int nh, int 
     backend *be = c->m->be;
     const size_t TT = (size_t)T * T;
     if ((size_t)B * TT > c->roll_cap) {
+        be->sync(be);                                  /* (an earlier batch's download may read them) */
         for (int i = 0; i < 2; i++) {
             if (c->roll[i]) be->free(be, c->roll[i]);
             c->roll[i] = be->alloc(be, (size_t)B * TT * sizeof(float));
@@ -109,39 +110,28 @@ int collect_vision_fuses(collect *c)
     return c->names[CO_VIS] && model_fuses_vision(c->m, c->m->cfg.n_prefix + c->vis_gh * c->vis_gw);
 }
 
-/* both sets of *cap < n floats made n (page-locked on a GPU), after the helper is done with them */
-static void ensure_sets(collect *c, float *set[2], size_t *cap, size_t n, const char *what)
-{
-    if (n <= *cap) return;
-    backend *be = c->m->be;
-    collect_tok_sync(c);
-    for (int s = 0; s < 2; s++) {
-        if (set[s]) be->host_free(be, set[s]);
-        if (!(set[s] = be->host_alloc(be, n * sizeof(float))))
-            check_fail(__FILE__, __LINE__, "collect", what);
-    }
-    *cap = n;
-}
-
 void collect_vision_request(collect *c, attn_request *req, int B, int T)
 {
     if (!c->vis[VIS_DIST]) return;
     backend *be = c->m->be;
     const size_t n = (size_t)c->L * B * T;
     if (n > c->dnorm_cap) {
+        be->sync(be);                                  /* (an earlier batch's download may read it) */
         if (c->dnorm) be->free(be, c->dnorm);
         if (!(c->dnorm = be->alloc(be, n * sizeof(float))))
             check_fail(__FILE__, __LINE__, "collect", "out of backend memory for the token norms of a batch");
         c->dnorm_cap = n;
     }
-    ensure_sets(c, c->fnorm, &c->fnorm_cap, n, "out of host memory for the token norms of a batch");
-    ensure_sets(c, c->froll, &c->froll_cap, (size_t)B * T * T, "out of host memory for the rollout of a batch");
+    collect_bset *st = &c->bset[c->fcur];              /* (collect_batch_begin made it ready) */
+    st->norm = collect_grow_host(c, st->norm, &st->norm_cap, n, sizeof(float), "out of host memory for the token norms of a batch");
+    st->roll = collect_grow_host(c, st->roll, &st->roll_cap, (size_t)B * T * T, sizeof(float),
+                                 "out of host memory for the rollout of a batch");
     if (!c->no_probs) return;
-    ensure_sets(c, c->fvis, &c->fvis_cap, (size_t)c->L * B * c->NH * (2 + (size_t)c->vis_gh * c->vis_gw),
-                "out of host memory for the vision outputs of a batch");
+    st->vis = collect_grow_host(c, st->vis, &st->vis_cap, (size_t)c->L * B * c->NH * (2 + (size_t)c->vis_gh * c->vis_gw),
+                                sizeof(float), "out of host memory for the vision outputs of a batch");
     req->vis_grid = &c->vgrid;
     req->vis_fusion = c->o.rollout_fusion;
-    req->vis_out = c->fvis[c->fcur];
+    req->vis_out = st->vis;
     req->vis_map = collect_vision_map;
 }
 
@@ -151,13 +141,14 @@ void collect_vision_map(void *user, int layer, const float *map, int B, int T)
     if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T);
 }
 
-void collect_vision_batch_end(collect *c, int B, int T)
+void collect_vision_batch_sent(collect *c, int B, int T)
 {
     if (!c->vis[VIS_DIST]) return;
     backend *be = c->m->be;
-    const int f = c->fcur;
-    be->download(be, c->fnorm[f], c->dnorm, (size_t)c->L * B * T * sizeof(float));
-    be->download(be, c->froll[f], c->roll[c->roll_cur], (size_t)B * T * T * sizeof(float));
+    const collect_bset *st = &c->bset[c->fcur];
+    /* in stream order, before the next batch's forward writes the device buffers again */
+    backend_download_async(be, st->norm, c->dnorm, (size_t)c->L * B * T * sizeof(float));
+    backend_download_async(be, st->roll, c->roll[c->roll_cur], (size_t)B * T * T * sizeof(float));
 }
 
 static int by_float(const void *a, const void *b)
@@ -173,11 +164,11 @@ void collect_vision_scatter(collect *c, const collect_scatter_job *j)
     if (j->vis == 2) {   /* the fused path's per-layer outputs */
         const size_t heads = (size_t)B * c->NH, per = heads * (2 + (size_t)np);
         for (int l = 0; l < L; l++) {
-            const float *v = c->fvis[j->set] + l * per;
+            const float *v = c->bset[j->set].vis + l * per;
             scatter_layer(c, j->idx, j->w0, l, B, v, v + heads, v + 2 * heads);
         }
     }
-    const float *norms = c->fnorm[j->set], *R = c->froll[j->set];
+    const float *norms = c->bset[j->set].norm, *R = c->bset[j->set].roll;
     float *pn = np > 0 ? xmalloc((size_t)np * sizeof(float)) : NULL;
     for (int b = 0; b < B; b++) {
         const size_t w = (size_t)(j->idx[b] - j->w0);
@@ -208,12 +199,8 @@ void collect_vision_free(collect *c)
 {
     free(c->bvis);
     backend *be = c->m->be;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
         if (c->roll[i]) be->free(be, c->roll[i]);
-        float *sets[3] = {c->fvis[i], c->fnorm[i], c->froll[i]};
-        for (int k = 0; k < 3; k++)
-            if (sets[k]) be->host_free(be, sets[k]);
-    }
     if (c->dnorm) be->free(be, c->dnorm);
 }
 

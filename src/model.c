@@ -141,6 +141,8 @@ static int ensure_activations(model *m, int B, int T, int fused)
      * q k v and the attention output only on the fused path (its dt) */
     const size_t ge = m->be->bf16_acts ? 2 : 4, qe = fused ? ge : 4;
     if (BT <= m->cap_BT && BTT <= m->cap_BTT && B <= m->cap_B && (int)qe <= m->cap_qes) return 0;
+    m->be->sync(m->be);                  /* a deferred forward's copies may still read these buffers */
+    m->inputs_fenced = 0;
     free_activations(m);
     /* test hook: batches needing more than ATTNSCOPE_TEST_MEM_LIMIT bytes fail as if the backend
      * were out of memory, so that the tests exercise the halving without a GPU */
@@ -191,6 +193,7 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
     const size_t bytes = (size_t)m->cfg.n_layer * B * m->cfg.n_head * T * per + (req->vis_grid ? 4 * vis_floats(m, B, T) : 0);
     if (bytes <= m->cap_ftok) return 0;
     backend *be = m->be;
+    be->sync(be);                        /* (a deferred forward's downloads read the old block) */
     if (m->ftok) be->free(be, m->ftok);
     m->cap_ftok = 0;
     if (!(m->ftok = be->alloc(be, bytes)))
@@ -285,15 +288,25 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     const double t0 = util_now();
     if (hidden) be->download(be, hidden, m->xn, (size_t)BT * C * sizeof(float));
     if (fused) {
-        be->download(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
-        if (k) be->download(be, req->topk_idx, d_ti, c->n_layer * nk * sizeof(int32_t));
-        if (k) be->download(be, req->topk_w, d_tw, c->n_layer * nk * sizeof(float));
-        if (want_ki) be->download(be, req->key_imp, d_ki, c->n_layer * nki * sizeof(float));
-        if (vg) be->download(be, req->vis_out, d_vis, c->n_layer * nv * sizeof(float));
+        /* deferred: in stream order, into the caller's page-locked sets; the caller's fence marks their end */
+        void (*get)(backend *, void *, const void *, size_t) = req->defer ? backend_download_async : be->download;
+        get(be, req->stats, m->fstats, c->n_layer * per_layer * sizeof(float));
+        if (k) get(be, req->topk_idx, d_ti, c->n_layer * nk * sizeof(int32_t));
+        if (k) get(be, req->topk_w, d_tw, c->n_layer * nk * sizeof(float));
+        if (want_ki) get(be, req->key_imp, d_ki, c->n_layer * nki * sizeof(float));
+        if (vg) get(be, req->vis_out, d_vis, c->n_layer * nv * sizeof(float));
         req->fused = 1;
     }
+    if (req && req->defer && !hidden) return;
     be->sync(be);
     m->wait_s += util_now() - t0;
+}
+
+void model_inputs_wait(model *m)
+{
+    if (!m->inputs_fenced) return;
+    backend_fence_wait(m->be, MODEL_FENCE_INPUTS);
+    m->inputs_fenced = 0;
 }
 
 /* The staging block's sections (inputs_layout) for the current capacity. */
@@ -318,6 +331,7 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
     if (req) req->fused = 0;
     if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused)) return -1;
     const int BT = B * T;
+    model_inputs_wait(m);                /* the previous forward's upload has left the staging block */
     /* host-side inputs into the staging block (the capacity's layout: the device block's):
      * positions (learned+offset: RoBERTa counts from pad+1 over real tokens), key mask, types,
      * lengths, token classes — then one upload (pinned memory on a GPU) */
@@ -333,7 +347,9 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
         }
     }
     if (fused && req->tokcls) memcpy(s.cls, req->tokcls, (size_t)BT);
-    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
+    backend_upload_async(be, m->inputs, m->stage, m->inputs_bytes);
+    backend_fence(be, MODEL_FENCE_INPUTS);
+    m->inputs_fenced = 1;
     if (m->inv_freq && c->rope_type == ROPE_DYNAMIC && T != m->rope_T) model_upload_inv_freq(m, T);
     be->embed(be, m->x, m->ids, m->pos, m->types, m->wte, m->wpe, m->wtt, BT, c->d_model);
     forward_blocks(m, B, T, req, hidden, fused);
@@ -349,6 +365,7 @@ static int ensure_patch_buffers(model *m, int B, int H, int W, int gh, int gw)
     backend *be = m->be;
     const size_t C = c->d_model, K = (size_t)c->n_channels * c->patch_size * c->patch_size, N = (size_t)gh * gw;
     const size_t npx = (size_t)B * c->n_channels * H * W;
+    if (npx > m->cap_px || (size_t)B * N > m->cap_patches) be->sync(be);   /* (see ensure_activations) */
     if (npx > m->cap_px) {
         if (m->px) be->free(be, m->px);
         m->px = be->alloc(be, npx * sizeof(float));
@@ -398,6 +415,7 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw))
         return -1;
     /* token t of image b reads row t of the table for a prefix token, its own patch's row after */
+    model_inputs_wait(m);
     const staging s = stage_of(m);
     for (int b = 0; b < B; b++) {
         s.lens[b] = T;
@@ -410,10 +428,13 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
         }
     }
     if (fused) memset(s.cls, 0, (size_t)B * T);
-    be->upload(be, m->inputs, m->stage, m->inputs_bytes);
-    /* the pixels cross the bus as they are, without waiting (the forward ends with a sync before
-     * the caller gets px back); the backend cuts them into the patch rows */
-    (be->upload_async ? be->upload_async : be->upload)(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
+    /* the inputs and the pixels cross the bus as they are, without waiting (px and the staging
+     * block stay unchanged until the fence has passed: model_inputs_wait); the backend cuts the
+     * pixels into the patch rows */
+    backend_upload_async(be, m->inputs, m->stage, m->inputs_bytes);
+    backend_upload_async(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
+    backend_fence(be, MODEL_FENCE_INPUTS);
+    m->inputs_fenced = 1;
     be->patch_rows(be, m->prow, m->px, B, c->n_channels, H, W, P);
     /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
     be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);

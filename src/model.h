@@ -72,6 +72,7 @@ typedef struct {
      * ids, pos, types (B, T); keymask above; lens (B) valid tokens and tokcls (B, T) token
      * flags for the fused attention */
     void *inputs, *stage; size_t inputs_bytes;
+    int inputs_fenced;                   /* the last forward's uploads are marked by MODEL_FENCE_INPUTS */
     int32_t *ids, *pos, *types;
     int32_t *lens;
     uint8_t *tokcls;
@@ -140,6 +141,11 @@ typedef struct {
     const vgrid *vis_grid; int vis_fusion; float *vis_out;
     void (*vis_map)(void *user, int layer, const float *map, int B, int T);
     int fused;                           /* out: 1 when the fused path ran */
+    /* 1: the forward returns once its work is enqueued (a device backend), the fused path's
+     * outputs above downloaded asynchronously: stats, topk_idx, topk_w, key_imp and vis_out must
+     * then be host_alloc memory, valid after a backend fence recorded later has been waited for
+     * (collect.c's batch sets). 0: they are valid when the forward returns. */
+    int defer;
 } attn_request;
 
 /* Runs B sequences padded to T. ids, types (B, T) on the host (types may be NULL: all 0);
@@ -157,6 +163,11 @@ int model_forward(model *m, const int32_t *ids, const int32_t *types, const int 
  * table as transformers' interpolate_pos_encoding (bicubic). px in host_alloc memory crosses the
  * bus fastest (the upload does not wait for it). Returns 0, or -1 with err_set(). */
 int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden);
+/* The fence slot of the last forward's input uploads (backend.h), and the wait for it: the pixels
+ * a deferred model_forward_pixels read (px) may change only after model_inputs_wait. Every
+ * forward waits for the previous one's uploads before it fills the staging block again. */
+#define MODEL_FENCE_INPUTS 0
+void model_inputs_wait(model *m);
 /* Bytes of backend memory a batch of B x T needs beyond the weights (an estimate that includes
  * the backend's attention scratch), to size batches from free memory; fused: the forward will
  * take the fused path (no probabilities stored), with tok_bytes of per-token outputs per layer,

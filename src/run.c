@@ -523,8 +523,11 @@ int run_main(int argc, char **argv)
     }
 
     /* the run's identity: resume what an interrupted run of the same command left, or start */
+    const double t_start = util_now();
     char *sha = run_weights_sha(m.weight_files, m.n_weight_files, comm, rank), shex[65];
+    const double t_wsha = util_now();
     run_samples_sha(&d, comm, rank, nranks, shex);
+    const double t_ssha = util_now();
     char *manifest = make_manifest(&o, be->name, nranks, sha, shex, N);
     const uint64_t run_id = runstate_hash(manifest);
     int resume = rank == 0 ? runstate_match(&st, manifest) : 0;
@@ -616,8 +619,10 @@ int run_main(int argc, char **argv)
     be->sync(be);
     double loop_s = util_now() - t_loop, loop_max = 0;
     if (rank == 0 && o.profile) backend_profile_print(be, loop_s, stdout);
+    const double t_end = util_now();
     double waited = collect_drain(&col);
     if (collect_write_failed(&col)) state = RUNCTL_FAILED;
+    const double t_drain = util_now();
     const int verdict = runctl_finish(&ctl, state, res.samples_done, res.tokens_done);
     runctl_set_graceful(0);
     /* padding, and the non-finite statistics counted for the closing line */
@@ -635,6 +640,10 @@ int run_main(int argc, char **argv)
         else rc = -1;
         if (!rc && rank == 0) {
             double el = util_now() - t0;
+            if (getenv("ATTNSCOPE_PHASES"))   /* (runloop.c: the loop's own phases) */
+                fprintf(stderr, "[phases] from the start line: weights SHA-256 %.3f s, samples SHA-256 %.3f, file and state "
+                                "%.3f, loop %.3f, the writer's drain %.3f, finishing %.3f\n", t_wsha - t_start, t_ssha - t_wsha,
+                        t_loop - t_ssha, t_end - t_loop, t_drain - t_end, util_now() - t_drain);
             char nonfin[64] = "";
             if (pad_all[2]) snprintf(nonfin, sizeof nonfin, "; %lld non-finite statistics (NaN/Inf)", (long long)pad_all[2]);
             printf("attnscope: wrote %s: %lld samples, %lld tokens in %.1f s (%.0f tokens/s on %d rank(s); "

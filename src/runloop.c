@@ -30,6 +30,19 @@ int run_batch_size(const int *order, const int *len, int s, int wn, int bmax)
     return B ? B : 1;
 }
 
+/* a batch sent to the backend (collect_batch_sent's set, or -1: none), its samples and valid tokens */
+typedef struct { int set, B; int64_t real; } sent_batch;
+
+/* b's results into the window (collect_batch_end); the samples done so far (*q, sorted positions
+ * of the window) and the tokens grow by it */
+static void end_batch(collect *col, sent_batch *b, int *q, int64_t *done_tok)
+{
+    collect_batch_end(col, b->set);
+    *q += b->B;
+    *done_tok += b->real;
+    b->set = -1;
+}
+
 /* the progress record for "window [w0, w0+wn) done up to sorted position q" */
 static progress_rec record(const collect *col, const dataset *d, int w0, int wn, int q, int64_t tokens_done)
 {
@@ -73,6 +86,9 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
      * aid: the phases are timed without synchronising anything) */
     enum { PH_WINDOW, PH_PIXELS, PH_BEGIN, PH_FORWARD, PH_END, PH_POLL, PH_N };
     double ph[PH_N] = {0}, tp = util_now();
+    /* ATTNSCOPE_NO_OVERLAP=1: every batch ends before the next is sent (for comparisons) */
+    const char *nov = getenv("ATTNSCOPE_NO_OVERLAP");
+    const int no_overlap = nov && *nov && strcmp(nov, "0");
 #define PHASE(p) do { const double now_ = util_now(); ph[p] += now_ - tp; tp = now_; } while (0)
     for (int first = 1; w0 < d->n && state == RUNCTL_RUNNING; first = 0) {
         const int resume_part = first && restored && restored->q > 0;
@@ -85,7 +101,12 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         PHASE(PH_WINDOW);
         for (int i = 0; i < wn; i++) order[i] = w0 + i;
         qsort_r(order, wn, sizeof(int), cmp_len_desc, d->len);
-        int s = resume_part ? (int)restored->q : 0;
+        /* s: the next batch's position in order; q: every batch before it has ended (its
+         * results in the window). One batch may be in flight (pend): batch i is sent to the
+         * backend before batch i-1's results are taken, so that the device does not wait for the
+         * host between batches. The explicit path's batches, and a window's last, end at once. */
+        int s = resume_part ? (int)restored->q : 0, q = s, stop = 0;
+        sent_batch pend = {-1, 0, 0};
         while (s < wn) {
             const int T = d->len[order[s]];
             int B = lo->max_tokens / T;
@@ -110,6 +131,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
              * checkpointed so far stays) */
             /* the read-ahead's guess: the next images of the window, as many as this batch */
             const int n_next = !bpx || s + B >= wn ? 0 : wn - s - B < B ? wn - s - B : B;
+            if (bpx) model_inputs_wait(m);   /* the batch in flight has its pixels on the device */
             if (bpx && prefetch_batch(&pf, &bpx, order + s, B, order + s + B, n_next)) {
                 collect_fail(col, err_get());
                 col->werr_input = 1;
@@ -140,26 +162,31 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 bcap = B;                 /* the error is not sticky; later batches start no larger */
             }
             PHASE(PH_FORWARD);
-            collect_batch_end(col, B, T);
-            PHASE(PH_END);
-            int64_t real = 0;
-            for (int b = 0; b < B; b++) real += d->len[order[s + b]];
-            done_tok += real;
-            res->tokens_computed += real;
-            res->tokens_padded += (int64_t)B * T - real;
+            sent_batch now = {collect_batch_sent(col, B, T), B, 0};
+            for (int b = 0; b < B; b++) now.real += d->len[order[s + b]];
+            res->tokens_computed += now.real;
+            res->tokens_padded += (int64_t)B * T - now.real;
             s += B;
-            done_s = w0 + s;
-            const int stop = runctl_poll(ctl, w0 + s, done_tok);
+            /* the batch before, while this one computes; this one at once where it cannot wait */
+            if (pend.set >= 0) end_batch(col, &pend, &q, &done_tok);
+            pend = now;
+            if (!col->req.fused || s == wn || no_overlap) end_batch(col, &pend, &q, &done_tok);
+            done_s = w0 + q;
+            PHASE(PH_END);
+            stop = runctl_poll(ctl, w0 + q, done_tok);
+            if (stop && pend.set >= 0) end_batch(col, &pend, &q, &done_tok);   /* (the batch in flight is kept) */
+            done_s = w0 + q;
             if (collect_write_failed(col)) { state = RUNCTL_FAILED; break; }
-            const double now = util_now();
-            if (s < wn && (stop || now - last_ckpt >= lo->checkpoint_every)) {
-                progress_rec r = record(col, d, w0, wn, s, done_tok);
+            const double now_s = util_now();
+            if (q < wn && (stop || now_s - last_ckpt >= lo->checkpoint_every)) {
+                progress_rec r = record(col, d, w0, wn, q, done_tok);
                 collect_window_write(col, &r, 1);
-                last_ckpt = now;
+                last_ckpt = now_s;
             }
             PHASE(PH_POLL);
             if (stop) { state = RUNCTL_STOPPED; break; }
         }
+        s = q;
         if (s == wn) {      /* the window is complete */
             progress_rec r = record(col, d, w0, wn, wn, done_tok);
             collect_window_write(col, &r, 0);
@@ -172,10 +199,10 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         double all = 0;
         for (int p = 0; p < PH_N; p++) all += ph[p];
         /* (the helper is waited for at a batch's end and at a window's: its time is part of both) */
-        fprintf(stderr, "[phases] loop %.3f s: windows %.3f, pixels %.3f, batch set-up %.3f, forward %.3f (of it waiting "
-                        "for the backend %.3f), batch end %.3f, poll+checkpoints %.3f; waiting for the helper (in batch "
-                        "ends and windows) %.3f\n",
-                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], m->wait_s, ph[PH_END], ph[PH_POLL],
+        fprintf(stderr, "[phases] loop %.3f s: windows %.3f, pixels %.3f, batch set-up %.3f, forward %.3f, batch end %.3f, "
+                        "poll+checkpoints %.3f; waiting for the backend (in forwards and batch ends) %.3f; waiting for "
+                        "the helper (in batch ends and windows) %.3f\n",
+                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], ph[PH_END], ph[PH_POLL], m->wait_s + col->gpu_wait_s,
                 col->sc_wait_s);
     }
 #undef PHASE
