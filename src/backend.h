@@ -41,6 +41,10 @@ struct backend {
      * it returns (the CPU), or use sync. */
     void (*fence)(backend *be, int slot);
     void (*fence_wait)(backend *be, int slot);
+    /* upload_async on a copy engine of its own (CUDA: a second stream), so that it overlaps the
+     * ops enqueued before it: it starts once fence `after` (a slot, or -1) has passed, and every op
+     * enqueued after it waits for it. NULL: upload_async. */
+    void (*upload_side)(backend *be, void *dst, const void *src, size_t bytes, int after);
 
     /* out[t,:] = wte[ids[t],:] + (wpe ? wpe[pos[t],:] : 0) + (wtt ? wtt[types[t],:] : 0);  out (T, C);
      * wpe NULL (rotary families) only on a backend with rope */

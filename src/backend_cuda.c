@@ -53,6 +53,7 @@ typedef struct {
     int fused_bh;                     /* the last fused launch's B·NH: its finish counters are zero */
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
     cudaEvent_t fence[BACKEND_FENCES];
+    cudaStream_t side; cudaEvent_t side_done;   /* upload_side's stream, and its last copy's end */
     int roll_tf32;                    /* the rollout's products on TF32 tensor cores (bf16 runs) */
 } cuda_ctx;
 
@@ -116,6 +117,16 @@ static void cuda_fence_wait(backend *be, int slot)
 {
     cuda_ctx *c = be->ctx;
     CHECK_CUDA(cudaEventSynchronize(c->fence[slot]));
+}
+/* on the side stream (non-blocking: no implicit order with the legacy stream), after fence `after`
+ * (an event never recorded is no wait); the legacy stream waits for the copy */
+static void cuda_upload_side(backend *be, void *dst, const void *src, size_t bytes, int after)
+{
+    cuda_ctx *c = be->ctx;
+    if (after >= 0) CHECK_CUDA(cudaStreamWaitEvent(c->side, c->fence[after], 0));
+    CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->side));
+    CHECK_CUDA(cudaEventRecord(c->side_done, c->side));
+    CHECK_CUDA(cudaStreamWaitEvent(cudaStreamLegacy, c->side_done, 0));
 }
 
 /* Scratch slot s with at least bytes; contents are not kept when it grows. Out of memory here
@@ -620,6 +631,8 @@ static void cuda_release(backend *be)
     }
     cublasLtDestroy(c->lt);
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventDestroy(c->fence[i]));
+    CHECK_CUDA(cudaEventDestroy(c->side_done));
+    CHECK_CUDA(cudaStreamDestroy(c->side));
     free(c);
     be->ctx = NULL;
 }
@@ -662,6 +675,8 @@ backend *backend_cuda_init(int precision)
     CHECK_LT(cublasLtCreate(&c->lt));
     c->use_lt = !env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
+    CHECK_CUDA(cudaEventCreateWithFlags(&c->side_done, cudaEventDisableTiming));
+    CHECK_CUDA(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cuda";
     be->ctx = c;
@@ -675,6 +690,7 @@ backend *backend_cuda_init(int precision)
     be->sync = cuda_sync;
     be->fence = cuda_fence;
     be->fence_wait = cuda_fence_wait;
+    be->upload_side = env_on("ATTNSCOPE_NO_SIDE_COPY") ? NULL : cuda_upload_side;
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
     be->linear_weight = cuda_linear_weight;

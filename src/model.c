@@ -429,13 +429,17 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     }
     if (fused) memset(s.cls, 0, (size_t)B * T);
     /* the inputs and the pixels cross the bus as they are, without waiting (px and the staging
-     * block stay unchanged until the fence has passed: model_inputs_wait); the backend cuts the
-     * pixels into the patch rows */
+     * block stay unchanged until the fence has passed: model_inputs_wait); the pixels on a copy
+     * engine of their own where the backend has one, as soon as the previous forward has read
+     * its own (while that forward computes); the backend cuts them into the patch rows */
     backend_upload_async(be, m->inputs, m->stage, m->inputs_bytes);
-    backend_upload_async(be, m->px, px, (size_t)B * c->n_channels * H * W * sizeof(float));
+    const size_t px_bytes = (size_t)B * c->n_channels * H * W * sizeof(float);
+    if (be->upload_side) be->upload_side(be, m->px, px, px_bytes, MODEL_FENCE_PX);
+    else backend_upload_async(be, m->px, px, px_bytes);
     backend_fence(be, MODEL_FENCE_INPUTS);
     m->inputs_fenced = 1;
     be->patch_rows(be, m->prow, m->px, B, c->n_channels, H, W, P);
+    backend_fence(be, MODEL_FENCE_PX);
     /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
     be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);
     be->copy_rows(be, m->ptab, C * sizeof(float), m->wcls, C * sizeof(float), C * sizeof(float), 1);

@@ -167,6 +167,7 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
  * a deferred model_forward_pixels read (px) may change only after model_inputs_wait. Every
  * forward waits for the previous one's uploads before it fills the staging block again. */
 #define MODEL_FENCE_INPUTS 0
+#define MODEL_FENCE_PX 4                 /* the last forward's pixels have been read on the device */
 void model_inputs_wait(model *m);
 /* Bytes of backend memory a batch of B x T needs beyond the weights (an estimate that includes
  * the backend's attention scratch), to size batches from free memory; fused: the forward will
