@@ -35,8 +35,11 @@ void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap)
 int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *next, int n_next)
 {
     int k = 0;
+    double t0 = util_now();
     if (p->buf) {
         prefetch_wait(p);
+        p->wait_s += util_now() - t0;
+        t0 = util_now();
         while (k < p->n && k < B && p->idx[k] == idx[k]) k++;
         if (k > 0 && p->rc) {
             if (k == p->n) return err_set("%s", p->msg);   /* a bad image of this batch */
@@ -46,6 +49,7 @@ int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *n
         p->n = 0;
     }
     if (k < B && dataset_pixels(p->d, idx + k, B - k, *bpx + (size_t)k * p->per_image)) return -1;
+    p->read_s += util_now() - t0;
     if (p->buf && n_next > 0) {
         p->n = n_next;
         memcpy(p->idx, next, (size_t)n_next * sizeof(int));

@@ -21,6 +21,7 @@ typedef struct {
     float *buf;                /* [cap][per_image], or NULL: no read-ahead */
     int rc;
     char msg[1024];
+    double wait_s, read_s;     /* seconds prefetch_batch waited for the thread, read itself */
 } prefetch;
 
 /* A read-ahead for batches of up to cap images of d, when it pays (see above); else p->buf NULL. */

@@ -78,13 +78,14 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     prefetch pf;
     if (bpx) prefetch_init(&pf, d, be, lo->batch);
     int bcap = lo->batch, state = RUNCTL_RUNNING;
+    int *next_win = bpx ? xmalloc((size_t)lo->batch * sizeof(int)) : NULL;   /* the read-ahead's guess past a window */
     int64_t done_tok = restored ? restored->tokens_done : 0;
     int w0 = restored ? (int)restored->wstart : 0;
     int64_t done_s = restored ? restored->samples_done : 0;
     double last_ckpt = util_now();
     /* ATTNSCOPE_PHASES=1: where rank 0's loop spent its wall time, printed at its end (a benchmark's
      * aid: the phases are timed without synchronising anything) */
-    enum { PH_WINDOW, PH_PIXELS, PH_BEGIN, PH_FORWARD, PH_END, PH_POLL, PH_N };
+    enum { PH_WINDOW, PH_UPLOADED, PH_PIXELS, PH_BEGIN, PH_FORWARD, PH_END, PH_POLL, PH_N };
     double ph[PH_N] = {0}, tp = util_now();
     /* ATTNSCOPE_NO_OVERLAP=1: every batch ends before the next is sent (for comparisons) */
     const char *nov = getenv("ATTNSCOPE_NO_OVERLAP");
@@ -130,9 +131,19 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
              * decode now fails the run as a failed write does (one line naming it; the work
              * checkpointed so far stays) */
             /* the read-ahead's guess: the next images of the window, as many as this batch */
-            const int n_next = !bpx || s + B >= wn ? 0 : wn - s - B < B ? wn - s - B : B;
+            /* (past the window's end: the next window's first images, which is its order too, every
+             * image being of one size) */
+            int n_next = !bpx || s + B >= wn ? 0 : wn - s - B < B ? wn - s - B : B;
+            const int *next = order + s + B;
+            if (bpx && s + B >= wn && w0 + wn < d->n) {
+                const int w1 = w0 + wn, left = d->n - w1 < col->wcap ? d->n - w1 : col->wcap;
+                n_next = left < B ? left : B;
+                for (int i = 0; i < n_next; i++) next_win[i] = w1 + i;
+                next = next_win;
+            }
             if (bpx) model_inputs_wait(m);   /* the batch in flight has its pixels on the device */
-            if (bpx && prefetch_batch(&pf, &bpx, order + s, B, order + s + B, n_next)) {
+            PHASE(PH_UPLOADED);
+            if (bpx && prefetch_batch(&pf, &bpx, order + s, B, next, n_next)) {
                 collect_fail(col, err_get());
                 col->werr_input = 1;
                 state = RUNCTL_FAILED;
@@ -199,18 +210,19 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         double all = 0;
         for (int p = 0; p < PH_N; p++) all += ph[p];
         /* (the helper is waited for at a batch's end and at a window's: its time is part of both) */
-        fprintf(stderr, "[phases] loop %.3f s: windows %.3f, pixels %.3f, batch set-up %.3f, forward %.3f, batch end %.3f, "
+        fprintf(stderr, "[phases] loop %.3f s: windows %.3f, the last pixels' upload %.3f, pixels %.3f (of it waiting for "
+                        "the read-ahead %.3f, reading in the loop %.3f), batch set-up %.3f, forward %.3f, batch end %.3f, "
                         "poll+checkpoints %.3f; waiting for the backend (in forwards and batch ends) %.3f; waiting for "
                         "the helper (in batch ends and windows) %.3f\n",
-                all, ph[PH_WINDOW], ph[PH_PIXELS], ph[PH_BEGIN], ph[PH_FORWARD], ph[PH_END], ph[PH_POLL], m->wait_s + col->gpu_wait_s,
-                col->sc_wait_s);
+                all, ph[PH_WINDOW], ph[PH_UPLOADED], ph[PH_PIXELS], bpx ? pf.wait_s : 0.0, bpx ? pf.read_s : 0.0, ph[PH_BEGIN],
+                ph[PH_FORWARD], ph[PH_END], ph[PH_POLL], m->wait_s + col->gpu_wait_s, col->sc_wait_s);
     }
 #undef PHASE
     if (bpx) prefetch_free(&pf);
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
     res->tokens_done = done_tok;
-    free(order); free(bids); free(btypes); free(blen);
+    free(order); free(bids); free(btypes); free(blen); free(next_win);
     if (bpx) be->host_free(be, bpx);
     return state;
 }
