@@ -107,6 +107,9 @@ void model_free(model *m);
  * --allow-nonfinite, so that the warning is printed once). Process-wide: set before loading. */
 enum { NONFINITE_REFUSE, NONFINITE_WARN, NONFINITE_SILENT };
 void model_set_nonfinite(int policy);
+/* Process-wide: fn (NULL: none) is called by model_load with the weight files (weight_files) as
+ * soon as it knows them, before it reads them (run_wsha.c hashes them meanwhile). */
+void model_set_files_hook(void (*fn)(char *const *files, int n));
 /* Checks x[0..n) of tensor name read from file under the policy above. Returns 0, or -1 with
  * err_set() when the tensor has non-finite values and the policy refuses them. */
 int model_check_finite(const char *file, const char *name, const float *x, size_t n);

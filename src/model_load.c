@@ -13,6 +13,8 @@
 static int nonfinite_policy = NONFINITE_REFUSE;
 
 void model_set_nonfinite(int policy) { nonfinite_policy = policy; }
+static void (*files_hook)(char *const *files, int n);
+void model_set_files_hook(void (*fn)(char *const *files, int n)) { files_hook = fn; }
 
 int model_check_finite(const char *file, const char *name, const float *x, size_t n)
 {
@@ -313,12 +315,14 @@ int model_load_tower(model *m, const char *dir, backend *be, int tower)
         m->n_weight_files = 1;
         m->weight_files = xcalloc(1, sizeof(char *));
         m->weight_files[0] = xstrdup(dir);
+        if (files_hook) files_hook(m->weight_files, m->n_weight_files);
     } else {
         if (st_open_dir(&st, dir)) { config_free(&m->cfg); return -1; }
         src.st = &st;
         m->n_weight_files = st.nfiles;
         m->weight_files = xcalloc(st.nfiles, sizeof(char *));
         for (int i = 0; i < st.nfiles; i++) m->weight_files[i] = xstrdup(st.paths[i]);
+        if (files_hook) files_hook(m->weight_files, m->n_weight_files);
         int found = 0;
         /* the prefix under which the stem's first weight is found */
         const char *first = a->names[a->stem == STEM_PATCHES ? ROLE_PATCH : ROLE_TOK_EMB];

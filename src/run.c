@@ -162,31 +162,6 @@ static char *join_argv(int argc, char **argv)
     return s;
 }
 
-/* SHA-256 of every weight file as a JSON object {"name": "hex"}; computed on rank 0, broadcast. */
-char *run_weights_sha(char *const *files, int n_files, MPI_Comm comm, int rank)
-{
-    int len = 0;
-    char *s = NULL;
-    if (rank == 0) {
-        size_t cap = 64 + (size_t)n_files * 4200;
-        s = xmalloc(cap);
-        char *p = s;
-        p += sprintf(p, "{");
-        for (int i = 0; i < n_files; i++) {
-            char hex[65] = "unreadable";
-            if (util_sha256_file(files[i], hex)) snprintf(hex, sizeof hex, "unreadable");
-            const char *base = strrchr(files[i], '/');
-            p += sprintf(p, "%s\"%s\": \"%s\"", i ? ", " : "", base ? base + 1 : files[i], hex);
-        }
-        sprintf(p, "}");
-        len = (int)strlen(s) + 1;
-    }
-    CHECK_MPI(MPI_Bcast(&len, 1, MPI_INT, 0, comm));
-    if (rank) s = xmalloc(len);
-    CHECK_MPI(MPI_Bcast(s, len, MPI_CHAR, 0, comm));
-    return s;
-}
-
 /* --images: every rank's images must come out of the processor at one size (batching and the
  * patch grid need it); rank 0 gathers every image's original size for /images/orig_size. */
 int run_images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int32_t **all)
@@ -449,6 +424,7 @@ int run_main(int argc, char **argv)
     rc = o.save_features ? err_set("--save-features: %s is not a CNN (resnet) model", o.model) : 0;
     if (par_agree(rc, comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     model m;
+    run_weights_sha_start(rank);      /* (hashed on a thread of rank 0 while the load reads them) */
     if (par_agree(model_load_tower(&m, o.model, be, input_tower(&o)), comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;

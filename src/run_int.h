@@ -30,7 +30,10 @@ int run_images_agree(const dataset *d, MPI_Comm comm, int rank, int nranks, int3
 /* Rank 0, a fresh file: /images/path, /images/orig_size and the processor's name. */
 void run_images_write(h5out *out, const dataset *d, const int32_t *size_all, const char *model_dir);
 /* Collective: the SHA-256 of every weight file as a JSON object {"name": "hex"} (rank 0 reads
- * them, every rank gets the text; caller frees). */
+ * them, every rank gets the text; caller frees). run_weights_sha_start (before model_load) lets
+ * rank 0 begin on a thread as soon as the load knows the files (run_wsha.c); run_weights_sha
+ * then takes that thread's result when it hashed these files. */
+void run_weights_sha_start(int rank);
 char *run_weights_sha(char *const *files, int n_files, MPI_Comm comm, int rank);
 /* Collective: the SHA-256 of every rank's samples (lengths, rows, ids, types and the preprocessed
  * pixels), combined in rank order; hex on rank 0 ("" elsewhere). */
