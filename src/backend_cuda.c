@@ -9,53 +9,12 @@
  * by release. Every CUDA/cuBLAS call is checked: any error but an out-of-memory in alloc ends
  * the job with the call and file:line (check.h). */
 #ifdef ATTNSCOPE_CUDA
-#include <cuda_runtime_api.h>
-#include <cublas_v2.h>
-#include <cublasLt.h>
-#include "backend.h"
-#include "check.h"
+#include "backend_cuda_int.h"
 #include "kernels.h"
 #include "util.h"
 #include <math.h>
 #include <string.h>
 
-enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
-       SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_FUSED, SCR_VIS, SCR_ROLL, SCR_N };
-
-/* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
- * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
-typedef struct {
-    int M, K, N, bias, ld;           /* ld: of both inputs (K, or 3K' for a chunk of a split GEMM) */
-    cudaDataType_t ab, d;            /* element types of the inputs, of the output (and bias) */
-    cublasComputeType_t compute;
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
-} lt_plan;
-#define LT_PLANS 64
-
-/* Derived copies of the weights, made when a weight first meets a GEMM (weights never change):
- * bf16 for `--precision bf16`, the [hi | lo | hi] TF32 split (N, 3K) for fp32 on tensor cores */
-typedef struct { const float *w; void *bf; } bf16_weight;
-
-typedef struct {
-    cublasHandle_t blas;
-    int precision;                    /* 0 fp32, 1 tf32, 2 bf16 linear layers, 3 fp32 through SGEMM */
-    int split;                        /* linear layers as 3xTF32 GEMMs (fp32 on a GPU with TF32) */
-    int chunks;                       /* pieces of the hi·hi part of a split GEMM; 0: by K (cuda_linear) */
-    int sm;                           /* compute capability, 10 major + minor */
-    bf16_weight *wcache; int n_wcache;
-    void **tables; int n_tables;      /* bf16 token tables (token_table): embed reads them as bf16 */
-    cublasLtHandle_t lt; int use_lt;
-    lt_plan plans[LT_PLANS]; int n_plans;
-    void *scr[SCR_N];                 /* scratch buffers, see the enum */
-    size_t scr_bytes[SCR_N];
-    int fused_bh;                     /* the last fused launch's B·NH: its finish counters are zero */
-    void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
-    cudaEvent_t fence[BACKEND_FENCES];
-    cudaStream_t side; cudaEvent_t side_done;   /* upload_side's stream, and its last copy's end */
-    int roll_tf32;                    /* the rollout's products on TF32 tensor cores (bf16 runs) */
-} cuda_ctx;
 
 /* a switch of the environment is on when set to anything but "" or "0" */
 static int env_on(const char *name)
@@ -131,7 +90,7 @@ static void cuda_upload_side(backend *be, void *dst, const void *src, size_t byt
 
 /* Scratch slot s with at least bytes; contents are not kept when it grows. Out of memory here
  * is fatal: the model's own buffers already fit, and scratch is a few of their size. */
-static void *scratch(cuda_ctx *c, int s, size_t bytes)
+void *cuda_scratch(cuda_ctx *c, int s, size_t bytes)
 {
     if (c->scr_bytes[s] >= bytes) return c->scr[s];
     if (c->scr[s]) CHECK_CUDA(cudaFree(c->scr[s]));
@@ -168,7 +127,7 @@ static void remember(cuda_ctx *c, const void *key, void *copy)
     c->wcache = xrealloc(c->wcache, (c->n_wcache + 1) * sizeof *c->wcache);
     c->wcache[c->n_wcache++] = (bf16_weight){key, copy};
 }
-static const void *derived_of(cuda_ctx *c, const float *W, int N, int K)
+const void *cuda_derived_of(cuda_ctx *c, const float *W, int N, int K)
 {
     for (int i = 0; i < c->n_wcache; i++)
         if (c->wcache[i].w == W) return c->wcache[i].bf;
@@ -216,140 +175,6 @@ static void *cuda_linear_weight(backend *be, const float *host, int N, int K)
     return d;
 }
 
-/* a cuBLASLt call: its status, and a launch that failed without changing it (cudaGetLastError,
- * which does not synchronise) — a GEMM that did not run must not pass as a result */
-#define CHECK_LT(call) do { cublasStatus_t s_ = (call); \
-    if (s_ != CUBLAS_STATUS_SUCCESS) check_fail(__FILE__, __LINE__, #call, cublasGetStatusString(s_)); \
-    CHECK_CUDA(cudaGetLastError()); } while (0)
-static const size_t lt_workspace = (size_t)64 << 20;
-
-/* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
- * no algorithm for it (the caller falls back to cublasSgemm). */
-static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld,
-                           cudaDataType_t ab, cudaDataType_t d)
-{
-    for (int i = 0; i < c->n_plans; i++) {
-        lt_plan *p = &c->plans[i];
-        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld &&
-            p->ab == ab && p->d == d)
-            return p;
-    }
-    if (c->n_plans == LT_PLANS) return NULL;
-    lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld, .ab = ab, .d = d};
-    CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
-        CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
-    }
-    /* column-major: W is K x N (ld) used transposed, in is K x M (ld), out is N x M */
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, ab, K, N, ld));
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, ab, K, M, ld));
-    CHECK_LT(cublasLtMatrixLayoutCreate(&p->c, d, N, M, N));
-    cublasLtMatmulPreference_t pref;
-    CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
-    CHECK_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_workspace, sizeof lt_workspace));
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-        cublasLtMatrixLayoutDestroy(p->a); cublasLtMatrixLayoutDestroy(p->b); cublasLtMatrixLayoutDestroy(p->c);
-        cublasLtMatmulDescDestroy(p->op);
-        return NULL;
-    }
-    p->algo = res.algo;
-    c->n_plans++;
-    return p;
-}
-
-/* --precision bf16: bf16 inputs (converted here when idt is DT_F32) and weights, fp32 accumulation,
- * output in odt with the bias (bf16 output: a bf16 copy of the bias, as cuBLASLt wants the
- * output's type) added by the epilogue */
-static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
-                        int K, int N)
-{
-    const float one = 1.0f, zero = 0.0f;
-    if (idt == DT_F32) {
-        void *inb = scratch(c, SCR_BF16, (size_t)M * K * 2);
-        cuda_f32_to_bf16(inb, in, (size_t)M * K);
-        in = inb;
-    }
-    const void *Wb = derived_of(c, W, N, K);
-    const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d) : NULL;
-    if (p) {
-        const void *bias = b && odt == DT_BF16 ? derived_of(c, b, N, 1) : b;
-        if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
-                                c->workspace, lt_workspace, 0));
-        return;
-    }
-    CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
-                              &zero, out, d, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    if (b && odt == DT_BF16) cuda_bias_add_bf16(out, b, M, N);
-    else if (b) cuda_bias_add(out, b, M, N);
-}
-
-/* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
- * column-major view) · inᵀ: one GEMM with op(A) = T on W, no copies. */
-static void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
-                        int K, int N)
-{
-    cuda_ctx *c = be->ctx;
-    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N); return; }
-    if (odt != DT_F32 || idt != DT_F32) check_fail(__FILE__, __LINE__, "cuda_linear", "bf16 activations need --precision bf16");
-    float *out = out_;
-    const float *in = in_;
-    const float one = 1.0f, zero = 0.0f;
-    if (c->split) {            /* fp32 as 3xTF32: TF32 GEMMs over K' = 3K (split.cu) */
-        float *in3 = scratch(c, SCR_SPLIT, (size_t)M * 3 * K * sizeof(float));
-        cuda_split_tf32(in3, in, M, K, 0);
-        const float *W3 = derived_of(c, W, N, K);
-        /* The tensor cores accumulate in fp32 with truncation: the error grows with the k-steps
-         * of one accumulation. So the big hi·hi part runs in c->chunks pieces, each added to out
-         * by the epilogue (beta = 1, fp32 round-to-nearest); the first also does the cross terms
-         * and the bias. Pieces of <= 512 (2 for K <= 1024, at most 8): all-MiniLM-L6-v2's attention
-         * within 3e-6 of HF's (SGEMM: 1.6e-6; one piece: 5.6e-6; the big terms first: 2e-5). */
-        const int ld = 3 * K;
-        const int chunks = c->chunks ? c->chunks : K <= 1024 ? 2 : (K + 511) / 512 < 8 ? (K + 511) / 512 : 8;
-        int k0 = 0;
-        for (int ch = 0; ch < chunks; ch++) {
-            int k1 = ch + 1 == chunks ? ld : 2 * K + (int)((long long)K * (ch + 1) / chunks / 32 * 32);
-            if (k1 <= k0) continue;
-            const float beta = ch ? 1.0f : 0.0f;
-            const float *bias = ch ? NULL : b;
-            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld,
-                                                                CUDA_R_32F, CUDA_R_32F)
-                                                   : NULL;
-            if (p) {
-                if (bias) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-                CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W3 + k0, p->a, in3 + k0, p->b, &beta, out, p->c, out, p->c,
-                                        &p->algo, c->workspace, lt_workspace, 0));
-            } else {
-                CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, k1 - k0, &one, W3 + k0, CUDA_R_32F, ld,
-                                          in3 + k0, CUDA_R_32F, ld, &beta, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                          CUBLAS_GEMM_DEFAULT));
-                if (bias) cuda_bias_add(out, bias, M, N);
-            }
-            k0 = k1;
-        }
-        return;
-    }
-    const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
-    if (p) {
-        if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
-        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
-                                c->workspace, lt_workspace, 0));
-        return;
-    }
-    CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
-    if (b) cuda_bias_add(out, b, M, N);
-}
 
 static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const float *in, const void *res, int res_dt,
                               const float *w, const float *b, int M, int C, float eps)
@@ -389,8 +214,8 @@ static void cuda_attention(backend *be, float *out, float *probs, const float *q
     cuda_ctx *c = be->ctx;
     const size_t n = (size_t)B * T * NH * HS * sizeof(float), nkv = (size_t)B * T * NKV * HS * sizeof(float);
     const int sq = c->split ? 3 : 1;   /* fp32 on tensor cores: q, k as 3xTF32 operands (permute.cu) */
-    float *qh = scratch(c, SCR_Q, sq * n), *kh = scratch(c, SCR_K, sq * nkv), *vh = scratch(c, SCR_V, nkv);  /* (B, ·, T, ·) */
-    float *yh = scratch(c, SCR_Y, n);                                                                         /* (B, NH, T, HS) */
+    float *qh = cuda_scratch(c, SCR_Q, sq * n), *kh = cuda_scratch(c, SCR_K, sq * nkv), *vh = cuda_scratch(c, SCR_V, nkv);  /* (B, ·, T, ·) */
+    float *yh = cuda_scratch(c, SCR_Y, n);                                                                         /* (B, NH, T, HS) */
     cuda_permute_qkv(qh, kh, vh, q, k, v, ld, B, T, NH, NKV, HS, c->split);
     const int G = NH / NKV, GT = G * T;
     const float scale = 1.0f / sqrtf((float)HS), one = 1.0f, zero = 0.0f;
@@ -439,7 +264,7 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
      * batch followed by the next window's full one: stale counts, wrong per-head statistics. */
     const size_t need = cuda_attn_fused_scratch(B, NH, T);
     if (c->scr_bytes[SCR_FUSED] < need) c->fused_bh = B * NH;
-    void *part = scratch(c, SCR_FUSED, need);
+    void *part = cuda_scratch(c, SCR_FUSED, need);
     if (B * NH > c->fused_bh) CHECK_CUDA(cudaMemsetAsync(part, 0, cuda_attn_fused_count_bytes(B, NH), 0));
     c->fused_bh = B * NH;
     if (dt == DT_BF16) {
@@ -456,7 +281,7 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
     const float *qf = q;
     if ((const float *)k != qf + C || (const float *)v != qf + C + KV || ld != C + 2 * KV)
         check_fail(__FILE__, __LINE__, "cuda_attention_stats", "float32 q, k, v must be the parts of one (B, T, C + 2KV) buffer");
-    char *qb = scratch(c, SCR_Q, (size_t)B * T * ld * 2);
+    char *qb = cuda_scratch(c, SCR_Q, (size_t)B * T * ld * 2);
     cuda_f32_to_bf16(qb, qf, (size_t)B * T * ld);
     cuda_attn_fused(out, C, qb, qb + 2 * C, qb + 2 * (C + KV), ld, len, tokcls, B, NH, NKV, T, HS, causal, sw, window,
                     stats, tok, part);
@@ -469,16 +294,16 @@ static void cuda_attn_stats_op(backend *be, const float *probs, const int *len, 
     cuda_ctx *c = be->ctx;
     const int k = topk_idx ? sp->topk : 0;       /* 0: the kernel ranks nothing */
     const size_t heads = (size_t)B * NH, bt = (size_t)B * T;
-    int *d_len = scratch(c, SCR_LEN, B * sizeof(int));
-    uint8_t *d_sep = sep ? scratch(c, SCR_SEP, bt) : NULL, *d_punct = punct ? scratch(c, SCR_PUNCT, bt) : NULL;
-    float *d_out = scratch(c, SCR_OUT, heads * STAT_N * sizeof(float));
-    float *d_kimp = key_imp ? scratch(c, SCR_KIMP, heads * T * sizeof(float)) : NULL;
-    int32_t *d_ti = k ? scratch(c, SCR_TKI, heads * T * k * sizeof(int32_t)) : NULL;
-    float *d_tw = k ? scratch(c, SCR_TKW, heads * T * k * sizeof(float)) : NULL;
+    int *d_len = cuda_scratch(c, SCR_LEN, B * sizeof(int));
+    uint8_t *d_sep = sep ? cuda_scratch(c, SCR_SEP, bt) : NULL, *d_punct = punct ? cuda_scratch(c, SCR_PUNCT, bt) : NULL;
+    float *d_out = cuda_scratch(c, SCR_OUT, heads * STAT_N * sizeof(float));
+    float *d_kimp = key_imp ? cuda_scratch(c, SCR_KIMP, heads * T * sizeof(float)) : NULL;
+    int32_t *d_ti = k ? cuda_scratch(c, SCR_TKI, heads * T * k * sizeof(int32_t)) : NULL;
+    float *d_tw = k ? cuda_scratch(c, SCR_TKW, heads * T * k * sizeof(float)) : NULL;
     CHECK_CUDA(cudaMemcpy(d_len, len, B * sizeof(int), cudaMemcpyHostToDevice));
     if (sep) CHECK_CUDA(cudaMemcpy(d_sep, sep, bt, cudaMemcpyHostToDevice));
     if (punct) CHECK_CUDA(cudaMemcpy(d_punct, punct, bt, cudaMemcpyHostToDevice));
-    void *d_part = scratch(c, SCR_STATS, cuda_attn_stats_scratch(B, NH, T));
+    void *d_part = cuda_scratch(c, SCR_STATS, cuda_attn_stats_scratch(B, NH, T));
     cuda_attn_stats(probs, d_len, d_sep, d_punct, B, NH, T, sp->causal, sp->sliding_window, sp->window, k, d_out, d_kimp,
                     d_ti, d_tw, d_part);
     CHECK_CUDA(cudaMemcpy(out, d_out, heads * STAT_N * sizeof(float), cudaMemcpyDeviceToHost));
@@ -493,8 +318,8 @@ static void cuda_attn_pack_op(backend *be, void *dst, const float *probs, const 
 {
     cuda_ctx *c = be->ctx;
     const size_t bytes = (size_t)B * NH * Lmax * Lmax * (f16 ? 2 : 4);
-    int *d_len = scratch(c, SCR_LEN, B * sizeof(int));
-    void *d_out = scratch(c, SCR_PACK, bytes);
+    int *d_len = cuda_scratch(c, SCR_LEN, B * sizeof(int));
+    void *d_out = cuda_scratch(c, SCR_PACK, bytes);
     CHECK_CUDA(cudaMemcpy(d_len, len, B * sizeof(int), cudaMemcpyHostToDevice));
     cuda_attn_pack(d_out, probs, d_len, B, NH, T, Lmax, f16);
     CHECK_CUDA(cudaMemcpy(dst, d_out, bytes, cudaMemcpyDeviceToHost));
@@ -517,8 +342,8 @@ static void cuda_head_sim_op(backend *be, const float *maps, const int *len, int
 {
     cuda_ctx *c = be->ctx;
     const size_t nn = (size_t)nh * nh;
-    int *d_len = scratch(c, SCR_LEN, B * sizeof(int));
-    double *d_mm = scratch(c, SCR_MM, B * nn * sizeof(double)), *d_g = scratch(c, SCR_GRAM, B * nn * sizeof(double));
+    int *d_len = cuda_scratch(c, SCR_LEN, B * sizeof(int));
+    double *d_mm = cuda_scratch(c, SCR_MM, B * nn * sizeof(double)), *d_g = cuda_scratch(c, SCR_GRAM, B * nn * sizeof(double));
     CHECK_CUDA(cudaMemcpy(d_len, len, B * sizeof(int), cudaMemcpyHostToDevice));
     cuda_head_sim(d_mm, d_g, maps, d_len, B, nh, T);
     double *mm = xmalloc(B * nn * sizeof(double)), *g = xmalloc(B * nn * sizeof(double));
@@ -547,7 +372,7 @@ static void cuda_vision_stats_op(backend *be, const float *probs, int B, int NH,
 {
     cuda_ctx *c = be->ctx;
     const size_t heads = (size_t)B * NH, np = (size_t)g->gh * g->gw;
-    float *d = scratch(c, SCR_VIS, heads * (2 + np) * sizeof(float));
+    float *d = cuda_scratch(c, SCR_VIS, heads * (2 + np) * sizeof(float));
     cuda_vision_stats(probs, B, NH, T, g->n_prefix, g->gh, g->gw, g->patch, d, d + heads, d + 2 * heads);
     CHECK_CUDA(cudaMemcpy(dist, d, heads * sizeof(float), cudaMemcpyDeviceToHost));
     CHECK_CUDA(cudaMemcpy(loc, d + heads, heads * sizeof(float), cudaMemcpyDeviceToHost));
@@ -564,7 +389,7 @@ static void cuda_rollout_step_op(backend *be, float *Rout, const float *Rin, con
 {
     cuda_ctx *c = be->ctx;
     const size_t TT = (size_t)T * T;
-    float *A = Rin ? scratch(c, SCR_ROLL, (size_t)B * TT * sizeof(float)) : Rout;
+    float *A = Rin ? cuda_scratch(c, SCR_ROLL, (size_t)B * TT * sizeof(float)) : Rout;
     cuda_rollout_map(A, probs, B, NH, T, fusion, (size_t)(discard * (double)TT));
     if (!Rin) return;                          /* the first layer: R = Â·I */
     const float one = 1.0f, zero = 0.0f;
@@ -600,7 +425,7 @@ static void cuda_channel_stats_op(backend *be, const float *x, int B, int hw, in
 {
     cuda_ctx *c = be->ctx;
     const size_t n = (size_t)B * C;
-    float *d = scratch(c, SCR_VIS, 3 * n * sizeof(float));
+    float *d = cuda_scratch(c, SCR_VIS, 3 * n * sizeof(float));
     cuda_channel_stats(x, B, hw, C, d, d + n, d + 2 * n);
     float *const dst[3] = {mean, active, entropy};
     for (int k = 0; k < 3; k++) CHECK_CUDA(cudaMemcpy(dst[k], d + k * n, n * sizeof(float), cudaMemcpyDeviceToHost));
@@ -669,7 +494,7 @@ backend *backend_cuda_init(int precision)
     }
     /* fp32: CUBLAS_DEFAULT_MATH never uses TF32 for Sgemm (only NVIDIA_TF32_OVERRIDE could turn it off further) */
     CHECK_CUBLAS(cublasSetMathMode(c->blas, precision == 1 || precision == 2 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    const size_t ws = lt_workspace;   /* shared by cuBLAS and cuBLASLt (same stream, never concurrent) */
+    const size_t ws = LT_WORKSPACE;   /* shared by cuBLAS and cuBLASLt (same stream, never concurrent) */
     if (cudaMalloc(&c->workspace, ws) == cudaSuccess) CHECK_CUBLAS(cublasSetWorkspace(c->blas, c->workspace, ws));
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));

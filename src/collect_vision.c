@@ -4,7 +4,7 @@
  * layers (vstats.c defines each). Where the backend can (model_fuses_vision), they come from the
  * fused path, the probabilities never stored per head: the forward leaves every layer's
  * distance, locality and [CLS] rows for the batch's end and hands over each layer's fused map for
- * the rollout (collect_vision_request, _map, _batch_end). Else from the probabilities of the
+ * the rollout (collect_vision_request, _map, _batch_sent). Else from the probabilities of the
  * explicit path (capture): the backend computes them where the probabilities are (backend.h
  * vision_stats, rollout_step, row_norms). Only the small results reach the host, the rollout once
  * per batch. */
@@ -57,18 +57,21 @@ static float *batch_buf(collect *c, size_t n)
     return c->bvis;
 }
 
-/* one layer's dist, loc (B, NH) and cls (B, NH, np) of the batch (local samples idx[B], window
- * starting at w0) into the window */
+/* sample b's rows of one layer's dist, loc (B, NH) and cls (B, NH, np) of the batch (local samples
+ * idx[B], window starting at w0) into the window */
+static void scatter_layer_one(collect *c, const int *idx, int w0, int layer, int b, const float *dist, const float *loc,
+                              const float *cls)
+{
+    const int NH = c->NH, L = c->L, np = c->vis_gh * c->vis_gw;
+    const size_t o = (size_t)(idx[b] - w0) * L * NH + (size_t)layer * NH;
+    memcpy(c->vis[VIS_DIST] + o, dist + (size_t)b * NH, NH * sizeof(float));
+    memcpy(c->vis[VIS_LOC] + o, loc + (size_t)b * NH, NH * sizeof(float));
+    memcpy(c->vis[VIS_CLS] + o * np, cls + (size_t)b * NH * np, (size_t)NH * np * sizeof(float));
+}
 static void scatter_layer(collect *c, const int *idx, int w0, int layer, int B, const float *dist, const float *loc,
                           const float *cls)
 {
-    const int NH = c->NH, L = c->L, np = c->vis_gh * c->vis_gw;
-    for (int b = 0; b < B; b++) {
-        const size_t o = (size_t)(idx[b] - w0) * L * NH + (size_t)layer * NH;
-        memcpy(c->vis[VIS_DIST] + o, dist + (size_t)b * NH, NH * sizeof(float));
-        memcpy(c->vis[VIS_LOC] + o, loc + (size_t)b * NH, NH * sizeof(float));
-        memcpy(c->vis[VIS_CLS] + o * np, cls + (size_t)b * NH * np, (size_t)NH * np * sizeof(float));
-    }
+    for (int b = 0; b < B; b++) scatter_layer_one(c, idx, w0, layer, b, dist, loc, cls);
 }
 
 /* the rollout's step of one layer from its maps (B, nh, T, T) in backend memory (the probabilities,
@@ -160,32 +163,35 @@ static int by_float(const void *a, const void *b)
 void collect_vision_scatter(collect *c, const collect_scatter_job *j)
 {
     const int B = j->B, T = j->T, L = c->L, npre = c->m->cfg.n_prefix, np = T - npre;
-    const size_t TT = (size_t)T * T;
-    if (j->vis == 2) {   /* the fused path's per-layer outputs */
-        const size_t heads = (size_t)B * c->NH, per = heads * (2 + (size_t)np);
-        for (int l = 0; l < L; l++) {
-            const float *v = c->bset[j->set].vis + l * per;
-            scatter_layer(c, j->idx, j->w0, l, B, v, v + heads, v + 2 * heads);
-        }
-    }
+    const size_t TT = (size_t)T * T, heads = (size_t)B * c->NH, per = heads * (2 + (size_t)np);
+    const float *vis = j->vis == 2 ? c->bset[j->set].vis : NULL;   /* the fused path's per-layer outputs */
     const float *norms = c->bset[j->set].norm, *R = c->bset[j->set].roll;
-    float *pn = np > 0 ? xmalloc((size_t)np * sizeof(float)) : NULL;
+    /* image by image on the helper's threads (a ViT-B/16 batch of 128 is ~36 MB of rows; one
+     * thread's copies took about as long as the GPU's batch); on the CPU backend the forward's
+     * threads have the cores */
+    const int par = strcmp(c->m->be->name, "cpu") != 0;
+#pragma omp parallel for schedule(static) if (par)
     for (int b = 0; b < B; b++) {
+        for (int l = 0; vis && l < L; l++) {
+            const float *v = vis + l * per;
+            scatter_layer_one(c, j->idx, j->w0, l, b, v, v + heads, v + 2 * heads);
+        }
         const size_t w = (size_t)(j->idx[b] - j->w0);
         memcpy(c->vis[VIS_ROLL] + w * TT, R + (size_t)b * TT, TT * sizeof(float));
         float *rows = c->vis[VIS_NORM] + w * c->vis_row[VIS_NORM];
         for (int l = 0; l < L; l++) memcpy(rows + (size_t)l * T, norms + ((size_t)l * B + b) * T, (size_t)T * sizeof(float));
-        if (!pn) continue;
+        if (np <= 0) continue;
         /* the last layer's high-norm patches (Darcet et al. 2024): norms far above the image's median */
         const float *last = rows + (size_t)(L - 1) * T + npre;
+        float *pn = xmalloc((size_t)np * sizeof(float));
         memcpy(pn, last, (size_t)np * sizeof(float));
         qsort(pn, (size_t)np, sizeof(float), by_float);
         const double med = np % 2 ? pn[np / 2] : 0.5 * ((double)pn[np / 2 - 1] + pn[np / 2]);
+        free(pn);
         int cnt = 0;
         for (int q = 0; q < np; q++) cnt += last[q] > c->o.high_norm_factor * med;
         c->vis[VIS_HIGH][w] = (float)cnt;
     }
-    free(pn);
 }
 
 void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C)

@@ -63,6 +63,9 @@ int main(int argc, char **argv)
         }
         rc = 2;
     }
+    /* every rank has said what it had to say: mpirun ending the others once one has exited
+     * non-zero must not add an "interrupted" line to the command's own */
+    runctl_set_silent();
     MPI_Finalize();
     return rc;
 }

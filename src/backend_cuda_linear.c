@@ -1,0 +1,137 @@
+/* backend_cuda_linear.c — the CUDA backend's linear layers (backend.h linear): cuBLASLt with the
+ * bias in the epilogue (the path PyTorch's nn.Linear takes), one plan per shape; bf16 inputs
+ * under --precision bf16, fp32 as 3xTF32 on tensor cores (split.cu) in chunks, TF32, or SGEMM.
+ * Compiled only with `make CUDA=1`. */
+#ifdef ATTNSCOPE_CUDA
+#include "backend_cuda_int.h"
+#include "kernels.h"
+
+/* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
+ * no algorithm for it (the caller falls back to cublasSgemm). */
+static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld,
+                           cudaDataType_t ab, cudaDataType_t d)
+{
+    for (int i = 0; i < c->n_plans; i++) {
+        lt_plan *p = &c->plans[i];
+        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld &&
+            p->ab == ab && p->d == d)
+            return p;
+    }
+    if (c->n_plans == LT_PLANS) return NULL;
+    lt_plan *p = &c->plans[c->n_plans];
+    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld, .ab = ab, .d = d};
+    CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (bias) {
+        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+        CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+    }
+    /* column-major: W is K x N (ld) used transposed, in is K x M (ld), out is N x M */
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, ab, K, N, ld));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, ab, K, M, ld));
+    CHECK_LT(cublasLtMatrixLayoutCreate(&p->c, d, N, M, N));
+    cublasLtMatmulPreference_t pref;
+    CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = LT_WORKSPACE;
+    CHECK_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+        cublasLtMatrixLayoutDestroy(p->a); cublasLtMatrixLayoutDestroy(p->b); cublasLtMatrixLayoutDestroy(p->c);
+        cublasLtMatmulDescDestroy(p->op);
+        return NULL;
+    }
+    p->algo = res.algo;
+    c->n_plans++;
+    return p;
+}
+
+/* --precision bf16: bf16 inputs (converted here when idt is DT_F32) and weights, fp32 accumulation,
+ * output in odt with the bias (bf16 output: a bf16 copy of the bias, as cuBLASLt wants the
+ * output's type) added by the epilogue */
+static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                        int K, int N)
+{
+    const float one = 1.0f, zero = 0.0f;
+    if (idt == DT_F32) {
+        void *inb = cuda_scratch(c, SCR_BF16, (size_t)M * K * 2);
+        cuda_f32_to_bf16(inb, in, (size_t)M * K);
+        in = inb;
+    }
+    const void *Wb = cuda_derived_of(c, W, N, K);
+    const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d) : NULL;
+    if (p) {
+        const void *bias = b && odt == DT_BF16 ? cuda_derived_of(c, b, N, 1) : b;
+        if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
+                                c->workspace, LT_WORKSPACE, 0));
+        return;
+    }
+    CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
+                              &zero, out, d, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (b && odt == DT_BF16) cuda_bias_add_bf16(out, b, M, N);
+    else if (b) cuda_bias_add(out, b, M, N);
+}
+
+/* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
+ * column-major view) · inᵀ: one GEMM with op(A) = T on W, no copies. */
+void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, const float *W, const float *b, int M,
+                        int K, int N)
+{
+    cuda_ctx *c = be->ctx;
+    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N); return; }
+    if (odt != DT_F32 || idt != DT_F32) check_fail(__FILE__, __LINE__, "cuda_linear", "bf16 activations need --precision bf16");
+    float *out = out_;
+    const float *in = in_;
+    const float one = 1.0f, zero = 0.0f;
+    if (c->split) {            /* fp32 as 3xTF32: TF32 GEMMs over K' = 3K (split.cu) */
+        float *in3 = cuda_scratch(c, SCR_SPLIT, (size_t)M * 3 * K * sizeof(float));
+        cuda_split_tf32(in3, in, M, K, 0);
+        const float *W3 = cuda_derived_of(c, W, N, K);
+        /* The tensor cores accumulate in fp32 with truncation: the error grows with the k-steps
+         * of one accumulation. So the big hi·hi part runs in c->chunks pieces, each added to out
+         * by the epilogue (beta = 1, fp32 round-to-nearest); the first also does the cross terms
+         * and the bias. Pieces of <= 512 (2 for K <= 1024, at most 8): all-MiniLM-L6-v2's attention
+         * within 3e-6 of HF's (SGEMM: 1.6e-6; one piece: 5.6e-6; the big terms first: 2e-5). */
+        const int ld = 3 * K;
+        const int chunks = c->chunks ? c->chunks : K <= 1024 ? 2 : (K + 511) / 512 < 8 ? (K + 511) / 512 : 8;
+        int k0 = 0;
+        for (int ch = 0; ch < chunks; ch++) {
+            int k1 = ch + 1 == chunks ? ld : 2 * K + (int)((long long)K * (ch + 1) / chunks / 32 * 32);
+            if (k1 <= k0) continue;
+            const float beta = ch ? 1.0f : 0.0f;
+            const float *bias = ch ? NULL : b;
+            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld,
+                                                                CUDA_R_32F, CUDA_R_32F)
+                                                   : NULL;
+            if (p) {
+                if (bias) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+                CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W3 + k0, p->a, in3 + k0, p->b, &beta, out, p->c, out, p->c,
+                                        &p->algo, c->workspace, LT_WORKSPACE, 0));
+            } else {
+                CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, k1 - k0, &one, W3 + k0, CUDA_R_32F, ld,
+                                          in3 + k0, CUDA_R_32F, ld, &beta, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                          CUBLAS_GEMM_DEFAULT));
+                if (bias) cuda_bias_add(out, bias, M, N);
+            }
+            k0 = k1;
+        }
+        return;
+    }
+    const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
+    if (p) {
+        if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
+                                c->workspace, LT_WORKSPACE, 0));
+        return;
+    }
+    CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
+    if (b) cuda_bias_add(out, b, M, N);
+}
+#endif
