@@ -426,6 +426,11 @@ int run_main(int argc, char **argv)
     model m;
     run_weights_sha_start(rank);      /* (hashed on a thread of rank 0 while the load reads them) */
     if (par_agree(model_load_tower(&m, o.model, be, input_tower(&o)), comm)) { backend_free(be); run_abandon(&st, comm); free(job_store); return 1; }
+    /* the weights' hash joined here, before the data set's own parallel reads and hashes (it ran
+     * while the model loaded) */
+    const double t_start = util_now();
+    char *sha = run_weights_sha(m.weight_files, m.n_weight_files, comm, rank), shex[65];
+    const double t_wsha = util_now();
     const model_config *c = &m.cfg;
     const int L = c->n_layer, NH = c->n_head;
     const int pos_limit = c->max_pos - c->pos_offset, images = c->arch->stem == STEM_PATCHES;
@@ -465,10 +470,10 @@ int run_main(int argc, char **argv)
         rc = dataset_from_pixels_h5(&d, o.input, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
-    if (par_agree(rc, comm)) goto fail_early;
+    if (par_agree(rc, comm)) { free(sha); goto fail_early; }
     int32_t *image_size_all = NULL;     /* rank 0: every image's size before preprocessing */
     if (o.images) rc = run_images_agree(&d, comm, rank, nranks, &image_size_all);
-    if (par_agree(rc, comm)) { free(image_size_all); goto fail_early; }
+    if (par_agree(rc, comm)) { free(image_size_all); free(sha); goto fail_early; }
 
     /* global shape facts */
     int lmax_local = 0, tokmax_local = 1;
@@ -499,9 +504,7 @@ int run_main(int argc, char **argv)
     }
 
     /* the run's identity: resume what an interrupted run of the same command left, or start */
-    const double t_start = util_now();
-    char *sha = run_weights_sha(m.weight_files, m.n_weight_files, comm, rank), shex[65];
-    const double t_wsha = util_now();
+    const double t_hash = util_now();
     run_samples_sha(&d, comm, rank, nranks, shex);
     const double t_ssha = util_now();
     char *manifest = make_manifest(&o, be->name, nranks, sha, shex, N);
@@ -618,7 +621,7 @@ int run_main(int argc, char **argv)
             double el = util_now() - t0;
             if (getenv("ATTNSCOPE_PHASES"))   /* (runloop.c: the loop's own phases) */
                 fprintf(stderr, "[phases] from the start line: weights SHA-256 %.3f s, samples SHA-256 %.3f, file and state "
-                                "%.3f, loop %.3f, the writer's drain %.3f, finishing %.3f\n", t_wsha - t_start, t_ssha - t_wsha,
+                                "%.3f, loop %.3f, the writer's drain %.3f, finishing %.3f\n", t_wsha - t_start, t_ssha - t_hash,
                         t_loop - t_ssha, t_end - t_loop, t_drain - t_end, util_now() - t_drain);
             char nonfin[64] = "";
             if (pad_all[2]) snprintf(nonfin, sizeof nonfin, "; %lld non-finite statistics (NaN/Inf)", (long long)pad_all[2]);
