@@ -182,7 +182,6 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             if (pend.set >= 0) end_batch(col, &pend, &q, &done_tok);
             pend = now;
             if (!col->req.fused || s == wn || no_overlap) end_batch(col, &pend, &q, &done_tok);
-            done_s = w0 + q;
             PHASE(PH_END);
             stop = runctl_poll(ctl, w0 + q, done_tok);
             if (stop && pend.set >= 0) end_batch(col, &pend, &q, &done_tok);   /* (the batch in flight is kept) */
