@@ -173,7 +173,8 @@ int collect_window_begin(collect *c, int w0, int wn, int resume)
     }
     /* the per-token rows need no fill: every sample of the window is in a batch, whose scatter
      * writes its rows whole, padding beyond T included (a checkpoint in the middle of the window
-     * writes the samples not done yet as they are; a resume computes them again) */
+     * writes the done samples' rows only; a resume reads the others back as the file holds them
+     * and computes them again) */
     memset(c->stat, 0, STAT_N * heads * sizeof(float));
     return 0;
 }

@@ -184,9 +184,10 @@ void collect_batch_end(collect *c, int s);
  * progress record says part of it is done). 0, or -1 with err_set on a failed read. */
 int collect_window_begin(collect *c, int w0, int wn, int resume);
 /* Hands the window's rows to the writer, then (rec != NULL) fdatasync and the progress record
- * rec. keep = 1: a checkpoint in the middle of the window (the rows are copied, the window goes
- * on); keep = 0: the window is complete (the writer takes its buffers). */
-void collect_window_write(collect *c, const progress_rec *rec, int keep);
+ * rec. done == NULL: the window is complete (the writer takes its buffers). Else a checkpoint in
+ * the middle of the window: the rows of samples done[0..q) only, which the writer reads in place
+ * (they do not change again) while the window goes on filling its other rows. */
+void collect_window_write(collect *c, const progress_rec *rec, const int *done, int q);
 /* Writer thread: a complete window's per-token buffers (set tok_set[i]) may be reused. */
 void collect_tok_release(collect *c, int i);
 /* p (NULL, or *cap elements of es bytes from the backend's host_alloc) made room for n elements

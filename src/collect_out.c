@@ -209,38 +209,44 @@ typedef struct {
     int64_t g0; int w0, wn;
     float *stat, *probe, *ki, *sink; int32_t *ti, *ids; float *tw; char *toks;
     float *vis[VIS_N];
-    int tok_set;                       /* ki, ti, tw, vis are pool set tok_set (handed back), or -1: copies */
+    int tok_set;                       /* ki, ti, tw, vis are pool set tok_set (handed back), or -1 */
+    int borrowed;                      /* a checkpoint: the buffers are the window's own, not freed */
+    int nrun; int (*run)[2];           /* the rows written: runs (first, count) of the window's rows */
     progress_rec *rec;
 } window_job;
 
-static void put_rows(collect *c, int co, int64_t g0, int wn, const void *buf)
+/* rows run[r] of dataset co from buf, a window's rows */
+static void put_rows(collect *c, int co, const window_job *j, const void *buf)
 {
-    if (collect_write_failed(c) || !c->names[co]) return;
-    if (h5raw_write_rows(c->fd, &c->raw[co], g0, wn, buf)) collect_write_error(c, co, errno);
+    if (collect_write_failed(c) || !c->names[co] || !buf) return;
+    const size_t rb = c->raw[co].row_bytes;
+    for (int r = 0; r < j->nrun && !collect_write_failed(c); r++)
+        if (h5raw_write_rows(c->fd, &c->raw[co], j->g0 + j->run[r][0], j->run[r][1], (const char *)buf + (size_t)j->run[r][0] * rb))
+            collect_write_error(c, co, errno);
 }
 
-/* writer thread: every per-sample output of one window, one contiguous block per dataset; then
- * (with a record) fdatasync and the record, so that what a record says is done is on disk */
+/* writer thread: every per-sample output of one window's rows run[], one contiguous block per
+ * dataset and run; then (with a record) fdatasync and the record, so that what a record says is
+ * done is on disk */
 static void window_job_run(void *ctx)
 {
     window_job *j = ctx;
     collect *c = j->c;
     const dataset *d = c->d;
     const size_t wstride = (size_t)j->wn * c->L * c->NH;
-    put_rows(c, CO_LEN, j->g0, j->wn, d->len + j->w0);
-    put_rows(c, CO_FULL, j->g0, j->wn, d->len_full + j->w0);
-    put_rows(c, CO_ROW, j->g0, j->wn, d->source_row + j->w0);
-    put_rows(c, CO_IDS, j->g0, j->wn, j->ids);
-    put_rows(c, CO_TOK, j->g0, j->wn, j->toks);
-    for (int s = 0; s < STAT_N; s++) put_rows(c, CO_STAT + s, j->g0, j->wn, j->stat + s * wstride);
-    for (int s = 0; s < PROBE_N && j->probe; s++) put_rows(c, CO_PROBE + s, j->g0, j->wn, j->probe + s * wstride);
-    put_rows(c, CO_KI, j->g0, j->wn, j->ki);
-    put_rows(c, CO_TI, j->g0, j->wn, j->ti);
-    put_rows(c, CO_TW, j->g0, j->wn, j->tw);
-    put_rows(c, CO_SINK, j->g0, j->wn, j->sink);
-    if (c->att_off) put_rows(c, CO_ATT_OFF, j->g0, j->wn, c->att_off + j->w0);   /* fixed for the run */
-    for (int v = 0; v < VIS_N; v++)
-        if (j->vis[v]) put_rows(c, CO_VIS + v, j->g0, j->wn, j->vis[v]);
+    put_rows(c, CO_LEN, j, d->len + j->w0);
+    put_rows(c, CO_FULL, j, d->len_full + j->w0);
+    put_rows(c, CO_ROW, j, d->source_row + j->w0);
+    put_rows(c, CO_IDS, j, j->ids);
+    put_rows(c, CO_TOK, j, j->toks);
+    for (int s = 0; s < STAT_N; s++) put_rows(c, CO_STAT + s, j, j->stat + s * wstride);
+    for (int s = 0; s < PROBE_N && j->probe; s++) put_rows(c, CO_PROBE + s, j, j->probe + s * wstride);
+    put_rows(c, CO_KI, j, j->ki);
+    put_rows(c, CO_TI, j, j->ti);
+    put_rows(c, CO_TW, j, j->tw);
+    put_rows(c, CO_SINK, j, j->sink);
+    if (c->att_off) put_rows(c, CO_ATT_OFF, j, c->att_off + j->w0);   /* fixed for the run */
+    for (int v = 0; v < VIS_N; v++) put_rows(c, CO_VIS + v, j, j->vis[v]);
     if (j->rec && !collect_write_failed(c)) {
         if (fdatasync(c->fd)) collect_write_error(c, -1, errno);
         else if (progress_write(c->state_dir, c->rank, c->nranks, c->run_id, j->rec)) collect_fail(c, err_get());
@@ -250,13 +256,9 @@ static void window_job_run(void *ctx)
         }
     }
     if (j->rec) { free(j->rec->js); free(j->rec->gram); free(j->rec); }
-    if (j->tok_set >= 0) {
-        collect_tok_release(c, j->tok_set);
-    } else {
-        free(j->ki); free(j->ti); free(j->tw);
-        for (int v = 0; v < VIS_N; v++) free(j->vis[v]);
-    }
-    free(j->stat); free(j->probe); free(j->sink); free(j->ids); free(j->toks);
+    if (j->tok_set >= 0) collect_tok_release(c, j->tok_set);
+    if (!j->borrowed) { free(j->stat); free(j->probe); }
+    free(j->sink); free(j->ids); free(j->toks); free(j->run);
     free(j);
 }
 
@@ -268,7 +270,9 @@ static void *dup_or_null(const void *p, size_t n)
     return q;
 }
 
-void collect_window_write(collect *c, const progress_rec *rec, int keep)
+static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+void collect_window_write(collect *c, const progress_rec *rec, const int *done, int q)
 {
     const dataset *d = c->d;
     const int L = c->L, NH = c->NH, Lmax = c->Lmax, wn = c->wn, w0 = c->w0, k = c->o.topk;
@@ -276,41 +280,54 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
     collect_tok_sync(c);                               /* every batch's rows are in the window */
     window_job *j = xcalloc(1, sizeof *j);
     j->c = c; j->g0 = d->first + w0; j->w0 = w0; j->wn = wn; j->tok_set = -1;
-    /* sink rate: fraction of heads whose first-token importance exceeds eps */
-    j->sink = xmalloc((wn ? wn : 1) * sizeof(float));
-    for (int w = 0; w < wn; w++) {
-        int cnt = 0;
-        for (int a = 0; a < L * NH; a++) cnt += c->stat[STAT_SINK * wstride + (size_t)w * L * NH + a] > c->o.sink_eps;
-        j->sink[w] = (float)cnt / (L * NH);
+    /* the rows: the whole window, or (a checkpoint) the done samples' rows as runs of adjacent
+     * rows (a window's samples are computed longest first: a prefix of the rows for images) */
+    int *rows = xmalloc((done ? (q ? q : 1) : 1) * sizeof(int));
+    if (done) {
+        for (int i = 0; i < q; i++) rows[i] = done[i] - w0;
+        qsort(rows, q, sizeof(int), cmp_int);
     }
+    j->run = xmalloc((done ? (q ? q : 1) : 1) * sizeof *j->run);
+    if (!done) { j->run[0][0] = 0; j->run[0][1] = wn; j->nrun = 1; }
+    for (int i = 0; done && i < q; i++) {
+        if (j->nrun && j->run[j->nrun - 1][0] + j->run[j->nrun - 1][1] == rows[i]) j->run[j->nrun - 1][1]++;
+        else { j->run[j->nrun][0] = rows[i]; j->run[j->nrun][1] = 1; j->nrun++; }
+    }
+    free(rows);
+    /* sink rate: fraction of heads whose first-token importance exceeds eps (of the rows written:
+     * the others may be filling in) */
+    j->sink = xcalloc(wn ? wn : 1, sizeof(float));
     j->ids = xmalloc(((size_t)wn * Lmax + 1) * sizeof(int32_t));
     j->toks = c->names[CO_TOK] ? xcalloc((size_t)wn * Lmax + 1, c->tokmax) : NULL;
-    for (int w = 0; w < wn; w++) {
-        int i = w0 + w;
-        for (int t = 0; t < Lmax; t++) {
-            int real = t < d->len[i];
-            j->ids[(size_t)w * Lmax + t] = real ? d->ids[d->off[i] + t] : c->m->cfg.pad_token_id;
-            if (j->toks && real) {
-                const char *s = tok_id_to_token(c->tok, d->ids[d->off[i] + t]);
-                if (s) memcpy(j->toks + ((size_t)w * Lmax + t) * c->tokmax, s, strlen(s));
+    int64_t nrows = 0;
+    for (int r = 0; r < j->nrun; r++)
+        for (int w = j->run[r][0]; w < j->run[r][0] + j->run[r][1]; w++) {
+            int cnt = 0;
+            for (int a = 0; a < L * NH; a++) cnt += c->stat[STAT_SINK * wstride + (size_t)w * L * NH + a] > c->o.sink_eps;
+            j->sink[w] = (float)cnt / (L * NH);
+            const int i = w0 + w;
+            for (int t = 0; t < Lmax; t++) {
+                int real = t < d->len[i];
+                j->ids[(size_t)w * Lmax + t] = real ? d->ids[d->off[i] + t] : c->m->cfg.pad_token_id;
+                if (j->toks && real) {
+                    const char *s = tok_id_to_token(c->tok, d->ids[d->off[i] + t]);
+                    if (s) memcpy(j->toks + ((size_t)w * Lmax + t) * c->tokmax, s, strlen(s));
+                }
             }
+            nrows++;
         }
-    }
-    const size_t per_tok = wstride * Lmax;
-    if (keep) {   /* a checkpoint: the window goes on filling its buffers */
-        j->stat = dup_or_null(c->stat, STAT_N * wstride * sizeof(float));
-        j->probe = dup_or_null(c->probe, PROBE_N * wstride * sizeof(float));
-        j->ki = dup_or_null(c->ki, per_tok * sizeof(float));
-        j->ti = dup_or_null(c->ti, per_tok * k * sizeof(int32_t));
-        j->tw = dup_or_null(c->tw, per_tok * k * sizeof(float));
-        for (int v = 0; v < VIS_N; v++) j->vis[v] = dup_or_null(c->vis[v], (size_t)wn * c->vis_row[v] * sizeof(float));
+    j->stat = c->stat; j->probe = c->probe; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
+    for (int v = 0; v < VIS_N; v++) j->vis[v] = c->vis[v];
+    if (done) {   /* a checkpoint: the writer reads the done rows in place while the window goes
+                   * on filling the others (no copy: it would double the window's memory); the
+                   * window's own write, later in the same queue, hands the buffers over */
+        j->borrowed = 1;
     } else {      /* the writer owns them now */
-        j->stat = c->stat; j->probe = c->probe; j->ki = c->ki; j->ti = c->ti; j->tw = c->tw;
         j->tok_set = c->tok_cur;
         c->stat = c->probe = c->ki = c->tw = NULL;
         c->ti = NULL;
         c->tok_cur = -1;
-        for (int v = 0; v < VIS_N; v++) { j->vis[v] = c->vis[v]; c->vis[v] = NULL; }
+        for (int v = 0; v < VIS_N; v++) c->vis[v] = NULL;
     }
     if (rec) {
         j->rec = xmalloc(sizeof *j->rec);
@@ -318,7 +335,7 @@ void collect_window_write(collect *c, const progress_rec *rec, int keep)
         j->rec->js = dup_or_null(rec->js, (size_t)rec->nsim * sizeof(double));
         j->rec->gram = dup_or_null(rec->gram, (size_t)rec->nsim * sizeof(double));
     }
-    size_t bytes = wstride * (STAT_N * 4 + (j->ki ? (size_t)Lmax * 4 : 0) + (size_t)Lmax * k * 8) + (size_t)wn * Lmax * (4 + c->tokmax);
+    size_t bytes = (size_t)nrows * L * NH * (STAT_N * 4 + (j->ki ? (size_t)Lmax * 4 : 0) + (size_t)Lmax * k * 8) + (size_t)nrows * Lmax * (4 + c->tokmax);
     writer_submit(c->wr, window_job_run, j, bytes);
 }
 

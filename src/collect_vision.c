@@ -42,7 +42,7 @@ void collect_vision_init(collect *c)
 }
 
 /* (the window's buffers are its pool set's: every batch writes its samples' rows whole, and a
- * checkpoint in the middle of the window writes the samples not done yet as they are) */
+ * checkpoint in the middle of the window writes the done samples' rows only) */
 void collect_vision_window(collect *c, int resume, int64_t g0)
 {
     for (int v = 0; v < VIS_N && resume; v++)

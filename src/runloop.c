@@ -190,7 +190,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             const double now_s = util_now();
             if (q < wn && (stop || now_s - last_ckpt >= lo->checkpoint_every)) {
                 progress_rec r = record(col, d, w0, wn, q, done_tok);
-                collect_window_write(col, &r, 1);
+                collect_window_write(col, &r, order, q);
                 last_ckpt = now_s;
             }
             PHASE(PH_POLL);
@@ -199,7 +199,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         s = q;
         if (s == wn) {      /* the window is complete */
             progress_rec r = record(col, d, w0, wn, wn, done_tok);
-            collect_window_write(col, &r, 0);
+            collect_window_write(col, &r, NULL, 0);
             last_ckpt = util_now();
             w0 += wn;
         }
