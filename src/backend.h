@@ -168,8 +168,9 @@ struct backend {
                          double discard);
     void (*row_norms)(backend *be, float *out, const float *x, size_t M, int C);
     /* The patch stem's im2col: rows (B·gh·gw, ch·P·P) = the patches of B images px (B, ch, H, W),
-     * both in backend memory, as patch.h's patch_rows (gh = H / P, gw = W / P). */
-    void (*patch_rows)(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P);
+     * all in backend memory, as patch.h's patch_rows (gh = H / P, gw = W / P): px float32 when lut
+     * is NULL, else 8-bit values mapped through lut (ch, 256) as patch_rows_u8. */
+    void (*patch_rows)(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P);
     /* The CNN ops (cnn.c, ResNet), in backend memory, activations NHWC (B, H, W, C):
      * conv_rows: rows (B·OH·OW, C·k·k) of x, each row in (c, ky, kx) order as a flattened torch
      *   convolution weight, 0 outside the image (zero padding); OH = (H + 2·pad − k)/stride + 1, OW alike.

@@ -406,9 +406,11 @@ static void cuda_row_norms_op(backend *be, float *out, const float *x, size_t M,
     cuda_row_norms(out, x, M, C);
 }
 
-static void cuda_patch_rows_op(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P)
+static void cuda_patch_rows_op(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W,
+                               int P)
 {
-    cuda_patch_rows(rows, px, B, ch, H, W, P);
+    if (lut) cuda_patch_rows_u8(rows, px, lut, B, ch, H, W, P);
+    else cuda_patch_rows(rows, px, B, ch, H, W, P);
 }
 
 static void cuda_conv_rows_op(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride,

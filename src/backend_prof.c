@@ -74,8 +74,8 @@ static void p_rollout_step(backend *be, float *Rout, const float *Rin, const flo
 { TIMED(be, P_ROLL, IN(be)->rollout_step(IN(be), Rout, Rin, probs, B, NH, T, fusion, discard)); }
 static void p_row_norms(backend *be, float *out, const float *x, size_t M, int C)
 { TIMED(be, P_NORMS, IN(be)->row_norms(IN(be), out, x, M, C)); }
-static void p_patch_rows(backend *be, float *rows, const float *px, int B, int ch, int H, int W, int P)
-{ TIMED(be, P_PATCH, IN(be)->patch_rows(IN(be), rows, px, B, ch, H, W, P)); }
+static void p_patch_rows(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P)
+{ TIMED(be, P_PATCH, IN(be)->patch_rows(IN(be), rows, px, lut, B, ch, H, W, P)); }
 static void p_conv_rows(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride, int pad)
 { TIMED(be, P_CONV, IN(be)->conv_rows(IN(be), rows, x, B, H, W, C, k, stride, pad)); }
 static void p_maxpool(backend *be, float *y, const float *x, int B, int H, int W, int C)

@@ -30,7 +30,8 @@ typedef struct {
     uint8_t pixels_sha[32];  /* images: SHA-256 of the shard's image data, computed at load by
                               * streaming (the identity a resume checks): --images, over each
                               * file's path and the SHA-256 of its bytes; --input, over the
-                              * SHA-256 of each of the shard's /pixel_values rows as float32 */
+                              * SHA-256 of each of the shard's /pixel_values rows as stored
+                              * (float32, or uint8) */
     char **image_paths;    /* --images: every image's path [n_total] (all ranks), else NULL */
     int32_t *image_size;   /* --images: [n][2] this shard's images' height and width before preprocessing */
 } dataset;
@@ -46,11 +47,14 @@ int dataset_from_text(dataset *d, const char *path, const tokenizer *tok, int ma
 int dataset_from_h5(dataset *d, const char *path, int max_len, int vocab, int n_types, int rank, int nranks);
 
 /* Preprocessed images in HDF5 (dataset_images.c): /pixel_values [N, channels, H, W] float, as an
- * image processor's output (normalised); every image becomes n_prefix + (H/patch)·(W/patch)
- * tokens. Checked: 4-D, floating point, channels as the model's, H and W in [patch, 8192], every
- * value finite (checked at load while the shard's rows are hashed, a chunk at a time). The file stays
- * open until dataset_free. Errors: err_set, -1. */
-int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks);
+ * image processor's output (normalised), or uint8: the processor's image after its resize and
+ * crop, before rescale and normalize, which model_dir's preprocessor_config.json then says (3
+ * channels; a quarter of the bytes to read and move). Every image becomes n_prefix +
+ * (H/patch)·(W/patch) tokens. Checked: 4-D, floating point or uint8, channels as the model's, H
+ * and W in [patch, 8192], every value finite (checked at load while the shard's rows are hashed,
+ * a chunk at a time). The file stays open until dataset_free. Errors: err_set, -1. */
+int dataset_from_pixels_h5(dataset *d, const char *path, const char *model_dir, int channels, int patch, int n_prefix,
+                           int rank, int nranks);
 
 /* PNG or JPEG images (image.h) of a directory or list file, preprocessed as model_dir's
  * preprocessor_config.json says (imgproc.h: HF's slow image processors); every image of this
@@ -69,6 +73,13 @@ int dataset_from_images(dataset *d, const char *src, const char *model_dir, int 
  * through HDF5, which is not thread-safe. Returns 0, or -1 with err_set("FILE: <problem>") naming
  * the first bad image of the batch. */
 int dataset_pixels(const dataset *d, const int *idx, int n, float *out);
+/* The same, raw: images with 8-bit pixels (--images, and a uint8 /pixel_values) come as they are
+ * before rescale and normalize, [n][channels·height·width] bytes, which dataset_pixel_lut maps
+ * (value u of channel c to lut[c·256 + u], bit for bit dataset_pixels' float); others as
+ * dataset_pixels. dataset_pixel_bytes: the bytes of one image of it. */
+int dataset_pixels_raw(const dataset *d, const int *idx, int n, void *out);
+const float *dataset_pixel_lut(const dataset *d);       /* [channels·256], or NULL: float pixels */
+size_t dataset_pixel_bytes(const dataset *d);
 int dataset_pixels_threadsafe(const dataset *d);
 /* The same for the n consecutive images from first (a CNN's batch). */
 int dataset_pixels_range(const dataset *d, int first, int n, float *out);

@@ -23,9 +23,11 @@ struct dataset_px {
     imgproc proc;           /* files: the model's processor */
     char *path;             /* h5: the file (messages) */
     hid_t file, ds;         /* h5: open until dataset_px_free */
-    int raw_fd;             /* h5 with /pixel_values contiguous little-endian float32: the file for pread
-                               (thread-safe, no HDF5 call), its data at raw_off; else -1 */
+    int raw_fd;             /* h5 with /pixel_values contiguous little-endian float32 or uint8: the file
+                               for pread (thread-safe, no HDF5 call), its data at raw_off; else -1 */
     int64_t raw_off;
+    int u8;                 /* 8-bit pixels (image files; a uint8 /pixel_values) mapped through lut */
+    float lut[3 * 256];     /* imgproc_lut of the model's processor */
 };
 
 void dataset_px_free(struct dataset_px *px)
@@ -65,6 +67,8 @@ int dataset_from_images(dataset *d, const char *src, const char *model_dir, int 
     d->px = px;
     if (imgproc_load(&px->proc, model_dir)) goto fail;
     if (channels != 3) { err_set("%s: the model takes %d channels; images are RGB (3)", model_dir, channels); goto fail; }
+    px->u8 = 1;
+    imgproc_lut(&px->proc, px->lut);
     char **paths;
     int N;
     if (image_list(src, &paths, &N)) goto fail;
@@ -134,24 +138,25 @@ fail:
     return -1;
 }
 
-/* rows [r0, r0 + n) of /pixel_values into out, checked finite; message names the file */
-static int h5_rows(const dataset *d, int64_t r0, int n, float *out)
+/* rows [r0, r0 + n) of /pixel_values into out as stored (float32, or uint8 with px->u8), checked
+ * finite; message names the file */
+static int h5_rows(const dataset *d, int64_t r0, int n, void *out)
 {
     const struct dataset_px *px = d->px;
-    const size_t per = (size_t)d->channels * d->height * d->width;
-    if (px->raw_fd >= 0) {                   /* contiguous float32: the bytes as they are in the file */
-        const size_t bytes = (size_t)n * per * sizeof(float);
+    const size_t per = (size_t)d->channels * d->height * d->width, es = px->u8 ? 1 : sizeof(float);
+    if (px->raw_fd >= 0) {                   /* contiguous: the bytes as they are in the file */
+        const size_t bytes = (size_t)n * per * es;
         size_t got = 0;
         while (got < bytes) {
-            const ssize_t r = pread(px->raw_fd, (char *)out + got, bytes - got, px->raw_off + (int64_t)(r0 * per * sizeof(float)) + (int64_t)got);
+            const ssize_t r = pread(px->raw_fd, (char *)out + got, bytes - got, px->raw_off + (int64_t)(r0 * per * es) + (int64_t)got);
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0)
                 return err_set("%s: cannot read /pixel_values[%lld:%lld]: %s", px->path, (long long)r0, (long long)(r0 + n),
                                r < 0 ? strerror(errno) : "end of file (the file shrank after it was opened)");
             got += (size_t)r;
         }
-        for (size_t i = 0; i < (size_t)n * per; i++)
-            if (!isfinite(out[i]))
+        for (size_t i = 0; !px->u8 && i < (size_t)n * per; i++)
+            if (!isfinite(((const float *)out)[i]))
                 return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));
         return 0;
     }
@@ -161,18 +166,19 @@ static int h5_rows(const dataset *d, int64_t r0, int n, float *out)
     H5E_BEGIN_TRY {
         r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
         hid_t ms = r < 0 ? -1 : H5Screate_simple(4, count, NULL);
-        r = ms < 0 ? -1 : H5Dread(px->ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, out);
+        r = ms < 0 ? -1 : H5Dread(px->ds, px->u8 ? H5T_NATIVE_UCHAR : H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, out);
         if (ms >= 0) H5Sclose(ms);
     } H5E_END_TRY;
     H5Sclose(sp);
     if (r < 0) return err_set("%s: cannot read /pixel_values[%lld:%lld]", px->path, (long long)r0, (long long)(r0 + n));
-    for (size_t i = 0; i < (size_t)n * per; i++)
-        if (!isfinite(out[i]))
+    for (size_t i = 0; !px->u8 && i < (size_t)n * per; i++)
+        if (!isfinite(((const float *)out)[i]))
             return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));
     return 0;
 }
 
-int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch, int n_prefix, int rank, int nranks)
+int dataset_from_pixels_h5(dataset *d, const char *path, const char *model_dir, int channels, int patch, int n_prefix,
+                           int rank, int nranks)
 {
     memset(d, 0, sizeof *d);
     struct dataset_px *px = xcalloc(1, sizeof *px);
@@ -198,11 +204,13 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     const int nd = H5Sget_simple_extent_ndims(sp);
     if (nd == 4) H5Sget_simple_extent_dims(sp, dims, NULL);
     const H5T_class_t cls = H5Tget_class(ty);
-    /* contiguous little-endian float32 (h5py's default layout for a float32 array): read by pread,
-     * which the run's prefetch thread may call; chunked or compressed data go through HDF5 */
+    px->u8 = cls == H5T_INTEGER && H5Tget_size(ty) == 1 && H5Tget_sign(ty) == H5T_SGN_NONE;
+    /* contiguous little-endian float32 (h5py's default layout for a float32 array) or uint8: read
+     * by pread, which the run's prefetch thread may call; chunked or compressed data go through
+     * HDF5 */
     haddr_t off = HADDR_UNDEF;
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (H5Tequal(ty, H5T_IEEE_F32LE) > 0) {
+    if (H5Tequal(ty, H5T_IEEE_F32LE) > 0 || px->u8) {
         hid_t dcpl = H5Dget_create_plist(ds);
         if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0) off = H5Dget_offset(ds);
         H5Pclose(dcpl);
@@ -211,7 +219,22 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     if (off != HADDR_UNDEF && (px->raw_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) px->raw_off = (int64_t)off;
     H5Tclose(ty);
     H5Sclose(sp);
-    if (cls != H5T_FLOAT) { err_set("%s: /pixel_values is not floating point", path); goto fail; }
+    if (cls != H5T_FLOAT && !px->u8) {
+        err_set("%s: /pixel_values is neither floating point (normalised pixel values) nor uint8 (pixels before the "
+                "processor's rescale and normalize)", path);
+        goto fail;
+    }
+    if (px->u8) {   /* the processor's rescale and normalize: the model's preprocessor_config.json */
+        if (channels != 3) { err_set("%s: /pixel_values is uint8 (RGB pixels) but the model takes %d channels", path, channels); goto fail; }
+        if (imgproc_load(&px->proc, model_dir)) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", err_get());
+            err_set("%s: /pixel_values is uint8 (pixels before the processor's rescale and normalize), which need the "
+                    "model's preprocessor_config.json: %s", path, why);
+            goto fail;
+        }
+        imgproc_lut(&px->proc, px->lut);
+    }
     if (nd != 4) { err_set("%s: /pixel_values must be 4-D [images, channels, height, width]", path); goto fail; }
     if (dims[0] == 0 || dims[0] > INT32_MAX) {
         err_set("%s: /pixel_values declares %llu images; from 1 to %d (2^31 - 1) are supported", path, (unsigned long long)dims[0], INT32_MAX);
@@ -238,13 +261,14 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
     d->height = H;
     d->width = W;
     /* the shard's rows streamed once at load, 64 MiB at a time: every value checked finite (a bad
-     * file is refused before the run starts) and each image's float32 rows hashed, the images in
+     * file is refused before the run starts) and each image's rows hashed as stored, the images in
      * parallel (one SHA-256 stream runs at ~1.6 GB/s: 6 s for ViT-B's 16,384 images); the identity
      * a resume checks is the SHA-256 of those digests in order, as --images' over its files' */
-    int chunk = (int)(((size_t)64 << 20) / (per * sizeof(float)));
+    const size_t row_bytes = per * (px->u8 ? 1 : sizeof(float));
+    int chunk = (int)(((size_t)64 << 20) / row_bytes);
     if (chunk < 1) chunk = 1;
     if (chunk > d->n) chunk = d->n ? d->n : 1;
-    float *buf = xmalloc((size_t)chunk * per * sizeof(float));
+    uint8_t *buf = xmalloc((size_t)chunk * row_bytes);
     uint8_t (*dig)[SHA256_DIGEST_SIZE] = xmalloc((size_t)(d->n ? d->n : 1) * SHA256_DIGEST_SIZE);
     for (int i = 0; i < d->n; i += chunk) {
         const int k = d->n - i < chunk ? d->n - i : chunk;
@@ -253,7 +277,7 @@ int dataset_from_pixels_h5(dataset *d, const char *path, int channels, int patch
         for (int b = 0; b < k; b++) {
             struct sha256_ctx ic;
             sha256_init(&ic);
-            sha256_update(&ic, per * sizeof(float), (const uint8_t *)(buf + (size_t)b * per));
+            sha256_update(&ic, row_bytes, buf + (size_t)b * row_bytes);
             sha256_digest(&ic, SHA256_DIGEST_SIZE, dig[i + b]);
         }
     }
@@ -270,8 +294,9 @@ fail:
     return -1;
 }
 
-/* one image file through the processor into out; the size must still be the one found at load */
-static int file_pixels(const dataset *d, int i, float *out)
+/* one image file through the processor's resize and crop into out (8-bit planes); the size must
+ * still be the one found at load */
+static int file_pixels(const dataset *d, int i, uint8_t *out)
 {
     const char *path = d->image_paths[d->first + i];
     image_rgb im;
@@ -281,35 +306,58 @@ static int file_pixels(const dataset *d, int i, float *out)
     if (im.height != d->image_size[2 * i] || im.width != d->image_size[2 * i + 1] || oh != d->height || ow != d->width)
         rc = err_set("%s: the image is now %d x %d pixels, it was %d x %d when the run started (the file changed?)", path,
                      im.height, im.width, d->image_size[2 * i], d->image_size[2 * i + 1]);
-    else imgproc_run(&d->px->proc, &im, out);
+    else imgproc_run_u8(&d->px->proc, &im, out);
     image_free(&im);
     return rc;
 }
 
+const float *dataset_pixel_lut(const dataset *d) { return d->px && d->px->u8 ? d->px->lut : NULL; }
+
+size_t dataset_pixel_bytes(const dataset *d)
+{
+    return (size_t)d->channels * d->height * d->width * (d->px->u8 ? 1 : sizeof(float));
+}
+
 int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
 {
-    const size_t per = (size_t)d->channels * d->height * d->width;
+    if (!d->px->u8) return dataset_pixels_raw(d, idx, n, out);
+    const size_t per = (size_t)d->channels * d->height * d->width, plane = (size_t)d->height * d->width;
+    uint8_t *u = xmalloc(n ? (size_t)n * per : 1);
+    const int rc = dataset_pixels_raw(d, idx, n, u);
+    const float *lut = d->px->lut;
+    if (!rc) {
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < n; b++)
+            for (size_t i = 0; i < per; i++) out[(size_t)b * per + i] = lut[(i / plane) * 256 + u[(size_t)b * per + i]];
+    }
+    free(u);
+    return rc;
+}
+
+int dataset_pixels_raw(const dataset *d, const int *idx, int n, void *out)
+{
+    const size_t per = dataset_pixel_bytes(d);
     if (d->px->from_h5 && d->px->raw_fd < 0) {
         /* runs of consecutive rows, one hyperslab read each (a batch of images is one run; HDF5
          * itself is not thread-safe) */
         for (int b = 0; b < n;) {
             int k = 1;
             while (b + k < n && idx[b + k] == idx[b] + k) k++;
-            if (h5_rows(d, d->first + idx[b], k, out + (size_t)b * per)) return -1;
+            if (h5_rows(d, d->first + idx[b], k, (char *)out + (size_t)b * per)) return -1;
             b += k;
         }
         return 0;
     }
     /* image files decoded, or /pixel_values rows by pread (thread-safe), in parallel over the batch
-     * (a ViT-B batch of 128 is 77 MB: one thread's pread and check of it took longer than the GPU's
-     * forward) */
+     * (a ViT-B batch of 128 is 77 MB of float32: one thread's pread and check of it took longer than
+     * the GPU's forward) */
     const int raw = d->px->from_h5;
     int bad = n;
     char msg[1024] = "";
 #pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < n; b++) {
-        float *o = out + (size_t)b * per;
-        if (raw ? h5_rows(d, d->first + idx[b], 1, o) : file_pixels(d, idx[b], o)) {
+        char *o = (char *)out + (size_t)b * per;
+        if (raw ? h5_rows(d, d->first + idx[b], 1, o) : file_pixels(d, idx[b], (uint8_t *)o)) {
 #pragma omp critical(dataset_pixels_err)
             if (b < bad) { bad = b; snprintf(msg, sizeof msg, "%s", err_get()); }
         }

@@ -263,7 +263,33 @@ static uint8_t *center_crop(const uint8_t *src, int h, int w, int ch, int cw)
     return dst;
 }
 
+void imgproc_lut(const imgproc *p, float lut[3 * 256])
+{
+    for (int c = 0; c < 3; c++) {
+        const float mean = (float)p->mean[c], std = (float)p->std[c];
+        for (int u = 0; u < 256; u++) {
+            /* rescale: float64 multiply, then float32; normalize: float32 subtract and divide */
+            float x = p->do_rescale ? (float)((double)u * p->rescale_factor) : (float)u;
+            if (p->do_normalize) x = (x - mean) / std;
+            lut[c * 256 + u] = x;
+        }
+    }
+}
+
 void imgproc_run(const imgproc *p, const image_rgb *im, float *out)
+{
+    int oh, ow;
+    imgproc_output_size(p, im->height, im->width, &oh, &ow);
+    const size_t n = (size_t)3 * oh * ow, plane = (size_t)oh * ow;
+    uint8_t *u = xmalloc(n);
+    float lut[3 * 256];
+    imgproc_run_u8(p, im, u);
+    imgproc_lut(p, lut);
+    for (size_t i = 0; i < n; i++) out[i] = lut[(i / plane) * 256 + u[i]];
+    free(u);
+}
+
+void imgproc_run_u8(const imgproc *p, const image_rgb *im, uint8_t *out)
 {
     int h = im->height, w = im->width, rh, rw, ch, cw;
     plan(p, h, w, &rh, &rw, &ch, &cw);
@@ -286,17 +312,9 @@ void imgproc_run(const imgproc *p, const image_rgb *im, float *out)
         free(cur);
         cur = c; h = th; w = tw;
     }
-    float mean[3], std[3];
-    for (int c = 0; c < 3; c++) { mean[c] = (float)p->mean[c]; std[c] = (float)p->std[c]; }
     const size_t plane = (size_t)h * w;
     for (int c = 0; c < 3; c++)
-        for (size_t i = 0; i < plane; i++) {
-            const uint8_t u = cur[i * 3 + c];
-            /* rescale: float64 multiply, then float32; normalize: float32 subtract and divide */
-            float x = p->do_rescale ? (float)((double)u * p->rescale_factor) : (float)u;
-            if (p->do_normalize) x = (x - mean[c]) / std[c];
-            out[c * plane + i] = x;
-        }
+        for (size_t i = 0; i < plane; i++) out[c * plane + i] = cur[i * 3 + c];
     free(cur);
 }
 

@@ -65,6 +65,11 @@ void imgproc_output_size(const imgproc *p, int h, int w, int *oh, int *ow);
 
 /* pixel_values (3, oh, ow) float32 of one image (oh, ow from imgproc_output_size) into out. */
 void imgproc_run(const imgproc *p, const image_rgb *im, float *out);
+/* The same in two steps: the image resized and cropped, (3, oh, ow) 8-bit (channel planes), then
+ * value u of channel c rescaled and normalized as lut[c·256 + u]: imgproc_run's out[c][i] is
+ * lut[c·256 + u8[c][i]] bit for bit (a device maps the 8-bit planes, a quarter of the bytes). */
+void imgproc_run_u8(const imgproc *p, const image_rgb *im, uint8_t *out);
+void imgproc_lut(const imgproc *p, float lut[3 * 256]);
 
 /* Pillow's Image.resize((ow, oh), resample) of an 8-bit RGB image: src (h, w, 3) to dst
  * (oh, ow, 3), both sizes >= 1, filter a RESAMPLE_* value. */

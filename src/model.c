@@ -29,7 +29,7 @@ static void free_activations(model *m)
     }
     if (m->stage) m->be->host_free(m->be, m->stage);
     m->stage = NULL;
-    float **pbufs[] = {&m->px, &m->prow, &m->ptab, &m->wpe_grid};
+    float **pbufs[] = {&m->px, &m->prow, &m->ptab, &m->wpe_grid, &m->plut};
     for (size_t i = 0; i < sizeof pbufs / sizeof *pbufs; i++) {
         if (*pbufs[i]) m->be->free(m->be, *pbufs[i]);
         *pbufs[i] = NULL;
@@ -399,7 +399,7 @@ static int ensure_patch_buffers(model *m, int B, int H, int W, int gh, int gw)
     return 0;
 }
 
-int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden)
+int model_forward_pixels(model *m, const void *px, const float *lut, int B, int H, int W, attn_request *req, float *hidden)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
@@ -412,10 +412,17 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
     if (req) req->fused = 0;
     if (req && req->vis_grid && (req->vis_grid->gh != gh || req->vis_grid->gw != gw || req->vis_grid->n_prefix != c->n_prefix))
         return err_set("model_forward_pixels: the request's patch grid is not the images' %d x %d", gh, gw);
+    if (lut && c->n_channels != 3) return err_set("model_forward_pixels: 8-bit pixels are RGB; the model takes %d channels", c->n_channels);
     if (ensure_activations(m, B, T, fused) || ensure_tokens(m, req, B, T, fused) || ensure_patch_buffers(m, B, H, W, gh, gw))
         return -1;
     /* token t of image b reads row t of the table for a prefix token, its own patch's row after */
     model_inputs_wait(m);
+    if (lut && (!m->plut || memcmp(m->plut_host, lut, sizeof m->plut_host))) {   /* once a run: a new table */
+        if (!m->plut && !(m->plut = be->alloc(be, sizeof m->plut_host))) return err_set("out of %s memory", be->name);
+        be->sync(be);                    /* (a forward in flight may still read the old one) */
+        memcpy(m->plut_host, lut, sizeof m->plut_host);
+        be->upload(be, m->plut, m->plut_host, sizeof m->plut_host);
+    }
     const staging s = stage_of(m);
     for (int b = 0; b < B; b++) {
         s.lens[b] = T;
@@ -433,12 +440,12 @@ int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_re
      * engine of their own where the backend has one, as soon as the previous forward has read
      * its own (while that forward computes); the backend cuts them into the patch rows */
     backend_upload_async(be, m->inputs, m->stage, m->inputs_bytes);
-    const size_t px_bytes = (size_t)B * c->n_channels * H * W * sizeof(float);
+    const size_t px_bytes = (size_t)B * c->n_channels * H * W * (lut ? 1 : sizeof(float));
     if (be->upload_side) be->upload_side(be, m->px, px, px_bytes, MODEL_FENCE_PX);
     else backend_upload_async(be, m->px, px, px_bytes);
     backend_fence(be, MODEL_FENCE_INPUTS);
     m->inputs_fenced = 1;
-    be->patch_rows(be, m->prow, m->px, B, c->n_channels, H, W, P);
+    be->patch_rows(be, m->prow, m->px, lut ? m->plut : NULL, B, c->n_channels, H, W, P);
     backend_fence(be, MODEL_FENCE_PX);
     /* the patch convolution as one GEMM into the table's patch rows; the prefix rows copied in */
     be->linear(be, m->ptab + (size_t)c->n_prefix * C, DT_F32, m->prow, DT_F32, m->wpatch, m->bpatch, B * N, K, C);

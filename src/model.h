@@ -85,6 +85,8 @@ typedef struct {
     const float *pos_grid;
     size_t cap_px, cap_patches;
     int pos_gh, pos_gw;
+    /* 8-bit pixels' table (channels·256 floats, backend memory) and the host copy it was made from */
+    float *plut, plut_host[3 * 256];
 } model;
 
 /* Loads config.json and the safetensors weights of dir onto backend be, checking every tensor's
@@ -160,12 +162,14 @@ typedef struct {
 int model_forward(model *m, const int32_t *ids, const int32_t *types, const int *len, int B, int T,
                   attn_request *req, float *hidden);
 /* The same for a patch-stem model (ViT, DeiT, CLIP's vision tower): B images px (B, channels, H,
- * W) on the host, preprocessed (normalised) as the model's image processor does; each becomes
+ * W) on the host, preprocessed (normalised) as the model's image processor does: float32 when lut
+ * is NULL, else 8-bit values (the processor's image before rescale and normalize) mapped on the
+ * backend through lut (3 channels x 256, imgproc_lut: the same floats bit for bit); each becomes
  * n_prefix + (H/P)·(W/P) tokens ([CLS], DeiT's distillation token, then the patches row by row),
  * all of length T = that count. An image size other than the config's resamples the position
  * table as transformers' interpolate_pos_encoding (bicubic). px in host_alloc memory crosses the
  * bus fastest (the upload does not wait for it). Returns 0, or -1 with err_set(). */
-int model_forward_pixels(model *m, const float *px, int B, int H, int W, attn_request *req, float *hidden);
+int model_forward_pixels(model *m, const void *px, const float *lut, int B, int H, int W, attn_request *req, float *hidden);
 /* The fence slot of the last forward's input uploads (backend.h), and the wait for it: the pixels
  * a deferred model_forward_pixels read (px) may change only after model_inputs_wait. Every
  * forward waits for the previous one's uploads before it fills the staging block again. */

@@ -17,6 +17,21 @@ void patch_rows(const float *px, int B, int ch, int H, int W, int P, float *rows
             }
 }
 
+void patch_rows_u8(const unsigned char *px, const float *lut, int B, int ch, int H, int W, int P, float *rows)
+{
+    const int gh = H / P, gw = W / P, K = ch * P * P;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++) {
+                float *r = rows + ((size_t)(b * gh + gy) * gw + gx) * K;
+                for (int c = 0; c < ch; c++)
+                    for (int ky = 0; ky < P; ky++) {
+                        const unsigned char *s = px + (((size_t)b * ch + c) * H + gy * P + ky) * W + gx * P;
+                        for (int kx = 0; kx < P; kx++) r[(c * P + ky) * P + kx] = lut[c * 256 + s[kx]];
+                    }
+            }
+}
+
 /* torch's cubic convolution weights for the four taps at offsets −1..2 of fraction t (A = −0.75) */
 static void cubic_weights(float t, float w[4])
 {

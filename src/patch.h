@@ -9,6 +9,9 @@
  * flatten of the convolution's output), each row in the convolution weight's (c, ky, kx) order, so
  * that the patch convolution is rows · W(C, ch·P·P)ᵀ. */
 void patch_rows(const float *px, int B, int ch, int H, int W, int P, float *rows);
+/* The same from 8-bit pixels px (B, ch, H, W), each value v of channel c mapped to lut[c·256 + v]
+ * (the processor's rescale and normalize as a table: imgproc_lut). */
+void patch_rows_u8(const unsigned char *px, const float *lut, int B, int ch, int H, int W, int P, float *rows);
 
 /* The position table for a grid of gh × gw patches from one trained on g0 × g0 (rows: n_prefix
  * prefix tokens, then g0² patches, each of C floats): the prefix rows as they are, the patch rows

@@ -5,10 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int produce(const prefetch *p, const int *idx, int n, void *out)
+{
+    return p->raw ? dataset_pixels_raw(p->d, idx, n, out) : dataset_pixels(p->d, idx, n, out);
+}
+
 static void *prefetch_main(void *arg)
 {
     prefetch *p = arg;
-    p->rc = dataset_pixels(p->d, p->idx, p->n, p->buf);
+    p->rc = produce(p, p->idx, p->n, p->buf);
     if (p->rc) snprintf(p->msg, sizeof p->msg, "%s", err_get());   /* err_get is per thread */
     return NULL;
 }
@@ -20,19 +25,20 @@ static void prefetch_wait(prefetch *p)
     p->running = 0;
 }
 
-void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap)
+void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap, int raw)
 {
     memset(p, 0, sizeof *p);
     p->d = d;
     p->be = be;
-    p->per_image = (size_t)d->channels * d->height * d->width;
+    p->raw = raw;
+    p->per_image = raw ? dataset_pixel_bytes(d) : (size_t)d->channels * d->height * d->width * sizeof(float);
     const char *pe = getenv("ATTNSCOPE_PREFETCH");
     if (!dataset_pixels_threadsafe(d) || !(pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) return;
-    p->buf = be->host_alloc(be, (size_t)cap * p->per_image * sizeof(float));
+    p->buf = be->host_alloc(be, (size_t)cap * p->per_image);
     p->idx = xmalloc((size_t)cap * sizeof(int));
 }
 
-int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *next, int n_next)
+int prefetch_batch(prefetch *p, void **bpx, const int *idx, int B, const int *next, int n_next)
 {
     int k = 0;
     double t0 = util_now();
@@ -45,10 +51,10 @@ int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *n
             if (k == p->n) return err_set("%s", p->msg);   /* a bad image of this batch */
             k = 0;                 /* the bad one may lie past this batch: this batch's own verdict, now */
         }
-        if (k > 0) { float *t = *bpx; *bpx = p->buf; p->buf = t; }
+        if (k > 0) { void *t = *bpx; *bpx = p->buf; p->buf = t; }
         p->n = 0;
     }
-    if (k < B && dataset_pixels(p->d, idx + k, B - k, *bpx + (size_t)k * p->per_image)) return -1;
+    if (k < B && produce(p, idx + k, B - k, (char *)*bpx + (size_t)k * p->per_image)) return -1;
     p->read_s += util_now() - t0;
     if (p->buf && n_next > 0) {
         p->n = n_next;

@@ -13,24 +13,26 @@
 typedef struct {
     const dataset *d;
     backend *be;               /* whose host_alloc made buf */
-    size_t per_image;          /* floats */
+    int raw;                   /* dataset_pixels_raw's pixels, else dataset_pixels' float32 */
+    size_t per_image;          /* bytes */
     pthread_t th;
     int running;
     int n;                     /* images of the guess in flight or done (0: none) */
     int *idx;                  /* [cap] the guess */
-    float *buf;                /* [cap][per_image], or NULL: no read-ahead */
+    void *buf;                 /* [cap][per_image], or NULL: no read-ahead */
     int rc;
     char msg[1024];
     double wait_s, read_s;     /* seconds prefetch_batch waited for the thread, read itself */
 } prefetch;
 
-/* A read-ahead for batches of up to cap images of d, when it pays (see above); else p->buf NULL. */
-void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap);
+/* A read-ahead for batches of up to cap images of d, when it pays (see above); else p->buf NULL.
+ * raw: the pixels as dataset_pixels_raw gives them (8-bit where the source is), else float32. */
+void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap, int raw);
 /* The pixels of images idx[0..B) into *bpx (cap images, made by be->host_alloc): the leading ones
  * the read-ahead holds (the buffers swapped), the rest read now; then the read-ahead of
  * next[0..n_next) started (n_next ≤ cap; 0: none). Returns 0, or -1 with err_set() naming the
  * first image that cannot be read. */
-int prefetch_batch(prefetch *p, float **bpx, const int *idx, int B, const int *next, int n_next);
+int prefetch_batch(prefetch *p, void **bpx, const int *idx, int B, const int *next, int n_next);
 /* Waits for the thread and frees the read-ahead's buffers. */
 void prefetch_free(prefetch *p);
 #endif

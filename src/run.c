@@ -467,7 +467,7 @@ int run_main(int argc, char **argv)
     } else if (!rc && images && o.images) {
         rc = dataset_from_images(&d, o.images, o.model, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc && images) {
-        rc = dataset_from_pixels_h5(&d, o.input, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
+        rc = dataset_from_pixels_h5(&d, o.input, o.model, c->n_channels, c->patch_size, c->n_prefix, rank, nranks);
     } else if (!rc) rc = o.text ? dataset_from_text(&d, o.text, tok, o.max_len, rank, nranks)
                          : dataset_from_h5(&d, o.input, o.max_len, c->vocab, c->type_vocab, rank, nranks);
     if (par_agree(rc, comm)) { free(sha); goto fail_early; }

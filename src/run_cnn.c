@@ -100,7 +100,7 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     rc = o->text || o->probe ? err_set("%s is a resnet model: it takes images (--images DIR|LIST, or --input FILE.h5 with "
                                        "/pixel_values)", o->model)
        : o->images ? dataset_from_images(&d, o->images, o->model, c->num_channels, 4, 0, rank, nranks)
-                   : dataset_from_pixels_h5(&d, o->input, c->num_channels, 4, 0, rank, nranks);
+                   : dataset_from_pixels_h5(&d, o->input, o->model, c->num_channels, 4, 0, rank, nranks);
     if (par_agree(rc, comm)) goto fail;
     int32_t *size_all = NULL;
     rc = o->images ? run_images_agree(&d, comm, rank, nranks, &size_all) : 0;
@@ -210,11 +210,11 @@ int run_cnn(const run_cnn_opts *o, backend *be, runstate *st, MPI_Comm comm)
     }
     uint16_t *half = o->features_f16 ? xmalloc((size_t)B * out_n[0] * sizeof(uint16_t) + 2) : NULL;
     size_t half_cap = o->features_f16 ? (size_t)B * out_n[0] : 0;
-    float *px = be->host_alloc(be, (size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
+    void *px = be->host_alloc(be, (size_t)B * per_image * sizeof(float));   /* the batch's pixels (dataset_pixels) */
     if (!px) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
     int *bidx = xmalloc((size_t)2 * B * sizeof(int));                      /* this batch's images, then the next's */
     prefetch pf;
-    prefetch_init(&pf, &d, be, B);
+    prefetch_init(&pf, &d, be, B, 0);
     /* a stop (signal) at a batch boundary, agreed by every rank through runctl; a failed write
      * ends this rank's loop (state RUNCTL_FAILED, the message in werr) */
     runctl ctl;

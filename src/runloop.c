@@ -69,14 +69,16 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     int *order = xmalloc((d->n ? d->n : 1) * sizeof(int));
     int32_t *bids = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t)), *btypes = xmalloc((size_t)lo->batch * Lmax * sizeof(int32_t));
     int *blen = xmalloc(lo->batch * sizeof(int));
-    /* images: the batch's pixels produced (dataset_pixels: decoded and preprocessed, or read) into
-     * host memory the backend copies from fastest (pinned for CUDA); every image of a dataset has
-     * the same size, and this buffer is all the pixels a rank holds */
-    const size_t per_image = d->px ? (size_t)d->channels * d->height * d->width : 0;
-    float *bpx = d->px ? be->host_alloc(be, (size_t)lo->batch * per_image * sizeof(float)) : NULL;
+    /* images: the batch's pixels produced (dataset_pixels_raw: decoded, resized and cropped, or
+     * read; 8-bit where the source is, which the backend rescales and normalizes as it cuts the
+     * patches) into host memory the backend copies from fastest (pinned for CUDA); every image of
+     * a dataset has the same size, and this buffer is all the pixels a rank holds */
+    const size_t per_image = d->px ? dataset_pixel_bytes(d) : 0;
+    const float *lut = d->px ? dataset_pixel_lut(d) : NULL;
+    void *bpx = d->px ? be->host_alloc(be, (size_t)lo->batch * per_image) : NULL;
     if (d->px && !bpx) check_fail(__FILE__, __LINE__, "host_alloc", "out of host memory for a batch of images");
     prefetch pf;
-    if (bpx) prefetch_init(&pf, d, be, lo->batch);
+    if (bpx) prefetch_init(&pf, d, be, lo->batch, 1);
     int bcap = lo->batch, state = RUNCTL_RUNNING;
     int *next_win = bpx ? xmalloc((size_t)lo->batch * sizeof(int)) : NULL;   /* the read-ahead's guess past a window */
     int64_t done_tok = restored ? restored->tokens_done : 0;
@@ -163,7 +165,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 collect_batch_begin(col, order + s, B, T);
                 PHASE(PH_BEGIN);
                 if (bpx) {
-                    if (!model_forward_pixels(m, bpx, B, d->height, d->width, &col->req, NULL)) break;
+                    if (!model_forward_pixels(m, bpx, lut, B, d->height, d->width, &col->req, NULL)) break;
                 } else if (!model_forward(m, bids, btypes, blen, B, T, &col->req, NULL)) {
                     break;
                 }

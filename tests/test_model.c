@@ -150,7 +150,7 @@ static void check_model_tol(const char *name, const char *model_dir, const char 
     att_cmp cmp = {att, N, L, H, T, len, 0, be, NULL, 0};
     float *out = xmalloc((size_t)N * T * C * sizeof(float));
     attn_request req = {.capture = capture, .user = &cmp};
-    int rc = images ? model_forward_pixels(&m, px, N, (int)dp[2], (int)dp[3], &req, out)
+    int rc = images ? model_forward_pixels(&m, px, NULL, N, (int)dp[2], (int)dp[3], &req, out)
                     : model_forward(&m, ids, types, len, N, T, &req, out);
     if (rc) { printf("FAIL %s: %s\n", name, err_get()); failures++; }
     double hmax = 0, herr = 0;

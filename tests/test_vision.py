@@ -6,7 +6,7 @@ probing-vits' mean attention distance in pixels, vit-explain's rollout (rows ren
 2-D locality and the [CLS] row of vstats.h. Also a 48 x 40 input (positions resampled), rollout
 options, and refusals (a vision model given text, wrong channels, non-finite pixels). Prints every
 comparison; exits non-zero on any failure."""
-import os, shutil, subprocess, sys, tempfile
+import json, os, shutil, subprocess, sys, tempfile
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
@@ -167,6 +167,49 @@ for name, extra in (("contiguous", []), ("contiguous_prefetch", ["PREFETCH"]), (
 if len(outs) == 4:
     same = all(np.array_equal(outs["contiguous"], outs[k]) for k in outs)
     check(same, f"/pixel_values contiguous (pread, with and without the prefetch thread), chunked + gzip and big-endian float64 (HDF5): attention identical {same}")
+
+# uint8 /pixel_values: the processor's image after resize and crop, before rescale and normalize,
+# which attnscope applies from the model's preprocessor_config.json (on the device, as a table).
+# Against the same pixels made float by HF's formula in NumPy (float32(float64(u8) * rescale_factor),
+# then (x - float32(mean)) / float32(std) in float32): every output equal, bit for bit, read by pread
+# (with and without the prefetch thread) and through HDF5 (chunked + gzip)
+ppc = json.load(open(f"{mdir}/preprocessor_config.json"))
+u8 = np.random.default_rng(5).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+x = (u8.astype(np.float64) * ppc.get("rescale_factor", 1 / 255)).astype(np.float32)
+x = ((x - np.asarray(ppc["image_mean"], np.float32)[None, :, None, None]) / np.asarray(ppc["image_std"], np.float32)[None, :, None, None]).astype(np.float32)
+with h5py.File(f"{TMP}/u8.h5", "w") as f:
+    f["pixel_values"] = u8
+with h5py.File(f"{TMP}/u8_chunked.h5", "w") as f:
+    f.create_dataset("pixel_values", data=u8, chunks=(1, 3, 32, 32), compression="gzip")
+with h5py.File(f"{TMP}/u8_float.h5", "w") as f:
+    f["pixel_values"] = x
+runs = {}
+for name, src, pf in (("float32", "u8_float", "0"), ("uint8", "u8", "0"), ("uint8 prefetch", "u8", "1"), ("uint8 chunked", "u8_chunked", "0")):
+    out = f"{TMP}/u8_{name.replace(' ', '_')}.h5"
+    p = subprocess.run([BIN, "run", "--model", mdir, "--input", f"{TMP}/{src}.h5", "--out", out, "--batch", "4",
+                        "--save-attention", "--quiet"], capture_output=True, text=True, env=dict(ENV, ATTNSCOPE_PREFETCH=pf), cwd=ROOT)
+    if check(p.returncode == 0, f"/pixel_values {name}: exit {p.returncode} {p.stderr.strip()[-200:]}"):
+        runs[name] = out
+if len(runs) == 4:
+    for name in ("uint8", "uint8 prefetch", "uint8 chunked"):
+        with h5py.File(runs["float32"]) as a, h5py.File(runs[name]) as b:
+            keys = [k for g in ("stats", "vision") for k in (f"{g}/{n}" for n in a[g]) if isinstance(a[k], h5py.Dataset)]
+            diff = [k for k in keys if not np.array_equal(a[k][()], b[k][()], equal_nan=True)]
+            same_att = np.array_equal(att_read.padded(a), att_read.padded(b))
+            check(not diff and same_att and len(keys) > 10,
+                  f"/pixel_values {name} vs the float32 pixels of HF's rescale and normalize: /attention equal {same_att}, "
+                  f"{len(keys) - len(diff)} of {len(keys)} /stats and /vision datasets equal bit for bit {diff[:3]}")
+for what, model, arr in (("uint8 without preprocessor_config.json", f"{FX}/vit_tiny", u8),
+                         ("int16", mdir, u8.astype(np.int16))):
+    path = f"{TMP}/bad_{what.split()[0]}.h5"
+    with h5py.File(path, "w") as f:
+        f["pixel_values"] = arr
+    out = f"{TMP}/bad_{what.split()[0]}_out.h5"
+    p = run("--model", model, "--input", path, "--out", out, "--quiet")
+    lines = [l for l in p.stderr.splitlines() if l.startswith("attnscope:")]
+    want = "preprocessor_config.json" if what.startswith("uint8") else "is neither floating point"
+    check(p.returncode != 0 and len(lines) == 1 and path in lines[0] and want in lines[0] and not os.path.exists(out),
+          f"/pixel_values {what}: exit {p.returncode}, {lines}")
 
 # a whole CLIPModel (both towers in one checkpoint, the hub's layout): its text tower from text, its
 # vision tower from pixel_values (every /vision output against the definitions) and from PNG files

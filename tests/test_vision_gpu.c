@@ -108,12 +108,23 @@ static void test_patch(int B, int ch, int H, int W, int P)
     const size_t npx = (size_t)B * ch * H * W, nrow = (size_t)B * (H / P) * (W / P) * ch * P * P;
     float *px = rand_vec(npx, -2, 2), *d_px = to_dev(px, npx * 4), *r1 = xmalloc(nrow * 4);
     float *d_r = gpu->alloc(gpu, nrow * 4);
-    cpu->patch_rows(cpu, r1, px, B, ch, H, W, P);
-    gpu->patch_rows(gpu, d_r, d_px, B, ch, H, W, P);
+    cpu->patch_rows(cpu, r1, px, NULL, B, ch, H, W, P);
+    gpu->patch_rows(gpu, d_r, d_px, NULL, B, ch, H, W, P);
     float *r2 = to_host(d_r, nrow * 4);
     char w[64];
     snprintf(w, sizeof w, "B=%d ch=%d %dx%d P=%d", B, ch, H, W, P);
     report("patch_rows", w, compare(r2, r1, nrow), 0, 0, "a copy");
+    /* 8-bit pixels through a table (the processor's rescale and normalize): a gather, bit for bit */
+    unsigned char *u = xmalloc(npx);
+    for (size_t i = 0; i < npx; i++) u[i] = (unsigned char)(rand() & 255);
+    float *lut = rand_vec((size_t)ch * 256, -3, 3), *d_lut = to_dev(lut, (size_t)ch * 256 * 4);
+    unsigned char *d_u = to_dev(u, npx);
+    cpu->patch_rows(cpu, r1, u, lut, B, ch, H, W, P);
+    gpu->patch_rows(gpu, d_r, d_u, d_lut, B, ch, H, W, P);
+    float *r3 = to_host(d_r, nrow * 4);
+    report("patch_rows 8-bit", w, compare(r3, r1, nrow), 0, 0, "a table lookup");
+    gpu->free(gpu, d_u); gpu->free(gpu, d_lut);
+    free(u); free(lut); free(r3);
     gpu->free(gpu, d_px);
     gpu->free(gpu, d_r);
     free(px); free(r1); free(r2);
