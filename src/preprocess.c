@@ -1,7 +1,9 @@
 /* preprocess.c — `attnscope preprocess --images DIR|LISTFILE --preprocessor DIR [--out FILE.h5]`:
  * the pixel_values a model directory's image processor gives each image (image.h, imgproc.h), so
  * that users can diff them against Hugging Face's before a run. Writes, atomically (afile.h):
- *   /pixel_values       float32 [N, 3, H, W]
+ *   /pixel_values       float32 [N, 3, H, W]; with --uint8 the 8-bit image after the resize and crop,
+ *                       before rescale and normalize (a quarter of the bytes; `attnscope run --input`
+ *                       applies the model's rescale and normalize to it)
  *   /images/path        UTF-8 strings [N], as listed
  *   /images/orig_size   int64 [N, 2]: each file's (height, width)
  * Without --out, one line per image: path, original size, pixel_values size, min, max and mean.
@@ -26,7 +28,7 @@
 
 typedef struct {
     const char *images, *preprocessor, *out;
-    int max_pixels;
+    int max_pixels, u8;
 } preprocess_opts;
 
 #define F(field) offsetof(preprocess_opts, field)
@@ -36,6 +38,9 @@ static const cli_opt preprocess_options[] = {
     CLI_OPT("preprocessor", CLI_STR, F(preprocessor), "DIR", "a model directory with preprocessor_config.json (or that file)"),
     CLI_OPT("out", CLI_STR, F(out), "FILE.h5", "write /pixel_values [N, 3, H, W], /images/path, /images/orig_size\n"
             "(default: one line of statistics per image on standard output)"),
+    CLI_OPT("uint8", CLI_FLAG, F(u8), NULL, "with --out: /pixel_values as uint8, the image resized and cropped but\n"
+            "not rescaled or normalized (a quarter of the bytes; run --input applies the\n"
+            "model's preprocessor_config.json)"),
     CLI_OPT("max-pixels", CLI_INT, F(max_pixels), "N", "refuse an image of more pixels (Pillow's decompression-bomb limit)",
             .lo = 1, .hi = 2147483647, .def = "178956970"),
     {0}};
@@ -124,8 +129,9 @@ int image_list(const char *src, char ***paths, int *n)
     return 0;
 }
 
-/* one image's pixel_values into a fresh buffer (caller frees), its sizes into orig and *oh, *ow */
-static float *process(const imgproc *p, const char *path, int64_t max_pixels, int64_t orig[2], int *oh, int *ow)
+/* one image's pixel_values into a fresh buffer (caller frees; u8: the 8-bit planes before rescale
+ * and normalize), its sizes into orig and *oh, *ow */
+static void *process(const imgproc *p, const char *path, int64_t max_pixels, int64_t orig[2], int *oh, int *ow, int u8)
 {
     image_rgb im;
     if (image_read(path, max_pixels, &im)) return NULL;
@@ -133,8 +139,9 @@ static float *process(const imgproc *p, const char *path, int64_t max_pixels, in
     orig[1] = im.width;
     if (imgproc_check_size(p, im.height, im.width, max_pixels, path)) { image_free(&im); return NULL; }
     imgproc_output_size(p, im.height, im.width, oh, ow);
-    float *pv = xmalloc((size_t)3 * *oh * *ow * sizeof *pv);
-    imgproc_run(p, &im, pv);
+    void *pv = xmalloc((size_t)3 * *oh * *ow * (u8 ? 1 : sizeof(float)));
+    if (u8) imgproc_run_u8(p, &im, pv);
+    else imgproc_run(p, &im, pv);
     image_free(&im);
     return pv;
 }
@@ -144,7 +151,7 @@ static int print_all(const imgproc *p, const path_list *l, int64_t max_pixels)
     for (int i = 0; i < l->n; i++) {
         int64_t orig[2];
         int oh, ow;
-        float *pv = process(p, l->v[i], max_pixels, orig, &oh, &ow);
+        float *pv = process(p, l->v[i], max_pixels, orig, &oh, &ow, 0);
         if (!pv) return -1;
         const size_t n = (size_t)3 * oh * ow;
         double lo = FLT_MAX, hi = -FLT_MAX, sum = 0;
@@ -160,11 +167,12 @@ static int print_all(const imgproc *p, const path_list *l, int64_t max_pixels)
     return 0;
 }
 
-static int write_all(const imgproc *p, const path_list *l, int64_t max_pixels, const char *preprocessor, const char *out)
+static int write_all(const imgproc *p, const path_list *l, int64_t max_pixels, const char *preprocessor, const char *out,
+                     int u8)
 {
     int64_t orig[2];
     int oh, ow;
-    float *pv = process(p, l->v[0], max_pixels, orig, &oh, &ow);   /* its size sizes the file */
+    void *pv = process(p, l->v[0], max_pixels, orig, &oh, &ow, u8);   /* its size sizes the file */
     if (!pv) return -1;
     afile a;
     if (afile_create(&a, out, "preprocess")) { free(pv); return -1; }
@@ -175,25 +183,26 @@ static int write_all(const imgproc *p, const path_list *l, int64_t max_pixels, c
     for (int i = 0; i < l->n; i++) plen = strlen(l->v[i]) + 1 > plen ? strlen(l->v[i]) + 1 : plen;
     const hsize_t dpv[4] = {(hsize_t)l->n, 3, (hsize_t)oh, (hsize_t)ow}, dsz[2] = {(hsize_t)l->n, 2}, dpath[1] = {(hsize_t)l->n};
     hid_t str_t = h5_type_str(plen);
-    hid_t ds_pv = h5out_dataset(&o, "/pixel_values", H5T_IEEE_F32LE, 4, dpv, NULL);
+    hid_t ds_pv = h5out_dataset(&o, "/pixel_values", u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, 4, dpv, NULL);
     hid_t ds_path = h5out_dataset(&o, "/images/path", str_t, 1, dpath, NULL);
     hid_t ds_size = h5out_dataset(&o, "/images/orig_size", H5T_STD_I64LE, 2, dsz, NULL);
     h5_attr_str(ds_pv, "preprocessor", preprocessor);
     h5_attr_str(ds_pv, "image_processor_type", p->type);
     h5_attr_str(ds_pv, "reference", "transformers' slow (PIL backend) image processor on Image.open(path).convert(\"RGB\")");
     h5_attr_str(ds_size, "columns", "height, width");
+    if (u8) h5_attr_str(ds_pv, "values", "uint8 RGB after the processor's resize and crop, before its rescale and normalize");
     char *name = xcalloc(plen, 1);
     int rc = 0;
     for (int i = 0; i < l->n && !rc; i++) {
         int h = oh, w = ow;
-        if (i > 0 && !(pv = process(p, l->v[i], max_pixels, orig, &h, &w))) { rc = -1; break; }
+        if (i > 0 && !(pv = process(p, l->v[i], max_pixels, orig, &h, &w, u8))) { rc = -1; break; }
         if (h != oh || w != ow) {
             rc = err_set("%s: its pixel_values are 3x%dx%d, those of %s 3x%dx%d: this processor gives no fixed size "
                          "(no centre crop), so the images cannot share one tensor", l->v[i], h, w, l->v[0], oh, ow);
         } else {
             memset(name, 0, plen);
             memcpy(name, l->v[i], strlen(l->v[i]));
-            h5out_write_rows(ds_pv, H5T_NATIVE_FLOAT, i, 1, pv);
+            h5out_write_rows(ds_pv, u8 ? H5T_NATIVE_UCHAR : H5T_NATIVE_FLOAT, i, 1, pv);
             h5out_write_rows(ds_path, str_t, i, 1, name);
             h5out_write_rows(ds_size, H5T_NATIVE_INT64, i, 1, orig);
         }
@@ -228,7 +237,8 @@ int preprocess_main(int argc, char **argv)
     path_list l = {0};
     rc = imgproc_load(&p, o.preprocessor);
     if (!rc) rc = list_images(o.images, &l);
-    if (!rc) rc = o.out ? write_all(&p, &l, o.max_pixels, o.preprocessor, o.out) : print_all(&p, &l, o.max_pixels);
+    if (!rc && o.u8 && !o.out) rc = err_set("--uint8 is an option of --out FILE.h5");
+    if (!rc) rc = o.out ? write_all(&p, &l, o.max_pixels, o.preprocessor, o.out, o.u8) : print_all(&p, &l, o.max_pixels);
     if (!rc && o.out) fprintf(stderr, "attnscope: wrote %s: pixel_values of %d images\n", o.out, l.n);
     list_free(&l);
     return par_agree(rc, comm) ? 1 : 0;

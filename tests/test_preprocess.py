@@ -10,7 +10,7 @@ the peer's), /images/path the list, /images/orig_size Pillow's (height, width). 
 fixed output size, a directory named .png, missing options: exit 1 or 2 with one line naming the
 culprit, and no output file (nor temporary) left behind. Prints every comparison; exits non-zero
 on any failure."""
-import os, subprocess, sys, tempfile
+import json, os, subprocess, sys, tempfile
 import numpy as np
 import h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +61,22 @@ def main():
             check([p.decode() for p in h["images/path"][()]] == paths, f"[{name}] /images/path: the {len(paths)} paths of the list, in order")
             sizes = [list(exp[f"decode/{f}"].shape[:2]) for f in files]
             check(h["images/orig_size"][()].tolist() == sizes, f"[{name}] /images/orig_size: each image's (height, width) as Pillow reads it")
+        # --uint8: the image before rescale and normalize; HF's rescale and normalize of it (in
+        # NumPy, as transformers' image_transforms: float64 multiply to float32, then float32
+        # subtract and divide) give HF's pixel_values
+        cfg = json.load(open(os.path.join(FX, "pp", name, "preprocessor_config.json")))
+        clip = "CLIP" in cfg.get("image_processor_type", "")
+        mean = cfg.get("image_mean") or ([0.48145466, 0.4578275, 0.40821073] if clip else [0.5, 0.5, 0.5])
+        std = cfg.get("image_std") or ([0.26862954, 0.26130258, 0.27577711] if clip else [0.5, 0.5, 0.5])
+        r = attnscope("preprocess", "--images", write_list(paths), "--preprocessor", os.path.join(FX, "pp", name), "--out", out, "--uint8")
+        if check(r.returncode == 0, f"[{name}] preprocess --out --uint8: exit 0 ({err(r) if r.returncode else 'ok'})"):
+            with h5py.File(out, "r") as h:
+                u8 = h["pixel_values"][()]
+                x = (u8.astype(np.float64) * cfg.get("rescale_factor", 1 / 255)).astype(np.float32)
+                x = (x - np.asarray(mean, np.float32)[None, :, None, None]) / np.asarray(std, np.float32)[None, :, None, None]
+                ok = u8.dtype == np.uint8 and x.shape == want.shape
+                e = float(np.abs(x.astype(np.float64) - want).max()) if ok else float("inf")
+                check(ok and e <= 1e-6, f"[{name}] /pixel_values uint8 {u8.dtype} {u8.shape}, rescaled and normalized as HF: max abs error {e:.3g} vs HF's pixel_values (tolerance 1e-6)")
 
     # a directory: its images sorted by name, as HF's order of the png/ files
     pngs = sorted(os.listdir(os.path.join(FX, "png")))

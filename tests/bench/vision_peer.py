@@ -4,7 +4,7 @@
 ViT-B/16 at 224 x 224 (ViTConfig's defaults: 12 layers, 768 wide, 12 heads, 197 tokens) with random
 weights (torch.manual_seed(--seed)), and N random normalised images:
 
-    vision_peer.py --save DIR --images 256        # save_pretrained (fp32) + DIR/pixels.h5
+    vision_peer.py --save DIR --images 256        # save_pretrained (fp32) + DIR/pixels.h5, DIR/pixels_u8.h5
     vision_peer.py --batches 16,32,64              # the peer: images/s at each batch size
 
 The peer is what a user of transformers writes for issue 12's outputs: the eager forward with
@@ -55,12 +55,21 @@ def main():
         m = build(torch, transformers, args.seed, "eager")
         m.save_pretrained(args.save, safe_serialization=True)
         import h5py
-        px = np.random.default_rng(args.seed).standard_normal((args.images, 3, 224, 224)).astype(np.float32)
-        with h5py.File(os.path.join(args.save, "pixels.h5"), "w") as f:
-            ds = f.create_dataset("pixel_values", (args.images * args.repeat, 3, 224, 224), np.float32)
-            for r in range(args.repeat):
-                ds[r * args.images:(r + 1) * args.images] = px
-        print(f"saved {args.save}: ViT-B/16, {args.images} images x {args.repeat}")
+        # random 8-bit images; pixels.h5 holds them rescaled and normalized by ViTImageProcessor
+        # (float32, what the processor returns), pixels_u8.h5 as they are (uint8: attnscope applies
+        # the processor's preprocessor_config.json, saved beside the weights)
+        proc = transformers.ViTImageProcessor()
+        proc.save_pretrained(args.save)
+        u8 = np.random.default_rng(args.seed).integers(0, 256, (args.images, 3, 224, 224), dtype=np.uint8)
+        px = np.stack([proc.normalize(proc.rescale(im, proc.rescale_factor, input_data_format="channels_first"),
+                                      proc.image_mean, proc.image_std, input_data_format="channels_first") for im in u8])
+        assert px.dtype == np.float32
+        for name, arr in (("pixels.h5", px), ("pixels_u8.h5", u8)):
+            with h5py.File(os.path.join(args.save, name), "w") as f:
+                ds = f.create_dataset("pixel_values", (args.images * args.repeat, 3, 224, 224), arr.dtype)
+                for r in range(args.repeat):
+                    ds[r * args.images:(r + 1) * args.images] = arr
+        print(f"saved {args.save}: ViT-B/16, {args.images} images x {args.repeat} (float32 and uint8)")
         return
     dt = torch.float32 if args.dtype == "fp32" else torch.bfloat16
     if args.dtype == "fp32":
