@@ -55,15 +55,19 @@ def main():
         m = build(torch, transformers, args.seed, "eager")
         m.save_pretrained(args.save, safe_serialization=True)
         import h5py
-        # random 8-bit images; pixels.h5 holds them rescaled and normalized by ViTImageProcessor
-        # (float32, what the processor returns), pixels_u8.h5 as they are (uint8: attnscope applies
+        # random 8-bit images; pixels.h5 holds them rescaled and normalized as ViTImageProcessor
+        # does (float32, what the processor returns), pixels_u8.h5 as they are (uint8: attnscope applies
         # the processor's preprocessor_config.json, saved beside the weights)
-        proc = transformers.ViTImageProcessor()
-        proc.save_pretrained(args.save)
+        # (the slow processor's rescale and normalize in NumPy, as transformers' image_transforms:
+        # float64 multiply to float32, then float32 subtract and divide; transformers 5's default
+        # processor is the torchvision one)
+        open(os.path.join(args.save, "preprocessor_config.json"), "w").write(
+            '{"image_processor_type": "ViTImageProcessor", "do_resize": true, "size": {"height": 224, "width": 224}, '
+            '"do_rescale": true, "rescale_factor": 0.00392156862745098, "do_normalize": true, '
+            '"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
         u8 = np.random.default_rng(args.seed).integers(0, 256, (args.images, 3, 224, 224), dtype=np.uint8)
-        px = np.stack([proc.normalize(proc.rescale(im, proc.rescale_factor, input_data_format="channels_first"),
-                                      proc.image_mean, proc.image_std, input_data_format="channels_first") for im in u8])
-        assert px.dtype == np.float32
+        px = (u8.astype(np.float64) * 0.00392156862745098).astype(np.float32)
+        px = ((px - np.float32(0.5)) / np.float32(0.5)).astype(np.float32)
         for name, arr in (("pixels.h5", px), ("pixels_u8.h5", u8)):
             with h5py.File(os.path.join(args.save, name), "w") as f:
                 ds = f.create_dataset("pixel_values", (args.images * args.repeat, 3, 224, 224), arr.dtype)
