@@ -32,7 +32,8 @@ DIGITS = os.path.join(ROOT, "jobs/digits")
 TMP = tempfile.mkdtemp(prefix="attnscope-stream-")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 PNGS = sorted(os.path.join(DIGITS, f) for f in os.listdir(DIGITS) if f.endswith(".png"))
-PX = {"vit": 3 * 32 * 32 * 4, "resnet": 3 * 64 * 64 * 4}   # float32 bytes of one image as each model's processor makes it
+PX = {"vit": 3 * 32 * 32 * 4, "resnet": 3 * 64 * 64 * 4}   # float32 bytes of one image as each model's processor makes it (a
+# transformer run holds 8-bit pixels from PNG files: a quarter of it)
 
 
 # The peak RSS of the run alone: wait4's ru_maxrss of a child includes the memory of the process
@@ -108,7 +109,7 @@ def memory_case(label, model, small, large, n_small, n_large, *extra):
     window = (n_large - n_small) * row_bytes(f"{TMP}/mem_large.h5") if ok and model == VIT else 0
     check(ok and grow - window < extra_px / 4,
           f"{label}: peak RSS {rs[3] / 1e6:.1f} MB over {n_small} images, {rl[3] / 1e6:.1f} MB over {n_large}: grows "
-          f"{grow / 1e6:.1f} MB, of which the outputs held in a window {window / 1e6:.1f} MB; the extra images' pixels are "
+          f"{grow / 1e6:.1f} MB, of which the outputs held in a window {window / 1e6:.1f} MB; the extra images' pixels as float32 are "
           f"{extra_px / 1e6:.1f} MB (limit for the rest: 1/4 of that)"
           + ("" if ok else f" [exit {rs[0]}, {rl[0]}: {rs[2].strip()} {rl[2].strip()}]"))
 
