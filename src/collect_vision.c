@@ -170,6 +170,7 @@ void collect_vision_scatter(collect *c, const collect_scatter_job *j)
      * thread's copies took about as long as the GPU's batch); on the CPU backend the forward's
      * threads have the cores */
     const int par = strcmp(c->m->be->name, "cpu") != 0;
+    (void)par;                                         /* (without OpenMP) */
 #pragma omp parallel for schedule(static) if (par)
     for (int b = 0; b < B; b++) {
         for (int l = 0; vis && l < L; l++) {
