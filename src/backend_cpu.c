@@ -355,8 +355,7 @@ static void cpu_row_norms(backend *be, float *out, const float *x, size_t M, int
 
 static void cpu_patch_rows(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P)
 {
-    if (lut) patch_rows_u8(px, lut, B, ch, H, W, P, rows);
-    else patch_rows(px, B, ch, H, W, P, rows);
+    patch_rows(px, lut, B, ch, H, W, P, rows);
 }
 
 static int conv_out(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }

@@ -324,11 +324,9 @@ int dataset_pixels(const dataset *d, const int *idx, int n, float *out)
     const size_t per = (size_t)d->channels * d->height * d->width, plane = (size_t)d->height * d->width;
     uint8_t *u = xmalloc(n ? (size_t)n * per : 1);
     const int rc = dataset_pixels_raw(d, idx, n, u);
-    const float *lut = d->px->lut;
     if (!rc) {
 #pragma omp parallel for schedule(static)
-        for (int b = 0; b < n; b++)
-            for (size_t i = 0; i < per; i++) out[(size_t)b * per + i] = lut[(i / plane) * 256 + u[(size_t)b * per + i]];
+        for (int b = 0; b < n; b++) imgproc_map(d->px->lut, u + (size_t)b * per, plane, out + (size_t)b * per);
     }
     free(u);
     return rc;

@@ -280,13 +280,19 @@ void imgproc_run(const imgproc *p, const image_rgb *im, float *out)
 {
     int oh, ow;
     imgproc_output_size(p, im->height, im->width, &oh, &ow);
-    const size_t n = (size_t)3 * oh * ow, plane = (size_t)oh * ow;
-    uint8_t *u = xmalloc(n);
+    const size_t plane = (size_t)oh * ow;
+    uint8_t *u = xmalloc(3 * plane);
     float lut[3 * 256];
     imgproc_run_u8(p, im, u);
     imgproc_lut(p, lut);
-    for (size_t i = 0; i < n; i++) out[i] = lut[(i / plane) * 256 + u[i]];
+    imgproc_map(lut, u, plane, out);
     free(u);
+}
+
+void imgproc_map(const float lut[3 * 256], const uint8_t *u, size_t plane, float *out)
+{
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < plane; i++) out[c * plane + i] = lut[c * 256 + u[c * plane + i]];
 }
 
 void imgproc_run_u8(const imgproc *p, const image_rgb *im, uint8_t *out)

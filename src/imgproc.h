@@ -26,6 +26,7 @@
 #ifndef ATTNSCOPE_IMGPROC_H
 #define ATTNSCOPE_IMGPROC_H
 #include "image.h"
+#include <stddef.h>
 #include <stdint.h>
 
 /* PIL's resampling filters, numbered as PIL.Image.Resampling (the "resample" key) */
@@ -70,6 +71,8 @@ void imgproc_run(const imgproc *p, const image_rgb *im, float *out);
  * lut[c·256 + u8[c][i]] bit for bit (a device maps the 8-bit planes, a quarter of the bytes). */
 void imgproc_run_u8(const imgproc *p, const image_rgb *im, uint8_t *out);
 void imgproc_lut(const imgproc *p, float lut[3 * 256]);
+/* out[c][i] = lut[c·256 + u[c][i]] for the 3 planes of plane values each of one image */
+void imgproc_map(const float lut[3 * 256], const uint8_t *u, size_t plane, float *out);
 
 /* Pillow's Image.resize((ow, oh), resample) of an 8-bit RGB image: src (h, w, 3) to dst
  * (oh, ow, 3), both sizes >= 1, filter a RESAMPLE_* value. */

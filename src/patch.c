@@ -3,21 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-void patch_rows(const float *px, int B, int ch, int H, int W, int P, float *rows)
-{
-    const int gh = H / P, gw = W / P, K = ch * P * P;
-    for (int b = 0; b < B; b++)
-        for (int gy = 0; gy < gh; gy++)
-            for (int gx = 0; gx < gw; gx++) {
-                float *r = rows + ((size_t)(b * gh + gy) * gw + gx) * K;
-                for (int c = 0; c < ch; c++)
-                    for (int ky = 0; ky < P; ky++)
-                        memcpy(r + (c * P + ky) * P,
-                               px + (((size_t)b * ch + c) * H + gy * P + ky) * W + gx * P, (size_t)P * sizeof(float));
-            }
-}
-
-void patch_rows_u8(const unsigned char *px, const float *lut, int B, int ch, int H, int W, int P, float *rows)
+void patch_rows(const void *px, const float *lut, int B, int ch, int H, int W, int P, float *rows)
 {
     const int gh = H / P, gw = W / P, K = ch * P * P;
     for (int b = 0; b < B; b++)
@@ -26,8 +12,14 @@ void patch_rows_u8(const unsigned char *px, const float *lut, int B, int ch, int
                 float *r = rows + ((size_t)(b * gh + gy) * gw + gx) * K;
                 for (int c = 0; c < ch; c++)
                     for (int ky = 0; ky < P; ky++) {
-                        const unsigned char *s = px + (((size_t)b * ch + c) * H + gy * P + ky) * W + gx * P;
-                        for (int kx = 0; kx < P; kx++) r[(c * P + ky) * P + kx] = lut[c * 256 + s[kx]];
+                        const size_t at = (((size_t)b * ch + c) * H + gy * P + ky) * W + gx * P;
+                        float *o = r + (c * P + ky) * P;
+                        if (!lut) {
+                            memcpy(o, (const float *)px + at, (size_t)P * sizeof(float));
+                        } else {
+                            const unsigned char *u = (const unsigned char *)px + at;
+                            for (int kx = 0; kx < P; kx++) o[kx] = lut[c * 256 + u[kx]];
+                        }
                     }
             }
 }

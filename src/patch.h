@@ -7,11 +7,10 @@
 /* The patches of B images px (B, ch, H, W) as rows (B·gh·gw, ch·P·P), gh = H / P, gw = W / P
  * (floor: a stride-P convolution ignores the remainder), patches in row-major grid order (HF's
  * flatten of the convolution's output), each row in the convolution weight's (c, ky, kx) order, so
- * that the patch convolution is rows · W(C, ch·P·P)ᵀ. */
-void patch_rows(const float *px, int B, int ch, int H, int W, int P, float *rows);
-/* The same from 8-bit pixels px (B, ch, H, W), each value v of channel c mapped to lut[c·256 + v]
- * (the processor's rescale and normalize as a table: imgproc_lut). */
-void patch_rows_u8(const unsigned char *px, const float *lut, int B, int ch, int H, int W, int P, float *rows);
+ * that the patch convolution is rows · W(C, ch·P·P)ᵀ. px is float32 when lut is NULL, else 8-bit,
+ * each value v of channel c mapped to lut[c·256 + v] (the processor's rescale and normalize as a
+ * table: imgproc_lut). */
+void patch_rows(const void *px, const float *lut, int B, int ch, int H, int W, int P, float *rows);
 
 /* The position table for a grid of gh × gw patches from one trained on g0 × g0 (rows: n_prefix
  * prefix tokens, then g0² patches, each of C floats): the prefix rows as they are, the patch rows
