@@ -207,19 +207,20 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         }
         PHASE(PH_WINDOW);
     }
+    if (bpx) prefetch_free(&pf);   /* (its worker's time complete) */
     if (rank == 0 && getenv("ATTNSCOPE_PHASES")) {
         double all = 0;
         for (int p = 0; p < PH_N; p++) all += ph[p];
         /* (the helper is waited for at a batch's end and at a window's: its time is part of both) */
         fprintf(stderr, "[phases] loop %.3f s: windows %.3f, the last pixels' upload %.3f, pixels %.3f (of it waiting for "
-                        "the read-ahead %.3f, reading in the loop %.3f), batch set-up %.3f, forward %.3f, batch end %.3f, "
-                        "poll+checkpoints %.3f; waiting for the backend (in forwards and batch ends) %.3f; waiting for "
+                        "the read-ahead %.3f, reading in the loop %.3f; the read-ahead's own reading %.3f), batch set-up "
+                        "%.3f, forward %.3f, batch end %.3f, poll+checkpoints %.3f; waiting for the backend (in forwards and batch ends) %.3f; waiting for "
                         "the helper (in batch ends and windows) %.3f\n",
-                all, ph[PH_WINDOW], ph[PH_UPLOADED], ph[PH_PIXELS], bpx ? pf.wait_s : 0.0, bpx ? pf.read_s : 0.0, ph[PH_BEGIN],
+                all, ph[PH_WINDOW], ph[PH_UPLOADED], ph[PH_PIXELS], bpx ? pf.wait_s : 0.0, bpx ? pf.read_s : 0.0,
+                bpx ? pf.busy_s : 0.0, ph[PH_BEGIN],
                 ph[PH_FORWARD], ph[PH_END], ph[PH_POLL], m->wait_s + col->gpu_wait_s, col->sc_wait_s);
     }
 #undef PHASE
-    if (bpx) prefetch_free(&pf);
     res->samples_done = done_s;
     if (state == RUNCTL_RUNNING || (state == RUNCTL_STOPPED && w0 >= d->n)) state = RUNCTL_DONE;
     res->tokens_done = done_tok;
