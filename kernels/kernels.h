@@ -136,10 +136,9 @@ void cuda_maxpool(float *y, const float *x, int B, int H, int W, int C);
 void cuda_add_relu(float *y, const float *a, size_t n);
 /* cnn.cu: backend.h channel_stats of x (B, hw, C) into device arrays mean, active, entropy (B, C). */
 void cuda_channel_stats(const float *x, int B, int hw, int C, float *mean, float *active, float *entropy);
-/* patch.cu: rows (B·gh·gw, ch·P·P) = the patches of px (B, ch, H, W), as patch.h's patch_rows. */
-void cuda_patch_rows(float *rows, const float *px, int B, int ch, int H, int W, int P);
-/* the same from 8-bit pixels, value v of channel c mapped to lut[c·256 + v] (device memory) */
-void cuda_patch_rows_u8(float *rows, const unsigned char *px, const float *lut, int B, int ch, int H, int W, int P);
+/* patch.cu: rows (B·gh·gw, ch·P·P) = the patches of px (B, ch, H, W), as patch.h's patch_rows: px
+ * float32 (lut NULL), or 8-bit values with value v of channel c mapped to lut[c·256 + v] (device memory). */
+void cuda_patch_rows(float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P);
 
 #ifdef __cplusplus
 }

@@ -134,16 +134,15 @@ __global__ static void __launch_bounds__(DISCARD_THREADS) rollout_discard_kernel
     }
 }
 
-// Â = (A + I)/2 with rows renormalised, one block per row (b, i); a row summing to 0 stays 0. The
-// diagonal's A + 1 is rounded to float first, as vstats.c's.
-__global__ static void rollout_norm_kernel(float *A, int T)
+// Â = (A + I)/2 with rows renormalised, one block per row (b, i), from src into A (src may be A);
+// a row summing to 0 stays 0. The diagonal's A + 1 is rounded to float first, as vstats.c's.
+__global__ static void rollout_norm_kernel(float *A, const float *src, int T)
 {
     float *a = A + (size_t)blockIdx.x * T;
+    const float *x = src + (size_t)blockIdx.x * T;
     const int i = blockIdx.x % T;
-    if (threadIdx.x == 0) a[i] += 1.0f;
-    __syncthreads();
     double s = 0;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) s += 0.5 * (double)a[j];
+    for (int j = threadIdx.x; j < T; j += blockDim.x) s += 0.5 * (double)(j == i ? x[j] + 1.0f : x[j]);
     __shared__ double part[32];
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = s;
@@ -151,19 +150,23 @@ __global__ static void rollout_norm_kernel(float *A, int T)
     double tot = 0;
     for (int k = 0; k < (int)blockDim.x / 32; k++) tot += part[k];
     for (int j = threadIdx.x; j < T; j += blockDim.x)
-        a[j] = tot > 0 ? (float)(0.5 * (double)a[j] / tot) : 0.0f;
+        a[j] = tot > 0 ? (float)(0.5 * (double)(j == i ? x[j] + 1.0f : x[j]) / tot) : 0.0f;
 }
 
 extern "C" void cuda_rollout_map(float *A, const float *probs, int B, int NH, int T, int fusion, size_t discard_k)
 {
     const size_t TT = (size_t)T * T;
-    rollout_fuse_kernel<<<kernel_blocks((size_t)B * TT, 256), 256>>>(A, probs, B, NH, TT, fusion);
-    KERNEL_CHECK("rollout_fuse_kernel");
+    const float *src = probs;                   // one head (the fused path's map) and no discard: read as it is
+    if (NH > 1 || discard_k > 0) {
+        rollout_fuse_kernel<<<kernel_blocks((size_t)B * TT, 256), 256>>>(A, probs, B, NH, TT, fusion);
+        KERNEL_CHECK("rollout_fuse_kernel");
+        src = A;
+    }
     if (discard_k > 0) {
         rollout_discard_kernel<<<(unsigned)B, DISCARD_THREADS>>>(A, TT, discard_k < TT ? discard_k : TT);
         KERNEL_CHECK("rollout_discard_kernel");
     }
-    rollout_norm_kernel<<<(unsigned)(B * T), 128>>>(A, T);
+    rollout_norm_kernel<<<(unsigned)(B * T), 128>>>(A, src, T);
     KERNEL_CHECK("rollout_norm_kernel");
 }
 

@@ -409,8 +409,7 @@ static void cuda_row_norms_op(backend *be, float *out, const float *x, size_t M,
 static void cuda_patch_rows_op(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W,
                                int P)
 {
-    if (lut) cuda_patch_rows_u8(rows, px, lut, B, ch, H, W, P);
-    else cuda_patch_rows(rows, px, B, ch, H, W, P);
+    cuda_patch_rows(rows, px, lut, B, ch, H, W, P);
 }
 
 static void cuda_conv_rows_op(backend *be, float *rows, const float *x, int B, int H, int W, int C, int k, int stride,
