@@ -527,12 +527,12 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
             smem_opt_in(attn_vision_kernel<Ops, HS>, av_bytes, &once);
             av_attr_bytes = av_bytes;
         }
-        const dim3 vgrid_((T + AF_QROWS - 1) / AF_QROWS, B);
+        const dim3 vgrid_((T + AF_QROWS - 1) / AF_QROWS, B, (T + AF_KEYS - 1) / AF_KEYS);
         double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
         attn_vision_kernel<Ops, HS><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(q, k, ld, len, lse, NH, NKV, T, scale, vs->n_prefix,
                                                                          vs->gw, vs->fusion, vpart, vs->cls, vs->map);
         KERNEL_CHECK("attn_vision_kernel");
-        vis_finish_kernel<<<(B * NH + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x, vs->gh * vs->gw, vs->patch, vs->dist,
+        vis_finish_kernel<<<(B * NH + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x * vgrid_.z, vs->gh * vs->gw, vs->patch, vs->dist,
                                                          vs->loc);
         KERNEL_CHECK("vis_finish_kernel");
     }
@@ -588,12 +588,12 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
 extern "C" size_t cuda_attn_fused_count_bytes(int B, int NH) { return af_count_bytes(B, NH); }
 
 // the counters, the row sums' partials, the rows' log2 normalisers (key importance, vision) and
-// the vision pass's row sums (B, row tiles, NH, 2)
+// the vision pass's row sums (B, row tiles, key tiles, NH, 2)
 extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
 {
     const size_t lse = ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256;
     return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + lse +
-           (size_t)B * ((T + AF_QROWS - 1) / AF_QROWS) * NH * 2 * sizeof(double);
+           (size_t)B * ((T + AF_QROWS - 1) / AF_QROWS) * ((T + AF_KEYS - 1) / AF_KEYS) * NH * 2 * sizeof(double);
 }
 
 // whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)

@@ -2,9 +2,11 @@
 // (vstats.h's definitions) from the fused path, the probabilities never stored per head. A second
 // pass over the scores, as the key-importance pass: each row's final log2 normaliser M_i from the
 // first kernel (lse) gives p_ij = 2^(s_ij·sl2 − M_i) exactly as a flash backward recomputes P.
-//  * One block per (image b, tile of AF_QROWS query rows). For each key tile, every head in turn:
+//  * One block per (image b, tile of AF_QROWS query rows, key tile). Every head in turn:
 //    its Q fragments (from global memory, in L2), its kv head's K tile through shared memory
-//    (cp.async, double-buffered over the (key tile, head) sequence), p from the scores.
+//    (cp.async, double-buffered over the heads), p from the scores. (A block per row tile that went
+//    over every key tile was one wave of long blocks on an H200 for ViT-B at B = 128, a quarter of
+//    them with one warp of rows: BENCHMARKS.md run 30.)
 //  * The heads' fused map (mean, max or min: the rollout's input) of the key tile stays in the
 //    thread's registers (its 2 rows x 16 keys) while the heads go by, then is written once:
 //    (B, T, T) floats instead of (B, NH, T, T).
@@ -12,7 +14,7 @@
 //    memory) and 2-D locality mass over the patch keys, summed over the quad per step and kept in
 //    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
 //    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
-//    (image, head, row tile) go to scratch; vis_finish_kernel adds the tiles in tile order
+//    (image, row tile, key tile, head) go to scratch; vis_finish_kernel adds them in that order
 //    (deterministic) and writes the means.
 // Images only: no padding (keys j >= len are not visible, but every image has len = T), not causal,
 // no window.
@@ -27,12 +29,12 @@ template <class Ops, int HS> struct av_smem {
     typename Ops::qspill qspill[AF_WARPS];
     // then, sized by the launch (av_smem_bytes): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
     // and Σ p over the 3 x 3 patches; dtab (T) floats — ‖(dx, dy)‖ in patches at |dy|·gw + |dx|;
-    // kc (T) short2 — key j's patch (x, y), a prefix token (−30000, −30000)
+    // kc (AF_KEYS) short2 — key kt + j's patch (x, y), a prefix token (or none) (−30000, −30000)
 };
 template <class Ops, int HS> __host__ __device__ constexpr size_t av_head_bytes() { return (sizeof(av_smem<Ops, HS>) + 15) / 16 * 16; }
 template <class Ops, int HS> static size_t av_smem_bytes(int T, int NH)
 {
-    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + T) * sizeof(float) + (size_t)T * sizeof(short2);
+    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + T) * sizeof(float) + (size_t)AF_KEYS * sizeof(short2);
 }
 
 template <class Ops, int HS>
@@ -47,19 +49,20 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     av_smem<Ops, HS> &sm = *reinterpret_cast<av_smem<Ops, HS> *>(av_raw);
     float *rs = reinterpret_cast<float *>(av_raw + av_head_bytes<Ops, HS>()), *dtab = rs + NH * AF_QROWS * 2;
     short2 *kc = reinterpret_cast<short2 *>(dtab + T);
-    const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS;
+    const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS, kt = blockIdx.z * AF_KEYS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b], np = T - npre;
     const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
     const int lrow[2] = {warp * 16 + g, warp * 16 + g + 8};   // the rows in the block
     const size_t base = (size_t)b * T;
     const float sl2 = scale * 1.4426950408889634f;
-    const int ntiles = (n + AF_KEYS - 1) / AF_KEYS;
     // a warp whose 16 rows all lie past the length (ViT-B's 197 tokens: 3 of the last tile's 4
     // warps) only helps with the copies; key columns past it are skipped (warp-uniform tests)
     const bool live = q0 + warp * 16 < n;
-    for (int j = threadIdx.x; j < T; j += blockDim.x)
-        kc[j] = j < npre ? make_short2(-30000, -30000) : make_short2((short)((j - npre) % gw), (short)((j - npre) / gw));
+    for (int jj = threadIdx.x; jj < AF_KEYS; jj += blockDim.x) {
+        const int j = kt + jj;
+        kc[jj] = j < npre || j >= T ? make_short2(-30000, -30000) : make_short2((short)((j - npre) % gw), (short)((j - npre) / gw));
+    }
     for (int e = threadIdx.x; e < np; e += blockDim.x) {
         const int dy = e / gw, dx = e % gw;
         dtab[e] = sqrtf((float)(dx * dx + dy * dy));
@@ -78,7 +81,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
     // the copies of step s = (key tile s / NH, head s % NH) into buffer buf
     auto issue = [&](int s, int buf) {
-        const int h = s % NH, kt = s / NH * AF_KEYS, kvh = h / (NH / NKV);
+        const int h = s, kvh = h / (NH / NKV);
         const size_t off = base * ld + (size_t)kvh * HS + cp_cv;
         for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
             const int j = kt + r;
@@ -86,12 +89,12 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
         }
         cp_async_commit();
     };
-    const int steps = NH * ntiles;
+    const int steps = kt < n ? NH : 0;         // (a key tile past the length: nothing)
     if (steps > 0) issue(0, 0);
     const float init = fusion == 2 ? INFINITY : 0.0f;
     float acc[AF_KEYS / 8][4];                   // the fused map of the key tile: row g + 8(e >> 1), key 2t + (e & 1)
     for (int s = 0; s < steps; s++) {
-        const int h = s % NH, kt = s / NH * AF_KEYS, buf = s & 1;
+        const int h = s, buf = s & 1;
         if (h == 0)
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
@@ -117,7 +120,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
                 for (int c = 0; c < 2; c++) {
                     const int j = kt + nt * 8 + 2 * t + c;
                     const bool ok = j < n;
-                    const short2 kj = kc[ok ? j : 0];
+                    const short2 kj = kc[ok ? j - kt : 0];
 #pragma unroll
                     for (int r = 0; r < 2; r++) {
                         const int e = 2 * r + c;
@@ -163,16 +166,16 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     for (int h = threadIdx.x; h < NH; h += blockDim.x) {
         double d = 0.0, l = 0.0;
         for (int r = 0; r < AF_QROWS; r++) { d += rs[(h * AF_QROWS + r) * 2]; l += rs[(h * AF_QROWS + r) * 2 + 1]; }
-        double *pp = part + (((size_t)b * gridDim.x + tile) * NH + h) * 2;
+        double *pp = part + ((((size_t)b * gridDim.x + tile) * gridDim.z + blockIdx.z) * NH + h) * 2;
         pp[0] = d;
         pp[1] = l;
     }
     // rows of a sample with no token (none for an image): the map's rows 0
-    if (n == 0)
+    if (n == 0 && blockIdx.z == 0)
         for (int e = threadIdx.x; e < AF_QROWS * T && q0 + e / T < T; e += blockDim.x) map[(base + q0 + e / T) * T + e % T] = 0.0f;
 }
 
-// dist, loc (B, NH): the rows' sums of the row tiles added in tile order, over the np patch rows
+// dist, loc (B, NH): the rows' sums of the (row tile, key tile) pairs added in order, over the np patch rows
 __global__ static void vis_finish_kernel(const double *part, int B, int NH, int ntiles, int np, int patch, float *dist,
                                          float *loc)
 {
