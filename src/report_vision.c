@@ -11,21 +11,40 @@
 #include <stdio.h>
 #include <string.h>
 
-/* name as floats when it is a dataset of rank nd whose values the file stores (h5_check_stored:
- * the allocation is bounded by the file's size); its dims in dims. NULL otherwise. */
-static float *read_all(hid_t f, const char *file, const char *name, int nd, hsize_t *dims)
+/* the block of dataset name (rank nd <= 4) that starts at index start along the first dimension
+ * and holds count[d] values along dimension d from 0 (a count of 0: the whole extent; past the
+ * extent: clamped), as floats, where the file stores its values (h5_check_stored); the dataset's
+ * whole extent in dims. NULL when it is missing, of another rank or unreadable. The figures read
+ * the first images' rows only and the distances in blocks: a run's /vision grows with its images
+ * (ViT-B/16: 270 kB an image) and the reducer's memory must not. */
+static float *read_block(hid_t f, const char *file, const char *name, int nd, hsize_t *dims, hsize_t start,
+                         const hsize_t *count)
 {
     hid_t ds;
     H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
     if (ds < 0) return NULL;
     hid_t sp = H5Dget_space(ds);
     float *v = NULL;
-    if (H5Sget_simple_extent_ndims(sp) == nd && !h5_check_stored(f, ds, file, name)) {
+    if (nd <= 4 && H5Sget_simple_extent_ndims(sp) == nd && !h5_check_stored(f, ds, file, name)) {
         H5Sget_simple_extent_dims(sp, dims, NULL);
+        hsize_t st[4] = {start < dims[0] ? start : dims[0], 0, 0, 0}, ct[4];
         size_t n = 1;
-        for (int i = 0; i < nd; i++) n *= dims[i];
+        for (int d = 0; d < nd; d++) {
+            const hsize_t left = dims[d] - st[d];
+            ct[d] = count[d] && count[d] < left ? count[d] : left;
+            n *= ct[d];
+        }
         v = xmalloc((n ? n : 1) * sizeof(float));
-        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) { free(v); v = NULL; }
+        hid_t ms = H5Screate_simple(nd, ct, NULL);
+        herr_t r = 0;
+        if (n) {
+            H5E_BEGIN_TRY {
+                r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, st, NULL, ct, NULL);
+                if (r >= 0) r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, v);
+            } H5E_END_TRY;
+        }
+        H5Sclose(ms);
+        if (r < 0) { free(v); v = NULL; }
     }
     H5Sclose(sp);
     H5Dclose(ds);
@@ -131,10 +150,19 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
     const int gh = (int)gh64, gw = (int)gw64, npre = (int)npre64, ih = (int)ih64, iw = (int)iw64;
     const int LH = L * H, np = gh * gw, T = npre + np;
     hsize_t dd[3], dc[4], dr[3], dn[3];
-    float *dist = read_all(f, file, "/vision/distance_px", 3, dd), *cls = read_all(f, file, "/vision/cls_attention", 4, dc);
-    float *norm = read_all(f, file, "/vision/token_norm", 3, dn);     /* optional (older files) */
+    const hsize_t one[4] = {1, 0, 0, 0};
+    float *dist = read_block(f, file, "/vision/distance_px", 3, dd, 0, one), *cls = NULL, *norm = NULL, *roll = NULL;
+    const int64_t N = dist ? (int64_t)dd[0] : 0;
+    const int shown = (int)(N < n_images ? N : n_images);
+    /* the first images' rows: [CLS] attention [shown, L, H, patches], token norms [shown, L, T],
+     * the rollout's [CLS] row [shown, 1, T] */
+    const hsize_t first[4] = {(hsize_t)(shown > 0 ? shown : 1), 0, 0, 0}, first_row0[3] = {first[0], 1, 0};
+    if (dist) {
+        cls = read_block(f, file, "/vision/cls_attention", 4, dc, 0, first);
+        norm = read_block(f, file, "/vision/token_norm", 3, dn, 0, first);     /* optional (older files) */
+        roll = read_block(f, file, "/vision/rollout", 3, dr, 0, first_row0);
+    }
     if (norm && (dn[0] != dd[0] || dn[1] != (hsize_t)L || dn[2] != (hsize_t)T)) { free(norm); norm = NULL; }
-    float *roll = read_all(f, file, "/vision/rollout", 3, dr);
     int rc = 0;
     char path[4200], title[512], cap[1024];
     /* every image's rows: [N, L, H], [N, L, H, patches], [N, T, T] */
@@ -144,17 +172,24 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
                      "[N, %d, %d, %d], rollout [N, %d, %d])", file, L, H, L, H, np, T, T);
         goto done;
     }
-    const int64_t N = (int64_t)dd[0];
-    /* 1. Fig. 11: per head the mean over images of its mean distance, against layer */
+    /* 1. Fig. 11: per head the mean over images of its mean distance, against layer (the images
+     * in blocks of 4,096, in order) */
     float *x = (float *)keep(h, xmalloc(LH * sizeof(float))), *y = (float *)keep(h, xcalloc(LH, sizeof(float)));
     float *col = xmalloc(LH * sizeof(float));
     for (int a = 0; a < LH; a++) { x[a] = (float)(a / H); col[a] = (float)(a % H); }
-    for (int64_t i = 0; i < N; i++)
-        for (int a = 0; a < LH; a++) y[a] += dist[i * LH + a] / (float)N;
+    const hsize_t blk[3] = {4096, 0, 0};
+    for (int64_t i0 = 0; i0 < N && !rc; i0 += 4096) {
+        hsize_t db[3];
+        float *d = read_block(f, file, "/vision/distance_px", 3, db, (hsize_t)i0, blk);
+        if (!d) { rc = err_set("%s: cannot read /vision/distance_px[%lld:]", file, (long long)i0); break; }
+        for (int64_t i = i0; i < N && i < i0 + 4096; i++)
+            for (int a = 0; a < LH; a++) y[a] += d[(i - i0) * LH + a] / (float)N;
+        free(d);
+    }
     snprintf(path, sizeof path, "%s/vision_distance_by_layer.png", dir);
     fig_scatter fs = {.title = "Mean attention distance per head against depth (pixels)", .xlabel = "network depth (layer)",
                       .ylabel = "mean attention distance (pixels)", .cbar_label = "head", .x_integer = 1, .jitter = 0.3f};
-    rc = fig_scatter_png(path, x, y, col, LH, &fs);
+    if (!rc) rc = fig_scatter_png(path, x, y, col, LH, &fs);
     free(col);
     if (rc) goto done;
     snprintf(cap, sizeof cap, "Mean attention distance in pixels between patch centres, per head, mean over %lld images "
@@ -162,7 +197,6 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
     report_image_entry(h, path, cap);
     /* 2. the first images: [CLS] attention per layer (mean over heads) and the rollout; the last
      * layer's heads */
-    const int shown = (int)(N < n_images ? N : n_images);
     float *maps = xmalloc((size_t)(L + H + 1) * np * sizeof(float));
     const float **mp = xmalloc((size_t)(L + H + 1) * sizeof(float *));
     char **titles = xmalloc((size_t)(L + H + 1) * sizeof(char *));
@@ -184,7 +218,7 @@ int report_vision(hid_t f, const char *file, const char *dir, int L, int H, int 
             mp[l] = m;
         }
         float *rm = maps + (size_t)L * np;          /* rollout: [CLS]'s row over the patches */
-        memcpy(rm, roll + (size_t)i * T * T + npre, (size_t)np * sizeof(float));
+        memcpy(rm, roll + (size_t)i * T + npre, (size_t)np * sizeof(float));
         snprintf(titles[L], 32, "rollout");
         mp[L] = rm;
         snprintf(path, sizeof path, "%s/vision_cls_layers_%d.png", dir, i);

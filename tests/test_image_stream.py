@@ -11,6 +11,9 @@ the digits ViT's processor, 12 kB of float32 pixels each):
            bytes (holding them all, as the loader did before, grows by all of them: the build
            before this change measured 22.8 MB of 24.8 beyond the window). The same for --input
            with /pixel_values (2,048 against 32 rows) and for a ResNet run over --images.
+           `attnscope reduce --figures` of the two ViT runs: its peak RSS grows by less than 1/4
+           of the extra images' /vision bytes (it read every /vision dataset whole before: 44 MB
+           more for the 2,048 images).
   a corrupt PNG found only in a later batch (the header is whole, so the load accepts it; the
            data is cut short): exit non-zero, exactly one line of stderr names the file, nothing
            at the final path; the same for the ResNet run.
@@ -49,14 +52,14 @@ sys.exit(os.waitstatus_to_exitcode(status) & 255)
 """
 
 
-def run_rss(*args):
-    """runs `attnscope run ARGS` (a first argument that is a dict or None: extra environment);
+def run_rss(*args, command="run"):
+    """runs `attnscope COMMAND ARGS` (a first argument that is a dict or None: extra environment);
     returns (exit status, stdout, stderr, peak RSS in bytes)"""
     env = dict(ENV)
     if args and (args[0] is None or isinstance(args[0], dict)):
         env.update(args[0] or {})
         args = args[1:]
-    p = subprocess.run([sys.executable, "-c", RSS_HELPER, BIN, "run", *map(str, args)], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-c", RSS_HELPER, BIN, command, *map(str, args)], capture_output=True, text=True,
                        env=env, cwd=ROOT)
     err, _, rss = p.stderr.rstrip("\n").rpartition("\nmaxrss_kb=")
     return p.returncode, p.stdout, err, int(rss) * 1024
@@ -120,6 +123,22 @@ many = write_list("x64.txt", PNGS * 64)
 # the ViT without top-k and key importance: its window of outputs is then 23 kB a sample
 LEAN = ("--topk", 0, "--no-key-importance")
 memory_case("ViT --images", VIT, ["--images", one], ["--images", many], 32, 2048, *LEAN)
+
+
+def vision_bytes(path):
+    """bytes per image of the output's /vision datasets"""
+    with h5py.File(path) as f:
+        return sum(d.size * d.dtype.itemsize for d in f["vision"].values()) / int(f.attrs["n_samples"])
+
+
+# the reducer's figures read the first images' /vision rows and the distances in blocks: its
+# memory does not grow with the run's images (it read every /vision dataset whole before)
+rr = [run_rss(MEM_ENV, f"{TMP}/mem_{k}.h5", "--figures", f"{TMP}/fig_{k}", command="reduce") for k in ("small", "large")]
+grow, vis = rr[1][3] - rr[0][3], (2048 - 32) * vision_bytes(f"{TMP}/mem_large.h5")
+check(rr[0][0] == 0 and rr[1][0] == 0 and grow < vis / 4,
+      f"reduce --figures of the ViT runs: peak RSS {rr[0][3] / 1e6:.1f} MB over 32 images, {rr[1][3] / 1e6:.1f} MB over 2048: "
+      f"grows {grow / 1e6:.1f} MB; the extra images' /vision is {vis / 1e6:.1f} MB (limit: 1/4 of that)"
+      + ("" if rr[0][0] == 0 and rr[1][0] == 0 else f" [exit {rr[0][0]}, {rr[1][0]}: {rr[0][2].strip()} {rr[1][2].strip()}]"))
 memory_case("ResNet --images", RESNET, ["--images", one], ["--images", many], 32, 2048)
 rng = np.random.default_rng(0)
 for name, n in (("px_small.h5", 32), ("px_large.h5", 2048)):
