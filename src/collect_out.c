@@ -385,23 +385,29 @@ int collect_write_probe(collect *c, MPI_Comm comm)
     if (!c->o.probe) return 0;
     CHECK_MPI(MPI_Barrier(comm));     /* every rank's rows are on disk (collect_drain) */
     if (c->rank != 0) return 0;
-    const int64_t LH = (int64_t)c->L * c->NH, N = c->N;
-    float *rows = xmalloc((size_t)(N * LH + 1) * sizeof(float)), *mean = xmalloc(LH * sizeof(float));
+    /* the rows read back in blocks of 4,096 samples (the sums in sample order, as one pass): the
+     * memory does not grow with the run */
+    const int64_t LH = (int64_t)c->L * c->NH, N = c->N, BLK = 4096;
+    float *rows = xmalloc((size_t)((N < BLK ? N : BLK) * LH + 1) * sizeof(float)), *mean = xmalloc(LH * sizeof(float));
+    double *acc = xmalloc(LH * sizeof(double));
     int rc = 0;
     for (int s = 0; s < PROBE_N && !rc; s++) {
-        if (h5raw_read_rows(c->fd, &c->raw[CO_PROBE + s], 0, N, rows)) {
-            rc = err_set("%s: cannot read back %s: %s", c->data_path, c->names[CO_PROBE + s], strerror(errno));
-            break;
+        for (int64_t a = 0; a < LH; a++) acc[a] = 0;
+        for (int64_t i0 = 0; i0 < N && !rc; i0 += BLK) {
+            const int64_t n = N - i0 < BLK ? N - i0 : BLK;
+            if (h5raw_read_rows(c->fd, &c->raw[CO_PROBE + s], i0, n, rows)) {
+                rc = err_set("%s: cannot read back %s: %s", c->data_path, c->names[CO_PROBE + s], strerror(errno));
+                break;
+            }
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t a = 0; a < LH; a++) acc[a] += rows[i * LH + a];
         }
-        for (int64_t a = 0; a < LH; a++) {
-            double acc = 0;
-            for (int64_t i = 0; i < N; i++) acc += rows[i * LH + a];
-            mean[a] = N > 0 ? (float)(acc / N) : 0.0f;
-        }
+        if (rc) break;
+        for (int64_t a = 0; a < LH; a++) mean[a] = N > 0 ? (float)(acc[a] / N) : 0.0f;
         if (h5raw_write_rows(c->fd, &c->raw[CO_PROBE_MEAN + s], 0, c->L, mean))
             rc = err_set("%s: cannot write %s: %s", c->data_path, c->names[CO_PROBE_MEAN + s], strerror(errno));
     }
     if (!rc && fdatasync(c->fd)) rc = err_set("%s: cannot write: %s", c->data_path, strerror(errno));
-    free(rows); free(mean);
+    free(rows); free(mean); free(acc);
     return rc;
 }
