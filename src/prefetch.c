@@ -38,7 +38,7 @@ static void *prefetch_main(void *arg)
 
 static void prefetch_wait(prefetch *p)
 {
-    if (!p->running) return;
+    if (!p->buf) return;
     pthread_mutex_lock(&p->mu);
     while (p->job) pthread_cond_wait(&p->cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
@@ -54,6 +54,7 @@ void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap, int raw)
     const char *pe = getenv("ATTNSCOPE_PREFETCH");
     if (!dataset_pixels_threadsafe(d) || !(pe && *pe ? strcmp(pe, "0") : strcmp(be->name, "cpu"))) return;
     p->buf = be->host_alloc(be, (size_t)cap * p->per_image);
+    if (!p->buf) return;           /* no memory for it: every batch read on the spot */
     p->idx = xmalloc((size_t)cap * sizeof(int));
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -64,9 +65,7 @@ void prefetch_init(prefetch *p, const dataset *d, backend *be, int cap, int raw)
         free(p->idx);
         p->buf = NULL;
         p->idx = NULL;
-        return;
     }
-    p->running = 1;
 }
 
 int prefetch_batch(prefetch *p, void **bpx, const int *idx, int B, const int *next, int n_next)
@@ -101,7 +100,7 @@ int prefetch_batch(prefetch *p, void **bpx, const int *idx, int B, const int *ne
 
 void prefetch_free(prefetch *p)
 {
-    if (p->running) {
+    if (p->buf) {                  /* (a buffer: the worker exists) */
         pthread_mutex_lock(&p->mu);
         p->quit = 1;               /* (a guess being produced is finished first, one not started is dropped) */
         pthread_cond_broadcast(&p->cv);
@@ -109,9 +108,8 @@ void prefetch_free(prefetch *p)
         pthread_join(p->th, NULL);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
-        p->running = 0;
+        p->be->host_free(p->be, p->buf);
     }
-    if (p->buf) p->be->host_free(p->be, p->buf);
     free(p->idx);
     p->buf = NULL;
     p->idx = NULL;

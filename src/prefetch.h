@@ -18,12 +18,11 @@ typedef struct {
     pthread_t th;              /* the worker, for the run's life */
     pthread_mutex_t mu;
     pthread_cond_t cv;         /* job or quit set; job cleared */
-    int running;               /* the worker exists */
     int job;                   /* a guess handed to the worker, not yet produced */
     int quit;
     int n;                     /* images of the guess in flight or done (0: none) */
     int *idx;                  /* [cap] the guess */
-    void *buf;                 /* [cap][per_image], or NULL: no read-ahead */
+    void *buf;                 /* [cap][per_image], or NULL: no read-ahead (and no worker) */
     int rc;
     char msg[1024];
     double wait_s, read_s;     /* seconds prefetch_batch waited for the worker, read itself */
