@@ -25,11 +25,12 @@ void cuda_embed(float *out, const int32_t *ids, const int32_t *pos, const int32_
 /* the same with a bf16 token table (--precision bf16: backend token_table) */
 void cuda_embed_bf16(float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const void *wte,
                      const float *wpe, const float *wtt, int T, int C);
-/* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (res NULL: none; float32, or bfloat16
- * when res_bf16), statistics in double; out may equal in; out_bf16 (M, C) bfloat16 receives the
- * same values rounded, or NULL. */
-void cuda_layernorm(float *out, void *out_bf16, const float *in, const void *res, int res_bf16, const float *w,
-                    const float *b, int M, int C, float eps);
+/* layernorm.cu: out (M, C) = LayerNorm(in + res) · w + b (in float32, or bfloat16 when in_bf16;
+ * res NULL: none, float32, or bfloat16 when res_bf16), statistics in double; out may equal in, or
+ * be NULL; out_bf16 (M, C) bfloat16 receives the same values rounded, or NULL (it may equal a
+ * bf16 in). */
+void cuda_layernorm(float *out, void *out_bf16, const void *in, int in_bf16, const void *res, int res_bf16,
+                    const float *w, const float *b, int M, int C, float eps);
 /* add_norm.cu: backend.h add_norm — x (M, C) += res (res NULL: none; float32, or bfloat16 when
  * res_bf16); then xn (M, C) = norm(x)·w (+ b when b is not NULL), norm LayerNorm (rms 0) or RMSNorm
  * (rms 1), statistics in double; w NULL: xn = x. xn may equal x. xn_bf16 (M, C) bfloat16 receives

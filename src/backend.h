@@ -54,6 +54,13 @@ struct backend {
      * element types odt and idt (DT_F32 unless bf16_acts) */
     void (*linear)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
                    int K, int N);
+    /* linear, then out = act(out) (config.h act_kind) in the GEMM's epilogue. Returns 1 when done
+     * so, 0 when this backend cannot for these arguments (nothing done: the caller runs linear and
+     * activation). NULL: never. CUDA: under --precision bf16 with a bf16 out, ACT_GELU_TANH and
+     * ACT_RELU as they are, and ACT_GELU (erf) as its tanh form only when gelu_tanh is set
+     * (cuBLASLt has no erf GELU) */
+    int (*linear_act)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                      int K, int N, int act);
     /* A model's linear weight W (N, K) from the host, stored as this backend's linear takes it —
      * CUDA under bf16 or 3xTF32: only that copy, no float32 one (half the memory of float32 +
      * bf16; 3/4 of float32 + split) — as a handle for linear's W, freed with free; NULL: out of
@@ -64,9 +71,11 @@ struct backend {
      * op: alloc + upload of the floats. */
     void *(*token_table)(backend *be, const float *host, int rows, int C);
     /* out (M, C) = LayerNorm(in + res) with weight w, bias b — the residual add (a float add, as
-     * torch's) fused in; res (M, C) of element type res_dt may be NULL (no residual); out may
-     * equal in; out_bf16 (M, C) receives a bf16 copy of out (only with bf16_acts; else NULL) */
-    void (*layernorm)(backend *be, float *out, void *out_bf16, const float *in, const void *res, int res_dt,
+     * torch's) fused in; in (M, C) of element type in_dt; res (M, C) of element type res_dt may be
+     * NULL (no residual); out may equal in; out_bf16 (M, C) receives a bf16 copy of out (only with
+     * bf16_acts; else NULL), and then out may be NULL (the copy alone) and out_bf16 may equal a
+     * bf16 in (a post-norm model's bf16 stream, model.c residual_step) */
+    void (*layernorm)(backend *be, float *out, void *out_bf16, const void *in, int in_dt, const void *res, int res_dt,
                       const float *w, const float *b, int M, int C, float eps);
     /* x[i] = act(x[i]) in place, elements of type dt; act as config.h act_kind */
     void (*activation)(backend *be, void *x, int dt, size_t n, int act);
@@ -192,6 +201,9 @@ struct backend {
     /* 1: the GEMM-side activations of the fused path (q k v, the attention output, the MLP's
      * hidden layer) may be DT_BF16 — they feed only bf16 GEMMs anyway (`--precision bf16`) */
     int bf16_acts;
+    /* 1: linear_act may compute an erf GELU (ACT_GELU) as the tanh form (within 4.7e-4 of it,
+     * below a bf16 rounding of GELU's outputs above 0.12): the caller's choice (--gelu) */
+    int gelu_tanh;
 };
 
 /* The CPU backend (OpenBLAS sgemm + OpenMP). Never fails. */

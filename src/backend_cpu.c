@@ -52,12 +52,13 @@ static void cpu_linear(backend *be, void *out_, int odt, const void *in_, int id
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, W, K, b ? 1.0f : 0.0f, out, N);
 }
 
-static void cpu_layernorm(backend *be, float *out, void *out_bf16, const float *in, const void *res_, int res_dt,
-                          const float *w, const float *b, int M, int C, float eps)
+static void cpu_layernorm(backend *be, float *out, void *out_bf16, const void *in_, int in_dt, const void *res_,
+                          int res_dt, const float *w, const float *b, int M, int C, float eps)
 {
     if (out_bf16) check_fail(__FILE__, __LINE__, "cpu_layernorm", "no bf16 copy: the CPU backend has float32 activations only");
+    need_f32(in_dt, "cpu_layernorm");
     need_f32(res_dt, "cpu_layernorm");
-    const float *res = res_;
+    const float *in = in_, *res = res_;
 #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         float *y = out + (size_t)m * C;

@@ -176,10 +176,10 @@ static void *cuda_linear_weight(backend *be, const float *host, int N, int K)
 }
 
 
-static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const float *in, const void *res, int res_dt,
-                              const float *w, const float *b, int M, int C, float eps)
+static void cuda_layernorm_op(backend *be, float *out, void *out_bf16, const void *in, int in_dt, const void *res,
+                              int res_dt, const float *w, const float *b, int M, int C, float eps)
 {
-    cuda_layernorm(out, out_bf16, in, res, res_dt == DT_BF16, w, b, M, C, eps);
+    cuda_layernorm(out, out_bf16, in, in_dt == DT_BF16, res, res_dt == DT_BF16, w, b, M, C, eps);
 }
 static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
 {
@@ -519,6 +519,7 @@ backend *backend_cuda_init(int precision)
     be->upload_side = env_on("ATTNSCOPE_NO_SIDE_COPY") ? NULL : cuda_upload_side;
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
+    be->linear_act = cuda_linear_act;
     be->linear_weight = cuda_linear_weight;
     be->token_table = cuda_token_table;
     be->layernorm = cuda_layernorm_op;

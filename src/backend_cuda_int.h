@@ -11,10 +11,11 @@
 enum { SCR_Q, SCR_K, SCR_V, SCR_Y, SCR_LEN, SCR_SEP, SCR_PUNCT, SCR_OUT, SCR_KIMP, SCR_TKI, SCR_TKW, SCR_PACK, SCR_BF16, SCR_MM,
        SCR_GRAM, SCR_SPLIT, SCR_STATS, SCR_FUSED, SCR_VIS, SCR_ROLL, SCR_N };
 
-/* cuBLASLt plans of the linear layers, one per shape: layouts, the bias epilogue and the algorithm
+/* cuBLASLt plans of the linear layers, one per shape: layouts, the epilogue and the algorithm
  * its heuristic picked — the path PyTorch's nn.Linear takes (gemm + bias in one kernel) */
 typedef struct {
-    int M, K, N, bias, ld;           /* ld: of both inputs (K, or 3K' for a chunk of a split GEMM) */
+    int M, K, N, ld;                 /* ld: of both inputs (K, or 3K' for a chunk of a split GEMM) */
+    cublasLtEpilogue_t epi;          /* DEFAULT, BIAS, or an activation (+ BIAS): linear_act */
     cudaDataType_t ab, d;            /* element types of the inputs, of the output (and bias) */
     cublasComputeType_t compute;
     cublasLtMatmulDesc_t op;
@@ -60,4 +61,6 @@ void *cuda_scratch(cuda_ctx *c, int s, size_t bytes);
 const void *cuda_derived_of(cuda_ctx *c, const float *W, int N, int K);
 /* backend.h linear (backend_cuda_linear.c) */
 void cuda_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
+int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
+                    int N, int act);
 #endif

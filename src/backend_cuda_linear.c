@@ -4,30 +4,29 @@
  * Compiled only with `make CUDA=1`. */
 #ifdef ATTNSCOPE_CUDA
 #include "backend_cuda_int.h"
+#include "config.h"
 #include "kernels.h"
 
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
  * no algorithm for it (the caller falls back to cublasSgemm). */
-static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasComputeType_t compute, int ld,
+static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, cublasLtEpilogue_t epi, cublasComputeType_t compute, int ld,
                            cudaDataType_t ab, cudaDataType_t d)
 {
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->M == M && p->K == K && p->N == N && p->bias == bias && p->compute == compute && p->ld == ld &&
+        if (p->M == M && p->K == K && p->N == N && p->epi == epi && p->compute == compute && p->ld == ld &&
             p->ab == ab && p->d == d)
             return p;
     }
     if (c->n_plans == LT_PLANS) return NULL;
     lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .bias = bias, .compute = compute, .ld = ld, .ab = ab, .d = d};
+    *p = (lt_plan){.M = M, .K = K, .N = N, .epi = epi, .compute = compute, .ld = ld, .ab = ab, .d = d};
     CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
-        CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
-    }
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT)
+        CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     /* column-major: W is K x N (ld) used transposed, in is K x M (ld), out is N x M */
     CHECK_LT(cublasLtMatrixLayoutCreate(&p->a, ab, K, N, ld));
     CHECK_LT(cublasLtMatrixLayoutCreate(&p->b, ab, K, M, ld));
@@ -50,11 +49,20 @@ static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, int bias, cublasCom
     return p;
 }
 
+/* the epilogue of a GEMM with or without a bias, then act (-1: none) */
+static cublasLtEpilogue_t epilogue_of(int bias, int act)
+{
+    if (act == ACT_GELU || act == ACT_GELU_TANH) return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    if (act == ACT_RELU) return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
 /* --precision bf16: bf16 inputs (converted here when idt is DT_F32) and weights, fp32 accumulation,
  * output in odt with the bias (bf16 output: a bf16 copy of the bias, as cuBLASLt wants the
- * output's type) added by the epilogue */
-static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
-                        int K, int N)
+ * output's type) added by the epilogue; act >= 0: then act in the epilogue too — returns 0 (nothing
+ * done) when cuBLASLt has no plan for that */
+static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                       int K, int N, int act)
 {
     const float one = 1.0f, zero = 0.0f;
     if (idt == DT_F32) {
@@ -64,18 +72,22 @@ static void linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt
     }
     const void *Wb = cuda_derived_of(c, W, N, K);
     const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d) : NULL;
+    lt_plan *p = c->use_lt && c->workspace
+                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d)
+                     : NULL;
     if (p) {
         const void *bias = b && odt == DT_BF16 ? cuda_derived_of(c, b, N, 1) : b;
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
                                 c->workspace, LT_WORKSPACE, 0));
-        return;
+        return 1;
     }
+    if (act >= 0) return 0;
     CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
                               &zero, out, d, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (b && odt == DT_BF16) cuda_bias_add_bf16(out, b, M, N);
     else if (b) cuda_bias_add(out, b, M, N);
+    return 1;
 }
 
 /* Row-major out (M, N) = in (M, K) · W (N, K)ᵀ is column-major outᵀ (N, M) = W(ᵀ of its
@@ -84,7 +96,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
                         int K, int N)
 {
     cuda_ctx *c = be->ctx;
-    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N); return; }
+    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N, -1); return; }
     if (odt != DT_F32 || idt != DT_F32) check_fail(__FILE__, __LINE__, "cuda_linear", "bf16 activations need --precision bf16");
     float *out = out_;
     const float *in = in_;
@@ -106,7 +118,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
             if (k1 <= k0) continue;
             const float beta = ch ? 1.0f : 0.0f;
             const float *bias = ch ? NULL : b;
-            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, bias != NULL, CUBLAS_COMPUTE_32F_FAST_TF32, ld,
+            lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, epilogue_of(bias != NULL, -1), CUBLAS_COMPUTE_32F_FAST_TF32, ld,
                                                                 CUDA_R_32F, CUDA_R_32F)
                                                    : NULL;
             if (p) {
@@ -124,7 +136,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
         return;
     }
     const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, b != NULL, compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, -1), compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
     if (p) {
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
@@ -133,5 +145,17 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
     }
     CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, K, in, K, &zero, out, N));
     if (b) cuda_bias_add(out, b, M, N);
+}
+
+/* linear_act: under bf16 with a bf16 out, the activation in cuBLASLt's epilogue. Its GELU is the
+ * tanh form (tests/bench/gelu_epilogue_check.c: 5.5e-6 from it in fp32, 4.7e-4 from the erf
+ * GELU), so an erf GELU goes there only when the caller allows it (be->gelu_tanh). */
+int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
+                    int N, int act)
+{
+    cuda_ctx *c = be->ctx;
+    if (c->precision != 2 || odt != DT_BF16) return 0;
+    if (!(act == ACT_GELU_TANH || act == ACT_RELU || (act == ACT_GELU && be->gelu_tanh))) return 0;
+    return linear_bf16(c, out, odt, in, idt, W, b, M, K, N, act);
 }
 #endif

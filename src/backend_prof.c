@@ -6,8 +6,8 @@
 #include "util.h"
 #include <stdio.h>
 
-enum { P_EMBED, P_LINEAR, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
-static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
+enum { P_EMBED, P_LINEAR, P_LINEAR_ACT, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
+static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "linear + activation (epilogue)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
                                             "attention (QK^T, softmax, PV)", "attention + statistics (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
 typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
 
@@ -28,9 +28,17 @@ static void p_embed(backend *be, float *out, const int32_t *ids, const int32_t *
 static void p_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
                      int N)
 { TIMED(be, P_LINEAR, IN(be)->linear(IN(be), out, odt, in, idt, W, b, M, K, N)); }
-static void p_layernorm(backend *be, float *out, void *ob, const float *in, const void *res, int rdt, const float *w,
+static int p_linear_act(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
+                        int K, int N, int act)
+{
+    int done = 0;
+    IN(be)->gelu_tanh = be->gelu_tanh;
+    TIMED(be, P_LINEAR_ACT, done = IN(be)->linear_act(IN(be), out, odt, in, idt, W, b, M, K, N, act));
+    return done;
+}
+static void p_layernorm(backend *be, float *out, void *ob, const void *in, int idt, const void *res, int rdt, const float *w,
                         const float *b, int M, int C, float eps)
-{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, res, rdt, w, b, M, C, eps)); }
+{ TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, idt, res, rdt, w, b, M, C, eps)); }
 static void p_add_norm(backend *be, float *x, float *xn, void *xb, const void *res, int rdt, const float *w,
                        const float *b, int M, int C, float eps, int rms)
 { TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, xb, res, rdt, w, b, M, C, eps, rms)); }
@@ -92,6 +100,7 @@ backend *backend_profiled(backend *inner)
     p->in = inner;
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .upload_async = inner->upload_async ? p_upload_async : NULL, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
+                    .linear_act = inner->linear_act ? p_linear_act : NULL,
                     .linear_weight = inner->linear_weight ? p_linear_weight : NULL,
                     .token_table = inner->token_table ? p_token_table : NULL,
                     .layernorm = p_layernorm, .activation = p_act,
@@ -104,7 +113,7 @@ backend *backend_profiled(backend *inner)
                     .vision_stats = p_vision_stats, .rollout_step = p_rollout_step, .row_norms = p_row_norms,
                     .patch_rows = p_patch_rows, .conv_rows = p_conv_rows, .maxpool = p_maxpool, .add_relu = p_add_relu,
                     .channel_stats = p_channel_stats,
-                    .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts};
+                    .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts, .gelu_tanh = inner->gelu_tanh};
     return be;
 }
 

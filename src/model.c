@@ -206,15 +206,23 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
  * (xn == x: post-norm), and xb = bf16(xn) when xb is not NULL (the bf16 path's next GEMM input). A
  * post-norm LayerNorm takes the backend's layernorm, which every backend has; every other step
  * add_norm. keep_xn = 0: a pre-norm model's float32 xn is not wanted (with xb, the next GEMM reads
- * the copy; only the last step's xn is the hidden state a caller may download). */
-static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn)
+ * the copy; only the last step's xn is the hidden state a caller may download).
+ * A post-norm model under bf16 activations keeps its stream in xb, as transformers' bf16 model
+ * keeps its hidden states in bf16: each norm reads xb (from_x: the embeddings' float32 x, the first
+ * step) and the bf16 residual, adds and normalises in float/double, and writes xb again; the
+ * float32 x only where keep_xn asks for it. That is 6 bytes an element instead of 12. */
+static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn,
+                          int from_x)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
     float *xn = m->xn != m->x && xb && n->w && !keep_xn ? NULL : m->xn;
-    if (m->xn == m->x && c->arch->norm == NORM_LAYER && n->w)
-        be->layernorm(be, m->x, xb, m->x, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
-    else
+    if (m->xn == m->x && c->arch->norm == NORM_LAYER && n->w) {
+        if (xb && !from_x)
+            be->layernorm(be, keep_xn ? m->x : NULL, xb, xb, DT_BF16, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
+        else
+            be->layernorm(be, m->x, xb, m->x, DT_F32, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
+    } else
         be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
 }
 
@@ -251,7 +259,11 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     /* a pre-norm model with an embedding norm (CLIP's pre_layrnorm) normalises the stream itself first */
     if (a->pre_norm && m->emb_norm.w)
         be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS);
-    residual_step(m, NULL, DT_F32, &m->first, xb, BT, 0);
+    /* (a post-norm model whose first norm has no weights goes through add_norm, which keeps x:
+     * its bf16 stream starts at the first layer's norm, from x) */
+    const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && req->hidden;
+    residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1);
+    int from_x = !(post_ln && m->first.w);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         const int sw = config_window(c, l);
@@ -275,12 +287,18 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         }
         /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
         be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, 0);
-        be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
-        if (a->mlp == MLP_GATED) be->gated_act(be, m->ffa, m->ff, gdt, BT, F, c->act);
-        else be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
+        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, hidden_each, from_x);
+        from_x = 0;
+        /* (the activation in the GEMM's epilogue where the backend can: linear_act) */
+        if (a->mlp == MLP_GATED) {
+            be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
+            be->gated_act(be, m->ffa, m->ff, gdt, BT, F, c->act);
+        } else if (!be->linear_act || !be->linear_act(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, F, c->act)) {
+            be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
+            be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
+        }
         be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, l == c->n_layer - 1);
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, 0);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first

@@ -97,13 +97,13 @@ static void test_layernorm(int M, int C, int in_place, int with_res)
     if (with_res == 2)
         for (size_t i = 0; i < (size_t)M * C; i++) r[i] = bf16_round(r[i]);
     float *want = xmalloc((size_t)M * C * sizeof(float));
-    cpu->layernorm(cpu, want, NULL, x, r, DT_F32, w, b, M, C, 1e-12f);
+    cpu->layernorm(cpu, want, NULL, x, DT_F32, r, DT_F32, w, b, M, C, 1e-12f);
     float *d_x = to_dev(x, (size_t)M * C * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
     uint16_t *rb = with_res == 2 ? to_bf16_bits(r, (size_t)M * C) : NULL;
     void *d_r = !r ? NULL : rb ? to_dev(rb, (size_t)M * C * 2) : to_dev(r, (size_t)M * C * 4);
     float *d_out = in_place ? d_x : gpu->alloc(gpu, (size_t)M * C * 4);
     void *d_ob = gpu->alloc(gpu, (size_t)M * C * 2);
-    gpu->layernorm(gpu, d_out, d_ob, d_x, d_r, rb ? DT_BF16 : DT_F32, d_w, d_b, M, C, 1e-12f);
+    gpu->layernorm(gpu, d_out, d_ob, d_x, DT_F32, d_r, rb ? DT_BF16 : DT_F32, d_w, d_b, M, C, 1e-12f);
     float *got = to_host(d_out, (size_t)M * C * 4);
     uint16_t *ob = to_host(d_ob, (size_t)M * C * 2), *want_b = to_bf16_bits(got, (size_t)M * C);
     char what[96];
@@ -120,6 +120,36 @@ static void test_layernorm(int M, int C, int in_place, int with_res)
     if (d_r) gpu->free(gpu, d_r);
     gpu->free(gpu, d_x); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
     free(x); free(r); free(rb); free(w); free(b); free(want); free(got);
+}
+
+/* A post-norm model's bf16 stream (model.c residual_step): the input and the residual bf16, the
+ * output only as the bf16 copy, written over the input; with_f32: the float32 output too (the last
+ * layer). Against the CPU on the same (bf16-exact) values: within one bf16 rounding. */
+static void test_layernorm_bf16_stream(int M, int C, int with_f32)
+{
+    const size_t n = (size_t)M * C;
+    float *x = rand_vec(n, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1), *r = rand_vec(n, -3, 3);
+    for (size_t i = 0; i < n; i++) { x[i] = bf16_round(x[i]); r[i] = bf16_round(r[i]); }
+    float *want = xmalloc(n * sizeof(float));
+    cpu->layernorm(cpu, want, NULL, x, DT_F32, r, DT_F32, w, b, M, C, 1e-12f);
+    uint16_t *xb = to_bf16_bits(x, n), *rb = to_bf16_bits(r, n);
+    void *d_xb = to_dev(xb, n * 2), *d_r = to_dev(rb, n * 2);
+    float *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4), *d_out = with_f32 ? gpu->alloc(gpu, n * 4) : NULL;
+    gpu->layernorm(gpu, d_out, d_xb, d_xb, DT_BF16, d_r, DT_BF16, d_w, d_b, M, C, 1e-12f);
+    uint16_t *h = to_host(d_xb, n * 2);
+    float *got = from_bf16_bits(h, n);
+    char what[96];
+    snprintf(what, sizeof what, "M=%d C=%d bf16 in + bf16 residual -> bf16 in place", M, C);
+    report("layernorm", what, compare(got, want, n), 1.0 / 256, 1, "one bf16 rounding of the CPU's float");
+    if (with_f32) {
+        float *got32 = to_host(d_out, n * 4);
+        snprintf(what, sizeof what, "M=%d C=%d bf16 in, the float32 output too", M, C);
+        report("layernorm", what, compare(got32, want, n), 1e-5, 1, "float add, double statistics on both sides");
+        free(got32);
+        gpu->free(gpu, d_out);
+    }
+    gpu->free(gpu, d_xb); gpu->free(gpu, d_r); gpu->free(gpu, d_w); gpu->free(gpu, d_b);
+    free(x); free(w); free(b); free(r); free(want); free(xb); free(rb); free(h); free(got);
 }
 
 static void test_activation(int act, const char *name, size_t n)
@@ -162,6 +192,61 @@ static void test_linear_bf16(backend *g, int M, int K, int N, int idt, int odt)
     report("linear", what, compare(got, want, (size_t)M * N), 1e-2, 1, "bf16 weights (8-bit mantissa), bf16 output rounding");
     g->free(g, d_in); g->free(g, d_W); g->free(g, d_b); g->free(g, d_out);
     free(in); free(W); free(b); free(want); free(inb); free(got);
+}
+
+/* linear_act (the activation in cuBLASLt's epilogue, bf16 out) against the CPU's linear then its
+ * activation (erf or tanh form as the act says), on bf16-exact inputs, weights and bias (the GPU's
+ * copies are then exact): each element within 2^-8 of its magnitude (the output's bf16 rounding)
+ * + 1e-5 absolute (fp32 sums in another order), + 4.7e-4 where an erf GELU runs as the tanh form. And where linear_act must decline: an fp32 backend, an fp32 out, an
+ * erf GELU without gelu_tanh, SiLU. */
+static void test_linear_act(backend *g, int act, const char *name, int gelu_tanh)
+{
+    const int M = 130, K = 256, N = 384;
+    float *in = rand_vec((size_t)M * K, -1, 1), *W = rand_vec((size_t)N * K, -1, 1), *b = rand_vec(N, -1, 1);
+    for (size_t i = 0; i < (size_t)M * K; i++) in[i] = bf16_round(in[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = bf16_round(W[i] * 0.125f);   /* outputs of order 1 */
+    for (int i = 0; i < N; i++) b[i] = bf16_round(b[i]);
+    float *want = xmalloc((size_t)M * N * 4);
+    cpu->linear(cpu, want, DT_F32, in, DT_F32, W, b, M, K, N);
+    cpu->activation(cpu, want, DT_F32, (size_t)M * N, act);
+    uint16_t *inb = to_bf16_bits(in, (size_t)M * K);
+    void *d_in = to_dev(inb, (size_t)M * K * 2);
+    float *d_W = to_dev(W, (size_t)N * K * 4), *d_b = to_dev(b, N * 4);
+    void *d_out = g->alloc(g, (size_t)M * N * 4);
+    g->gelu_tanh = gelu_tanh;
+    const int done = g->linear_act && g->linear_act(g, d_out, DT_BF16, d_in, DT_BF16, d_W, d_b, M, K, N, act);
+    char what[128];
+    snprintf(what, sizeof what, "bf16 M=%d K=%d N=%d, %s in the epilogue%s", M, K, N, name, gelu_tanh ? " (gelu_tanh)" : "");
+    if (!done) {
+        printf("FAIL linear_act %s: declined\n", what);
+        failures++;
+    } else {
+        uint16_t *h = to_host(d_out, (size_t)M * N * 2);
+        float *got = from_bf16_bits(h, (size_t)M * N);
+        const double extra = act == ACT_GELU ? 4.7e-4 : 0;
+        double worst = 0;   /* the largest error over its allowance */
+        for (size_t i = 0; i < (size_t)M * N; i++) {
+            const double d = fabs((double)got[i] - want[i]), allow = fabs(want[i]) / 256 + 1e-5 + extra;
+            if (!(d / allow <= worst)) worst = d / allow;
+        }
+        printf("%s linear_act %s: worst error / allowance %.3f (allowance 2^-8·|y| + 1e-5%s)\n", worst <= 1 ? "ok  " : "FAIL",
+               what, worst, extra ? " + 4.7e-4, the tanh form" : "");
+        failures += !(worst <= 1);
+        free(h); free(got);
+    }
+    /* the cases it must decline, without touching out */
+    float *d_o32 = g->alloc(g, (size_t)M * N * 4);
+    const int d1 = g->linear_act(g, d_o32, DT_F32, d_in, DT_BF16, d_W, d_b, M, K, N, act);
+    const int d2 = g->linear_act(g, d_out, DT_BF16, d_in, DT_BF16, d_W, d_b, M, K, N, ACT_SILU);
+    g->gelu_tanh = 0;
+    const int d3 = g->linear_act(g, d_out, DT_BF16, d_in, DT_BF16, d_W, d_b, M, K, N, ACT_GELU);
+    const int bad = d1 || d2 || d3;
+    printf("%s linear_act declines fp32 out (%d), SiLU (%d), erf GELU without gelu_tanh (%d): want 0 0 0\n",
+           bad ? "FAIL" : "ok  ", d1, d2, d3);
+    failures += bad;
+    g->free(g, d_o32);
+    g->free(g, d_in); g->free(g, d_W); g->free(g, d_b); g->free(g, d_out);
+    free(in); free(W); free(b); free(want); free(inb);
 }
 
 /* activation in place on bf16 (the MLP's hidden layer of the fused path) */
@@ -502,6 +587,9 @@ int main(void)
     test_layernorm(257, 768, 1, 1);
     test_layernorm(130, 37, 0, 2);
     test_layernorm(257, 768, 1, 2);
+    test_layernorm_bf16_stream(130, 37, 0);
+    test_layernorm_bf16_stream(257, 768, 0);
+    test_layernorm_bf16_stream(257, 768, 1);
     test_activation(ACT_GELU, "gelu (erf)", 4099);
     test_activation(ACT_GELU_TANH, "gelu (tanh)", 4099);
     test_activation(ACT_RELU, "relu", 4099);
@@ -540,8 +628,24 @@ int main(void)
     test_activation_bf16(ACT_SILU, "silu", 4098);
     test_activation_bf16(ACT_QUICK_GELU, "quick gelu", 4098);
 
+    test_linear_act(bf16, ACT_GELU_TANH, "tanh GELU", 0);
+    test_linear_act(bf16, ACT_RELU, "ReLU", 0);
+    test_linear_act(bf16, ACT_GELU, "erf GELU as the tanh form", 1);
+    {   /* an fp32 backend declines */
+        const int d = gpu->linear_act && gpu->linear_act(gpu, NULL, DT_BF16, NULL, DT_BF16, NULL, NULL, 1, 1, 1, ACT_GELU_TANH);
+        printf("%s linear_act on the fp32 backend declines: %d (want 0)\n", d ? "FAIL" : "ok  ", d);
+        failures += d;
+    }
+
     test_forward("bert_tiny", "tests/fixtures/hf/bert_tiny");
     test_forward("roberta_tiny", "tests/fixtures/hf/roberta_tiny");
+    /* post-norm under bf16: the stream in bf16 (model.c residual_step); then the erf GELU as the
+     * tanh form in the epilogue (--gelu tanh) */
+    test_forward_bf16(bf16, "bert_tiny", "tests/fixtures/hf/bert_tiny");
+    test_forward_bf16(bf16, "roberta_tiny", "tests/fixtures/hf/roberta_tiny");
+    bf16->gelu_tanh = 1;
+    test_forward_bf16(bf16, "bert_tiny --gelu tanh", "tests/fixtures/hf/bert_tiny");
+    bf16->gelu_tanh = 0;
     static const char *dec[] = {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_tiny", "mistral_tiny", "mistral_sw",
                                 "qwen2_sw", "gpt2_hd64", "llama_hd128"};
     char dir[128];

@@ -6,18 +6,22 @@ set -u
 # same GPU; prints the max abs error of the probabilities and of the entropy per head. Then the
 # per-head scalars of runs that store none of the probabilities (--topk 0 --no-key-importance:
 # the fused kernel under bf16) against the same scalars computed from transformers' probabilities.
-PRECS=${PRECS:-"fp32 fp32-sgemm tf32 bf16"}
+# A precision "P:G" runs --precision P --gelu G (bf16:tanh: the GELU in the GEMM's epilogue).
+# ATTNSCOPE: the binary (build-cuda/attnscope).
+PRECS=${PRECS:-"fp32 fp32-sgemm tf32 bf16 bf16:tanh"}
+BIN=${ATTNSCOPE:-build-cuda/attnscope}
 python3 - <<'PY'
 import h5py, numpy as np
 ids = h5py.File("/tmp/bb/input_L512.h5")["input_ids"][:8]
 with h5py.File("/tmp/bb/acc_L512.h5", "w") as f:
     f["input_ids"] = ids; f["attention_mask"] = np.ones(ids.shape, np.int32)
 PY
-for prec in $PRECS; do
-  build-cuda/attnscope run --model /tmp/bb --input /tmp/bb/acc_L512.h5 --out /tmp/bb/acc_$prec.h5 --batch 8 --quiet \
-    --save-attention --precision $prec 2>&1 | grep -E 'error|wrote' | head -2
-  build-cuda/attnscope run --model /tmp/bb --input /tmp/bb/acc_L512.h5 --out /tmp/bb/acc_${prec}_scal.h5 --batch 8 --quiet \
-    --topk 0 --no-key-importance --precision $prec 2>&1 | grep -E 'error' | head -2
+for pg in $PRECS; do
+  prec=${pg%%:*}; gelu=$([ "$pg" = "$prec" ] && echo exact || echo ${pg#*:})
+  "$BIN" run --model /tmp/bb --input /tmp/bb/acc_L512.h5 --out /tmp/bb/acc_$pg.h5 --batch 8 --quiet \
+    --save-attention --precision $prec --gelu $gelu 2>&1 | grep -E 'error|wrote' | head -2
+  "$BIN" run --model /tmp/bb --input /tmp/bb/acc_L512.h5 --out /tmp/bb/acc_${pg}_scal.h5 --batch 8 --quiet \
+    --topk 0 --no-key-importance --precision $prec --gelu $gelu 2>&1 | grep -E 'error' | head -2
 done
 PRECS="$PRECS" python3 - <<'PY'
 import os, h5py, numpy as np, torch
@@ -33,7 +37,10 @@ ent = -(ref * np.log(np.where(ref > 0, ref, 1))).sum(-1).mean(-1)
 print(f"reference: transformers eager fp32 (TF32 off), {ref.shape}, max p {ref.max():.3g}")
 for prec in os.environ["PRECS"].split():
     f = h5py.File(f"/tmp/bb/acc_{prec}.h5")
-    a = f["attention"][:].astype(np.float64)
+    # /attention is stored without padding: sample i's [L, H, n, n] block from /attention_offset[i]
+    flat, off, n = f["attention"], f["attention_offset"][:], f["samples/length"][:]
+    a = np.stack([flat[o:o + ref[0].size].reshape(ref.shape[1:]) for o in off]).astype(np.float64)
+    assert (n == ref.shape[-1]).all()
     e = np.abs(a - ref).max()
     es = np.abs(f["stats/entropy"][:] - ent).max()
     print(f"{prec:11s} attention max abs err {e:.3g}, entropy (mean over queries) max abs err {es:.3g}")
