@@ -3,6 +3,7 @@
 #include "patch.h"
 #include "util.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The rotary frequencies for sequences of T positions, into m->inv_freq. */
@@ -261,9 +262,11 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS);
     /* (a post-norm model whose first norm has no weights goes through add_norm, which keeps x:
      * its bf16 stream starts at the first layer's norm, from x) */
+    /* (ATTNSCOPE_F32_STREAM=1: the float32 stream as before, for accuracy comparisons) */
     const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && req->hidden;
+    const int f32_stream = getenv("ATTNSCOPE_F32_STREAM") != NULL;
     residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1);
-    int from_x = !(post_ln && m->first.w);
+    int from_x = !(post_ln && m->first.w) || f32_stream;
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         const int sw = config_window(c, l);
@@ -288,7 +291,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
         be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
         residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, hidden_each, from_x);
-        from_x = 0;
+        from_x = f32_stream;
         /* (the activation in the GEMM's epilogue where the backend can: linear_act) */
         if (a->mlp == MLP_GATED) {
             be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
@@ -298,7 +301,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
             be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
         }
         be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, 0);
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, f32_stream);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first

@@ -19,7 +19,7 @@ DIR=${DIR:-/dev/shm/optbench}
 BIN=${ATTNSCOPE:-build-cuda/attnscope}
 OUR_TOKENS=${OUR_TOKENS:-65536}
 # name|options (the default first; "explicit" forces the unfused path for the same outputs)
-SETS=("defaults|" "gelu-tanh|--gelu tanh" "topk3|--topk 3" "key-importance|--key-importance" "topk3+ki|--topk 3 --key-importance"
+SETS=("defaults|" "gelu-exact|--gelu exact" "topk3|--topk 3" "key-importance|--key-importance" "topk3+ki|--topk 3 --key-importance"
       "topk8+ki|--topk 8 --key-importance" "explicit topk3+ki|--topk 3 --key-importance @NOFUSED")
 mkdir -p "$DIR"
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader
