@@ -72,8 +72,9 @@ static const cli_opt run_options[] = {
             "fp32, fp32-sgemm, tf32 or bf16. fp32: within 1e-5 of HF (on a GPU the linear layers and\n"
             "QKᵀ run as 3xTF32 tensor-core GEMMs); fp32-sgemm: every GEMM a plain SGEMM; tf32: TF32\n"
             "GEMMs (~1e-3); bf16: bf16 linear layers. Softmax and statistics stay fp32/fp64", .def = "fp32", .identity = 1),
-    CLI_OPT("gelu", CLI_STR, F(gelu), "G", "auto, exact or tanh. tanh (auto under bf16): a BERT's or ViT's erf GELU runs in its\n"
-            "tanh form inside the GEMM (within 4.7e-4 of the erf GELU; 5% faster). fp32 and tf32 are always exact", .def = "auto", .identity = 1),
+    CLI_OPT("gelu", CLI_STR, F(gelu), "G", "auto, exact or tanh. tanh (auto under bf16): a BERT's or ViT's erf GELU runs in\n"
+            "its tanh form inside the GEMM (within 4.7e-4 of the erf GELU; 5% faster).\n"
+            "fp32 and tf32 are always exact", .def = "auto", .identity = 1),
     CLI_OPT("window", CLI_INT, F(window), "W", "locality window in tokens", .lo = 0, .hi = 1 << 20, .def = "3", .identity = 1),
     CLI_OPT("topk", CLI_INT, F(topk), "K", "store each query's K most attended keys in /stats/topk_* (8·K bytes per token,\n"
             "layer and head; 0: not stored)", .lo = 0, .hi = 64, .def = "0", .identity = 1),
