@@ -16,13 +16,6 @@
 #include <string.h>
 
 
-/* a switch of the environment is on when set to anything but "" or "0" */
-static int env_on(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0");
-}
-
 static void *cuda_alloc(backend *be, size_t bytes)
 {
     void *p = NULL;
@@ -243,7 +236,7 @@ static int cuda_fused_ok(backend *be, int HS)
 {
     cuda_ctx *c = be->ctx;
     const int fp32 = c->precision != 2;
-    return c->precision != 3 && c->sm >= 80 && cuda_attn_fused_supported(HS, fp32) && !env_on("ATTNSCOPE_NO_FUSED");
+    return c->precision != 3 && c->sm >= 80 && cuda_attn_fused_supported(HS, fp32) && !util_env_on("ATTNSCOPE_NO_FUSED");
 }
 
 static int cuda_vision_fused_ok(backend *be, int T, int NH, int HS)
@@ -483,10 +476,10 @@ backend *backend_cuda_init(int precision)
     CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
     c->sm = 10 * major + minor;
-    c->split = precision == 0 && major >= 8 && !env_on("ATTNSCOPE_NO_SPLIT");   /* TF32: sm_80+; the env: comparisons */
+    c->split = precision == 0 && major >= 8 && !util_env_on("ATTNSCOPE_NO_SPLIT");   /* TF32: sm_80+; the env: comparisons */
     const char *chunks = getenv("ATTNSCOPE_SPLIT_CHUNKS");      /* for measurements; see cuda_linear */
     c->chunks = chunks && atoi(chunks) > 0 ? atoi(chunks) : 0;
-    c->roll_tf32 = precision == 2 && major >= 8 && !env_on("ATTNSCOPE_ROLLOUT_FP32");
+    c->roll_tf32 = precision == 2 && major >= 8 && !util_env_on("ATTNSCOPE_ROLLOUT_FP32");
     cublasStatus_t s = cublasCreate(&c->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         err_set("--backend cuda: cublasCreate failed: %s", cublasGetStatusString(s));
@@ -499,7 +492,7 @@ backend *backend_cuda_init(int precision)
     if (cudaMalloc(&c->workspace, ws) == cudaSuccess) CHECK_CUBLAS(cublasSetWorkspace(c->blas, c->workspace, ws));
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
-    c->use_lt = !env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
+    c->use_lt = !util_env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
     CHECK_CUDA(cudaEventCreateWithFlags(&c->side_done, cudaEventDisableTiming));
     CHECK_CUDA(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));
@@ -516,7 +509,7 @@ backend *backend_cuda_init(int precision)
     be->sync = cuda_sync;
     be->fence = cuda_fence;
     be->fence_wait = cuda_fence_wait;
-    be->upload_side = env_on("ATTNSCOPE_NO_SIDE_COPY") ? NULL : cuda_upload_side;
+    be->upload_side = util_env_on("ATTNSCOPE_NO_SIDE_COPY") ? NULL : cuda_upload_side;
     be->embed = cuda_embed_op;
     be->linear = cuda_linear;
     be->linear_act = cuda_linear_act;

@@ -264,7 +264,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
      * its bf16 stream starts at the first layer's norm, from x) */
     /* (ATTNSCOPE_F32_STREAM=1: the float32 stream as before, for accuracy comparisons) */
     const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && req->hidden;
-    const int f32_stream = getenv("ATTNSCOPE_F32_STREAM") != NULL;
+    const int f32_stream = util_env_on("ATTNSCOPE_F32_STREAM");
     residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1);
     int from_x = !(post_ln && m->first.w) || f32_stream;
     for (int l = 0; l < c->n_layer; l++) {

@@ -90,8 +90,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     enum { PH_WINDOW, PH_UPLOADED, PH_PIXELS, PH_BEGIN, PH_FORWARD, PH_END, PH_POLL, PH_N };
     double ph[PH_N] = {0}, tp = util_now();
     /* ATTNSCOPE_NO_OVERLAP=1: every batch ends before the next is sent (for comparisons) */
-    const char *nov = getenv("ATTNSCOPE_NO_OVERLAP");
-    const int no_overlap = nov && *nov && strcmp(nov, "0");
+    const int no_overlap = util_env_on("ATTNSCOPE_NO_OVERLAP");
 #define PHASE(p) do { const double now_ = util_now(); ph[p] += now_ - tp; tp = now_; } while (0)
     for (int first = 1; w0 < d->n && state == RUNCTL_RUNNING; first = 0) {
         const int resume_part = first && restored && restored->q > 0;

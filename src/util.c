@@ -206,6 +206,12 @@ uint32_t util_utf8_decode(const char *str, int *len)
     return ((c & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) | (s[3] & 0x3F);
 }
 
+int util_env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0");
+}
+
 double util_now(void)
 {
     struct timespec ts;

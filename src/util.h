@@ -53,6 +53,8 @@ uint16_t util_f32_to_f16(float f);
 
 /* Seconds on a monotonic clock. */
 double util_now(void);
+/* an environment switch: on when set to anything but "" or "0" */
+int util_env_on(const char *name);
 
 /* Overflow-checked a*b into *out; returns 0, or -1 on overflow. */
 int util_mul_overflow(uint64_t a, uint64_t b, uint64_t *out);
