@@ -112,11 +112,8 @@ static int read_rows(hid_t f, const char *name, const char *path, int64_t N, int
                          (unsigned long long)dims[0], (unsigned long long)dims[1], (long long)N, (long long)L);
     }
     if (!rc && n > 0) {
-        hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, dims[1]};
-        H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
-        hid_t ms = H5Screate_simple(2, count, NULL);
-        if (H5Dread(ds, H5T_NATIVE_INT32, ms, sp, H5P_DEFAULT, out) < 0) rc = err_set("%s: cannot read %s", path, name);
-        H5Sclose(ms);
+        const hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, dims[1]};
+        if (h5_read_block(ds, H5T_NATIVE_INT32, 2, start, count, out)) rc = err_set("%s: cannot read %s", path, name);
     }
     H5Tclose(ty); H5Sclose(sp); H5Dclose(ds);
     return rc;

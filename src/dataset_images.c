@@ -160,17 +160,8 @@ static int h5_rows(const dataset *d, int64_t r0, int n, void *out)
                 return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));
         return 0;
     }
-    hid_t sp = H5Dget_space(px->ds);
-    hsize_t start[4] = {(hsize_t)r0, 0, 0, 0}, count[4] = {(hsize_t)n, (hsize_t)d->channels, (hsize_t)d->height, (hsize_t)d->width};
-    herr_t r;
-    H5E_BEGIN_TRY {
-        r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
-        hid_t ms = r < 0 ? -1 : H5Screate_simple(4, count, NULL);
-        r = ms < 0 ? -1 : H5Dread(px->ds, px->u8 ? H5T_NATIVE_UCHAR : H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, out);
-        if (ms >= 0) H5Sclose(ms);
-    } H5E_END_TRY;
-    H5Sclose(sp);
-    if (r < 0) return err_set("%s: cannot read /pixel_values[%lld:%lld]", px->path, (long long)r0, (long long)(r0 + n));
+    const hsize_t start[4] = {(hsize_t)r0, 0, 0, 0}, count[4] = {(hsize_t)n, (hsize_t)d->channels, (hsize_t)d->height, (hsize_t)d->width};
+    if (h5_read_block(px->ds, px->u8 ? H5T_NATIVE_UCHAR : H5T_NATIVE_FLOAT, 4, start, count, out)) return err_set("%s: cannot read /pixel_values[%lld:%lld]", px->path, (long long)r0, (long long)(r0 + n));
     for (size_t i = 0; !px->u8 && i < (size_t)n * per; i++)
         if (!isfinite(((const float *)out)[i]))
             return err_set("%s: /pixel_values[%lld] holds a non-finite value", px->path, (long long)(r0 + (int64_t)(i / per)));

@@ -96,6 +96,22 @@ void h5out_write_rows(hid_t ds, hid_t memtype, int64_t first, int64_t n, const v
     H5Sclose(fs);
 }
 
+int h5_read_block(hid_t ds, hid_t memtype, int nd, const hsize_t *start, const hsize_t *count, void *out)
+{
+    for (int d = 0; d < nd; d++)
+        if (count[d] == 0) return 0;
+    hid_t sp = H5Dget_space(ds), ms = -1;
+    herr_t r = sp < 0 ? -1 : 0;
+    H5E_BEGIN_TRY {
+        if (r >= 0) r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (r >= 0) r = (ms = H5Screate_simple(nd, count, NULL)) < 0 ? -1 : 0;
+        if (r >= 0) r = H5Dread(ds, memtype, ms, sp, H5P_DEFAULT, out);
+    } H5E_END_TRY;
+    if (ms >= 0) H5Sclose(ms);
+    if (sp >= 0) H5Sclose(sp);
+    return r < 0 ? -1 : 0;
+}
+
 static void attr_write(hid_t obj, const char *name, hid_t type, const void *buf)
 {
     hid_t sp = H5Screate(H5S_SCALAR);

@@ -70,6 +70,12 @@ int h5raw_read(int fd, const h5raw *ds, int64_t at, size_t nbytes, void *buf);
 int h5raw_write_rows(int fd, const h5raw *ds, int64_t first, int64_t n, const void *buf);
 int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf);
 
+/* Reads the block [start, start + count) of an nd-dimensional dataset (nd <= 8) into out (the block
+ * contiguous, as memtype), HDF5's error stack silenced: 0, or -1 (the caller names the file). A
+ * block with a 0 count reads nothing. The selection must lie inside the dataset (the caller checked
+ * its shape). */
+int h5_read_block(hid_t ds, hid_t memtype, int nd, const hsize_t *start, const hsize_t *count, void *out);
+
 /* Reading files a user hands us: 0 when dataset ds (name, of file f at path file) stores what its
  * shape declares — unfiltered data in full, filtered (compressed) data at most 1100 times its
  * stored bytes, never more bytes than the file holds — else -1 with err_set naming both. Call it

@@ -74,15 +74,8 @@ static int stage_read(hid_t f, const char *file, int s, int64_t head, int k, cnn
     int rc = 0;
     for (int64_t i0 = 0; i0 < N && !rc; i0 += BLK) {
         const int64_t n = N - i0 < BLK ? N - i0 : BLK;
-        hsize_t st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)C};
-        hid_t ms = H5Screate_simple(2, ct, NULL);
-        herr_t r;
-        H5E_BEGIN_TRY {
-            r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, st, NULL, ct, NULL);
-            if (r >= 0) r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, buf);
-        } H5E_END_TRY;
-        H5Sclose(ms);
-        if (r < 0) { rc = err_set("%s: cannot read %s/mean[%lld:%lld]", file, name, (long long)i0, (long long)(i0 + n)); break; }
+        const hsize_t st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)C};
+        if (h5_read_block(ds, H5T_NATIVE_FLOAT, 2, st, ct, buf)) { rc = err_set("%s: cannot read %s/mean[%lld:%lld]", file, name, (long long)i0, (long long)(i0 + n)); break; }
         for (int64_t i = i0; i < i0 + n && i < sd->nhead; i++) memcpy(sd->mean + i * C, buf + (i - i0) * C, (size_t)C * sizeof(float));
         for (int64_t c = 0; c < C; c++) {      /* per channel, the images in order, as one pass */
             int64_t *tc = t + c * k;
@@ -172,14 +165,9 @@ static float *read_maps(hid_t f, int s, int64_t i, int C, int h, int w)
     if (fits) { H5E_BEGIN_TRY { fits = !h5_check_stored(f, ds, name, name); } H5E_END_TRY; }
     if (!fits) { H5Sclose(sp); H5Dclose(ds); return NULL; }
     float *v = xmalloc((size_t)C * h * w * sizeof(float));
-    hid_t ms = H5Screate_simple(4, cnt, NULL);
-    herr_t r;
-    H5E_BEGIN_TRY {
-        r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, cnt, NULL);
-        if (r >= 0) r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, v);
-    } H5E_END_TRY;
-    H5Sclose(ms); H5Sclose(sp); H5Dclose(ds);
-    if (r < 0) { free(v); return NULL; }
+    const int r = h5_read_block(ds, H5T_NATIVE_FLOAT, 4, start, cnt, v);
+    H5Sclose(sp); H5Dclose(ds);
+    if (r) { free(v); return NULL; }
     return v;
 }
 

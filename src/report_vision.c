@@ -35,16 +35,7 @@ static float *read_block(hid_t f, const char *file, const char *name, int nd, hs
             n *= ct[d];
         }
         v = xmalloc((n ? n : 1) * sizeof(float));
-        hid_t ms = H5Screate_simple(nd, ct, NULL);
-        herr_t r = 0;
-        if (n) {
-            H5E_BEGIN_TRY {
-                r = H5Sselect_hyperslab(sp, H5S_SELECT_SET, st, NULL, ct, NULL);
-                if (r >= 0) r = H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, v);
-            } H5E_END_TRY;
-        }
-        H5Sclose(ms);
-        if (r < 0) { free(v); v = NULL; }
+        if (h5_read_block(ds, H5T_NATIVE_FLOAT, nd, st, ct, v)) { free(v); v = NULL; }
     }
     H5Sclose(sp);
     H5Dclose(ds);

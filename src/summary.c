@@ -25,16 +25,13 @@ static void cand_insert(cand *top, int k, cand c)
  * with err_set naming the file and the dataset */
 static int read_rows_f32(hid_t ds, const char *path, const char *name, int nd, hsize_t first, hsize_t n, float *out)
 {
-    hid_t sp = H5Dget_space(ds), ms = -1;
+    hid_t sp = H5Dget_space(ds);
     hsize_t dims[8], start[8] = {0};
     H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
     start[0] = first;
     dims[0] = n;
-    const int ok = H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, dims, NULL) >= 0 && (ms = H5Screate_simple(nd, dims, NULL)) >= 0
-                   && H5Dread(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, out) >= 0;
-    if (ms >= 0) H5Sclose(ms);
-    H5Sclose(sp);
-    return ok ? 0 : err_set("%s: cannot read rows %llu to %llu of %s", path, (unsigned long long)first, (unsigned long long)(first + n), name);
+    return !h5_read_block(ds, H5T_NATIVE_FLOAT, nd, start, dims, out) ? 0 : err_set("%s: cannot read rows %llu to %llu of %s", path, (unsigned long long)first, (unsigned long long)(first + n), name);
 }
 
 /* Opens dataset name of f when it is there and checks it before anything is read: its type is
