@@ -54,8 +54,8 @@ for args, want in [(["--help"], "usage: attnscope run"), (["-h"], "usage: attnsc
           f"{label(args)}: exit {p.returncode}, usage on stdout ({len(p.stdout.splitlines())} lines, has {want!r}), stderr {ours(p.stderr)}")
 p = attnscope("run", "--help")
 rows = [l for l in p.stdout.splitlines() if l.startswith("  --")]
-check(len(rows) >= 20 and all(len(l) <= 120 for l in p.stdout.splitlines()) and "[default: 32]" in p.stdout,
-      f"run --help lists {len(rows)} options from the table, lines <= 120 characters, defaults shown ([default: 32])")
+check(len(rows) >= 20 and all(len(l) <= 120 for l in p.stdout.splitlines()) and "[default: fp32]" in p.stdout,
+      f"run --help lists {len(rows)} options from the table, lines <= 120 characters, defaults shown ([default: fp32])")
 for args in (["--version"], ["version"], ["run", "--version"], ["reduce", "--version"]):
     p = attnscope(*args)
     check(p.returncode == 0 and VERSION.match(p.stdout.strip()) is not None, f"{label(args)}: exit {p.returncode}, {p.stdout.strip()!r}")
