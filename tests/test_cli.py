@@ -92,6 +92,7 @@ usage_error(["run", *TINY, "--quiet=yes", *out], "attnscope: --quiet takes no va
 usage_error(["run", *TINY, "stray", *out], "attnscope: unexpected argument 'stray'")
 usage_error(["run", *TINY], "attnscope: --out OUT.h5 is required")
 usage_error(["run", *TINY, "--precision", "fp64", *out], "attnscope: --precision must be fp32, fp32-sgemm, tf32 or bf16, not 'fp64'")
+usage_error(["run", *TINY, "--gelu", "fast", *out], "attnscope: --gelu must be auto, exact or tanh, not 'fast'")
 usage_error(["reduce", "a.h5", "--bins", 0], "attnscope: --bins: '0' is not an integer in [1, 4096]", "try 'attnscope reduce --help'")
 usage_error(["reduce", "a.h5", "--figure", "d"], "attnscope: unknown option --figure; did you mean --figures?", "try 'attnscope reduce --help'")
 usage_error(["reduce", "a.h5", "--exemplar-stat", "entropyy"], "attnscope: --exemplar-stat: 'entropyy' is not a statistic; did you mean entropy?",

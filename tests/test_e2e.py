@@ -184,8 +184,10 @@ with h5py.File(out, "r") as f:
         check(name in f and f[name].shape == shape and f[name].dtype == np.dtype(dt), f"{name} {shape} {dt}")
     check(f["samples/tokens"].shape == (N, Lm) and h5py.check_string_dtype(f["samples/tokens"].dtype).encoding == "utf-8", "samples/tokens [N, Lmax] UTF-8 strings")
     for at in ("attnscope_version", "git_commit", "command_line", "model_dir", "config_json", "weights_sha256",
-               "tokenizer", "dtype", "n_ranks", "created", "n_samples", "max_len", "n_truncated", "input"):
+               "tokenizer", "dtype", "n_ranks", "created", "n_samples", "max_len", "n_truncated", "input", "precision", "gelu"):
         check(at in f.attrs, f"root attribute {at} = {str(f.attrs.get(at))[:70]!r}")
+    check(f.attrs.get("gelu") == "exact" and f.attrs.get("precision") == "fp32",
+          f"an fp32 run computes the erf GELU: gelu = {f.attrs.get('gelu')!r} (--gelu auto puts the tanh form only under bf16)")
     cfg = json.loads(f.attrs["config_json"])
     sha = json.loads(f.attrs["weights_sha256"])
     import hashlib
