@@ -412,7 +412,7 @@ int run_main(int argc, char **argv)
     /* --gelu auto: the tanh form under bf16 (tests/bench/gelu_accuracy.sh: on all-MiniLM-L6-v2 it
      * moves bf16's statistics from fp32's by 0.012 nats and 0.086 tokens at most, against 0.010 and
      * 0.073 exact; transformers' own bf16 is 0.017 and 0.13 from its fp32) */
-    if (be) be->gelu_tanh = prec == 2 && strcmp(o.gelu, "exact");
+    be->gelu_tanh = prec == 2 && strcmp(o.gelu, "exact");
     if (o.profile) be = backend_profiled(be);
     snprintf(what, sizeof what, "backend=%s precision=%s threads=%d %s", be->name, o.precision, omp_get_max_threads(), gpu);
     par_banner(comm, what);
