@@ -187,6 +187,9 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0) &&
                           (sw_ <= 0 || kt >= q0 + AF_QROWS - sw_);
         scores(kt, buf, full, s);
+        // the tile's row maxima, both rows' trees and shuffles before any branch: their latencies
+        // overlap (one row after the other's branch made a chain twice as long on every tile)
+        float mt[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float mx[AF_KEYS / 8];                         // (a tree: 4 dependent steps, not 16)
@@ -206,20 +209,27 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                             if (s[nt][2 * r + c] > tv[r][KMAX - 1])
                                 topk_insert<KMAX>(tv[r], ti[r], s[nt][2 * r + c], kt + nt * 8 + 2 * t + c);
             }
-            float mt = mx[0] * sl2;                        // (rounding is monotonic: max, then scale)
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-            if (!(mt > m[r] + AF_SLACK)) continue;         // nothing visible yet, or within the slack
+            mt[r] = mx[0] * sl2;                           // (rounding is monotonic: max, then scale)
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
+#pragma unroll
+        for (int r = 0; r < 2; r++) mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (!(mt[r] > m[r] + AF_SLACK)) continue;      // nothing visible yet, or within the slack
             if (m[r] != -INFINITY) {                       // (before the first visible key all sums are 0)
-                const float delta = mt - m[r], alpha = ex2(-delta);
+                const float delta = mt[r] - m[r], alpha = ex2(-delta);
                 acc[r][STAT_ENTROPY] = alpha * (acc[r][STAT_ENTROPY] - delta * l[r]);
                 l[r] *= alpha;
+                // (entropy_norm and [CLS] are filled in at the end: 0 until then, in no register)
 #pragma unroll
-                for (int st = 1; st < AF_ROWSUMS; st++) acc[r][st] *= alpha;
+                for (int st = 1; st < AF_ROWSUMS; st++)
+                    if (st != STAT_ENTROPY_NORM && st != STAT_ATTN_CLS) acc[r][st] *= alpha;
 #pragma unroll
                 for (int dn = 0; dn < HS / 8; dn++) { o[dn][2 * r] *= alpha; o[dn][2 * r + 1] *= alpha; }
             }
-            m[r] = mt;
+            m[r] = mt[r];
         }
         // warp-uniform: only tiles near the warp's rows need the per-key tests of distance,
         // locality, self, previous and next; the others have every key on one side of every row
