@@ -65,16 +65,17 @@ static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt,
                        int K, int N, int act)
 {
     const float one = 1.0f, zero = 0.0f;
+    const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    lt_plan *p = c->use_lt && c->workspace
+                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d)
+                     : NULL;
+    if (!p && act >= 0) return 0;                     /* (before any conversion: the caller does it all) */
     if (idt == DT_F32) {
         void *inb = cuda_scratch(c, SCR_BF16, (size_t)M * K * 2);
         cuda_f32_to_bf16(inb, in, (size_t)M * K);
         in = inb;
     }
     const void *Wb = cuda_derived_of(c, W, N, K);
-    const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    lt_plan *p = c->use_lt && c->workspace
-                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d)
-                     : NULL;
     if (p) {
         const void *bias = b && odt == DT_BF16 ? cuda_derived_of(c, b, N, 1) : b;
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
@@ -82,7 +83,6 @@ static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt,
                                 c->workspace, LT_WORKSPACE, 0));
         return 1;
     }
-    if (act >= 0) return 0;
     CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
                               &zero, out, d, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (b && odt == DT_BF16) cuda_bias_add_bf16(out, b, M, N);
