@@ -245,7 +245,7 @@ static void test_attention_fused(backend *g, const shape *s, float qscale, int w
     for (size_t i = 0; i < (size_t)B * T; i++) cls[i] = (uint8_t)(rnd() * 4);
     float *out = xmalloc(n * 4), *st = xmalloc((size_t)B * NH * STAT_N * 4);
     /* the per-token outputs: k cycles through 3, 8, 0, 1, 5 (both lengths of the kernel's lists;
-     * 0: no top-k, where the bf16 kernel takes two m-tiles a warp for heads <= 64) */
+     * 0: no top-k, the kernel a default run takes) */
     static int kcase;
     const int k = (int[]){3, 8, 0, 1, 5}[kcase++ % 5];
     const size_t nrow = (size_t)B * NH * T;
