@@ -1,10 +1,11 @@
 // add_norm.cu — the pre-norm residual step (backend.h add_norm): x += res (one float add, as
 // torch's), then xn = norm(x)·w (+ b) with norm LayerNorm ((x − mean)/sqrt(var + eps)) or RMSNorm
 // (x/sqrt(mean(x²) + eps)); w NULL: xn = x. One warp per row, 8 rows per block, as layernorm.cu:
-// statistics in double (two passes for LayerNorm), the final scale/shift in the CPU backend's
-// order (__fmul_rn/__fadd_rn, no FMA contraction), so results match backend_cpu.c to about one
-// float ulp. xn may equal x (post-norm): each lane writes only the elements it read, x first.
-// Rows of 128·V floats stay in registers (float4 loads). res may be bfloat16 and a bf16 copy of xn
+// statistics in double (LayerNorm: one reduction of two sums, warp_mean_var, for rows of 128·V;
+// two passes otherwise), the final scale/shift in the CPU backend's order (__fmul_rn/__fadd_rn,
+// no FMA contraction), so results match backend_cpu.c to about one float ulp. xn may equal x
+// (post-norm): each lane writes only the elements it read, x first. Rows of 128·V floats stay in
+// registers (float4 loads). res may be bfloat16 and a bf16 copy of xn
 // may be written (the next GEMM's input under --precision bf16); with it, xn may be NULL (only the
 // copy is wanted: a pre-norm model's float32 xn is then never read).
 #include "kernels.h"
@@ -71,13 +72,12 @@ __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *x
     if (w) {
         double var = 0;
         if (!rms) {
+            warp_mean_var(v, C, mean, var);               // (one reduction: kernel_util.cuh)
+        } else {
 #pragma unroll
-            for (int e = 0; e < 4 * V; e++) mean += v[e];
-            mean = warp_sum(mean) / C;
+            for (int e = 0; e < 4 * V; e++) var += (double)v[e] * v[e];
+            var = warp_sum(var) / C;
         }
-#pragma unroll
-        for (int e = 0; e < 4 * V; e++) var += (v[e] - mean) * (v[e] - mean);
-        var = warp_sum(var) / C;
         rstd = 1.0 / sqrt(var + eps);
     }
 #pragma unroll

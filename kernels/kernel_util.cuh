@@ -25,6 +25,29 @@ __device__ inline double warp_sum(double v)
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+// a row's mean and variance (over C elements) from the lane's N values, in double and in one warp
+// reduction of two sums, Σ(v − s) and Σ(v − s)², about s = lane 0's first value: the two
+// reductions of the two-pass form (mean, then Σ(v − mean)²) run one after the other, these two at
+// once. (s is a value of the row: the variance's cancellation is at most (mean − s)²/var in double,
+// no float bit.)
+template <int N> __device__ inline void warp_mean_var(const float (&v)[N], int C, double &mean, double &var)
+{
+    const double s = __shfl_sync(0xffffffffu, (double)v[0], 0);
+    double s1 = 0, s2 = 0;
+#pragma unroll
+    for (int e = 0; e < N; e++) {
+        const double d = v[e] - s;
+        s1 += d;
+        s2 += d * d;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+        s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+    }
+    const double m1 = s1 / C;
+    mean = s + m1;
+    var = fmax(s2 / C - m1 * m1, 0.0);
+}
 // x rounded to TF32 (10-bit mantissa, nearest, ties away; sm_80+): the low 13 bits are zero, so
 // the tensor cores see exactly this value (split.cu, permute.cu: the 3xTF32 operands)
 __device__ inline float tf32_rna(float x)

@@ -1,7 +1,8 @@
 // layernorm.cu — LayerNorm of (in + res) over rows of C, one warp per row (8 rows per block): the
-// residual add fused in (one float add). Two passes with double accumulation (mean, then
-// Σ(x−mean)²) and the final scale/shift rounded in the CPU backend's order (__fmul_rn/__fadd_rn:
-// no FMA contraction), so results match backend_cpu.c to about one float ulp. out may equal in:
+// residual add fused in (one float add). Double accumulation (rows of 128·V: warp_mean_var's one
+// reduction of two sums; other rows two passes, mean, then Σ(x−mean)²) and the final scale/shift
+// rounded in the CPU backend's order (__fmul_rn/__fadd_rn: no FMA contraction), so results match
+// backend_cpu.c to about one float ulp. out may equal in:
 // each lane rewrites only the elements it read. Rows of 128·V (bert-base, MiniLM, ...) stay in
 // registers (16- or 8-byte loads); a bf16 copy of the output can be written on the way (the next
 // GEMM's input under --precision bf16), or only that copy; the input may be bf16 (a post-norm
@@ -35,8 +36,8 @@ __global__ static void layernorm_kernel(float *out, __nv_bfloat16 *outb, const T
     }
 }
 
-// C = 128·V: the row in registers (V groups of 4 per lane), read once and written once — the same
-// operations as layernorm_kernel, the double sums in another order
+// C = 128·V: the row in registers (V groups of 4 per lane), read once and written once; the mean
+// and variance in one reduction (warp_mean_var), the rest as layernorm_kernel
 template <int V, typename TI, typename TR>
 __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, const TI *in, const TR *res,
                                             const float *w, const float *b, int M, float eps)
@@ -55,13 +56,8 @@ __global__ static void layernorm_vec_kernel(float *out, __nv_bfloat16 *outb, con
         }
         v[4 * k] = a.x; v[4 * k + 1] = a.y; v[4 * k + 2] = a.z; v[4 * k + 3] = a.w;
     }
-    double mean = 0, var = 0;
-#pragma unroll
-    for (int e = 0; e < 4 * V; e++) mean += v[e];
-    mean = warp_sum(mean) / C;
-#pragma unroll
-    for (int e = 0; e < 4 * V; e++) var += (v[e] - mean) * (v[e] - mean);
-    var = warp_sum(var) / C;
+    double mean, var;
+    warp_mean_var(v, C, mean, var);
     const double rstd = 1.0 / sqrt(var + eps);
 #pragma unroll
     for (int k = 0; k < V; k++) {
