@@ -116,35 +116,53 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         }
     };
     // starts the copies of key tile kt (and its V rows and key columns) into buffer buf
-    // (thread: a fixed 16-byte column cv of rows r0, r0 + CP_ROWS, ...; rows ≥ T zero-filled from row T − 1)
-    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
+    // (thread: a fixed 16-byte column cv of rows r0, r0 + CP_ROWS, ...; rows ≥ T zero-filled from
+    // row T − 1). A tile whose rows all exist (all but a sample's last) takes the rows' offsets as one
+    // product and constant steps: half the instructions of the general form, every tile
+    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS, CP_N = AF_KEYS / CP_ROWS;
     static_assert(AF_KEYS % CP_ROWS == 0, "key tile rows per copy pass");
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
     const size_t cp_off = base * ld + (size_t)kvh * HS + cp_cv;
     auto issue = [&](int kt, int buf, bool with_v) {
-        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
-            const int j = kt + r;
-            const size_t src = cp_off + (size_t)(j < T ? j : T - 1) * ld;
-            cp_async16(&sm.k[buf][r][cp_cv], k + src, j < T);
-            if (with_v) cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
+        if (kt + AF_KEYS <= T) {                           // (block-uniform)
+            const size_t src = cp_off + (size_t)(kt + cp_r0) * ld, step = (size_t)CP_ROWS * ld;
+#pragma unroll
+            for (int c = 0; c < CP_N; c++) {
+                cp_async16(&sm.k[buf][cp_r0 + c * CP_ROWS][cp_cv], k + src + c * step, true);
+                if (with_v) cp_async16(&sm.v[buf][cp_r0 + c * CP_ROWS][cp_cv], v + src + c * step, true);
+            }
+        } else {
+            for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
+                const int j = kt + r;
+                const size_t src = cp_off + (size_t)(j < T ? j : T - 1) * ld;
+                cp_async16(&sm.k[buf][r][cp_cv], k + src, j < T);
+                if (with_v) cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
+            }
         }
+        // the key columns that change from tile to tile, 0 .. 2 (the first 16 bytes of the row; the
+        // others are written once, below)
         if (with_v && threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
             const uint8_t c = tokcls && j < T ? tokcls[base + j] : 0;
-            __align__(16) elem x[16];
+            __align__(16) elem x[16 / sizeof(elem)];
 #pragma unroll
-            for (int e = 0; e < 16; e++) x[e] = (elem)0.0f;
+            for (int e = 0; e < (int)(16 / sizeof(elem)); e++) x[e] = (elem)0.0f;
             x[0] = (elem)(c & 1 ? 1.0f : 0.0f);
             x[1] = (elem)(c & 2 ? 1.0f : 0.0f);
             x[2] = (elem)(j == 0 ? 1.0f : 0.0f);
-            x[8] = (elem)1.0f;
-            x[9] = (elem)(float)threadIdx.x;
-#pragma unroll
-            for (int q = 0; q < (int)sizeof x / 16; q++)       // 16-byte stores
-                reinterpret_cast<uint4 *>(sm.x[buf][threadIdx.x])[q] = reinterpret_cast<const uint4 *>(x)[q];
+            *reinterpret_cast<uint4 *>(sm.x[buf][threadIdx.x]) = *reinterpret_cast<const uint4 *>(x);
         }
         cp_async_commit();
     };
+    // the key columns that stay: 8 (1), 9 (j − kt), the rest 0, in both buffers (made visible to
+    // every warp by the loop's first barrier)
+    if (threadIdx.x < AF_KEYS) {
+#pragma unroll
+        for (int bf = 0; bf < 2; bf++) {
+#pragma unroll
+            for (int e = 0; e < 16; e++) sm.x[bf][threadIdx.x][e] = (elem)(e == 8 ? 1.0f : e == 9 ? (float)threadIdx.x : 0.0f);
+        }
+    }
 
     // one pass, online softmax (as flash attention): per row a reference max m (log2 units, the
     // same in the quad's 4 lanes), and this lane's sums of p̃ = 2^(x), x = s − m: l = Σ p̃, the

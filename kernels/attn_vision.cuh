@@ -83,9 +83,15 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     auto issue = [&](int s, int buf) {
         const int h = s, kvh = h / (NH / NKV);
         const size_t off = base * ld + (size_t)kvh * HS + cp_cv;
-        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
-            const int j = kt + r;
-            cp_async16(&sm.k[buf][r][cp_cv], k + off + (size_t)(j < T ? j : T - 1) * ld, j < T);
+        if (kt + AF_KEYS <= T) {                 // (every row exists: one product, constant steps, as attn_fused_kernel)
+            const size_t src = off + (size_t)(kt + cp_r0) * ld, step = (size_t)CP_ROWS * ld;
+#pragma unroll
+            for (int c = 0; c < AF_KEYS / CP_ROWS; c++) cp_async16(&sm.k[buf][cp_r0 + c * CP_ROWS][cp_cv], k + src + c * step, true);
+        } else {
+            for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
+                const int j = kt + r;
+                cp_async16(&sm.k[buf][r][cp_cv], k + off + (size_t)(j < T ? j : T - 1) * ld, j < T);
+            }
         }
         cp_async_commit();
     };
