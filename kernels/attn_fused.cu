@@ -19,9 +19,8 @@
 //  * Entropy without a log per element: ln p = (s − m) − ln l, so H = ln l − Σ p (s − m).
 //  * Statistics that weight p by a property of the key alone go through the tensor cores: P̃ times
 //    per-key columns (af_smem::x) in one more n-tile of P·V gives the [SEP], punctuation and
-//    [CLS] masses; on key tiles wholly left or right of the warp's rows the distance is
-//    Σ sgn·p̃·((j − kt) + (kt − i)), from the columns 1 and j − kt with P̃'s sign flipped on left
-//    tiles. The bf16 policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32
+//    [CLS] masses, and on key tiles wholly left or right of the warp's rows the distance
+//    sgn·(Σ p̃·(j − kt) + (kt − i)·Σ p̃) from the same n-tile's columns j − kt and 1. The bf16 policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32
 //    keeps them fp32-accurate. Only tiles within reach of the warp's rows test |i − j| per
 //    element (distance, locality, self, previous, next), and there only the 8-key groups within
 //    reach; a far tile costs four instructions per probability (FFMA, EX2, two adds).
@@ -57,8 +56,8 @@ constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::
 template <class Ops, int HS> struct af_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
     typename Ops::krow v[2][AF_KEYS];
-    // per key j of the tile, columns that P̃ multiplies on the tensor cores like V: the class tile
-    // 0: [SEP] (1/0), 1: punctuation (1/0), 2: j == 0; the distance tile 8: 1, 9: j − kt; others 0
+    // per key j of the tile, columns that P̃ multiplies on the tensor cores like V: 0: [SEP] (1/0),
+    // 1: punctuation (1/0), 2: j == 0, 3: 1, 4: j − kt; 5..7 0 (8.. unused)
     typename Ops::xrow x[2][AF_KEYS];
     typename Ops::qspill qspill[AF_WARPS];       // Q fragments that do not fit in registers
     double acc[AF_WARPS][AF_ROWSUMS];
@@ -139,8 +138,8 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                 if (with_v) cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
             }
         }
-        // the key columns that change from tile to tile, 0 .. 2 (the first 16 bytes of the row; the
-        // others are written once, below)
+        // the key columns that change from tile to tile, 0 .. 2, in the row's first 16 bytes (with
+        // 3, 4 where those bytes hold them); the others are written once, below
         if (with_v && threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
             const uint8_t c = tokcls && j < T ? tokcls[base + j] : 0;
@@ -150,17 +149,19 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             x[0] = (elem)(c & 1 ? 1.0f : 0.0f);
             x[1] = (elem)(c & 2 ? 1.0f : 0.0f);
             x[2] = (elem)(j == 0 ? 1.0f : 0.0f);
+            x[3] = (elem)1.0f;
+            if constexpr (16 / sizeof(elem) > 4) x[4] = (elem)(float)threadIdx.x;
             *reinterpret_cast<uint4 *>(sm.x[buf][threadIdx.x]) = *reinterpret_cast<const uint4 *>(x);
         }
         cp_async_commit();
     };
-    // the key columns that stay: 8 (1), 9 (j − kt), the rest 0, in both buffers (made visible to
+    // the key columns that stay: 3 (1), 4 (j − kt), the rest 0, in both buffers (made visible to
     // every warp by the loop's first barrier)
     if (threadIdx.x < AF_KEYS) {
 #pragma unroll
         for (int bf = 0; bf < 2; bf++) {
 #pragma unroll
-            for (int e = 0; e < 16; e++) sm.x[bf][threadIdx.x][e] = (elem)(e == 8 ? 1.0f : e == 9 ? (float)threadIdx.x : 0.0f);
+            for (int e = 0; e < 16; e++) sm.x[bf][threadIdx.x][e] = (elem)(e == 3 ? 1.0f : e == 4 ? (float)threadIdx.x : 0.0f);
         }
     }
 
@@ -172,7 +173,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     // sum / l and H = ln l − ln 2 · U / l, whatever m is.
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     // [row][stat]: STAT_ENTROPY holds U; STAT_ATTN_SEP and STAT_ATTN_PUNCT hold this lane's two
-    // columns of the class tile (t = 0: [SEP], punctuation; t = 1: key 0, nothing)
+    // key columns (t = 0: [SEP], punctuation; t = 1: key 0, 1; t = 2: j − kt, 0)
     float acc[2][AF_ROWSUMS];
 #pragma unroll
     for (int r = 0; r < 2; r++)
@@ -305,15 +306,20 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             l[r] += lt[r][0] + lt[r][1];
             acc[r][STAT_ENTROPY] += ut[r][0] + ut[r][1];
         }
-        float xc[4], xd[4];
-        Ops::pv(o, s, sm.v[buf], sm.x[buf], lane, xc, xd, dsign);
-        // the tile's column sums, added in round-to-nearest; distance Σ sgn·p̃·((j − kt) + (kt − i))
-        // (columns 8, 9 sit in lane t = 0; the other lanes' xd are 0)
+        float xc[4];
+        Ops::pv(o, s, sm.v[buf], sm.x[buf], lane, xc);
+        // the tile's column sums, added in round-to-nearest (lane t holds columns 2t, 2t + 1: t = 1's
+        // [CLS] and Σ p̃, t = 2's Σ p̃·(j − kt) land in slots the end clears); on a far tile the
+        // distance Σ sgn·p̃·((j − kt) + (kt − i)) in lane t = 2, with lane t = 1's Σ p̃
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             acc[r][STAT_ATTN_SEP] += xc[2 * r];
             acc[r][STAT_ATTN_PUNCT] += xc[2 * r + 1];
-            if (dsign) acc[r][STAT_DISTANCE] += fmaf((float)(kt - row[r]), xd[2 * r], xd[2 * r + 1]);
+            if (dsign) {                                   // (warp-uniform)
+                const float one = __shfl_xor_sync(0xffffffffu, xc[2 * r + 1], 3);
+                const float d = fmaf((float)(kt - row[r]), one, xc[2 * r]);
+                if (t == 2) acc[r][STAT_DISTANCE] += dsign > 0 ? d : -d;
+            }
         }
     }
     // l over the quad; the output rows O / l

@@ -141,6 +141,14 @@ __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
                  : "r"(a));
 #endif
 }
+// two 8x8 bf16 matrices, transposed (lanes 0..15 address their rows)
+__device__ static inline void ldsm_x2_trans(uint32_t r[2], const void *p)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+#endif
+}
 
 // ---- the operand policies: element type, shared-memory padding, Q fragments, S = Q·Kᵀ, O += P̃·V.
 // S and O use the m16n8 accumulator layout (lane g = lane/4, t = lane%4 holds rows g and g + 8,
@@ -151,7 +159,7 @@ template <int HS> struct ops_bf16 {
     typedef __nv_bfloat16 elem;
     static constexpr int PAD = 8;
     typedef elem krow[HS + PAD];
-    typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x), 48-byte rows
+    typedef elem xrow[16 + PAD];                  // the key columns (af_smem::x: 0..7 used), 48-byte rows: no bank conflicts
     struct qfrag { uint32_t a[HS / 16][4]; };
     struct qspill { uint4 unused; };              // every Q fragment fits in registers
     // A fragments of 16 rows: pairs 2t, 2t+1 and 2t+8, 2t+9 of rows g (src0) and g + 8 (src1)
@@ -184,15 +192,12 @@ template <int HS> struct ops_bf16 {
     // P̃ (the s registers) as A fragments: the C layout of key columns 16kk.. is the A layout. V's
     // B fragments by ldmatrix.trans: lane l addresses row 16kk + 8((l/8) & 1) + l%8, columns
     // 8(dn + l/16): matrices 0, 1 are b0, b1 of d-tile dn, matrices 2, 3 those of dn + 1
-    // The key columns the same way (matrices 0, 1: the class tile, 2, 3: the distance tile), into
-    // the fresh per-tile accumulators xc, xd; the distance tile takes sgn·P̃ (sign bits flipped)
-    // and only when dsign != 0.
+    // The key columns' tile (columns 0..7) the same way, into the fresh per-tile accumulator xc.
     __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
-                              float xc[4], float xd[4], int dsign)
+                              float xc[4])
     {
-        const uint32_t flip = dsign < 0 ? 0x80008000u : 0u;
 #pragma unroll
-        for (int e = 0; e < 4; e++) xc[e] = xd[e] = 0.0f;
+        for (int e = 0; e < 4; e++) xc[e] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < AF_KEYS / 16; kk++) {
             const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
@@ -206,13 +211,9 @@ template <int HS> struct ops_bf16 {
                 mma_bf16(o[dn], pa, vb[0], vb[1]);
                 mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
             }
-            uint32_t xb[4];
-            ldsm_x4_trans(xb, &X[vr][(lane >> 4) * 8]);
+            uint32_t xb[2];
+            ldsm_x2_trans(xb, &X[vr][0]);
             mma_bf16(xc, pa, xb[0], xb[1]);
-            if (dsign) {
-                const uint32_t ps[4] = {pa[0] ^ flip, pa[1] ^ flip, pa[2] ^ flip, pa[3] ^ flip};
-                mma_bf16(xd, ps, xb[2], xb[3]);
-            }
         }
     }
 };
@@ -296,14 +297,13 @@ template <int HS> struct ops_tf32x3 {
     // columns t and t + 4 they pair with V's rows 2t and 2t + 1 (b0, b1). Each key tile's product
     // in a fresh accumulator, added to O in round-to-nearest.
     // The key columns (integers and 0/1: exact in TF32, no lo part) times P̃'s hi and lo, into the
-    // fresh per-tile accumulators xc, xd (distance: sgn·P̃, only when dsign != 0).
+    // fresh per-tile accumulator xc.
     __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
-                              float xc[4], float xd[4], int dsign)
+                              float xc[4])
     {
         const int g = lane >> 2, t = lane & 3;
-        const uint32_t flip = dsign < 0 ? 0x80000000u : 0u;
 #pragma unroll
-        for (int e = 0; e < 4; e++) xc[e] = xd[e] = 0.0f;
+        for (int e = 0; e < 4; e++) xc[e] = 0.0f;
         if constexpr (BIG) {
             uint32_t ph[AF_KEYS / 8][4], pl[AF_KEYS / 8][4];
 #pragma unroll
@@ -333,13 +333,6 @@ template <int HS> struct ops_tf32x3 {
                 const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
                 mma_tf32(xc, pl[kk], c0, c1);
                 mma_tf32(xc, ph[kk], c0, c1);
-                if (dsign) {
-                    const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
-                    const uint32_t nl[4] = {pl[kk][0] ^ flip, pl[kk][1] ^ flip, pl[kk][2] ^ flip, pl[kk][3] ^ flip};
-                    const uint32_t nh[4] = {ph[kk][0] ^ flip, ph[kk][1] ^ flip, ph[kk][2] ^ flip, ph[kk][3] ^ flip};
-                    mma_tf32(xd, nl, d0, d1);
-                    mma_tf32(xd, nh, d0, d1);
-                }
             }
         } else {
             float ot[HS / 8][4];
@@ -364,13 +357,6 @@ template <int HS> struct ops_tf32x3 {
                 const uint32_t c0 = __float_as_uint(X[kk * 8 + 2 * t][g]), c1 = __float_as_uint(X[kk * 8 + 2 * t + 1][g]);
                 mma_tf32(xc, pl, c0, c1);
                 mma_tf32(xc, ph, c0, c1);
-                if (dsign) {
-                    const uint32_t d0 = __float_as_uint(X[kk * 8 + 2 * t][8 + g]), d1 = __float_as_uint(X[kk * 8 + 2 * t + 1][8 + g]);
-                    const uint32_t nl[4] = {pl[0] ^ flip, pl[1] ^ flip, pl[2] ^ flip, pl[3] ^ flip};
-                    const uint32_t nh[4] = {ph[0] ^ flip, ph[1] ^ flip, ph[2] ^ flip, ph[3] ^ flip};
-                    mma_tf32(xd, nl, d0, d1);
-                    mma_tf32(xd, nh, d0, d1);
-                }
             }
 #pragma unroll
             for (int dn = 0; dn < HS / 8; dn++)
