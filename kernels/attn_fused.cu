@@ -60,7 +60,7 @@ template <class Ops, int HS> struct af_smem {
     // 1: punctuation (1/0), 2: j == 0, 3: 1, 4: j − kt; 5..7 0 (8.. unused)
     typename Ops::xrow x[2][AF_KEYS];
     typename Ops::qspill qspill[AF_WARPS];       // Q fragments that do not fit in registers
-    double acc[AF_WARPS][AF_ROWSUMS];
+    double acc[AF_WARPS * 8][AF_ROWSUMS];        // the row-holding lanes' sums (8 a warp)
     int last;                                    // this block is the last of its (b, h) to finish
 };
 
@@ -392,19 +392,16 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         wacc[STAT_ENTROPY] += H;
         if (nk > 1) wacc[STAT_ENTROPY_NORM] += H / logf((float)nk);
     }
-    // over the warp's 8 row-holding lanes (t = 0): lanes 4 apart
+    // the block's 8·AF_WARPS row-holding lanes (t = 0) through shared memory; thread s adds
+    // statistic s's in a fixed order (a shuffle tree in double over every warp cost more)
+    if (t == 0)
 #pragma unroll
-    for (int s = 0; s < AF_ROWSUMS; s++)
-#pragma unroll
-        for (int o = 4; o < 32; o <<= 1) wacc[s] += __shfl_xor_sync(0xffffffffu, wacc[s], o);
-    if (lane == 0)
-#pragma unroll
-        for (int s = 0; s < AF_ROWSUMS; s++) sm.acc[warp][s] = wacc[s];
+        for (int s = 0; s < AF_ROWSUMS; s++) sm.acc[warp * 8 + g][s] = wacc[s];
     __syncthreads();
     const int ntiles = gridDim.x;
     if (threadIdx.x < AF_ROWSUMS) {
         double sum = 0;
-        for (int w = 0; w < AF_WARPS; w++) sum += sm.acc[w][threadIdx.x];
+        for (int w = 0; w < AF_WARPS * 8; w++) sum += sm.acc[w][threadIdx.x];
         part_rows[((size_t)bh * ntiles + tile) * AF_ROWSUMS + threadIdx.x] = sum;
         __threadfence();                                   // (only the writers fence)
     }
