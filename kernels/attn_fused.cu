@@ -20,8 +20,9 @@
 //  * Statistics that weight p by a property of the key alone go through the tensor cores: P̃ times
 //    per-key columns (af_smem::x) in one more n-tile of P·V gives the [SEP], punctuation and
 //    [CLS] masses, and on key tiles wholly left or right of the warp's rows the distance
-//    sgn·(Σ p̃·(j − kt) + (kt − i)·Σ p̃) from the same n-tile's columns j − kt and 1. The bf16 policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32
-//    keeps them fp32-accurate. Only tiles within reach of the warp's rows test |i − j| per
+//    sgn·(Σ p̃·(j − kt) + (kt − i)·Σ p̃) from the same n-tile's columns j − kt and 1. The bf16
+//    policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32 keeps them
+//    fp32-accurate. Only tiles within reach of the warp's rows test |i − j| per
 //    element (distance, locality, self, previous, next), and there only the 8-key groups within
 //    reach; a far tile costs four instructions per probability (FFMA, EX2, two adds).
 //  * The running max may lag the true one by AF_SLACK (log2 units): most tiles skip the rescale.
