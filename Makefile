@@ -22,7 +22,8 @@ SANITIZE   ?= 0
 NP         ?= 2
 BUILD      ?= build
 CUDA_HOME  ?= /usr/local/cuda
-CUDA_ARCH  ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
+# sm_90a: Hopper with its arch-specific instructions (the fused kernel's warpgroup MMA); sm_80: Ampere
+CUDA_ARCH  ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
 PYTHON     ?= python3
 DEPS       := .deps
 # the real pretrained model of the demo: all-MiniLM-L6-v2 as shipped inside a PyPI wheel

@@ -38,12 +38,18 @@
 //  * Grouped-query attention: the block of query head h copies the key/value rows of kv head
 //    h / (NH/NKV) (HF's repeat_kv order) straight from the q | k | v rows: no repeated copies.
 //  * Key tiles are copied global → shared with cp.async into two buffers: the next tile's copies
-//    run while this one is computed; one barrier per tile. V stays row-major (bf16: ldmatrix.trans makes P·V's B
+//    run while this one is computed; one barrier per tile. bf16 heads of 64 on sm_90 take them by
+//    TMA instead (attn_tma.cuh: one thread, two boxes a tile, an mbarrier per buffer; the same
+//    bits out; ATTNSCOPE_NO_TMA=1 keeps the threads' copies). V stays row-major (bf16: ldmatrix.trans makes P·V's B
 //    fragments; tf32: the keys of an 8-key step are taken in the order 0 2 4 6 | 1 3 5 7 on both
 //    sides, so that S's accumulator layout is P's A layout).
 // The inputs are rows of ld elements ((B, T, ·), query head h at columns h·HS of q, kv head g at
 // columns g·HS of k and v); the output is (B, T, ldo) fp32 or bf16.
 #include "attn_fused_ops.cuh"
+#include "attn_tma.cuh"
+#include "attn_keyimp.cuh"   // the key-importance pass
+#include <stdlib.h>
+#include <string.h>
 // bf16: 4 blocks per SM for HS <= 64 (a few spilled registers; 3% faster than 3 at L = 512 before
 // the key columns, within 0.5% after: -DAF_MIN_BLOCKS=3 to compare); tf32x3 holds twice the Q
 // fragments: no minimum
@@ -64,20 +70,35 @@ template <class Ops, int HS> struct af_smem {
     double acc[AF_WARPS * 8][AF_ROWSUMS];        // the row-holding lanes' sums (8 a warp)
     int last;                                    // this block is the last of its (b, h) to finish
 };
+// the same under TMA (attn_tma.cuh; bf16, HS = 64): dense swizzled key tiles, 1024-byte aligned
+// (the swizzle's period), and one mbarrier per buffer
+template <class Ops, int HS> struct alignas(1024) af_smem_tma {
+    typename Ops::elem k[2][AF_KEYS * HS];
+    typename Ops::elem v[2][AF_KEYS * HS];
+    typename Ops::xrow x[2][AF_KEYS];
+    typename Ops::qspill qspill[AF_WARPS];
+    double acc[AF_WARPS * 8][AF_ROWSUMS];
+    uint64_t bar[2];
+    int last;
+};
 
 
-// KMAX: the length of the running top-k lists (0: no top-k; 4 or 8: k <= KMAX, the first k written)
-template <class Ops, int HS, typename TOut, int KMAX>
+// KMAX: the length of the running top-k lists (0: no top-k; 4 or 8: k <= KMAX, the first k written);
+// TMA: key tiles by the tensor maps in maps (bf16, HS = 64, sm_90), else by the threads' cp.async
+template <class Ops, int HS, typename TOut, int KMAX, bool TMA>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int NKV, int T,
                   float scale, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
-                  int topk, int32_t *topi, float *topw, float *lse)
+                  int topk, int32_t *topi, float *topw, float *lse, const __grid_constant__ af_maps maps)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
     extern __shared__ __align__(16) unsigned char af_raw[];
-    af_smem<Ops, HS> &sm = *reinterpret_cast<af_smem<Ops, HS> *>(af_raw);
+    typedef typename std::conditional<TMA, af_smem_tma<Ops, HS>, af_smem<Ops, HS>>::type smem_t;
+    // (TMA: the launch asks for 1 KiB more, to align the block's part to the swizzle's period)
+    const unsigned raw_off = TMA ? (1024u - (smem_u32(af_raw) & 1023u)) & 1023u : 0u;
+    smem_t &sm = *reinterpret_cast<smem_t *>(af_raw + raw_off);
 
     // query head h reads kv head h / (NH/NKV) in place (HF's repeat_kv without the copies)
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kvh = h / (NH / NKV), tile = blockIdx.x;
@@ -103,7 +124,15 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     // all 0); full: every key of the tile visible to every row of the block (no padding, below the
     // diagonal, right of the window): no masking
     auto scores = [&](int kt, int buf, bool full, float s[AF_KEYS / 8][4]) {
-        Ops::scores(s, qf, sm.k[buf], lane);
+        if constexpr (TMA) {
+#ifdef AF_WGMMA
+            Ops::scores_wg(s, qf, sm.k[buf]);
+#else
+            Ops::scores_sw(s, qf, sm.k[buf], lane);
+#endif
+        } else {
+            Ops::scores(s, qf, sm.k[buf], lane);
+        }
         if (full) return;
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
@@ -124,7 +153,13 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
     const size_t cp_off = base * ld + (size_t)kvh * HS + cp_cv;
     auto issue = [&](int kt, int buf, bool with_v) {
-        if (kt + AF_KEYS <= T) {                           // (block-uniform)
+        if constexpr (TMA) {                               // one thread: two boxes on the buffer's barrier
+            if (threadIdx.x == 0) {
+                mbar_expect_tx(&sm.bar[buf], (with_v ? 2 : 1) * AF_KEYS * HS * (unsigned)sizeof(elem));
+                tma_load_3d(sm.k[buf], &maps.k, &sm.bar[buf], kvh * HS, kt, b);
+                if (with_v) tma_load_3d(sm.v[buf], &maps.v, &sm.bar[buf], kvh * HS, kt, b);
+            }
+        } else if (kt + AF_KEYS <= T) {                    // (block-uniform)
             const size_t src = cp_off + (size_t)(kt + cp_r0) * ld, step = (size_t)CP_ROWS * ld;
 #pragma unroll
             for (int c = 0; c < CP_N; c++) {
@@ -154,7 +189,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             if constexpr (16 / sizeof(elem) > 4) x[4] = (elem)(float)threadIdx.x;
             *reinterpret_cast<uint4 *>(sm.x[buf][threadIdx.x]) = *reinterpret_cast<const uint4 *>(x);
         }
-        cp_async_commit();
+        if constexpr (!TMA) cp_async_commit();
     };
     // the key columns that stay: 3 (1), 4 (j − kt), the rest 0, in both buffers (made visible to
     // every warp by the loop's first barrier)
@@ -192,21 +227,43 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
 #pragma unroll
         for (int sl = 0; sl < (KMAX > 0 ? KMAX : 1); sl++) { tv[r][sl] = -INFINITY; ti[r][sl] = -1; }
     const int wrow0 = q0 + warp * 16, reach = max(window, 1);
+    if constexpr (TMA) {
+        if (threadIdx.x == 0) {
+            mbar_init(&sm.bar[0], 1);
+            mbar_init(&sm.bar[1], 1);
+            mbar_init_fence();
+        }
+        __syncthreads();
+    }
     if (kbeg < kend) issue(kbeg, 0, true);                // (none: a block of padding rows beyond every window)
     for (int kt = kbeg, it = 0; kt < kend; kt += AF_KEYS, it++) {
         const int buf = it & 1;
-        cp_async_wait<0>();                                // this tile's copies are done
+        if constexpr (TMA) mbar_wait(&sm.bar[buf], (it >> 1) & 1);   // buffer buf's (it/2)-th phase
+        else cp_async_wait<0>();                           // this tile's copies are done
         // one barrier per tile: every thread's copies of this tile are visible, and every warp is
         // done with the previous tile, whose buffer the next tile's copies (issued now) reuse
         __syncthreads();
         if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true);
         // a warp whose 16 rows all lie past T (the last row tile of a T that is not a multiple of
         // 16, as ViT-B's 197) only helps with the copies: nothing of its rows is stored or counted
-        if (wrow0 >= T) continue;
+        // (on the warpgroup MMA such a warp takes part in the block's two products, and no more)
+#ifdef AF_WGMMA
+        constexpr bool wg = TMA;
+#else
+        constexpr bool wg = false;
+#endif
+        if (!wg && wrow0 >= T) continue;
         float s[AF_KEYS / 8][4];
         const bool full = !flat && kt + AF_KEYS <= nkeys && (!causal_ || kt + AF_KEYS - 1 <= q0) &&
                           (sw_ <= 0 || kt >= q0 + AF_QROWS - sw_);
         scores(kt, buf, full, s);
+        if constexpr (wg) {
+            if (wrow0 >= T) {
+                float xc[4];
+                Ops::pv_wg(o, s, sm.v[buf], sm.x[buf], lane, xc);
+                continue;
+            }
+        }
         // the tile's row maxima, both rows' trees and shuffles before any branch: their latencies
         // overlap (one row after the other's branch made a chain twice as long on every tile)
         float mt[2];
@@ -308,7 +365,15 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             acc[r][STAT_ENTROPY] += ut[r][0] + ut[r][1];
         }
         float xc[4];
-        Ops::pv(o, s, sm.v[buf], sm.x[buf], lane, xc);
+        if constexpr (TMA) {
+#ifdef AF_WGMMA
+            Ops::pv_wg(o, s, sm.v[buf], sm.x[buf], lane, xc);
+#else
+            Ops::pv_sw(o, s, sm.v[buf], sm.x[buf], lane, xc);
+#endif
+        } else {
+            Ops::pv(o, s, sm.v[buf], sm.x[buf], lane, xc);
+        }
         // the tile's column sums, added in round-to-nearest (lane t holds columns 2t, 2t + 1: t = 1's
         // [CLS] and Σ p̃, t = 2's Σ p̃·(j − kt) land in slots the end clears); on a far tile the
         // distance Σ sgn·p̃·((j − kt) + (kt − i)) in lane t = 2, with lane t = 1's Σ p̃
@@ -428,91 +493,6 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
     if (threadIdx.x == 0) count[bh] = 0;
 }
 
-// ---- key importance: α_j = the mean of p_ij over the rows i that see key j (stats_head), a
-// second pass over the scores with each row's final log2 normaliser M_i from the first (lse):
-// p_ij = 2^(s_ij·sl2 − M_i), as a flash backward recomputes P. The roles of Q and K swap: a block
-// owns AF_QROWS keys (warp w: 16, as A fragments in registers, Ops::load_q) and streams the query
-// rows that can see them through shared memory in tiles of AF_KEYS (Ops::scores gives S^T), so
-// each column sum is one thread's, in a fixed order: deterministic, no atomics, no L x L buffer.
-// Per tile the lane's sum is a float of 16 terms, added to a double.
-template <class Ops, int HS> struct ki_smem {
-    typename Ops::krow q[2][AF_KEYS];            // query tiles (double-buffered)
-    float M[2][AF_KEYS];                         // their rows' log2 normalisers (+inf: no row)
-    typename Ops::qspill qspill[AF_WARPS];
-};
-
-template <class Ops, int HS>
-__global__ static void __launch_bounds__(32 * AF_WARPS)
-attn_keyimp_kernel(float *ki, const typename Ops::elem *q, const typename Ops::elem *k, int ld, const int *len,
-                   const float *lse, int NH, int NKV, int T, float scale, int causal, int sw)
-{
-    typedef typename Ops::elem elem;
-    constexpr int VEC = 16 / sizeof(elem);
-    extern __shared__ __align__(16) unsigned char ki_raw[];
-    ki_smem<Ops, HS> &sm = *reinterpret_cast<ki_smem<Ops, HS> *>(ki_raw);
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kvh = h / (NH / NKV);
-    const int j0 = blockIdx.x * AF_QROWS, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
-    const int key[2] = {j0 + warp * 16 + g, j0 + warp * 16 + g + 8};
-    const size_t base = (size_t)b * T;
-    const float sl2 = scale * 1.4426950408889634f;
-    if (j0 >= n) {                                         // no valid key here (a sample of length 0: none at all)
-        for (int j = j0 + threadIdx.x; j < j0 + AF_QROWS && j < T; j += blockDim.x) ki[(size_t)bh * T + j] = 0.0f;
-        return;
-    }
-    typename Ops::qfrag kf;                                // the warp's 16 keys, as Q in the first pass
-    Ops::load_q(kf, key[0] < n ? k + (base + key[0]) * ld + kvh * HS : NULL,
-                key[1] < n ? k + (base + key[1]) * ld + kvh * HS : NULL, t, &sm.qspill[warp], lane);
-    // the rows that see any of the block's keys: i < n, i >= j (causal), i < j + sw (window)
-    const int ibeg = causal ? j0 : 0;
-    const int iend = sw > 0 ? min(n, j0 + AF_QROWS - 1 + sw) : n;
-    constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
-    const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
-    const size_t cp_off = base * ld + (size_t)h * HS + cp_cv;
-    auto issue = [&](int it0, int buf) {
-        for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
-            const int i = it0 + r;
-            cp_async16(&sm.q[buf][r][cp_cv], q + cp_off + (size_t)(i < T ? i : T - 1) * ld, i < T);
-        }
-        if (threadIdx.x < AF_KEYS) {
-            const int i = it0 + threadIdx.x;
-            sm.M[buf][threadIdx.x] = i < n ? lse[(size_t)bh * T + i] : INFINITY;
-        }
-        cp_async_commit();
-    };
-    double acc[2] = {0.0, 0.0};
-    if (ibeg < iend) issue(ibeg, 0);
-    for (int it0 = ibeg, it = 0; it0 < iend; it0 += AF_KEYS, it++) {
-        const int buf = it & 1;
-        cp_async_wait<0>();
-        __syncthreads();
-        if (it0 + AF_KEYS < iend) issue(it0 + AF_KEYS, buf ^ 1);
-        float s[AF_KEYS / 8][4];
-        Ops::scores(s, kf, sm.q[buf], lane);               // s[nt][e]: key row e >> 1, query column nt·8 + 2t + (e & 1)
-        // every (query, key) pair visible: past the diagonal, inside the window, no padding row
-        const bool full = it0 + AF_KEYS <= n && (!causal || it0 >= j0 + AF_QROWS - 1) && (sw <= 0 || it0 + AF_KEYS - 1 < j0 + sw);
-        float cs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int nt = 0; nt < AF_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = e >> 1, cl = nt * 8 + 2 * t + (e & 1), i = it0 + cl, j = key[r];
-                const float p = ex2(fmaf(s[nt][e], sl2, -sm.M[buf][cl]));   // (M = +inf: 0)
-                if (full) cs[r] += p;
-                else if ((!causal || j <= i) && (sw <= 0 || i < j + sw)) cs[r] += p;
-            }
-        acc[0] += cs[0];
-        acc[1] += cs[1];
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 1);
-        acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 2);
-        const int j = key[r];
-        if (t == 0 && j < T) ki[(size_t)bh * T + j] = j < n ? (float)(acc[r] / stats_seen_by(j, n, causal, sw)) : 0.0f;
-    }
-}
-
 extern "C" int cuda_attn_fused_supported(int HS, int fp32)
 {
     return HS == 32 || HS == 64 || HS == 128;
@@ -534,21 +514,51 @@ template <typename K> static void smem_opt_in(K kernel, size_t smem, int *done)
     *done = 1;
 }
 
+// whether this process's device takes the TMA kernel: compute capability 9 or above (Hopper's
+// tensor memory accelerator), unless ATTNSCOPE_NO_TMA is set (the threads' copies, as on sm_80)
+static int af_tma_device()
+{
+    static int on = -1;
+    if (on < 0) {
+        int dev = 0, major = 0;
+        const char *no = getenv("ATTNSCOPE_NO_TMA");
+        on = cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+             !(no && *no && strcmp(no, "0"));
+    }
+    return on;
+}
+
 template <class Ops, int HS, typename TOut, int KMAX>
 static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                    const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int B, int NH, int NKV,
                    int T, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
                    const attn_tokens *tok, float *lse)
 {
-    static int attr_set;
-    const size_t smem = sizeof(af_smem<Ops, HS>);
-    smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX>, smem, &attr_set);
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
     const float scale = 1.0f / sqrtf((float)HS);
-    attn_fused_kernel<Ops, HS, TOut, KMAX><<<grid, 32 * AF_WARPS, smem>>>(
-        out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T, scale, causal, sw, window, part_rows, count, stats,
-        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL,
-        tok && (tok->key_imp || tok->vis) ? lse : NULL);
+    af_maps maps;
+    memset(&maps, 0, sizeof maps);
+    bool tma = false;
+    if constexpr (std::is_same<Ops, ops_bf16<64>>::value)
+        tma = af_tma_device() && af_encode_map(&maps.k, k, NKV * HS, ld, T, B, HS, AF_KEYS) &&
+              af_encode_map(&maps.v, v, NKV * HS, ld, T, B, HS, AF_KEYS);
+#define AF_KARGS out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T, scale, causal, sw, window, part_rows, count, stats, \
+        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && (tok->key_imp || tok->vis) ? lse : NULL, maps
+    if (tma) {
+        if constexpr (std::is_same<Ops, ops_bf16<64>>::value) {
+            static int attr_set;
+            const size_t smem = sizeof(af_smem_tma<Ops, HS>) + 1024;
+            smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, true>, smem, &attr_set);
+            attn_fused_kernel<Ops, HS, TOut, KMAX, true><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+        }
+    } else {
+        static int attr_set;
+        const size_t smem = sizeof(af_smem<Ops, HS>);
+        smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, false>, smem, &attr_set);
+        attn_fused_kernel<Ops, HS, TOut, KMAX, false><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+    }
+#undef AF_KARGS
     KERNEL_CHECK("attn_fused_kernel");
     if (tok && tok->vis) {   // the vision pass (attn_vision.cuh), from the same normalisers
         const attn_vis *vs = tok->vis;

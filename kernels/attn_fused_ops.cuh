@@ -150,6 +150,63 @@ __device__ static inline void ldsm_x2_trans(uint32_t r[2], const void *p)
 #endif
 }
 
+// ---- Hopper's warpgroup MMA (sm_90a): the block's 4 warps are one warpgroup; D (64 x 64, fp32)
+// += A (64 x 16, bf16, from registers: warp w's rows 16w.., the m16n8k16 A layout) · B (16 x 64,
+// bf16, in shared memory through a descriptor). D's registers take the m16n8 accumulator layout
+// of each 8-column tile in turn: the same s[nt][e] / o[dn][e] as mma.sync's.
+// The descriptor of a tile in the 128-byte swizzle (attn_tma.cuh): start address, the leading and
+// stride byte offsets (16-byte units; stride: 8 rows of 128 bytes), layout 1 (SWIZZLE_128B).
+#ifndef WG_K_LBO
+#define WG_K_LBO 1     // K (B of Q·Kᵀ, K-major): unused by the swizzled K-major layout
+#endif
+#ifndef WG_K_SBO
+#define WG_K_SBO 64    // 1024 bytes between 8-key groups
+#endif
+#ifndef WG_V_LBO
+#define WG_V_LBO 64    // V (B of P·V, MN-major: trans-b): 1024 bytes between 8-key groups (the
+                       // layout reads one of LBO, SBO for it, the other strides along N: unused, N = 64 is one 128-byte row)
+#endif
+#ifndef WG_V_SBO
+#define WG_V_SBO 64
+#endif
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define AF_WGMMA 1
+#endif
+__device__ static inline uint64_t wg_desc(const void *p, int lbo, int sbo)
+{
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)lbo << 16) | ((uint64_t)sbo << 32) | ((uint64_t)1 << 62);
+}
+__device__ static inline void wg_fence()
+{
+#ifdef AF_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ static inline void wg_commit_wait()
+{
+#ifdef AF_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// d (8 tiles of 4) = [d +] a · B; TB: B MN-major (trans-b); acc = 0: d = a · B
+template <int TB> __device__ static inline void wg_m64n64k16(float (&d)[8][4], const uint32_t a[4], uint64_t desc, int acc)
+{
+#ifdef AF_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,"
+                 "%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+                   "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+                   "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+                   "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+                   "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(TB), "r"(acc));
+#endif
+}
+
 // ---- the operand policies: element type, shared-memory padding, Q fragments, S = Q·Kᵀ, O += P̃·V.
 // S and O use the m16n8 accumulator layout (lane g = lane/4, t = lane%4 holds rows g and g + 8,
 // columns 2t and 2t + 1 of each 8-column tile).
@@ -215,6 +272,86 @@ template <int HS> struct ops_bf16 {
             ldsm_x2_trans(xb, &X[vr][0]);
             mma_bf16(xc, pa, xb[0], xb[1]);
         }
+    }
+    // The same from tiles that TMA wrote (attn_tma.cuh; HS = 64): dense 128-byte rows, the 16-byte
+    // chunk c of row r at chunk c ^ (r % 8). Every row a lane addresses is ≡ lane (mod 8).
+    __device__ static void scores_sw(float s[AF_KEYS / 8][4], const qfrag &f, const elem *K, int lane)
+    {
+        static_assert(HS == 64, "128-byte rows");
+        const elem *kr = K + (lane & 7) * HS;
+#pragma unroll
+        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < HS / 16; ks += 2) {
+                uint32_t kb[4];
+                ldsm_x4(kb, kr + nt * 8 * HS + (((2 * ks + (lane >> 3)) ^ (lane & 7)) << 3));
+                mma_bf16(s[nt], f.a[ks], kb[0], kb[1]);
+                mma_bf16(s[nt], f.a[ks + 1], kb[2], kb[3]);
+            }
+        }
+    }
+    __device__ static void pv_sw(float o[HS / 8][4], float s[AF_KEYS / 8][4], const elem *V, const xrow *X, int lane,
+                                 float xc[4])
+    {
+        static_assert(HS == 64, "128-byte rows");
+#pragma unroll
+        for (int e = 0; e < 4; e++) xc[e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
+            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const int vr = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+#pragma unroll
+            for (int dn = 0; dn < HS / 8; dn += 2) {
+                uint32_t vb[4];
+                ldsm_x4_trans(vb, V + vr * HS + (((dn + (lane >> 4)) ^ (lane & 7)) << 3));
+                mma_bf16(o[dn], pa, vb[0], vb[1]);
+                mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
+            }
+            uint32_t xb[2];
+            ldsm_x2_trans(xb, &X[vr][0]);
+            mma_bf16(xc, pa, xb[0], xb[1]);
+        }
+    }
+    // The same on the warpgroup MMA (sm_90a, HS = 64): every warp of the block calls them together
+    __device__ static void scores_wg(float s[AF_KEYS / 8][4], const qfrag &f, const elem *K)
+    {
+        static_assert(HS == 64 && AF_KEYS == 64 && AF_WARPS == 4, "one m64n64 warpgroup tile");
+        float (&d)[8][4] = *reinterpret_cast<float (*)[8][4]>(s);
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HS / 16; ks++) wg_m64n64k16<0>(d, f.a[ks], wg_desc(K + ks * 16, WG_K_LBO, WG_K_SBO), ks);
+        wg_commit_wait();
+    }
+    __device__ static void pv_wg(float o[HS / 8][4], float s[AF_KEYS / 8][4], const elem *V, const xrow *X, int lane,
+                                 float xc[4])
+    {
+        static_assert(HS == 64 && AF_KEYS == 64 && AF_WARPS == 4, "one m64n64 warpgroup tile");
+        float (&d)[8][4] = *reinterpret_cast<float (*)[8][4]>(o);
+        uint32_t pa[AF_KEYS / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
+            pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+            pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+            pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        }
+        // the key columns on mma.sync first (pa may not be read while a wgmma holds it)
+#pragma unroll
+        for (int e = 0; e < 4; e++) xc[e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
+            const int vr = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+            uint32_t xb[2];
+            ldsm_x2_trans(xb, &X[vr][0]);
+            mma_bf16(xc, pa[kk], xb[0], xb[1]);
+        }
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < AF_KEYS / 16; kk++) wg_m64n64k16<1>(d, pa[kk], wg_desc(V + kk * 16 * HS, WG_V_LBO, WG_V_SBO), 1);
+        wg_commit_wait();
     }
 };
 
