@@ -1,8 +1,10 @@
 // attn_fused_ops.cuh — private to attn_fused.cu: the kernel's geometry (AF_*), the PTX wrappers
-// (mma.sync, ldmatrix, the TF32 split) and the two operand policies it is instantiated with:
-// ops_bf16 (`--precision bf16`) and ops_tf32x3 (`--precision fp32`, 3xTF32), each giving the Q
-// fragments, the scores of a key tile and the tile's P·V (with the per-key columns) for one warp's
-// 16 query rows. attn_fused.cu's header comment describes the design they serve.
+// (mma.sync, ldmatrix, the TF32 split; Hopper's wgmma and its descriptors) and the two operand
+// policies it is instantiated with: ops_bf16 (`--precision bf16`) and ops_tf32x3 (`--precision
+// fp32`, 3xTF32), each giving the Q fragments, the scores of a key tile and the tile's P·V (with
+// the per-key columns) for one warp's 16 query rows; ops_bf16 also from TMA's swizzled tiles, by
+// ldmatrix (scores_sw, pv_sw) or on the warpgroup MMA (scores_wg, pv_wg: the block's 4 warps
+// together). attn_fused.cu's header comment describes the design they serve.
 #ifndef ATTNSCOPE_ATTN_FUSED_OPS_CUH
 #define ATTNSCOPE_ATTN_FUSED_OPS_CUH
 #include "kernels.h"
