@@ -232,9 +232,21 @@ template <int HS> struct ops_bf16 {
             f.a[ks][3] = src1 ? *reinterpret_cast<const uint32_t *>(src1 + ks * 16 + 2 * t + 8) : 0;
         }
     }
+    // A key tile's rows as ldmatrix addresses them (row r, 16-byte chunk c): padded rows (krow:
+    // the threads' copies), or TMA's dense 128-byte rows in the 128-byte swizzle (attn_tma.cuh;
+    // HS = 64: the chunk c of row r at chunk c ^ (r % 8); every row a lane addresses is ≡ lane
+    // (mod 8), so the eight rows of a matrix fall on distinct banks)
+    struct rows_padded {
+        const krow *t;
+        __device__ const elem *at(int r, int c) const { return &t[r][c * 8]; }
+    };
+    struct rows_sw {
+        const elem *t;
+        __device__ const elem *at(int r, int c) const { return t + r * HS + ((c ^ (r & 7)) << 3); }
+    };
     // K's B fragments by ldmatrix: lane l addresses key row 8nt + l%8, columns 16ks + 8(l/8):
     // matrices 0, 1 are b0, b1 of step ks, matrices 2, 3 those of ks + 1
-    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int lane)
+    template <class R> __device__ static void scores_rows(float s[AF_KEYS / 8][4], const qfrag &f, R K, int lane)
     {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
@@ -242,7 +254,7 @@ template <int HS> struct ops_bf16 {
 #pragma unroll
             for (int ks = 0; ks < HS / 16; ks += 2) {
                 uint32_t kb[4];
-                ldsm_x4(kb, &K[nt * 8 + (lane & 7)][ks * 16 + (lane >> 3) * 8]);
+                ldsm_x4(kb, K.at(nt * 8 + (lane & 7), 2 * ks + (lane >> 3)));
                 mma_bf16(s[nt], f.a[ks], kb[0], kb[1]);
                 mma_bf16(s[nt], f.a[ks + 1], kb[2], kb[3]);
             }
@@ -252,8 +264,8 @@ template <int HS> struct ops_bf16 {
     // B fragments by ldmatrix.trans: lane l addresses row 16kk + 8((l/8) & 1) + l%8, columns
     // 8(dn + l/16): matrices 0, 1 are b0, b1 of d-tile dn, matrices 2, 3 those of dn + 1
     // The key columns' tile (columns 0..7) the same way, into the fresh per-tile accumulator xc.
-    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
-                              float xc[4])
+    template <class R>
+    __device__ static void pv_rows(float o[HS / 8][4], float s[AF_KEYS / 8][4], R V, const xrow *X, int lane, float xc[4])
     {
 #pragma unroll
         for (int e = 0; e < 4; e++) xc[e] = 0.0f;
@@ -266,7 +278,7 @@ template <int HS> struct ops_bf16 {
 #pragma unroll
             for (int dn = 0; dn < HS / 8; dn += 2) {
                 uint32_t vb[4];
-                ldsm_x4_trans(vb, &V[vr][(dn + (lane >> 4)) * 8]);
+                ldsm_x4_trans(vb, V.at(vr, dn + (lane >> 4)));
                 mma_bf16(o[dn], pa, vb[0], vb[1]);
                 mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
             }
@@ -275,47 +287,26 @@ template <int HS> struct ops_bf16 {
             mma_bf16(xc, pa, xb[0], xb[1]);
         }
     }
-    // The same from tiles that TMA wrote (attn_tma.cuh; HS = 64): dense 128-byte rows, the 16-byte
-    // chunk c of row r at chunk c ^ (r % 8). Every row a lane addresses is ≡ lane (mod 8).
+    __device__ static void scores(float s[AF_KEYS / 8][4], const qfrag &f, const krow *K, int lane)
+    {
+        scores_rows(s, f, rows_padded{K}, lane);
+    }
+    __device__ static void pv(float o[HS / 8][4], float s[AF_KEYS / 8][4], const krow *V, const xrow *X, int lane,
+                              float xc[4])
+    {
+        pv_rows(o, s, rows_padded{V}, X, lane, xc);
+    }
+    // the same from TMA's swizzled tiles
     __device__ static void scores_sw(float s[AF_KEYS / 8][4], const qfrag &f, const elem *K, int lane)
     {
         static_assert(HS == 64, "128-byte rows");
-        const elem *kr = K + (lane & 7) * HS;
-#pragma unroll
-        for (int nt = 0; nt < AF_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < HS / 16; ks += 2) {
-                uint32_t kb[4];
-                ldsm_x4(kb, kr + nt * 8 * HS + (((2 * ks + (lane >> 3)) ^ (lane & 7)) << 3));
-                mma_bf16(s[nt], f.a[ks], kb[0], kb[1]);
-                mma_bf16(s[nt], f.a[ks + 1], kb[2], kb[3]);
-            }
-        }
+        scores_rows(s, f, rows_sw{K}, lane);
     }
     __device__ static void pv_sw(float o[HS / 8][4], float s[AF_KEYS / 8][4], const elem *V, const xrow *X, int lane,
                                  float xc[4])
     {
         static_assert(HS == 64, "128-byte rows");
-#pragma unroll
-        for (int e = 0; e < 4; e++) xc[e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < AF_KEYS / 16; kk++) {
-            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const int vr = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-#pragma unroll
-            for (int dn = 0; dn < HS / 8; dn += 2) {
-                uint32_t vb[4];
-                ldsm_x4_trans(vb, V + vr * HS + (((dn + (lane >> 4)) ^ (lane & 7)) << 3));
-                mma_bf16(o[dn], pa, vb[0], vb[1]);
-                mma_bf16(o[dn + 1], pa, vb[2], vb[3]);
-            }
-            uint32_t xb[2];
-            ldsm_x2_trans(xb, &X[vr][0]);
-            mma_bf16(xc, pa, xb[0], xb[1]);
-        }
+        pv_rows(o, s, rows_sw{V}, X, lane, xc);
     }
     // The same on the warpgroup MMA (sm_90a, HS = 64): every warp of the block calls them together
     __device__ static void scores_wg(float s[AF_KEYS / 8][4], const qfrag &f, const elem *K)
