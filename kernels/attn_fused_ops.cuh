@@ -100,6 +100,8 @@ template <int K> __device__ static inline void topk_merge(float (&tv)[K], int (&
     }
 }
 
+// a shared-memory pointer as the 32-bit address the PTX below takes
+__device__ static inline unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 __device__ static inline void store2(float *p, float a, float b) { *reinterpret_cast<float2 *>(p) = make_float2(a, b); }
 __device__ static inline void store2(__nv_bfloat16 *p, float a, float b) { *reinterpret_cast<uint32_t *>(p) = pack_bf16(a, b); }
 
@@ -107,7 +109,7 @@ __device__ static inline void store2(__nv_bfloat16 *p, float a, float b) { *rein
 __device__ static inline void cp_async16(void *dst, const void *src, bool ok)
 {
 #if __CUDA_ARCH__ >= 800
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    const unsigned d = smem_u32(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0));
 #endif
 }
@@ -127,7 +129,7 @@ template <int N> __device__ static inline void cp_async_wait()
 __device__ static inline void ldsm_x4(uint32_t r[4], const void *p)
 {
 #if __CUDA_ARCH__ >= 800
-    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    const unsigned a = smem_u32(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
@@ -137,7 +139,7 @@ __device__ static inline void ldsm_x4(uint32_t r[4], const void *p)
 __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
 {
 #if __CUDA_ARCH__ >= 800
-    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    const unsigned a = smem_u32(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
@@ -147,7 +149,7 @@ __device__ static inline void ldsm_x4_trans(uint32_t r[4], const void *p)
 __device__ static inline void ldsm_x2_trans(uint32_t r[2], const void *p)
 {
 #if __CUDA_ARCH__ >= 800
-    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    const unsigned a = smem_u32(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
 #endif
 }
@@ -176,7 +178,7 @@ __device__ static inline void ldsm_x2_trans(uint32_t r[2], const void *p)
 #endif
 __device__ static inline uint64_t wg_desc(const void *p, int lbo, int sbo)
 {
-    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    const unsigned a = smem_u32(p);
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)lbo << 16) | ((uint64_t)sbo << 32) | ((uint64_t)1 << 62);
 }
 __device__ static inline void wg_fence()

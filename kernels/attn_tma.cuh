@@ -13,13 +13,12 @@
 #include <cuda.h>            // CUtensorMap (the type only: the encoder comes through the runtime)
 #include <cudaTypedefs.h>    // PFN_cuTensorMapEncodeTiled_v12000
 #include <stdint.h>
+#include "attn_fused_ops.cuh"   // smem_u32
 
 // the kernel's parameter (__grid_constant__: the maps stay in parameter space, as TMA wants)
 struct af_maps {
     CUtensorMap k, v;
 };
-
-__device__ static inline unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 
 __device__ static inline void mbar_init(uint64_t *bar, unsigned count)
 {
