@@ -3,13 +3,15 @@
  * backend_cuda_linear.c lays it out: out (M, N) = epilogue(in (M, K) · W (N, K)ᵀ + b), bf16 in, out
  * and bias, fp32 compute), the time of cuBLASLt's first heuristic (what attnscope and PyTorch run)
  * and of each further one it offers, with its split-K count (an algorithm that splits K sums in
- * another order: results may differ in the last bits). Built here, run on the GPU host:
+ * another order: results may differ in the last bits) and whether its output equals the first's bit
+ * for bit (random bf16 operands and bias). Built here, run on the GPU host:
  *   nvcc -O2 -x cu tests/bench/gemm_algos.c -lcublasLt -o gemm_algos && ./gemm_algos [M ...] */
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CK(x) do { int e_ = (int)(x); if (e_) { fprintf(stderr, "%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, e_); exit(1); } } while (0)
 #define NALGO 16
@@ -57,9 +59,26 @@ int main(int argc, char **argv)
             CK(cudaMalloc(&in, (size_t)M * K * 2));
             CK(cudaMalloc(&out, (size_t)M * N * 2));
             CK(cudaMalloc(&b, (size_t)N * 2));
-            CK(cudaMemset(W, 0x3c, (size_t)N * K * 2));   /* bf16 0x3c3c ≈ 0.0115: finite, no overflow */
-            CK(cudaMemset(in, 0x3c, (size_t)M * K * 2));
-            CK(cudaMemset(b, 0, (size_t)N * 2));
+            /* random operands in (−1, 1)/16 and bias in (−1, 1): bf16 bit patterns from a fixed LCG */
+            {
+                const size_t nmax = (size_t)M * K > (size_t)N * K ? (size_t)M * K : (size_t)N * K;
+                unsigned short *h = (unsigned short *)malloc(nmax * 2);
+                unsigned long long st = 12345 + gi;
+                void *dst[3] = {W, in, b};
+                const size_t cnt[3] = {(size_t)N * K, (size_t)M * K, (size_t)N};
+                for (int d = 0; d < 3; d++) {
+                    for (size_t i = 0; i < cnt[d]; i++) {
+                        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+                        const float f = ((float)(st >> 40) / (float)(1 << 24) * 2.0f - 1.0f) / (d == 2 ? 1.0f : 16.0f);
+                        unsigned u;
+                        memcpy(&u, &f, 4);
+                        h[i] = (unsigned short)(u >> 16);
+                    }
+                    CK(cudaMemcpy(dst[d], h, cnt[d] * 2, cudaMemcpyHostToDevice));
+                }
+                free(h);
+            }
+            unsigned short *ref = (unsigned short *)malloc((size_t)M * N * 2), *got = (unsigned short *)malloc((size_t)M * N * 2);
             cublasLtMatmulDesc_t op;
             CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
             cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -86,7 +105,12 @@ int main(int argc, char **argv)
                 cublasLtMatmulAlgoConfigGetAttribute(&res[a].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split, sizeof split, &sz);
                 const float t = time_algo(lt, op, la, lb, lc, &res[a].algo, W, in, out, ws);
                 const double tf = 2.0 * M * K * N / (t * 1e-3) / 1e12;
-                printf("  M=%6d %-14s heuristic %2d: %7.3f ms  %5.0f TFLOP/s  split-K %d\n", M, g[gi].name, a, t, tf, split);
+                CK(cudaMemcpy(a == 0 ? ref : got, out, (size_t)M * N * 2, cudaMemcpyDeviceToHost));
+                size_t ndiff = 0;
+                if (a > 0)
+                    for (size_t i = 0; i < (size_t)M * N; i++) ndiff += ref[i] != got[i];
+                printf("  M=%6d %-14s heuristic %2d: %7.3f ms  %5.0f TFLOP/s  split-K %d  %zu of %zu outputs differ from heuristic 0\n",
+                       M, g[gi].name, a, t, tf, split, ndiff, (size_t)M * N);
                 if (a == 0) t_first = t;
                 if (t < t_best) { t_best = t; i_best = a; }
                 if (split <= 1 && t < t_best_ns) t_best_ns = t;
@@ -100,6 +124,7 @@ int main(int argc, char **argv)
             cublasLtMatrixLayoutDestroy(la); cublasLtMatrixLayoutDestroy(lb); cublasLtMatrixLayoutDestroy(lc);
             cublasLtMatmulDescDestroy(op);
             cudaFree(W); cudaFree(in); cudaFree(out); cudaFree(b);
+            free(ref); free(got);
         }
         printf("M=%6d a layer's four GEMMs: first heuristics %.3f ms, best %.3f ms (%.1f%% less), best without split-K %.3f ms "
                "(%.1f%% less)\n", M, first_sum, best_sum, 100.0 * (1.0 - best_sum / first_sum), best_nosplit_sum,
