@@ -9,7 +9,8 @@ set -u
 # the file's size and the most GPU memory nvidia-smi saw (whole device, 50 ms polls).
 #   DTYPES (bf16 fp32), LENS (128 512), TOKENS (1048576 per length), DIR (/dev/shm/optbench),
 #   ATTNSCOPE (build-cuda/attnscope), PEER_B128 (64,128,256,512), PEER_B512 (16,32,64,128),
-#   OUR_TOKENS (65536: --max-tokens and --batch = OUR_TOKENS / L), ONLY (an extended regex: the
+#   OUR_TOKENS (65536: --max-tokens and --batch = OUR_TOKENS / L), PEER_TOKENS (TOKENS: the peer's
+#   timed tokens per shape), ONLY (an extended regex: the
 #   option sets whose names match, e.g. '^defaults$'; default all)
 . tests/bench/timed_run.sh
 DTYPES=${DTYPES:-bf16 fp32}
@@ -41,8 +42,11 @@ for L in $LENS; do
   for b in ${bs//,/ }; do shapes="$shapes${shapes:+,}${b}x$L"; done
 done
 echo "== peer P0 (SDPA forward) over $shapes"
+# the peer over as many tokens as our runs (PEER_TOKENS, default TOKENS): the GPU reaches its power
+# cap within a second (H200: 1980 → ~1710 MHz at 700 W, both sides alike), so a 10-batch burst
+# measures a speed that neither keeps over a run (BENCHMARKS.md run 35)
 python3 tests/bench/peer.py --model bert-base --dtypes "$(echo $DTYPES | tr ' ' ,)" --shapes "$shapes" --pipelines P0 \
-  --batches 10 --warmup 3 2>&1 | tee /tmp/opt_peer.txt | grep -E "P0|rror"
+  --tokens "${PEER_TOKENS:-$TOKENS}" --warmup 3 2>&1 | tee /tmp/opt_peer.txt | grep -E "P0|rror"
 for dt in $DTYPES; do
   for L in $LENS; do
     best=$(grep -E "P0 $dt +B= *[0-9]+ L= *$L:" /tmp/opt_peer.txt | sed -E 's/.*: +([0-9,]+) tokens.*/\1/' |

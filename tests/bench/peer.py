@@ -107,10 +107,12 @@ def time_pipeline(torch, model, batches, warmup, fn, device):
 
 
 def run_shape(args, torch, model, dtype_name, B, L, device, vocab):
-    n = args.batches * B
+    # --tokens: as many timed batches as make that many tokens (a sustained run: see --tokens)
+    nb = max(1, args.tokens // (B * L)) if args.tokens else args.batches
+    n = nb * B
     ids = tokens.make_tokens(args.seed, n, L, vocab)
     batches = [torch.from_numpy(ids[k * B:(k + 1) * B]).to(device=device, dtype=torch.long)
-               for k in range(args.batches)]
+               for k in range(nb)]
     stats = Stats(torch, L, args.window, device)
     host = None
     if args.pinned:
@@ -141,11 +143,11 @@ def run_shape(args, torch, model, dtype_name, B, L, device, vocab):
         set_attn(model, impl)
         with torch.inference_mode():
             sec = time_pipeline(torch, model, batches, args.warmup, fn, device)
-        tok = args.batches * B * L
+        tok = nb * B * L
         rows.append({"pipeline": name, "attn_implementation": impl, "dtype": dtype_name, "B": B, "L": L,
-                     "batches": args.batches, "warmup": args.warmup, "tokens": tok, "seconds": sec,
+                     "batches": nb, "warmup": args.warmup, "tokens": tok, "seconds": sec,
                      "tokens_per_s": tok / sec, "pinned": bool(args.pinned) if name == "P2" else None})
-        print(f"  {name} {dtype_name:4s} B={B:3d} L={L:4d}: {tok / sec:12,.0f} tokens/s ({sec:.3f} s, {args.batches} batches)",
+        print(f"  {name} {dtype_name:4s} B={B:3d} L={L:4d}: {tok / sec:12,.0f} tokens/s ({sec:.3f} s, {nb} batches)",
               flush=True)
     del batches, host
     if device.type == "cuda":
@@ -173,6 +175,10 @@ def main():
     ap.add_argument("--shapes", default="64x128,16x512", help="comma list of BxL")
     ap.add_argument("--pipelines", default="P0,P1,P2")
     ap.add_argument("--batches", type=int, default=10, help="timed batches per pipeline")
+    ap.add_argument("--tokens", type=int, default=0,
+                    help="time as many batches as make this many tokens per shape (overrides --batches): a run as "
+                         "long as attnscope's. An H200 at its 700 W cap drops from 1980 to ~1710 MHz within a "
+                         "second of sustained load, so 10 short batches measure a speed no long run keeps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed batches before each pipeline")
     ap.add_argument("--window", type=int, default=3, help="locality window (attnscope's --window default)")
     ap.add_argument("--seed", type=int, default=1234)
