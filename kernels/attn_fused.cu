@@ -571,17 +571,23 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
     KERNEL_CHECK("attn_fused_kernel");
     if (tok && tok->vis) {   // the vision pass (attn_vision.cuh), from the same normalisers
         const attn_vis *vs = tok->vis;
-        static size_t av_attr_bytes;   // the opt-in, raised as longer layers come
-        const size_t av_bytes = av_smem_bytes<Ops, HS>(T, NH);
-        if (av_bytes > av_attr_bytes) {
-            int once = 0;
-            smem_opt_in(attn_vision_kernel<Ops, HS>, av_bytes, &once);
-            av_attr_bytes = av_bytes;
-        }
+        if (vs->gh < 1 || vs->gw < 1 || (size_t)vs->gh * vs->gw != (size_t)(T - vs->n_prefix) || vs->fusion < 0 || vs->fusion > 2)
+            check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs: the patch grid is not T - n_prefix tokens");
+        const size_t av_bytes = av_smem_bytes<Ops, HS>(NH, av_disp(vs->gh, vs->gw));
         const dim3 vgrid_((T + AF_QROWS - 1) / AF_QROWS, B, (T + AF_KEYS - 1) / AF_KEYS);
         double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
-        attn_vision_kernel<Ops, HS><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(q, k, ld, len, lse, NH, NKV, T, scale, vs->n_prefix,
-                                                                         vs->gw, vs->fusion, vpart, vs->cls, vs->map);
+#define AV_ARGS q, k, ld, len, lse, NH, NKV, T, scale, vs->n_prefix, vs->gh, vs->gw, vs->fusion, vpart, vs->cls, vs->map
+        static size_t av_attr_bytes[2];   // each kernel's opt-in, raised as larger grids come
+        const int mean = vs->fusion == 0;
+        if (av_bytes > av_attr_bytes[mean]) {
+            int once = 0;
+            if (mean) smem_opt_in(attn_vision_kernel<Ops, HS, true>, av_bytes, &once);
+            else smem_opt_in(attn_vision_kernel<Ops, HS, false>, av_bytes, &once);
+            av_attr_bytes[mean] = av_bytes;
+        }
+        if (mean) attn_vision_kernel<Ops, HS, true><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(AV_ARGS);
+        else attn_vision_kernel<Ops, HS, false><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(AV_ARGS);
+#undef AV_ARGS
         KERNEL_CHECK("attn_vision_kernel");
         vis_finish_kernel<<<(B * NH + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x * vgrid_.z, vs->gh * vs->gw, vs->patch, vs->dist,
                                                          vs->loc);

@@ -10,8 +10,11 @@
 //  * The heads' fused map (mean, max or min: the rollout's input) of the key tile stays in the
 //    thread's registers (its 2 rows x 16 keys) while the heads go by, then is written once:
 //    (B, T, T) floats instead of (B, NH, T, T).
-//  * Per head, each row's Σ p·‖c_i − c_j‖ (the distance from a table of ‖(dx, dy)‖ in shared
-//    memory) and 2-D locality mass over the patch keys, summed over the quad per step and kept in
+//  * Per head, each row's Σ p·‖c_i − c_j‖ and 2-D locality mass over the patch keys, from a table
+//    in shared memory of ‖(dx, dy)‖ over every displacement of the grid (−(gh−1) .. gh−1 rows,
+//    −(gw−1) .. gw−1 columns): row i and key j carry offsets into it (ri, kj) and their entry is
+//    dtab[ri − kj], one subtraction and one load a probability (locality: the entry is < 1.5, that
+//    is |dx| ≤ 1 and |dy| ≤ 1). Summed over the quad per step and kept in
 //    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
 //    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
 //    (image, row tile, key tile, head) go to scratch; vis_finish_kernel adds them in that order
@@ -22,33 +25,46 @@
 #define ATTNSCOPE_ATTN_VISION_CUH
 #include "attn_fused_ops.cuh"
 
-#define AV_MAX_T 4096              // tokens (the tables in shared memory: ≤ 32 KiB)
+#define AV_MAX_T 4096              // tokens (the displacement table in shared memory: < 64 KiB)
 
 template <class Ops, int HS> struct av_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered)
     typename Ops::qspill qspill[AF_WARPS];
     // then, sized by the launch (av_smem_bytes): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
-    // and Σ p over the 3 x 3 patches; dtab (T) floats — ‖(dx, dy)‖ in patches at |dy|·gw + |dx|;
-    // kc (AF_KEYS) short2 — key kt + j's patch (x, y), a prefix token (or none) (−30000, −30000)
+    // and Σ p over the 3 x 3 patches; kc (AF_KEYS) ints — key kt + j's offset dy·(2gw − 1) + dx (a
+    // prefix token, or none: −1); dtab (av_disp) floats — ‖(dx, dy)‖ in patches at
+    // (dy + gh − 1)·(2gw − 1) + dx + gw − 1
 };
 template <class Ops, int HS> __host__ __device__ constexpr size_t av_head_bytes() { return (sizeof(av_smem<Ops, HS>) + 15) / 16 * 16; }
-template <class Ops, int HS> static size_t av_smem_bytes(int T, int NH)
+// the displacements of a grid of gh x gw patches (< 4·gh·gw ≤ 4T)
+static inline size_t av_disp(int gh, int gw) { return gh > 0 && gw > 0 ? (size_t)(2 * gh - 1) * (2 * gw - 1) : 0; }
+template <class Ops, int HS> static size_t av_smem_bytes(int NH, size_t disp)
 {
-    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + T) * sizeof(float) + (size_t)AF_KEYS * sizeof(short2);
+    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + AF_KEYS + disp) * sizeof(float);
 }
 
-template <class Ops, int HS>
-__global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
+// blocks per SM: as the first kernel's unless -DAV_MIN_BLOCKS=n (5: 96 registers, more spills, the
+// same speed on an H200: BENCHMARKS.md run 36)
+#ifdef AV_MIN_BLOCKS
+template <class Ops, int HS> constexpr int av_min_blocks() { return af_min_blocks<Ops, HS>() > 1 ? AV_MIN_BLOCKS : 1; }
+#else
+template <class Ops, int HS> constexpr int av_min_blocks() { return af_min_blocks<Ops, HS>(); }
+#endif
+
+// MEAN: the heads' mean (the default fusion); else fusion 1 max, 2 min
+template <class Ops, int HS, bool MEAN>
+__global__ static void __launch_bounds__(32 * AF_WARPS, av_min_blocks<Ops, HS>())
 attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int ld, const int *len, const float *lse,
-                   int NH, int NKV, int T, float scale, int npre, int gw, int fusion, double *part, float *cls,
+                   int NH, int NKV, int T, float scale, int npre, int gh, int gw, int fusion, double *part, float *cls,
                    float *map)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);
     extern __shared__ __align__(16) unsigned char av_raw[];
     av_smem<Ops, HS> &sm = *reinterpret_cast<av_smem<Ops, HS> *>(av_raw);
-    float *rs = reinterpret_cast<float *>(av_raw + av_head_bytes<Ops, HS>()), *dtab = rs + NH * AF_QROWS * 2;
-    short2 *kc = reinterpret_cast<short2 *>(dtab + T);
+    float *rs = reinterpret_cast<float *>(av_raw + av_head_bytes<Ops, HS>());
+    int *kc = reinterpret_cast<int *>(rs + NH * AF_QROWS * 2);
+    float *dtab = reinterpret_cast<float *>(kc + AF_KEYS);
     const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS, kt = blockIdx.z * AF_KEYS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b], np = T - npre;
@@ -59,23 +75,25 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     // a warp whose 16 rows all lie past the length (ViT-B's 197 tokens: 3 of the last tile's 4
     // warps) only helps with the copies; key columns past it are skipped (warp-uniform tests)
     const bool live = q0 + warp * 16 < n;
+    const int dw = 2 * gw - 1, ndisp = (2 * gh - 1) * dw;   // the table's row length and size
     for (int jj = threadIdx.x; jj < AF_KEYS; jj += blockDim.x) {
         const int j = kt + jj;
-        kc[jj] = j < npre || j >= T ? make_short2(-30000, -30000) : make_short2((short)((j - npre) % gw), (short)((j - npre) / gw));
+        kc[jj] = j < npre || j >= T ? -1 : (j - npre) / gw * dw + (j - npre) % gw;
     }
-    for (int e = threadIdx.x; e < np; e += blockDim.x) {
-        const int dy = e / gw, dx = e % gw;
+    for (int e = threadIdx.x; e < ndisp; e += blockDim.x) {
+        const int dy = e / dw - (gh - 1), dx = e % dw - (gw - 1);
         dtab[e] = sqrtf((float)(dx * dx + dy * dy));
     }
     for (int e = threadIdx.x; e < NH * AF_QROWS * 2; e += blockDim.x) rs[e] = 0.0f;
-    // the rows' patch coordinates (a prefix token or a row past the length: none)
-    int rx[2], ry[2];
+    // the rows' offsets into the table: dtab[ri − kj] is row i's distance to key j (a prefix
+    // token or a row past the length: none)
+    int ri[2];
     bool rpatch[2];
+    const bool cls_row = row[0] == 0;            // this lane's first row is the [CLS] row (query 0)
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         rpatch[r] = row[r] >= npre && row[r] < n;
-        rx[r] = rpatch[r] ? (row[r] - npre) % gw : 0;
-        ry[r] = rpatch[r] ? (row[r] - npre) / gw : 0;
+        ri[r] = rpatch[r] ? (row[r] - npre) / gw * dw + (row[r] - npre) % gw + (gh - 1) * dw + gw - 1 : 0;
     }
     constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
@@ -97,7 +115,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     };
     const int steps = kt < n ? NH : 0;         // (a key tile past the length: nothing)
     if (steps > 0) issue(0, 0);
-    const float init = fusion == 2 ? INFINITY : 0.0f;
+    const float init = !MEAN && fusion == 2 ? INFINITY : 0.0f;
     float acc[AF_KEYS / 8][4];                   // the fused map of the key tile: row g + 8(e >> 1), key 2t + (e & 1)
     for (int s = 0; s < steps; s++) {
         const int h = s, buf = s & 1;
@@ -124,20 +142,20 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
                 if (kt + nt * 8 >= n) break;         // (their map entries are written 0)
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
-                    const int j = kt + nt * 8 + 2 * t + c;
-                    const bool ok = j < n;
-                    const short2 kj = kc[ok ? j - kt : 0];
+                    const int jl = nt * 8 + 2 * t + c;
+                    const bool ok = kt + jl < n;
+                    const int kj = kc[jl];
 #pragma unroll
                     for (int r = 0; r < 2; r++) {
                         const int e = 2 * r + c;
                         const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -M[r])) : 0.0f;
-                        acc[nt][e] = fusion == 0 ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
-                        if (rpatch[r] && kj.x >= 0) {
-                            const int ax = abs(rx[r] - kj.x), ay = abs(ry[r] - kj.y);
-                            rd[r] = fmaf(p, dtab[ay * gw + ax], rd[r]);
-                            rl[r] += (ay <= 1 && ax <= 1) ? p : 0.0f;
+                        acc[nt][e] = MEAN ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
+                        if (rpatch[r] && kj >= 0) {
+                            const float d = dtab[ri[r] - kj];
+                            rd[r] = fmaf(p, d, rd[r]);
+                            rl[r] += d < 1.5f ? p : 0.0f;   // (|dx| <= 1 and |dy| <= 1: 0, 1 or √2)
                         }
-                        if (row[r] == 0 && ok && j >= npre) cls[((size_t)b * NH + h) * np + (j - npre)] = p;
+                        if (r == 0 && cls_row && ok && kt + jl >= npre) cls[((size_t)b * NH + h) * np + (kt + jl - npre)] = p;
                     }
                 }
             }
@@ -153,7 +171,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
         }
         if (h != NH - 1) continue;
         // the key tile's fused map after its last head (mean: the sum times 1/NH); padding 0
-        const float inv = fusion == 0 ? 1.0f / (float)NH : 1.0f;
+        const float inv = MEAN ? 1.0f / (float)NH : 1.0f;
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             if (row[r] >= T) continue;
@@ -204,6 +222,6 @@ template <class Ops, int HS> static bool av_fits(int T, int NH)
     int dev = 0, optin = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    return T <= AV_MAX_T && av_smem_bytes<Ops, HS>(T, NH) <= (size_t)optin;
+    return T <= AV_MAX_T && av_smem_bytes<Ops, HS>(NH, 4 * (size_t)T) <= (size_t)optin;
 }
 #endif

@@ -134,22 +134,22 @@ __global__ static void __launch_bounds__(DISCARD_THREADS) rollout_discard_kernel
     }
 }
 
-// Â = (A + I)/2 with rows renormalised, one block per row (b, i), from src into A (src may be A);
+// Â = (A + I)/2 with rows renormalised, one warp per row (b, i), from src into A (src may be A);
 // a row summing to 0 stays 0. The diagonal's A + 1 is rounded to float first, as vstats.c's.
-__global__ static void rollout_norm_kernel(float *A, const float *src, int T)
+// (It was a block of 128 threads a row, reduced through shared memory: 26.8 µs a layer of 128
+// ViT-B images on an H200 against 17.9 µs now, the same bits: BENCHMARKS.md run 36.)
+#define NORM_ROWS 8                              // rows (warps) a block
+__global__ static void __launch_bounds__(32 * NORM_ROWS) rollout_norm_kernel(float *A, const float *src, size_t rows, int T)
 {
-    float *a = A + (size_t)blockIdx.x * T;
-    const float *x = src + (size_t)blockIdx.x * T;
-    const int i = blockIdx.x % T;
+    const size_t r = (size_t)blockIdx.x * NORM_ROWS + threadIdx.x / 32;
+    if (r >= rows) return;
+    float *a = A + r * T;
+    const float *x = src + r * T;
+    const int i = (int)(r % T), lane = threadIdx.x % 32;
     double s = 0;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) s += 0.5 * (double)(j == i ? x[j] + 1.0f : x[j]);
-    __shared__ double part[32];
-    s = warp_sum(s);
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = s;
-    __syncthreads();
-    double tot = 0;
-    for (int k = 0; k < (int)blockDim.x / 32; k++) tot += part[k];
-    for (int j = threadIdx.x; j < T; j += blockDim.x)
+    for (int j = lane; j < T; j += 32) s += 0.5 * (double)(j == i ? x[j] + 1.0f : x[j]);
+    const double tot = warp_sum(s);
+    for (int j = lane; j < T; j += 32)
         a[j] = tot > 0 ? (float)(0.5 * (double)(j == i ? x[j] + 1.0f : x[j]) / tot) : 0.0f;
 }
 
@@ -166,7 +166,8 @@ extern "C" void cuda_rollout_map(float *A, const float *probs, int B, int NH, in
         rollout_discard_kernel<<<(unsigned)B, DISCARD_THREADS>>>(A, TT, discard_k < TT ? discard_k : TT);
         KERNEL_CHECK("rollout_discard_kernel");
     }
-    rollout_norm_kernel<<<(unsigned)(B * T), 128>>>(A, src, T);
+    const size_t rows = (size_t)B * T;
+    rollout_norm_kernel<<<(unsigned)((rows + NORM_ROWS - 1) / NORM_ROWS), 32 * NORM_ROWS>>>(A, src, rows, T);
     KERNEL_CHECK("rollout_norm_kernel");
 }
 
