@@ -160,38 +160,37 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const int j = kt + threadIdx.x;
         return tokcls && threadIdx.x < AF_KEYS && j < T ? tokcls[base + j] : 0;
     };
-    auto issue = [&](int kt, int buf, bool with_v, uint8_t cls) {
+    auto issue = [&](int kt, int buf, uint8_t cls) {
         if constexpr (TMA) {                               // one thread: two boxes on the buffer's barrier
             if (threadIdx.x == 0) {
-                mbar_expect_tx(&sm.bar[buf], (with_v ? 2 : 1) * AF_KEYS * HS * (unsigned)sizeof(elem));
+                mbar_expect_tx(&sm.bar[buf], 2 * AF_KEYS * HS * (unsigned)sizeof(elem));
                 tma_load_3d(sm.k[buf], &maps.k, &sm.bar[buf], kvh * HS, kt, b);
-                if (with_v) tma_load_3d(sm.v[buf], &maps.v, &sm.bar[buf], kvh * HS, kt, b);
+                tma_load_3d(sm.v[buf], &maps.v, &sm.bar[buf], kvh * HS, kt, b);
             }
         } else if (kt + AF_KEYS <= T) {                    // (block-uniform)
             const size_t src = cp_off + (size_t)(kt + cp_r0) * ld, step = (size_t)CP_ROWS * ld;
 #pragma unroll
             for (int c = 0; c < CP_N; c++) {
                 cp_async16(&sm.k[buf][cp_r0 + c * CP_ROWS][cp_cv], k + src + c * step, true);
-                if (with_v) cp_async16(&sm.v[buf][cp_r0 + c * CP_ROWS][cp_cv], v + src + c * step, true);
+                cp_async16(&sm.v[buf][cp_r0 + c * CP_ROWS][cp_cv], v + src + c * step, true);
             }
         } else {
             for (int r = cp_r0; r < AF_KEYS; r += CP_ROWS) {
                 const int j = kt + r;
                 const size_t src = cp_off + (size_t)(j < T ? j : T - 1) * ld;
                 cp_async16(&sm.k[buf][r][cp_cv], k + src, j < T);
-                if (with_v) cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
+                cp_async16(&sm.v[buf][r][cp_cv], v + src, j < T);
             }
         }
         // the key columns that change from tile to tile, 0 .. 2, in the row's first 16 bytes (with
         // 3, 4 where those bytes hold them); the others are written once, below
-        if (with_v && threadIdx.x < AF_KEYS) {
+        if (threadIdx.x < AF_KEYS) {
             const int j = kt + threadIdx.x;
-            const uint8_t c = cls;
             __align__(16) elem x[16 / sizeof(elem)];
 #pragma unroll
             for (int e = 0; e < (int)(16 / sizeof(elem)); e++) x[e] = (elem)0.0f;
-            x[0] = (elem)(c & 1 ? 1.0f : 0.0f);
-            x[1] = (elem)(c & 2 ? 1.0f : 0.0f);
+            x[0] = (elem)(cls & 1 ? 1.0f : 0.0f);
+            x[1] = (elem)(cls & 2 ? 1.0f : 0.0f);
             x[2] = (elem)(j == 0 ? 1.0f : 0.0f);
             x[3] = (elem)1.0f;
             if constexpr (16 / sizeof(elem) > 4) x[4] = (elem)(float)threadIdx.x;
@@ -243,7 +242,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         }
         __syncthreads();
     }
-    if (kbeg < kend) issue(kbeg, 0, true, key_class(kbeg));   // (none: a block of padding rows beyond every window)
+    if (kbeg < kend) issue(kbeg, 0, key_class(kbeg));   // (none: a block of padding rows beyond every window)
     for (int kt = kbeg, it = 0; kt < kend; kt += AF_KEYS, it++) {
         const int buf = it & 1;
         const uint8_t cls_next = key_class(kt + AF_KEYS);
@@ -252,7 +251,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         // one barrier per tile: every thread's copies of this tile are visible, and every warp is
         // done with the previous tile, whose buffer the next tile's copies (issued now) reuse
         __syncthreads();
-        if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, true, cls_next);
+        if (kt + AF_KEYS < kend) issue(kt + AF_KEYS, buf ^ 1, cls_next);
         // a warp whose 16 rows all lie past T (the last row tile of a T that is not a multiple of
         // 16, as ViT-B's 197) only helps with the copies: nothing of its rows is stored or counted
         // (on the warpgroup MMA such a warp takes part in the block's two products, and no more)
