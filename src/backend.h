@@ -32,9 +32,9 @@ struct backend {
      * before the ops enqueued after it): src must stay unchanged until the next sync or download.
      * NULL: upload. */
     void (*upload_async)(backend *be, void *dst, const void *src, size_t bytes);
-    /* download into host_alloc memory that may return before the copy is done (CUDA: in stream
-     * order): dst is valid after a fence recorded later has been waited for, or a sync. NULL:
-     * download. */
+    /* download into host_alloc memory that may return before the copy is done (CUDA: src is read
+     * in stream order, and it crosses to the host on a stream of its own): dst is valid after a
+     * fence recorded later has been waited for, or a sync. NULL: download. */
     void (*download_async)(backend *be, void *dst, const void *src, size_t bytes);
     /* fence(slot) marks the point of the op stream reached so far; fence_wait(slot) returns once
      * every op before that mark is done (slots 0..BACKEND_FENCES-1). NULL: every op is done when

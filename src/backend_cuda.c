@@ -53,17 +53,64 @@ static void cuda_download(backend *be, void *dst, const void *src, size_t bytes)
 {
     CHECK_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
+/* download_async through a staging arena in device memory: on the op stream the copy is device
+ * to device (a batch of 128 ViT-B images' vision outputs, token norms and rollout, 36 MB, in
+ * ~25 µs), and the crossing to the host (~1.4 ms of it) runs on a stream of its own (dside) while
+ * the next batch computes; in the op stream it held the GPU's kernels back for as long (ViT-B
+ * runs 2-3% faster: BENCHMARKS.md run 36). A fence after such downloads is recorded on dside
+ * once the op stream has reached it, so it passes when both have. The arena is reused after that
+ * fence: before its first copy there the op stream waits for the last crossing (dl_done).
+ * ATTNSCOPE_NO_SIDE_COPY=1: the crossings in the op stream, as before. */
 static void cuda_download_async(backend *be, void *dst, const void *src, size_t bytes)
 {
-    (void)be;
-    CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, 0));
+    cuda_ctx *c = be->ctx;
+    if (!c->dside) {
+        CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, 0));
+        return;
+    }
+    const size_t span = (bytes + 255) / 256 * 256;
+    if (c->dl_off + span > c->dl_cap) {           /* (the first batches) */
+        CHECK_CUDA(cudaDeviceSynchronize());       /* every crossing is done: the arena may go */
+        if (c->dl_arena) CHECK_CUDA(cudaFree(c->dl_arena));
+        c->dl_arena = NULL;
+        c->dl_cap = 2 * c->dl_cap > span ? 2 * c->dl_cap : span;
+        CHECK_CUDA(cudaMalloc(&c->dl_arena, c->dl_cap));
+        c->dl_off = 0;
+        c->dl_reuse = 0;
+    }
+    if (c->dl_reuse) CHECK_CUDA(cudaStreamWaitEvent(cudaStreamLegacy, c->dl_done, 0));
+    c->dl_reuse = 0;
+    char *stage = (char *)c->dl_arena + c->dl_off;
+    CHECK_CUDA(cudaMemcpyAsync(stage, src, bytes, cudaMemcpyDeviceToDevice, 0));
+    CHECK_CUDA(cudaEventRecord(c->dl_mark, 0));
+    CHECK_CUDA(cudaStreamWaitEvent(c->dside, c->dl_mark, 0));
+    CHECK_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyDeviceToHost, c->dside));
+    CHECK_CUDA(cudaEventRecord(c->dl_done, c->dside));
+    c->dl_off += span;
+    c->dl_pending = 1;
 }
-static void cuda_sync(backend *be) { CHECK_CUDA(cudaDeviceSynchronize()); }
-/* fences: one event per slot, recorded in the stream every op runs in (the legacy default stream) */
+static void cuda_sync(backend *be)
+{
+    cuda_ctx *c = be->ctx;
+    CHECK_CUDA(cudaDeviceSynchronize());          /* (every stream: the crossings too) */
+    c->dl_off = 0;
+    c->dl_pending = c->dl_reuse = 0;
+}
+/* fences: one event per slot, recorded in the stream every op runs in (the legacy default stream),
+ * or, after downloads, on dside behind it (above) */
 static void cuda_fence(backend *be, int slot)
 {
     cuda_ctx *c = be->ctx;
-    CHECK_CUDA(cudaEventRecord(c->fence[slot], 0));
+    if (!c->dl_pending) {
+        CHECK_CUDA(cudaEventRecord(c->fence[slot], 0));
+        return;
+    }
+    CHECK_CUDA(cudaEventRecord(c->dl_mark, 0));
+    CHECK_CUDA(cudaStreamWaitEvent(c->dside, c->dl_mark, 0));
+    CHECK_CUDA(cudaEventRecord(c->fence[slot], c->dside));
+    c->dl_pending = 0;
+    c->dl_off = 0;
+    c->dl_reuse = 1;
 }
 static void cuda_fence_wait(backend *be, int slot)
 {
@@ -452,6 +499,12 @@ static void cuda_release(backend *be)
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventDestroy(c->fence[i]));
     CHECK_CUDA(cudaEventDestroy(c->side_done));
     CHECK_CUDA(cudaStreamDestroy(c->side));
+    if (c->dside) {
+        CHECK_CUDA(cudaStreamDestroy(c->dside));
+        CHECK_CUDA(cudaEventDestroy(c->dl_mark));
+        CHECK_CUDA(cudaEventDestroy(c->dl_done));
+    }
+    if (c->dl_arena) CHECK_CUDA(cudaFree(c->dl_arena));
     free(c);
     be->ctx = NULL;
 }
@@ -496,6 +549,11 @@ backend *backend_cuda_init(int precision)
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
     CHECK_CUDA(cudaEventCreateWithFlags(&c->side_done, cudaEventDisableTiming));
     CHECK_CUDA(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));
+    if (!util_env_on("ATTNSCOPE_NO_SIDE_COPY")) {
+        CHECK_CUDA(cudaStreamCreateWithFlags(&c->dside, cudaStreamNonBlocking));
+        CHECK_CUDA(cudaEventCreateWithFlags(&c->dl_mark, cudaEventDisableTiming));
+        CHECK_CUDA(cudaEventCreateWithFlags(&c->dl_done, cudaEventDisableTiming));
+    }
     backend *be = xcalloc(1, sizeof *be);
     be->name = "cuda";
     be->ctx = c;

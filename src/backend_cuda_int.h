@@ -44,6 +44,12 @@ typedef struct {
     void *workspace;                  /* cuBLAS workspace: room for its faster (split-K) kernels */
     cudaEvent_t fence[BACKEND_FENCES];
     cudaStream_t side; cudaEvent_t side_done;   /* upload_side's stream, and its last copy's end */
+    /* download_async's stream (NULL: ATTNSCOPE_NO_SIDE_COPY), the op stream's point before a copy
+     * and the last crossing's end; its staging arena, bytes used since the last fence, whether a
+     * download awaits a fence and whether the arena's next use waits for dl_done */
+    cudaStream_t dside; cudaEvent_t dl_mark, dl_done;
+    void *dl_arena; size_t dl_cap, dl_off;
+    int dl_pending, dl_reuse;
     int roll_tf32;                    /* the rollout's products on TF32 tensor cores (bf16 runs) */
 } cuda_ctx;
 
