@@ -193,6 +193,12 @@ struct backend {
      *   host arrays (B, C): the mean, the fraction of positions > 0, and the spatial entropy
      *   −Σ p ln p, p = max(x, 0) / Σ max(x, 0), in nats (NaN when no position is > 0); sums in double. */
     void (*channel_stats)(backend *be, const float *x, int B, int hw, int C, float *mean, float *active, float *entropy);
+    /* `run --timeline` (NULL: not offered, the CPU): mark records, in the op stream, the moment
+     * every op enqueued before it is done, with the caller's tag, synchronising nothing;
+     * marks_read waits for the last and returns the n marks since the last read, their tags and
+     * milliseconds since the first (arrays the caller frees), and how many were dropped. */
+    void (*mark)(backend *be, int tag);
+    int (*marks_read)(backend *be, int **tags, double **ms, long *lost);
     /* Free bytes of backend memory now, or 0 when unknown (CPU). */
     size_t (*mem_free)(backend *be);
     /* Scratch bytes linear takes per element of its input (the TF32 split or bf16 copy; 0: none),
@@ -234,11 +240,14 @@ backend *backend_init(const char *name, int precision);
 /* Releases the backend's own state (release) and the table; buffers from alloc must be freed
  * before. NULL is a no-op. */
 void backend_free(backend *be);
-/* A backend that times every op of inner (synchronising after each) for `run --profile`; it owns
- * inner. backend_profile_print writes the table of op times against the loop's seconds (nothing
- * for a backend that is not profiled). */
-backend *backend_profiled(backend *inner);
+/* A backend that times every op of inner for `run --profile`; it owns inner. Without timeline,
+ * it synchronises after each op, so each op's time is its own; with timeline (inner has mark), it
+ * synchronises nothing: marks before and after each op give the device's timeline, its idle gaps
+ * and the op each gap held back. backend_profile_print writes the table against the loop's
+ * seconds (nothing for a backend that is not profiled). */
+backend *backend_profiled(backend *inner, int timeline);
 #include <stdio.h>
+void backend_profile_begin(backend *be);   /* what was timed so far is forgotten */
 void backend_profile_print(backend *be, double loop_s, FILE *f);
 
 /* The asynchronous copies and fences, with their fallbacks where a backend lacks them (the

@@ -505,6 +505,7 @@ static void cuda_release(backend *be)
         CHECK_CUDA(cudaEventDestroy(c->dl_done));
     }
     if (c->dl_arena) CHECK_CUDA(cudaFree(c->dl_arena));
+    cuda_marks_free(c);
     free(c);
     be->ctx = NULL;
 }
@@ -597,6 +598,8 @@ backend *backend_cuda_init(int precision)
     be->maxpool = cuda_maxpool_op;
     be->add_relu = cuda_add_relu_op;
     be->channel_stats = cuda_channel_stats_op;
+    be->mark = cuda_mark;
+    be->marks_read = cuda_marks_read;
     be->linear_scratch = c->split ? 3 * sizeof(float) : precision == 2 ? 2 : 0;
     be->bf16_acts = precision == 2;
     return be;

@@ -51,6 +51,9 @@ typedef struct {
     void *dl_arena; size_t dl_cap, dl_off;
     int dl_pending, dl_reuse;
     int roll_tf32;                    /* the rollout's products on TF32 tensor cores (bf16 runs) */
+    /* --timeline's marks (backend_cuda_marks.c): events (mk_made created, room for mk_cap), the
+     * tag of each recorded since the last read (mk_n), and how many were dropped past the cap */
+    cudaEvent_t *mk_ev; int *mk_tag; int mk_n, mk_made, mk_cap; long mk_lost;
 } cuda_ctx;
 
 /* a cuBLASLt call: its status, and a launch that failed without changing it (cudaGetLastError,
@@ -69,4 +72,8 @@ const void *cuda_derived_of(cuda_ctx *c, const float *W, int N, int K);
 void cuda_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
 int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
                     int N, int act);
+/* backend.h mark and marks_read; the events' release (backend_cuda_marks.c) */
+void cuda_mark(backend *be, int tag);
+int cuda_marks_read(backend *be, int **tags, double **ms, long *lost);
+void cuda_marks_free(cuda_ctx *c);
 #endif

@@ -1,19 +1,25 @@
-/* backend_prof.c — `attnscope run --profile`: a backend that wraps another one and times every op
- * (the inner backend is synchronised after each op, so the time is the op's own; the run gets
- * slower). At the end, a table per op says where the forward's time goes, and the rest of the
- * loop's time is the host's (statistics bookkeeping, copies, waiting for writes). */
+/* backend_prof.c — `attnscope run --profile`: a backend that wraps another one and times every op.
+ * By default the inner backend is synchronised after each op, so the time is the op's own (the
+ * run gets slower); at the end, a table per op says where the forward's time goes, and the rest
+ * of the loop's time is the host's (statistics bookkeeping, copies, waiting for writes).
+ * `--timeline` synchronises nothing: a mark before and after each op in the device's stream
+ * (backend.h mark) gives each op's time on the device as the run really goes, and the gaps in
+ * which the device had nothing to do, each charged to the op that came after it. */
 #include "backend.h"
 #include "util.h"
 #include <stdio.h>
+#include <string.h>
 
 enum { P_EMBED, P_LINEAR, P_LINEAR_ACT, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
 static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "linear + activation (epilogue)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
                                             "attention (QK^T, softmax, PV)", "attention + statistics (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
-typedef struct { backend *in; double t[P_N]; long n[P_N]; } prof_ctx;
+typedef struct { backend *in; int timeline; double t[P_N]; long n[P_N]; } prof_ctx;
 
 #define IN(be) (((prof_ctx *)(be)->ctx)->in)
-#define TIMED(be, slot, call) do { prof_ctx *p_ = (be)->ctx; double t0_ = util_now(); call; p_->in->sync(p_->in); \
-    p_->t[slot] += util_now() - t0_; p_->n[slot]++; } while (0)
+/* a mark's tag: the op's slot, and 1 at its end */
+#define TIMED(be, slot, call) do { prof_ctx *p_ = (be)->ctx; p_->n[slot]++; \
+    if (p_->timeline) { p_->in->mark(p_->in, 2 * (slot)); call; p_->in->mark(p_->in, 2 * (slot) + 1); } \
+    else { double t0_ = util_now(); call; p_->in->sync(p_->in); p_->t[slot] += util_now() - t0_; } } while (0)
 
 static void *p_alloc(backend *be, size_t bytes) { return IN(be)->alloc(IN(be), bytes); }
 static void p_free(backend *be, void *p) { IN(be)->free(IN(be), p); }
@@ -22,6 +28,13 @@ static void p_upload_async(backend *be, void *d, const void *s, size_t n)
 { TIMED(be, P_UPLOAD, IN(be)->upload_async(IN(be), d, s, n)); }
 static void p_download(backend *be, void *d, const void *s, size_t n) { TIMED(be, P_DOWNLOAD, IN(be)->download(IN(be), d, s, n)); }
 static void p_sync(backend *be) { IN(be)->sync(IN(be)); }
+/* (the timeline's: the asynchronous copies and fences as the inner backend has them) */
+static void p_download_async(backend *be, void *d, const void *s, size_t n)
+{ TIMED(be, P_DOWNLOAD, IN(be)->download_async(IN(be), d, s, n)); }
+static void p_upload_side(backend *be, void *d, const void *s, size_t n, int after)
+{ TIMED(be, P_UPLOAD, IN(be)->upload_side(IN(be), d, s, n, after)); }
+static void p_fence(backend *be, int slot) { IN(be)->fence(IN(be), slot); }
+static void p_fence_wait(backend *be, int slot) { IN(be)->fence_wait(IN(be), slot); }
 static void p_embed(backend *be, float *out, const int32_t *ids, const int32_t *pos, const int32_t *types, const float *wte,
                     const float *wpe, const float *wtt, int T, int C)
 { TIMED(be, P_EMBED, IN(be)->embed(IN(be), out, ids, pos, types, wte, wpe, wtt, T, C)); }
@@ -93,11 +106,12 @@ static void p_channel_stats(backend *be, const float *x, int B, int hw, int C, f
 { TIMED(be, P_CHSTATS, IN(be)->channel_stats(IN(be), x, B, hw, C, mean, active, ent)); }
 static void p_release(backend *be) { backend_free(IN(be)); free(be->ctx); }
 
-backend *backend_profiled(backend *inner)
+backend *backend_profiled(backend *inner, int timeline)
 {
     backend *be = xcalloc(1, sizeof *be);
     prof_ctx *p = xcalloc(1, sizeof *p);
     p->in = inner;
+    p->timeline = timeline && inner->mark;
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .upload_async = inner->upload_async ? p_upload_async : NULL, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
                     .linear_act = inner->linear_act ? p_linear_act : NULL,
@@ -114,13 +128,76 @@ backend *backend_profiled(backend *inner)
                     .patch_rows = p_patch_rows, .conv_rows = p_conv_rows, .maxpool = p_maxpool, .add_relu = p_add_relu,
                     .channel_stats = p_channel_stats,
                     .linear_scratch = inner->linear_scratch, .bf16_acts = inner->bf16_acts, .gelu_tanh = inner->gelu_tanh};
+    if (p->timeline) {
+        be->download_async = inner->download_async ? p_download_async : NULL;
+        be->upload_side = inner->upload_side ? p_upload_side : NULL;
+        be->fence = inner->fence ? p_fence : NULL;
+        be->fence_wait = inner->fence_wait ? p_fence_wait : NULL;
+    }
     return be;
+}
+
+/* the timeline's table: each op's time on the device (its end mark less its start mark), the idle
+ * time before its start (since the mark before), and the gaps by size */
+static void timeline_print(prof_ctx *p, double loop_s, FILE *f)
+{
+    int *tag;
+    double *ms;
+    long lost;
+    const int n = p->in->marks_read(p->in, &tag, &ms, &lost);
+    double busy[P_N] = {0}, idle[P_N] = {0}, all_busy = 0, all_idle = 0;
+    long big[P_N] = {0};
+    static const double edge[] = {0.010, 0.100, 1.0};   /* ms: the gap sizes' classes */
+    double gsum[4] = {0};
+    long gn[4] = {0};
+    for (int i = 1; i < n; i++) {
+        const int slot = tag[i] / 2, end = tag[i] & 1;
+        const double dt = ms[i] - ms[i - 1];
+        if (end && tag[i - 1] == 2 * slot) { busy[slot] += dt; all_busy += dt; continue; }
+        if (end) continue;                                 /* (a mark lost in between) */
+        idle[slot] += dt;
+        all_idle += dt;
+        int k = 0;
+        while (k < 3 && dt >= edge[k]) k++;
+        gsum[k] += dt;
+        gn[k]++;
+        if (dt >= 0.1) big[slot]++;
+    }
+    const double span = n ? ms[n - 1] : 0;
+    fprintf(f, "[timeline] device: %.3f s from the first mark to the last (loop %.3f s); ops %.3f s (%.1f%%), idle %.3f s (%.1f%%); "
+               "%d marks%s\n", span / 1e3, loop_s, all_busy / 1e3, span > 0 ? 100 * all_busy / span : 0.0, all_idle / 1e3,
+            span > 0 ? 100 * all_idle / span : 0.0, n, lost ? " (later ones dropped: the table covers the run's start)" : "");
+    fprintf(f, "[timeline] idle gaps: < 10 us %ld (%.3f s), 10-100 us %ld (%.3f s), 0.1-1 ms %ld (%.3f s), >= 1 ms %ld (%.3f s)\n",
+            gn[0], gsum[0] / 1e3, gn[1], gsum[1] / 1e3, gn[2], gsum[2] / 1e3, gn[3], gsum[3] / 1e3);
+    fprintf(f, "[timeline] %-32s %10s %9s %7s %14s %14s\n", "op", "calls", "device s", "share", "idle before s", "gaps >= 0.1 ms");
+    for (int i = 0; i < P_N; i++)
+        if (p->n[i])
+            fprintf(f, "[timeline] %-32s %10ld %9.3f %6.1f%% %14.3f %14ld\n", prof_names[i], p->n[i], busy[i] / 1e3,
+                    span > 0 ? 100 * busy[i] / span : 0.0, idle[i] / 1e3, big[i]);
+    free(tag);
+    free(ms);
+}
+
+void backend_profile_begin(backend *be)
+{
+    if (be->release != p_release) return;
+    prof_ctx *p = be->ctx;
+    memset(p->t, 0, sizeof p->t);
+    memset(p->n, 0, sizeof p->n);
+    if (!p->timeline) return;
+    int *tag;
+    double *ms;
+    long lost;
+    p->in->marks_read(p->in, &tag, &ms, &lost);
+    free(tag);
+    free(ms);
 }
 
 void backend_profile_print(backend *be, double loop_s, FILE *f)
 {
     if (be->release != p_release) return;
     prof_ctx *p = be->ctx;
+    if (p->timeline) { timeline_print(p, loop_s, f); return; }
     double sum = 0;
     for (int i = 0; i < P_N; i++) sum += p->t[i];
     fprintf(f, "[profile] %-32s %10s %8s %7s\n", "op", "calls", "seconds", "share");

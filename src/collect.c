@@ -464,7 +464,7 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T)
                   (size_t)NH * TT * sizeof(float), (size_t)NH * TT * sizeof(float), (size_t)B);
 }
 
-int collect_batch_sent(collect *c, int B, int T)
+int collect_batch_sent(collect *c, int B, int T, int w0)
 {
     const int f = c->fcur;
     collect_bset *st = &c->bset[f];
@@ -472,7 +472,7 @@ int collect_batch_sent(collect *c, int B, int T)
     backend_fence(c->m->be, COLLECT_FENCE0 + f);
     if (B > st->idx_cap) { st->idx = xrealloc(st->idx, B * sizeof(int)); st->idx_cap = B; }
     memcpy(st->idx, c->batch_idx, B * sizeof(int));
-    st->B = B; st->T = T; st->w0 = c->w0; st->fused = c->req.fused;
+    st->B = B; st->T = T; st->w0 = w0; st->fused = c->req.fused;
     c->fcur = (f + 1) % COLLECT_SETS;
     return f;
 }
@@ -481,6 +481,7 @@ void collect_batch_end(collect *c, int f)
 {
     collect_bset *st = &c->bset[f];
     const int B = st->B, T = st->T;
+    if (st->w0 != c->w0) check_fail(__FILE__, __LINE__, "collect_batch_end", "a batch ended outside its window");
     const double t0 = util_now();
     backend_fence_wait(c->m->be, COLLECT_FENCE0 + f);
     c->gpu_wait_s += util_now() - t0;

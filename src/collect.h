@@ -172,9 +172,11 @@ void collect_capture(void *user, int layer, const float *probs, int B, int T);
  * and the request for model_forward (c->req, deferred: the forward only enqueues its work). */
 void collect_batch_begin(collect *c, const int *idx, int B, int T);
 /* Once the batch's forward has returned: the copies of the rest of its results into its set
- * enqueued, then its fence. Returns the set, for collect_batch_end. At most two batches may be
- * sent and not ended (the run loop keeps one). */
-int collect_batch_sent(collect *c, int B, int T);
+ * enqueued, then its fence. w0: the window the batch's samples belong to (the current one, or the
+ * next, whose collect_window_begin waits until the current window's last batch has ended: the
+ * run loop sends a window's first batch before that). Returns the set, for collect_batch_end. At
+ * most two batches may be sent and not ended (the run loop keeps one). */
+int collect_batch_sent(collect *c, int B, int T, int w0);
 /* Waits for the results of the batch in set s, then: the fused path's scalars into the window,
  * head similarity; its per-token outputs and the vision outputs go into the window on the helper
  * thread while the next batches run (after the previous batch's are done; collect_tok_sync waits
@@ -212,6 +214,9 @@ void collect_free(collect *c);
  * err, or any message. Safe on the writer thread. */
 void collect_write_error(collect *c, int co, int err);
 void collect_fail(collect *c, const char *msg);
+/* An input that cannot be read (an image): the failure is recorded once the windows handed to
+ * the writer so far are written with their records, so that they stay done for a resume. */
+void collect_fail_input(collect *c, const char *msg);
 /* Bytes of dataset co in the file (0 when absent). */
 int64_t collect_dataset_bytes(const collect *c, int co);
 

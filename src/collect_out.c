@@ -170,6 +170,24 @@ void collect_fail(collect *c, const char *msg)
     __atomic_store_n(&c->werr, 1, __ATOMIC_RELEASE);
 }
 
+/* an input's failure, on the writer thread behind the jobs submitted before it: the windows
+ * handed over so far are written and recorded first (collect_fail stops every later write) */
+typedef struct { collect *c; char msg[1024]; } fail_job;
+static void fail_job_run(void *ctx)
+{
+    fail_job *f = ctx;
+    collect_fail(f->c, f->msg);
+    free(f);
+}
+void collect_fail_input(collect *c, const char *msg)
+{
+    c->werr_input = 1;
+    fail_job *f = xmalloc(sizeof *f);
+    f->c = c;
+    snprintf(f->msg, sizeof f->msg, "%s", msg);
+    writer_submit(c->wr, fail_job_run, f, 0);
+}
+
 void collect_write_error(collect *c, int co, int err)
 {
     char m[1024];

@@ -35,7 +35,7 @@ typedef struct {
     int save_features;
     int probe_len, probe_samples, probe_seed;
     int max_len, batch, max_tokens, save_attention, quiet;
-    int window, topk, similarity, key_importance, no_key_importance, profile;
+    int window, topk, similarity, key_importance, no_key_importance, profile, timeline;
     double sink_eps, rollout_discard, high_norm_factor;
     int rollout_start;
     int overwrite, restart, force, allow_nonfinite;
@@ -110,6 +110,7 @@ static const cli_opt run_options[] = {
             .lo = 0, .hi = 86400, .def = "30"),
     CLI_OPT("quiet", CLI_FLAG, F(quiet), NULL, "no progress lines"),
     CLI_OPT("profile", CLI_FLAG, F(profile), NULL, "time every backend op (slower) and print where rank 0's time went"),
+    CLI_OPT("timeline", CLI_FLAG, F(timeline), NULL, "GPU: time every op on the device without slowing the run, and print its idle gaps"),
     {0}};
 #undef F
 
@@ -413,7 +414,11 @@ int run_main(int argc, char **argv)
      * moves bf16's statistics from fp32's by 0.012 nats and 0.086 tokens at most, against 0.010 and
      * 0.073 exact; transformers' own bf16 is 0.017 and 0.13 from its fp32) */
     be->gelu_tanh = prec == 2 && strcmp(o.gelu, "exact");
-    if (o.profile) be = backend_profiled(be);
+    if (o.timeline && !be->mark) {
+        if (rank == 0) fprintf(stderr, "attnscope: --timeline needs the CUDA backend; ignored\n");
+        o.timeline = 0;
+    }
+    if (o.profile || o.timeline) be = backend_profiled(be, o.timeline);
     snprintf(what, sizeof what, "backend=%s precision=%s threads=%d %s", be->name, o.precision, omp_get_max_threads(), gpu);
     par_banner(comm, what);
 
@@ -614,13 +619,14 @@ int run_main(int argc, char **argv)
                         .checkpoint_every = o.checkpoint_every, .nsim = nsim};
     runctl ctl;
     runctl_init(&ctl, comm, N, n_tokens, pr.samples_done, pr.tokens_done, o.quiet, o.progress_every);
+    backend_profile_begin(be);        /* (--timeline: the loop's own marks only) */
     const double t_loop = util_now();
     runctl_set_graceful(1);
     int state = run_loop(&res, &col, &m, &d, &ctl, &lo, have ? &pr : NULL);
     free(pr.js); free(pr.gram);
     be->sync(be);
     double loop_s = util_now() - t_loop, loop_max = 0;
-    if (rank == 0 && o.profile) backend_profile_print(be, loop_s, stdout);
+    if (rank == 0 && (o.profile || o.timeline)) backend_profile_print(be, loop_s, stdout);
     const double t_end = util_now();
     double waited = collect_drain(&col);
     if (collect_write_failed(&col)) state = RUNCTL_FAILED;

@@ -57,6 +57,22 @@ static progress_rec record(const collect *col, const dataset *d, int w0, int wn,
     return r;
 }
 
+/* window [w0, w0+wn), every batch of it ended, to the writer with its record */
+static void close_window(collect *col, const dataset *d, int w0, int wn, int64_t done_tok)
+{
+    progress_rec r = record(col, d, w0, wn, wn, done_tok);
+    collect_window_write(col, &r, NULL, 0);
+}
+
+/* the carried batch b (the last of window [w0, w0+wn), the others ended) ends; its window to the
+ * writer unless writing has failed */
+static void end_carried(collect *col, const dataset *d, sent_batch *b, int w0, int wn, int64_t *done_tok)
+{
+    int q = wn - b->B;
+    end_batch(col, b, &q, done_tok);
+    if (!collect_write_failed(col)) close_window(col, d, w0, wn, *done_tok);
+}
+
 int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, runctl *ctl, const run_loop_opts *lo,
              const progress_rec *restored)
 {
@@ -92,10 +108,20 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
     /* ATTNSCOPE_NO_OVERLAP=1: every batch ends before the next is sent (for comparisons) */
     const int no_overlap = util_env_on("ATTNSCOPE_NO_OVERLAP");
 #define PHASE(p) do { const double now_ = util_now(); ph[p] += now_ - tp; tp = now_; } while (0)
+    /* One batch may be in flight (pend): batch i is sent to the backend before batch i-1's
+     * results are taken, so that the device does not wait for the host between batches. A
+     * window's last batch stays in flight while the next window's first is sent (carry: pend is
+     * of window [cw0, cw0+cwn), whose other batches have ended); then it ends, its window goes
+     * to the writer and the next window begins. Before, the device waited at every window's end
+     * for the window's hand-over and the next batch's set-up: ~9% of a ViT-B/16 run at 17
+     * windows of 16,384 images (BENCHMARKS.md run 37). The explicit path's batches, and the
+     * last window's last, end at once. */
+    sent_batch pend = {-1, 0, 0};
+    int carry = 0, cw0 = 0, cwn = 0;
     for (int first = 1; w0 < d->n && state == RUNCTL_RUNNING; first = 0) {
         const int resume_part = first && restored && restored->q > 0;
         const int wn = resume_part ? (int)restored->wn : d->n - w0 < col->wcap ? d->n - w0 : col->wcap;
-        if (collect_window_begin(col, w0, wn, resume_part)) {
+        if (!carry && collect_window_begin(col, w0, wn, resume_part)) {
             collect_fail(col, err_get());
             state = RUNCTL_FAILED;
             break;
@@ -104,11 +130,8 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
         for (int i = 0; i < wn; i++) order[i] = w0 + i;
         qsort_r(order, wn, sizeof(int), cmp_len_desc, d->len);
         /* s: the next batch's position in order; q: every batch before it has ended (its
-         * results in the window). One batch may be in flight (pend): batch i is sent to the
-         * backend before batch i-1's results are taken, so that the device does not wait for the
-         * host between batches. The explicit path's batches, and a window's last, end at once. */
+         * results in the window) */
         int s = resume_part ? (int)restored->q : 0, q = s, stop = 0;
-        sent_batch pend = {-1, 0, 0};
         while (s < wn) {
             const int T = d->len[order[s]];
             int B = lo->max_tokens / T;
@@ -145,8 +168,12 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             if (bpx) model_inputs_wait(m);   /* the batch in flight has its pixels on the device */
             PHASE(PH_UPLOADED);
             if (bpx && prefetch_batch(&pf, &bpx, order + s, B, next, n_next)) {
-                collect_fail(col, err_get());
-                col->werr_input = 1;
+                if (carry) {                   /* the window before is complete: it stays */
+                    end_carried(col, d, &pend, cw0, cwn, &done_tok);
+                    carry = 0;
+                    done_s = cw0 + cwn;
+                }
+                collect_fail_input(col, err_get());
                 state = RUNCTL_FAILED;
                 break;
             }
@@ -174,15 +201,27 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
                 bcap = B;                 /* the error is not sticky; later batches start no larger */
             }
             PHASE(PH_FORWARD);
-            sent_batch now = {collect_batch_sent(col, B, T), B, 0};
+            sent_batch now = {collect_batch_sent(col, B, T, w0), B, 0};
             for (int b = 0; b < B; b++) now.real += d->len[order[s + b]];
             res->tokens_computed += now.real;
             res->tokens_padded += (int64_t)B * T - now.real;
             s += B;
-            /* the batch before, while this one computes; this one at once where it cannot wait */
+            /* the batch before, while this one computes (the window before's last: that window
+             * complete, then this one begins); this one at once where it cannot wait */
+            if (carry) {
+                end_carried(col, d, &pend, cw0, cwn, &done_tok);
+                last_ckpt = util_now();
+                carry = 0;
+                if (collect_window_begin(col, w0, wn, 0)) {   /* (nothing to read back: it cannot fail) */
+                    collect_fail(col, err_get());
+                    state = RUNCTL_FAILED;
+                    break;
+                }
+            }
             if (pend.set >= 0) end_batch(col, &pend, &q, &done_tok);
             pend = now;
-            if (!col->req.fused || s == wn || no_overlap) end_batch(col, &pend, &q, &done_tok);
+            const int keep = col->req.fused && !no_overlap && (s < wn || w0 + wn < d->n);
+            if (!keep) end_batch(col, &pend, &q, &done_tok);
             PHASE(PH_END);
             stop = runctl_poll(ctl, w0 + q, done_tok);
             if (stop && pend.set >= 0) end_batch(col, &pend, &q, &done_tok);   /* (the batch in flight is kept) */
@@ -197,14 +236,21 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             PHASE(PH_POLL);
             if (stop) { state = RUNCTL_STOPPED; break; }
         }
-        s = q;
-        if (s == wn) {      /* the window is complete */
-            progress_rec r = record(col, d, w0, wn, wn, done_tok);
-            collect_window_write(col, &r, NULL, 0);
+        if (pend.set >= 0 && state == RUNCTL_RUNNING) {   /* its last batch in flight: carried */
+            carry = 1;
+            cw0 = w0;
+            cwn = wn;
+            w0 += wn;
+        } else if (q == wn) {                              /* the window is complete */
+            close_window(col, d, w0, wn, done_tok);
             last_ckpt = util_now();
             w0 += wn;
         }
         PHASE(PH_WINDOW);
+    }
+    if (carry) {   /* (a failure before the next window's first batch was sent) */
+        end_carried(col, d, &pend, cw0, cwn, &done_tok);
+        done_s = cw0 + cwn;
     }
     if (bpx) prefetch_free(&pf);   /* (its worker's time complete) */
     if (rank == 0 && getenv("ATTNSCOPE_PHASES")) {

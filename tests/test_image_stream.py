@@ -22,7 +22,7 @@ the digits ViT's processor, 12 kB of float32 pixels each):
            good one) the resume is refused naming samples_sha256; --restart then completes and
            equals a run from scratch.
 Prints every comparison; exits non-zero on any failure."""
-import os, random, re, shutil, signal, subprocess, sys, tempfile, time
+import os, random, re, shutil, signal, struct, subprocess, sys, tempfile, time
 import numpy as np, h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, summary
@@ -157,7 +157,7 @@ listed = PNGS + PNGS[:24] + [bad] + PNGS[24:]    # position 56: the 8th batch of
 badlist = write_list("bad.txt", listed)
 
 
-def fails_naming_bad(label, model, out, *extra, env=None):
+def fails_naming_bad(label, model, out, *extra, env=None, badlist=badlist):
     r = run_rss(env, "--model", model, "--images", badlist, "--batch", 8, "--out", out, *extra)
     lines = [l for l in r[2].splitlines() if "bad_digit.png" in l]
     check(r[0] != 0 and len(lines) == 1 and "not a valid PNG" in lines[0] and not os.path.exists(out),
@@ -174,6 +174,21 @@ fails_naming_bad("ViT with prefetch, corrupt PNG at image 56 of 65", VIT, f"{TMP
 fails_naming_bad("ResNet with prefetch, corrupt PNG at image 56 of 65", RESNET, f"{TMP}/bad_pf_cnn.h5", env=PREFETCH)
 for label in ("bad_pf.h5", "bad_pf_cnn.h5"):
     shutil.rmtree(f"{TMP}/{label}.partial", ignore_errors=True)
+# the corrupt PNG as the first image of the 4th window (windows of 16, batches of 8): the 3rd
+# window's last batch is still computing when the failing batch's pixels are read, and the three
+# windows before stay saved, in the failure's line and in rank 0's progress record (samples done)
+win_bad = write_list("bad_win.txt", PNGS + PNGS[:16] + [bad] + PNGS[16:])
+for i, (label, env) in enumerate((("", {}), (" with prefetch", PREFETCH))):
+    out = f"{TMP}/bad_win{i}.h5"
+    r = fails_naming_bad(f"ViT{label}, windows of 16, corrupt PNG at image 48 of 65", VIT, out,
+                         env=dict(env, ATTNSCOPE_TEST_WINDOW="16"), badlist=win_bad)
+    line = ([l for l in r[2].splitlines() if "bad_digit.png" in l] or [""])[0]
+    rec = f"{out}.partial/rank-00000.progress"
+    sdone = struct.unpack("<q", open(rec, "rb").read()[72:80])[0] if os.path.exists(rec) else None
+    check("48 of 65 samples" in line and sdone == 48,
+          f"ViT{label}: the 3 windows before the corrupt image saved: '48 of 65 samples' in the line: "
+          f"{'48 of 65 samples' in line}; progress record's samples done: {sdone}")
+    shutil.rmtree(f"{out}.partial", ignore_errors=True)
 for label, model in (("ViT", VIT), ("ResNet", RESNET)):
     outs = []
     for e in (PREFETCH, {"ATTNSCOPE_PREFETCH": "0"}):
