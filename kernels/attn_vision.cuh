@@ -117,25 +117,31 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     if (steps > 0) issue(0, 0);
     const float init = !MEAN && fusion == 2 ? INFINITY : 0.0f;
     float acc[AF_KEYS / 8][4];                   // the fused map of the key tile: row g + 8(e >> 1), key 2t + (e & 1)
+    // head h's Q fragments and the rows' normalisers (+inf: p = 0), loaded a head ahead: head h + 1's
+    // loads are issued once head h's scores are made, and arrive while its probabilities are
+    // summed (loaded just before their use, their latency stalled every step)
+    typename Ops::qfrag qf;
+    float M[2];
+    auto load_head = [&](int h) {
+        Ops::load_q(qf, row[0] < n ? q + (base + row[0]) * ld + h * HS : NULL,
+                    row[1] < n ? q + (base + row[1]) * ld + h * HS : NULL, t, &sm.qspill[warp], lane);
+#pragma unroll
+        for (int r = 0; r < 2; r++) M[r] = row[r] < n ? lse[((size_t)b * NH + h) * T + row[r]] : INFINITY;
+    };
+    if (live && steps > 0) load_head(0);
     for (int s = 0; s < steps; s++) {
         const int h = s, buf = s & 1;
         if (h == 0)
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
-        typename Ops::qfrag qf;                  // head h's Q fragments and the rows' normalisers (+inf: p = 0)
-        float M[2];
-        if (live) {
-            Ops::load_q(qf, row[0] < n ? q + (base + row[0]) * ld + h * HS : NULL,
-                        row[1] < n ? q + (base + row[1]) * ld + h * HS : NULL, t, &sm.qspill[warp], lane);
-#pragma unroll
-            for (int r = 0; r < 2; r++) M[r] = row[r] < n ? lse[((size_t)b * NH + h) * T + row[r]] : INFINITY;
-        }
         cp_async_wait<0>();
         __syncthreads();   // this step's tile is in; every warp is done with the buffer the next copies reuse
         if (s + 1 < steps) issue(s + 1, buf ^ 1);
         if (live) {   // (a dead warp's map rows are written 0 below)
             float sc[AF_KEYS / 8][4];
             Ops::scores(sc, qf, sm.k[buf], lane);
+            const float Mh[2] = {M[0], M[1]};
+            if (s + 1 < steps) load_head(h + 1);   // (qf is free: its scores are made)
             float rd[2] = {0.0f, 0.0f}, rl[2] = {0.0f, 0.0f};
 #pragma unroll
             for (int nt = 0; nt < AF_KEYS / 8; nt++) {
@@ -148,7 +154,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
 #pragma unroll
                     for (int r = 0; r < 2; r++) {
                         const int e = 2 * r + c;
-                        const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -M[r])) : 0.0f;
+                        const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -Mh[r])) : 0.0f;
                         acc[nt][e] = MEAN ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
                         if (rpatch[r] && kj >= 0) {
                             const float d = dtab[ri[r] - kj];
