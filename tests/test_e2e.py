@@ -134,6 +134,18 @@ p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.
 ops = [l for l in p.stdout.splitlines() if l.startswith("[profile]")]
 check(p.returncode == 0 and any("(fused)" in l for l in ops) and not any("softmax" in l for l in ops),
       f"--topk 3 --key-importance: the fused path ran, not the explicit one ({'; '.join(l[10:42].strip() for l in ops[1:])})")
+# --timeline (device events around every op) needs CUDA: on the CPU, one line says so and the ops
+# are timed as --profile times them (the backend is synchronous), with the same results
+p = attnscope("run", "--model", f"{FX}/bert_tiny", "--input", f"{FX}/input_tiny.h5", "--timeline", "--topk", 3,
+              "--key-importance", "--out", f"{TMP}/tokens_timeline.h5")
+note = [l for l in p.stderr.splitlines() if "--timeline" in l]
+tl_ops = [l for l in p.stdout.splitlines() if l.startswith("[profile]")]
+same = False
+if p.returncode == 0:
+    with h5py.File(outd, "r") as f, h5py.File(f"{TMP}/tokens_timeline.h5", "r") as g:
+        same = all(np.array_equal(f[f"stats/{n}"][:], g[f"stats/{n}"][:]) for n in f["stats"])
+check(p.returncode == 0 and len(note) == 1 and "needs the CUDA backend" in note[0] and any("(fused)" in l for l in tl_ops)
+      and same, f"--timeline on the CPU: exit {p.returncode}, {note}, {len(tl_ops)} [profile] lines, /stats as --profile's: {same}")
 with h5py.File(outd, "r") as f, h5py.File(f"{TMP}/tiny_1.h5", "r") as g:
     same_idx = np.array_equal(f["stats/topk_index"][:], g["stats/topk_index"][:])
     d = max(float(np.abs(f[f"stats/{n}"][:] - g[f"stats/{n}"][:]).max()) for n in ("topk_weight", "key_importance", "entropy"))
