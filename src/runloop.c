@@ -168,7 +168,7 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             if (bpx) model_inputs_wait(m);   /* the batch in flight has its pixels on the device */
             PHASE(PH_UPLOADED);
             if (bpx && prefetch_batch(&pf, &bpx, order + s, B, next, n_next)) {
-                if (carry) {                   /* the window before is complete: it stays */
+                if (carry) {                   /* the window before is complete: it stays (written before the failure) */
                     end_carried(col, d, &pend, cw0, cwn, &done_tok);
                     carry = 0;
                     done_s = cw0 + cwn;
@@ -247,10 +247,6 @@ int run_loop(run_loop_result *res, collect *col, model *m, const dataset *d, run
             w0 += wn;
         }
         PHASE(PH_WINDOW);
-    }
-    if (carry) {   /* (a failure before the next window's first batch was sent) */
-        end_carried(col, d, &pend, cw0, cwn, &done_tok);
-        done_s = cw0 + cwn;
     }
     if (bpx) prefetch_free(&pf);   /* (its worker's time complete) */
     if (rank == 0 && getenv("ATTNSCOPE_PHASES")) {
