@@ -7,14 +7,15 @@
 // (post-norm): each lane writes only the elements it read, x first. Rows of 128·V floats stay in
 // registers (float4 loads). res may be bfloat16 and a bf16 copy of xn
 // may be written (the next GEMM's input under --precision bf16); with it, xn may be NULL (only the
-// copy is wanted: a pre-norm model's float32 xn is then never read).
+// copy is wanted: a pre-norm model's float32 xn is then never read). norms, when not NULL, gets each
+// row's L2 norm after the add, Σ x² in double (the residual stream's norms without reading x again).
 #include "kernels.h"
 #include "kernel_util.cuh"
 
 // any C: lanes take elements lane, lane + 32, ...; the sum is written to x and read back
 template <typename TR>
 __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, const TR *res, const float *w,
-                                       const float *b, int M, int C, float eps, int rms)
+                                       const float *b, int M, int C, float eps, int rms, float *norms)
 {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
@@ -23,6 +24,12 @@ __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, 
     if (res) {
         const TR *a = res + (size_t)row * C;
         for (int i = lane; i < C; i += 32) r[i] = __fadd_rn(r[i], as_float(a[i]));
+    }
+    if (norms) {
+        double s = 0;
+        for (int i = lane; i < C; i += 32) s += (double)r[i] * r[i];
+        s = warp_sum(s);
+        if (lane == 0) norms[row] = (float)sqrt(s);
     }
     if (!w) {
         for (int i = lane; i < C; i += 32) {
@@ -50,7 +57,7 @@ __global__ static void add_norm_kernel(float *x, float *xn, __nv_bfloat16 *xnb, 
 // C = 128·V: the row in registers (V float4 per lane), read once and written once
 template <int V, typename TR>
 __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *xnb, const TR *res, const float *w,
-                                           const float *b, int M, float eps, int rms)
+                                           const float *b, int M, float eps, int rms, float *norms)
 {
     const int C = 128 * V, row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= M) return;
@@ -67,6 +74,13 @@ __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *x
             if (w) store4(r + c, s);             // the stream keeps the sum (xn == x: overwritten below)
         }
         v[4 * k] = s.x; v[4 * k + 1] = s.y; v[4 * k + 2] = s.z; v[4 * k + 3] = s.w;
+    }
+    if (norms) {
+        double s = 0;
+#pragma unroll
+        for (int e = 0; e < 4 * V; e++) s += (double)v[e] * v[e];
+        s = warp_sum(s);
+        if (lane == 0) norms[row] = (float)sqrt(s);
     }
     double mean = 0, rstd = 1;
     if (w) {
@@ -101,25 +115,25 @@ __global__ static void add_norm_vec_kernel(float *x, float *xn, __nv_bfloat16 *x
 
 template <typename TR>
 static void launch(float *x, float *xn, __nv_bfloat16 *xnb, const TR *res, const float *w, const float *b, int M, int C,
-                   float eps, int rms)
+                   float eps, int rms, float *norms)
 {
     const int rows_per_block = 8, blocks = (M + rows_per_block - 1) / rows_per_block;
     if (M <= 0) return;
     const bool aligned = (size_t)x % 16 == 0 && (size_t)xn % 16 == 0 && (size_t)res % 16 == 0 && (size_t)w % 16 == 0 &&
                          (size_t)b % 16 == 0 && (size_t)xnb % 8 == 0;
     switch (aligned && C % 128 == 0 ? C / 128 : 0) {
-#define AN_VEC(V) case V: add_norm_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(x, xn, xnb, res, w, b, M, eps, rms); break;
+#define AN_VEC(V) case V: add_norm_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(x, xn, xnb, res, w, b, M, eps, rms, norms); break;
     AN_VEC(1) AN_VEC(2) AN_VEC(3) AN_VEC(4) AN_VEC(5) AN_VEC(6) AN_VEC(7) AN_VEC(8)
 #undef AN_VEC
-    default: add_norm_kernel<<<blocks, 32 * rows_per_block>>>(x, xn, xnb, res, w, b, M, C, eps, rms);
+    default: add_norm_kernel<<<blocks, 32 * rows_per_block>>>(x, xn, xnb, res, w, b, M, C, eps, rms, norms);
     }
     KERNEL_CHECK("add_norm_kernel");
 }
 
 extern "C" void cuda_add_norm(float *x, float *xn, void *xn_bf16, const void *res, int res_bf16, const float *w,
-                              const float *b, int M, int C, float eps, int rms)
+                              const float *b, int M, int C, float eps, int rms, float *norms)
 {
     __nv_bfloat16 *xnb = (__nv_bfloat16 *)xn_bf16;
-    if (res_bf16) launch(x, xn, xnb, (const __nv_bfloat16 *)res, w, b, M, C, eps, rms);
-    else launch(x, xn, xnb, (const float *)res, w, b, M, C, eps, rms);
+    if (res_bf16) launch(x, xn, xnb, (const __nv_bfloat16 *)res, w, b, M, C, eps, rms, norms);
+    else launch(x, xn, xnb, (const float *)res, w, b, M, C, eps, rms, norms);
 }

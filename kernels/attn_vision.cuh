@@ -11,10 +11,12 @@
 //    thread's registers (its 2 rows x 16 keys) while the heads go by, then is written once:
 //    (B, T, T) floats instead of (B, NH, T, T).
 //  * Per head, each row's Σ p·‖c_i − c_j‖ and 2-D locality mass over the patch keys, from a table
-//    in shared memory of ‖(dx, dy)‖ over every displacement of the grid (−(gh−1) .. gh−1 rows,
-//    −(gw−1) .. gw−1 columns): row i and key j carry offsets into it (ri, kj) and their entry is
-//    dtab[ri − kj], one subtraction and one load a probability (locality: the entry is < 1.5, that
-//    is |dx| ≤ 1 and |dy| ≤ 1). Summed over the quad per step and kept in
+//    in shared memory over every displacement of the grid (−(gh−1) .. gh−1 rows, −(gw−1) .. gw−1
+//    columns) of pairs (‖(dx, dy)‖, 1 if |dx| ≤ 1 and |dy| ≤ 1 else 0), then as many pairs (0, 0):
+//    row i and key j carry offsets into it (ri, kj) and their pair is dtab[ri − kj], one
+//    subtraction and one 8-byte load a probability, then two FMAs. A prefix key (or one past T)
+//    has kj = −ndisp, which lands in the zeros; a row that is no patch (prefix, padding) looks up
+//    real pairs, and its sums are dropped. Summed over the quad per step and kept in
 //    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
 //    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
 //    (image, row tile, key tile, head) go to scratch; vis_finish_kernel adds them in that order
@@ -25,22 +27,22 @@
 #define ATTNSCOPE_ATTN_VISION_CUH
 #include "attn_fused_ops.cuh"
 
-#define AV_MAX_T 4096              // tokens (the displacement table in shared memory: < 64 KiB)
+#define AV_MAX_T 4096              // tokens (and av_fits: the displacement table, 64 bytes a token, in shared memory)
 
 template <class Ops, int HS> struct av_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered)
     typename Ops::qspill qspill[AF_WARPS];
-    // then, sized by the launch (av_smem_bytes): rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance
-    // and Σ p over the 3 x 3 patches; kc (AF_KEYS) ints — key kt + j's offset dy·(2gw − 1) + dx (a
-    // prefix token, or none: −1); dtab (av_disp) floats — ‖(dx, dy)‖ in patches at
-    // (dy + gh − 1)·(2gw − 1) + dx + gw − 1
+    // then, sized by the launch (av_smem_bytes): dtab (2·av_disp) float2 — (‖(dx, dy)‖ in patches, 1 if
+    // within the 3 x 3 patches) at (dy + gh − 1)·(2gw − 1) + dx + gw − 1, then av_disp pairs (0, 0);
+    // rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance and Σ p over the 3 x 3 patches;
+    // kc (AF_KEYS) ints — key kt + j's offset dy·(2gw − 1) + dx (a prefix token, or none: −av_disp)
 };
 template <class Ops, int HS> __host__ __device__ constexpr size_t av_head_bytes() { return (sizeof(av_smem<Ops, HS>) + 15) / 16 * 16; }
 // the displacements of a grid of gh x gw patches (< 4·gh·gw ≤ 4T)
 static inline size_t av_disp(int gh, int gw) { return gh > 0 && gw > 0 ? (size_t)(2 * gh - 1) * (2 * gw - 1) : 0; }
 template <class Ops, int HS> static size_t av_smem_bytes(int NH, size_t disp)
 {
-    return av_head_bytes<Ops, HS>() + ((size_t)NH * AF_QROWS * 2 + AF_KEYS + disp) * sizeof(float);
+    return av_head_bytes<Ops, HS>() + 2 * disp * sizeof(float2) + ((size_t)NH * AF_QROWS * 2 + AF_KEYS) * sizeof(float);
 }
 
 // blocks per SM: as the first kernel's unless -DAV_MIN_BLOCKS=n (5: 96 registers, more spills, the
@@ -62,9 +64,10 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     constexpr int VEC = 16 / sizeof(elem);
     extern __shared__ __align__(16) unsigned char av_raw[];
     av_smem<Ops, HS> &sm = *reinterpret_cast<av_smem<Ops, HS> *>(av_raw);
-    float *rs = reinterpret_cast<float *>(av_raw + av_head_bytes<Ops, HS>());
+    const int dw = 2 * gw - 1, ndisp = (2 * gh - 1) * dw;   // the table's row length and size
+    float2 *dtab = reinterpret_cast<float2 *>(av_raw + av_head_bytes<Ops, HS>());
+    float *rs = reinterpret_cast<float *>(dtab + 2 * ndisp);
     int *kc = reinterpret_cast<int *>(rs + NH * AF_QROWS * 2);
-    float *dtab = reinterpret_cast<float *>(kc + AF_KEYS);
     const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS, kt = blockIdx.z * AF_KEYS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int n = len[b] < 0 ? 0 : len[b] > T ? T : len[b], np = T - npre;
@@ -75,31 +78,31 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     // a warp whose 16 rows all lie past the length (ViT-B's 197 tokens: 3 of the last tile's 4
     // warps) only helps with the copies; key columns past it are skipped (warp-uniform tests)
     const bool live = q0 + warp * 16 < n;
-    const int dw = 2 * gw - 1, ndisp = (2 * gh - 1) * dw;   // the table's row length and size
     for (int jj = threadIdx.x; jj < AF_KEYS; jj += blockDim.x) {
         const int j = kt + jj;
-        kc[jj] = j < npre || j >= T ? -1 : (j - npre) / gw * dw + (j - npre) % gw;
+        kc[jj] = j < npre || j >= T ? -ndisp : (j - npre) / gw * dw + (j - npre) % gw;
     }
-    for (int e = threadIdx.x; e < ndisp; e += blockDim.x) {
+    for (int e = threadIdx.x; e < 2 * ndisp; e += blockDim.x) {
         const int dy = e / dw - (gh - 1), dx = e % dw - (gw - 1);
-        dtab[e] = sqrtf((float)(dx * dx + dy * dy));
+        dtab[e] = e < ndisp ? make_float2(sqrtf((float)(dx * dx + dy * dy)), dx >= -1 && dx <= 1 && dy >= -1 && dy <= 1 ? 1.0f : 0.0f)
+                            : make_float2(0.0f, 0.0f);
     }
     for (int e = threadIdx.x; e < NH * AF_QROWS * 2; e += blockDim.x) rs[e] = 0.0f;
-    // the rows' offsets into the table: dtab[ri − kj] is row i's distance to key j (a prefix
-    // token or a row past the length: none)
-    int ri[2];
+    // the rows' pointers into the table: dtab[ri − kj] is row i's pair for key j (a row that is no
+    // patch takes the grid's centre, whose lookups stay in the table: its sums are dropped)
+    const float2 *rtab[2];
     bool rpatch[2];
-    const bool cls_row = row[0] == 0;            // this lane's first row is the [CLS] row (query 0)
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         rpatch[r] = row[r] >= npre && row[r] < n;
-        ri[r] = rpatch[r] ? (row[r] - npre) / gw * dw + (row[r] - npre) % gw + (gh - 1) * dw + gw - 1 : 0;
+        rtab[r] = dtab + (rpatch[r] ? (row[r] - npre) / gw * dw + (row[r] - npre) % gw : 0) + (gh - 1) * dw + gw - 1;
     }
     constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;
     // the copies of step s = (key tile s / NH, head s % NH) into buffer buf
+    const int grp = NH / NKV;                    // query heads a kv head
     auto issue = [&](int s, int buf) {
-        const int h = s, kvh = h / (NH / NKV);
+        const int h = s, kvh = grp == 1 ? h : h / grp;   // (no division per step where every head has its own)
         const size_t off = base * ld + (size_t)kvh * HS + cp_cv;
         if (kt + AF_KEYS <= T) {                 // (every row exists: one product, constant steps, as attn_fused_kernel)
             const size_t src = off + (size_t)(kt + cp_r0) * ld, step = (size_t)CP_ROWS * ld;
@@ -117,6 +120,8 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     if (steps > 0) issue(0, 0);
     const float init = !MEAN && fusion == 2 ? INFINITY : 0.0f;
     float acc[AF_KEYS / 8][4];                   // the fused map of the key tile: row g + 8(e >> 1), key 2t + (e & 1)
+#pragma unroll
+    for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
     // head h's Q fragments and the rows' normalisers (+inf: p = 0), loaded a head ahead: head h + 1's
     // loads are issued once head h's scores are made, and arrive while its probabilities are
     // summed (loaded just before their use, their latency stalled every step)
@@ -131,9 +136,6 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     if (live && steps > 0) load_head(0);
     for (int s = 0; s < steps; s++) {
         const int h = s, buf = s & 1;
-        if (h == 0)
-#pragma unroll
-            for (int nt = 0; nt < AF_KEYS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = init;
         cp_async_wait<0>();
         __syncthreads();   // this step's tile is in; every warp is done with the buffer the next copies reuse
         if (s + 1 < steps) issue(s + 1, buf ^ 1);
@@ -143,28 +145,41 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
             const float Mh[2] = {M[0], M[1]};
             if (s + 1 < steps) load_head(h + 1);   // (qf is free: its scores are made)
             float rd[2] = {0.0f, 0.0f}, rl[2] = {0.0f, 0.0f};
+            // the probabilities (in place of the scores), then the map, the pairs' sums and the [CLS]
+            // row from them; keys past the length p = 0 (a tile wholly below it tests none)
+            auto elements = [&](auto full_tile) {
 #pragma unroll
-            for (int nt = 0; nt < AF_KEYS / 8; nt++) {
-                if (kt + nt * 8 >= n) break;         // (their map entries are written 0)
+                for (int nt = 0; nt < AF_KEYS / 8; nt++) {
+                    if (!decltype(full_tile)::value && kt + nt * 8 >= n) break;   // (their map entries are written 0)
 #pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const int jl = nt * 8 + 2 * t + c;
-                    const bool ok = kt + jl < n;
-                    const int kj = kc[jl];
+                    for (int e = 0; e < 4; e++) {
+                        const bool ok = decltype(full_tile)::value || kt + nt * 8 + 2 * t + (e & 1) < n;
+                        sc[nt][e] = ok ? ex2(fmaf(sc[nt][e], sl2, -Mh[e >> 1])) : 0.0f;
+                        acc[nt][e] = MEAN ? acc[nt][e] + sc[nt][e] : fusion == 1 ? fmaxf(acc[nt][e], sc[nt][e]) : fminf(acc[nt][e], sc[nt][e]);
+                    }
 #pragma unroll
-                    for (int r = 0; r < 2; r++) {
-                        const int e = 2 * r + c;
-                        const float p = ok ? ex2(fmaf(sc[nt][e], sl2, -Mh[r])) : 0.0f;
-                        acc[nt][e] = MEAN ? acc[nt][e] + p : fusion == 1 ? fmaxf(acc[nt][e], p) : fminf(acc[nt][e], p);
-                        if (rpatch[r] && kj >= 0) {
-                            const float d = dtab[ri[r] - kj];
-                            rd[r] = fmaf(p, d, rd[r]);
-                            rl[r] += d < 1.5f ? p : 0.0f;   // (|dx| <= 1 and |dy| <= 1: 0, 1 or √2)
+                    for (int c = 0; c < 2; c++) {
+                        const int kj = kc[nt * 8 + 2 * t + c];
+#pragma unroll
+                        for (int r = 0; r < 2; r++) {
+                            const float2 dl = rtab[r][-kj];
+                            rd[r] = fmaf(sc[nt][2 * r + c], dl.x, rd[r]);
+                            rl[r] = fmaf(sc[nt][2 * r + c], dl.y, rl[r]);   // (p·1 + rl: the add, exactly)
                         }
-                        if (r == 0 && cls_row && ok && kt + jl >= npre) cls[((size_t)b * NH + h) * np + (kt + jl - npre)] = p;
                     }
                 }
-            }
+            };
+            if (kt + AF_KEYS <= n) elements(std::true_type{});
+            else elements(std::false_type{});
+            // the [CLS] row (query 0: lanes g = 0 of the first warp of the first row tile)
+            if (q0 == 0 && warp == 0 && g == 0)
+#pragma unroll
+                for (int nt = 0; nt < AF_KEYS / 8; nt++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        const int j = kt + nt * 8 + 2 * t + c;
+                        if (j < n && j >= npre) cls[((size_t)b * NH + h) * np + (j - npre)] = sc[nt][c];
+                    }
             // the step's row sums over the quad, into the head's per-row sums
 #pragma unroll
             for (int r = 0; r < 2; r++) {
@@ -172,7 +187,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
                 rd[r] += __shfl_xor_sync(0xffffffffu, rd[r], 2);
                 rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 1);
                 rl[r] += __shfl_xor_sync(0xffffffffu, rl[r], 2);
-                if (t == 0) { rs[(h * AF_QROWS + lrow[r]) * 2] += rd[r]; rs[(h * AF_QROWS + lrow[r]) * 2 + 1] += rl[r]; }
+                if (t == 0 && rpatch[r]) { rs[(h * AF_QROWS + lrow[r]) * 2] += rd[r]; rs[(h * AF_QROWS + lrow[r]) * 2 + 1] += rl[r]; }
             }
         }
         if (h != NH - 1) continue;

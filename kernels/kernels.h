@@ -34,9 +34,10 @@ void cuda_layernorm(float *out, void *out_bf16, const void *in, int in_bf16, con
 /* add_norm.cu: backend.h add_norm — x (M, C) += res (res NULL: none; float32, or bfloat16 when
  * res_bf16); then xn (M, C) = norm(x)·w (+ b when b is not NULL), norm LayerNorm (rms 0) or RMSNorm
  * (rms 1), statistics in double; w NULL: xn = x. xn may equal x. xn_bf16 (M, C) bfloat16 receives
- * xn rounded (the next GEMM's input under --precision bf16), or NULL. */
+ * xn rounded (the next GEMM's input under --precision bf16), or NULL. norms (M), or NULL: each row's L2
+ * norm after the add (in double, as cuda_row_norms). */
 void cuda_add_norm(float *x, float *xn, void *xn_bf16, const void *res, int res_bf16, const float *w, const float *b,
-                   int M, int C, float eps, int rms);
+                   int M, int C, float eps, int rms, float *norms);
 /* rope.cu: backend.h rope — in place on T rows of ld elements (float32, or bfloat16 when bf16),
  * heads [0, nh) of HS columns; pos (T) int32, inv_freq (HS/2) float32. */
 void cuda_rope(void *x, int bf16, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS);

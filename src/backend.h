@@ -88,9 +88,12 @@ struct backend {
      *   (the add alone). xn may equal x: post-norm, x replaced by its norm (then as layernorm). The
      *   pre-norm residual step: the stream stays in x, the next sub-block's input is xn. xn_bf16
      *   (M, C) receives a bf16 copy of xn (only with bf16_acts; else NULL): the next GEMM's input;
-     *   with it, xn may be NULL (the copy alone). */
+     *   with it, xn may be NULL (the copy alone). norms (M), when not NULL, receives the L2 norm of
+     *   each row of x after the add, as row_norms computes it (the residual stream's norms at no
+     *   extra read of x).
+     */
     void (*add_norm)(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt, const float *w,
-                     const float *b, int M, int C, float eps, int rms);
+                     const float *b, int M, int C, float eps, int rms, float *norms);
     /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld elements of type dt,
      * heads [0, nh) of HS columns at h·HS; in each head the pair (i, i + HS/2) turns by the angle
      * θ = float(pos[t]·inv_freq[i]): (a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ), in float

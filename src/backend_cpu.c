@@ -99,7 +99,7 @@ static void cpu_activation(backend *be, void *x_, int dt, size_t n, int act)
 }
 
 static void cpu_add_norm(backend *be, float *x, float *xn, void *xn_bf16, const void *res_, int res_dt, const float *w,
-                         const float *b, int M, int C, float eps, int rms)
+                         const float *b, int M, int C, float eps, int rms, float *norms)
 {
     need_f32(res_dt, "cpu_add_norm");
     if (xn_bf16) check_fail(__FILE__, __LINE__, "cpu_add_norm", "no bf16 copy: the CPU backend has float32 activations only");
@@ -109,6 +109,11 @@ static void cpu_add_norm(backend *be, float *x, float *xn, void *xn_bf16, const 
         float *r = x + (size_t)m * C, *y = xn + (size_t)m * C;
         if (res)
             for (int i = 0; i < C; i++) r[i] += res[(size_t)m * C + i];
+        if (norms) {                     /* (as cpu_row_norms) */
+            double s = 0;
+            for (int i = 0; i < C; i++) s += (double)r[i] * r[i];
+            norms[m] = (float)sqrt(s);
+        }
         if (!w) {
             if (y != r) memcpy(y, r, (size_t)C * sizeof(float));
             continue;

@@ -229,9 +229,9 @@ static void cuda_activation_op(backend *be, void *x, int dt, size_t n, int act)
 
 /* The decoder families' ops: float32, or bf16 where the forward keeps that activation in bf16 */
 static void cuda_add_norm_op(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt,
-                             const float *w, const float *b, int M, int C, float eps, int rms)
+                             const float *w, const float *b, int M, int C, float eps, int rms, float *norms)
 {
-    cuda_add_norm(x, xn, xn_bf16, res, res_dt == DT_BF16, w, b, M, C, eps, rms);
+    cuda_add_norm(x, xn, xn_bf16, res, res_dt == DT_BF16, w, b, M, C, eps, rms, norms);
 }
 static void cuda_rope_op(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
                          int HS)

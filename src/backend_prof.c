@@ -53,8 +53,8 @@ static void p_layernorm(backend *be, float *out, void *ob, const void *in, int i
                         const float *b, int M, int C, float eps)
 { TIMED(be, P_LAYERNORM, IN(be)->layernorm(IN(be), out, ob, in, idt, res, rdt, w, b, M, C, eps)); }
 static void p_add_norm(backend *be, float *x, float *xn, void *xb, const void *res, int rdt, const float *w,
-                       const float *b, int M, int C, float eps, int rms)
-{ TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, xb, res, rdt, w, b, M, C, eps, rms)); }
+                       const float *b, int M, int C, float eps, int rms, float *norms)
+{ TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, xb, res, rdt, w, b, M, C, eps, rms, norms)); }
 static void p_rope(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
 { TIMED(be, P_ROPE, IN(be)->rope(IN(be), x, dt, ld, pos, inv_freq, T, nh, HS)); }
 static void p_gated(backend *be, void *out, const void *in, int dt, int M, int F, int act)

@@ -292,7 +292,6 @@ void collect_batch_begin(collect *c, const int *idx, int B, int T)
         }
     }
     c->req = (attn_request){.capture = collect_capture, .user = c, .no_probs = c->no_probs,
-                            .hidden = c->vis[VIS_NORM] ? collect_vision_hidden : NULL,
                             .window = c->o.window, .tokcls = c->btokcls, .stats = st->stat,
                             .topk = k, .topk_idx = k ? st->ti : NULL, .topk_w = k ? st->tw : NULL,
                             .key_imp = c->ki ? st->ki : NULL, .defer = 1};

@@ -239,9 +239,6 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T);
 void collect_vision_map(void *user, int layer, const float *map, int B, int T);
 void collect_vision_batch_sent(collect *c, int B, int T);
 void collect_vision_scatter(collect *c, const collect_scatter_job *j);
-/* the model's hidden callback (user = collect*): every token's norm after each layer (kept in
- * backend memory until the batch ends) */
-void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C);
 void collect_vision_create(collect *c, h5out *out);
 void collect_vision_free(collect *c);
 #endif

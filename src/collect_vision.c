@@ -6,8 +6,9 @@
  * distance, locality and [CLS] rows for the batch's end and hands over each layer's fused map for
  * the rollout (collect_vision_request, _map, _batch_sent). Else from the probabilities of the
  * explicit path (capture): the backend computes them where the probabilities are (backend.h
- * vision_stats, rollout_step, row_norms). Only the small results reach the host, the rollout once
- * per batch. */
+ * vision_stats, rollout_step). Every token's norm after each layer comes from the residual step
+ * that ends the layer (attn_request norms: add_norm makes them as it adds, kept in backend memory
+ * until the batch ends). Only the small results reach the host, the rollout once per batch. */
 #include "collect.h"
 #include "check.h"
 #include "util.h"
@@ -127,6 +128,7 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T)
     }
     collect_bset *st = &c->bset[c->fcur];              /* (collect_batch_begin made it ready) */
     st->norm = collect_grow_host(c, st->norm, &st->norm_cap, n, sizeof(float), "out of host memory for the token norms of a batch");
+    req->norms = c->vis[VIS_NORM] ? c->dnorm : NULL;   /* (the layers' residual steps make them) */
     st->roll = collect_grow_host(c, st->roll, &st->roll_cap, (size_t)B * T * T, sizeof(float),
                                  "out of host memory for the rollout of a batch");
     if (!c->no_probs) return;
@@ -193,13 +195,6 @@ void collect_vision_scatter(collect *c, const collect_scatter_job *j)
         for (int q = 0; q < np; q++) cnt += last[q] > c->o.high_norm_factor * med;
         c->vis[VIS_HIGH][w] = (float)cnt;
     }
-}
-
-void collect_vision_hidden(void *user, int layer, const float *x, int B, int T, int C)
-{
-    collect *c = user;
-    if (!c->vis[VIS_NORM]) return;
-    c->m->be->row_norms(c->m->be, c->dnorm + (size_t)layer * B * T, x, (size_t)B * T, C);
 }
 
 void collect_vision_free(collect *c)

@@ -211,9 +211,10 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
  * A post-norm model under bf16 activations keeps its stream in xb, as transformers' bf16 model
  * keeps its hidden states in bf16: each norm reads xb (from_x: the embeddings' float32 x, the first
  * step) and the bf16 residual, adds and normalises in float/double, and writes xb again; the
- * float32 x only where keep_xn asks for it. That is 6 bytes an element instead of 12. */
+ * float32 x only where keep_xn asks for it. That is 6 bytes an element instead of 12.
+ * norms (BT), or NULL: the rows' L2 norms of x after the step (add_norm makes them as it adds). */
 static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn,
-                          int from_x)
+                          int from_x, float *norms)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
@@ -223,8 +224,10 @@ static void residual_step(model *m, const void *res, int res_dt, const norm_weig
             be->layernorm(be, keep_xn ? m->x : NULL, xb, xb, DT_BF16, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
         else
             be->layernorm(be, m->x, xb, m->x, DT_F32, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
+        if (norms) be->row_norms(be, norms, m->x, (size_t)BT, c->d_model);
     } else
-        be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS);
+        be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS,
+                     norms);
 }
 
 /* The layers, from the embedded input in m->x (and the inputs block uploaded) to the last hidden
@@ -259,13 +262,14 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
     const void *lin_in = xb ? xb : (const void *)m->xn;
     /* a pre-norm model with an embedding norm (CLIP's pre_layrnorm) normalises the stream itself first */
     if (a->pre_norm && m->emb_norm.w)
-        be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS);
+        be->add_norm(be, m->x, m->x, NULL, NULL, DT_F32, m->emb_norm.w, m->emb_norm.b, BT, C, c->ln_eps, a->norm == NORM_RMS,
+                     NULL);
     /* (a post-norm model whose first norm has no weights goes through add_norm, which keeps x:
      * its bf16 stream starts at the first layer's norm, from x) */
     /* (ATTNSCOPE_F32_STREAM=1: the float32 stream as before, for accuracy comparisons) */
-    const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && req->hidden;
+    const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && (req->hidden || req->norms);
     const int f32_stream = util_env_on("ATTNSCOPE_F32_STREAM");
-    residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1);
+    residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1, NULL);
     int from_x = !(post_ln && m->first.w) || f32_stream;
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
@@ -290,7 +294,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         }
         /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
         be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, hidden_each, from_x);
+        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, hidden_each, from_x, NULL);
         from_x = f32_stream;
         /* (the activation in the GEMM's epilogue where the backend can: linear_act) */
         if (a->mlp == MLP_GATED) {
@@ -301,7 +305,8 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
             be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
         }
         be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, f32_stream);
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, f32_stream,
+                      req && req->norms ? req->norms + (size_t)l * BT : NULL);
         if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first

@@ -284,7 +284,9 @@ static void test_activation_bf16(int act, const char *name, size_t n)
 
 /* add_norm (the pre-norm residual step): the stream x (x + res) and the normed xn against the CPU,
  * LayerNorm or RMSNorm, with and without bias and residual, xn == x (post-norm) and w NULL (the add
- * alone). bf16: a bf16 residual and the bf16 copy of xn that the bf16 path's next GEMM reads. */
+ * alone). bf16: a bf16 residual and the bf16 copy of xn that the bf16 path's next GEMM reads. The
+ * rows' norms after the add (the vision outputs' token norms) against the CPU's row_norms of its
+ * stream, on both backends. */
 static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_place, int no_w)
 {
     const size_t n = (size_t)M * C;
@@ -294,16 +296,23 @@ static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_
         for (size_t i = 0; i < n; i++) r[i] = bf16_round(r[i]);
     float *wx = xmalloc(n * 4), *wn = in_place ? wx : xmalloc(n * 4);
     memcpy(wx, x, n * 4);
-    cpu->add_norm(cpu, wx, wn, NULL, r, DT_F32, no_w ? NULL : w, bias ? b : NULL, M, C, 1e-6f, rms);
+    float *wnorm = xmalloc((size_t)M * 4), *cnorm = xmalloc((size_t)M * 4);
+    cpu->add_norm(cpu, wx, wn, NULL, r, DT_F32, no_w ? NULL : w, bias ? b : NULL, M, C, 1e-6f, rms, cnorm);
+    float *cx = xmalloc(n * 4);   /* the stream after the add (wx is the norm's output when in place) */
+    memcpy(cx, x, n * 4);
+    if (r)
+        for (size_t i = 0; i < n; i++) cx[i] += r[i];
+    cpu->row_norms(cpu, wnorm, cx, M, C);
     float *d_x = to_dev(x, n * 4), *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
     uint16_t *rb = with_res == 2 ? to_bf16_bits(r, n) : NULL;
     void *d_r = !r ? NULL : rb ? to_dev(rb, n * 2) : to_dev(r, n * 4);
     float *d_n = in_place ? d_x : gpu->alloc(gpu, n * 4);
     void *d_nb = with_res == 2 ? gpu->alloc(gpu, n * 2) : NULL;
     backend *g = with_res == 2 ? gpu_bf16 : gpu;
+    float *d_norm = gpu->alloc(gpu, (size_t)M * 4);
     g->add_norm(g, d_x, d_n, d_nb, d_r, with_res == 2 ? DT_BF16 : DT_F32, no_w ? NULL : d_w, bias ? d_b : NULL, M, C,
-                1e-6f, rms);
-    float *gx = to_host(d_x, n * 4), *gn = to_host(d_n, n * 4);
+                1e-6f, rms, d_norm);
+    float *gx = to_host(d_x, n * 4), *gn = to_host(d_n, n * 4), *gnorm = to_host(d_norm, (size_t)M * 4);
     char what[128];
     snprintf(what, sizeof what, "%s M=%d C=%d%s%s%s%s", no_w ? "add only" : rms ? "rms" : "layer", M, C,
              bias ? " bias" : "", with_res == 2 ? " + bf16 res" : r ? " + res" : "", in_place ? " xn=x" : "",
@@ -311,6 +320,10 @@ static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_
     const char *why = "float add, double statistics on both sides";
     if (!in_place) report("add_norm", what, compare(gx, wx, n), 0, 0, "  the stream x + res: one float add");
     report("add_norm", what, compare(gn, wn, n), 1e-5, 1, why);
+    report("add_norm", "CPU norms vs row_norms", compare(cnorm, wnorm, M), 0, 0, "  the rows' norms: the same sums");
+    report("add_norm", "GPU norms vs row_norms", compare(gnorm, wnorm, M), 1e-6, 1, "  the rows' norms: double sums, order differs");
+    free(wnorm); free(cnorm); free(cx); free(gnorm);
+    gpu->free(gpu, d_norm);
     if (d_nb) {
         uint16_t *ob = to_host(d_nb, n * 2), *want_b = to_bf16_bits(gn, n);
         const int bdiff = memcmp(ob, want_b, n * 2) != 0;
@@ -322,7 +335,7 @@ static void test_add_norm(int M, int C, int rms, int bias, int with_res, int in_
         if (!in_place) {
             float *d_x2 = to_dev(x, n * 4);
             void *d_nb2 = gpu->alloc(gpu, n * 2);
-            g->add_norm(g, d_x2, NULL, d_nb2, d_r, DT_BF16, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms);
+            g->add_norm(g, d_x2, NULL, d_nb2, d_r, DT_BF16, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms, NULL);
             float *gx2 = to_host(d_x2, n * 4);
             uint16_t *ob2 = to_host(d_nb2, n * 2);
             const int d2 = memcmp(gx2, gx, n * 4) != 0 || memcmp(ob2, ob, n * 2) != 0;
