@@ -346,15 +346,15 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
                 ut[r][nt & 1] = fmaf(p, x, ut[r][nt & 1]);
                 if (decltype(near_tile)::value) {
                     acc[r][STAT_DISTANCE] += p * fabsf(dj[r] + (float)(nt * 8 + (e & 1)));
-                    // (warp-uniform: only the 8-key groups within reach of the warp's rows)
+                    // (warp-uniform: only the 8-key groups within reach of the warp's rows). Selects,
+                    // not branches: the lanes' offsets differ, and branches here diverged (adding 0
+                    // changes no sum)
                     if (kt + nt * 8 <= wrow0 + 15 + reach && kt + nt * 8 + 7 >= wrow0 - reach) {
-                        const int d = i > j ? i - j : j - i;
-                        if (d <= window) acc[r][STAT_LOCALITY] += p;
-                        if (d == 0) acc[r][STAT_ATTN_SELF] += p;
-                        else if (d == 1) {                 // constant indices: acc stays in registers
-                            if (j < i) acc[r][STAT_ATTN_PREV] += p;
-                            else acc[r][STAT_ATTN_NEXT] += p;
-                        }
+                        const int dd = j - i;
+                        acc[r][STAT_LOCALITY] += abs(dd) <= window ? p : 0.0f;
+                        acc[r][STAT_ATTN_SELF] += dd == 0 ? p : 0.0f;
+                        acc[r][STAT_ATTN_PREV] += dd == -1 ? p : 0.0f;
+                        acc[r][STAT_ATTN_NEXT] += dd == 1 ? p : 0.0f;
                     }
                 }
             }
