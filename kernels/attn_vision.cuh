@@ -12,11 +12,12 @@
 //    (B, T, T) floats instead of (B, NH, T, T).
 //  * Per head, each row's Σ p·‖c_i − c_j‖ and 2-D locality mass over the patch keys, from a table
 //    in shared memory over every displacement of the grid (−(gh−1) .. gh−1 rows, −(gw−1) .. gw−1
-//    columns) of pairs (‖(dx, dy)‖, 1 if |dx| ≤ 1 and |dy| ≤ 1 else 0), then as many pairs (0, 0):
-//    row i and key j carry offsets into it (ri, kj) and their pair is dtab[ri − kj], one
+//    columns) of pairs (‖(dx, dy)‖, 1 if |dx| ≤ 1 and |dy| ≤ 1 else 0), then half as many pairs
+//    (0, 0): row i and key j carry offsets into it (ri, kj) and their pair is dtab[ri − kj], one
 //    subtraction and one 8-byte load a probability, then two FMAs. A prefix key (or one past T)
-//    has kj = −ndisp, which lands in the zeros; a row that is no patch (prefix, padding) looks up
-//    real pairs, and its sums are dropped. Summed over the quad per step and kept in
+//    has kj = −(ndisp − c0) (c0: the grid's centre, (ndisp − 1)/2), which lands in the zeros; a
+//    row that is no patch (prefix, padding) takes the centre, looks up real pairs, and its sums
+//    are dropped. Summed over the quad per step and kept in
 //    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
 //    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
 //    (image, row tile, key tile, head) go to scratch; vis_finish_kernel adds them in that order
@@ -27,22 +28,25 @@
 #define ATTNSCOPE_ATTN_VISION_CUH
 #include "attn_fused_ops.cuh"
 
-#define AV_MAX_T 4096              // tokens (and av_fits: the displacement table, 64 bytes a token, in shared memory)
+#define AV_MAX_T 4096              // tokens (and av_fits: the displacement table, < 48 bytes a token, in shared memory)
 
 template <class Ops, int HS> struct av_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered)
     typename Ops::qspill qspill[AF_WARPS];
-    // then, sized by the launch (av_smem_bytes): dtab (2·av_disp) float2 — (‖(dx, dy)‖ in patches, 1 if
-    // within the 3 x 3 patches) at (dy + gh − 1)·(2gw − 1) + dx + gw − 1, then av_disp pairs (0, 0);
+    // then, sized by the launch (av_smem_bytes): dtab (av_tab(av_disp)) float2 — (‖(dx, dy)‖ in patches,
+    // 1 if within the 3 x 3 patches) at (dy + gh − 1)·(2gw − 1) + dx + gw − 1, then (av_disp + 1)/2
+    // pairs (0, 0);
     // rs (NH, AF_QROWS, 2) floats — per head and row Σ p·distance and Σ p over the 3 x 3 patches;
-    // kc (AF_KEYS) ints — key kt + j's offset dy·(2gw − 1) + dx (a prefix token, or none: −av_disp)
+    // kc (AF_KEYS) ints — key kt + j's offset dy·(2gw − 1) + dx (a prefix token, or none: −(av_disp − c0))
 };
 template <class Ops, int HS> __host__ __device__ constexpr size_t av_head_bytes() { return (sizeof(av_smem<Ops, HS>) + 15) / 16 * 16; }
 // the displacements of a grid of gh x gw patches (< 4·gh·gw ≤ 4T)
 static inline size_t av_disp(int gh, int gw) { return gh > 0 && gw > 0 ? (size_t)(2 * gh - 1) * (2 * gw - 1) : 0; }
+// the table's pairs: every displacement, then the zeros that a prefix key's lookups land in
+__host__ __device__ static inline size_t av_tab(size_t disp) { return disp + (disp + 1) / 2; }
 template <class Ops, int HS> static size_t av_smem_bytes(int NH, size_t disp)
 {
-    return av_head_bytes<Ops, HS>() + 2 * disp * sizeof(float2) + ((size_t)NH * AF_QROWS * 2 + AF_KEYS) * sizeof(float);
+    return av_head_bytes<Ops, HS>() + av_tab(disp) * sizeof(float2) + ((size_t)NH * AF_QROWS * 2 + AF_KEYS) * sizeof(float);
 }
 
 // blocks per SM: as the first kernel's unless -DAV_MIN_BLOCKS=n (5: 96 registers, more spills, the
@@ -64,9 +68,10 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     constexpr int VEC = 16 / sizeof(elem);
     extern __shared__ __align__(16) unsigned char av_raw[];
     av_smem<Ops, HS> &sm = *reinterpret_cast<av_smem<Ops, HS> *>(av_raw);
-    const int dw = 2 * gw - 1, ndisp = (2 * gh - 1) * dw;   // the table's row length and size
+    const int dw = 2 * gw - 1, ndisp = (2 * gh - 1) * dw;   // the table's row length, the displacements
+    const int c0 = (gh - 1) * dw + gw - 1, ntab = (int)av_tab(ndisp);   // the centre (0, 0); the pairs
     float2 *dtab = reinterpret_cast<float2 *>(av_raw + av_head_bytes<Ops, HS>());
-    float *rs = reinterpret_cast<float *>(dtab + 2 * ndisp);
+    float *rs = reinterpret_cast<float *>(dtab + ntab);
     int *kc = reinterpret_cast<int *>(rs + NH * AF_QROWS * 2);
     const int b = blockIdx.y, tile = blockIdx.x, q0 = tile * AF_QROWS, kt = blockIdx.z * AF_KEYS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -80,9 +85,9 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     const bool live = q0 + warp * 16 < n;
     for (int jj = threadIdx.x; jj < AF_KEYS; jj += blockDim.x) {
         const int j = kt + jj;
-        kc[jj] = j < npre || j >= T ? -ndisp : (j - npre) / gw * dw + (j - npre) % gw;
+        kc[jj] = j < npre || j >= T ? -(ndisp - c0) : (j - npre) / gw * dw + (j - npre) % gw;
     }
-    for (int e = threadIdx.x; e < 2 * ndisp; e += blockDim.x) {
+    for (int e = threadIdx.x; e < ntab; e += blockDim.x) {
         const int dy = e / dw - (gh - 1), dx = e % dw - (gw - 1);
         dtab[e] = e < ndisp ? make_float2(sqrtf((float)(dx * dx + dy * dy)), dx >= -1 && dx <= 1 && dy >= -1 && dy <= 1 ? 1.0f : 0.0f)
                             : make_float2(0.0f, 0.0f);
@@ -95,7 +100,7 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         rpatch[r] = row[r] >= npre && row[r] < n;
-        rtab[r] = dtab + (rpatch[r] ? (row[r] - npre) / gw * dw + (row[r] - npre) % gw : 0) + (gh - 1) * dw + gw - 1;
+        rtab[r] = dtab + (rpatch[r] ? (row[r] - npre) / gw * dw + (row[r] - npre) % gw : 0) + c0;
     }
     constexpr int CP_COLS = HS / VEC, CP_ROWS = 32 * AF_WARPS / CP_COLS;
     const int cp_r0 = threadIdx.x / CP_COLS, cp_cv = threadIdx.x % CP_COLS * VEC;

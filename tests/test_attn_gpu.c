@@ -479,6 +479,9 @@ vision:
         test_attention_vision(bf16, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0);
         test_attention_vision(gpu, DT_F32, 1, 1, 24, 24, 2, 64, 1, 2);
         test_attention_vision(bf16, DT_BF16, 1, 1, 32, 32, 3, 64, 1, 1);
+        /* a large grid on the fused path (ViT-B/16 at 768 x 768 pixels, 1 + 48 x 48): the displacement
+         * table (< 48 bytes a token) still fits beside the key tiles, on an A100 too */
+        test_attention_vision(bf16, DT_BF16, 1, 1, 48, 48, 2, 64, 1, 0);
         test_attention_vision(bf16, DT_F32, 2, 1, 14, 14, 4, 64, 1, 0);    /* bf16 backend, fp32 q k v */
     } else {
         printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
