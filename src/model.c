@@ -266,10 +266,11 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
                      NULL);
     /* (a post-norm model whose first norm has no weights goes through add_norm, which keeps x:
      * its bf16 stream starts at the first layer's norm, from x) */
-    /* (ATTNSCOPE_F32_STREAM=1: the float32 stream as before, for accuracy comparisons) */
-    const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, hidden_each = post_ln && req && (req->hidden || req->norms);
+    /* (ATTNSCOPE_F32_STREAM=1: the float32 stream as before, for accuracy comparisons; keep_each: a
+     * post-norm model whose token norms are wanted keeps the float32 x at every step as well) */
+    const int post_ln = !a->pre_norm && a->norm == NORM_LAYER, keep_each = post_ln && req && req->norms;
     const int f32_stream = util_env_on("ATTNSCOPE_F32_STREAM");
-    residual_step(m, NULL, DT_F32, &m->first, xb, BT, hidden_each, 1, NULL);
+    residual_step(m, NULL, DT_F32, &m->first, xb, BT, keep_each, 1, NULL);
     int from_x = !(post_ln && m->first.w) || f32_stream;
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
@@ -294,7 +295,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         }
         /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
         be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, hidden_each, from_x, NULL);
+        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, keep_each, from_x, NULL);
         from_x = f32_stream;
         /* (the activation in the GEMM's epilogue where the backend can: linear_act) */
         if (a->mlp == MLP_GATED) {
@@ -305,9 +306,8 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
             be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
         }
         be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, hidden_each || l == c->n_layer - 1, f32_stream,
+        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, keep_each || l == c->n_layer - 1, f32_stream,
                       req && req->norms ? req->norms + (size_t)l * BT : NULL);
-        if (req && req->hidden) req->hidden(req->user, l, m->x, B, T, C);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first
      * download waits for the backend */

@@ -126,11 +126,9 @@ typedef void (*attn_capture_fn)(void *user, int layer, const float *probs, int B
  * fused = 1. */
 typedef struct {
     attn_capture_fn capture; void *user; /* or NULL: nothing captured */
-    /* called after each layer with the residual stream x (B, T, C) in backend memory (the
-     * block's output, before any final norm: HF's hidden_states[layer + 1]); NULL: not wanted */
-    void (*hidden)(void *user, int layer, const float *x, int B, int T, int C);
     /* backend memory (L, B, T), or NULL: the L2 norm of every token's hidden state after each layer
-     * (the rows of what hidden would receive), made by the residual step that ends the layer */
+     * (the residual stream, the block's output before any final norm: HF's hidden_states[layer + 1]),
+     * made by the residual step that ends the layer */
     float *norms;
     int no_probs;                        /* the caller needs no probabilities: scalars, top-k (topk <=
                                           * ATTN_FUSED_TOPK_MAX) and key importance at most */
