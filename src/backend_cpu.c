@@ -98,6 +98,14 @@ static void cpu_activation(backend *be, void *x_, int dt, size_t n, int act)
     for (size_t i = 0; i < n; i++) x[i] = (float)act_apply(x[i], act);
 }
 
+/* a row's L2 norm, Σ x² in double in element order (row_norms, and add_norm's norms) */
+static float row_norm(const float *r, int C)
+{
+    double s = 0;
+    for (int k = 0; k < C; k++) s += (double)r[k] * r[k];
+    return (float)sqrt(s);
+}
+
 static void cpu_add_norm(backend *be, float *x, float *xn, void *xn_bf16, const void *res_, int res_dt, const float *w,
                          const float *b, int M, int C, float eps, int rms, float *norms)
 {
@@ -109,11 +117,7 @@ static void cpu_add_norm(backend *be, float *x, float *xn, void *xn_bf16, const 
         float *r = x + (size_t)m * C, *y = xn + (size_t)m * C;
         if (res)
             for (int i = 0; i < C; i++) r[i] += res[(size_t)m * C + i];
-        if (norms) {                     /* (as cpu_row_norms) */
-            double s = 0;
-            for (int i = 0; i < C; i++) s += (double)r[i] * r[i];
-            norms[m] = (float)sqrt(s);
-        }
+        if (norms) norms[m] = row_norm(r, C);
         if (!w) {
             if (y != r) memcpy(y, r, (size_t)C * sizeof(float));
             continue;
@@ -352,11 +356,7 @@ static void cpu_rollout_step(backend *be, float *Rout, const float *Rin, const f
 static void cpu_row_norms(backend *be, float *out, const float *x, size_t M, int C)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < M; r++) {
-        double s = 0;
-        for (int k = 0; k < C; k++) s += (double)x[r * C + k] * x[r * C + k];
-        out[r] = (float)sqrt(s);
-    }
+    for (size_t r = 0; r < M; r++) out[r] = row_norm(x + r * C, C);
 }
 
 static void cpu_patch_rows(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P)
