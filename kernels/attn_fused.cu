@@ -24,7 +24,7 @@
 //    policy thus rounds p̃ to bf16 in these (≤ 2^-8 relative, as in P·V); 3xTF32 keeps them
 //    fp32-accurate. Only tiles within reach of the warp's rows test |i − j| per
 //    element (distance, locality, self, previous, next), and there only the 8-key groups within
-//    reach; a far tile costs four instructions per probability (FFMA, EX2, two adds).
+//    reach; a far tile costs five instructions per probability (FFMA, FMNMX, EX2, two adds).
 //  * The running max may lag the true one by AF_SLACK (log2 units): most tiles skip the rescale.
 //  * Row sums reduce over the quad (the 4 lanes of a row), then over the block's rows in double,
 //    in a fixed order; the last block of a head to finish sums the tiles in tile order
@@ -323,23 +323,22 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const int dsign = near ? 0 : kt > wrow0 ? 1 : -1;
         // j − i as a float: a per-tile base and a compile-time offset per element
         const float dj[2] = {(float)(kt + 2 * t - row[0]), (float)(kt + 2 * t - row[1])};
-        // the element loop, compiled for each kind of tile: full (no mask, the scale folded into
-        // one FMA) or not, near or not
+        // the element loop, compiled for near tiles and far ones. One loop for full tiles and
+        // partial ones (a separate partial variant doubled the code the SM's instruction cache
+        // had to hold: at ViT's 197 tokens 30% of the warps' stalls were instruction fetches,
+        // BENCHMARKS.md run 40). Masked: s = −inf → x clamps to −1e4 (also where m is still −inf:
+        // fmaxf drops the NaN) → p̃ = 0 exactly, and p̃·x = 0, not NaN; a visible key's x is far
+        // above −1e4 or its p̃ is 0 either way. Keys past the last one get p̃ = 0 the same way,
+        // for P·V too (adding 0 changes no sum).
         // (l and U of the tile in two chains per row, by nt's parity: half the dependent adds)
         float lt[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}, ut[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
-        auto elements = [&](auto full_tile, auto near_tile) {
+        auto elements = [&](auto near_tile) {
 #pragma unroll
         for (int nt = 0; nt < AF_KEYS / 8; nt++) {
-            // (warp-uniform) 8 keys past the last one: p̃ = 0, for P·V too (adding 0 changes no sum)
-            if (!decltype(full_tile)::value && kt + nt * 8 >= nkeys) {
-                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-                continue;
-            }
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1, i = row[r], jl = nt * 8 + 2 * t + (e & 1), j = kt + jl;
-                // masked: s = −inf → x clamps to −1e4 → p̃ = 0 exactly, and p̃·x = 0 (not NaN)
-                const float x = decltype(full_tile)::value ? fmaf(s[nt][e], sl2, -m[r]) : fmaxf(fmaf(s[nt][e], sl2, -m[r]), -1.0e4f);
+                const float x = fmaxf(fmaf(s[nt][e], sl2, -m[r]), -1.0e4f);
                 const float p = ex2(x);
                 s[nt][e] = p;
                 lt[r][nt & 1] += p;
@@ -360,13 +359,8 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             }
         }
         };
-        if (full) {
-            if (near) elements(std::true_type{}, std::true_type{});
-            else elements(std::true_type{}, std::false_type{});
-        } else {
-            if (near) elements(std::false_type{}, std::true_type{});
-            else elements(std::false_type{}, std::false_type{});
-        }
+        if (near) elements(std::true_type{});
+        else elements(std::false_type{});
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             l[r] += lt[r][0] + lt[r][1];
