@@ -325,11 +325,12 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         const float dj[2] = {(float)(kt + 2 * t - row[0]), (float)(kt + 2 * t - row[1])};
         // the element loop, compiled for near tiles and far ones. One loop for full tiles and
         // partial ones (a separate partial variant doubled the code the SM's instruction cache
-        // had to hold: at ViT's 197 tokens 30% of the warps' stalls were instruction fetches,
-        // BENCHMARKS.md run 40). Masked: s = −inf → x clamps to −1e4 (also where m is still −inf:
-        // fmaxf drops the NaN) → p̃ = 0 exactly, and p̃·x = 0, not NaN; a visible key's x is far
-        // above −1e4 or its p̃ is 0 either way. Keys past the last one get p̃ = 0 the same way,
-        // for P·V too (adding 0 changes no sum).
+        // had to hold: at 255 tokens 30% of the warps' stalls were instruction fetches, none at
+        // 256; ViT's 197 mixes the two kinds of tile as 255 does: BENCHMARKS.md run 40).
+        // Masked: s = −inf → x clamps to −1e4 (also where m is still −inf: fmaxf drops the NaN)
+        // → p̃ = 0 exactly, and p̃·x = 0, not NaN; a visible key's x is far above −1e4 or its p̃
+        // is 0 either way. Keys past the last one get p̃ = 0 the same way, for P·V too (adding 0
+        // changes no sum).
         // (l and U of the tile in two chains per row, by nt's parity: half the dependent adds)
         float lt[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}, ut[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
         auto elements = [&](auto near_tile) {
