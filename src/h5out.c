@@ -241,6 +241,23 @@ int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf
     return h5raw_read(fd, ds, first * (int64_t)ds->row_bytes, (size_t)n * ds->row_bytes, buf);
 }
 
+int h5_space_values(hid_t sp, unsigned long long *n)
+{
+    hsize_t dims[H5S_MAX_RANK];
+    const int nd = H5Sget_simple_extent_ndims(sp);
+    *n = 0;
+    if (nd < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) != nd) return -1;
+    if (H5Sget_simple_extent_type(sp) == H5S_NULL) return 0;
+    unsigned long long v = 1;
+    int wraps = 0;
+    for (int d = 0; d < nd; d++) wraps |= __builtin_mul_overflow(v, (unsigned long long)dims[d], &v);
+    for (int d = 0; d < nd; d++)
+        if (dims[d] == 0) return 0;   /* no values, however large the other dimensions */
+    if (wraps) return -1;
+    *n = v;
+    return 0;
+}
+
 /* Reading files a user hands us (h5out.h). 0 when dataset ds (name, of file f at path file) stores
  * what its shape declares: unfiltered data in full (the chunks of a sparse chunked dataset that
  * were never written read as fill values, so a file of a few KB can declare terabytes), filtered
@@ -251,7 +268,8 @@ int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf
 int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name)
 {
     hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds), pl = H5Dget_create_plist(ds);
-    const hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    unsigned long long np = 0;
+    const int wraps = sp >= 0 && h5_space_values(sp, &np);
     const size_t es = ty >= 0 ? H5Tget_size(ty) : 0;
     const int nf = pl >= 0 ? H5Pget_nfilters(pl) : -1;
     const hsize_t stored = H5Dget_storage_size(ds);
@@ -261,19 +279,19 @@ int h5_check_stored(hid_t f, hid_t ds, const char *file, const char *name)
     if (ty >= 0) H5Tclose(ty);
     if (sp >= 0) H5Sclose(sp);
     unsigned long long declared;
-    if (np < 0 || es == 0 || nf < 0 || fr < 0) return err_set("%s: cannot read the shape and layout of %s", file, name);
-    if (__builtin_mul_overflow((unsigned long long)np, (unsigned long long)es, &declared))
-        return err_set("%s: %s declares %lld values of %zu bytes: more than 2^64 bytes", file, name, (long long)np, es);
+    if (sp < 0 || es == 0 || nf < 0 || fr < 0) return err_set("%s: cannot read the shape and layout of %s", file, name);
+    if (wraps || __builtin_mul_overflow(np, (unsigned long long)es, &declared))
+        return err_set("%s: %s declares more than 2^64 bytes (its dimensions' product overflows)", file, name);
     if (stored > fsize)
         return err_set("%s: %s claims %llu stored bytes in a file of %llu bytes (a corrupt file?)", file, name,
                        (unsigned long long)stored, (unsigned long long)fsize);
     if (nf == 0 && stored < declared)
-        return err_set("%s: %s declares %lld values (%.4g GB) but the file stores only %llu bytes of them: rows that were "
-                       "never written (a sparse chunked dataset) are refused", file, name, (long long)np, declared / 1e9,
+        return err_set("%s: %s declares %llu values (%.4g GB) but the file stores only %llu bytes of them: rows that were "
+                       "never written (a sparse chunked dataset) are refused", file, name, np, declared / 1e9,
                        (unsigned long long)stored);
     if (nf > 0 && declared / H5_MAX_RATIO > stored)
-        return err_set("%s: %s declares %lld values (%.4g GB) but the file stores only %llu compressed bytes of them (more "
-                       "than %d:1): rows that were never written are refused", file, name, (long long)np, declared / 1e9,
+        return err_set("%s: %s declares %llu values (%.4g GB) but the file stores only %llu compressed bytes of them (more "
+                       "than %d:1): rows that were never written are refused", file, name, np, declared / 1e9,
                        (unsigned long long)stored, H5_MAX_RATIO);
     return 0;
 }

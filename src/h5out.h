@@ -76,6 +76,11 @@ int h5raw_read_rows(int fd, const h5raw *ds, int64_t first, int64_t n, void *buf
  * its shape). */
 int h5_read_block(hid_t ds, hid_t memtype, int nd, const hsize_t *start, const hsize_t *count, void *out);
 
+/* The number of values dataspace sp declares, in *n; -1 when it cannot be read or the product of
+ * its dimensions passes 2^64 (HDF5's H5Sget_simple_extent_npoints wraps instead: [3, 2^40, 2^40]
+ * has "0" points). Size nothing from a user's file by npoints. */
+int h5_space_values(hid_t sp, unsigned long long *n);
+
 /* Reading files a user hands us: 0 when dataset ds (name, of file f at path file) stores what its
  * shape declares — unfiltered data in full, filtered (compressed) data at most 1100 times its
  * stored bytes, never more bytes than the file holds — else -1 with err_set naming both. Call it

@@ -337,10 +337,10 @@ static herr_t attr_copy_cb(hid_t loc, const char *name, const H5A_info_t *info, 
     h5w *w = data;
     hid_t a = -1, ft = -1, mt = -1, sp = -1, b = -1, root = -1;
     void *buf = NULL;
-    hssize_t np = 0;
+    unsigned long long np = 0;   /* at most one value a stored byte: a corrupt header's dataspace sizes nothing */
     int ok = (a = H5Aopen(loc, name, H5P_DEFAULT)) >= 0 && (ft = H5Aget_type(a)) >= 0
              && (mt = H5Tget_native_type(ft, H5T_DIR_DEFAULT)) >= 0 && (sp = H5Aget_space(a)) >= 0
-             && (np = H5Sget_simple_extent_npoints(sp)) >= 0 && (buf = xcalloc((size_t)np + 1, H5Tget_size(mt)))
+             && !h5_space_values(sp, &np) && np <= H5Aget_storage_size(a) && (buf = xcalloc((size_t)np + 1, H5Tget_size(mt)))
              && H5Aread(a, mt, buf) >= 0;
     if (!ok) {
         h5w_fail(w, "reading the run file's attribute %s", name);

@@ -128,6 +128,10 @@ def summary_dataset(f):
 reduce_refused("/summary a dataset", variant("sumds", summary_dataset), ["/summary"])
 reduce_refused("/stats/* declared [2^40, 1, 1]", variant("huge", lambda f: [replace(f, "stats/" + n, shape=(2**40, 1, 1), dtype="f4", chunks=(4096, 1, 1))
                                                                           for n in list(f["stats"])]), ["/stats/"])
+# 2^48 x 256 x 256 = 2^64 values: HDF5's H5Sget_simple_extent_npoints wraps to 0 (h5_space_values)
+reduce_refused("/stats/* declared [2^48, 256, 256] (2^64 values), nothing written",
+               variant("wraps", lambda f: [replace(f, "stats/" + n, shape=(2**48, 256, 256), dtype="f4", chunks=(1, 256, 256))
+                                           for n in list(f["stats"])]), ["/stats/", "2^64"])
 reduce_refused("/stats/* declared [2^24, L, H], nothing written",
                variant("sparse", lambda f: [replace(f, "stats/" + n, shape=(2**24,) + f["stats/" + n].shape[1:], dtype="f4",
                                                     chunks=(64,) + f["stats/" + n].shape[1:]) for n in list(f["stats"])]), ["stores"])
