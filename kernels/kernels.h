@@ -113,6 +113,9 @@ void cuda_split_tf32(float *out, const float *in, int M, int K, int weight);
 
 /* out[n] bfloat16 (round to nearest even) of in[n]. */
 void cuda_f32_to_bf16(void *out, const float *in, size_t n);
+/* how many 4-byte words (and tail bytes) of a and b differ, synchronously; dscratch: one device
+ * unsigned long long; ~0 when a copy failed */
+unsigned long long cuda_bytes_differ(const void *a, const void *b, size_t bytes, unsigned long long *dscratch);
 
 /* out (B, NH, Lmax, Lmax), float or IEEE half (f16 = 1): each sample's probs (B, NH, T, T) block
  * of len[b] × len[b] (device array) at the top-left, zeros elsewhere; Lmax >= T. */

@@ -547,6 +547,7 @@ backend *backend_cuda_init(int precision)
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
     c->use_lt = !util_env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
+    c->tune = !util_env_on("ATTNSCOPE_NO_GEMM_TUNE");    /* (backend_cuda_linear.c lt_tune) */
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
     CHECK_CUDA(cudaEventCreateWithFlags(&c->side_done, cudaEventDisableTiming));
     CHECK_CUDA(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));

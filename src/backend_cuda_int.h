@@ -21,6 +21,7 @@ typedef struct {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
+    int tuned;                       /* the algorithm was chosen by time (or that was not possible) */
 } lt_plan;
 #define LT_PLANS 64
 
@@ -37,6 +38,7 @@ typedef struct {
     bf16_weight *wcache; int n_wcache;
     void **tables; int n_tables;      /* bf16 token tables (token_table): embed reads them as bf16 */
     cublasLtHandle_t lt; int use_lt;
+    int tune;                         /* choose among cuBLASLt's algorithms by time (bf16 GEMMs) */
     lt_plan plans[LT_PLANS]; int n_plans;
     void *scr[SCR_N];                 /* scratch buffers, see the enum */
     size_t scr_bytes[SCR_N];
