@@ -59,6 +59,7 @@
 template <class Ops, int HS>
 constexpr int af_min_blocks() { return std::is_same<typename Ops::elem, float>::value || HS > 64 ? 1 : AF_MIN_BLOCKS; }
 #include "attn_vision.cuh"   // (after af_min_blocks: its kernel takes the same bound)
+#include "attn_vision_kept.cuh"
 
 template <class Ops, int HS> struct af_smem {
     typename Ops::krow k[2][AF_KEYS];            // key tiles (double-buffered): keys × dims
@@ -90,7 +91,8 @@ __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>()
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int NKV, int T,
                   float scale, int causal, int sw, int window, double *part_rows, unsigned *count, float *stats,
-                  int topk, int32_t *topi, float *topw, float *lse, const __grid_constant__ af_maps maps)
+                  int topk, int32_t *topi, float *topw, float *lse, __half *pst, float *pmt,
+                  const __grid_constant__ af_maps maps)
 {
     typedef typename Ops::elem elem;
     constexpr int VEC = 16 / sizeof(elem);               // elements per 16-byte copy
@@ -367,6 +369,20 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
             l[r] += lt[r][0] + lt[r][1];
             acc[r][STAT_ENTROPY] += ut[r][0] + ut[r][1];
         }
+        // kept probabilities (a vision layer's, attn_vision_kept.cuh): p̃ in fp16, keys up to the
+        // row's stride (past the length p̃ = 0), and the tile's reference max m
+        if (pst) {
+            const int tp = avk_stride(T);
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                if (row[r] >= T) continue;
+                __half2 *dst = reinterpret_cast<__half2 *>(pst + ((size_t)bh * T + row[r]) * tp + kt + 2 * t);
+#pragma unroll
+                for (int nt = 0; nt < AF_KEYS / 8; nt++)
+                    if (kt + nt * 8 + 2 * t < tp) dst[nt * 4] = __floats2half2_rn(s[nt][2 * r], s[nt][2 * r + 1]);
+                if (t == 0) pmt[((size_t)bh * T + row[r]) * ((T + AF_KEYS - 1) / AF_KEYS) + kt / AF_KEYS] = m[r];
+            }
+        }
         float xc[4];
         if constexpr (TMA) {
 #ifdef AF_WGMMA
@@ -508,14 +524,6 @@ static size_t af_part_bytes(int B, int NH, int T)
     return ((size_t)B * NH * ((T + AF_QROWS - 1) / AF_QROWS) * AF_ROWSUMS * sizeof(double) + 255) / 256 * 256;
 }
 
-// > 48 KiB of shared memory is opt-in, once per kernel
-template <typename K> static void smem_opt_in(K kernel, size_t smem, int *done)
-{
-    if (*done) return;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) check_fail(__FILE__, __LINE__, "cudaFuncSetAttribute", cudaGetErrorString(e));
-    *done = 1;
-}
 
 // whether this process's device takes the TMA kernel: compute capability 9 or above (Hopper's
 // tensor memory accelerator), unless ATTNSCOPE_NO_TMA is set (the threads' copies, as on sm_80)
@@ -539,6 +547,12 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
                    const attn_tokens *tok, float *lse)
 {
     const dim3 grid((T + AF_QROWS - 1) / AF_QROWS, B * NH);
+    // the vision pass's row sums after the normalisers; then (kept) the fp16 probabilities and the
+    // tiles' maxima (cuda_attn_fused_scratch)
+    const attn_vis *vs = tok ? tok->vis : NULL;
+    double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
+    __half *pst = vs && vs->kept ? (__half *)((char *)vpart + av_part_bytes(B, NH, T)) : NULL;
+    float *pmt = pst ? (float *)((char *)pst + ((size_t)B * NH * T * avk_stride(T) * sizeof(__half) + 255) / 256 * 256) : NULL;
     const float scale = 1.0f / sqrtf((float)HS);
     af_maps maps;
     memset(&maps, 0, sizeof maps);
@@ -547,7 +561,7 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
         tma = af_tma_device() && af_encode_map(&maps.k, k, NKV * HS, ld, T, B, HS, AF_KEYS) &&
               af_encode_map(&maps.v, v, NKV * HS, ld, T, B, HS, AF_KEYS);
 #define AF_KARGS out, ldo, q, k, v, ld, len, tokcls, NH, NKV, T, scale, causal, sw, window, part_rows, count, stats, \
-        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && (tok->key_imp || tok->vis) ? lse : NULL, maps
+        tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && (tok->key_imp || tok->vis) ? lse : NULL, pst, pmt, maps
     if (tma) {
         if constexpr (std::is_same<Ops, ops_bf16<64>>::value) {
             static int attr_set;
@@ -563,30 +577,7 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
     }
 #undef AF_KARGS
     KERNEL_CHECK("attn_fused_kernel");
-    if (tok && tok->vis) {   // the vision pass (attn_vision.cuh), from the same normalisers
-        const attn_vis *vs = tok->vis;
-        if (vs->gh < 1 || vs->gw < 1 || (size_t)vs->gh * vs->gw != (size_t)(T - vs->n_prefix) || vs->fusion < 0 || vs->fusion > 2)
-            check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs: the patch grid is not T - n_prefix tokens");
-        const size_t av_bytes = av_smem_bytes<Ops, HS>(NH, av_disp(vs->gh, vs->gw));
-        const dim3 vgrid_((T + AF_QROWS - 1) / AF_QROWS, B, (T + AF_KEYS - 1) / AF_KEYS);
-        double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
-#define AV_ARGS q, k, ld, len, lse, NH, NKV, T, scale, vs->n_prefix, vs->gh, vs->gw, vs->fusion, vpart, vs->cls, vs->map
-        static size_t av_attr_bytes[2];   // each kernel's opt-in, raised as larger grids come
-        const int mean = vs->fusion == 0;
-        if (av_bytes > av_attr_bytes[mean]) {
-            int once = 0;
-            if (mean) smem_opt_in(attn_vision_kernel<Ops, HS, true>, av_bytes, &once);
-            else smem_opt_in(attn_vision_kernel<Ops, HS, false>, av_bytes, &once);
-            av_attr_bytes[mean] = av_bytes;
-        }
-        if (mean) attn_vision_kernel<Ops, HS, true><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(AV_ARGS);
-        else attn_vision_kernel<Ops, HS, false><<<vgrid_, 32 * AF_WARPS, av_bytes>>>(AV_ARGS);
-#undef AV_ARGS
-        KERNEL_CHECK("attn_vision_kernel");
-        vis_finish_kernel<<<(B * NH + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x * vgrid_.z, vs->gh * vs->gw, vs->patch, vs->dist,
-                                                         vs->loc);
-        KERNEL_CHECK("vis_finish_kernel");
-    }
+    if (vs) av_launch<Ops, HS>(vs, q, k, ld, len, lse, B, NH, NKV, T, scale, vpart, pst, pmt);
     if (!tok || !tok->key_imp) return;
     static int ki_attr_set;
     const size_t ki_smem_bytes = sizeof(ki_smem<Ops, HS>);
@@ -625,6 +616,10 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "top-k beyond ATTN_FUSED_TOPK_MAX");
     if (tok && tok->vis && (causal || sw > 0 || !cuda_attn_vision_supported(T, NH, HS, fp32)))
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs of a causal, windowed or too long attention");
+    const attn_vis *vs = tok ? tok->vis : NULL;
+    if (vs && (vs->gh < 1 || vs->gw < 1 || (size_t)vs->gh * vs->gw != (size_t)(T - vs->n_prefix) || vs->fusion < 0 ||
+               vs->fusion > 2))
+        check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs: the patch grid is not T - n_prefix tokens");
     if (B * NH == 0 || T == 0) return;
     unsigned *count = (unsigned *)scratch;
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
@@ -638,13 +633,12 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
 
 extern "C" size_t cuda_attn_fused_count_bytes(int B, int NH) { return af_count_bytes(B, NH); }
 
-// the counters, the row sums' partials, the rows' log2 normalisers (key importance, vision) and
-// the vision pass's row sums (B, row tiles, key tiles, NH, 2)
-extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T)
+// the counters, the row sums' partials, the rows' log2 normalisers (key importance, vision), the
+// vision pass's row sums and (kept) the fp16 probabilities with their tiles' maxima
+extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T, int kept)
 {
     const size_t lse = ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256;
-    return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + lse +
-           (size_t)B * ((T + AF_QROWS - 1) / AF_QROWS) * ((T + AF_KEYS - 1) / AF_KEYS) * NH * 2 * sizeof(double);
+    return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + lse + av_part_bytes(B, NH, T) + (kept ? avk_bytes(B, NH, T) : 0);
 }
 
 // whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)

@@ -497,4 +497,13 @@ template <int HS> struct ops_tf32x3 {
         }
     }
 };
+// > 48 KiB of shared memory is opt-in, once per kernel
+template <typename K> static void smem_opt_in(K kernel, size_t smem, int *done)
+{
+    if (*done) return;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) check_fail(__FILE__, __LINE__, "cudaFuncSetAttribute", cudaGetErrorString(e));
+    *done = 1;
+}
+
 #endif

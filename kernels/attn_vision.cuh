@@ -20,8 +20,8 @@
 //    are dropped. Summed over the quad per step and kept in
 //    shared memory per (head, row) in float (≤ T/4·⌈T/64⌉ terms), then over the block's rows in
 //    double in a fixed order; and the [CLS] row (query 0) straight to cls. The rows' sums of each
-//    (image, row tile, key tile, head) go to scratch; vis_finish_kernel adds them in that order
-//    (deterministic) and writes the means.
+//    (image, row tile, key tile, head) go to scratch; vis_finish_rows_kernel (attn_vision_kept.cuh)
+//    adds them in a fixed order (deterministic) and writes the means.
 // Images only: no padding (keys j >= len are not visible, but every image has len = T), not causal,
 // no window.
 #ifndef ATTNSCOPE_ATTN_VISION_CUH
@@ -223,23 +223,6 @@ attn_vision_kernel(const typename Ops::elem *q, const typename Ops::elem *k, int
     // rows of a sample with no token (none for an image): the map's rows 0
     if (n == 0 && blockIdx.z == 0)
         for (int e = threadIdx.x; e < AF_QROWS * T && q0 + e / T < T; e += blockDim.x) map[(base + q0 + e / T) * T + e % T] = 0.0f;
-}
-
-// dist, loc (B, NH): the rows' sums of the (row tile, key tile) pairs added in order, over the np patch rows
-__global__ static void vis_finish_kernel(const double *part, int B, int NH, int ntiles, int np, int patch, float *dist,
-                                         float *loc)
-{
-    const int bh = blockIdx.x * blockDim.x + threadIdx.x;
-    if (bh >= B * NH) return;
-    const int b = bh / NH, h = bh % NH;
-    double d = 0.0, l = 0.0;
-    for (int tl = 0; tl < ntiles; tl++) {
-        const double *pp = part + (((size_t)b * ntiles + tl) * NH + h) * 2;
-        d += pp[0];
-        l += pp[1];
-    }
-    dist[bh] = np > 0 ? (float)(d * patch / np) : 0.0f;   // (dtab in patches)
-    loc[bh] = np > 0 ? (float)(l / np) : 0.0f;
 }
 
 // whether a layer of T tokens and NH heads fits (the tables in shared memory)

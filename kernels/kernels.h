@@ -88,7 +88,9 @@ int cuda_attn_fused_supported(int HS, int fp32);
  * scores, attn_vision.cuh) is taken for a layer of T tokens and NH heads of HS: its tables must fit
  * in shared memory (T up to 4096) */
 int cuda_attn_vision_supported(int T, int NH, int HS, int fp32);
-size_t cuda_attn_fused_scratch(int B, int NH, int T);
+/* the scratch for B samples of NH heads and T tokens; kept: room for tok->vis->kept's fp16
+ * probabilities (B·NH·T·⌈T/8⌉·16 bytes) */
+size_t cuda_attn_fused_scratch(int B, int NH, int T, int kept);
 size_t cuda_attn_fused_count_bytes(int B, int NH);   /* the counters' part of the scratch, at its head */
 void cuda_attn_fused(float *out, int ldo, const void *q, const void *k, const void *v, int ld, const int *len,
                      const uint8_t *tokcls, int B, int NH, int NKV, int T, int HS, int causal, int sw, int window,

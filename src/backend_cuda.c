@@ -292,17 +292,32 @@ static int cuda_vision_fused_ok(backend *be, int T, int NH, int HS)
     return cuda_fused_ok(be, HS) && cuda_attn_vision_supported(T, NH, HS, c->precision != 2);
 }
 
+#define KEPT_MAX_BYTES ((size_t)1 << 31)
 static void cuda_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
                                  const int32_t *len, const uint8_t *tokcls, int B, int T, int NH, int NKV, int HS,
                                  int causal, int sw, int window, float *stats, const attn_tokens *tok)
 {
     cuda_ctx *c = be->ctx;
+    /* bf16 vision layers keep their probabilities in fp16 for the vision outputs (2^-11 relative
+     * of the second pass's, which ATTNSCOPE_VIS_EXACT=1 keeps), where they take at most
+     * KEPT_MAX_BYTES (ViT-B/16 at 224, 128 images: 121 MB) */
+    attn_vis kv;
+    attn_tokens kt;
+    if (tok && tok->vis && (dt == DT_BF16 || c->precision == 2) && !c->vis_exact &&
+        (size_t)B * NH * T * (size_t)((T + 7) / 8 * 8) * 2 <= KEPT_MAX_BYTES) {
+        kv = *tok->vis;
+        kv.kept = 1;
+        kt = *tok;
+        kt.vis = &kv;
+        tok = &kt;
+    }
+    const int kept = tok && tok->vis && tok->vis->kept;
     /* the finish counters at the scratch's head are zero after every launch for the (b, h) pairs it
      * had; the partial sums follow them, so a launch with fewer pairs writes its partial sums where
      * a later launch with more finds its counters: zeroed whenever B·NH exceeds the last launch's
      * (a new buffer is all zero). Only "exceeds the largest so far" missed the window's small last
      * batch followed by the next window's full one: stale counts, wrong per-head statistics. */
-    const size_t need = cuda_attn_fused_scratch(B, NH, T);
+    const size_t need = cuda_attn_fused_scratch(B, NH, T, kept);
     if (c->scr_bytes[SCR_FUSED] < need) c->fused_bh = B * NH;
     void *part = cuda_scratch(c, SCR_FUSED, need);
     if (B * NH > c->fused_bh) CHECK_CUDA(cudaMemsetAsync(part, 0, cuda_attn_fused_count_bytes(B, NH), 0));
@@ -547,7 +562,10 @@ backend *backend_cuda_init(int precision)
     else { cudaGetLastError(); c->workspace = NULL; }
     CHECK_LT(cublasLtCreate(&c->lt));
     c->use_lt = !util_env_on("ATTNSCOPE_NO_CUBLASLT");   /* for comparisons: plain cublasSgemm + bias kernel */
-    c->tune = !util_env_on("ATTNSCOPE_NO_GEMM_TUNE");    /* (backend_cuda_linear.c lt_tune) */
+    /* GEMM algorithms chosen by time (backend_cuda_linear.c lt_tune): opt-in, as ViT-B/16 runs of
+     * 16k and 65k images were no faster with it (BENCHMARKS.md run 41) */
+    c->tune = util_env_on("ATTNSCOPE_GEMM_TUNE");
+    c->vis_exact = util_env_on("ATTNSCOPE_VIS_EXACT");   /* (cuda_attention_stats; for comparisons) */
     for (int i = 0; i < BACKEND_FENCES; i++) CHECK_CUDA(cudaEventCreateWithFlags(&c->fence[i], cudaEventDisableTiming));
     CHECK_CUDA(cudaEventCreateWithFlags(&c->side_done, cudaEventDisableTiming));
     CHECK_CUDA(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));

@@ -39,6 +39,7 @@ typedef struct {
     void **tables; int n_tables;      /* bf16 token tables (token_table): embed reads them as bf16 */
     cublasLtHandle_t lt; int use_lt;
     int tune;                         /* choose among cuBLASLt's algorithms by time (bf16 GEMMs) */
+    int vis_exact;                    /* bf16 vision outputs by the second pass, not kept probabilities */
     lt_plan plans[LT_PLANS]; int n_plans;
     void *scr[SCR_N];                 /* scratch buffers, see the enum */
     size_t scr_bytes[SCR_N];

@@ -281,7 +281,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         if (fused) {
             float *lv = d_vis + l * nv;
             const attn_vis vis = {vg ? vg->n_prefix : 0, vg ? vg->gh : 0, vg ? vg->gw : 0, vg ? vg->patch : 0,
-                                  req->vis_fusion, lv, lv + B * NH, lv + 2 * B * NH, d_map};
+                                  req->vis_fusion, lv, lv + B * NH, lv + 2 * B * NH, d_map, 0};
             const attn_tokens tok = {k, k ? d_ti + l * nk : NULL, k ? d_tw + l * nk : NULL, want_ki ? d_ki + l * nki : NULL,
                                      vg ? &vis : NULL};
             be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + (A + KV) * es, dt, QKV, m->lens,
