@@ -85,7 +85,8 @@ size_t cuda_attn_stats_scratch(int B, int NH, int T);
  * sm_80 and newer. */
 int cuda_attn_fused_supported(int HS, int fp32);
 /* whether tok->vis (stats.h attn_vis: a patch model's vision outputs, by a second pass over the
- * scores, attn_vision.cuh) is taken for a layer of T tokens and NH heads of HS: its tables must fit
+ * scores, attn_vision.cuh, or with vis->kept from the probabilities the kernel keeps in fp16,
+ * attn_vision_kept.cuh) is taken for a layer of T tokens and NH heads of HS: its tables must fit
  * in shared memory (T up to 4096) */
 int cuda_attn_vision_supported(int T, int NH, int HS, int fp32);
 /* the scratch for B samples of NH heads and T tokens; kept: room for tok->vis->kept's fp16
