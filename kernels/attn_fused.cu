@@ -85,8 +85,10 @@ template <class Ops, int HS> struct alignas(1024) af_smem_tma {
 
 
 // KMAX: the length of the running top-k lists (0: no top-k; 4 or 8: k <= KMAX, the first k written);
-// TMA: key tiles by the tensor maps in maps (bf16, HS = 64, sm_90), else by the threads' cp.async
-template <class Ops, int HS, typename TOut, int KMAX, bool TMA>
+// TMA: key tiles by the tensor maps in maps (bf16, HS = 64, sm_90), else by the threads' cp.async;
+// KEPT: a bf16 vision layer's probabilities kept in pst, pmt (attn_vision_kept.cuh), a parameter
+// of its own so that the other layers' kernels carry none of the store's code (it cost them 6%)
+template <class Ops, int HS, typename TOut, int KMAX, bool TMA, bool KEPT>
 __global__ static void __launch_bounds__(32 * AF_WARPS, af_min_blocks<Ops, HS>())
 attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typename Ops::elem *k,
                   const typename Ops::elem *v, int ld, const int *len, const uint8_t *tokcls, int NH, int NKV, int T,
@@ -371,7 +373,7 @@ attn_fused_kernel(TOut *out, int ldo, const typename Ops::elem *q, const typenam
         }
         // kept probabilities (a vision layer's, attn_vision_kept.cuh): p̃ in fp16, keys up to the
         // row's stride (past the length p̃ = 0), and the tile's reference max m
-        if (pst) {
+        if constexpr (KEPT) {
             const int tp = avk_stride(T);
 #pragma unroll
             for (int r = 0; r < 2; r++) {
@@ -552,7 +554,7 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
     const attn_vis *vs = tok ? tok->vis : NULL;
     double *vpart = (double *)((char *)lse + ((size_t)B * NH * T * sizeof(float) + 255) / 256 * 256);
     __half *pst = vs && vs->kept ? (__half *)((char *)vpart + av_part_bytes(B, NH, T)) : NULL;
-    float *pmt = pst ? (float *)((char *)pst + ((size_t)B * NH * T * avk_stride(T) * sizeof(__half) + 255) / 256 * 256) : NULL;
+    float *pmt = pst ? avk_maxima(pst, B, NH, T) : NULL;
     const float scale = 1.0f / sqrtf((float)HS);
     af_maps maps;
     memset(&maps, 0, sizeof maps);
@@ -564,16 +566,29 @@ static void launch(TOut *out, int ldo, const typename Ops::elem *q, const typena
         tok ? tok->topk : 0, tok ? tok->topk_idx : NULL, tok ? tok->topk_w : NULL, tok && (tok->key_imp || tok->vis) ? lse : NULL, pst, pmt, maps
     if (tma) {
         if constexpr (std::is_same<Ops, ops_bf16<64>>::value) {
-            static int attr_set;
+            static int attr_set[2];
             const size_t smem = sizeof(af_smem_tma<Ops, HS>) + 1024;
-            smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, true>, smem, &attr_set);
-            attn_fused_kernel<Ops, HS, TOut, KMAX, true><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+            if (pst) {
+                smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, true, true>, smem, &attr_set[1]);
+                attn_fused_kernel<Ops, HS, TOut, KMAX, true, true><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+            } else {
+                smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, true, false>, smem, &attr_set[0]);
+                attn_fused_kernel<Ops, HS, TOut, KMAX, true, false><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+            }
         }
     } else {
-        static int attr_set;
+        static int attr_set[2];
         const size_t smem = sizeof(af_smem<Ops, HS>);
-        smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, false>, smem, &attr_set);
-        attn_fused_kernel<Ops, HS, TOut, KMAX, false><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+        if constexpr (std::is_same<Ops, ops_bf16<HS>>::value) {   // (only bf16 layers keep p̃)
+            if (pst) {
+                smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, false, true>, smem, &attr_set[1]);
+                attn_fused_kernel<Ops, HS, TOut, KMAX, false, true><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+            }
+        }
+        if (!pst) {
+            smem_opt_in(attn_fused_kernel<Ops, HS, TOut, KMAX, false, false>, smem, &attr_set[0]);
+            attn_fused_kernel<Ops, HS, TOut, KMAX, false, false><<<grid, 32 * AF_WARPS, smem>>>(AF_KARGS);
+        }
     }
 #undef AF_KARGS
     KERNEL_CHECK("attn_fused_kernel");
@@ -620,6 +635,7 @@ static void dispatch(TOut *out, int ldo, const Elem *q, const Elem *k, const Ele
     if (vs && (vs->gh < 1 || vs->gw < 1 || (size_t)vs->gh * vs->gw != (size_t)(T - vs->n_prefix) || vs->fusion < 0 ||
                vs->fusion > 2))
         check_fail(__FILE__, __LINE__, "cuda_attn_fused", "vision outputs: the patch grid is not T - n_prefix tokens");
+    if (vs && vs->kept && fp32) check_fail(__FILE__, __LINE__, "cuda_attn_fused", "kept probabilities are bf16 layers' only");
     if (B * NH == 0 || T == 0) return;
     unsigned *count = (unsigned *)scratch;
     double *part_rows = (double *)((char *)scratch + af_count_bytes(B, NH));
@@ -642,6 +658,8 @@ extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T, int kept)
 }
 
 // whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)
+extern "C" size_t cuda_attn_vision_kept_bytes(int B, int NH, int T) { return avk_bytes(B, NH, T); }
+
 extern "C" int cuda_attn_vision_supported(int T, int NH, int HS, int fp32)
 {
     if (!cuda_attn_fused_supported(HS, fp32)) return 0;

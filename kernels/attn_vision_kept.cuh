@@ -27,13 +27,18 @@
 #define AVK_MINB 1      // blocks an SM (launch bound)
 #endif
 
-// the kept probabilities' row length (keys, a multiple of 8: 16-byte groups) and their bytes
+// the kept store: p̃ (B, NH, T, avk_stride(T)) in fp16, rows a multiple of 8 keys (16-byte
+// groups), then the key tiles' maxima (B, NH, T, key tiles) in fp32, each part 256-byte aligned
 __host__ __device__ static inline int avk_stride(int T) { return (T + 7) / 8 * 8; }
+static inline size_t avk_pst_bytes(int B, int NH, int T)
+{
+    return ((size_t)B * NH * T * avk_stride(T) * sizeof(__half) + 255) / 256 * 256;
+}
+static inline float *avk_maxima(__half *pst, int B, int NH, int T) { return (float *)((char *)pst + avk_pst_bytes(B, NH, T)); }
 static inline size_t avk_bytes(int B, int NH, int T)
 {
     const int ntk = (T + AF_KEYS - 1) / AF_KEYS;
-    return ((size_t)B * NH * T * avk_stride(T) * sizeof(__half) + 255) / 256 * 256 +
-           ((size_t)B * NH * T * ntk * sizeof(float) + 255) / 256 * 256;
+    return avk_pst_bytes(B, NH, T) + ((size_t)B * NH * T * ntk * sizeof(float) + 255) / 256 * 256;
 }
 // shared memory: per warp, per head and sum (distance, locality), 32 lanes' slots (+1: no bank
 // conflicts when a lane adds one slot's 32)

@@ -89,6 +89,9 @@ int cuda_attn_fused_supported(int HS, int fp32);
  * attn_vision_kept.cuh) is taken for a layer of T tokens and NH heads of HS: its tables must fit
  * in shared memory (T up to 4096) */
 int cuda_attn_vision_supported(int T, int NH, int HS, int fp32);
+/* the bytes of vis->kept's store for B samples of NH heads and T tokens: the fp16 probabilities
+ * and their key tiles' maxima (part of cuda_attn_fused_scratch's with kept) */
+size_t cuda_attn_vision_kept_bytes(int B, int NH, int T);
 /* the scratch for B samples of NH heads and T tokens; kept: room for tok->vis->kept's fp16
  * probabilities (B·NH·T·⌈T/8⌉·16 bytes) */
 size_t cuda_attn_fused_scratch(int B, int NH, int T, int kept);

@@ -299,12 +299,12 @@ static void cuda_attention_stats(backend *be, void *out, const void *q, const vo
 {
     cuda_ctx *c = be->ctx;
     /* bf16 vision layers keep their probabilities in fp16 for the vision outputs (2^-11 relative
-     * of the second pass's, which ATTNSCOPE_VIS_EXACT=1 keeps), where they take at most
-     * KEPT_MAX_BYTES (ViT-B/16 at 224, 128 images: 121 MB) */
+     * of the second pass's, which ATTNSCOPE_VIS_EXACT=1 keeps), where they and their tiles' maxima
+     * take at most KEPT_MAX_BYTES (ViT-B/16 at 224, 128 images: 126 MB) */
     attn_vis kv;
     attn_tokens kt;
     if (tok && tok->vis && (dt == DT_BF16 || c->precision == 2) && !c->vis_exact &&
-        (size_t)B * NH * T * (size_t)((T + 7) / 8 * 8) * 2 <= KEPT_MAX_BYTES) {
+        cuda_attn_vision_kept_bytes(B, NH, T) <= KEPT_MAX_BYTES) {
         kv = *tok->vis;
         kv.kept = 1;
         kt = *tok;
