@@ -137,3 +137,138 @@ extern "C" void cuda_add_norm(float *x, float *xn, void *xn_bf16, const void *re
     if (res_bf16) launch(x, xn, xnb, (const __nv_bfloat16 *)res, w, b, M, C, eps, rms, norms);
     else launch(x, xn, xnb, (const float *)res, w, b, M, C, eps, rms, norms);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The bf16 residual stream of a pre-norm model under --precision bf16 (backend.h add_norm_stream):
+// s = bf16(x0) at the stream's start (x0 the float32 embeddings), else s = bf16(s + res), one float
+// add of the two bf16 values rounded once to nearest even (torch's bf16 add); then the norm, its
+// copies and the row norms as add_norm, from the rounded values (what torch's norm of a bf16
+// tensor reads). 8 bytes an element (read s, res; write s, the bf16 copy) against the float32
+// stream's 12.
+
+// the value s holds after the rounding
+__device__ inline float bf16_round(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// any C: the stream first (each lane its elements lane, lane + 32, ...), then read back
+template <typename TI>
+__global__ static void add_norm_stream_kernel(__nv_bfloat16 *s, const TI *xin, const __nv_bfloat16 *res, float *xn,
+                                              __nv_bfloat16 *xnb, const float *w, const float *b, int M, int C,
+                                              float eps, int rms, float *norms)
+{
+    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= M) return;
+    const size_t o = (size_t)row * C;
+    __nv_bfloat16 *r = s + o;
+    for (int i = lane; i < C; i += 32) {
+        float v = as_float(xin[o + i]);
+        if (res) v = __fadd_rn(v, as_float(res[o + i]));
+        r[i] = __float2bfloat16_rn(v);
+    }
+    if (norms) {
+        double q = 0;
+        for (int i = lane; i < C; i += 32) q += (double)as_float(r[i]) * as_float(r[i]);
+        q = warp_sum(q);
+        if (lane == 0) norms[row] = (float)sqrt(q);
+    }
+    double mean = 0, var = 0, rstd = 1;
+    if (w) {
+        if (!rms) {
+            for (int i = lane; i < C; i += 32) mean += as_float(r[i]);
+            mean = warp_sum(mean) / C;
+        }
+        for (int i = lane; i < C; i += 32) var += (as_float(r[i]) - mean) * (as_float(r[i]) - mean);
+        var = warp_sum(var) / C;
+        rstd = 1.0 / sqrt(var + eps);
+    }
+    for (int i = lane; i < C; i += 32) {
+        const float x = as_float(r[i]);
+        const float v = w ? __fadd_rn(__fmul_rn((float)((x - mean) * rstd), w[i]), b ? b[i] : 0.0f) : x;
+        if (xn) xn[o + i] = v;
+        if (xnb) xnb[o + i] = __float2bfloat16_rn(v);
+    }
+}
+
+// C = 128·V: the row in registers, read once and written once
+template <int V, typename TI>
+__global__ static void add_norm_stream_vec_kernel(__nv_bfloat16 *s, const TI *xin, const __nv_bfloat16 *res, float *xn,
+                                                  __nv_bfloat16 *xnb, const float *w, const float *b, int M, float eps,
+                                                  int rms, float *norms)
+{
+    const int C = 128 * V, row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= M) return;
+    const size_t o = (size_t)row * C;
+    float v[4 * V];
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int c = 4 * (lane + 32 * k);
+        float4 a = load4(xin + o + c);
+        if (res) {
+            const float4 d = load4(res + o + c);
+            a = make_float4(__fadd_rn(a.x, d.x), __fadd_rn(a.y, d.y), __fadd_rn(a.z, d.z), __fadd_rn(a.w, d.w));
+        }
+        store4(s + o + c, a);
+        v[4 * k] = bf16_round(a.x); v[4 * k + 1] = bf16_round(a.y); v[4 * k + 2] = bf16_round(a.z); v[4 * k + 3] = bf16_round(a.w);
+    }
+    if (norms) {
+        double q = 0;
+#pragma unroll
+        for (int e = 0; e < 4 * V; e++) q += (double)v[e] * v[e];
+        q = warp_sum(q);
+        if (lane == 0) norms[row] = (float)sqrt(q);
+    }
+    double mean = 0, rstd = 1;
+    if (w) {
+        double var = 0;
+        if (!rms) {
+            warp_mean_var(v, C, mean, var);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4 * V; e++) var += (double)v[e] * v[e];
+            var = warp_sum(var) / C;
+        }
+        rstd = 1.0 / sqrt(var + eps);
+    }
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int c = 4 * (lane + 32 * k);
+        float y[4];
+        if (w) {
+            const float4 w4 = load4(w + c), b4 = b ? load4(b + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const float wv[4] = {w4.x, w4.y, w4.z, w4.w}, bv[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) y[e] = __fadd_rn(__fmul_rn((float)((v[4 * k + e] - mean) * rstd), wv[e]), bv[e]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) y[e] = v[4 * k + e];
+        }
+        if (xn) store4(xn + o + c, make_float4(y[0], y[1], y[2], y[3]));
+        if (xnb) store4(xnb + o + c, make_float4(y[0], y[1], y[2], y[3]));
+    }
+}
+
+template <typename TI>
+static void launch_stream(__nv_bfloat16 *s, const TI *xin, const __nv_bfloat16 *res, float *xn, __nv_bfloat16 *xnb,
+                          const float *w, const float *b, int M, int C, float eps, int rms, float *norms)
+{
+    const int rows_per_block = 8, blocks = (M + rows_per_block - 1) / rows_per_block;
+    if (M <= 0) return;
+    const bool aligned = (size_t)s % 8 == 0 && (size_t)xin % 16 == 0 && (size_t)res % 8 == 0 && (size_t)xn % 16 == 0 &&
+                         (size_t)xnb % 8 == 0 && (size_t)w % 16 == 0 && (size_t)b % 16 == 0;
+    const int V = aligned && C % 128 == 0 ? C / 128 : 0;
+#define ANS_VEC(V) case V: add_norm_stream_vec_kernel<V><<<blocks, 32 * rows_per_block>>>(s, xin, res, xn, xnb, w, b, M, eps, rms, norms); break;
+    switch (V) {
+    ANS_VEC(1) ANS_VEC(2) ANS_VEC(3) ANS_VEC(4) ANS_VEC(5) ANS_VEC(6) ANS_VEC(7) ANS_VEC(8) ANS_VEC(16)
+    default: add_norm_stream_kernel<<<blocks, 32 * rows_per_block>>>(s, xin, res, xn, xnb, w, b, M, C, eps, rms, norms);
+    }
+#undef ANS_VEC
+    KERNEL_CHECK("add_norm_stream_kernel");
+}
+
+extern "C" void cuda_add_norm_stream(void *s, const float *x0, void *xn_bf16, float *xn, const void *res, const float *w,
+                                     const float *b, int M, int C, float eps, int rms, float *norms)
+{
+    __nv_bfloat16 *sb = (__nv_bfloat16 *)s, *xnb = (__nv_bfloat16 *)xn_bf16;
+    const __nv_bfloat16 *rb = (const __nv_bfloat16 *)res;
+    if (x0) launch_stream(sb, x0, rb, xn, xnb, w, b, M, C, eps, rms, norms);
+    else launch_stream(sb, (const __nv_bfloat16 *)sb, rb, xn, xnb, w, b, M, C, eps, rms, norms);
+}

@@ -38,6 +38,11 @@ void cuda_layernorm(float *out, void *out_bf16, const void *in, int in_bf16, con
  * norm after the add (in double, as cuda_row_norms). */
 void cuda_add_norm(float *x, float *xn, void *xn_bf16, const void *res, int res_bf16, const float *w, const float *b,
                    int M, int C, float eps, int rms, float *norms);
+/* add_norm.cu: backend.h add_norm_stream — the bf16 stream s (M, C) = bf16(x0) when x0 (float32)
+ * is not NULL, else bf16(s + res) (res bf16, or NULL); then xn_bf16 and xn (each may be NULL) =
+ * norm(s)·w (+ b) as cuda_add_norm, from s's rounded values; norms of s's rows, or NULL. */
+void cuda_add_norm_stream(void *s, const float *x0, void *xn_bf16, float *xn, const void *res, const float *w,
+                          const float *b, int M, int C, float eps, int rms, float *norms);
 /* rope.cu: backend.h rope — in place on T rows of ld elements (float32, or bfloat16 when bf16),
  * heads [0, nh) of HS columns; pos (T) int32, inv_freq (HS/2) float32. */
 void cuda_rope(void *x, int bf16, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS);

@@ -94,6 +94,14 @@ struct backend {
      */
     void (*add_norm)(backend *be, float *x, float *xn, void *xn_bf16, const void *res, int res_dt, const float *w,
                      const float *b, int M, int C, float eps, int rms, float *norms);
+    /* add_norm_stream (NULL where the backend lacks it: the float32 stream of add_norm): a pre-norm
+     *   model's residual stream in bf16 under bf16_acts, as transformers' bf16 model keeps it.
+     *   s (M, C) bf16 = bf16(x0) when x0 (float32) is not NULL (the stream's start), else bf16(s +
+     *   res), res (M, C) bf16 or NULL (one float add of the two values, rounded once to nearest
+     *   even); then xn_bf16 and xn (each may be NULL) = norm(s)·w (+ b) as add_norm, from s's
+     *   rounded values, and norms (or NULL) the L2 norms of s's rows. */
+    void (*add_norm_stream)(backend *be, void *s, const float *x0, void *xn_bf16, float *xn, const void *res,
+                            const float *w, const float *b, int M, int C, float eps, int rms, float *norms);
     /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld elements of type dt,
      * heads [0, nh) of HS columns at h·HS; in each head the pair (i, i + HS/2) turns by the angle
      * θ = float(pos[t]·inv_freq[i]): (a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ), in float

@@ -233,6 +233,13 @@ static void cuda_add_norm_op(backend *be, float *x, float *xn, void *xn_bf16, co
 {
     cuda_add_norm(x, xn, xn_bf16, res, res_dt == DT_BF16, w, b, M, C, eps, rms, norms);
 }
+
+static void cuda_add_norm_stream_op(backend *be, void *s, const float *x0, void *xn_bf16, float *xn, const void *res,
+                                    const float *w, const float *b, int M, int C, float eps, int rms, float *norms)
+{
+    (void)be;
+    cuda_add_norm_stream(s, x0, xn_bf16, xn, res, w, b, M, C, eps, rms, norms);
+}
 static void cuda_rope_op(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
                          int HS)
 {
@@ -596,6 +603,7 @@ backend *backend_cuda_init(int precision)
     be->layernorm = cuda_layernorm_op;
     be->activation = cuda_activation_op;
     be->add_norm = cuda_add_norm_op;
+    if (precision == 2) be->add_norm_stream = cuda_add_norm_stream_op;
     be->rope = cuda_rope_op;
     be->gated_act = cuda_gated_act_op;
     be->attention = cuda_attention;

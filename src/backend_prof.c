@@ -55,6 +55,9 @@ static void p_layernorm(backend *be, float *out, void *ob, const void *in, int i
 static void p_add_norm(backend *be, float *x, float *xn, void *xb, const void *res, int rdt, const float *w,
                        const float *b, int M, int C, float eps, int rms, float *norms)
 { TIMED(be, P_ADDNORM, IN(be)->add_norm(IN(be), x, xn, xb, res, rdt, w, b, M, C, eps, rms, norms)); }
+static void p_add_norm_stream(backend *be, void *s, const float *x0, void *xb, float *xn, const void *res, const float *w,
+                              const float *b, int M, int C, float eps, int rms, float *norms)
+{ TIMED(be, P_ADDNORM, IN(be)->add_norm_stream(IN(be), s, x0, xb, xn, res, w, b, M, C, eps, rms, norms)); }
 static void p_rope(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh, int HS)
 { TIMED(be, P_ROPE, IN(be)->rope(IN(be), x, dt, ld, pos, inv_freq, T, nh, HS)); }
 static void p_gated(backend *be, void *out, const void *in, int dt, int M, int F, int act)
@@ -118,7 +121,8 @@ backend *backend_profiled(backend *inner, int timeline)
                     .linear_weight = inner->linear_weight ? p_linear_weight : NULL,
                     .token_table = inner->token_table ? p_token_table : NULL,
                     .layernorm = p_layernorm, .activation = p_act,
-                    .add_norm = inner->add_norm ? p_add_norm : NULL, .rope = inner->rope ? p_rope : NULL,
+                    .add_norm = inner->add_norm ? p_add_norm : NULL,
+                    .add_norm_stream = inner->add_norm_stream ? p_add_norm_stream : NULL, .rope = inner->rope ? p_rope : NULL,
                     .gated_act = inner->gated_act ? p_gated : NULL, .attention = p_attention,
                     .attention_stats = inner->attention_stats ? p_attention_stats : NULL, .fused_ok = p_fused_ok,
                     .vision_fused_ok = p_vision_fused_ok,

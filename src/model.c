@@ -1,4 +1,5 @@
 /* model.c — see model.h: the forward pass, one for every family (the weights: model_load.c). */
+#include "check.h"
 #include "model_int.h"
 #include "patch.h"
 #include "util.h"
@@ -21,7 +22,7 @@ static void free_activations(model *m)
 {
     if (m->xn == m->x) m->xn = NULL;       /* aliases (post-norm, plain MLP): freed once */
     if (m->ffa == m->ff) m->ffa = NULL;
-    void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xb, (void **)&m->qkv, (void **)&m->ctx,
+    void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xb, &m->xs, (void **)&m->qkv, (void **)&m->ctx,
                      (void **)&m->tmp, (void **)&m->ff, (void **)&m->ffa, (void **)&m->probs, &m->inputs, (void **)&m->fstats,
                      &m->ftok};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
@@ -104,6 +105,14 @@ static void widths(const model_config *c, size_t *A, size_t *KV, size_t *Fg, siz
     *Fa = c->arch->mlp == MLP_GATED ? (size_t)c->d_ff : 0;
 }
 
+/* whether a pre-norm model keeps its residual stream in bf16 (m->xs, residual_step): under bf16
+ * activations on a backend with add_norm_stream, as transformers' bf16 model keeps its hidden
+ * states (ATTNSCOPE_F32_STREAM=1: float32, for accuracy comparisons) */
+static int bf16_stream(const model *m)
+{
+    return m->be->bf16_acts && m->be->add_norm_stream && m->cfg.arch->pre_norm && !util_env_on("ATTNSCOPE_F32_STREAM");
+}
+
 size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes)
 {
     const model_config *c = &m->cfg;
@@ -124,13 +133,13 @@ size_t model_batch_bytes(const model *m, int B, int T, int fused, int tok_bytes)
      * the rows' normalisers take 4 bytes per row and head) */
     /* (under bf16 activations the residual branches and the MLP's buffers hold bf16, and on the
      * fused path q k v and the attention output too) */
-    const size_t ge = m->be->bf16_acts ? 2 : 4;
+    const size_t ge = m->be->bf16_acts ? 2 : 4, xs = bf16_stream(m) ? 2 * BT * C : 0;
     /* (a patch model's fused vision outputs and the fused map, and the rollout's two products) */
     const size_t vis = c->arch->stem == STEM_PATCHES ? 4 * vis_floats(m, B, T) + 8 * (size_t)B * T * T : 0;
     if (fused)
         return xn + 4 * BT * (C + 5) + ge * BT * (2 * C + qkv + F) + heads * STAT_N * (8 * ((size_t)T / 64 + 1) + 4 * c->n_layer) + lin +
-               heads * T * (4 + (size_t)c->n_layer * tok_bytes) + vis;
-    return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin;
+               heads * T * (4 + (size_t)c->n_layer * tok_bytes) + vis + xs;
+    return xn + 4 * (BT * (3 * C + qkv + 4 * A + 4 * KV + F + 4) + BTT) + BTT / 4 + heads * T * 40 + lin + xs;
 }
 
 /* fused: the probabilities are not stored (cap_BTT stays 0 until a forward needs them) */
@@ -157,6 +166,7 @@ static int ensure_activations(model *m, int B, int T, int fused)
     m->xn = m->x;
     if (c->arch->pre_norm && !(m->xn = be->alloc(be, BT * C * sizeof(float)))) goto oom;
     if (be->bf16_acts && !(m->xb = be->alloc(be, BT * C * 2))) goto oom;
+    if (bf16_stream(m) && !(m->xs = be->alloc(be, BT * C * 2))) goto oom;
     if (!(m->qkv = be->alloc(be, BT * (A + 2 * KV) * qe))) goto oom;
     if (!(m->ctx = be->alloc(be, BT * A * qe))) goto oom;
     if (!(m->tmp = be->alloc(be, BT * C * ge))) goto oom;
@@ -212,6 +222,10 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
  * keeps its hidden states in bf16: each norm reads xb (from_x: the embeddings' float32 x, the first
  * step) and the bf16 residual, adds and normalises in float/double, and writes xb again; the
  * float32 x only where keep_xn asks for it. That is 6 bytes an element instead of 12.
+ * A pre-norm model under bf16 activations keeps its stream in bf16 too (m->xs, bf16_stream): the
+ * first step (no residual) rounds the embeddings' x into it, each later one adds the bf16 branch
+ * in float and rounds once (torch's bf16 add), and the norm reads the rounded values: 8 bytes an
+ * element instead of 12.
  * norms (BT), or NULL: the rows' L2 norms of x after the step (add_norm makes them as it adds). */
 static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn,
                           int from_x, float *norms)
@@ -225,6 +239,12 @@ static void residual_step(model *m, const void *res, int res_dt, const norm_weig
         else
             be->layernorm(be, m->x, xb, m->x, DT_F32, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps);
         if (norms) be->row_norms(be, norms, m->x, (size_t)BT, c->d_model);
+    } else if (m->xs && xb) {
+        /* a pre-norm model's bf16 stream: it starts from the embeddings' x at the first step (the
+         * one without a residual), every later step adds a bf16 branch */
+        if (res && res_dt != DT_BF16) check_fail(__FILE__, __LINE__, "residual_step", "the bf16 stream takes bf16 branches");
+        be->add_norm_stream(be, m->xs, res ? NULL : m->x, xb, xn, res, n->w, n->b, BT, c->d_model, c->ln_eps,
+                            c->arch->norm == NORM_RMS, norms);
     } else
         be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS,
                      norms);

@@ -63,6 +63,7 @@ typedef struct {
     float *xn;                           /* (B, T, C) the next sub-block's input: == x for post-norm */
     float *ctx;                          /* (B, T, A) */
     void *xb;                            /* (B, T, C) bf16 copy of x (backends with bf16_acts) */
+    void *xs;                            /* (B, T, C) a pre-norm model's bf16 stream (model_bf16_stream) */
     float *qkv;                          /* (B, T, A + 2KV): q | k | v */
     float *ff;                           /* (B, T, Fg) */
     float *ffa;                          /* (B, T, F) the activation's output: == ff unless gated */
