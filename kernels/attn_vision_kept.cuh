@@ -23,8 +23,12 @@
 #ifndef AVK_AHEAD
 #define AVK_AHEAD 4     // heads whose rows are loaded at once
 #endif
+// blocks an SM (launch bound): 6 holds the kernel to 80 registers, 34% of the warps active. At
+// T = 197, B = 128 under ncu: 85.9 µs, against 106.6 with no bound (126 registers, 23%), 90.7 with
+// 8 (64 registers and a few spills), 94.0 with 6 heads ahead and no bound, 157.0 with all 12 ahead
+// (188 registers): BENCHMARKS.md run 42
 #ifndef AVK_MINB
-#define AVK_MINB 1      // blocks an SM (launch bound)
+#define AVK_MINB 6
 #endif
 
 // the kept store: p̃ (B, NH, T, avk_stride(T)) in fp16, rows a multiple of 8 keys (16-byte
