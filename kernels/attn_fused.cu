@@ -657,9 +657,9 @@ extern "C" size_t cuda_attn_fused_scratch(int B, int NH, int T, int kept)
     return af_count_bytes(B, NH) + af_part_bytes(B, NH, T) + lse + av_part_bytes(B, NH, T) + (kept ? avk_bytes(B, NH, T) : 0);
 }
 
-// whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)
 extern "C" size_t cuda_attn_vision_kept_bytes(int B, int NH, int T) { return avk_bytes(B, NH, T); }
 
+// whether the vision pass takes a layer of T tokens and NH heads of HS (its shared memory)
 extern "C" int cuda_attn_vision_supported(int T, int NH, int HS, int fp32)
 {
     if (!cuda_attn_fused_supported(HS, fp32)) return 0;

@@ -237,7 +237,6 @@ static void cuda_add_norm_op(backend *be, float *x, float *xn, void *xn_bf16, co
 static void cuda_add_norm_stream_op(backend *be, void *s, const float *x0, void *xn_bf16, float *xn, const void *res,
                                     const float *w, const float *b, int M, int C, float eps, int rms, float *norms)
 {
-    (void)be;
     cuda_add_norm_stream(s, x0, xn_bf16, xn, res, w, b, M, C, eps, rms, norms);
 }
 static void cuda_rope_op(backend *be, void *x, int dt, int ld, const int32_t *pos, const float *inv_freq, int T, int nh,
