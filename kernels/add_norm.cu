@@ -159,11 +159,12 @@ __global__ static void add_norm_stream_kernel(__nv_bfloat16 *s, const TI *xin, c
     if (row >= M) return;
     const size_t o = (size_t)row * C;
     __nv_bfloat16 *r = s + o;
-    for (int i = lane; i < C; i += 32) {
-        float v = as_float(xin[o + i]);
-        if (res) v = __fadd_rn(v, as_float(res[o + i]));
-        r[i] = __float2bfloat16_rn(v);
-    }
+    if (res || (const void *)xin != (const void *)s)   // (nothing to add: the stream as it is)
+        for (int i = lane; i < C; i += 32) {
+            float v = as_float(xin[o + i]);
+            if (res) v = __fadd_rn(v, as_float(res[o + i]));
+            r[i] = __float2bfloat16_rn(v);
+        }
     if (norms) {
         double q = 0;
         for (int i = lane; i < C; i += 32) q += (double)as_float(r[i]) * as_float(r[i]);
@@ -206,7 +207,7 @@ __global__ static void add_norm_stream_vec_kernel(__nv_bfloat16 *s, const TI *xi
             const float4 d = load4(res + o + c);
             a = make_float4(__fadd_rn(a.x, d.x), __fadd_rn(a.y, d.y), __fadd_rn(a.z, d.z), __fadd_rn(a.w, d.w));
         }
-        store4(s + o + c, a);
+        if (res || (const void *)xin != (const void *)s) store4(s + o + c, a);   // (else the stream as it is)
         v[4 * k] = bf16_round(a.x); v[4 * k + 1] = bf16_round(a.y); v[4 * k + 2] = bf16_round(a.z); v[4 * k + 3] = bf16_round(a.w);
     }
     if (norms) {

@@ -14,6 +14,8 @@
 //    memory. At the end the warp adds each head's 32 slots in lane order (deterministic) and writes
 //    the row's sums (double) to part (B, T, NH, 2); vis_finish_rows_kernel adds them over the rows
 //    in a fixed order.
+//  * vis->roll: the row of the map leaves as the rollout's Â ((A + I)/2 over its sum, the sum in
+//    double: vision.cu's rollout_norm_kernel, one pass over the batch's maps fewer).
 #ifndef ATTNSCOPE_ATTN_VISION_KEPT_CUH
 #define ATTNSCOPE_ATTN_VISION_KEPT_CUH
 #include <cuda_fp16.h>
@@ -51,7 +53,7 @@ static inline size_t avk_smem_bytes(int NH) { return (size_t)AVK_WARPS * NH * 2 
 template <bool MEAN>
 __global__ static void __launch_bounds__(32 * AVK_WARPS, AVK_MINB)
 attn_vision_kept_kernel(const __half *pst, const float *pmt, const float *lse, int NH, int T, int npre, int gh, int gw,
-                        int fusion, double *part, float *cls, float *map)
+                        int fusion, int roll, double *part, float *cls, float *map)
 {
     extern __shared__ float avk_rs[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, b = blockIdx.y, i = blockIdx.x * AVK_WARPS + warp;
@@ -66,6 +68,12 @@ attn_vision_kept_kernel(const __half *pst, const float *pmt, const float *lse, i
     }
     __syncwarp();
     const float init = !MEAN && fusion == 2 ? INFINITY : 0.0f, inv = MEAN ? 1.0f / (float)NH : 1.0f;
+    // roll: the row becomes the rollout's Â, (A + I)/2 renormalised (rollout_norm_kernel's
+    // arithmetic): the row's sum in double as the groups are done, then each value over it, from
+    // the registers where each lane has one group (T <= 256), else read back
+    const bool single = ngroups <= 32;
+    double rsum = 0.0;
+    float keep[8];
     for (int gi = lane; gi < ngroups; gi += 32) {
         const int j0 = gi * 8;
         // the 8 keys' pairs: distance in patches, and the locality mask (bit e: key j0 + e within
@@ -128,8 +136,22 @@ attn_vision_kept_kernel(const __half *pst, const float *pmt, const float *lse, i
         }
         float *dst = map + ((size_t)b * T + i) * T;
 #pragma unroll
-        for (int e = 0; e < 8; e++)
-            if (j0 + e < T) dst[j0 + e] = acc[e] * inv;
+        for (int e = 0; e < 8; e++) {
+            float x = acc[e] * inv;
+            if (roll && j0 + e == i) x += 1.0f;
+            if (roll && j0 + e < T) rsum += 0.5 * (double)x;
+            keep[e] = x;
+            if (j0 + e < T && !(roll && single)) dst[j0 + e] = x;
+        }
+    }
+    if (roll) {                                        // (warp-uniform)
+        const double tot = warp_sum(rsum), r = tot > 0 ? 0.5 / tot : 0.0;
+        for (int gi = lane; gi < ngroups; gi += 32) {
+            float *dst = map + ((size_t)b * T + i) * T + gi * 8;
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                if (gi * 8 + e < T) dst[e] = (float)((double)(single ? keep[e] : dst[e]) * r);
+        }
     }
     __syncwarp();
     // each head's two sums: the 32 lanes' slots in lane order, one (head, sum) a lane
@@ -193,7 +215,7 @@ static void av_launch(const attn_vis *vs, const typename Ops::elem *q, const typ
             else smem_opt_in(attn_vision_kept_kernel<false>, kb, &once);
             avk_attr_bytes[mean] = kb;
         }
-#define AVK_ARGS pst, pmt, lse, NH, T, vs->n_prefix, vs->gh, vs->gw, vs->fusion, vpart, vs->cls, vs->map
+#define AVK_ARGS pst, pmt, lse, NH, T, vs->n_prefix, vs->gh, vs->gw, vs->fusion, vs->roll, vpart, vs->cls, vs->map
         if (mean) attn_vision_kept_kernel<true><<<kgrid, 32 * AVK_WARPS, kb>>>(AVK_ARGS);
         else attn_vision_kept_kernel<false><<<kgrid, 32 * AVK_WARPS, kb>>>(AVK_ARGS);
 #undef AVK_ARGS
@@ -220,6 +242,7 @@ static void av_launch(const attn_vis *vs, const typename Ops::elem *q, const typ
         vis_finish_rows_kernel<<<(B * NH * 32 + 127) / 128, 128>>>(vpart, B, NH, vgrid_.x * vgrid_.z, vs->gh * vs->gw, vs->patch,
                                                               vs->dist, vs->loc);
         KERNEL_CHECK("vis_finish_rows_kernel");
+        if (vs->roll) cuda_rollout_map(vs->map, vs->map, B, 1, T, 0, 0);   // the rollout's Â in place
     }
 }
 #endif

@@ -148,9 +148,8 @@ __global__ static void __launch_bounds__(32 * NORM_ROWS) rollout_norm_kernel(flo
     const int i = (int)(r % T), lane = threadIdx.x % 32;
     double s = 0;
     for (int j = lane; j < T; j += 32) s += 0.5 * (double)(j == i ? x[j] + 1.0f : x[j]);
-    const double tot = warp_sum(s);
-    for (int j = lane; j < T; j += 32)
-        a[j] = tot > 0 ? (float)(0.5 * (double)(j == i ? x[j] + 1.0f : x[j]) / tot) : 0.0f;
+    const double tot = warp_sum(s), rt = tot > 0 ? 0.5 / tot : 0.0;   // (one division a row)
+    for (int j = lane; j < T; j += 32) a[j] = (float)((double)(j == i ? x[j] + 1.0f : x[j]) * rt);
 }
 
 extern "C" void cuda_rollout_map(float *A, const float *probs, int B, int NH, int T, int fusion, size_t discard_k)

@@ -61,6 +61,12 @@ struct backend {
      * (cuBLASLt has no erf GELU) */
     int (*linear_act)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
                       int K, int N, int act);
+    /* linear added into out: s (M, N) bf16 = bf16(s + in (M, K) · W (N, K)ᵀ + b) — a pre-norm model's residual add in the GEMM's epilogue, where the stream
+     *   is bf16 (add_norm_stream then only normalises it). Returns 1 when done so, 0 when this
+     *   backend cannot (nothing done: the caller runs linear and add_norm_stream). NULL: never.
+     *   (transformers rounds the branch to bf16 first, then the sum; cuBLASLt's bf16 epilogue may
+     *   do the same or round once: either is within half an ulp of the branch of the other.) */
+    int (*linear_add)(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
     /* A model's linear weight W (N, K) from the host, stored as this backend's linear takes it —
      * CUDA under bf16 or 3xTF32: only that copy, no float32 one (half the memory of float32 +
      * bf16; 3/4 of float32 + split) — as a handle for linear's W, freed with free; NULL: out of
@@ -97,8 +103,8 @@ struct backend {
     /* add_norm_stream (NULL where the backend lacks it: the float32 stream of add_norm): a pre-norm
      *   model's residual stream in bf16 under bf16_acts, as transformers' bf16 model keeps it.
      *   s (M, C) bf16 = bf16(x0) when x0 (float32) is not NULL (the stream's start), else bf16(s +
-     *   res), res (M, C) bf16 or NULL (one float add of the two values, rounded once to nearest
-     *   even); then xn_bf16 and xn (each may be NULL) = norm(s)·w (+ b) as add_norm, from s's
+     *   res), res (M, C) bf16 (one float add of the two values, rounded once to nearest even), or
+     *   with neither s as it is (not written: linear_add added the branch); then xn_bf16 and xn (each may be NULL) = norm(s)·w (+ b) as add_norm, from s's
      *   rounded values, and norms (or NULL) the L2 norms of s's rows. */
     void (*add_norm_stream)(backend *be, void *s, const float *x0, void *xn_bf16, float *xn, const void *res,
                             const float *w, const float *b, int M, int C, float eps, int rms, float *norms);
@@ -179,13 +185,15 @@ struct backend {
      *   into host arrays dist and loc (B, NH) (locality: radius 1) and cls (B, NH, gh·gw).
      * rollout_step: Rout (B, T, T) = Â·Rin, vstats_rollout_step for B images at once: Â the heads of
      *   probs fused (fusion 0 mean, 1 max, 2 min), the smallest ⌊discard·T²⌋ entries discarded,
-     *   (A + I)/2 with rows renormalised; Rin NULL: the identity (the first layer). Rout, Rin and
-     *   probs in backend memory; Rout does not overlap Rin.
+     *   (A + I)/2 with rows renormalised; Rin NULL: the identity (the first layer). ready: probs
+     *   is Â already, one map a image (attention_stats' map with vis->roll; NH, fusion and discard
+     *   unused): the product alone. Rout, Rin and probs in backend memory; Rout does not overlap
+     *   Rin (nor probs when ready).
      * row_norms: out (M) = the L2 norms of the M rows of C floats of x, both in backend memory. */
     void (*vision_stats)(backend *be, const float *probs, int B, int NH, int T, const vgrid *g, float *dist, float *loc,
                          float *cls);
     void (*rollout_step)(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T, int fusion,
-                         double discard);
+                         double discard, int ready);
     void (*row_norms)(backend *be, float *out, const float *x, size_t M, int C);
     /* The patch stem's im2col: rows (B·gh·gw, ch·P·P) = the patches of B images px (B, ch, H, W),
      * all in backend memory, as patch.h's patch_rows (gh = H / P, gw = W / P): px float32 when lut

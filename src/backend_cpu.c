@@ -247,7 +247,10 @@ static void cpu_attn_vision(const float *probs, int B, int NH, int T, const attn
     const size_t TT = (size_t)T * T;
     cpu_vision_stats(NULL, probs, B, NH, T, &g, v->dist, v->loc, v->cls);
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) vstats_fuse(v->map + b * TT, probs + (size_t)b * NH * TT, NH, T, v->fusion);
+    for (int b = 0; b < B; b++) {
+        vstats_fuse(v->map + b * TT, probs + (size_t)b * NH * TT, NH, T, v->fusion);
+        if (v->roll) vstats_rollout_norm(v->map + b * TT, T);
+    }
 }
 
 static void cpu_attention_stats(backend *be, void *out, const void *q, const void *k, const void *v, int dt, int ld,
@@ -340,7 +343,7 @@ static void cpu_vision_stats(backend *be, const float *probs, int B, int NH, int
 }
 
 static void cpu_rollout_step(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T,
-                             int fusion, double discard)
+                             int fusion, double discard, int ready)
 {
     const size_t TT = (size_t)T * T;
 #pragma omp parallel for schedule(dynamic)
@@ -348,7 +351,8 @@ static void cpu_rollout_step(backend *be, float *Rout, const float *Rin, const f
         float *R = Rout + b * TT, *work = xmalloc(TT * sizeof(float));
         if (Rin) memcpy(R, Rin + b * TT, TT * sizeof(float));
         else vstats_rollout_init(R, T);
-        vstats_rollout_step(R, probs + (size_t)b * NH * TT, NH, T, fusion, discard, work);
+        if (ready) vstats_rollout_product(R, probs + b * TT, T);
+        else vstats_rollout_step(R, probs + (size_t)b * NH * TT, NH, T, fusion, discard, work);
         free(work);
     }
 }

@@ -444,14 +444,20 @@ static void cuda_vision_stats_op(backend *be, const float *probs, int B, int NH,
  * (pedantic: no TF32 whatever the handle's math mode) but under --precision bf16, where TF32
  * tensor cores take it (~2^-11 relative per product, below what the bf16 forward's maps already
  * carry: BENCHMARKS.md run 28; ATTNSCOPE_ROLLOUT_FP32=1 keeps fp32 there too). Row-major
- * Rout = Â·Rin is column-major Routᵀ = Rinᵀ·Âᵀ: both operands as stored. */
+ * Rout = Â·Rin is column-major Routᵀ = Rinᵀ·Âᵀ: both operands as stored. ready: probs is Â (the
+ * fused kernel's map with vis->roll): the product alone, or at the first layer a copy. */
 static void cuda_rollout_step_op(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T,
-                                 int fusion, double discard)
+                                 int fusion, double discard, int ready)
 {
     cuda_ctx *c = be->ctx;
     const size_t TT = (size_t)T * T;
-    float *A = Rin ? cuda_scratch(c, SCR_ROLL, (size_t)B * TT * sizeof(float)) : Rout;
-    cuda_rollout_map(A, probs, B, NH, T, fusion, (size_t)(discard * (double)TT));
+    const float *A = probs;
+    if (ready && !Rin) CHECK_CUDA(cudaMemcpyAsync(Rout, probs, (size_t)B * TT * sizeof(float), cudaMemcpyDeviceToDevice, 0));
+    if (!ready) {
+        float *Ah = Rin ? cuda_scratch(c, SCR_ROLL, (size_t)B * TT * sizeof(float)) : Rout;
+        cuda_rollout_map(Ah, probs, B, NH, T, fusion, (size_t)(discard * (double)TT));
+        A = Ah;
+    }
     if (!Rin) return;                          /* the first layer: R = Â·I */
     const float one = 1.0f, zero = 0.0f;
     CHECK_CUBLAS(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, T, T, T, &one, Rin, CUDA_R_32F, T,
@@ -603,6 +609,7 @@ backend *backend_cuda_init(int precision)
     be->activation = cuda_activation_op;
     be->add_norm = cuda_add_norm_op;
     if (precision == 2) be->add_norm_stream = cuda_add_norm_stream_op;
+    if (precision == 2 && !util_env_on("ATTNSCOPE_NO_LINEAR_ADD")) be->linear_add = cuda_linear_add;
     be->rope = cuda_rope_op;
     be->gated_act = cuda_gated_act_op;
     be->attention = cuda_attention;

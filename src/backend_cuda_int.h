@@ -22,6 +22,7 @@ typedef struct {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
     int tuned;                       /* the algorithm was chosen by time (or that was not possible) */
+    int acc;                         /* beta = 1: the output is added to (linear_add; never timed) */
 } lt_plan;
 #define LT_PLANS 64
 
@@ -73,6 +74,7 @@ void *cuda_scratch(cuda_ctx *c, int s, size_t bytes);
 const void *cuda_derived_of(cuda_ctx *c, const float *W, int N, int K);
 /* backend.h linear (backend_cuda_linear.c) */
 void cuda_linear(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
+int cuda_linear_add(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
 int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M, int K,
                     int N, int act);
 /* backend.h mark and marks_read; the events' release (backend_cuda_marks.c) */

@@ -24,17 +24,17 @@ static int lt_heuristics(cuda_ctx *c, const lt_plan *p, cublasLtMatmulHeuristicR
 /* The plan of out (M, N) = in (M, K) · W (N, K)ᵀ [+ b], made on first use; NULL when cuBLASLt has
  * no algorithm for it (the caller falls back to cublasSgemm). */
 static lt_plan *lt_plan_of(cuda_ctx *c, int M, int K, int N, cublasLtEpilogue_t epi, cublasComputeType_t compute, int ld,
-                           cudaDataType_t ab, cudaDataType_t d)
+                           cudaDataType_t ab, cudaDataType_t d, int acc)
 {
     for (int i = 0; i < c->n_plans; i++) {
         lt_plan *p = &c->plans[i];
         if (p->M == M && p->K == K && p->N == N && p->epi == epi && p->compute == compute && p->ld == ld &&
-            p->ab == ab && p->d == d)
+            p->ab == ab && p->d == d && p->acc == acc)
             return p;
     }
     if (c->n_plans == LT_PLANS) return NULL;
     lt_plan *p = &c->plans[c->n_plans];
-    *p = (lt_plan){.M = M, .K = K, .N = N, .epi = epi, .compute = compute, .ld = ld, .ab = ab, .d = d};
+    *p = (lt_plan){.M = M, .K = K, .N = N, .epi = epi, .compute = compute, .ld = ld, .ab = ab, .d = d, .acc = acc, .tuned = acc};
     CHECK_LT(cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -132,7 +132,7 @@ static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt,
     const float one = 1.0f, zero = 0.0f;
     const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     lt_plan *p = c->use_lt && c->workspace
-                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d)
+                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d, 0)
                      : NULL;
     if (!p && act >= 0) return 0;                     /* (before any conversion: the caller does it all) */
     if (idt == DT_F32) {
@@ -185,7 +185,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
             const float beta = ch ? 1.0f : 0.0f;
             const float *bias = ch ? NULL : b;
             lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, k1 - k0, N, epilogue_of(bias != NULL, -1), CUBLAS_COMPUTE_32F_FAST_TF32, ld,
-                                                                CUDA_R_32F, CUDA_R_32F)
+                                                                CUDA_R_32F, CUDA_R_32F, 0)
                                                    : NULL;
             if (p) {
                 if (bias) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
@@ -202,7 +202,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
         return;
     }
     const cublasComputeType_t compute = c->precision == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, -1), compute, K, CUDA_R_32F, CUDA_R_32F) : NULL;
+    lt_plan *p = c->use_lt && c->workspace ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, -1), compute, K, CUDA_R_32F, CUDA_R_32F, 0) : NULL;
     if (p) {
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
         CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, W, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
@@ -223,5 +223,23 @@ int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, co
     if (c->precision != 2 || odt != DT_BF16) return 0;
     if (!(act == ACT_GELU_TANH || act == ACT_RELU || (act == ACT_GELU && be->gelu_tanh))) return 0;
     return linear_bf16(c, out, odt, in, idt, W, b, M, K, N, act);
+}
+
+/* linear_add: under bf16, s (bf16) += in · Wᵀ + b with beta = 1 on s in place (C = D), the bias in
+ * the epilogue (test_backend_gpu prints whether the branch is rounded before the add, as
+ * transformers does). Only with a cuBLASLt plan: 0 otherwise, nothing done. */
+int cuda_linear_add(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N)
+{
+    cuda_ctx *c = be->ctx;
+    if (c->precision != 2 || idt != DT_BF16 || !c->use_lt || !c->workspace) return 0;
+    lt_plan *p = lt_plan_of(c, M, K, N, epilogue_of(b != NULL, -1), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, CUDA_R_16BF, 1);
+    if (!p) return 0;
+    const float one = 1.0f;
+    const void *Wb = cuda_derived_of(c, W, N, K);
+    const void *bias = b ? cuda_derived_of(c, b, N, 1) : NULL;
+    if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &one, s, p->c, s, p->c, &p->algo, c->workspace,
+                            LT_WORKSPACE, 0));
+    return 1;
 }
 #endif

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { P_EMBED, P_LINEAR, P_LINEAR_ACT, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
-static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "linear + activation (epilogue)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
+enum { P_EMBED, P_LINEAR, P_LINEAR_ACT, P_LINEAR_ADD, P_LAYERNORM, P_ADDNORM, P_ROPE, P_GATED, P_ACT, P_ATTENTION, P_FUSED, P_STATS, P_PACK, P_SIM, P_VIS, P_ROLL, P_NORMS, P_PATCH, P_CONV, P_POOL, P_ADDRELU, P_CHSTATS, P_UPLOAD, P_DOWNLOAD, P_N };
+static const char *const prof_names[P_N] = {"embed", "linear (GEMM + bias)", "linear + activation (epilogue)", "linear + residual (epilogue)", "layernorm (+ residual add)", "add_norm (residual + norm)", "rope", "gated activation", "activation",
                                             "attention (QK^T, softmax, PV)", "attention + statistics (fused)", "attn_stats", "attn_pack", "head similarity", "vision_stats", "rollout_step", "row_norms", "patch_rows", "conv_rows (im2col)", "maxpool", "add_relu", "channel_stats", "upload", "download"};
 typedef struct { backend *in; int timeline; double t[P_N]; long n[P_N]; } prof_ctx;
 
@@ -47,6 +47,12 @@ static int p_linear_act(backend *be, void *out, int odt, const void *in, int idt
     int done = 0;
     IN(be)->gelu_tanh = be->gelu_tanh;
     TIMED(be, P_LINEAR_ACT, done = IN(be)->linear_act(IN(be), out, odt, in, idt, W, b, M, K, N, act));
+    return done;
+}
+static int p_linear_add(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N)
+{
+    int done = 0;
+    TIMED(be, P_LINEAR_ADD, done = IN(be)->linear_add(IN(be), s, in, idt, W, b, M, K, N));
     return done;
 }
 static void p_layernorm(backend *be, float *out, void *ob, const void *in, int idt, const void *res, int rdt, const float *w,
@@ -94,8 +100,8 @@ static void p_vision_stats(backend *be, const float *probs, int B, int NH, int T
                            float *cls)
 { TIMED(be, P_VIS, IN(be)->vision_stats(IN(be), probs, B, NH, T, g, dist, loc, cls)); }
 static void p_rollout_step(backend *be, float *Rout, const float *Rin, const float *probs, int B, int NH, int T, int fusion,
-                           double discard)
-{ TIMED(be, P_ROLL, IN(be)->rollout_step(IN(be), Rout, Rin, probs, B, NH, T, fusion, discard)); }
+                           double discard, int ready)
+{ TIMED(be, P_ROLL, IN(be)->rollout_step(IN(be), Rout, Rin, probs, B, NH, T, fusion, discard, ready)); }
 static void p_row_norms(backend *be, float *out, const float *x, size_t M, int C)
 { TIMED(be, P_NORMS, IN(be)->row_norms(IN(be), out, x, M, C)); }
 static void p_patch_rows(backend *be, float *rows, const void *px, const float *lut, int B, int ch, int H, int W, int P)
@@ -118,6 +124,7 @@ backend *backend_profiled(backend *inner, int timeline)
     *be = (backend){.name = inner->name, .ctx = p, .release = p_release, .alloc = p_alloc, .free = p_free,
                     .upload = p_upload, .upload_async = inner->upload_async ? p_upload_async : NULL, .download = p_download, .sync = p_sync, .embed = p_embed, .linear = p_linear,
                     .linear_act = inner->linear_act ? p_linear_act : NULL,
+                    .linear_add = inner->linear_add ? p_linear_add : NULL,
                     .linear_weight = inner->linear_weight ? p_linear_weight : NULL,
                     .token_table = inner->token_table ? p_token_table : NULL,
                     .layernorm = p_layernorm, .activation = p_act,

@@ -78,7 +78,7 @@ static void scatter_layer(collect *c, const int *idx, int w0, int layer, int B, 
 /* the rollout's step of one layer from its maps (B, nh, T, T) in backend memory (the probabilities,
  * nh = NH, or the fused path's fused map, nh = 1), from --rollout-start; the product reaches the
  * host at the batch's end */
-static void rollout_layer(collect *c, int layer, const float *maps, int nh, int B, int T)
+static void rollout_layer(collect *c, int layer, const float *maps, int nh, int B, int T, int ready)
 {
     if (layer < c->o.rollout_start) return;
     backend *be = c->m->be;
@@ -94,7 +94,7 @@ static void rollout_layer(collect *c, int layer, const float *maps, int nh, int 
     }
     const int first = layer == c->o.rollout_start, next = first ? 0 : !c->roll_cur;
     be->rollout_step(be, c->roll[next], first ? NULL : c->roll[c->roll_cur], maps, B, nh, T, c->o.rollout_fusion,
-                     c->o.rollout_discard);
+                     c->o.rollout_discard, ready);
     c->roll_cur = next;
 }
 
@@ -106,7 +106,7 @@ void collect_vision_capture(collect *c, int layer, const float *probs, int B, in
     float *dist = batch_buf(c, heads * (2 + (size_t)g.gh * g.gw)), *loc = dist + heads, *cls = loc + heads;
     c->m->be->vision_stats(c->m->be, probs, B, c->NH, T, &g, dist, loc, cls);
     scatter_layer(c, c->batch_idx, c->w0, layer, B, dist, loc, cls);
-    rollout_layer(c, layer, probs, c->NH, B, T);
+    rollout_layer(c, layer, probs, c->NH, B, T, 0);
 }
 
 int collect_vision_fuses(collect *c)
@@ -136,6 +136,9 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T)
                                 sizeof(float), "out of host memory for the vision outputs of a batch");
     req->vis_grid = &c->vgrid;
     req->vis_fusion = c->o.rollout_fusion;
+    /* (no discard: the fused kernel's map is the rollout's Â already, one pass over it less; a
+     * discard ranks the fused map's raw values, so it takes them) */
+    req->vis_roll = c->vis[VIS_ROLL] && c->o.rollout_discard <= 0;
     req->vis_out = st->vis;
     req->vis_map = collect_vision_map;
 }
@@ -143,7 +146,7 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T)
 void collect_vision_map(void *user, int layer, const float *map, int B, int T)
 {
     collect *c = user;
-    if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T);
+    if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T, c->o.rollout_discard <= 0);
 }
 
 void collect_vision_batch_sent(collect *c, int B, int T)

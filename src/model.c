@@ -226,6 +226,7 @@ static int ensure_tokens(model *m, const attn_request *req, int B, int T, int fu
  * first step (no residual) rounds the embeddings' x into it, each later one adds the bf16 branch
  * in float and rounds once (torch's bf16 add), and the norm reads the rounded values: 8 bytes an
  * element instead of 12.
+ * res == m->xs: the branch is in the bf16 stream already (branch_step's linear_add): the norm only.
  * norms (BT), or NULL: the rows' L2 norms of x after the step (add_norm makes them as it adds). */
 static void residual_step(model *m, const void *res, int res_dt, const norm_weights *n, void *xb, int BT, int keep_xn,
                           int from_x, float *norms)
@@ -243,11 +244,28 @@ static void residual_step(model *m, const void *res, int res_dt, const norm_weig
         /* a pre-norm model's bf16 stream: it starts from the embeddings' x at the first step (the
          * one without a residual), every later step adds a bf16 branch */
         if (res && res_dt != DT_BF16) check_fail(__FILE__, __LINE__, "residual_step", "the bf16 stream takes bf16 branches");
-        be->add_norm_stream(be, m->xs, res ? NULL : m->x, xb, xn, res, n->w, n->b, BT, c->d_model, c->ln_eps,
-                            c->arch->norm == NORM_RMS, norms);
+        be->add_norm_stream(be, m->xs, res ? NULL : m->x, xb, xn, res == m->xs ? NULL : res, n->w, n->b, BT, c->d_model,
+                            c->ln_eps, c->arch->norm == NORM_RMS, norms);
     } else
         be->add_norm(be, m->x, xn, xb, res, res_dt, n->w, n->b, BT, c->d_model, c->ln_eps, c->arch->norm == NORM_RMS,
                      norms);
+}
+
+/* A residual branch, in (BT, K) · W (C, K)ᵀ + b, and its residual step: on a bf16 stream the GEMM
+ * adds it into the stream itself where the backend can (linear_add: the stream read once by the
+ * GEMM's epilogue, not written by it and read again by the norm), else it goes to m->tmp (gdt) and
+ * the norm adds it. */
+static void branch_step(model *m, const void *in, int idt, const float *W, const float *b, int K, const norm_weights *n,
+                        void *xb, int BT, int keep_xn, int from_x, float *norms)
+{
+    backend *be = m->be;
+    const int C = m->cfg.d_model, gdt = be->bf16_acts ? DT_BF16 : DT_F32;
+    if (m->xs && xb && be->linear_add && be->linear_add(be, m->xs, in, idt, W, b, BT, K, C)) {
+        residual_step(m, m->xs, DT_BF16, n, xb, BT, keep_xn, from_x, norms);
+        return;
+    }
+    be->linear(be, m->tmp, gdt, in, idt, W, b, BT, K, C);
+    residual_step(m, m->tmp, gdt, n, xb, BT, keep_xn, from_x, norms);
 }
 
 /* The layers, from the embedded input in m->x (and the inputs block uploaded) to the last hidden
@@ -301,7 +319,7 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
         if (fused) {
             float *lv = d_vis + l * nv;
             const attn_vis vis = {vg ? vg->n_prefix : 0, vg ? vg->gh : 0, vg ? vg->gw : 0, vg ? vg->patch : 0,
-                                  req->vis_fusion, lv, lv + B * NH, lv + 2 * B * NH, d_map, 0};
+                                  req->vis_fusion, lv, lv + B * NH, lv + 2 * B * NH, d_map, 0, req->vis_roll};
             const attn_tokens tok = {k, k ? d_ti + l * nk : NULL, k ? d_tw + l * nk : NULL, want_ki ? d_ki + l * nki : NULL,
                                      vg ? &vis : NULL};
             be->attention_stats(be, m->ctx, qkv, qkv + A * es, qkv + (A + KV) * es, dt, QKV, m->lens,
@@ -313,9 +331,8 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
                           c->causal, sw);
             if (req && req->capture) req->capture(req->user, l, m->probs, B, T);
         }
-        /* the residual branches (attention output, MLP output) in gdt: the norm adds them in fp32 */
-        be->linear(be, m->tmp, gdt, m->ctx, dt, w->wo, w->bo, BT, A, C);
-        residual_step(m, m->tmp, gdt, &w->after_attn, xb, BT, keep_each, from_x, NULL);
+        /* the residual branches (attention output, MLP output): branch_step */
+        branch_step(m, m->ctx, dt, w->wo, w->bo, A, &w->after_attn, xb, BT, keep_each, from_x, NULL);
         from_x = f32_stream;
         /* (the activation in the GEMM's epilogue where the backend can: linear_act) */
         if (a->mlp == MLP_GATED) {
@@ -325,9 +342,8 @@ static void forward_blocks(model *m, int B, int T, attn_request *req, float *hid
             be->linear(be, m->ff, gdt, lin_in, gdt, w->wup, w->bup, BT, C, Fg);
             be->activation(be, m->ff, gdt, (size_t)BT * F, c->act);
         }
-        be->linear(be, m->tmp, gdt, m->ffa, gdt, w->wdown, w->bdown, BT, F, C);
-        residual_step(m, m->tmp, gdt, &w->after_mlp, xb, BT, keep_each || l == c->n_layer - 1, f32_stream,
-                      req && req->norms ? req->norms + (size_t)l * BT : NULL);
+        branch_step(m, m->ffa, gdt, w->wdown, w->bdown, F, &w->after_mlp, xb, BT, keep_each || l == c->n_layer - 1, f32_stream,
+                    req && req->norms ? req->norms + (size_t)l * BT : NULL);
     }
     /* the last hidden state: after the final norm (pre-norm) or the last post-norm; the first
      * download waits for the backend */

@@ -144,8 +144,9 @@ typedef struct {
      * calls capture): vis_out, host (L, B·NH·(2 + gh·gw)), receives each layer's distance in
      * pixels (B, NH), 2-D locality (B, NH) and [CLS] row (B, NH, gh·gw) one after another, as
      * stats.h attn_vis; vis_map (NULL: not wanted) is called after each layer with the heads'
-     * fused map (B, T, T) in backend memory (fusion vis_fusion), valid until the next layer */
-    const vgrid *vis_grid; int vis_fusion; float *vis_out;
+     * fused map (B, T, T) in backend memory (fusion vis_fusion), valid until the next layer; with
+     * vis_roll the map is the rollout's Â of the fused map instead (stats.h attn_vis roll) */
+    const vgrid *vis_grid; int vis_fusion, vis_roll; float *vis_out;
     void (*vis_map)(void *user, int layer, const float *map, int B, int T);
     int fused;                           /* out: 1 when the fused path ran */
     /* 1: the forward returns once its work is enqueued (a device backend), the fused path's

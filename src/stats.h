@@ -49,8 +49,10 @@ typedef struct {
  * (B, NH, gh·gw), and the heads' fused map (B, T, T) (fusion 0 mean, 1 max, 2 min: the rollout's
  * input, whose rollout_step with one head is the rollout of the layer). kept (a backend's choice,
  * 0 from the model): the fused kernel keeps every head's probabilities in fp16 and the vision
- * outputs come from them (2^-11 relative), not from a second pass over the scores. */
-typedef struct { int n_prefix, gh, gw, patch, fusion; float *dist, *loc, *cls, *map; int kept; } attn_vis;
+ * outputs come from them (2^-11 relative), not from a second pass over the scores. roll: the map
+ * is the rollout's Â of the fused map (vstats_rollout_norm: (A + I)/2 with rows renormalised), to
+ * be given to rollout_step with ready, not the fused map itself (fusion first). */
+typedef struct { int n_prefix, gh, gw, patch, fusion; float *dist, *loc, *cls, *map; int kept, roll; } attn_vis;
 typedef struct { int topk; int32_t *topk_idx; float *topk_w; float *key_imp; const attn_vis *vis; } attn_tokens;
 #define ATTN_FUSED_TOPK_MAX 8
 

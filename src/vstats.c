@@ -84,25 +84,38 @@ void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion,
             if (es[e].i != 0) A[es[e].i] = 0.0f;       /* never the [CLS] row's own entry */
         free(es);
     }
-    /* Â = (A + I)/2, rows renormalised; then R ← Â·R into a fresh buffer (every row of the
-     * product reads all of R) */
-    double *row = xmalloc((size_t)T * sizeof(double));
-    float *out = xmalloc(TT * sizeof(float));
+    vstats_rollout_norm(A, T);
+    vstats_rollout_product(R, A, T);
+}
+
+void vstats_rollout_norm(float *A, int T)
+{
     for (int i = 0; i < T; i++) {
         float *a = A + (size_t)i * T;
         a[i] += 1.0f;
         double s = 0.0;
         for (int j = 0; j < T; j++) s += 0.5 * a[j];
-        for (int j = 0; j < T; j++) row[j] = 0.0;
+        const double r = s > 0 ? 0.5 / s : 0.0;
+        for (int j = 0; j < T; j++) a[j] = (float)(a[j] * r);
+    }
+}
+
+/* R ← Â·R into a fresh buffer (every row of the product reads all of R), in double */
+void vstats_rollout_product(float *R, const float *Ah, int T)
+{
+    double *row = xmalloc((size_t)T * sizeof(double));
+    float *out = xmalloc((size_t)T * T * sizeof(float));
+    for (int i = 0; i < T; i++) {
+        for (int c = 0; c < T; c++) row[c] = 0.0;
         for (int j = 0; j < T; j++) {
-            const double w = s > 0 ? 0.5 * a[j] / s : 0.0;
+            const double w = Ah[(size_t)i * T + j];
             if (w == 0.0) continue;
             const float *rj = R + (size_t)j * T;
             for (int c = 0; c < T; c++) row[c] += w * rj[c];
         }
         for (int c = 0; c < T; c++) out[(size_t)i * T + c] = (float)row[c];
     }
-    memcpy(R, out, TT * sizeof(float));
+    memcpy(R, out, (size_t)T * T * sizeof(float));
     free(out);
     free(row);
 }

@@ -34,4 +34,10 @@ void vstats_rollout_init(float *R, int T);
  * step with NH on maps. */
 void vstats_fuse(float *A, const float *maps, int NH, int T, int fusion);
 void vstats_rollout_step(float *R, const float *maps, int NH, int T, int fusion, double discard, float *work);
+/* The step's two halves: A (T, T) in place to Â = (A + I)/2 with rows renormalised (the diagonal's
+ * A + 1 rounded to float, the row sums s in double, each value times 0.5/s in double then rounded
+ * to float: the CUDA kernels' arithmetic; a row summing to 0 stays 0),
+ * then R ← Â·R in double. */
+void vstats_rollout_norm(float *A, int T);
+void vstats_rollout_product(float *R, const float *Ah, int T);
 #endif

@@ -325,7 +325,7 @@ static void report_elem(const char *what, const float *got, const float *want, s
  * of the exact ones; the means too, their terms all ≥ 0); bf16_exact and fp32 by the second pass
  * over the scores. */
 static void test_attention_vision(backend *g, int dt, int B, int npre, int gh, int gw, int NH, int HS, float qscale,
-                                  int fusion)
+                                  int fusion, int roll)
 {
     const int T = npre + gh * gw, np = gh * gw, patch = 16, C = NH * HS, ld = 3 * C;
     const int fp32 = g != gpu_bf16 && g != bf16_exact, kept = g == gpu_bf16;
@@ -336,7 +336,7 @@ static void test_attention_vision(backend *g, int dt, int B, int npre, int gh, i
     float *qkv = rand_qkv(&s, qscale, !fp32);
     float *out = xmalloc(n * 4), *st = xmalloc(bh * STAT_N * 4);
     float *dist = xmalloc(bh * 4), *loc = xmalloc(bh * 4), *cls = xmalloc(bh * np * 4), *map = xmalloc(B * TT * 4);
-    const attn_vis cv = {npre, gh, gw, patch, fusion, dist, loc, cls, map, 0};
+    const attn_vis cv = {npre, gh, gw, patch, fusion, dist, loc, cls, map, 0, roll};
     const attn_tokens ctok = {0, NULL, NULL, NULL, &cv};
     cpu->attention_stats(cpu, out, qkv, qkv + C, qkv + 2 * C, DT_F32, ld, lens, NULL, B, T, NH, NH, HS, 0, 0, 1, st, &ctok);
     const size_t es = dt == DT_BF16 ? 2 : 4;
@@ -347,12 +347,12 @@ static void test_attention_vision(backend *g, int dt, int B, int npre, int gh, i
     int32_t *d_len = to_dev(lens, B * 4);
     float *d_dist = g->alloc(g, bh * 4), *d_loc = g->alloc(g, bh * 4), *d_cls = g->alloc(g, bh * np * 4);
     float *d_map = g->alloc(g, B * TT * 4);
-    const attn_vis gv = {npre, gh, gw, patch, fusion, d_dist, d_loc, d_cls, d_map, 0};
+    const attn_vis gv = {npre, gh, gw, patch, fusion, d_dist, d_loc, d_cls, d_map, 0, roll};
     const attn_tokens gtok = {0, NULL, NULL, NULL, &gv};
     char what[160];
-    snprintf(what, sizeof what, "%s vision B=%d T=%d (%d + %dx%d) NH=%d HS=%d fusion=%d",
+    snprintf(what, sizeof what, "%s vision B=%d T=%d (%d + %dx%d) NH=%d HS=%d fusion=%d%s",
              fp32 ? "fp32 3xTF32" : kept ? "bf16 kept fp16 p" : "bf16 second pass",
-             B, T, npre, gh, gw, NH, HS, fusion);
+             B, T, npre, gh, gw, NH, HS, fusion, roll ? ", the map as the rollout's Â" : "");
     if (!g->vision_fused_ok(g, T, NH, HS)) {
         printf("FAIL %s: vision_fused_ok refuses it\n", what);
         failures++;
@@ -502,27 +502,36 @@ vision:
          * tokens on a non-square grid, a grid of one patch, ViT at 384 and 512 pixels (1 + 24 x 24,
          * 1 + 32 x 32), heads of 32, 64 and 128; each fusion */
         for (int f = 0; f < 3; f++) {
-            test_attention_vision(bf16, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f);
-            test_attention_vision(bf16_exact, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f);
-            test_attention_vision(gpu, DT_F32, 3, 1, 14, 14, 4, 64, 1, f);
+            test_attention_vision(bf16, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f, 0);
+            test_attention_vision(bf16_exact, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f, 0);
+            test_attention_vision(gpu, DT_F32, 3, 1, 14, 14, 4, 64, 1, f, 0);
         }
-        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 0);     /* peaked rows */
-        test_attention_vision(bf16_exact, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 0);
-        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 16, 2);    /* very peaked: fp16 subnormals */
-        test_attention_vision(gpu, DT_F32, 2, 2, 5, 7, 3, 32, 8, 1);
-        test_attention_vision(bf16, DT_BF16, 2, 1, 1, 1, 2, 64, 1, 0);
-        test_attention_vision(gpu, DT_F32, 2, 1, 9, 9, 2, 128, 2, 0);
-        test_attention_vision(bf16, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0);
-        test_attention_vision(bf16_exact, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0);
-        test_attention_vision(bf16, DT_BF16, 2, 1, 14, 14, 12, 64, 4, 0);   /* ViT-B's heads, peaked */
-        test_attention_vision(gpu, DT_F32, 1, 1, 24, 24, 2, 64, 1, 2);
-        test_attention_vision(bf16, DT_BF16, 1, 1, 32, 32, 3, 64, 1, 1);
+        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 0, 0);     /* peaked rows */
+        test_attention_vision(bf16_exact, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 0, 0);
+        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 16, 2, 0);    /* very peaked: fp16 subnormals */
+        test_attention_vision(gpu, DT_F32, 2, 2, 5, 7, 3, 32, 8, 1, 0);
+        test_attention_vision(bf16, DT_BF16, 2, 1, 1, 1, 2, 64, 1, 0, 0);
+        test_attention_vision(gpu, DT_F32, 2, 1, 9, 9, 2, 128, 2, 0, 0);
+        test_attention_vision(bf16, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0, 0);
+        test_attention_vision(bf16_exact, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0, 0);
+        test_attention_vision(bf16, DT_BF16, 2, 1, 14, 14, 12, 64, 4, 0, 0);   /* ViT-B's heads, peaked */
+        test_attention_vision(gpu, DT_F32, 1, 1, 24, 24, 2, 64, 1, 2, 0);
+        test_attention_vision(bf16, DT_BF16, 1, 1, 32, 32, 3, 64, 1, 1, 0);
         /* a large grid on the fused path (ViT-B/16 at 768 x 768 pixels, 1 + 48 x 48): the displacement
          * table (< 48 bytes a token) still fits beside the key tiles, on an A100 too */
-        test_attention_vision(bf16, DT_BF16, 1, 1, 48, 48, 2, 64, 1, 0);
-        test_attention_vision(bf16_exact, DT_BF16, 1, 1, 48, 48, 2, 64, 1, 0);
-        test_attention_vision(bf16, DT_BF16, 2, 1, 14, 14, 4, 128, 1, 1);
-        test_attention_vision(bf16, DT_F32, 2, 1, 14, 14, 4, 64, 1, 0);    /* bf16 backend, fp32 q k v */
+        test_attention_vision(bf16, DT_BF16, 1, 1, 48, 48, 2, 64, 1, 0, 0);
+        test_attention_vision(bf16_exact, DT_BF16, 1, 1, 48, 48, 2, 64, 1, 0, 0);
+        test_attention_vision(bf16, DT_BF16, 2, 1, 14, 14, 4, 128, 1, 1, 0);
+        /* the map as the rollout's Â (vis->roll): kept (one key group a lane at T = 197; read back
+         * at T = 577), the second pass and fp32 (then normalised in place) */
+        for (int f = 0; f < 2; f++) {
+            test_attention_vision(bf16, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f, 1);
+            test_attention_vision(bf16_exact, DT_BF16, 3, 1, 14, 14, 4, 64, 1, f, 1);
+            test_attention_vision(gpu, DT_F32, 3, 1, 14, 14, 4, 64, 1, f, 1);
+        }
+        test_attention_vision(bf16, DT_BF16, 1, 1, 24, 24, 12, 64, 1, 0, 1);
+        test_attention_vision(bf16, DT_BF16, 2, 2, 5, 7, 3, 32, 8, 2, 1);
+        test_attention_vision(bf16, DT_F32, 2, 1, 14, 14, 4, 64, 1, 0, 0);    /* bf16 backend, fp32 q k v */
     } else {
         printf("FAIL fused attention: not available on this GPU with --precision bf16\n");
         failures++;

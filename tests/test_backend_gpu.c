@@ -186,6 +186,55 @@ static void test_linear_act(backend *g, int act, const char *name, int gelu_tanh
     free(in); free(W); free(b); free(want); free(inb);
 }
 
+/* linear_add (a pre-norm model's residual add in the GEMM's epilogue: s = bf16(s + in·Wᵀ + b))
+ * against the CPU's linear y added to s in double, on bf16-exact inputs, weights, bias and stream:
+ * each element within 2^-8 of |s + y| and of |y| + 1e-5 absolute (cuBLASLt's bf16 epilogue rounds
+ * the branch before it adds s, as transformers does: two roundings, each within 2^-9 of its
+ * value; fp32 sums in another order). How many elements equal bf16(s + bf16(y)) (transformers'
+ * two roundings) and bf16(s + y) (one) is printed. And an fp32 backend has none (or declines). */
+static void test_linear_add(backend *g, int M, int K, int N, int bias)
+{
+    float *in = rand_vec((size_t)M * K, -1, 1), *W = rand_vec((size_t)N * K, -1, 1), *b = rand_vec(N, -1, 1);
+    float *s0 = rand_vec((size_t)M * N, -4, 4);
+    for (size_t i = 0; i < (size_t)M * K; i++) in[i] = bf16_round(in[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = bf16_round(W[i] * 0.125f);   /* branches of order 1 */
+    for (int i = 0; i < N; i++) b[i] = bf16_round(b[i]);
+    for (size_t i = 0; i < (size_t)M * N; i++) s0[i] = bf16_round(s0[i]);
+    float *y = xmalloc((size_t)M * N * 4);
+    cpu->linear(cpu, y, DT_F32, in, DT_F32, W, bias ? b : NULL, M, K, N);
+    uint16_t *inb = to_bf16_bits(in, (size_t)M * K), *sb = to_bf16_bits(s0, (size_t)M * N);
+    void *d_in = to_dev(inb, (size_t)M * K * 2), *d_s = to_dev(sb, (size_t)M * N * 2);
+    float *d_W = to_dev(W, (size_t)N * K * 4), *d_b = to_dev(b, N * 4);
+    const int done = g->linear_add && g->linear_add(g, d_s, d_in, DT_BF16, d_W, bias ? d_b : NULL, M, K, N);
+    char what[96];
+    snprintf(what, sizeof what, "bf16 M=%d K=%d N=%d%s", M, K, N, bias ? " + bias" : "");
+    if (!done) {
+        printf("FAIL linear_add %s: declined\n", what);
+        failures++;
+    } else {
+        uint16_t *h = to_host(d_s, (size_t)M * N * 2);
+        float *got = from_bf16_bits(h, (size_t)M * N);
+        double worst = 0, moved = 0;   /* the largest error over its allowance; the largest change of s */
+        size_t two = 0, one = 0;
+        for (size_t i = 0; i < (size_t)M * N; i++) {
+            const double want = (double)s0[i] + y[i], d = fabs(got[i] - want);
+            const double allow = (fabs(want) + fabs(y[i])) / 256 + 1e-5;
+            if (!(d / allow <= worst)) worst = d / allow;
+            if (fabs(got[i] - s0[i]) > moved) moved = fabs(got[i] - s0[i]);
+            two += got[i] == bf16_round(s0[i] + bf16_round(y[i]));
+            one += got[i] == bf16_round(s0[i] + y[i]);
+        }
+        const int ok = worst <= 1 && moved > 0.1;
+        printf("%s linear_add %s: worst error / allowance %.3f (allowance 2^-8·(|s + y| + |y|) + 1e-5), largest change of "
+               "s %.3g; equal to bf16(s + bf16(y)) %.1f%%, to bf16(s + y) %.1f%%\n", ok ? "ok  " : "FAIL", what, worst, moved,
+               100.0 * two / ((double)M * N), 100.0 * one / ((double)M * N));
+        failures += !ok;
+        free(h); free(got);
+    }
+    g->free(g, d_in); g->free(g, d_s); g->free(g, d_W); g->free(g, d_b);
+    free(in); free(W); free(b); free(s0); free(y); free(inb); free(sb);
+}
+
 /* activation in place on bf16 (the MLP's hidden layer of the fused path) */
 /* Each element against its own magnitude. GELU over [-10, 10], its negative tail included, against
  * x·erfc(−x/√2)/2 in double: the CPU's (and PyTorch's) 0.5·x·(1 + erf(x/√2)) cancels there (from
@@ -492,6 +541,15 @@ int main(void)
     {   /* an fp32 backend declines */
         const int d = gpu->linear_act && gpu->linear_act(gpu, NULL, DT_BF16, NULL, DT_BF16, NULL, NULL, 1, 1, 1, ACT_GELU_TANH);
         printf("%s linear_act on the fp32 backend declines: %d (want 0)\n", d ? "FAIL" : "ok  ", d);
+        failures += d;
+    }
+
+    test_linear_add(bf16, 130, 256, 384, 1);
+    test_linear_add(bf16, 257, 768, 768, 1);                /* ViT-B's out projection */
+    test_linear_add(bf16, 300, 3072, 768, 0);               /* a down projection without bias (Llama) */
+    {   /* the fp32 backend has none, or declines */
+        const int d = gpu->linear_add && gpu->linear_add(gpu, NULL, NULL, DT_BF16, NULL, NULL, 1, 1, 1);
+        printf("%s linear_add on the fp32 backend declines: %d (want 0)\n", d ? "FAIL" : "ok  ", d);
         failures += d;
     }
 

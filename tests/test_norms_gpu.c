@@ -84,17 +84,18 @@ static void test_layernorm_bf16_stream(int M, int C, int with_f32)
     free(x); free(w); free(b); free(r); free(want); free(xb); free(rb); free(h); free(got);
 }
 
-/* add_norm_stream (a pre-norm model's bf16 stream under bf16): the stream s = bf16(x0) (start) or
- * bf16(s + res) bit for bit against the host's rounding of the same float add; the norm of the
- * rounded stream, its bf16 copy and the rows' norms against the CPU's add_norm of those rounded
- * values; with xn NULL the same stream and copy. */
+/* add_norm_stream (a pre-norm model's bf16 stream under bf16): the stream s = bf16(x0) (start 1) or
+ * bf16(s + res) (start 0) bit for bit against the host's rounding of the same float add, or with
+ * neither (start 2: linear_add added the branch) s as it is; the norm of the rounded stream, its
+ * bf16 copy and the rows' norms against the CPU's add_norm of those rounded values; with xn NULL
+ * the same stream and copy. */
 static void test_add_norm_stream(int M, int C, int rms, int bias, int start, int no_w)
 {
     const size_t n = (size_t)M * C;
     float *x = rand_vec(n, 2, 8), *w = rand_vec(C, 0.5f, 1.5f), *b = rand_vec(C, -1, 1), *r = rand_vec(n, -3, 3);
     for (size_t i = 0; i < n; i++) {
         r[i] = bf16_round(r[i]);
-        if (!start) x[i] = bf16_round(x[i]);           /* the stream before the step holds bf16 values */
+        if (start != 1) x[i] = bf16_round(x[i]);       /* the stream before the step holds bf16 values */
     }
     float *sref = xmalloc(n * 4), *wn = xmalloc(n * 4), *cnorm = xmalloc((size_t)M * 4);
     for (size_t i = 0; i < n; i++) sref[i] = bf16_round(start ? x[i] : x[i] + r[i]);
@@ -102,8 +103,8 @@ static void test_add_norm_stream(int M, int C, int rms, int bias, int start, int
     memcpy(tmp, sref, n * 4);
     cpu->add_norm(cpu, tmp, wn, NULL, NULL, DT_F32, no_w ? NULL : w, bias ? b : NULL, M, C, 1e-6f, rms, cnorm);
     uint16_t *xbits = to_bf16_bits(x, n), *rbits = to_bf16_bits(r, n), *want_s = to_bf16_bits(sref, n);
-    float *d_x0 = start ? to_dev(x, n * 4) : NULL, *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
-    void *d_s = start ? gpu_bf16->alloc(gpu_bf16, n * 2) : to_dev(xbits, n * 2), *d_r = start ? NULL : to_dev(rbits, n * 2);
+    float *d_x0 = start == 1 ? to_dev(x, n * 4) : NULL, *d_w = to_dev(w, C * 4), *d_b = to_dev(b, C * 4);
+    void *d_s = start == 1 ? gpu_bf16->alloc(gpu_bf16, n * 2) : to_dev(xbits, n * 2), *d_r = start ? NULL : to_dev(rbits, n * 2);
     void *d_nb = gpu_bf16->alloc(gpu_bf16, n * 2);
     float *d_n = gpu_bf16->alloc(gpu_bf16, n * 4), *d_norm = gpu_bf16->alloc(gpu_bf16, (size_t)M * 4);
     gpu_bf16->add_norm_stream(gpu_bf16, d_s, d_x0, d_nb, d_n, d_r, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f, rms,
@@ -112,7 +113,7 @@ static void test_add_norm_stream(int M, int C, int rms, int bias, int start, int
     float *gn = to_host(d_n, n * 4), *gnorm = to_host(d_norm, (size_t)M * 4);
     char what[128];
     snprintf(what, sizeof what, "%s M=%d C=%d%s%s", no_w ? "add only" : rms ? "rms" : "layer", M, C, bias ? " bias" : "",
-             start ? " (start from float32)" : " + bf16 res");
+             start == 1 ? " (start from float32)" : start ? " (the stream as it is)" : " + bf16 res");
     const int sdiff = memcmp(gs, want_s, n * 2) != 0;
     printf("%s add_norm_stream %s: the stream %s (tol 0: one float add, rounded to nearest even)\n",
            sdiff ? "FAIL" : "ok  ", what, sdiff ? "differs" : "bit-identical");
@@ -124,7 +125,7 @@ static void test_add_norm_stream(int M, int C, int rms, int bias, int start, int
     printf("%s add_norm_stream   bf16 copy of xn: %s (tol 0)\n", bdiff ? "FAIL" : "ok  ", bdiff ? "differs" : "bit-identical");
     failures += bdiff;
     /* xn NULL (the copy alone, as the forward asks): the same stream and copy */
-    void *d_s2 = start ? gpu_bf16->alloc(gpu_bf16, n * 2) : to_dev(xbits, n * 2), *d_nb2 = gpu_bf16->alloc(gpu_bf16, n * 2);
+    void *d_s2 = start == 1 ? gpu_bf16->alloc(gpu_bf16, n * 2) : to_dev(xbits, n * 2), *d_nb2 = gpu_bf16->alloc(gpu_bf16, n * 2);
     gpu_bf16->add_norm_stream(gpu_bf16, d_s2, d_x0, d_nb2, NULL, d_r, no_w ? NULL : d_w, bias ? d_b : NULL, M, C, 1e-6f,
                               rms, NULL);
     uint16_t *gs2 = to_host(d_s2, n * 2), *gb2 = to_host(d_nb2, n * 2);
@@ -250,6 +251,8 @@ int main(void)
         test_add_norm_stream(257, 768, rms, 0, 1, 0);
         test_add_norm_stream(65, 2048, rms, 1, 0, 0);
         test_add_norm_stream(33, 5120, rms, 1, 0, 0);
+        test_add_norm_stream(257, 768, rms, 1, 2, 0);       /* the norm alone (linear_add's step) */
+        test_add_norm_stream(130, 37, rms, 0, 2, 0);
     }
     test_add_norm_stream(130, 37, 0, 0, 1, 1);
     test_add_norm_stream(257, 768, 0, 0, 0, 1);

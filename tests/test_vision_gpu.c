@@ -7,6 +7,7 @@
  * Built without CUDA, or run without a device: SKIP, exit 0. Exits non-zero on any failure. */
 #include "backend.h"
 #include "util.h"
+#include "vstats.h"
 #include <stdio.h>
 
 #ifndef ATTNSCOPE_CUDA
@@ -55,26 +56,33 @@ static void test_stats(const char *what, int B, int NH, const vgrid *g)
     free(P); free(d1); free(d2); free(l1); free(l2); free(c1); free(c2);
 }
 
-/* layers steps of the rollout from the identity, CPU and GPU side by side */
-static void test_rollout(const char *what, int B, int NH, int T, int layers, int fusion, double discard, int levels)
+/* layers steps of the rollout from the identity, CPU and GPU side by side; ready: each step's map
+ * given as Â (one map an image, made by vstats_rollout_norm as the fused kernel's vis->roll
+ * gives it), the product alone */
+static void test_rollout(const char *what, int B, int NH, int T, int layers, int fusion, double discard, int levels,
+                         int ready)
 {
+    if (ready) NH = 1;
     const size_t TT = (size_t)T * T, n = (size_t)B * TT;
     float *R1 = xmalloc(n * 4), *R1b = xmalloc(n * 4);
     float *d_R[2] = {gpu->alloc(gpu, n * 4), gpu->alloc(gpu, n * 4)};
     int cur = 0;
     for (int l = 0; l < layers; l++) {
-        float *P = rand_probs(B, NH, T, levels), *d_P = to_dev(P, (size_t)B * NH * TT * 4);
-        cpu->rollout_step(cpu, R1b, l ? R1 : NULL, P, B, NH, T, fusion, discard);
+        float *P = rand_probs(B, NH, T, levels);
+        if (ready)
+            for (int b = 0; b < B; b++) vstats_rollout_norm(P + b * TT, T);
+        float *d_P = to_dev(P, (size_t)B * NH * TT * 4);
+        cpu->rollout_step(cpu, R1b, l ? R1 : NULL, P, B, NH, T, fusion, discard, ready);
         memcpy(R1, R1b, n * 4);
-        gpu->rollout_step(gpu, d_R[!cur], l ? d_R[cur] : NULL, d_P, B, NH, T, fusion, discard);
+        gpu->rollout_step(gpu, d_R[!cur], l ? d_R[cur] : NULL, d_P, B, NH, T, fusion, discard, ready);
         cur = !cur;
         gpu->free(gpu, d_P);
         free(P);
     }
     float *R2 = to_host(d_R[cur], n * 4);
     char w[160];
-    snprintf(w, sizeof w, "%s B=%d NH=%d T=%d layers=%d fusion=%d discard=%.2f%s", what, B, NH, T, layers, fusion,
-             discard, levels ? " tied" : "");
+    snprintf(w, sizeof w, "%s B=%d NH=%d T=%d layers=%d fusion=%d discard=%.2f%s%s", what, B, NH, T, layers, fusion,
+             discard, levels ? " tied" : "", ready ? " (maps given as Â)" : "");
     report("rollout", w, compare(R2, R1, n), 2e-6, 0, "fp32 GEMM against double sums");
     size_t zeros1 = 0, zeros2 = 0;
     for (size_t i = 0; i < n; i++) { zeros1 += R1[i] == 0; zeros2 += R2[i] == 0; }
@@ -186,12 +194,15 @@ int main(void)
     test_stats("DeiT 5x7 two prefix", 2, 3, &deit);
     test_stats("one patch", 2, 2, &one);
     for (int fusion = 0; fusion < 3; fusion++) {
-        test_rollout("ViT", 3, 12, 197, 1, fusion, 0.0, 0);
-        test_rollout("ViT", 3, 12, 197, 4, fusion, 0.0, 0);
-        test_rollout("ViT", 2, 4, 197, 3, fusion, 0.9, 0);
-        test_rollout("DeiT", 2, 3, 37, 3, fusion, 0.5, 4);   /* many tied values at the threshold */
+        test_rollout("ViT", 3, 12, 197, 1, fusion, 0.0, 0, 0);
+        test_rollout("ViT", 3, 12, 197, 4, fusion, 0.0, 0, 0);
+        test_rollout("ViT", 2, 4, 197, 3, fusion, 0.9, 0, 0);
+        test_rollout("DeiT", 2, 3, 37, 3, fusion, 0.5, 4, 0);   /* many tied values at the threshold */
     }
-    test_rollout("small", 2, 2, 5, 2, 1, 1.0, 2);              /* every entry but [CLS]'s own discarded */
+    test_rollout("small", 2, 2, 5, 2, 1, 1.0, 2, 0);              /* every entry but [CLS]'s own discarded */
+    test_rollout("ViT", 3, 12, 197, 1, 0, 0.0, 0, 1);          /* the maps as Â: the first layer's copy */
+    test_rollout("ViT", 3, 12, 197, 4, 0, 0.0, 0, 1);
+    test_rollout("DeiT", 2, 3, 37, 3, 0, 0.0, 4, 1);
     test_patch(3, 3, 224, 224, 16);
     test_patch(2, 3, 48, 40, 8);
     test_patch(2, 1, 31, 22, 5);     /* remainders ignored, single floats */

@@ -46,7 +46,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="--save: pixels.h5 holds the images this many times "
                     "(long runs without the cost of drawing more random numbers)")
     ap.add_argument("--batches", default="16,32,64")
-    ap.add_argument("--reps", type=int, default=8, help="timed batches per batch size")
+    ap.add_argument("--reps", type=int, default=8, help="timed batches per batch size (a burst of 8 runs at the clocks "
+                    "of a cool GPU; vision_sustained.sh times as many images as attnscope's run)")
+    ap.add_argument("--only", choices=["peer", "sdpa"], help="time only the peer, or only the SDPA forward")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
@@ -102,10 +104,12 @@ def main():
 
     print(f"peer: transformers {transformers.__version__}, torch {torch.__version__}, {torch.cuda.get_device_name(0)}, {args.dtype}")
     for name, impl, fn in (("eager + attentions + rollout/CLS/distance", "eager", peer), ("SDPA forward", "sdpa", sdpa)):
+        if args.only and args.only != impl.replace("eager", "peer"):
+            continue
         m.set_attn_implementation(impl)
         for B in [int(b) for b in args.batches.split(",")]:
             ips = images_per_second(torch, fn, torch.randn(B, 3, 224, 224, device="cuda", dtype=dt), args.reps)
-            print(f"  {name:44s} B={B:3d}: {ips:9.1f} images/s", flush=True)
+            print(f"  {name:44s} B={B:3d}: {ips:9.1f} images/s ({args.reps * B} images)", flush=True)
 
 
 if __name__ == "__main__":
