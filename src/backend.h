@@ -61,9 +61,10 @@ struct backend {
      * (cuBLASLt has no erf GELU) */
     int (*linear_act)(backend *be, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
                       int K, int N, int act);
-    /* linear added into out: s (M, N) bf16 = bf16(s + in (M, K) · W (N, K)ᵀ + b) — a pre-norm model's residual add in the GEMM's epilogue, where the stream
-     *   is bf16 (add_norm_stream then only normalises it). Returns 1 when done so, 0 when this
-     *   backend cannot (nothing done: the caller runs linear and add_norm_stream). NULL: never.
+    /* linear added into s: s (M, N) bf16 = bf16(s + in (M, K) · W (N, K)ᵀ + b) — a pre-norm
+     *   model's residual add in the GEMM's epilogue, where the stream is bf16 (add_norm_stream then
+     *   only normalises it). Returns 1 when done so, 0 when this backend cannot (nothing done: the
+     *   caller runs linear and add_norm_stream). NULL: never.
      *   (transformers rounds the branch to bf16 first, then the sum; cuBLASLt's bf16 epilogue may
      *   do the same or round once: either is within half an ulp of the branch of the other.) */
     int (*linear_add)(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N);
@@ -104,8 +105,9 @@ struct backend {
      *   model's residual stream in bf16 under bf16_acts, as transformers' bf16 model keeps it.
      *   s (M, C) bf16 = bf16(x0) when x0 (float32) is not NULL (the stream's start), else bf16(s +
      *   res), res (M, C) bf16 (one float add of the two values, rounded once to nearest even), or
-     *   with neither s as it is (not written: linear_add added the branch); then xn_bf16 and xn (each may be NULL) = norm(s)·w (+ b) as add_norm, from s's
-     *   rounded values, and norms (or NULL) the L2 norms of s's rows. */
+     *   with neither s as it is (not written: linear_add added the branch); then xn_bf16 and xn
+     *   (each may be NULL) = norm(s)·w (+ b) as add_norm, from s's rounded values, and norms (or
+     *   NULL) the L2 norms of s's rows. */
     void (*add_norm_stream)(backend *be, void *s, const float *x0, void *xn_bf16, float *xn, const void *res,
                             const float *w, const float *b, int M, int C, float eps, int rms, float *norms);
     /* Rotary embeddings in place, HF's rotate_half layout: x has T rows of ld elements of type dt,

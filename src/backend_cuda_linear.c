@@ -124,17 +124,18 @@ done:
 
 /* --precision bf16: bf16 inputs (converted here when idt is DT_F32) and weights, fp32 accumulation,
  * output in odt with the bias (bf16 output: a bf16 copy of the bias, as cuBLASLt wants the
- * output's type) added by the epilogue; act >= 0: then act in the epilogue too — returns 0 (nothing
- * done) when cuBLASLt has no plan for that */
+ * output's type) added by the epilogue; act >= 0: then act in the epilogue too; acc: added to out
+ * (beta = 1, out in place as C; linear_add) — act and acc return 0 (nothing done) when cuBLASLt
+ * has no plan for them */
 static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt, const float *W, const float *b, int M,
-                       int K, int N, int act)
+                       int K, int N, int act, int acc)
 {
     const float one = 1.0f, zero = 0.0f;
     const cudaDataType_t d = odt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     lt_plan *p = c->use_lt && c->workspace
-                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d, 0)
+                     ? lt_plan_of(c, M, K, N, epilogue_of(b != NULL, act), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, d, acc)
                      : NULL;
-    if (!p && act >= 0) return 0;                     /* (before any conversion: the caller does it all) */
+    if (!p && (act >= 0 || acc)) return 0;            /* (before any conversion: the caller does it all) */
     if (idt == DT_F32) {
         void *inb = cuda_scratch(c, SCR_BF16, (size_t)M * K * 2);
         cuda_f32_to_bf16(inb, in, (size_t)M * K);
@@ -145,8 +146,8 @@ static int linear_bf16(cuda_ctx *c, void *out, int odt, const void *in, int idt,
         const void *bias = b && odt == DT_BF16 ? cuda_derived_of(c, b, N, 1) : b;
         if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         if (!p->tuned && c->tune) lt_tune(c, p, Wb, in, out, (size_t)M * N * (odt == DT_BF16 ? 2 : 4));
-        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &zero, out, p->c, out, p->c, &p->algo,
-                                c->workspace, LT_WORKSPACE, 0));
+        CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, acc ? &one : &zero, out, p->c, out, p->c,
+                                &p->algo, c->workspace, LT_WORKSPACE, 0));
         return 1;
     }
     CHECK_CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, Wb, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
@@ -162,7 +163,7 @@ void cuda_linear(backend *be, void *out_, int odt, const void *in_, int idt, con
                         int K, int N)
 {
     cuda_ctx *c = be->ctx;
-    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N, -1); return; }
+    if (c->precision == 2) { linear_bf16(c, out_, odt, in_, idt, W, b, M, K, N, -1, 0); return; }
     if (odt != DT_F32 || idt != DT_F32) check_fail(__FILE__, __LINE__, "cuda_linear", "bf16 activations need --precision bf16");
     float *out = out_;
     const float *in = in_;
@@ -222,24 +223,15 @@ int cuda_linear_act(backend *be, void *out, int odt, const void *in, int idt, co
     cuda_ctx *c = be->ctx;
     if (c->precision != 2 || odt != DT_BF16) return 0;
     if (!(act == ACT_GELU_TANH || act == ACT_RELU || (act == ACT_GELU && be->gelu_tanh))) return 0;
-    return linear_bf16(c, out, odt, in, idt, W, b, M, K, N, act);
+    return linear_bf16(c, out, odt, in, idt, W, b, M, K, N, act, 0);
 }
 
-/* linear_add: under bf16, s (bf16) += in · Wᵀ + b with beta = 1 on s in place (C = D), the bias in
- * the epilogue (test_backend_gpu prints whether the branch is rounded before the add, as
- * transformers does). Only with a cuBLASLt plan: 0 otherwise, nothing done. */
+/* linear_add: under bf16, s (bf16) += in · Wᵀ + b with beta = 1 on s in place, the bias in the
+ * epilogue (test_backend_gpu prints whether the branch is rounded before the add, as transformers
+ * does) */
 int cuda_linear_add(backend *be, void *s, const void *in, int idt, const float *W, const float *b, int M, int K, int N)
 {
     cuda_ctx *c = be->ctx;
-    if (c->precision != 2 || idt != DT_BF16 || !c->use_lt || !c->workspace) return 0;
-    lt_plan *p = lt_plan_of(c, M, K, N, epilogue_of(b != NULL, -1), CUBLAS_COMPUTE_32F, K, CUDA_R_16BF, CUDA_R_16BF, 1);
-    if (!p) return 0;
-    const float one = 1.0f;
-    const void *Wb = cuda_derived_of(c, W, N, K);
-    const void *bias = b ? cuda_derived_of(c, b, N, 1) : NULL;
-    if (b) CHECK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    CHECK_LT(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, in, p->b, &one, s, p->c, s, p->c, &p->algo, c->workspace,
-                            LT_WORKSPACE, 0));
-    return 1;
+    return c->precision == 2 && idt == DT_BF16 && linear_bf16(c, s, DT_BF16, in, idt, W, b, M, K, N, -1, 1);
 }
 #endif

@@ -75,6 +75,10 @@ static void scatter_layer(collect *c, const int *idx, int w0, int layer, int B, 
     for (int b = 0; b < B; b++) scatter_layer_one(c, idx, w0, layer, b, dist, loc, cls);
 }
 
+/* without a discard the fused path's map is the rollout's Â already (attn_request vis_roll), one
+ * pass over it less; a discard ranks the fused map's raw values, so it takes them */
+static int roll_ready(const collect *c) { return c->o.rollout_discard <= 0; }
+
 /* the rollout's step of one layer from its maps (B, nh, T, T) in backend memory (the probabilities,
  * nh = NH, or the fused path's fused map, nh = 1), from --rollout-start; the product reaches the
  * host at the batch's end */
@@ -136,9 +140,7 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T)
                                 sizeof(float), "out of host memory for the vision outputs of a batch");
     req->vis_grid = &c->vgrid;
     req->vis_fusion = c->o.rollout_fusion;
-    /* (no discard: the fused kernel's map is the rollout's Â already, one pass over it less; a
-     * discard ranks the fused map's raw values, so it takes them) */
-    req->vis_roll = c->vis[VIS_ROLL] && c->o.rollout_discard <= 0;
+    req->vis_roll = c->vis[VIS_ROLL] && roll_ready(c);
     req->vis_out = st->vis;
     req->vis_map = collect_vision_map;
 }
@@ -146,7 +148,7 @@ void collect_vision_request(collect *c, attn_request *req, int B, int T)
 void collect_vision_map(void *user, int layer, const float *map, int B, int T)
 {
     collect *c = user;
-    if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T, c->o.rollout_discard <= 0);
+    if (c->vis[VIS_ROLL]) rollout_layer(c, layer, map, 1, B, T, roll_ready(c));
 }
 
 void collect_vision_batch_sent(collect *c, int B, int T)
